@@ -1,0 +1,1 @@
+"""Adapters: implementations of the ports in ``application.ports``, one package per technology."""

@@ -1,0 +1,1 @@
+"""Application services: orchestrate the domain through the ports, never an SDK."""

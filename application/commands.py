@@ -1,0 +1,194 @@
+"""Command services: load a stream, let the aggregate decide, save, retry on conflict.
+
+Every channel command goes through :class:`StockCommands`. It is safe to share between
+threads and cheap to call: commands on one stream in one process are serialised by a
+striped lock (so a hot SKU does not burn its time in conflict retries), while a
+conflict with another process is retried a bounded number of times with full jitter,
+re-reading the stream each time. Overdue reservations are expired before every
+decision, so a command never counts stock that an expired reservation still holds.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from application.ports import Clock, ConcurrencyConflict, StockItemStore
+from domain.errors import InvalidRequest
+from domain.identifiers import stream_name
+from domain.stock_item import Position, StockItem
+
+COUNT_CLOCK_SKEW_SECONDS = 300
+"""How far in the future a count's ``counted_at`` may be before it is refused."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded, jittered retry of optimistic-concurrency conflicts between processes."""
+
+    attempts: int = 12
+    base_delay: float = 0.002
+    max_delay: float = 0.1
+
+    def delay(self, attempt: int) -> float:
+        """Full-jitter exponential backoff: uniform in [0, min(max, base·2^attempt)]."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command did: the position after it and the events it recorded (maybe none)."""
+
+    position: Position
+    events: list[StockItem.Event] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.events)
+
+
+class _StripedLocks:
+    """A fixed set of locks shared by hash, so per-stream locking costs no bookkeeping."""
+
+    def __init__(self, stripes: int = 256) -> None:
+        self._locks = [threading.Lock() for _ in range(stripes)]
+
+    def for_stream(self, stream: str) -> threading.Lock:
+        return self._locks[zlib.crc32(stream.encode()) % len(self._locks)]
+
+
+class StockCommands:
+    """The channel commands of DESIGN §5, each one atomic on one SKU-location stream."""
+
+    def __init__(
+        self,
+        store: StockItemStore,
+        clock: Clock,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.retry = retry or RetryPolicy()
+        self._locks = _StripedLocks()
+
+    # ---------------------------------------------------------------- commands
+
+    def receive(
+        self,
+        sku: str,
+        location: str,
+        quantity: int,
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> CommandResult:
+        return self._execute(
+            sku, location, lambda item: item.receive(quantity, reference, idempotency_key)
+        )
+
+    def adjust(
+        self,
+        sku: str,
+        location: str,
+        delta: int,
+        reason: str,
+        idempotency_key: str | None = None,
+    ) -> CommandResult:
+        return self._execute(
+            sku, location, lambda item: item.adjust(delta, reason, idempotency_key)
+        )
+
+    def set_policy(
+        self, sku: str, location: str, safety_stock: int, oversell_buffer: int
+    ) -> CommandResult:
+        return self._execute(
+            sku, location, lambda item: item.set_policy(safety_stock, oversell_buffer)
+        )
+
+    def reserve(
+        self,
+        sku: str,
+        location: str,
+        order_id: str,
+        quantity: int,
+        channel: str,
+        ttl_seconds: int | None = None,
+    ) -> CommandResult:
+        def decide(item: StockItem) -> None:
+            expires_at = StockItem.expiry(self.clock.now(), ttl_seconds)
+            item.reserve(order_id, quantity, channel, expires_at)
+
+        return self._execute(sku, location, decide)
+
+    def release(self, sku: str, location: str, order_id: str) -> CommandResult:
+        return self._execute(sku, location, lambda item: item.release(order_id))
+
+    def fulfil(
+        self, sku: str, location: str, order_id: str, quantity: int | None = None
+    ) -> CommandResult:
+        return self._execute(sku, location, lambda item: item.fulfil(order_id, quantity))
+
+    def record_count(
+        self, sku: str, location: str, count_id: str, counted: int, counted_at: datetime
+    ) -> CommandResult:
+        """Apply a physical count taken at ``counted_at``; see ``StockItem.record_count``."""
+        now = self.clock.now()
+        if isinstance(counted_at, datetime) and counted_at.tzinfo is not None and (
+            (counted_at - now).total_seconds() > COUNT_CLOCK_SKEW_SECONDS
+        ):
+            raise InvalidRequest("counted_at must not be in the future", field="counted_at")
+
+        def decide(item: StockItem) -> None:
+            item.record_count(count_id, counted, counted_at, self._on_hand_at(item, counted_at))
+
+        return self._execute(sku, location, decide)
+
+    def expire_overdue(self, sku: str, location: str) -> CommandResult:
+        """Release the stream's overdue reservations (the periodic sweep calls this)."""
+        return self._execute(sku, location, lambda item: None)
+
+    # ---------------------------------------------------------------- mechanics
+
+    def _on_hand_at(self, item: StockItem, moment: datetime) -> int | None:
+        """On hand as the stream said at ``moment`` (None: now), from the events' positions."""
+        if not isinstance(moment, datetime) or moment.tzinfo is None:
+            return None  # the aggregate refuses it with a clear error
+        if item.version == 0 or moment >= item.modified_on:
+            return None
+        on_hand = 0
+        for event in self.store.events(item.sku, item.location, limit=item.version):
+            if event.timestamp > moment:
+                break
+            on_hand = event.on_hand
+        return on_hand
+
+    def _execute(
+        self, sku: str, location: str, decide: Callable[[StockItem], None]
+    ) -> CommandResult:
+        stream = stream_name(sku, location)
+        for attempt in range(self.retry.attempts):
+            with self._locks.for_stream(stream):
+                item = self.store.get(sku, location)
+                is_new = item is None
+                if item is None:
+                    item = StockItem.create(sku, location)
+                item.expire_overdue(self.clock.now())
+                decide(item)
+                if is_new and len(item.pending_events) == 1:
+                    # Nothing but the creation: a no-op on an unknown stream stores nothing.
+                    return CommandResult(Position.empty(sku, location))
+                if not item.pending_events:
+                    return CommandResult(item.position())
+                try:
+                    events = self.store.save(item)
+                except ConcurrencyConflict:
+                    if attempt + 1 == self.retry.attempts:
+                        raise
+                else:
+                    return CommandResult(item.position(), events)
+            time.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,271 @@
+"""The ports: every contract the application services need from the outside world.
+
+One module states them all, as ``eventsourcing.persistence`` does for its recorders.
+Each adapter (``adapters/sqlite``, ``adapters/cosmos``, the embedded broker, Service Bus)
+implements one or more of them, and proves it by passing the contract suite for that
+port in ``tests/contract``. The exceptions say *what kind* of failure happened, never
+which SDK raised it, so services and HTTP functions can act on them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from domain.stock_item import StockItem
+
+# --------------------------------------------------------------------- failures
+
+
+class StoreError(Exception):
+    """Base of the failures a store reports."""
+
+
+class ConcurrencyConflict(StoreError):
+    """Another writer appended to the stream first; re-read and decide again."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or is out of space or locked; nothing was written.
+
+    Callers may retry later (HTTP answers 503 with ``Retry-After``).
+    """
+
+
+class MultiStreamSave(StoreError):
+    """A save touched more than one stream; refused because only one partition is atomic."""
+
+
+# ------------------------------------------------------------------- event store
+
+
+class StockItemStore(ABC):
+    """Streams of ``StockItem`` events, one per SKU-location.
+
+    ``save`` appends the item's pending events atomically and only if nobody appended
+    since the item was read (optimistic concurrency on the stream version); the events
+    are then the outbox, so nothing else needs to be written in the same transaction.
+    """
+
+    @abstractmethod
+    def get(self, sku: str, location: str) -> StockItem | None:
+        """The current state of the stream, or None if it has no events."""
+
+    @abstractmethod
+    def save(self, item: StockItem) -> list[StockItem.Event]:
+        """Append the item's pending events in one atomic write and return them.
+
+        Raises ``ConcurrencyConflict`` if the stream moved on, ``StoreUnavailable`` if the
+        store cannot take the write. Either way nothing is written.
+        """
+
+    @abstractmethod
+    def events(
+        self, sku: str, location: str, *, after: int = 0, limit: int | None = None
+    ) -> list[StockItem.Event]:
+        """The stream's events with version > ``after``, oldest first."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default holds none."""
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """One committed event at its position in the store's commit order."""
+
+    position: int
+    event: StockItem.Event
+
+
+class OutboxReader(ABC):
+    """Reads committed events in commit order, for the relay of a store that has one.
+
+    Positions rise in commit order without interleaving (gaps allowed), so a reader that
+    remembers the last position it handled never skips a late commit.
+    """
+
+    @abstractmethod
+    def read_after(self, position: int, limit: int) -> Sequence[OutboxRecord]:
+        """Up to ``limit`` records with position > ``position``, in commit order."""
+
+    @abstractmethod
+    def max_position(self) -> int:
+        """The position of the last committed event (0 for an empty store)."""
+
+
+# ------------------------------------------------------------------------ clock
+
+
+class Clock(Protocol):
+    """Where services get "now" from, so expiry and counts are testable."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
+
+
+# -------------------------------------------------------------------- messaging
+
+
+class PublishFailed(Exception):
+    """The broker did not accept every message; the caller must publish them again."""
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot be reached; nothing was received or settled."""
+
+
+class LockLost(Exception):
+    """The message or session lock expired or was taken away; the settlement did not happen."""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message as a publisher hands it to the broker (Service Bus's ``ServiceBusMessage``).
+
+    ``message_id`` is deterministic (the event id) so the topic's duplicate detection
+    drops a re-publication; ``session_id`` is the stream, so order holds per SKU-location.
+    """
+
+    message_id: str
+    session_id: str
+    subject: str
+    body: bytes
+    content_type: str = "application/cloudevents+json"
+    application_properties: dict[str, str | int] = field(default_factory=dict)
+    scheduled_enqueue_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """A message as a receiver gets it under a peek-lock."""
+
+    message_id: str
+    session_id: str
+    subject: str
+    body: bytes
+    content_type: str
+    application_properties: dict[str, str | int]
+    delivery_count: int
+    sequence_number: int
+    enqueued_at: datetime
+    lock_token: str
+    dead_letter_reason: str | None = None
+    dead_letter_description: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionCounts:
+    """Point-in-time message counts of one subscription, for ops status and alerts."""
+
+    active: int
+    dead_lettered: int
+    scheduled: int = 0
+    oldest_active_enqueued_at: datetime | None = None
+
+
+class MessagePublisher(ABC):
+    """Publishes messages to a topic (the relay's and the dead-letter replay's port)."""
+
+    @abstractmethod
+    def publish(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
+        """Hand every message to the broker; returns only when all were accepted.
+
+        Raises ``PublishFailed`` (or ``BrokerUnavailable``) otherwise; some may then have
+        been accepted, so callers publish again and rely on duplicate detection.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default holds none."""
+
+
+class SessionReceiver(ABC):
+    """Holds one session of a subscription exclusively until closed (or its lock expires).
+
+    Messages of the session arrive in FIFO order; an abandoned message is the next one
+    delivered again, with a higher delivery count.
+    """
+
+    session_id: str
+
+    @abstractmethod
+    def receive(self, max_messages: int = 1, max_wait: float = 0.0) -> list[ReceivedMessage]:
+        """Up to ``max_messages`` messages of this session, waiting up to ``max_wait`` s."""
+
+    @abstractmethod
+    def complete(self, message: ReceivedMessage) -> None:
+        """Remove a handled message. Raises ``LockLost`` if the lock expired."""
+
+    @abstractmethod
+    def abandon(self, message: ReceivedMessage) -> None:
+        """Give a message back for redelivery (dead-lettered once over the maximum)."""
+
+    @abstractmethod
+    def dead_letter(self, message: ReceivedMessage, reason: str, description: str) -> None:
+        """Move a message to the subscription's dead-letter queue with a reason."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the session so another receiver may take it."""
+
+    def __enter__(self) -> SessionReceiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DeadLetterReceiver(ABC):
+    """Reads a subscription's dead-letter queue (not sessionful, as on Service Bus)."""
+
+    @abstractmethod
+    def receive(self, max_messages: int = 1, max_wait: float = 0.0) -> list[ReceivedMessage]:
+        """Up to ``max_messages`` dead-lettered messages under a peek-lock."""
+
+    @abstractmethod
+    def complete(self, message: ReceivedMessage) -> None:
+        """Remove a dead-lettered message (after it was replayed)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the receiver."""
+
+    def __enter__(self) -> DeadLetterReceiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MessageBroker(MessagePublisher):
+    """A topic with session subscriptions: the embedded broker and Service Bus both are one.
+
+    Topology (subscriptions, their filters, max delivery count, lock duration) is set up
+    by each adapter's own administration (Bicep on Azure), not through this port.
+    """
+
+    @abstractmethod
+    def accept_next_session(
+        self, topic: str, subscription: str, max_wait: float = 0.0
+    ) -> SessionReceiver | None:
+        """Lock the next session that has available messages, or None if none within
+        ``max_wait`` seconds. A session locked by another receiver is never handed out."""
+
+    @abstractmethod
+    def accept_session(self, topic: str, subscription: str, session_id: str) -> SessionReceiver:
+        """Lock a named session; raises ``LockLost`` if another receiver holds it."""
+
+    @abstractmethod
+    def dead_letter_receiver(self, topic: str, subscription: str) -> DeadLetterReceiver:
+        """A receiver of the subscription's dead-letter queue."""
+
+    @abstractmethod
+    def counts(self, topic: str, subscription: str) -> SubscriptionCounts:
+        """Active, dead-lettered and scheduled message counts of one subscription."""
+
+    @abstractmethod
+    def subscriptions(self, topic: str) -> list[str]:
+        """The names of the topic's subscriptions."""

@@ -1,0 +1,112 @@
+"""Every setting Stockstream reads, in one place, with defaults and validation.
+
+``SETTINGS`` is the declaration: name, default, where it applies and what it does. The
+README, ``local.settings.example.json`` and the Bicep app settings are checked against
+it by tests, so an operator finds every setting where they look. Code reads settings only
+through :func:`load` (or ``Settings`` fields), never ``os.environ`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Scope = Literal["local", "azure", "both"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One documented setting."""
+
+    name: str
+    default: str | None
+    scope: Scope
+    description: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("STOCKSTREAM_DATA", "./data", "local",
+            "Directory of the embedded host's SQLite files (events, views, broker)."),
+    Setting("STOCKSTREAM_API_KEYS", None, "local",
+            "Comma-separated keys; when set, every local request needs a matching "
+            "x-functions-key header. In Azure, Functions keys do this."),
+    Setting("STOCKSTREAM_EVENT_STORE", "sqlite", "both",
+            "Where streams live: 'sqlite' (embedded) or 'cosmos' (Azure Cosmos DB)."),
+    Setting("COSMOS__accountEndpoint", None, "both",
+            "Cosmos DB account endpoint (identity-based connection 'COSMOS' of the "
+            "change-feed trigger, and the SDK client's endpoint)."),
+    Setting("COSMOS_KEY", None, "local",
+            "Cosmos DB account key, for emulators and test servers only; without it "
+            "DefaultAzureCredential (managed identity) is used."),
+    Setting("COSMOS_DATABASE", "stockstream", "both", "Cosmos DB database name."),
+    Setting("SERVICEBUS__fullyQualifiedNamespace", None, "azure",
+            "Service Bus namespace host (identity-based connection 'SERVICEBUS')."),
+    Setting("AZURE_CLIENT_ID", None, "azure",
+            "Client id of a user-assigned managed identity, if one is used."),
+    Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", None, "azure",
+            "Application Insights connection string; enables OpenTelemetry export."),
+)
+
+SETTING_NAMES = frozenset(s.name for s in SETTINGS)
+
+TOPIC = "inventory-events"
+"""The Service Bus topic every event is published to (DESIGN §6)."""
+
+AVAILABILITY_SUBSCRIPTION = "availability"
+"""The subscription that feeds the availability projection."""
+
+
+class SettingsError(ValueError):
+    """A setting has a value Stockstream cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings of one process."""
+
+    data_dir: Path
+    api_keys: tuple[str, ...]
+    event_store: Literal["sqlite", "cosmos"]
+    cosmos_endpoint: str | None
+    cosmos_key: str | None
+    cosmos_database: str
+    servicebus_namespace: str | None
+    azure_client_id: str | None
+    appinsights_connection_string: str | None
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    if name not in SETTING_NAMES:
+        raise KeyError(f"{name} is not a declared setting")
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        default = next(s.default for s in SETTINGS if s.name == name)
+        return default
+    return value.strip()
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    store = _get(env, "STOCKSTREAM_EVENT_STORE") or "sqlite"
+    if store not in ("sqlite", "cosmos"):
+        raise SettingsError(f"STOCKSTREAM_EVENT_STORE must be 'sqlite' or 'cosmos'; got {store!r}")
+    endpoint = _get(env, "COSMOS__accountEndpoint")
+    if store == "cosmos" and not endpoint:
+        raise SettingsError("STOCKSTREAM_EVENT_STORE=cosmos needs COSMOS__accountEndpoint")
+    raw_keys = _get(env, "STOCKSTREAM_API_KEYS") or ""
+    keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip())
+    return Settings(
+        data_dir=Path(_get(env, "STOCKSTREAM_DATA") or "./data"),
+        api_keys=keys,
+        event_store=store,  # type: ignore[arg-type]
+        cosmos_endpoint=endpoint,
+        cosmos_key=_get(env, "COSMOS_KEY"),
+        cosmos_database=_get(env, "COSMOS_DATABASE") or "stockstream",
+        servicebus_namespace=_get(env, "SERVICEBUS__fullyQualifiedNamespace"),
+        azure_client_id=_get(env, "AZURE_CLIENT_ID"),
+        appinsights_connection_string=_get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
+    )

@@ -1,0 +1,122 @@
+"""Typed refusals of the stock domain.
+
+Every refusal a channel can cause is one of these classes. Each carries a stable
+``code`` (the last segment of the HTTP problem ``type``) and a message a person at a
+till can read, so adapters translate them without inspecting text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A command was refused; nothing was recorded."""
+
+    code: str = "domain-error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+
+class InvalidIdentifier(DomainError):
+    """A SKU, location, order id, count id or key is not of the allowed form."""
+
+    code = "invalid-identifier"
+
+
+class InvalidQuantity(DomainError):
+    """A quantity is not an integer, or lies outside the range the command allows."""
+
+    code = "invalid-quantity"
+
+
+class InvalidRequest(DomainError):
+    """Some other argument is malformed (an unknown reason, a naive timestamp, ...)."""
+
+    code = "invalid-request"
+
+
+class InsufficientStock(DomainError):
+    """A reservation does not fit within on hand, safety stock and the oversell buffer."""
+
+    code = "insufficient-stock"
+
+    def __init__(self, *, requested: int, available: int, reservable: int) -> None:
+        super().__init__(
+            f"cannot reserve {requested}: {available} available to sell, "
+            f"at most {reservable} can be held by this reservation",
+            requested=requested,
+            available=available,
+            reservable=reservable,
+        )
+        self.requested = requested
+        self.available = available
+        self.reservable = reservable
+
+
+class InsufficientOnHand(DomainError):
+    """An adjustment would take on hand below zero (only a physical count may do that)."""
+
+    code = "insufficient-on-hand"
+
+    def __init__(self, *, delta: int, on_hand: int) -> None:
+        super().__init__(
+            f"an adjustment of {delta} would take on hand from {on_hand} below zero",
+            delta=delta,
+            on_hand=on_hand,
+        )
+        self.on_hand = on_hand
+
+
+class UnknownReservation(DomainError):
+    """No reservation with this order id exists (or it is too old to remember)."""
+
+    code = "unknown-reservation"
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"no reservation for order {order_id!r}", order_id=order_id)
+        self.order_id = order_id
+
+
+class ReservationClosed(DomainError):
+    """The reservation was already released or fulfilled and cannot take this command."""
+
+    code = "reservation-closed"
+
+    def __init__(self, order_id: str, outcome: str) -> None:
+        super().__init__(
+            f"the reservation for order {order_id!r} is already closed ({outcome})",
+            order_id=order_id,
+            outcome=outcome,
+        )
+        self.order_id = order_id
+        self.outcome = outcome
+
+
+class IdempotencyKeyReused(DomainError):
+    """An idempotency key that already took effect was sent with a different request."""
+
+    code = "idempotency-key-reused"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different request",
+            idempotency_key=key,
+        )
+        self.key = key
+
+
+class CountAlreadyRecorded(DomainError):
+    """A count id that already took effect was sent with a different figure."""
+
+    code = "count-already-recorded"
+
+    def __init__(self, count_id: str) -> None:
+        super().__init__(
+            f"count {count_id!r} was already recorded with different figures",
+            count_id=count_id,
+        )
+        self.count_id = count_id
