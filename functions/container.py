@@ -17,6 +17,7 @@ from application.commands import StockCommands
 from application.ports import Clock, StockItemStore
 from application.queries import StockQueries
 from application.settings import Settings, load
+from application.views import AvailabilityReader, DeadLetterReplayer, OpsStatusReader
 
 
 @dataclass
@@ -29,6 +30,10 @@ class Container:
     commands: StockCommands
     queries: StockQueries
     extras: dict[str, Any]
+    # Read models and operations; wired by the pipeline (embedded runtime or Azure).
+    availability: AvailabilityReader | None = None
+    ops: OpsStatusReader | None = None
+    replay: DeadLetterReplayer | None = None
 
     def close(self) -> None:
         self.store.close()

@@ -1,0 +1,91 @@
+"""Read-model shapes the channels and operators see (DESIGN §5), independent of storage.
+
+Field names are part of the HTTP contract; services return these dataclasses and the HTTP
+layer serialises them with ``dataclasses.asdict``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class LocationAvailability:
+    """One SKU-location row of the availability projection."""
+
+    location: str
+    on_hand: int
+    reserved: int
+    available: int
+    version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Availability:
+    """A SKU across locations: totals and one row per location (projection, eventually consistent)."""
+
+    sku: str
+    on_hand: int
+    reserved: int
+    available: int
+    locations: list[LocationAvailability] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    depth: int
+    oldest_age_seconds: float | None
+
+
+@dataclass(frozen=True)
+class SubscriptionStatus:
+    name: str
+    active: int
+    dead_lettered: int
+    lag_seconds: float | None
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    name: str
+    position: int
+    lag_seconds: float | None
+
+
+@dataclass(frozen=True)
+class OpsStatus:
+    """The pipeline's health on one page: what ``GET /api/ops/status`` returns."""
+
+    outbox: OutboxStatus
+    subscriptions: list[SubscriptionStatus]
+    projections: list[ProjectionStatus]
+
+
+class AvailabilityReader(ABC):
+    """Reads the availability projection."""
+
+    @abstractmethod
+    def for_sku(self, sku: str) -> Availability:
+        """Totals and per-location rows of ``sku``; a SKU never seen has no rows and zeros."""
+
+
+class OpsStatusReader(ABC):
+    """Assembles the operator's status page from the outbox, broker and projections."""
+
+    @abstractmethod
+    def status(self) -> OpsStatus:
+        """The current status; never raises for a component that is merely idle."""
+
+
+class DeadLetterReplayer(ABC):
+    """Replays one subscription's dead letters to that subscription only."""
+
+    @abstractmethod
+    def replay(self, subscription: str, max_messages: int | None = None) -> int:
+        """Re-publish up to ``max_messages`` dead-lettered messages; returns how many.
+
+        Raises ``KeyError`` for an unknown subscription.
+        """
