@@ -25,7 +25,7 @@ class LocationAvailability:
 
 @dataclass(frozen=True)
 class Availability:
-    """A SKU across locations: totals and one row per location (projection, eventually consistent)."""
+    """A SKU across locations: totals and a row per location (eventually consistent)."""
 
     sku: str
     on_hand: int
