@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck bench serve clean venv node
+.PHONY: test lint typecheck bench serve clean venv node schemas schemas-check
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,7 @@ node: $(NODE_STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy domain application adapters contracts functions
+	$(PY) -m contracts.registry check
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -32,6 +33,15 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(PY) -m mypy domain application adapters contracts functions
+
+# Event schema registry (schemas/, asyncapi.yaml), generated from contracts/; see
+# docs/downstream.md. `schemas` refuses a backward-incompatible change; `schemas-check` fails
+# on one, and on a registry that is not regenerated.
+schemas: $(STAMP)
+	$(PY) -m contracts.registry generate
+
+schemas-check: $(STAMP)
+	$(PY) -m contracts.registry check
 
 bench: $(STAMP)
 	$(PY) -m bench
