@@ -9,8 +9,12 @@ exceptions are translated here into the port's, so no service ever sees a backen
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
+from copy import deepcopy
 from typing import Any, ClassVar, cast
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import (
@@ -39,21 +43,15 @@ _UNAVAILABLE = (OperationalError, InterfaceError, DatabaseError)
 
 
 class StockstreamApplication(Application):  # type: ignore[type-arg]
-    """The ``eventsourcing`` application behind the store: snapshots, cache, one stream a save.
+    """The ``eventsourcing`` application behind the store: snapshots, one stream a save.
 
-    An aggregate cache with fast-forward keeps reads cheap and stays correct when another
-    writer wins a race: a cache hit still reads events newer than the cached version, and
-    a conflicting save leaves the cache untouched (the library caches on read, not save).
+    The library's own aggregate cache stays off: the store caches (see below), because it
+    must also cache on save and forget on conflict, which the library does not.
     """
 
     name = "Stockstream"
     is_snapshotting_enabled = True
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {StockItem: SNAPSHOT_INTERVAL}
-    env: ClassVar[dict[str, str]] = {
-        "AGGREGATE_CACHE_MAXSIZE": "10000",
-        "AGGREGATE_CACHE_FASTFORWARD": "y",
-        "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
-    }
 
     def _record(self, processing_event: ProcessingEvent[Any]) -> Any:
         # One stream per save: only one partition is atomic on Cosmos DB, so SQLite refuses
@@ -72,30 +70,59 @@ class StockstreamApplication(Application):  # type: ignore[type-arg]
 
 
 class EventSourcedStockItems(StockItemStore):
-    """``StockItem`` streams stored through an ``eventsourcing`` application."""
+    """``StockItem`` streams stored through an ``eventsourcing`` application.
+
+    The store keeps its own LRU cache of aggregates, filled on every read and every
+    successful save. A fresh read copies the cached state and reads only the events
+    newer than it (the library's "fast-forward"); a read for a decision (``fresh=False``)
+    skips even that, because optimistic concurrency makes a stale decision safe: its save
+    conflicts, the stale copy is dropped, and the command service decides again.
+    """
+
+    CACHE_SIZE = 10_000
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         try:
             self.app = StockstreamApplication(env=dict(env or {}))
         except (*_UNAVAILABLE, OSError) as error:
             raise StoreUnavailable(f"event store cannot be opened: {error}") from error
+        self._cache: OrderedDict[UUID, StockItem] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
-    def get(self, sku: str, location: str) -> StockItem | None:
+    def get(self, sku: str, location: str, *, fresh: bool = True) -> StockItem | None:
+        stream_id = stream_uuid(sku, location)
+        with self._cache_lock:
+            cached = self._cache.get(stream_id)
+            if cached is not None:
+                self._cache.move_to_end(stream_id)
+                cached = deepcopy(cached)
         try:
-            return cast(StockItem, self.app.repository.get(stream_uuid(sku, location)))
+            if cached is None:
+                item = cast(StockItem, self.app.repository.get(stream_id))
+            elif fresh:
+                item = cached
+                for event in self.app.events.get(stream_id, gt=item.version):
+                    cast(StockItem.Event, event).mutate(item)
+            else:
+                return cached
         except AggregateNotFoundError:
             return None
         except _UNAVAILABLE as error:
             raise StoreUnavailable(str(error)) from error
+        self._remember(item)
+        return item
 
     def save(self, item: StockItem) -> list[StockItem.Event]:
         pending = cast(list[StockItem.Event], list(item.pending_events))
         try:
             self.app.save(item)
         except IntegrityError as error:
+            self._forget(item.id)
             raise ConcurrencyConflict(f"stream {item.stream} moved on") from error
         except _UNAVAILABLE as error:
+            self._forget(item.id)
             raise StoreUnavailable(str(error)) from error
+        self._remember(item)
         return pending
 
     def events(
@@ -111,3 +138,17 @@ class EventSourcedStockItems(StockItemStore):
 
     def close(self) -> None:
         self.app.close()
+
+    def _remember(self, item: StockItem) -> None:
+        copy = deepcopy(item)
+        with self._cache_lock:
+            current = self._cache.get(item.id)
+            if current is None or current.version <= copy.version:
+                self._cache[item.id] = copy
+                self._cache.move_to_end(item.id)
+            while len(self._cache) > self.CACHE_SIZE:
+                self._cache.popitem(last=False)
+
+    def _forget(self, stream_id: UUID) -> None:
+        with self._cache_lock:
+            self._cache.pop(stream_id, None)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from application.ports import Clock, ConcurrencyConflict, StockItemStore
-from domain.errors import InvalidRequest
+from domain.errors import DomainError, InvalidRequest
 from domain.identifiers import stream_name
 from domain.stock_item import Position, StockItem
 
@@ -169,26 +169,40 @@ class StockCommands:
     def _execute(
         self, sku: str, location: str, decide: Callable[[StockItem], None]
     ) -> CommandResult:
+        """Load, decide, save; retry conflicts. Every outcome but a successful save is
+        confirmed on a fresh read first, so a stale cache never refuses or no-ops wrongly."""
         stream = stream_name(sku, location)
-        for attempt in range(self.retry.attempts):
+        fresh = False
+        attempt = 0
+        while True:
             with self._locks.for_stream(stream):
-                item = self.store.get(sku, location)
+                item = self.store.get(sku, location, fresh=fresh)
                 is_new = item is None
                 if item is None:
                     item = StockItem.create(sku, location)
-                item.expire_overdue(self.clock.now())
-                decide(item)
-                if is_new and len(item.pending_events) == 1:
-                    # Nothing but the creation: a no-op on an unknown stream stores nothing.
-                    return CommandResult(Position.empty(sku, location))
-                if not item.pending_events:
-                    return CommandResult(item.position())
+                try:
+                    item.expire_overdue(self.clock.now())
+                    decide(item)
+                except DomainError:
+                    if fresh:
+                        raise
+                    fresh = True
+                    continue
+                if not item.pending_events or (is_new and len(item.pending_events) == 1):
+                    if not fresh:
+                        fresh = True
+                        continue
+                    # Nothing to record; on an unknown stream not even its creation.
+                    return CommandResult(
+                        Position.empty(sku, location) if is_new else item.position()
+                    )
                 try:
                     events = self.store.save(item)
                 except ConcurrencyConflict:
-                    if attempt + 1 == self.retry.attempts:
+                    attempt += 1
+                    fresh = True
+                    if attempt >= self.retry.attempts:
                         raise
                 else:
                     return CommandResult(item.position(), events)
             time.sleep(self.retry.delay(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover

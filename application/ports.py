@@ -51,8 +51,14 @@ class StockItemStore(ABC):
     """
 
     @abstractmethod
-    def get(self, sku: str, location: str) -> StockItem | None:
-        """The current state of the stream, or None if it has no events."""
+    def get(self, sku: str, location: str, *, fresh: bool = True) -> StockItem | None:
+        """The state of the stream, or None if it has no events.
+
+        With ``fresh`` (the default) the state includes every committed event. Without
+        it the store may answer from its cache without a read, possibly behind another
+        process's writes: good enough to decide a command, because saving from a stale
+        state raises ``ConcurrencyConflict`` (and the store forgets the stale copy).
+        """
 
     @abstractmethod
     def save(self, item: StockItem) -> list[StockItem.Event]:
@@ -112,6 +118,12 @@ class Clock(Protocol):
 
 class PublishFailed(Exception):
     """The broker did not accept every message; the caller must publish them again."""
+
+
+class MessageRejected(PublishFailed):
+    """The broker refused a message as invalid (e.g. no session id for a session
+    subscription, an id over 128 characters); nothing of that publish call was accepted,
+    and publishing the same message again fails again."""
 
 
 class BrokerUnavailable(Exception):

@@ -8,6 +8,7 @@ here would merge two items' stock silently.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -46,8 +47,9 @@ def stream_name(sku: str, location: str) -> str:
     return f"{require_identifier('sku', sku)}|{require_identifier('location', location)}"
 
 
+@lru_cache(maxsize=65536)
 def stream_uuid(sku: str, location: str) -> UUID:
-    """The aggregate id that ``eventsourcing`` stores the stream under."""
+    """The aggregate id that ``eventsourcing`` stores the stream under (memoised: hot path)."""
     return uuid5(STOCKSTREAM_NAMESPACE, stream_name(sku, location))
 
 

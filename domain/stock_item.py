@@ -239,6 +239,22 @@ class StockItem(Aggregate):
         self.idempotency_keys = {}
         self.recorded_counts = {}
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> StockItem:
+        """A copy whose state can be mutated without touching this one.
+
+        Faster than the generic deep copy (the store copies an aggregate per command):
+        every attribute is immutable except the dicts, whose values are immutable too,
+        except the reservations' own small dicts.
+        """
+        clone = object.__new__(type(self))
+        for name, value in vars(self).items():
+            if name == "reservations":
+                value = {order_id: dict(r) for order_id, r in value.items()}
+            elif isinstance(value, dict | list):
+                value = value.copy()
+            clone.__dict__[name] = value
+        return clone
+
     # ----------------------------------------------------------------- creation
 
     @classmethod

@@ -1,0 +1,81 @@
+"""Command path: reservations through the service vs a bare SQLite event+outbox transaction.
+
+Both write to a file database with the same journal (WAL) and sync (FULL) settings, one
+transaction per command, one thread. The baseline is the raw limit of the store: what any
+event-sourced service on SQLite must at least do per command (insert the event, insert the
+outbox row, commit with fsync). The service additionally loads the stream (cache plus a
+fast-forward read), decides, serialises and inserts through ``eventsourcing``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from adapters.clock import SystemClock
+from adapters.sqlite import SQLiteStockItems
+from application.commands import StockCommands
+from bench.common import Row, rate
+
+LOCATIONS = 1000
+
+
+def bare_transaction_rate(path: Path, count: int) -> float:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute(
+        "CREATE TABLE events (stream TEXT, version INTEGER, type TEXT, data BLOB,"
+        " PRIMARY KEY (stream, version))"
+    )
+    db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, event_id TEXT)")
+    payload = json.dumps({"order_id": "order-0", "quantity": 1, "channel": "web"}).encode()
+
+    def write(i: int) -> None:
+        stream = f"SKU-{i % LOCATIONS}|STORE-1"
+        db.execute("BEGIN")
+        db.execute("INSERT INTO events VALUES (?, ?, ?, ?)", (stream, i, "StockReserved", payload))
+        db.execute("INSERT INTO outbox (event_id) VALUES (?)", (f"{stream}:{i}",))
+        db.execute("COMMIT")
+
+    result = rate(write, count)
+    db.close()
+    return result
+
+
+def service_rate(path: Path, count: int) -> float:
+    store = SQLiteStockItems(path)
+    commands = StockCommands(store, SystemClock())
+    for n in range(LOCATIONS):
+        commands.receive(f"SKU-{n}", "STORE-1", 1_000_000)
+
+    def reserve(i: int) -> None:
+        commands.reserve(f"SKU-{i % LOCATIONS}", "STORE-1", f"order-{i}", 1, "web")
+
+    result = rate(reserve, count)
+    store.close()
+    return result
+
+
+def run(quick: bool = False) -> list[Row]:
+    count = 1000 if quick else 5000
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = bare_transaction_rate(Path(tmp) / "bare.db", count)
+        service = service_rate(Path(tmp) / "events.db", count)
+    return [
+        Row(
+            scenario=f"command path: reservations over {LOCATIONS} SKU-locations",
+            unit="commands/s",
+            value=service,
+            baseline=bare,
+            goal=">= 0.5",
+            note="baseline: bare SQLite event+outbox transaction, WAL, synchronous=FULL",
+        )
+    ]
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row.as_dict())
