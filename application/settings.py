@@ -30,6 +30,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("STOCKSTREAM_DATA", "./data", "local",
             "Directory of the embedded host's SQLite files (events, views, broker)."),
+    Setting("PORT", "7071", "local",
+            "TCP port of the embedded host's HTTP server (python -m local --port overrides)."),
     Setting("STOCKSTREAM_API_KEYS", None, "local",
             "Comma-separated keys; when set, every local request needs a matching "
             "x-functions-key header. In Azure, Functions keys do this."),
@@ -76,6 +78,7 @@ class Settings:
     servicebus_namespace: str | None
     azure_client_id: str | None
     appinsights_connection_string: str | None
+    port: int = 7071
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -86,6 +89,12 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
         default = next(s.default for s in SETTINGS if s.name == name)
         return default
     return value.strip()
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise SettingsError(f"PORT must be a TCP port number (0-65535); got {value!r}")
+    return int(value)
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -109,4 +118,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         servicebus_namespace=_get(env, "SERVICEBUS__fullyQualifiedNamespace"),
         azure_client_id=_get(env, "AZURE_CLIENT_ID"),
         appinsights_connection_string=_get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
+        port=_port(_get(env, "PORT") or "7071"),
     )
