@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck bench serve clean venv node schemas schemas-check
+.PHONY: test lint typecheck bench serve clean venv node schemas schemas-check openapi
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ node: $(NODE_STAMP)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m mypy domain application adapters contracts functions
+	$(PY) -m mypy domain application adapters contracts functions local
 	$(PY) -m contracts.registry check
 	$(PY) -m pytest -q
 
@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 typecheck: $(STAMP)
-	$(PY) -m mypy domain application adapters contracts functions
+	$(PY) -m mypy domain application adapters contracts functions local
 
 # Event schema registry (schemas/, asyncapi.yaml), generated from contracts/; see
 # docs/downstream.md. `schemas` refuses a backward-incompatible change; `schemas-check` fails
@@ -42,6 +42,15 @@ schemas: $(STAMP)
 
 schemas-check: $(STAMP)
 	$(PY) -m contracts.registry check
+
+# The embedded host: HTTP API (and the pipeline, when installed) on 127.0.0.1:7071.
+# PORT, STOCKSTREAM_DATA and STOCKSTREAM_API_KEYS configure it; see docs/http-api.md.
+serve: $(STAMP)
+	$(PY) -m local
+
+# Regenerate openapi.json from the HTTP functions and their models.
+openapi: $(STAMP)
+	$(PY) -m functions.http_openapi
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -1,0 +1,360 @@
+"""The channel HTTP API (DESIGN §5) as Azure Functions HTTP triggers, in one blueprint.
+
+Each function translates: it parses the request with the models of ``functions.requests``,
+calls one application service from the container, and shapes the answer. Refusals are
+raised (domain errors, store failures, :class:`~functions.problems.Problem`) and turned
+into RFC 9457 problem documents in one place, :func:`_answering_problems`; an unexpected
+exception is logged and answered with a 500 problem (a 5xx is a bug).
+
+``ROUTES`` records every function with what the OpenAPI document needs, next to the
+decorator that registers it, so the document and the route table are one list.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import azure.functions as func
+from pydantic import BaseModel
+
+from application.ports import ConcurrencyConflict, StoreUnavailable
+from contracts.cloudevents import to_cloudevent
+from domain.errors import DomainError
+from domain.identifiers import require_identifier
+from domain.stock_item import StockItem
+from functions import problems
+from functions.container import Container, get_container
+from functions.http_routes import ROUTE_PREFIX, RouteTemplate, allowed_methods
+from functions.requests import (
+    AdjustmentRequest,
+    AvailabilityOut,
+    CorrectionOut,
+    CountOut,
+    CountRequest,
+    EventsQuery,
+    FulfilmentRequest,
+    OpsStatusOut,
+    PolicyRequest,
+    PositionOut,
+    ReceiptRequest,
+    ReplayOut,
+    ReplayRequest,
+    ReservationRequest,
+    parse_body,
+    parse_query,
+)
+
+log = logging.getLogger("stockstream.http")
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP function: its binding and what the OpenAPI document says about it."""
+
+    name: str
+    template: str
+    methods: tuple[str, ...]
+    auth_level: func.AuthLevel | None
+    summary: str
+    request: type[BaseModel] | None = None
+    request_required: bool = True
+    query: type[BaseModel] | None = None
+    responses: dict[int, type[BaseModel] | str | None] = field(default_factory=dict)
+    problems: tuple[int, ...] = ()
+    headers: tuple[str, ...] = ()
+
+    @property
+    def parsed(self) -> RouteTemplate:
+        return RouteTemplate.parse(self.template)
+
+
+ROUTES: list[Route] = []
+"""Every function of this blueprint, in registration order."""
+
+
+def _route(
+    name: str,
+    template: str,
+    methods: list[str],
+    *,
+    summary: str,
+    auth_level: func.AuthLevel | None = None,
+    request: type[BaseModel] | None = None,
+    request_required: bool = True,
+    query: type[BaseModel] | None = None,
+    responses: dict[int, type[BaseModel] | str | None],
+    problems: tuple[int, ...] = (),
+    headers: tuple[str, ...] = (),
+) -> Callable[[Handler], Any]:
+    """Register ``handler`` as the HTTP function ``name`` and record it in ``ROUTES``."""
+
+    def register(handler: Handler) -> Any:
+        ROUTES.append(Route(name, template, tuple(methods), auth_level, summary, request,
+                            request_required, query, responses, problems, headers))
+        routed = bp.route(route=template, methods=methods, auth_level=auth_level)(
+            _answering_problems(handler)
+        )
+        return bp.function_name(name)(routed)
+
+    return register
+
+
+def _answering_problems(handler: Handler) -> Handler:
+    """Turn every refusal ``handler`` raises into its problem document."""
+
+    @functools.wraps(handler)
+    def answer(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return handler(req)
+        except problems.Problem as problem:
+            return problem.response()
+        except DomainError as error:
+            return problems.from_domain(error).response()
+        except (StoreUnavailable, ConcurrencyConflict) as error:
+            log.warning("%s %s: %s", req.method, req.url, error)
+            return problems.from_store(error).response()
+        except Exception:
+            log.exception("unexpected failure in %s %s", req.method, req.url)
+            return problems.internal_error().response()
+
+    return answer
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def services() -> Container:
+    return get_container()
+
+
+def json_response(
+    body: BaseModel | list[Any] | dict[str, Any], status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> func.HttpResponse:
+    text = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)
+    return func.HttpResponse(text, status_code=status, headers=headers or {},
+                             mimetype="application/json", charset="utf-8")
+
+
+def _stock_item(req: func.HttpRequest) -> tuple[str, str]:
+    sku = require_identifier("sku", req.route_params.get("sku"))
+    return sku, require_identifier("location", req.route_params.get("location"))
+
+
+def _order_id(req: func.HttpRequest) -> str:
+    return require_identifier("order_id", req.route_params.get("order_id"))
+
+
+def _position(result_position: Any, status: int = 200,
+              headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return json_response(PositionOut.of(result_position), status, headers)
+
+
+STOCK = "stock/{sku}/{location}"
+RESERVATION = STOCK + "/reservations/{order_id}"
+
+# ------------------------------------------------------------------ positions
+
+
+@_route("get_position", STOCK, ["GET"],
+        summary="The position of a SKU-location, read from its stream (strongly consistent).",
+        responses={200: PositionOut, 304: None}, problems=(422,), headers=("ETag",))
+def get_position(req: func.HttpRequest) -> func.HttpResponse:
+    sku, location = _stock_item(req)
+    position = services().queries.position(sku, location)
+    etag = f'"{position.version}"'
+    if etag in [t.strip() for t in (req.headers.get("if-none-match") or "").split(",")]:
+        return func.HttpResponse(status_code=304, headers={"ETag": etag})
+    return _position(position, headers={"ETag": etag})
+
+
+@_route("list_events", STOCK + "/events", ["GET"],
+        summary="The stream's events after version `after`, oldest first, as CloudEvents.",
+        query=EventsQuery, responses={200: "CloudEvents"}, problems=(422,))
+def list_events(req: func.HttpRequest) -> func.HttpResponse:
+    sku, location = _stock_item(req)
+    query = parse_query(req, EventsQuery)
+    events = services().queries.events(sku, location, after=query.after, limit=query.limit)
+    return json_response([to_cloudevent(e) for e in events])
+
+
+# ------------------------------------------------------------------ commands
+
+
+@_route("receive_stock", STOCK + "/receipts", ["POST"],
+        summary="Record a receipt of goods. Honours `Idempotency-Key`.",
+        request=ReceiptRequest, responses={200: PositionOut}, problems=(409, 422),
+        headers=("Idempotency-Key",))
+def receive_stock(req: func.HttpRequest) -> func.HttpResponse:
+    sku, location = _stock_item(req)
+    body = parse_body(req, ReceiptRequest)
+    result = services().commands.receive(sku, location, body.quantity, body.reference,
+                                         req.headers.get("idempotency-key"))
+    return _position(result.position)
+
+
+@_route("adjust_stock", STOCK + "/adjustments", ["POST"],
+        summary="Correct on hand by a delta for a reason; 409 if it would go below zero. "
+                "Honours `Idempotency-Key`.",
+        request=AdjustmentRequest, responses={200: PositionOut}, problems=(409, 422),
+        headers=("Idempotency-Key",))
+def adjust_stock(req: func.HttpRequest) -> func.HttpResponse:
+    sku, location = _stock_item(req)
+    body = parse_body(req, AdjustmentRequest)
+    result = services().commands.adjust(sku, location, body.delta, body.reason,
+                                        req.headers.get("idempotency-key"))
+    return _position(result.position)
+
+
+@_route("set_policy", STOCK + "/policy", ["PUT"],
+        summary="Set safety stock and the oversell buffer.",
+        request=PolicyRequest, responses={200: PositionOut}, problems=(422,))
+def set_policy(req: func.HttpRequest) -> func.HttpResponse:
+    sku, location = _stock_item(req)
+    body = parse_body(req, PolicyRequest)
+    result = services().commands.set_policy(sku, location, body.safety_stock,
+                                            body.oversell_buffer)
+    return _position(result.position)
+
+
+@_route("reserve_stock", RESERVATION, ["PUT"],
+        summary="Set the order's reservation (absolute): 201 when new, 200 when unchanged "
+                "or updated; 409 `insufficient-stock` with `available`.",
+        request=ReservationRequest, responses={200: PositionOut, 201: PositionOut},
+        problems=(409, 422))
+def reserve_stock(req: func.HttpRequest) -> func.HttpResponse:
+    sku, location = _stock_item(req)
+    order_id = _order_id(req)
+    body = parse_body(req, ReservationRequest)
+    result = services().commands.reserve(sku, location, order_id, body.quantity, body.channel,
+                                         body.ttl_seconds)
+    created = any(
+        isinstance(e, StockItem.Reserved) and e.order_id == order_id and e.previous_quantity == 0
+        for e in result.events
+    )
+    if created:
+        location_url = f"/{ROUTE_PREFIX}/stock/{sku}/{location}/reservations/{order_id}"
+        return _position(result.position, 201, {"Location": location_url})
+    return _position(result.position)
+
+
+@_route("release_reservation", RESERVATION, ["DELETE"],
+        summary="Release (cancel) the order's reservation; repeating it changes nothing; "
+                "404 if it never existed.",
+        responses={200: PositionOut}, problems=(404, 422))
+def release_reservation(req: func.HttpRequest) -> func.HttpResponse:
+    sku, location = _stock_item(req)
+    result = services().commands.release(sku, location, _order_id(req))
+    return _position(result.position)
+
+
+@_route("fulfil_reservation", RESERVATION + "/fulfilment", ["POST"],
+        summary="The order shipped (all it reserved, or `quantity`); repeating it changes "
+                "nothing; 409 if the reservation was released or expired.",
+        request=FulfilmentRequest, request_required=False, responses={200: PositionOut},
+        problems=(404, 409, 422))
+def fulfil_reservation(req: func.HttpRequest) -> func.HttpResponse:
+    sku, location = _stock_item(req)
+    order_id = _order_id(req)
+    body = parse_body(req, FulfilmentRequest, required=False)
+    result = services().commands.fulfil(sku, location, order_id, body.quantity)
+    return _position(result.position)
+
+
+@_route("record_count", STOCK + "/counts", ["POST"],
+        summary="Record a physical count; answers the position and the correction it made "
+                "(null, with `already_recorded`, when the count id was seen).",
+        request=CountRequest, responses={200: CountOut}, problems=(409, 422))
+def record_count(req: func.HttpRequest) -> func.HttpResponse:
+    sku, location = _stock_item(req)
+    body = parse_body(req, CountRequest)
+    result = services().commands.record_count(sku, location, body.count_id, body.counted,
+                                              body.counted_at)
+    counted = next((e for e in result.events if isinstance(e, StockItem.Counted)
+                    and e.count_id == body.count_id), None)
+    correction = None if counted is None else CorrectionOut(
+        count_id=counted.count_id, counted=counted.counted,
+        previous_on_hand=counted.previous_on_hand, delta=counted.delta,
+        counted_at=counted.counted_at)
+    return json_response(CountOut(position=PositionOut.of(result.position),
+                                  correction=correction, already_recorded=counted is None))
+
+
+# ------------------------------------------------------- projections and ops
+
+
+@_route("get_availability", "availability/{sku}", ["GET"],
+        summary="Availability of a SKU across locations, from the projection (eventually "
+                "consistent; each row says the version it reflects).",
+        responses={200: AvailabilityOut}, problems=(422, 503))
+def get_availability(req: func.HttpRequest) -> func.HttpResponse:
+    sku = require_identifier("sku", req.route_params.get("sku"))
+    reader = services().availability
+    if reader is None:
+        raise problems.pipeline_not_running("availability")
+    return json_response(AvailabilityOut.of(reader.for_sku(sku)))
+
+
+@_route("get_ops_status", "ops/status", ["GET"],
+        summary="Outbox depth and age, subscriptions' active and dead-lettered counts and "
+                "lag, projections' positions.",
+        responses={200: OpsStatusOut}, problems=(503,))
+def get_ops_status(req: func.HttpRequest) -> func.HttpResponse:
+    reader = services().ops
+    if reader is None:
+        raise problems.pipeline_not_running("the ops status")
+    return json_response(OpsStatusOut.of(reader.status()))
+
+
+@_route("replay_dead_letters", "ops/deadletters/{subscription}/replay", ["POST"],
+        auth_level=func.AuthLevel.ADMIN,
+        summary="Replay a subscription's dead-lettered messages to that subscription only.",
+        request=ReplayRequest, request_required=False, responses={200: ReplayOut},
+        problems=(404, 422, 503))
+def replay_dead_letters(req: func.HttpRequest) -> func.HttpResponse:
+    subscription = require_identifier("subscription", req.route_params.get("subscription"))
+    body = parse_body(req, ReplayRequest, required=False)
+    replayer = services().replay
+    if replayer is None:
+        raise problems.pipeline_not_running("dead-letter replay")
+    try:
+        replayed = replayer.replay(subscription, body.max_messages)
+    except KeyError:
+        raise problems.unknown_subscription(subscription) from None
+    return json_response(ReplayOut(replayed=replayed))
+
+
+# ----------------------------------------------------------------- the API
+
+
+@_route("get_openapi", "openapi.json", ["GET"], auth_level=func.AuthLevel.ANONYMOUS,
+        summary="This API's OpenAPI 3.1 document.", responses={200: "OpenAPI"})
+def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
+    from functions.http_openapi import openapi_document  # built from ROUTES, once
+
+    return json_response(openapi_document())
+
+
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+@_route("unmatched_route", "{*path}", ALL_METHODS,
+        summary="Answers every request no other function takes: 405 on a known path, "
+                "else 404.", responses={})
+def unmatched_route(req: func.HttpRequest) -> func.HttpResponse:
+    path = req.route_params.get("path") or ""
+    segments = [s for s in path.split("/") if s != ""]
+    shown = f"/{ROUTE_PREFIX}/{path}"
+    allowed = allowed_methods(((r.parsed, r.methods) for r in ROUTES), segments)
+    if allowed:
+        raise problems.method_not_allowed(req.method, shown, allowed)
+    raise problems.not_found(shown)

@@ -1,0 +1,185 @@
+"""The OpenAPI 3.1 document of the channel API, generated from ``ROUTES`` and the models.
+
+Run ``python -m functions.http_openapi`` to (re)write ``openapi.json`` at the repository
+root; a test fails when the committed file differs from what this module generates, and
+``GET /api/openapi.json`` serves the same document. Nothing here is written by hand per
+route: paths, methods, auth, bodies and responses all come from ``functions.http``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from contracts.events import CloudEvent
+from domain.identifiers import IDENTIFIER_PATTERN
+from functions.http import ROUTES, Route
+from functions.http_routes import ROUTE_PREFIX
+from functions.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
+from functions.requests import MAX_BODY_BYTES, ProblemOut
+
+DOCUMENT_PATH = Path(__file__).resolve().parent.parent / "openapi.json"
+VERSION = "1.0.0"
+_REF = "#/components/schemas/{model}"
+
+_STATUS_TEXT = {
+    200: "OK", 201: "Created (a new reservation)", 304: "Not modified (ETag matched)",
+    400: "Malformed JSON", 401: "Missing or wrong x-functions-key", 404: "Not found",
+    405: "Method not allowed", 409: "Conflict with the stock item's state",
+    413: f"Body over {MAX_BODY_BYTES} bytes", 415: "Content-Type is not JSON",
+    422: "Invalid fields or identifiers", 503: "Store or pipeline unavailable; retry later",
+}
+
+
+def _documented(route: Route) -> bool:
+    return "{*" not in route.template
+
+
+def _models() -> list[tuple[type[BaseModel], Any]]:
+    models: list[tuple[type[BaseModel], Any]] = [(ProblemOut, "serialization"),
+                                                  (CloudEvent, "serialization")]
+    for route in filter(_documented, ROUTES):
+        if route.request is not None:
+            models.append((route.request, "validation"))
+        models.extend((m, "serialization") for m in route.responses.values()
+                      if isinstance(m, type))
+    unique: dict[type[BaseModel], Any] = {}
+    for model, mode in models:
+        unique.setdefault(model, mode)
+    return list(unique.items())
+
+
+def _problem(status: int) -> dict[str, Any]:
+    return {
+        "description": _STATUS_TEXT.get(status, "Problem"),
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _REF.format(model="ProblemOut")}}},
+    }
+
+
+def _operation(route: Route, method: str) -> dict[str, Any]:
+    template = route.parsed
+    parameters: list[dict[str, Any]] = [
+        {"name": s.name, "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": IDENTIFIER_PATTERN}}
+        for s in template.segments if s.name is not None
+    ]
+    if route.query is not None:
+        for name, info in route.query.model_json_schema()["properties"].items():
+            parameters.append({"name": name, "in": "query", "required": False,
+                               "schema": info})
+    if "Idempotency-Key" in route.headers:
+        parameters.append({
+            "name": "Idempotency-Key", "in": "header", "required": False,
+            "description": "Repeating a request with the same key changes nothing; the same "
+                           "key with a different body is 409 idempotency-key-reused.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+        })
+    if "ETag" in route.headers:
+        parameters.append({"name": "If-None-Match", "in": "header", "required": False,
+                           "schema": {"type": "string"}})
+    responses: dict[str, Any] = {}
+    for status, model in sorted(route.responses.items()):
+        response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "OK")}
+        if isinstance(model, type):
+            response["content"] = {"application/json": {
+                "schema": {"$ref": _REF.format(model=model.__name__)}}}
+        elif model == "CloudEvents":
+            response["content"] = {"application/json": {"schema": {
+                "type": "array", "items": {"$ref": _REF.format(model="CloudEvent")}}}}
+        elif model == "OpenAPI":
+            response["content"] = {"application/json": {"schema": {"type": "object"}}}
+        if "ETag" in route.headers:
+            response["headers"] = {"ETag": {"schema": {"type": "string"},
+                                            "description": "The stream version, quoted."}}
+        responses[str(status)] = response
+    problem_statuses = set(route.problems) | {404, 405}
+    if route.request is not None:
+        problem_statuses |= {400, 413, 415, 422}
+    if route.auth_level != func.AuthLevel.ANONYMOUS:
+        problem_statuses |= {401}
+    if route.name not in ("get_openapi",):
+        problem_statuses |= {503}
+    for status in sorted(problem_statuses):
+        responses[str(status)] = _problem(status)
+    operation: dict[str, Any] = {
+        "operationId": route.name,
+        "summary": route.summary,
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if route.request is not None:
+        operation["requestBody"] = {
+            "required": route.request_required,
+            "content": {"application/json": {
+                "schema": {"$ref": _REF.format(model=route.request.__name__)}}},
+        }
+    if route.auth_level == func.AuthLevel.ANONYMOUS:
+        operation["security"] = []
+    elif route.auth_level == func.AuthLevel.ADMIN:
+        operation["description"] = "Admin level: in Azure, send the host's master key."
+    return operation
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document (deterministic: same code, same document)."""
+    _, schemas = models_json_schema(_models(), ref_template=_REF)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in filter(_documented, ROUTES):
+        item = paths.setdefault(f"/{ROUTE_PREFIX}/{route.template}", {})
+        for method in route.methods:
+            item[method.lower()] = _operation(route, method)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Stockstream channel API",
+            "version": VERSION,
+            "description": (
+                "Stock positions, receipts, adjustments, reservations, fulfilments and counts "
+                "per SKU-location, for every channel. Errors are RFC 9457 problem documents "
+                f"whose type is {PROBLEM_TYPE_PREFIX}<code>. Bodies are at most "
+                f"{MAX_BODY_BYTES} bytes."
+            ),
+            "license": {"name": "MIT", "identifier": "MIT"},
+        },
+        "servers": [{"url": "http://127.0.0.1:7071", "description": "make serve"}],
+        "security": [{"functionKey": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {
+                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+            },
+        },
+    }
+
+
+def render() -> str:
+    """The document as committed: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(openapi_document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """Write ``openapi.json``; with ``--check``, exit 1 if the committed file is stale."""
+    text = render()
+    if "--check" in argv:
+        current = DOCUMENT_PATH.read_text(encoding="utf-8") if DOCUMENT_PATH.exists() else ""
+        if current != text:
+            print(f"{DOCUMENT_PATH.name} is stale: run python -m functions.http_openapi",
+                  file=sys.stderr)
+            return 1
+        return 0
+    DOCUMENT_PATH.write_text(text, encoding="utf-8")
+    print(f"wrote {DOCUMENT_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

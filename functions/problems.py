@@ -1,0 +1,205 @@
+"""RFC 9457 problem documents: the one place that turns a refusal into an HTTP answer.
+
+Every error the API gives is ``application/problem+json`` with ``type``, ``title``,
+``status`` and ``detail``; field validation adds ``errors`` (a list naming each field),
+stock conflicts add ``available`` (and ``reservable``). A problem ``type`` is
+``urn:stockstream:problems:<code>``, where ``<code>`` is the stable code of a domain
+refusal (``domain.errors``) or one of the protocol codes below. Clients may switch on the
+type; the title and detail are for people and may change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import azure.functions as func
+
+from application.ports import ConcurrencyConflict, StoreUnavailable
+from domain.errors import (
+    CountAlreadyRecorded,
+    DomainError,
+    IdempotencyKeyReused,
+    InsufficientOnHand,
+    InsufficientStock,
+    InvalidIdentifier,
+    InvalidQuantity,
+    InvalidRequest,
+    ReservationClosed,
+    UnknownReservation,
+)
+
+PROBLEM_TYPE_PREFIX = "urn:stockstream:problems:"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = 1
+"""What a 503 asks a client to wait before retrying: store hiccups clear in about that."""
+
+
+def problem_type(code: str) -> str:
+    """The problem ``type`` URI of a stable refusal code."""
+    return f"{PROBLEM_TYPE_PREFIX}{code}"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One invalid field: where it is (a JSON-pointer-like path) and what is wrong."""
+
+    field: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+@dataclass(eq=False)
+class Problem(Exception):
+    """An HTTP refusal. Raised anywhere in a request's handling, answered by ``response``."""
+
+    status: int
+    code: str
+    title: str
+    detail: str
+    errors: tuple[FieldError, ...] = ()
+    extensions: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": problem_type(self.code),
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors:
+            body["errors"] = [e.to_json() for e in self.errors]
+        body.update(self.extensions)
+        return body
+
+    def response(self) -> func.HttpResponse:
+        return func.HttpResponse(
+            json.dumps(self.to_json()),
+            status_code=self.status,
+            headers=dict(self.headers),
+            mimetype=PROBLEM_CONTENT_TYPE,
+            charset="utf-8",
+        )
+
+
+# ------------------------------------------------------------ protocol problems
+
+
+def malformed_json(detail: str) -> Problem:
+    return Problem(400, "malformed-json", "Malformed JSON", detail)
+
+
+def unauthorized() -> Problem:
+    return Problem(
+        401, "unauthorized", "Unauthorized",
+        "a valid x-functions-key header is required",
+        headers={"WWW-Authenticate": 'ApiKey header="x-functions-key"'},
+    )
+
+
+def not_found(path: str) -> Problem:
+    return Problem(404, "not-found", "Not found", f"no route matches {path}")
+
+
+def method_not_allowed(method: str, path: str, allowed: list[str]) -> Problem:
+    return Problem(
+        405, "method-not-allowed", "Method not allowed",
+        f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}",
+        headers={"Allow": ", ".join(allowed)},
+    )
+
+
+def payload_too_large(limit: int) -> Problem:
+    return Problem(413, "payload-too-large", "Payload too large",
+                   f"the request body must be at most {limit} bytes")
+
+
+def unsupported_media_type(content_type: str | None) -> Problem:
+    return Problem(
+        415, "unsupported-media-type", "Unsupported media type",
+        f"the request body must be application/json; got {content_type or 'no Content-Type'}",
+    )
+
+
+def validation_failed(errors: list[FieldError]) -> Problem:
+    fields = ", ".join(sorted({e.field for e in errors}))
+    return Problem(422, "validation-failed", "Invalid request",
+                   f"invalid fields: {fields}", errors=tuple(errors))
+
+
+def pipeline_not_running(what: str) -> Problem:
+    return Problem(
+        503, "pipeline-not-running", "Service unavailable",
+        f"{what} needs the event pipeline (relay and projections), and the pipeline is "
+        "not running in this host",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def unknown_subscription(name: str) -> Problem:
+    return Problem(404, "unknown-subscription", "Not found", f"no subscription named {name!r}")
+
+
+def internal_error() -> Problem:
+    return Problem(500, "internal-error", "Internal error",
+                   "the request failed unexpectedly; it has been logged")
+
+
+# ------------------------------------------------------------ domain and store
+
+_DOMAIN_STATUS: tuple[tuple[type[DomainError], int, str], ...] = (
+    (InvalidIdentifier, 422, "Invalid identifier"),
+    (InvalidQuantity, 422, "Invalid quantity"),
+    (InvalidRequest, 422, "Invalid request"),
+    (InsufficientStock, 409, "Insufficient stock"),
+    (InsufficientOnHand, 409, "Insufficient on hand"),
+    (UnknownReservation, 404, "Unknown reservation"),
+    (ReservationClosed, 409, "Reservation closed"),
+    (IdempotencyKeyReused, 409, "Idempotency key reused"),
+    (CountAlreadyRecorded, 409, "Count already recorded"),
+)
+
+
+def from_domain(error: DomainError) -> Problem:
+    """The problem of a domain refusal: its code, its status and its details.
+
+    Validation-kind refusals name their field in ``errors``; every other detail of the
+    refusal (``available``, ``reservable``, ``order_id``, ...) becomes an extension member.
+    """
+    status, title = 422, "Invalid request"
+    for kind, kind_status, kind_title in _DOMAIN_STATUS:
+        if isinstance(error, kind):
+            status, title = kind_status, kind_title
+            break
+    details = dict(error.details)
+    errors: tuple[FieldError, ...] = ()
+    if status == 422:
+        name = str(details.pop("field", "request"))
+        details.pop("value", None)
+        errors = (FieldError(name, error.message),)
+    return Problem(status, error.code, title, error.message, errors=errors,
+                   extensions=_json_safe(details))
+
+
+def from_store(error: StoreUnavailable | ConcurrencyConflict) -> Problem:
+    """A store that could not take the command: 503, nothing recorded, retry later."""
+    detail = (
+        "the stock item is too busy right now; nothing was recorded"
+        if isinstance(error, ConcurrencyConflict)
+        else "the event store is unavailable; nothing was recorded"
+    )
+    return Problem(503, "store-unavailable", "Service unavailable", detail,
+                   headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def _json_safe(details: dict[str, Any]) -> dict[str, Any]:
+    reserved = {"type", "title", "status", "detail", "errors"}
+    return {
+        k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
+        for k, v in details.items()
+        if k not in reserved
+    }

@@ -1,0 +1,257 @@
+"""An ASGI application that serves an Azure Functions app's HTTP triggers.
+
+The route table is read from the app itself (``FunctionApp.get_functions()``): each HTTP
+trigger's route template, methods, auth level and user function. A request is matched as
+Azure matches it (``functions.http_routes``), converted to a real ``func.HttpRequest``,
+handed to the function on a worker thread (the application services are synchronous),
+and the ``func.HttpResponse`` is converted back. So the local routes are the Azure routes.
+
+What the Functions host does before a function runs is done here too: the ``api`` route
+prefix, function keys (``x-functions-key``, compared in constant time) unless the function
+is anonymous, and a cap on the request body (larger bodies are answered 413 without being
+buffered). Every request is logged in one line: method, path, status, milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import azure.functions as func
+
+from functions import problems
+from functions.http_routes import RouteTemplate, split_path
+from functions.requests import MAX_BODY_BYTES
+
+log = logging.getLogger("stockstream.host")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+DRAIN_LIMIT_BYTES = 8 * 1024 * 1024
+"""An oversized body is read and discarded up to this much, then the connection is dropped."""
+
+
+@dataclass(frozen=True)
+class HttpFunction:
+    """One HTTP trigger of the app, as the host dispatches to it."""
+
+    name: str
+    template: RouteTemplate
+    methods: frozenset[str] | None  # None: every method
+    anonymous: bool
+    arg_name: str
+    user_function: Callable[..., Any]
+
+    def accepts(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
+
+
+def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
+    """The app's HTTP triggers, most specific route first (as ASP.NET orders them)."""
+    found: list[HttpFunction] = []
+    for function in app.get_functions():
+        trigger = function.get_trigger()
+        if trigger is None or trigger.get_binding_name() != "httpTrigger":
+            continue
+        methods = getattr(trigger, "methods", None)
+        auth = getattr(trigger, "auth_level", None)
+        name = str(function.get_function_name())
+        found.append(HttpFunction(
+            name=name,
+            template=RouteTemplate.parse(str(getattr(trigger, "route", None) or name)),
+            methods=frozenset(str(getattr(m, "value", m)).upper() for m in methods)
+            if methods else None,
+            anonymous=auth == func.AuthLevel.ANONYMOUS,
+            arg_name=trigger.name,
+            user_function=function.get_user_function(),
+        ))
+    return sorted(found, key=lambda f: f.template.precedence)
+
+
+class FunctionsHost:
+    """The ASGI application. ``on_startup``/``on_shutdown`` run in the ASGI lifespan."""
+
+    def __init__(
+        self,
+        app: func.FunctionApp,
+        *,
+        api_keys: Sequence[str] = (),
+        max_body_bytes: int = MAX_BODY_BYTES,
+        workers: int = 32,
+        on_startup: Callable[[], None] | None = None,
+        on_shutdown: Callable[[], None] | None = None,
+    ) -> None:
+        self.functions = http_functions(app)
+        self._keys = tuple(k.encode() for k in api_keys)
+        self.max_body_bytes = max_body_bytes
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="http")
+        self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            started = time.perf_counter()
+            status = await self._http(scope, receive, send)
+            log.info("%s %s %d %.1fms", scope["method"], scope.get("path", ""), status,
+                     (time.perf_counter() - started) * 1000)
+
+    # ------------------------------------------------------------- lifespan
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._on_startup is not None:
+                        await loop.run_in_executor(self._executor, self._on_startup)
+                except Exception as error:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    if self._on_shutdown is not None:
+                        await loop.run_in_executor(self._executor, self._on_shutdown)
+                finally:
+                    self._executor.shutdown(wait=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ----------------------------------------------------------------- http
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> int:
+        headers = _headers(scope["headers"])
+        body, too_large = await self._read_body(headers, receive)
+        response = await self._respond(scope, headers, body, too_large)
+        status = int(response.status_code)
+        payload = response.get_body() or b""
+        out = [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
+               for k, v in response.headers.items() if k.lower() != "content-length"]
+        if payload and not any(k == b"content-type" for k, _ in out) and response.mimetype:
+            charset = f"; charset={response.charset}" if response.charset else ""
+            out.append((b"content-type", f"{response.mimetype}{charset}".encode("latin-1")))
+        if scope["method"] == "HEAD" or status in (204, 304):
+            out.append((b"content-length", b"0" if status in (204, 304) else
+                        str(len(payload)).encode()))
+            payload = b""
+        else:
+            out.append((b"content-length", str(len(payload)).encode()))
+        if too_large:
+            out.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": payload})
+        return status
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> tuple[bytes, bool]:
+        """The body, or (b"", True) once it exceeds the cap (the rest is drained, bounded)."""
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
+            return b"", True
+        body = bytearray()
+        too_large = False
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b"", too_large
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if not too_large:
+                body += chunk
+                if len(body) > self.max_body_bytes:
+                    too_large = True
+                    body.clear()
+            if not message.get("more_body", False) or received > DRAIN_LIMIT_BYTES:
+                return bytes(body), too_large
+
+    async def _respond(
+        self, scope: Scope, headers: dict[str, str], body: bytes, too_large: bool
+    ) -> func.HttpResponse:
+        method = scope["method"].upper()
+        raw_path = _raw_path(scope)
+        segments = split_path(raw_path)
+        matches = [] if segments is None else [
+            (f, params) for f in self.functions
+            if (params := f.template.match(segments)) is not None
+        ]
+        chosen = next(((f, p) for f, p in matches if f.accepts(method)), None)
+        anonymous = chosen is not None and chosen[0].anonymous
+        if self._keys and not anonymous and not self._authorised(headers):
+            return problems.unauthorized().response()
+        if too_large:
+            return problems.payload_too_large(self.max_body_bytes).response()
+        if chosen is None:
+            path = raw_path.split("?", 1)[0]
+            allowed = sorted({m for f, _ in matches if f.methods for m in f.methods})
+            if allowed:
+                return problems.method_not_allowed(method, path, allowed).response()
+            return problems.not_found(path).response()
+        function, params = chosen
+        request = func.HttpRequest(
+            method=method,
+            url=_url(scope, headers, raw_path),
+            headers=headers,
+            params=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                                  keep_blank_values=True)),
+            route_params=params,
+            body=body,
+        )
+        call = functools.partial(function.user_function, **{function.arg_name: request})
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except Exception:
+            log.exception("function %s failed", function.name)
+            return problems.internal_error().response()
+        if isinstance(result, func.HttpResponse):
+            return result
+        if isinstance(result, str | bytes):
+            return func.HttpResponse(result)
+        log.error("function %s returned %r, not an HttpResponse", function.name, type(result))
+        return problems.internal_error().response()
+
+    def _authorised(self, headers: dict[str, str]) -> bool:
+        given = headers.get("x-functions-key", "").encode()
+        # Compare against every key, without stopping early, in constant time per key.
+        results = [hmac.compare_digest(given, key) for key in self._keys]
+        return bool(given) and any(results)
+
+
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Header names lower-cased; repeated headers joined with ", " (as RFC 9110 allows)."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+def _raw_path(scope: Scope) -> str:
+    raw = scope.get("raw_path")
+    if raw:
+        return str(raw.decode("latin-1")).split("?", 1)[0]
+    return quote(str(scope.get("path", "/")))
+
+
+def _url(scope: Scope, headers: dict[str, str], raw_path: str) -> str:
+    host = headers.get("host")
+    if not host:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        host = f"{server[0]}:{server[1]}"
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{scope.get('scheme', 'http')}://{host}{raw_path}" + (f"?{query}" if query else "")

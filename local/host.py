@@ -1,0 +1,176 @@
+"""The embedded host: the whole service on one machine, no cloud, no Docker.
+
+:class:`EmbeddedHost` wires the container from the settings (SQLite under the data
+directory), starts the event pipeline (relay, projections, timers) when
+``local.pipeline`` is installed, and serves the Functions app's HTTP triggers with
+uvicorn. ``run`` serves in the foreground until SIGINT or SIGTERM (``python -m local``);
+``start``/``stop`` serve from a background thread (tests and benchmarks).
+
+Safety: without ``STOCKSTREAM_API_KEYS`` nobody is authenticated, so the host refuses to
+listen anywhere but loopback and says so at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from typing import Any, Protocol
+
+import azure.functions as func
+import uvicorn
+
+from application.settings import Settings
+from functions.container import Container, build_container, use_container
+from local.asgi import FunctionsHost
+
+log = logging.getLogger("stockstream.host")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7071
+
+
+class PipelineHandle(Protocol):
+    def stop(self) -> None: ...
+
+
+class InsecureBinding(ValueError):
+    """A non-loopback address was asked for while no API keys are configured."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def start_pipeline(container: Container) -> PipelineHandle | None:
+    """Start ``local.pipeline`` if this build has it (the relay, projections and timers)."""
+    try:
+        pipeline = importlib.import_module("local.pipeline")
+    except ModuleNotFoundError as error:
+        if error.name != "local.pipeline":
+            raise
+        log.warning("local.pipeline is not installed: the relay, projections and timers are "
+                    "not running; availability and ops status answer 503")
+        return None
+    handle: PipelineHandle = pipeline.start_pipeline(container)
+    return handle
+
+
+class EmbeddedHost:
+    """One embedded Stockstream: container, pipeline and HTTP server, started and stopped
+    together. The container is installed process-wide (``use_container``) while running."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        app: func.FunctionApp | None = None,
+        container: Container | None = None,
+        with_pipeline: bool = True,
+        workers: int = 32,
+    ) -> None:
+        if not settings.api_keys and not is_loopback(host):
+            raise InsecureBinding(
+                f"refusing to listen on {host}: STOCKSTREAM_API_KEYS is not set, so requests "
+                "would not be authenticated; set keys or listen on 127.0.0.1"
+            )
+        if app is None:
+            from function_app import app as function_app
+
+            app = function_app
+        self.settings = settings
+        self.container = container
+        self._own_container = container is None
+        self._with_pipeline = with_pipeline
+        self._pipeline: PipelineHandle | None = None
+        self.socket = socket.socket(
+            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
+        )
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((host, port))
+        self.host = host
+        self.socket.listen(1024)
+        self.port: int = self.socket.getsockname()[1]
+        self._ready = threading.Event()
+        self.asgi = FunctionsHost(app, api_keys=settings.api_keys, workers=workers,
+                                  on_startup=self._start_services,
+                                  on_shutdown=self._stop_services)
+        config = uvicorn.Config(self.asgi, lifespan="on", access_log=False, log_config=None,
+                                timeout_graceful_shutdown=10, backlog=1024)
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    # ------------------------------------------------------------ services
+
+    def _start_services(self) -> None:
+        if self.container is None:
+            self.container = build_container(self.settings)
+        use_container(self.container)
+        if self._with_pipeline:
+            self._pipeline = start_pipeline(self.container)
+        if not self.settings.api_keys:
+            log.warning("STOCKSTREAM_API_KEYS is not set: requests are not authenticated, so "
+                        "the host listens on loopback (%s) only", self.host)
+        log.info("Stockstream listening on %s (data in %s)", self.url, self.settings.data_dir)
+        self._ready.set()
+
+    def _stop_services(self) -> None:
+        try:
+            if self._pipeline is not None:
+                self._pipeline.stop()
+                self._pipeline = None
+        finally:
+            use_container(None)
+            if self._own_container and self.container is not None:
+                self.container.close()
+                self.container = None
+            log.info("Stockstream stopped")
+
+    # ------------------------------------------------------------- serving
+
+    def run(self) -> None:
+        """Serve in this thread until SIGINT/SIGTERM (uvicorn shuts down gracefully)."""
+        self.server.run(sockets=[self.socket])
+
+    def start(self, timeout: float = 30.0) -> EmbeddedHost:
+        """Serve from a background thread; returns once start-up completed.
+
+        The socket is already listening, so a request sent now queues until served.
+        """
+        self._thread = threading.Thread(target=self.run, name="embedded-host", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.05):
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the embedded host did not start")
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop serving (graceful: in-flight requests finish) and stop the services."""
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.socket.close()
+
+    def __enter__(self) -> EmbeddedHost:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
