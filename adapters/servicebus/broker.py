@@ -49,8 +49,8 @@ from application.ports import (
     BrokerUnavailable,
     DeadLetterReceiver,
     MessageBroker,
+    MessageRejected,
     OutgoingMessage,
-    PublishFailed,
     SessionReceiver,
     SubscriptionCounts,
 )
@@ -156,10 +156,12 @@ class ServiceBusBroker(MessageBroker):
 
         A session's messages are split over several batches when ``add_message`` raises
         ``MessageSizeExceededError``. A single message too large for an empty batch raises
-        ``PublishFailed`` naming its id. SDK failures become ``BrokerUnavailable``
-        (connection, communication, timeout, server busy) or ``PublishFailed`` (anything
-        else). On failure some batches may already be on the topic; publishing all of
-        them again is safe because duplicate detection drops repeated message ids.
+        ``MessageRejected`` naming its id, before anything is sent (as does an id or session
+        id Service Bus would refuse). SDK failures become
+        ``BrokerUnavailable`` (connection, communication, timeout, server busy) or
+        ``PublishFailed`` (anything else). On such a failure some batches may already be on
+        the topic; publishing all of them again is safe because duplicate detection drops
+        repeated message ids.
         """
         if not messages:
             return
@@ -167,9 +169,11 @@ class ServiceBusBroker(MessageBroker):
         with self._topic_lock(topic):
             sender = self._sender(topic)
             try:
-                for group in groups.values():
-                    for batch in self._batches(sender, group):
-                        sender.send_messages(batch)
+                # Every batch is filled before the first is sent, so a message too large
+                # for any batch fails the publish with nothing sent.
+                batches = [b for group in groups.values() for b in self._batches(sender, group)]
+                for batch in batches:
+                    sender.send_messages(batch)
             except ServiceBusError as exc:
                 if isinstance(exc, UNAVAILABLE_ERRORS):
                     self._drop_sender(topic)
@@ -197,8 +201,8 @@ class ServiceBusBroker(MessageBroker):
             yield batch
 
     @staticmethod
-    def _too_large(message: OutgoingMessage, batch: ServiceBusMessageBatch) -> PublishFailed:
-        return PublishFailed(
+    def _too_large(message: OutgoingMessage, batch: ServiceBusMessageBatch) -> MessageRejected:
+        return MessageRejected(
             f"message {message.message_id!r} ({len(message.body)} bytes of body) is larger "
             f"than a Service Bus batch may be ({batch.max_size_in_bytes} bytes)"
         )

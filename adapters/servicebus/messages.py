@@ -21,7 +21,7 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus.amqp import AmqpMessageBodyType
 
-from application.ports import OutgoingMessage, PublishFailed, ReceivedMessage
+from application.ports import MessageRejected, OutgoingMessage, ReceivedMessage
 
 MAX_ID_LENGTH = 128
 """Service Bus limit for ``MessageId`` and ``SessionId`` (quotas table)."""
@@ -34,16 +34,16 @@ _BROKER_PROPERTIES = frozenset({DEAD_LETTER_REASON, DEAD_LETTER_ERROR_DESCRIPTIO
 def validate_outgoing(message: OutgoingMessage) -> None:
     """Refuse a message Service Bus would reject or mis-route, before anything is sent.
 
-    Raises ``PublishFailed`` naming the message when its id or session id is empty or
+    Raises ``MessageRejected`` naming the message when its id or session id is empty or
     longer than 128 characters: every message goes to a session-enabled subscription,
     where a message without a SessionId is dead-lettered ("Session ID is null").
     """
     if not message.message_id or len(message.message_id) > MAX_ID_LENGTH:
-        raise PublishFailed(
+        raise MessageRejected(
             f"message id {message.message_id!r} must be 1 to {MAX_ID_LENGTH} characters"
         )
     if not message.session_id or len(message.session_id) > MAX_ID_LENGTH:
-        raise PublishFailed(
+        raise MessageRejected(
             f"message {message.message_id!r}: session id {message.session_id!r} must be "
             f"1 to {MAX_ID_LENGTH} characters"
         )
@@ -145,7 +145,7 @@ def _scheduled_time(message: OutgoingMessage) -> datetime | None:
     if moment is None:
         return None
     if moment.tzinfo is None:
-        raise PublishFailed(
+        raise MessageRejected(
             f"message {message.message_id!r}: scheduled_enqueue_time must be timezone-aware"
         )
     return moment.astimezone(UTC)

@@ -88,7 +88,20 @@ class _HeldMessages:
         self._held.pop(message.lock_token, None)
 
     def close(self) -> None:
-        self._held.clear()
+        """Give back every message still held, then close the link.
+
+        Closing a Service Bus receiver does not release the locks of messages it received:
+        they would stay invisible until their lock expires (a minute by default). Abandoning
+        them first makes them available at once, counted as one more delivery, which is
+        what the port promises and what ``maxDeliveryCount`` expects.
+        """
+        held, self._held = list(self._held.values()), {}
+        try:
+            for sdk_message in held:
+                self._receiver.abandon_message(sdk_message)
+        except _SETTLEMENT_ERRORS:
+            # The link or the lock is already gone; the broker redelivers after expiry.
+            _log.info("could not give back held messages of %s", self._description)
         try:
             self._receiver.close()
         except ServiceBusError:
