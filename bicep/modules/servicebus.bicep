@@ -1,0 +1,253 @@
+// Service Bus: the topic every inventory event is published to, the availability
+// subscription that feeds the projections, and the downstream teams' subscriptions.
+//
+// Every subscription receives a message only through two rules: replayTarget = 'all' (normal
+// publishing) and replayTarget = '<its own name>' (a dead-letter replay aimed at it), so a
+// replay reaches only the subscription that failed. Creating a rule through Resource Manager
+// removes the subscription's implicit $Default (accept-everything) rule; no $Default is declared.
+// Local (SAS key) auth is disabled: the function's identity uses Entra roles only.
+
+@description('Namespace name (6-50 letters, digits and hyphens).')
+param namespaceName string
+
+@description('Azure region.')
+param location string
+
+@description('Tags for every resource.')
+param tags object
+
+@description('Standard or Premium.')
+@allowed([
+  'Standard'
+  'Premium'
+])
+param sku string
+
+@description('Messaging units (Premium only).')
+@minValue(1)
+@maxValue(16)
+param premiumCapacity int
+
+@description('Days the topic remembers message ids to drop duplicates (1-7).')
+@minValue(1)
+@maxValue(7)
+param duplicateDetectionWindowDays int
+
+@description('Deliveries before a message is dead-lettered.')
+@minValue(1)
+@maxValue(2000)
+param maxDeliveryCount int
+
+@description('Downstream subscriptions: [{ name, requiresSession, filter: { correlationProperties: {...} } | { sql: \'...\' } }].')
+param downstreamSubscriptions array
+
+@description('Principal id of the function app identity.')
+param functionPrincipalId string
+
+@description('Grant Data Owner on the topic so the status timer can read subscription counts (Manage right).')
+param grantManageForCounts bool
+
+@description('Log Analytics workspace receiving the namespace diagnostics.')
+param workspaceId string
+
+var topicName = 'inventory-events'
+var availabilitySubscriptionName = 'availability'
+var roleIds = {
+  dataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
+  dataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+  dataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
+}
+
+resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
+  name: namespaceName
+  location: location
+  tags: tags
+  sku: union({
+    name: sku
+    tier: sku
+  }, sku == 'Premium' ? {
+    capacity: premiumCapacity
+  } : {})
+  properties: union({
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+    publicNetworkAccess: 'Enabled'
+  }, sku == 'Premium' ? {
+    premiumMessagingPartitions: 1
+    zoneRedundant: true
+  } : {})
+}
+
+resource topic 'Microsoft.ServiceBus/namespaces/topics@2024-01-01' = {
+  parent: namespace
+  name: topicName
+  properties: {
+    // The relay publishes each event with message id '<stream>:<version>'; a republish after
+    // a relay retry within the window is dropped by the broker.
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'P${duplicateDetectionWindowDays}D'
+    supportOrdering: true
+    enablePartitioning: false
+    enableBatchedOperations: true
+    defaultMessageTimeToLive: 'P14D'
+    maxSizeInMegabytes: 5120
+  }
+}
+
+resource availability 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2024-01-01' = {
+  parent: topic
+  name: availabilitySubscriptionName
+  properties: {
+    // One session per SKU-location: per-stream order, parallel across streams.
+    requiresSession: true
+    maxDeliveryCount: maxDeliveryCount
+    lockDuration: 'PT1M'
+    defaultMessageTimeToLive: 'P14D'
+    deadLetteringOnMessageExpiration: true
+    deadLetteringOnFilterEvaluationExceptions: true
+    enableBatchedOperations: true
+  }
+}
+
+resource availabilityAll 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2024-01-01' = {
+  parent: availability
+  name: 'replay-all'
+  properties: {
+    filterType: 'CorrelationFilter'
+    correlationFilter: {
+      properties: {
+        replayTarget: 'all'
+      }
+    }
+  }
+}
+
+resource availabilitySelf 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2024-01-01' = {
+  parent: availability
+  name: 'replay-self'
+  properties: {
+    filterType: 'CorrelationFilter'
+    correlationFilter: {
+      properties: {
+        replayTarget: availabilitySubscriptionName
+      }
+    }
+  }
+}
+
+resource downstream 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2024-01-01' = [for team in downstreamSubscriptions: {
+  parent: topic
+  name: team.name
+  properties: {
+    requiresSession: team.requiresSession
+    maxDeliveryCount: maxDeliveryCount
+    lockDuration: 'PT1M'
+    defaultMessageTimeToLive: 'P14D'
+    deadLetteringOnMessageExpiration: true
+    deadLetteringOnFilterEvaluationExceptions: true
+    enableBatchedOperations: true
+  }
+}]
+
+// The team's filter AND replayTarget = 'all'.
+resource downstreamAll 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2024-01-01' = [for (team, i) in downstreamSubscriptions: {
+  parent: downstream[i]
+  name: 'replay-all'
+  properties: contains(team.filter, 'sql') ? {
+    filterType: 'SqlFilter'
+    sqlFilter: {
+      sqlExpression: '(${team.filter.?sql ?? 'TRUE'}) AND replayTarget = \'all\''
+      compatibilityLevel: 20
+    }
+  } : {
+    filterType: 'CorrelationFilter'
+    correlationFilter: {
+      properties: union(team.filter.?correlationProperties ?? {}, {
+        replayTarget: 'all'
+      })
+    }
+  }
+}]
+
+// The team's filter AND replayTarget = '<the subscription>'.
+resource downstreamSelf 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2024-01-01' = [for (team, i) in downstreamSubscriptions: {
+  parent: downstream[i]
+  name: 'replay-self'
+  properties: contains(team.filter, 'sql') ? {
+    filterType: 'SqlFilter'
+    sqlFilter: {
+      sqlExpression: '(${team.filter.?sql ?? 'TRUE'}) AND replayTarget = \'${team.name}\''
+      compatibilityLevel: 20
+    }
+  } : {
+    filterType: 'CorrelationFilter'
+    correlationFilter: {
+      properties: union(team.filter.?correlationProperties ?? {}, {
+        replayTarget: team.name
+      })
+    }
+  }
+}]
+
+// The relay publishes to the topic.
+resource dataSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(topic.id, functionPrincipalId, roleIds.dataSender)
+  scope: topic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.dataSender)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The projections' trigger and the dead-letter replay receive from the topic's subscriptions.
+resource dataReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(topic.id, functionPrincipalId, roleIds.dataReceiver)
+  scope: topic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.dataReceiver)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ServiceBusAdministrationClient.get_subscription_runtime_properties (active and dead-letter
+// counts for /api/ops/status and the dead-letter depth metric) needs the Manage right, which
+// only Data Owner grants. Scoped to the one topic; switch off to run without those counts.
+resource dataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantManageForCounts) {
+  name: guid(topic.id, functionPrincipalId, roleIds.dataOwner)
+  scope: topic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.dataOwner)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: namespace
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output id string = namespace.id
+output name string = namespace.name
+output fullyQualifiedNamespace string = replace(replace(namespace.properties.serviceBusEndpoint, 'https://', ''), ':443/', '')
+output topicName string = topic.name
+output subscriptionNames array = concat([
+  availability.name
+], map(downstreamSubscriptions, team => team.name))
