@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
@@ -39,14 +39,14 @@ def a_day_of_trading() -> list[StockItem.Event]:
     item.reserve("order-3", 1, "wms", expires_at=T0)
     item.expire_overdue(T0 + timedelta(seconds=1))
     item.record_count("count-1", 15, T0)
-    return list(item.collect_events())
+    return [cast(StockItem.Event, e) for e in item.collect_events()]
 
 
 def a_reservation() -> dict[str, Any]:
     item = StockItem.create("SKU-1", "store-1")
     item.receive(10)
     item.reserve("order-9", 4, "web")
-    return to_cloudevent(item.collect_events()[-1])
+    return to_cloudevent(cast(StockItem.Event, item.collect_events()[-1]))
 
 
 def test_every_event_of_a_run_of_real_commands_validates() -> None:
@@ -95,7 +95,7 @@ def test_every_event_of_any_command_sequence_validates(commands: list[tuple[Any,
         except DomainError:
             continue
     for event in item.collect_events():
-        validate_cloudevent(to_cloudevent(event))
+        validate_cloudevent(to_cloudevent(cast(StockItem.Event, event)))
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
