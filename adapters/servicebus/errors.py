@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from azure.core.exceptions import (
     HttpResponseError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
@@ -70,7 +71,9 @@ def admin_error(exc: Exception, what: str) -> Exception:
     A missing topic or subscription (404) is a ``LookupError``: asking about an entity
     that does not exist is a caller's mistake, not an outage.
     """
-    if isinstance(exc, HttpResponseError) and exc.status_code == 404:
+    if isinstance(exc, ResourceNotFoundError) or (
+        isinstance(exc, HttpResponseError) and exc.status_code == 404
+    ):
         return LookupError(f"{what}: not found")
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return BrokerUnavailable(f"{what}: Service Bus administration unreachable ({exc})")
