@@ -1,0 +1,532 @@
+"""Azure Cosmos DB for NoSQL as an ``eventsourcing`` persistence module.
+
+Chosen with ``PERSISTENCE_MODULE=adapters.cosmos.persistence:CosmosFactory``; one module
+for the backend, as the library's own ``eventsourcing.sqlite`` is.
+
+Layout (containers are provisioned by Bicep; :meth:`CosmosFactory.create_containers_if_missing`
+creates them for tests and local set-up only):
+
+- ``events``, partition key ``/originator_id``: one immutable document per event,
+  ``{id: str(version), originator_id, originator_version, topic, state: base64}``. Because
+  ``id`` is unique within a logical partition, appending version N twice is a 409: that is
+  the optimistic-concurrency check, with no read before the write. A save's events go in
+  one transactional batch of ``create`` operations, atomic within the stream's partition.
+- ``snapshots``, same shape and partition key, written with ``upsert`` (best-effort: a
+  snapshot can always be rebuilt from the events).
+- ``tracking``, partition key ``/id``: one document per upstream application name.
+
+What Cosmos DB cannot do, and therefore what this module refuses:
+
+- A save that spans two streams (``ProgrammingError``): a batch is atomic only within one
+  logical partition.
+- Notifications (``NotImplementedError``): there is no global commit order across
+  partitions, so ``select_notifications``/``max_notification_id``/``subscribe`` cannot be
+  offered honestly. The change feed of ``events`` is the outbox; the relay reads it.
+- Process recorders (``NotImplementedError``): they need events and tracking in one
+  transaction across partitions.
+
+SDK failures are mapped onto the library's DB-API-style tree, so callers learn *what kind*
+of failure happened: 409 → ``IntegrityError``; 400/413 → ``DataError``; every other HTTP
+status (429, 503, 408, 404 of a missing container, 401/403) and transport failures →
+``OperationalError``. ``adapters.event_store`` turns those into the port's exceptions.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlparse
+from uuid import UUID
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError
+from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
+from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    DataError,
+    InfrastructureFactory,
+    IntegrityError,
+    Notification,
+    OperationalError,
+    ProcessRecorder,
+    ProgrammingError,
+    StoredEvent,
+    Subscription,
+    Tracking,
+    TrackingRecorder,
+)
+from eventsourcing.utils import Environment, EnvType, strtobool
+
+MAX_BATCH_OPERATIONS = 100
+"""Cosmos DB's limit on the operations of one transactional batch."""
+
+EVENTS_INDEXING_POLICY: dict[str, Any] = {
+    "indexingMode": "consistent",
+    "automatic": True,
+    "includedPaths": [{"path": "/*"}],
+    # The state is opaque base64 that no query filters on; indexing it only costs write RU.
+    "excludedPaths": [{"path": "/state/?"}, {"path": '/"_etag"/?'}],
+}
+
+_NO_NOTIFICATIONS = (
+    "Cosmos DB has no global commit order across partitions: read the events "
+    "container's change feed (the outbox) instead of notifications"
+)
+
+
+# ------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class CosmosSettings:
+    """Where the store lives and how to reach it; read from the ``eventsourcing`` env."""
+
+    endpoint: str
+    database: str
+    key: str | None = None
+    client_id: str | None = None
+    verify_tls: bool = True
+    connection_timeout: float | None = None
+    retry_total: int | None = None
+    events_container: str = "events"
+    snapshots_container: str = "snapshots"
+    tracking_container: str = "tracking"
+    originator_id_type: Literal["uuid", "text"] = "uuid"
+
+    @classmethod
+    def from_env(cls, env: Environment) -> CosmosSettings:
+        """Read the ``COSMOS_*`` keys (see :data:`ENV_KEYS`); raises ``OSError`` if incomplete."""
+
+        def text(key: str) -> str | None:
+            value = env.get(key)
+            return value.strip() if value and value.strip() else None
+
+        endpoint = text("COSMOS_ENDPOINT") or text("COSMOS__accountEndpoint")
+        if not endpoint:
+            raise OSError("Cosmos DB endpoint not found in environment key COSMOS_ENDPOINT")
+        id_type = text("ORIGINATOR_ID_TYPE") or "uuid"
+        if id_type not in ("uuid", "text"):
+            raise OSError(f"ORIGINATOR_ID_TYPE must be 'uuid' or 'text'; got {id_type!r}")
+        timeout = text("COSMOS_CONNECTION_TIMEOUT")
+        retry_total = text("COSMOS_RETRY_TOTAL")
+        return cls(
+            endpoint=endpoint,
+            database=text("COSMOS_DATABASE") or "stockstream",
+            key=text("COSMOS_KEY"),
+            client_id=text("AZURE_CLIENT_ID"),
+            verify_tls=strtobool(text("COSMOS_VERIFY_TLS") or "y"),
+            connection_timeout=float(timeout) if timeout else None,
+            retry_total=int(retry_total) if retry_total else None,
+            events_container=text("COSMOS_EVENTS_CONTAINER") or "events",
+            snapshots_container=text("COSMOS_SNAPSHOTS_CONTAINER") or "snapshots",
+            tracking_container=text("COSMOS_TRACKING_CONTAINER") or "tracking",
+            originator_id_type="text" if id_type == "text" else "uuid",
+        )
+
+
+ENV_KEYS = (
+    "COSMOS_ENDPOINT",
+    "COSMOS_KEY",
+    "COSMOS_DATABASE",
+    "AZURE_CLIENT_ID",
+    "COSMOS_VERIFY_TLS",
+    "COSMOS_CONNECTION_TIMEOUT",
+    "COSMOS_RETRY_TOTAL",
+    "COSMOS_EVENTS_CONTAINER",
+    "COSMOS_SNAPSHOTS_CONTAINER",
+    "COSMOS_TRACKING_CONTAINER",
+)
+"""The environment keys :class:`CosmosFactory` reads (``<APP>_KEY`` wins over ``KEY``)."""
+
+
+def is_loopback(endpoint: str) -> bool:
+    """True for an endpoint on this machine (an emulator or test server)."""
+    host = urlparse(endpoint).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+# ----------------------------------------------------------- one client a process
+
+_clients: dict[tuple[Any, ...], CosmosClient] = {}
+_clients_lock = threading.Lock()
+
+
+def cosmos_client(settings: CosmosSettings) -> CosmosClient:
+    """The process's ``CosmosClient`` for these settings, created on first use.
+
+    One client per process (per endpoint and identity): it holds the connection pool
+    and the account's region map, which are expensive to build on every invocation.
+    With an account key (emulators, the test server) the key is used; otherwise
+    ``DefaultAzureCredential``, pinned to ``client_id`` for a user-assigned identity.
+    """
+    cache_key = (
+        settings.endpoint,
+        settings.key,
+        settings.client_id,
+        settings.verify_tls,
+        settings.connection_timeout,
+        settings.retry_total,
+    )
+    with _clients_lock:
+        client = _clients.get(cache_key)
+        if client is None:
+            options: dict[str, Any] = {"connection_verify": settings.verify_tls}
+            if settings.connection_timeout is not None:
+                options["connection_timeout"] = settings.connection_timeout
+                options["read_timeout"] = settings.connection_timeout
+            if settings.retry_total is not None:
+                options["retry_total"] = settings.retry_total
+                options["retry_connect"] = settings.retry_total
+                options["retry_read"] = settings.retry_total
+            credential: Any = settings.key
+            if credential is None:
+                from azure.identity import DefaultAzureCredential  # Azure only
+
+                credential = DefaultAzureCredential(
+                    managed_identity_client_id=settings.client_id
+                )
+            with mapped_errors():
+                client = CosmosClient(settings.endpoint, credential=credential, **options)
+            _clients[cache_key] = client
+        return client
+
+
+def close_cosmos_clients() -> None:
+    """Drop the process's clients (tests and orderly shutdown)."""
+    with _clients_lock:
+        _clients.clear()
+
+
+# ------------------------------------------------------------------ error mapping
+
+
+@contextmanager
+def mapped_errors() -> Iterator[None]:
+    """Translate Azure SDK failures into ``eventsourcing.persistence`` exceptions."""
+    try:
+        yield
+    except CosmosBatchOperationError as error:
+        raise _from_status(_batch_status(error), error) from error
+    except CosmosHttpResponseError as error:
+        raise _from_status(error.status_code, error) from error
+    except AzureError as error:  # ServiceRequestError, timeouts, credential failures
+        raise OperationalError(f"Cosmos DB unreachable: {error}") from error
+
+
+def _batch_status(error: CosmosBatchOperationError) -> int | None:
+    """The status of the operation that failed the batch (the others report 424)."""
+    responses = error.operation_responses or []
+    index = error.error_index
+    if index is not None and 0 <= index < len(responses):
+        status = responses[index].get("statusCode")
+        if isinstance(status, int):
+            return status
+    return error.status_code
+
+
+def _from_status(status: int | None, error: Exception) -> Exception:
+    if status == 409:
+        return IntegrityError(f"conflict: {_short(error)}")
+    if status in (400, 413):
+        return DataError(f"Cosmos DB refused the request ({status}): {_short(error)}")
+    return OperationalError(f"Cosmos DB failed ({status}): {_short(error)}")
+
+
+def _short(error: Exception) -> str:
+    return str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+
+
+# --------------------------------------------------------------------- datastore
+
+
+class CosmosDatastore:
+    """The database and its containers, resolved lazily on first use.
+
+    Nothing is contacted when the factory is built: a worker starts even while Cosmos DB
+    is briefly unreachable, and each command then fails with ``OperationalError``
+    (→ ``StoreUnavailable``, HTTP 503) instead of the whole process failing to start.
+    """
+
+    def __init__(self, settings: CosmosSettings) -> None:
+        self.settings = settings
+        self._containers: dict[str, ContainerProxy] = {}
+        self._lock = threading.Lock()
+
+    def container(self, name: str) -> ContainerProxy:
+        with self._lock:
+            proxy = self._containers.get(name)
+            if proxy is None:
+                client = cosmos_client(self.settings)
+                proxy = client.get_database_client(self.settings.database).get_container_client(
+                    name
+                )
+                self._containers[name] = proxy
+            return proxy
+
+    def create_containers_if_missing(self) -> None:
+        """Create the database and the three containers (tests and local set-up only).
+
+        In Azure the containers come from Bicep, with the same partition keys and the
+        events indexing policy (:data:`EVENTS_INDEXING_POLICY`).
+        """
+        s = self.settings
+        with mapped_errors():
+            database = cosmos_client(s).create_database_if_not_exists(s.database)
+            for name, key, policy in (
+                (s.events_container, "/originator_id", EVENTS_INDEXING_POLICY),
+                (s.snapshots_container, "/originator_id", EVENTS_INDEXING_POLICY),
+                (s.tracking_container, "/id", None),
+            ):
+                options: dict[str, Any] = {"partition_key": PartitionKey(path=key)}
+                if policy is not None:
+                    options["indexing_policy"] = policy
+                database.create_container_if_not_exists(name, **options)
+
+
+# --------------------------------------------------------------------- recorders
+
+
+def event_document(stored: StoredEvent) -> dict[str, Any]:
+    """The document that stores one event (or snapshot) in its stream's partition."""
+    return {
+        "id": str(stored.originator_version),
+        "originator_id": str(stored.originator_id),
+        "originator_version": stored.originator_version,
+        "topic": stored.topic,
+        "state": base64.b64encode(stored.state).decode("ascii"),
+    }
+
+
+class CosmosAggregateRecorder(AggregateRecorder):
+    """Events (or snapshots) of one stream per logical partition of one container."""
+
+    def __init__(
+        self,
+        datastore: CosmosDatastore,
+        container_name: str,
+        *,
+        upsert: bool = False,
+    ) -> None:
+        self.datastore = datastore
+        self.container_name = container_name
+        self.upsert = upsert
+
+    @property
+    def container(self) -> ContainerProxy:
+        with mapped_errors():
+            return self.datastore.container(self.container_name)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        """Append the events of one stream atomically; returns None (no notification ids).
+
+        Raises ``IntegrityError`` if any version exists already (nothing is written),
+        ``ProgrammingError`` for several streams or more than 100 events, and
+        ``OperationalError`` if Cosmos DB cannot take the write.
+        """
+        if not stored_events:
+            return None
+        streams = {str(e.originator_id) for e in stored_events}
+        if len(streams) > 1:
+            raise ProgrammingError(
+                "Cosmos DB appends atomically to one stream (logical partition) only; "
+                f"got {len(streams)} streams in one insert"
+            )
+        (partition,) = streams
+        documents = [event_document(e) for e in stored_events]
+        container = self.container
+        with mapped_errors():
+            if self.upsert:
+                # Snapshots: replacing one is harmless, and a batch is not needed.
+                for document in documents:
+                    container.upsert_item(document)
+            else:
+                if len(documents) > MAX_BATCH_OPERATIONS:
+                    raise ProgrammingError(
+                        f"a save may append at most {MAX_BATCH_OPERATIONS} events "
+                        f"(one transactional batch); got {len(documents)}"
+                    )
+                # All or nothing, and a 409 if any version exists: the OCC check.
+                container.execute_item_batch(
+                    [("create", (document,)) for document in documents],
+                    partition_key=partition,
+                )
+        return None
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        """The stream's events by version, from one single-partition query."""
+        partition = str(originator_id)
+        clauses = ["c.originator_id = @originator_id"]
+        parameters: list[dict[str, Any]] = [{"name": "@originator_id", "value": partition}]
+        if gt is not None:
+            clauses.append("c.originator_version > @gt")
+            parameters.append({"name": "@gt", "value": gt})
+        if lte is not None:
+            clauses.append("c.originator_version <= @lte")
+            parameters.append({"name": "@lte", "value": lte})
+        top = ""
+        if limit is not None:
+            top = "TOP @limit "
+            parameters.append({"name": "@limit", "value": int(limit)})
+        query = (
+            f"SELECT {top}c.originator_version, c.topic, c.state FROM c "
+            f"WHERE {' AND '.join(clauses)} "
+            f"ORDER BY c.originator_version {'DESC' if desc else 'ASC'}"
+        )
+        container = self.container
+        with mapped_errors():
+            documents = list(
+                container.query_items(query, parameters=parameters, partition_key=partition)
+            )
+        stream_id = self._originator_id(originator_id)
+        return [
+            StoredEvent(
+                originator_id=stream_id,
+                originator_version=int(d["originator_version"]),
+                topic=str(d["topic"]),
+                state=base64.b64decode(d["state"]),
+            )
+            for d in documents
+        ]
+
+    def _originator_id(self, originator_id: UUID | str) -> UUID | str:
+        if self.datastore.settings.originator_id_type == "text":
+            return str(originator_id)
+        return originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+
+
+class CosmosApplicationRecorder(CosmosAggregateRecorder, ApplicationRecorder):
+    """The events recorder; notifications are not offered (see the module docstring)."""
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        raise NotImplementedError(_NO_NOTIFICATIONS)
+
+    def max_notification_id(self) -> int | None:
+        raise NotImplementedError(_NO_NOTIFICATIONS)
+
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
+        raise NotImplementedError(_NO_NOTIFICATIONS)
+
+
+class CosmosTrackingRecorder(TrackingRecorder):
+    """The highest notification id handled per upstream application, one document each.
+
+    ``insert_tracking`` refuses to go backwards or repeat (``IntegrityError``), with an
+    etag-guarded replace so two writers cannot both advance from the same value.
+    """
+
+    def __init__(self, datastore: CosmosDatastore, container_name: str) -> None:
+        self.datastore = datastore
+        self.container_name = container_name
+
+    def _read(self, application_name: str) -> dict[str, Any] | None:
+        with mapped_errors():
+            container = self.datastore.container(self.container_name)
+            # A query, not a point read: a missing point read is a 500 on the test server.
+            found = list(
+                container.query_items(
+                    "SELECT * FROM c WHERE c.id = @id",
+                    parameters=[{"name": "@id", "value": application_name}],
+                    partition_key=application_name,
+                )
+            )
+        return found[0] if found else None
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        current = self._read(tracking.application_name)
+        document = {
+            "id": tracking.application_name,
+            "notification_id": tracking.notification_id,
+        }
+        with mapped_errors():
+            container = self.datastore.container(self.container_name)
+            if current is None:
+                container.create_item(document)
+                return
+            if int(current["notification_id"]) >= tracking.notification_id:
+                raise IntegrityError(
+                    f"{tracking.application_name} already tracked "
+                    f"{current['notification_id']} ≥ {tracking.notification_id}"
+                )
+            try:
+                container.replace_item(
+                    tracking.application_name,
+                    document,
+                    etag=current["_etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except CosmosHttpResponseError as error:
+                if error.status_code == 412:
+                    raise IntegrityError("tracking moved on concurrently") from error
+                raise
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        current = self._read(application_name)
+        return None if current is None else int(current["notification_id"])
+
+
+# ----------------------------------------------------------------------- factory
+
+
+class CosmosFactory(InfrastructureFactory[CosmosTrackingRecorder]):
+    """``eventsourcing`` infrastructure on Cosmos DB (see the module docstring)."""
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        self.datastore = CosmosDatastore(CosmosSettings.from_env(self.env))
+
+    @property
+    def settings(self) -> CosmosSettings:
+        return self.datastore.settings
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        if purpose == "snapshots":
+            return CosmosAggregateRecorder(
+                self.datastore, self.settings.snapshots_container, upsert=True
+            )
+        return CosmosAggregateRecorder(self.datastore, self._container_for(purpose))
+
+    def application_recorder(self) -> ApplicationRecorder:
+        return CosmosApplicationRecorder(self.datastore, self.settings.events_container)
+
+    def tracking_recorder(
+        self, tracking_recorder_class: type[CosmosTrackingRecorder] | None = None
+    ) -> CosmosTrackingRecorder:
+        cls = tracking_recorder_class or CosmosTrackingRecorder
+        return cls(self.datastore, self.settings.tracking_container)
+
+    def process_recorder(self) -> ProcessRecorder:
+        raise NotImplementedError(
+            "Cosmos DB cannot record events and tracking in one transaction across "
+            "partitions; use a tracking document in each view's own partition"
+        )
+
+    def create_containers_if_missing(self) -> None:
+        """See :meth:`CosmosDatastore.create_containers_if_missing`."""
+        self.datastore.create_containers_if_missing()
+
+    def _container_for(self, purpose: str) -> str:
+        return self.settings.events_container if purpose == "events" else purpose
