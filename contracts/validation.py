@@ -209,3 +209,19 @@ def validate_cloudevent(doc: Any, registry: Path | None = None) -> RegisteredEve
     version this registry does not hold: skip or park, never fail).
     """
     return load_registry(registry or DEFAULT_REGISTRY).validate(doc)
+
+
+def validate_message_body(
+    body: bytes | str, registry: Path | None = None
+) -> tuple[dict[str, Any], RegisteredEvent]:
+    """Parse a message body (UTF-8 JSON) and validate it; returns the document and its entry.
+
+    A body that is not UTF-8 JSON raises :class:`SchemaValidationFailed` like any other
+    malformed event, so a consumer has one path to the dead-letter queue.
+    """
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SchemaValidationFailed(f"the message body is not UTF-8 JSON: {error}") from error
+    event = validate_cloudevent(doc, registry)
+    return doc, event

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -18,6 +19,7 @@ from contracts.validation import (
     UnknownEventType,
     load_registry,
     validate_cloudevent,
+    validate_message_body,
 )
 from domain.errors import DomainError
 from domain.stock_item import StockItem
@@ -230,3 +232,17 @@ def test_validation_does_not_change_the_document() -> None:
     validate_cloudevent(doc)
 
     assert doc == before
+
+
+def test_a_message_body_is_parsed_and_validated() -> None:
+    body = json.dumps(a_reservation()).encode()
+
+    doc, event = validate_message_body(body)
+
+    assert event.cloudevents_type == doc["type"] == "Stockstream.StockReserved.v1"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b""])
+def test_a_body_that_is_not_json_fails_validation(body: bytes) -> None:
+    with pytest.raises(SchemaValidationFailed, match="not UTF-8 JSON"):
+        validate_message_body(body)
