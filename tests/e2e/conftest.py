@@ -1,0 +1,84 @@
+"""Start the real embedded host (``python -m local``) on a free port and talk to it over
+real sockets. Each host gets its own data directory; its log goes to a file."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from adapters.sqlite import SQLiteStockItems
+
+REPO = Path(__file__).resolve().parents[2]
+PIPELINE_PRESENT = importlib.util.find_spec("local.pipeline") is not None
+needs_pipeline = pytest.mark.skipif(not PIPELINE_PRESENT,
+                                    reason="local.pipeline (relay, projections) not built yet")
+
+
+@dataclass
+class RunningHost:
+    process: subprocess.Popen[bytes]
+    url: str
+    data_dir: Path
+    log_path: Path
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30.0, **kwargs)  # type: ignore[arg-type]
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def store(self) -> SQLiteStockItems:
+        """A second reader of the host's event store (SQLite WAL: reads never block)."""
+        return SQLiteStockItems(self.data_dir / "events.db")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+def start_host(tmp: Path, *extra: str, env: dict[str, str] | None = None,
+               timeout: float = 60.0) -> RunningHost:
+    """Run ``python -m local --port 0`` and wait until its log says where it listens."""
+    data_dir, log_path = tmp / "data", tmp / "host.log"
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("STOCKSTREAM_", "PORT"))}
+    full_env.update({"STOCKSTREAM_DATA": str(data_dir), "PYTHONUNBUFFERED": "1"})
+    full_env.update(env or {})
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "local", "--port", "0", *extra],
+                                   cwd=REPO, env=full_env, stdout=log, stderr=log)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+        found = re.search(r"listening on (http://\S+)", text)
+        if found:
+            return RunningHost(process, found.group(1), data_dir, log_path)
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the host did not start:\n{text}")
+        time.sleep(0.05)  # the log file has no change notification to wait on
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
+    running = start_host(tmp_path_factory.mktemp("host"))
+    yield running
+    assert running.stop() == 0, running.log()
+
+
+@pytest.fixture
+def client(host: RunningHost) -> Iterator[httpx.Client]:
+    with host.client() as c:
+        yield c
