@@ -63,7 +63,7 @@ STATEMENTS: tuple[str, ...] = (
         expires_us INTEGER,
         delivery_count INTEGER NOT NULL DEFAULT 0,
         state TEXT NOT NULL CHECK (state IN ('active', 'dead_lettered')),
-        lock_token TEXT UNIQUE,
+        lock_token TEXT,
         locked_until_us INTEGER,
         dead_letter_reason TEXT,
         dead_letter_description TEXT,
@@ -73,6 +73,14 @@ STATEMENTS: tuple[str, ...] = (
     """
     CREATE INDEX IF NOT EXISTS messages_in_order
         ON messages (topic, subscription, state, session_id, sequence_number)
+    """,
+    """
+    CREATE UNIQUE INDEX IF NOT EXISTS messages_by_lock_token
+        ON messages (lock_token) WHERE lock_token IS NOT NULL
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS messages_by_sequence
+        ON messages (topic, subscription, state, sequence_number)
     """,
     """
     CREATE INDEX IF NOT EXISTS messages_locked
