@@ -75,6 +75,8 @@ class StockCommands:
         self.clock = clock
         self.retry = retry or RetryPolicy()
         self._locks = _StripedLocks()
+        self.after_commit: list[Callable[[list[StockItem.Event]], None]] = []
+        """Called with the events of every successful save (e.g. to wake the relay)."""
 
     # ---------------------------------------------------------------- commands
 
@@ -204,5 +206,7 @@ class StockCommands:
                     if attempt >= self.retry.attempts:
                         raise
                 else:
+                    for observer in self.after_commit:
+                        observer(events)
                     return CommandResult(item.position(), events)
             time.sleep(self.retry.delay(attempt))

@@ -32,6 +32,7 @@ from eventsourcing.sqlite import (
 )
 
 from adapters.event_store import EventSourcedStockItems
+from adapters.sqlite.checkpoints import SQLiteCheckpoints
 from application.ports import OutboxReader, OutboxRecord, StoreUnavailable
 from domain.stock_item import StockItem
 
@@ -95,6 +96,10 @@ class SQLiteStockItems(EventSourcedStockItems, OutboxReader):
             OutboxRecord(n.id, cast(StockItem.Event, self.app.mapper.to_domain_event(n)))
             for n in notifications
         ]
+
+    def checkpoints(self) -> SQLiteCheckpoints:
+        """The relay's checkpoints, kept in this store's file."""
+        return SQLiteCheckpoints(self.app.factory.tracking_recorder())
 
     def max_position(self) -> int:
         try:

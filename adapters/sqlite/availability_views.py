@@ -1,0 +1,182 @@
+"""The availability view in SQLite: one row per SKU-location, versioned, plus expiries."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from application.views import Availability, LocationAvailability
+from projections.availability import AvailabilityChange, AvailabilityViews, ViewRow
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS availability (
+    sku TEXT NOT NULL,
+    location TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    on_hand INTEGER NOT NULL,
+    reserved INTEGER NOT NULL,
+    available INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (sku, location)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reservation_expiries (
+    sku TEXT NOT NULL,
+    location TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    PRIMARY KEY (sku, location, order_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reservation_expiries_by_time ON reservation_expiries (expires_at);
+"""
+
+
+def _utc(moment: datetime) -> str:
+    # Fixed-width UTC text sorts as time, so the expiry index can be range-scanned.
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+class SQLiteAvailabilityViews(AvailabilityViews):
+    """The view in one SQLite file; each change is one transaction (row, version, expiry)."""
+
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._path = str(path)
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._connection().executescript(_SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
+                                 timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # a view can always be rebuilt
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def version_of(self, sku: str, location: str) -> int:
+        row = self._connection().execute(
+            "SELECT version FROM availability WHERE sku = ? AND location = ?", (sku, location)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def apply(self, change: AvailabilityChange) -> bool:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT version FROM availability WHERE sku = ? AND location = ?",
+                (change.sku, change.location),
+            ).fetchone()
+            if (int(row[0]) if row else 0) != change.version - 1:
+                return False
+            db.execute(
+                "INSERT INTO availability VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (sku, location) DO UPDATE SET version = excluded.version,"
+                " on_hand = excluded.on_hand, reserved = excluded.reserved,"
+                " available = excluded.available, updated_at = excluded.updated_at",
+                (change.sku, change.location, change.version, change.on_hand, change.reserved,
+                 change.available, _utc(change.occurred_at)),
+            )
+            if change.reservation_expiry is not None:
+                order_id, expires_at = change.reservation_expiry
+                if expires_at is None:
+                    self._delete_expiry(db, change.sku, change.location, order_id)
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO reservation_expiries VALUES (?, ?, ?, ?)",
+                        (change.sku, change.location, order_id, _utc(expires_at)),
+                    )
+            if change.closed_reservation is not None:
+                self._delete_expiry(db, change.sku, change.location, change.closed_reservation)
+            return True
+
+    @staticmethod
+    def _delete_expiry(db: sqlite3.Connection, sku: str, location: str, order_id: str) -> None:
+        db.execute(
+            "DELETE FROM reservation_expiries WHERE sku = ? AND location = ? AND order_id = ?",
+            (sku, location, order_id),
+        )
+
+    def for_sku(self, sku: str) -> Availability:
+        rows = self._connection().execute(
+            "SELECT location, on_hand, reserved, available, version, updated_at"
+            " FROM availability WHERE sku = ? ORDER BY location",
+            (sku,),
+        ).fetchall()
+        locations = [
+            LocationAvailability(r[0], r[1], r[2], r[3], r[4], _parse(r[5])) for r in rows
+        ]
+        return Availability(
+            sku=sku,
+            on_hand=sum(r.on_hand for r in locations),
+            reserved=sum(r.reserved for r in locations),
+            available=sum(r.available for r in locations),
+            locations=locations,
+        )
+
+    def overdue_reservations(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        rows = self._connection().execute(
+            "SELECT DISTINCT sku, location FROM reservation_expiries WHERE expires_at <= ?"
+            " LIMIT ?",
+            (_utc(now), limit),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def rows(self, sku: str | None = None) -> Iterator[ViewRow]:
+        query = "SELECT sku, location, version, on_hand, reserved, available, updated_at" \
+            " FROM availability"
+        args: tuple[str, ...] = ()
+        if sku is not None:
+            query += " WHERE sku = ?"
+            args = (sku,)
+        for r in self._connection().execute(query + " ORDER BY sku, location", args):
+            yield ViewRow(r[0], r[1], r[2], r[3], r[4], r[5], _parse(r[6]))
+
+    def replace(self, row: ViewRow, expiries: dict[str, datetime]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO availability VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row.sku, row.location, row.version, row.on_hand, row.reserved, row.available,
+                 _utc(row.updated_at)),
+            )
+            db.execute(
+                "DELETE FROM reservation_expiries WHERE sku = ? AND location = ?",
+                (row.sku, row.location),
+            )
+            db.executemany(
+                "INSERT INTO reservation_expiries VALUES (?, ?, ?, ?)",
+                [(row.sku, row.location, o, _utc(t)) for o, t in expiries.items()],
+            )
+
+    def events_applied(self) -> int:
+        row = self._connection().execute("SELECT COALESCE(SUM(version), 0) FROM availability")
+        return int(row.fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()

@@ -1,0 +1,139 @@
+"""Consuming a session subscription: one message at a time, settled after its effect.
+
+``EventConsumer.process`` is what a consumer does with one message body, whatever
+delivered it (the embedded loop below, or the Service Bus trigger in Azure): parse,
+validate against the schema registry, hand to the handler. ``SessionConsumer`` is the
+embedded loop: it takes sessions from a ``MessageBroker`` and settles each message after
+the handler returns — complete on success, dead-letter with the reason on a message
+that can never succeed, abandon (redeliver, then dead-letter after the maximum) on any
+other failure. Handlers are idempotent per stream version, so a redelivery after a crash
+between the effect and the settlement changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from application.ports import LockLost, MessageBroker, ReceivedMessage, SessionReceiver
+from contracts.validation import (
+    EventRejected,
+    SchemaValidationFailed,
+    UnknownEventType,
+    validate_cloudevent,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], object]
+
+
+class EventConsumer:
+    """Turns a message body into a validated CloudEvent and applies it with ``handler``."""
+
+    def __init__(self, name: str, handler: Handler) -> None:
+        self.name = name
+        self.handler = handler
+
+    def process(self, body: bytes) -> object:
+        """Apply one message. Raises ``EventRejected`` (``SchemaValidationFailed``) for a
+        message that can never be applied; returns ``"skipped"`` for an event type this
+        build does not know (a newer producer), which must not block the session."""
+        try:
+            document = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise SchemaValidationFailed(f"the body is not JSON: {error}") from error
+        try:
+            validate_cloudevent(document)
+        except UnknownEventType as unknown:
+            log.warning("%s skips an event type it does not know: %s", self.name, unknown)
+            return "skipped"
+        return self.handler(document)
+
+
+class SessionConsumer:
+    """Worker threads that drain a session subscription of a ``MessageBroker``."""
+
+    def __init__(
+        self,
+        broker: MessageBroker,
+        topic: str,
+        subscription: str,
+        consumer: EventConsumer,
+        *,
+        workers: int = 2,
+        batch_size: int = 32,
+        idle_wait: float = 0.2,
+    ) -> None:
+        self.broker = broker
+        self.topic = topic
+        self.subscription = subscription
+        self.consumer = consumer
+        self.workers = workers
+        self.batch_size = batch_size
+        self.idle_wait = idle_wait
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def run_once(self, max_wait: float = 0.0) -> int:
+        """Take one session with messages and drain it; returns how many were settled."""
+        receiver = self.broker.accept_next_session(self.topic, self.subscription, max_wait)
+        if receiver is None:
+            return 0
+        settled = 0
+        with receiver:
+            while not self._stopping.is_set():
+                messages = receiver.receive(self.batch_size, 0.0)
+                if not messages:
+                    break
+                for message in messages:
+                    if self._stopping.is_set():
+                        break  # unsettled messages are redelivered after the lock expires
+                    settled += self._settle(receiver, message)
+        return settled
+
+    def _settle(self, receiver: SessionReceiver, message: ReceivedMessage) -> int:
+        try:
+            try:
+                self.consumer.process(message.body)
+            except EventRejected as rejected:
+                log.error("dead-lettering %s: %s", message.message_id, rejected.description)
+                receiver.dead_letter(message, rejected.reason, rejected.description)
+            except Exception:
+                log.exception("handler failed on %s (delivery %d); abandoning",
+                              message.message_id, message.delivery_count)
+                receiver.abandon(message)
+            else:
+                receiver.complete(message)
+        except LockLost:
+            log.warning("lock lost on %s; it will be redelivered", message.message_id)
+            return 0
+        return 1
+
+    def start(self) -> None:
+        """Start the worker threads."""
+        self._stopping.clear()
+        for n in range(self.workers):
+            thread = threading.Thread(
+                target=self._loop, name=f"{self.subscription}-consumer-{n}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the message in hand, release sessions and stop."""
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.run_once(self.idle_wait)
+            except Exception:
+                log.exception("consumer %s failed; retrying", self.subscription)
+                self._stopping.wait(0.5)

@@ -1,0 +1,154 @@
+"""The outbox relay: publishes committed events to the topic, at least once, in order.
+
+The event store is the outbox. The relay reads events committed after its checkpoint,
+publishes them, and only then advances the checkpoint. A crash between the two
+re-publishes the same messages with the same message ids, which the topic's duplicate
+detection drops and consumers' version checks absorb: at least once on the wire,
+exactly once in effect.
+
+``to_message`` is the one mapping from an event to a broker message (DESIGN §4), used by
+both relays: this poller (embedded, any store with a commit order) and the Cosmos DB
+change-feed function in Azure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from application.ports import Clock, MessagePublisher, OutboxReader, OutgoingMessage
+from application.settings import TOPIC
+from contracts.cloudevents import CONTENT_TYPE, to_cloudevent
+from domain.identifiers import event_id, stream_name
+from domain.stock_item import StockItem
+
+MAX_ID_LENGTH = 128
+"""Service Bus caps MessageId and SessionId at 128 characters."""
+
+
+def broker_id(value: str) -> str:
+    """``value`` if it fits a Service Bus id, else a stable digest-based stand-in.
+
+    A stream name can reach 129 characters (two 64-character identifiers) and an event
+    id 140; the stand-in keeps a readable prefix and a SHA-256 digest, so it is still
+    deterministic (duplicate detection and sessions keep working) and unique in practice.
+    """
+    if len(value) <= MAX_ID_LENGTH:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:40]
+    return f"{value[: MAX_ID_LENGTH - 42]}~{digest}"
+
+
+def to_message(event: StockItem.Event, replay_target: str = "all") -> OutgoingMessage:
+    """The broker message of an event: CloudEvents body, session = stream, id = event id."""
+    document = to_cloudevent(event)
+    return OutgoingMessage(
+        message_id=broker_id(event_id(event.sku, event.location, event.originator_version)),
+        session_id=broker_id(stream_name(event.sku, event.location)),
+        subject=document["type"],
+        body=json.dumps(document, separators=(",", ":")).encode(),
+        content_type=CONTENT_TYPE,
+        application_properties={
+            "type": document["type"],
+            "sku": event.sku,
+            "location": event.location,
+            "sequence": event.originator_version,
+            "replayTarget": replay_target,
+        },
+    )
+
+
+class Checkpoints(ABC):
+    """Where a relay remembers the last position it published (monotonic)."""
+
+    @abstractmethod
+    def position(self, name: str) -> int:
+        """The last position recorded for ``name`` (0 if none)."""
+
+    @abstractmethod
+    def advance(self, name: str, position: int) -> None:
+        """Record ``position`` for ``name``; a position not beyond the recorded one is ignored."""
+
+
+@dataclass(frozen=True)
+class RelayStatus:
+    """The outbox as the relay sees it."""
+
+    depth: int
+    oldest_age_seconds: float | None
+    published_total: int
+    publish_rate: float
+
+
+class Relay:
+    """Publishes the outbox in commit order; safe to run as one instance per store."""
+
+    NAME = "relay"
+
+    def __init__(
+        self,
+        outbox: OutboxReader,
+        publisher: MessagePublisher,
+        checkpoints: Checkpoints,
+        clock: Clock,
+        *,
+        topic: str = TOPIC,
+        batch_size: int = 256,
+    ) -> None:
+        self.outbox = outbox
+        self.publisher = publisher
+        self.checkpoints = checkpoints
+        self.clock = clock
+        self.topic = topic
+        self.batch_size = batch_size
+        self.published_total = 0
+        self._recent: deque[tuple[float, int]] = deque(maxlen=256)
+        self._lock = threading.Lock()
+
+    def pump(self) -> int:
+        """Publish one batch after the checkpoint, then checkpoint it; returns its size.
+
+        Raises whatever the publisher raises (``PublishFailed``, ``BrokerUnavailable``)
+        with the checkpoint untouched, so the batch is published again next time.
+        """
+        with self._lock:
+            after = self.checkpoints.position(self.NAME)
+            records = self.outbox.read_after(after, self.batch_size)
+            if not records:
+                return 0
+            self.publisher.publish(self.topic, [to_message(r.event) for r in records])
+            self.checkpoints.advance(self.NAME, records[-1].position)
+            self.published_total += len(records)
+            self._recent.append((time.monotonic(), len(records)))
+            return len(records)
+
+    def drain(self) -> int:
+        """Pump until the outbox is empty; returns how many were published."""
+        total = 0
+        while count := self.pump():
+            total += count
+        return total
+
+    def status(self) -> RelayStatus:
+        """Depth and age of the unpublished outbox, and the recent publish rate."""
+        after = self.checkpoints.position(self.NAME)
+        depth = max(self.outbox.max_position() - after, 0)
+        oldest: Sequence[object] = self.outbox.read_after(after, 1) if depth else ()
+        age = None
+        if oldest:
+            event = oldest[0].event  # type: ignore[attr-defined]
+            age = max((self.clock.now() - event.timestamp).total_seconds(), 0.0)
+        return RelayStatus(depth, age, self.published_total, self._rate())
+
+    def _rate(self) -> float:
+        now = time.monotonic()
+        window = [(t, n) for t, n in self._recent if now - t <= 10.0]
+        if not window:
+            return 0.0
+        return sum(n for _, n in window) / max(now - window[0][0], 1.0)

@@ -1,0 +1,1 @@
+"""Read models and their event handlers: each one idempotent per stream version."""

@@ -1,0 +1,270 @@
+"""The embedded pipeline end to end: relay → broker → availability projection.
+
+Most tests drive the parts step by step (pump the relay, drain the subscription) so each
+fault lands exactly where the test puts it; one test runs the threaded runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.clock import SystemClock
+from adapters.embedded_broker import EmbeddedBroker
+from adapters.sqlite import SQLiteStockItems
+from adapters.sqlite.availability_views import SQLiteAvailabilityViews
+from application.commands import StockCommands
+from application.consumer import EventConsumer, SessionConsumer
+from application.ports import MessagePublisher, OutgoingMessage
+from application.relay import Relay, to_message
+from application.replay import DeadLetterReplay
+from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
+from functions.container import build_container
+from local.pipeline import (
+    MAX_DELIVERY_COUNT,
+    _history,
+    ensure_topology,
+    replay_rules,
+    start_pipeline,
+)
+from projections.availability import AvailabilityProjection
+
+DOWNSTREAM = "downstream-team"
+
+
+@dataclass
+class Parts:
+    store: SQLiteStockItems
+    commands: StockCommands
+    broker: EmbeddedBroker
+    views: SQLiteAvailabilityViews
+    projection: AvailabilityProjection
+    relay: Relay
+    consumer: SessionConsumer
+
+    def deliver(self) -> int:
+        """Publish the outbox and drain the availability subscription."""
+        self.relay.drain()
+        return self.drain()
+
+    def drain(self) -> int:
+        total = 0
+        while settled := self.consumer.run_once(0.0):
+            total += settled
+        return total
+
+    def assert_projection_equals_event_store(self) -> None:
+        rows = list(self.views.rows())
+        assert rows, "the projection is empty"
+        for row in rows:
+            item = self.store.get(row.sku, row.location)
+            assert item is not None
+            assert (row.version, row.on_hand, row.reserved, row.available) == (
+                item.version, item.on_hand, item.reserved, item.available,
+            ), f"{row.sku}|{row.location} differs from its stream"
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[Parts]:
+    store = SQLiteStockItems(tmp_path / "events.db")
+    broker = EmbeddedBroker(tmp_path / "broker.db")
+    ensure_topology(broker)
+    broker.create_subscription(TOPIC, DOWNSTREAM, rules=replay_rules(DOWNSTREAM))
+    views = SQLiteAvailabilityViews(tmp_path / "views.db")
+    projection = AvailabilityProjection(views, _history(store))
+    commands = StockCommands(store, SystemClock())
+    relay = Relay(store, broker, store.checkpoints(), SystemClock(), batch_size=7)
+    consumer = SessionConsumer(
+        broker, TOPIC, AVAILABILITY_SUBSCRIPTION, EventConsumer("availability", projection.handle)
+    )
+    yield Parts(store, commands, broker, views, projection, relay, consumer)
+    views.close()
+    broker.close()
+    store.close()
+
+
+def some_trading(commands: StockCommands, skus: int = 4) -> None:
+    for n in range(skus):
+        sku = f"SKU-{n}"
+        commands.receive(sku, "STORE-1", 20)
+        commands.receive(sku, "STORE-2", 5)
+        commands.reserve(sku, "STORE-1", f"order-{n}-a", 3, "web")
+        commands.reserve(sku, "STORE-1", f"order-{n}-b", 2, "pos")
+        commands.fulfil(sku, "STORE-1", f"order-{n}-a")
+        commands.release(sku, "STORE-1", f"order-{n}-b")
+        commands.adjust(sku, "STORE-2", -1, "damaged")
+
+
+def test_every_event_reaches_the_projection_in_order(parts: Parts) -> None:
+    some_trading(parts.commands)
+    parts.deliver()
+    parts.assert_projection_equals_event_store()
+    availability = parts.views.for_sku("SKU-0")
+    assert (availability.on_hand, availability.reserved, availability.available) == (21, 0, 21)
+    assert [row.location for row in availability.locations] == ["STORE-1", "STORE-2"]
+
+
+def test_messages_carry_the_contract_of_design_section_4(parts: Parts) -> None:
+    result = parts.commands.receive("SKU-9", "STORE-1", 2)
+    message = to_message(result.events[-1])
+    assert message.message_id == "SKU-9|STORE-1:2"
+    assert message.session_id == "SKU-9|STORE-1"
+    assert message.subject == "Stockstream.StockReceived.v1"
+    assert message.content_type == "application/cloudevents+json"
+    assert message.application_properties == {
+        "type": "Stockstream.StockReceived.v1", "sku": "SKU-9", "location": "STORE-1",
+        "sequence": 2, "replayTarget": "all",
+    }
+    assert json.loads(message.body)["id"] == "SKU-9|STORE-1:2"
+
+
+def test_ids_longer_than_service_bus_allows_are_shortened_deterministically() -> None:
+    from domain import StockItem
+
+    item = StockItem.create("S" * 64, "L" * 64)
+    item.receive(1)
+    created, received = (to_message(e) for e in item.collect_events())
+    assert len(received.session_id) <= 128 and len(received.message_id) <= 128
+    assert received.session_id == created.session_id  # one session per stream
+    assert received.message_id != created.message_id
+    assert to_message(StockItem.create("S" * 64, "L" * 64).collect_events()[0]).message_id == (
+        created.message_id
+    )
+
+
+class CrashesAfterPublishing(MessagePublisher):
+    """Publishes, then dies before the relay can checkpoint (the worst moment)."""
+
+    def __init__(self, inner: MessagePublisher) -> None:
+        self.inner = inner
+
+    def publish(self, topic: str, messages: Any) -> None:
+        self.inner.publish(topic, messages)
+        raise ConnectionResetError("relay process killed after publishing")
+
+
+@pytest.mark.parametrize("duplicate_detection", [True, False])
+def test_a_relay_crash_between_publish_and_checkpoint_republishes_without_double_counting(
+    parts: Parts, duplicate_detection: bool
+) -> None:
+    from datetime import timedelta
+
+    if not duplicate_detection:  # consumers must absorb duplicates on their own, too
+        parts.broker.create_topic(TOPIC, duplicate_detection_window=timedelta(0))
+    some_trading(parts.commands)
+    crashing = Relay(parts.store, CrashesAfterPublishing(parts.broker), parts.store.checkpoints(),
+                     SystemClock(), batch_size=10)
+    with pytest.raises(ConnectionResetError):
+        crashing.pump()
+    assert parts.store.checkpoints().position(Relay.NAME) == 0
+    parts.drain()  # consumers see the first batch before the relay restarts
+    parts.deliver()  # the restarted relay publishes everything again from its checkpoint
+    parts.assert_projection_equals_event_store()
+    assert parts.views.events_applied() == parts.store.max_position()
+
+
+def test_a_duplicate_storm_gives_the_same_projection_as_one_delivery(parts: Parts) -> None:
+    from datetime import timedelta
+
+    parts.broker.create_topic(TOPIC, duplicate_detection_window=timedelta(0))
+    some_trading(parts.commands)
+    records = parts.store.read_after(0, 10_000)
+    for _ in range(3):
+        parts.broker.publish(TOPIC, [to_message(r.event) for r in records])
+    parts.drain()
+    parts.assert_projection_equals_event_store()
+    assert parts.views.events_applied() == parts.store.max_position()
+
+
+def test_a_lost_message_is_filled_in_from_the_event_store(parts: Parts) -> None:
+    some_trading(parts.commands, skus=1)
+    records = parts.store.read_after(0, 10_000)
+    lost = ("STORE-1", 3)  # a message in the middle of a stream never arrives
+    survivors = [r for r in records if (r.event.location, r.event.originator_version) != lost]
+    parts.broker.publish(TOPIC, [to_message(r.event) for r in survivors])
+    parts.drain()
+    parts.assert_projection_equals_event_store()
+
+
+def test_a_poison_message_is_dead_lettered_and_replay_repairs_only_its_subscription(
+    parts: Parts,
+) -> None:
+    poisoned = {"on": True}
+
+    def fragile(document: dict[str, Any]) -> object:
+        if poisoned["on"] and document["subject"] == "SKU-0|STORE-1" and document["sequence"] == 6:
+            raise RuntimeError("a projection bug on this one event")
+        return parts.projection.handle(document)
+
+    parts.consumer.consumer = EventConsumer("availability", fragile)
+    some_trading(parts.commands)  # SKU-0|STORE-1's last event is version 6
+    parts.deliver()
+    downstream_before = parts.broker.counts(TOPIC, DOWNSTREAM).active
+    assert downstream_before == parts.store.max_position()  # the downstream team got all
+
+    counts = parts.broker.counts(TOPIC, AVAILABILITY_SUBSCRIPTION)
+    assert (counts.active, counts.dead_lettered) == (0, 1)
+    with parts.broker.dead_letter_receiver(TOPIC, AVAILABILITY_SUBSCRIPTION) as dlq:
+        (dead,) = dlq.receive(10, 0.0)
+        assert dead.dead_letter_reason == "MaxDeliveryCountExceeded"
+        assert dead.delivery_count >= MAX_DELIVERY_COUNT
+    assert parts.views.version_of("SKU-0", "STORE-1") == 5  # only that stream is behind
+    for n in range(1, 4):
+        item = parts.store.get(f"SKU-{n}", "STORE-1")
+        assert item is not None and parts.views.version_of(f"SKU-{n}", "STORE-1") == item.version
+
+    poisoned["on"] = False
+    replay = DeadLetterReplay(parts.broker)
+    assert replay.replay(AVAILABILITY_SUBSCRIPTION) == 1
+    parts.drain()
+    parts.assert_projection_equals_event_store()
+    assert parts.broker.counts(TOPIC, AVAILABILITY_SUBSCRIPTION).dead_lettered == 0
+    assert parts.broker.counts(TOPIC, DOWNSTREAM).active == downstream_before
+
+
+def test_a_message_that_breaks_the_schema_is_dead_lettered_with_the_reason(parts: Parts) -> None:
+    parts.commands.receive("SKU-1", "STORE-1", 2)
+    parts.relay.drain()
+    bad = json.loads(to_message(parts.store.read_after(0, 10)[-1].event).body)
+    bad["id"], bad["data"]["quantity"] = "SKU-1|STORE-1:3", "lots"
+    parts.broker.publish(TOPIC, [OutgoingMessage(
+        message_id="bad-1", session_id="SKU-1|STORE-1", subject=bad["type"],
+        body=json.dumps(bad).encode(), application_properties={"replayTarget": "all"},
+    )])
+    parts.drain()
+    with parts.broker.dead_letter_receiver(TOPIC, AVAILABILITY_SUBSCRIPTION) as dlq:
+        (dead,) = dlq.receive(10)
+    assert dead.dead_letter_reason == "SchemaValidationFailed"
+    assert "quantity" in (dead.dead_letter_description or "")
+
+
+def test_the_running_pipeline_shows_a_command_in_availability_within_a_second(
+    tmp_path: Path,
+) -> None:
+    container = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}))
+    pipeline = start_pipeline(container)
+    try:
+        container.commands.receive("SKU-1", "STORE-1", 12)
+        container.commands.reserve("SKU-1", "STORE-1", "order-1", 5, "web")
+        seen = threading.Event()
+        for _ in range(100):
+            assert container.availability is not None
+            if container.availability.for_sku("SKU-1").reserved == 5:
+                seen.set()
+                break
+            threading.Event().wait(0.01)
+        assert seen.is_set(), "the projection did not catch up within a second"
+        assert container.ops is not None
+        status = container.ops.status()
+        assert status.outbox.depth == 0
+        assert [s.name for s in status.subscriptions] == [AVAILABILITY_SUBSCRIPTION]
+        assert status.projections[0].position == 3
+    finally:
+        pipeline.stop()
+        container.close()
