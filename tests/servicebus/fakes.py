@@ -21,9 +21,11 @@ What is real and what is faked:
 
 from __future__ import annotations
 
+import functools
 import itertools
+import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +63,17 @@ LINK_MAX_BATCH_BYTES = 262_144  # Standard tier: 256 KB
 ENQUEUED_MS = 1_764_000_000_000  # a fixed enqueued time: 2025-11-24T16:00:00Z
 
 
+def locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a fake's method under its topic's lock: the namespace is shared by threads."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return run
+
+
 def text(value: Any) -> Any:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
@@ -84,18 +97,29 @@ class Stored:
         return text(self.wire.properties.message_id)
 
 
+Rule = dict[str, "str | int"]
+
+
 @dataclass
 class Subscription:
     name: str
+    rules: list[Rule] | None = None
     max_delivery_count: int = 10
     sessions: dict[str, list[Stored]] = field(default_factory=dict)
     dead_letters: list[Stored] = field(default_factory=list)
     locked_sessions: set[str] = field(default_factory=set)
+    lock: Any = field(default_factory=threading.RLock)
 
     def accepts(self, wire: Message) -> bool:
-        """DESIGN §6: correlation rules ``replayTarget = 'all'`` and ``= '<name>'``."""
-        props = wire.application_properties or {}
-        return text(props.get(b"replayTarget")) in ("all", self.name)
+        """Correlation rules, OR-ed; each rule's properties must all match.
+
+        Without explicit rules: DESIGN §6's ``replayTarget = 'all'`` or ``= '<name>'``.
+        """
+        props = {text(k): text(v) for k, v in (wire.application_properties or {}).items()}
+        rules = self.rules if self.rules is not None else [
+            {"replayTarget": "all"}, {"replayTarget": self.name}
+        ]
+        return any(all(props.get(k) == v for k, v in rule.items()) for rule in rules)
 
     def active(self) -> int:
         return sum(len(queue) for queue in self.sessions.values())
@@ -104,14 +128,27 @@ class Subscription:
 class Topic:
     """A topic with duplicate detection, on a partitioned entity (one partition per batch)."""
 
-    def __init__(self, name: str, subscriptions: Iterable[str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        subscriptions: Iterable[str] | Mapping[str, list[Rule]],
+        max_delivery_count: int = 10,
+    ) -> None:
         self.name = name
-        self.subscriptions = {s: Subscription(s) for s in subscriptions}
+        rules: Mapping[str, list[Rule] | None] = (
+            subscriptions if isinstance(subscriptions, Mapping) else dict.fromkeys(subscriptions)
+        )
+        self.subscriptions = {
+            s: Subscription(s, r, max_delivery_count) for s, r in rules.items()
+        }
         self.batches: list[ServiceBusMessageBatch] = []
         self.wire: list[Message] = []
         self.seen_ids: set[str] = set()
         self.scheduled = 0
+        self.lock = threading.RLock()
         self._sequence = itertools.count(1)
+        for sub in self.subscriptions.values():
+            sub.lock = self.lock
 
     def accept(self, batch: ServiceBusMessageBatch) -> None:
         wire = [decode_payload(memoryview(bytes(section))) for section in batch._message[5]]
@@ -142,6 +179,7 @@ class Topic:
 class FakeSender:
     def __init__(self, topic: Topic, link_max: int) -> None:
         self.topic = topic
+        self.lock = topic.lock
         self.link_max = link_max
         self.closed = False
         self.fail_next_send: Exception | None = None
@@ -153,6 +191,7 @@ class FakeSender:
         self.created_batches += 1
         return ServiceBusMessageBatch(max_size_in_bytes=max_size_in_bytes or self.link_max)
 
+    @locked
     def send_messages(self, message: Any, **_: Any) -> None:
         assert not self.closed, "send on a closed sender"
         assert isinstance(message, ServiceBusMessageBatch), "the adapter sends batches"
@@ -177,6 +216,7 @@ class FakeReceiver:
         self, sub: Subscription, session_id: Any, dead_letter: bool, max_wait_time: float | None
     ) -> None:
         self.sub = sub
+        self.lock = sub.lock
         self.requested_session = session_id
         self.dead_letter = dead_letter
         self.max_wait_time = max_wait_time
@@ -199,6 +239,7 @@ class FakeReceiver:
     def session(self) -> FakeSession | None:
         return self._session
 
+    @locked
     def _open(self) -> None:
         if self.opened:
             return
@@ -228,6 +269,7 @@ class FakeReceiver:
         assert self._session is not None, "a receive on a session subscription needs a session"
         return self.sub.sessions.setdefault(self._session.session_id, [])
 
+    @locked
     def receive_messages(
         self, max_message_count: int | None = 1, max_wait_time: float | None = None
     ) -> list[ServiceBusReceivedMessage]:
@@ -282,18 +324,21 @@ class FakeReceiver:
         error = MessageLockLostError if self.dead_letter else SessionLockLostError
         raise error(message="the lock was lost")
 
+    @locked
     def complete_message(self, message: ServiceBusReceivedMessage) -> None:
         stored = self._held(message, "complete_message")
         self.settlements.append(("complete", message, {}))
         self._queue().remove(stored)
 
+    @locked
     def abandon_message(self, message: ServiceBusReceivedMessage) -> None:
         stored = self._held(message, "abandon_message")
         self.settlements.append(("abandon", message, {}))
         stored.lock_token = None
-        if stored.deliveries >= self.sub.max_delivery_count:
+        if not self.dead_letter and stored.deliveries >= self.sub.max_delivery_count:
             self._move_to_dead_letters(stored, "MaxDeliveryCountExceeded", "too many deliveries")
 
+    @locked
     def dead_letter_message(
         self,
         message: ServiceBusReceivedMessage,
@@ -315,11 +360,13 @@ class FakeReceiver:
         }
         self.sub.dead_letters.append(stored)
 
+    @locked
     def expire_locks(self) -> None:
         """What the broker does when a lock times out: the lock token stops working."""
         for stored in self._queue():
             stored.lock_token = None
 
+    @locked
     def close(self) -> None:
         self.closed = True
         if self._session is not None:
@@ -336,8 +383,15 @@ class FakeReceiver:
 class FakeServiceBusClient:
     """``ServiceBusClient``'s shape: senders per topic, receivers per subscription."""
 
-    def __init__(self, topics: dict[str, Iterable[str]], link_max: int = LINK_MAX_BATCH_BYTES):
-        self.topics = {name: Topic(name, subs) for name, subs in topics.items()}
+    def __init__(
+        self,
+        topics: Mapping[str, Iterable[str] | Topic],
+        link_max: int = LINK_MAX_BATCH_BYTES,
+    ) -> None:
+        self.topics = {
+            name: subs if isinstance(subs, Topic) else Topic(name, subs)
+            for name, subs in topics.items()
+        }
         self.link_max = link_max
         self.senders: list[FakeSender] = []
         self.receivers: list[FakeReceiver] = []

@@ -20,7 +20,7 @@ from azure.servicebus.exceptions import (
 )
 
 import adapters.servicebus.broker as broker_module
-from adapters.servicebus import ServiceBusBroker
+from adapters.servicebus import ServiceBusBroker, to_service_bus_message
 from application.ports import BrokerUnavailable, MessageRejected, OutgoingMessage, PublishFailed
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
 from tests.servicebus.builders import event_message
@@ -28,7 +28,7 @@ from tests.servicebus.fakes import FakeServiceBusClient, text
 
 
 def sessions_of(batch: ServiceBusMessageBatch) -> set[str]:
-    return {m.session_id for m in batch._messages}
+    return {str(m.session_id) for m in batch._messages}
 
 
 def test_publish_builds_a_service_bus_message_with_every_field_of_the_contract(broker, client):
@@ -99,7 +99,7 @@ def test_the_fake_topic_refuses_a_batch_that_mixes_sessions_so_the_grouping_is_c
 ):
     # Without the per-session grouping, one batch would carry two sessions: caught.
     def one_group(messages):
-        converted = broker_module.to_service_bus_message
+        converted = to_service_bus_message
         return {"all": [(m, converted(m)) for m in messages]}
 
     monkeypatch.setattr(broker_module, "group_by_session", one_group)
@@ -109,7 +109,7 @@ def test_the_fake_topic_refuses_a_batch_that_mixes_sessions_so_the_grouping_is_c
 
 
 def test_a_session_is_split_over_batches_at_the_size_limit_without_losing_order(client):
-    broker = ServiceBusBroker(client, max_batch_size_in_bytes=2_000)  # type: ignore[arg-type]
+    broker = ServiceBusBroker(client, max_batch_size_in_bytes=2_000)
     messages = [event_message("SKU-1", "store-7", v, padding=400) for v in range(1, 11)]
 
     broker.publish(TOPIC, messages)
@@ -123,7 +123,7 @@ def test_a_session_is_split_over_batches_at_the_size_limit_without_losing_order(
 
 
 def test_a_single_message_larger_than_a_batch_fails_naming_it_and_sends_nothing(client):
-    broker = ServiceBusBroker(client, max_batch_size_in_bytes=2_000)  # type: ignore[arg-type]
+    broker = ServiceBusBroker(client, max_batch_size_in_bytes=2_000)
     messages = [event_message("SKU-1", "store-7", 1), event_message("SKU-1", "store-7", 2,
                                                                     padding=3_000)]
 
@@ -135,7 +135,7 @@ def test_a_single_message_larger_than_a_batch_fails_naming_it_and_sends_nothing(
 
 def test_the_batch_size_defaults_to_the_link_limit(client):
     small_link = FakeServiceBusClient({TOPIC: [AVAILABILITY_SUBSCRIPTION]}, link_max=1_500)
-    broker = ServiceBusBroker(small_link)  # type: ignore[arg-type]
+    broker = ServiceBusBroker(small_link)
 
     broker.publish(TOPIC, [event_message("SKU-1", "store-7", v, padding=400) for v in (1, 2, 3)])
 

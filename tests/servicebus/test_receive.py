@@ -383,7 +383,7 @@ def test_counts_of_an_unknown_subscription_is_a_lookup_error(broker):
 
 
 def test_counts_without_an_administration_client_is_broker_unavailable(client):
-    broker = ServiceBusBroker(client)  # type: ignore[arg-type]
+    broker = ServiceBusBroker(client)
     with pytest.raises(BrokerUnavailable, match="administration"):
         broker.counts(TOPIC, SUB)
 
