@@ -70,7 +70,7 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (createAc
   }
 }
 
-var actionGroupIds = !empty(existingActionGroupId) ? [
+var actionGroupIds = (!empty(existingActionGroupId)) ? [
   existingActionGroupId
 ] : (createActionGroup ? [
   actionGroup.id

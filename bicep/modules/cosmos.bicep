@@ -52,7 +52,7 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2025-04-15' = {
     consistencyPolicy: {
       defaultConsistencyLevel: 'Session'
     }
-    capabilities: throughputMode == 'serverless' ? [
+    capabilities: (throughputMode == 'serverless') ? [
       {
         name: 'EnableServerless'
       }
@@ -78,7 +78,7 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2025-04-15
     resource: {
       id: databaseName
     }
-    options: throughputMode == 'autoscale' ? {
+    options: (throughputMode == 'autoscale') ? {
       autoscaleSettings: {
         maxThroughput: autoscaleMaxThroughput
       }

@@ -65,14 +65,14 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   sku: union({
     name: sku
     tier: sku
-  }, sku == 'Premium' ? {
+  }, (sku == 'Premium') ? {
     capacity: premiumCapacity
   } : {})
   properties: union({
     disableLocalAuth: true
     minimumTlsVersion: '1.2'
     publicNetworkAccess: 'Enabled'
-  }, sku == 'Premium' ? {
+  }, (sku == 'Premium') ? {
     premiumMessagingPartitions: 1
     zoneRedundant: true
   } : {})

@@ -1,0 +1,160 @@
+"""host.json, local.settings.example.json, azure.yaml and the parameter files."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from application.settings import SETTINGS
+from tests.infra import bicep_model as bm
+
+
+def _host():
+    return json.loads((bm.ROOT / "host.json").read_text())
+
+
+def _timespan_seconds(value: str) -> float:
+    hours, minutes, seconds = value.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def test_host_json_uses_extension_bundle_4_and_never_samples_away_failures():
+    host = _host()
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle",
+                                       "version": "[4.*, 5.0.0)"}
+    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
+    assert set(sampling["excludedTypes"].split(";")) >= {"Request", "Exception"}
+    assert "telemetryMode" not in host  # classic mode: requests/failed feeds an alert
+
+
+def test_host_json_service_bus_is_tuned_for_many_sparse_sessions():
+    bus = _host()["extensions"]["serviceBus"]
+    # One message at a time per SKU-location keeps per-stream order.
+    assert bus["maxConcurrentCallsPerSession"] == 1
+    # An idle session must give its slot back quickly (the default is a minute).
+    assert _timespan_seconds(bus["sessionIdleTimeout"]) <= 10
+    assert bus["maxConcurrentSessions"] >= 8
+    assert bus["autoCompleteMessages"] is True
+    assert bus["prefetchCount"] == 0
+    assert _timespan_seconds(bus["maxAutoLockRenewalDuration"]) >= 60
+
+
+def test_local_settings_example_lists_every_setting_with_its_default_and_description():
+    example = json.loads((bm.ROOT / "local.settings.example.json").read_text())
+    values, descriptions = example["Values"], example["Descriptions"]
+    for setting in SETTINGS:
+        assert values.get(setting.name) == (setting.default or ""), setting.name
+        assert descriptions.get(setting.name) == (
+            f"[{setting.scope}] {setting.description}"), setting.name
+    assert set(descriptions) == {s.name for s in SETTINGS}
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+
+
+def test_azure_yaml_provisions_the_bicep_and_deploys_the_function_app():
+    azure = yaml.safe_load((bm.ROOT / "azure.yaml").read_text())
+    assert azure["infra"] == {"provider": "bicep", "path": "bicep", "module": "main"}
+    assert azure["services"]["api"] == {"project": ".", "language": "python", "host": "function"}
+    site = bm.one("Microsoft.Web/sites")
+    tags = bm.function(site.body["tags"], "union")
+    assert tags is not None and tags["arg_2"] == {"'azd-service-name'": "api"}
+
+
+PARAMETER_FILES = [bm.BICEP / "main.parameters.json",
+                   *sorted((bm.BICEP / "parameters").glob("*.parameters.json"))]
+
+
+def _main_parameters():
+    return bm.parse(bm.MAIN)["parameters"]
+
+
+def _decorators(parameter):
+    return {d["type"]: d.get("argument") for d in parameter["decorators"]}
+
+
+def test_there_are_dev_and_prod_parameter_files():
+    assert {p.name for p in PARAMETER_FILES} >= {"main.parameters.json", "dev.parameters.json",
+                                                  "prod.parameters.json"}
+
+
+@pytest.mark.parametrize("path", PARAMETER_FILES, ids=lambda p: p.name)
+def test_parameter_files_name_real_parameters_with_allowed_values(path):
+    declared = _main_parameters()
+    given = json.loads(path.read_text())["parameters"]
+    assert set(given) <= set(declared), set(given) - set(declared)
+    required = {name for name, p in declared.items() if "default" not in p}
+    assert required <= set(given)
+    for name, entry in given.items():
+        value = entry["value"]
+        if isinstance(value, str) and "${" in value:
+            value = re.sub(r"\$\{[A-Z_]+=?([^}]*)\}", r"\1", value)  # azd's default
+            if not value:
+                continue
+        rules = _decorators(declared[name])
+        if "allowed" in rules:
+            assert value in rules["allowed"], (name, value)
+        if "min_value" in rules:
+            assert value >= rules["min_value"], (name, value)
+        if "max_value" in rules:
+            assert value <= rules["max_value"], (name, value)
+    for team in given.get("downstreamSubscriptions", {"value": []})["value"]:
+        assert downstream_subscription_problems(team) == [], team
+
+
+def test_azd_parameters_take_name_and_region_from_the_azd_environment():
+    given = json.loads((bm.BICEP / "main.parameters.json").read_text())["parameters"]
+    assert given["environmentName"]["value"] == "${AZURE_ENV_NAME}"
+    assert given["location"]["value"] == "${AZURE_LOCATION}"
+
+
+def downstream_subscription_problems(team: object) -> list[str]:
+    """Why a downstreamSubscriptions entry would not deploy as intended (empty: fine)."""
+    if not isinstance(team, dict):
+        return ["not an object"]
+    problems = []
+    if set(team) != {"name", "requiresSession", "filter"}:
+        problems.append(f"keys must be name, requiresSession, filter; got {sorted(team)}")
+    name = team.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,48}[A-Za-z0-9]",
+                                                     name):
+        problems.append("name: 2-50 letters, digits, '.', '_', '-'")
+    elif name in ("availability", "all"):
+        problems.append(f"name {name!r} is reserved")
+    if not isinstance(team.get("requiresSession"), bool):
+        problems.append("requiresSession must be true or false")
+    filter_ = team.get("filter")
+    if not isinstance(filter_, dict) or len(filter_) != 1:
+        problems.append("filter needs exactly one of correlationProperties or sql")
+    elif "sql" in filter_:
+        if not isinstance(filter_["sql"], str) or not filter_["sql"].strip():
+            problems.append("filter.sql must be a SQL filter expression")
+        elif "replayTarget" in filter_["sql"]:
+            problems.append("filter.sql may not use replayTarget (added by the template)")
+    elif "correlationProperties" in filter_:
+        props = filter_["correlationProperties"]
+        if not isinstance(props, dict) or not props:
+            problems.append("filter.correlationProperties must be a non-empty object")
+        elif "replayTarget" in props:
+            problems.append("filter.correlationProperties may not set replayTarget")
+    else:
+        problems.append("filter needs exactly one of correlationProperties or sql")
+    return problems
+
+
+@pytest.mark.parametrize(("team", "ok"), [
+    ({"name": "erp-sync", "requiresSession": True,
+      "filter": {"correlationProperties": {"type": "Stockstream.StockCounted.v1"}}}, True),
+    ({"name": "web-storefront", "requiresSession": False,
+      "filter": {"sql": "location LIKE 'WEB-%'"}}, True),
+    ({"name": "availability", "requiresSession": True,
+      "filter": {"sql": "1=1"}}, False),
+    ({"name": "erp-sync", "requiresSession": True,
+      "filter": {"correlationProperties": {"replayTarget": "erp-sync"}}}, False),
+    ({"name": "erp-sync", "requiresSession": "yes", "filter": {"sql": "1=1"}}, False),
+    ({"name": "erp-sync", "requiresSession": True, "filter": {}}, False),
+])
+def test_downstream_subscription_entries_are_checked(team, ok):
+    assert (downstream_subscription_problems(team) == []) is ok
