@@ -271,3 +271,35 @@ def test_a_real_sdk_client_that_cannot_connect_gives_broker_unavailable():
             broker.publish(TOPIC, [event_message()])
     finally:
         broker.close()
+
+
+class _Credential:
+    """A TokenCredential that is never asked for a token (nothing connects here)."""
+
+    def get_token(self, *scopes, **kwargs):  # pragma: no cover - not called offline
+        raise AssertionError("no token should be requested while building")
+
+
+def test_from_namespace_builds_a_real_client_and_admin_on_the_identity():
+    credential = _Credential()
+    broker = ServiceBusBroker.from_namespace("stockstream.servicebus.windows.net",
+                                             credential=credential)
+    try:
+        assert isinstance(broker._client, ServiceBusClient)
+        assert broker._client.fully_qualified_namespace == "stockstream.servicebus.windows.net"
+        admin = broker._admin_client()
+        assert admin.fully_qualified_namespace == "stockstream.servicebus.windows.net"
+        assert admin._credential is credential
+    finally:
+        broker.close()
+
+
+def test_from_namespace_defaults_to_default_azure_credential_with_the_client_id():
+    from azure.identity import DefaultAzureCredential
+
+    broker = ServiceBusBroker.from_namespace("stockstream.servicebus.windows.net",
+                                             client_id="00000000-0000-0000-0000-000000000001")
+    try:
+        assert isinstance(broker._client._credential, DefaultAzureCredential)
+    finally:
+        broker.close()
