@@ -1,0 +1,149 @@
+"""The embedded pipeline: end-to-end lag at half load, relay and projection throughput.
+
+1. Command throughput: reservations back to back on one thread (the maximum rate).
+2. Relay throughput: the same number of committed events published from the outbox into
+   the embedded broker (relay only), as a ratio to (1). Goal: at least 3×.
+3. Projection throughput: those messages applied to the availability view.
+4. End-to-end lag: the running pipeline under a steady load at half the maximum command
+   rate; for each command, the time from its commit returning to its event being applied
+   to the availability view (p50, p99). Goal: p99 under 100 ms.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from adapters.clock import SystemClock
+from adapters.embedded_broker import EmbeddedBroker
+from adapters.sqlite import SQLiteStockItems
+from adapters.sqlite.availability_views import SQLiteAvailabilityViews
+from application.commands import StockCommands
+from application.consumer import EventConsumer, SessionConsumer
+from application.relay import Relay
+from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
+from bench.common import Row
+from functions.container import build_container
+from local.pipeline import _history, ensure_topology, start_pipeline
+from projections.availability import AvailabilityProjection
+
+LOCATIONS = 200
+
+
+def _stock(commands: StockCommands) -> None:
+    for n in range(LOCATIONS):
+        commands.receive(f"SKU-{n}", "STORE-1", 10_000_000)
+
+
+def throughput(directory: Path, count: int) -> tuple[float, float, float]:
+    """(commands/s, relay events/s, projection events/s), measured one after another."""
+    store = SQLiteStockItems(directory / "events.db")
+    commands = StockCommands(store, SystemClock())
+    _stock(commands)
+    broker = EmbeddedBroker(directory / "broker.db")
+    ensure_topology(broker)
+    relay = Relay(store, broker, store.checkpoints(), SystemClock(), batch_size=256)
+    relay.drain()
+
+    started = time.perf_counter()
+    for i in range(count):
+        commands.reserve(f"SKU-{i % LOCATIONS}", "STORE-1", f"order-{i}", 1, "web")
+    command_rate = count / (time.perf_counter() - started)
+
+    started = time.perf_counter()
+    published = relay.drain()
+    relay_rate = published / (time.perf_counter() - started)
+
+    views = SQLiteAvailabilityViews(directory / "views.db")
+    projection = AvailabilityProjection(views, _history(store))
+    consumer = SessionConsumer(broker, TOPIC, AVAILABILITY_SUBSCRIPTION,
+                               EventConsumer("availability", projection.handle), batch_size=64)
+    started = time.perf_counter()
+    applied = 0
+    while settled := consumer.run_once(0.0):
+        applied += settled
+    projection_rate = applied / (time.perf_counter() - started)
+    views.close()
+    broker.close()
+    store.close()
+    return command_rate, relay_rate, projection_rate
+
+
+def end_to_end_lag(directory: Path, rate: float, seconds: float) -> list[float]:
+    """Lags in seconds from commit to projection, under a paced load of ``rate`` commands/s."""
+    container = build_container(load({"STOCKSTREAM_DATA": str(directory)}))
+    pipeline = start_pipeline(container)
+    committed: dict[tuple[str, int], float] = {}
+    lags: list[float] = []
+    lock = threading.Lock()
+    handle = pipeline.projection.handle
+
+    def timed(document: dict[str, Any]) -> object:
+        outcome = handle(document)
+        applied_at = time.perf_counter()
+        key = (document["subject"], int(document["sequence"]))
+        with lock:
+            started = committed.pop(key, None)
+            if started is not None:
+                lags.append(applied_at - started)
+        return outcome
+
+    pipeline.consumer.consumer = EventConsumer("availability", timed)
+    _stock(container.commands)
+    time.sleep(0.5)  # let the stocking events drain before measuring
+    interval = 1.0 / rate
+    next_at = time.perf_counter()
+    deadline = next_at + seconds
+    i = 0
+    while next_at < deadline:
+        now = time.perf_counter()
+        if now < next_at:
+            time.sleep(next_at - now)
+        result = container.commands.reserve(
+            f"SKU-{i % LOCATIONS}", "STORE-1", f"lag-{i}", 1, "web"
+        )
+        event = result.events[-1]
+        with lock:
+            committed[(f"{event.sku}|{event.location}", event.originator_version)] = (
+                time.perf_counter()
+            )
+        i += 1
+        next_at += interval
+    waited = time.perf_counter() + 5
+    while committed and time.perf_counter() < waited:
+        time.sleep(0.01)
+    pipeline.stop()
+    container.close()
+    return lags
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 \
+        else values[0]
+
+
+def run(quick: bool = False) -> list[Row]:
+    count = 1000 if quick else 4000
+    with tempfile.TemporaryDirectory() as tmp:
+        commands, relay, projection = throughput(Path(tmp) / "throughput", count)
+        lags = end_to_end_lag(Path(tmp) / "lag", commands / 2, 2.0 if quick else 6.0)
+    p50, p99 = _percentile(lags, 50) * 1000, _percentile(lags, 99) * 1000
+    return [
+        Row("relay throughput vs command throughput", "events/s", relay, commands, ">= 3"),
+        Row("projection throughput vs command throughput", "events/s", projection, commands),
+        Row(f"end-to-end lag p50 at {commands / 2:.0f} commands/s", "ms", p50, None, "",
+            f"{len(lags)} commands"),
+        Row(f"end-to-end lag p99 at {commands / 2:.0f} commands/s", "ms", p99, None, "< 100",
+            f"{len(lags)} commands"),
+    ]
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row.as_dict())
