@@ -1,0 +1,254 @@
+"""The contract every ``StockItemStore`` adapter must pass (SQLite, Cosmos DB).
+
+Written against ``application.ports`` (plus the ``eventsourcing`` application behind
+``EventSourcedStockItems`` where the contract is about it: one stream per save,
+snapshots), as ``eventsourcing``'s recorder test cases are written against its
+persistence interfaces. An adapter proves itself by subclassing ``EventStoreContract``
+and filling in :meth:`EventStoreContract.open_store`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from adapters.event_store import SNAPSHOT_INTERVAL, EventSourcedStockItems
+from application.ports import ConcurrencyConflict, MultiStreamSave, StoreUnavailable
+from domain.stock_item import StockItem
+
+LOCATION = "STORE-1"
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+class EventStoreContract(ABC):
+    """Behaviour of the event-store port that every back end must show.
+
+    Each test works on streams of its own (a fresh SKU), so a back end may share one
+    database between tests.
+    """
+
+    @abstractmethod
+    def open_store(self, *, reachable: bool = True) -> EventSourcedStockItems:
+        """A new store instance on this test's database.
+
+        Two calls give two independent instances (own caches, own connections) on the
+        *same* data, like two worker processes. With ``reachable=False`` the store's
+        back end cannot be reached (an unreachable endpoint with a short timeout, a
+        database file that cannot be opened): opening it or its first use must raise
+        ``StoreUnavailable``.
+        """
+
+    # ------------------------------------------------------------------ plumbing
+
+    @pytest.fixture(autouse=True)
+    def _stores(self) -> Iterator[None]:
+        self._opened: list[EventSourcedStockItems] = []
+        self.sku = f"SKU-{uuid.uuid4().hex[:12]}"
+        yield
+        for store in self._opened:
+            store.close()
+
+    def store(self) -> EventSourcedStockItems:
+        store = self.open_store()
+        self._opened.append(store)
+        return store
+
+    def new_item(self, sku: str | None = None) -> StockItem:
+        return StockItem.create(sku or self.sku, LOCATION)
+
+    # ---------------------------------------------------------------- round trip
+
+    def test_a_saved_stream_reads_back_with_the_same_state_and_version(self) -> None:
+        writer, reader = self.store(), self.store()
+        item = self.new_item()
+        item.receive(20, reference="PO-1", idempotency_key="receipt-1")
+        item.reserve("order-1", 3, "web", T0 + timedelta(hours=1))
+        saved = writer.save(item)
+
+        loaded = reader.get(self.sku, LOCATION)
+
+        assert [type(e).__name__ for e in saved] == ["Created", "Received", "Reserved"]
+        assert loaded is not None
+        assert loaded.version == 3
+        assert loaded.position() == item.position()
+        assert loaded.reservations == item.reservations
+        assert loaded.idempotency_keys == item.idempotency_keys
+
+    def test_a_fresh_read_sees_what_another_instance_appended(self) -> None:
+        first, second = self.store(), self.store()
+        item = self.new_item()
+        item.receive(5)
+        first.save(item)
+        assert second.get(self.sku, LOCATION) is not None  # cached at version 2 there
+
+        later = first.get(self.sku, LOCATION)
+        assert later is not None
+        later.receive(7)
+        first.save(later)
+
+        seen = second.get(self.sku, LOCATION)
+        assert seen is not None and (seen.version, seen.on_hand) == (3, 12)
+
+    def test_an_unknown_stream_is_none_and_has_no_events(self) -> None:
+        store = self.store()
+        assert store.get(self.sku, LOCATION) is None
+        assert store.events(self.sku, LOCATION) == []
+
+    # -------------------------------------------------------------- concurrency
+
+    def test_a_save_from_a_stale_copy_conflicts_and_writes_nothing(self) -> None:
+        one, two = self.store(), self.store()
+        item = self.new_item()
+        item.receive(10)
+        one.save(item)
+        mine = one.get(self.sku, LOCATION)
+        theirs = two.get(self.sku, LOCATION)
+        assert mine is not None and theirs is not None
+        mine.reserve("order-1", 4, "pos")
+        one.save(mine)
+
+        theirs.receive(1)
+        theirs.reserve("order-2", 2, "web")  # two events: the whole batch must fail
+        with pytest.raises(ConcurrencyConflict):
+            two.save(theirs)
+
+        events = self.store().events(self.sku, LOCATION)
+        assert [type(e).__name__ for e in events] == ["Created", "Received", "Reserved"]
+        assert [e.originator_version for e in events] == [1, 2, 3]
+        after = two.get(self.sku, LOCATION)
+        assert after is not None
+        assert (after.version, after.on_hand, after.reserved) == (3, 10, 4)
+
+    def test_creating_a_stream_that_exists_conflicts(self) -> None:
+        one, two = self.store(), self.store()
+        first, second = self.new_item(), self.new_item()
+        first.receive(1)
+        second.receive(2)
+        one.save(first)
+
+        with pytest.raises(ConcurrencyConflict):
+            two.save(second)
+
+        stored = self.store().get(self.sku, LOCATION)
+        assert stored is not None and stored.on_hand == 1
+
+    def test_a_save_of_two_streams_is_refused_and_writes_neither(self) -> None:
+        store = self.store()
+        a, b = self.new_item(), self.new_item(f"{self.sku}-B")
+        a.receive(1)
+        b.receive(2)
+
+        with pytest.raises(MultiStreamSave):
+            store.app.save(a, b)
+
+        assert store.get(a.sku, LOCATION) is None
+        assert store.get(b.sku, LOCATION) is None
+
+    # ------------------------------------------------------------------- reads
+
+    def test_events_after_a_version_come_oldest_first_up_to_the_limit(self) -> None:
+        store = self.store()
+        item = self.new_item()
+        for quantity in range(1, 10):
+            item.receive(quantity)
+        store.save(item)  # versions 1..10
+
+        page = store.events(self.sku, LOCATION, after=3, limit=4)
+        rest = store.events(self.sku, LOCATION, after=7)
+        everything = store.events(self.sku, LOCATION)
+
+        assert [e.originator_version for e in page] == [4, 5, 6, 7]
+        assert [e.quantity for e in page] == [3, 4, 5, 6]  # type: ignore[attr-defined]
+        assert [e.originator_version for e in rest] == [8, 9, 10]
+        assert [e.originator_version for e in everything] == list(range(1, 11))
+        assert store.events(self.sku, LOCATION, after=10) == []
+        assert all(e.originator_id == item.id for e in everything)
+
+    # --------------------------------------------------------------- snapshots
+
+    def test_a_snapshot_is_taken_at_100_events_and_a_reload_from_it_equals_a_full_replay(
+        self,
+    ) -> None:
+        writer = self.store()
+        item = self.new_item()
+        self._make_history(writer, item, until_version=SNAPSHOT_INTERVAL + 7)
+        assert item.version == SNAPSHOT_INTERVAL + 7
+
+        snapshots = list(writer.app.snapshots.get(item.id))  # type: ignore[union-attr]
+        assert [s.originator_version for s in snapshots] == [SNAPSHOT_INTERVAL]
+
+        reader = self.store()
+        reads: list[Any] = []
+        select_events = reader.app.recorder.select_events
+
+        def spy(originator_id: Any, **kwargs: Any) -> Any:
+            reads.append(kwargs.get("gt"))
+            return select_events(originator_id, **kwargs)
+
+        reader.app.recorder.select_events = spy  # type: ignore[method-assign]
+        from_snapshot = reader.get(self.sku, LOCATION)
+        full_replay = self._replay(writer.events(self.sku, LOCATION))
+
+        assert reads == [SNAPSHOT_INTERVAL]  # only the events after the snapshot were read
+        assert from_snapshot is not None
+        assert from_snapshot.version == full_replay.version == SNAPSHOT_INTERVAL + 7
+        assert _state(from_snapshot) == _state(full_replay) == _state(item)
+
+    @staticmethod
+    def _make_history(store: EventSourcedStockItems, item: StockItem, until_version: int) -> None:
+        """Varied commands, saved ten events at a time, until the stream has that version."""
+        n = 0
+        while item.version < until_version:
+            step = n % 6
+            if step == 0:
+                item.receive(5, reference=f"PO-{n}", idempotency_key=f"receipt-{n}")
+            elif step == 1:
+                item.reserve(f"order-{n}", 2, "web", T0 + timedelta(minutes=n))
+            elif step == 2:
+                item.fulfil(f"order-{n - 1}", 1)
+            elif step == 3:
+                item.reserve(f"order-{n}", 1, "pos")
+            elif step == 4:
+                item.release(f"order-{n - 1}")
+            else:
+                item.record_count(f"count-{n}", item.on_hand + 1, T0 + timedelta(hours=n))
+            n += 1
+            if len(item.pending_events) >= 10 or item.version >= until_version:
+                store.save(item)
+
+    @staticmethod
+    def _replay(events: list[StockItem.Event]) -> StockItem:
+        aggregate: StockItem | None = None
+        for event in events:
+            aggregate = event.mutate(aggregate)
+        assert aggregate is not None
+        return aggregate
+
+    # ------------------------------------------------------------- availability
+
+    def test_an_unreachable_store_raises_store_unavailable(self) -> None:
+        try:
+            store = self.open_store(reachable=False)
+        except StoreUnavailable:
+            return  # refused when opened: what a back end that connects eagerly does
+        self._opened.append(store)
+        with pytest.raises(StoreUnavailable):
+            store.get(self.sku, LOCATION)
+        with pytest.raises(StoreUnavailable):
+            store.events(self.sku, LOCATION)
+        item = self.new_item()
+        item.receive(1)
+        with pytest.raises(StoreUnavailable):
+            store.save(item)
+
+
+def _state(item: StockItem) -> dict[str, Any]:
+    """The aggregate's state without the timestamps of when it was last touched."""
+    state = {k: v for k, v in vars(item).items() if k not in ("_modified_on", "_pending_events")}
+    state["position"] = item.position()
+    return state
