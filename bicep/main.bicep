@@ -61,6 +61,9 @@ param maxDeliveryCount int = 10
 @description('Downstream teams\' subscriptions: [{ name, requiresSession, filter }], filter being { correlationProperties: { <application property>: <value> } } or { sql: <SQL filter expression> }. Each also gets the two replayTarget rules.')
 param downstreamSubscriptions array = []
 
+@description('Until this date (inclusive, ISO-8601) the relay also publishes deprecated event versions next to the current ones (app setting STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL).')
+param deprecatedVersionsUntil string = '2027-05-31'
+
 @description('Grant the function identity Service Bus Data Owner on the topic, so it can read subscription counts for /api/ops/status and the dead-letter metric.')
 param grantServiceBusManageForCounts bool = true
 
@@ -221,6 +224,7 @@ module functionApp 'modules/functionapp.bicep' = {
     cosmosEndpoint: cosmos.outputs.endpoint
     cosmosDatabaseName: cosmos.outputs.databaseName
     serviceBusNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    deprecatedVersionsUntil: deprecatedVersionsUntil
     maximumInstanceCount: functionMaximumInstanceCount
     instanceMemoryMB: functionInstanceMemoryMB
   }

@@ -44,6 +44,9 @@ param cosmosDatabaseName string
 @description('Service Bus namespace host (<namespace>.servicebus.windows.net).')
 param serviceBusNamespace string
 
+@description('Last day (ISO-8601) the relay also publishes deprecated event versions.')
+param deprecatedVersionsUntil string
+
 @description('Upper bound of instances Flex may scale out to (40-1000).')
 @minValue(40)
 @maxValue(1000)
@@ -145,6 +148,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     COSMOS_DATABASE: cosmosDatabaseName
     SERVICEBUS__fullyQualifiedNamespace: serviceBusNamespace
     AZURE_CLIENT_ID: identityClientId
+    STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL: deprecatedVersionsUntil
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     // The host's identity-based connections (Cosmos DB trigger 'COSMOS', Service Bus trigger
     // 'SERVICEBUS', host storage) authenticate as the user-assigned identity.

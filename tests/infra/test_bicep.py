@@ -124,11 +124,6 @@ def test_cosmos_account_has_continuous_backup_and_capacity_by_parameter():
     assert set(allowed) == {"serverless", "autoscale"}
 
 
-def test_cosmos_database_default_matches_the_setting_default():
-    default = bm.parse(bm.MAIN)["parameters"]["cosmosDatabaseName"]["default"]
-    assert default == next(s.default for s in SETTINGS if s.name == "COSMOS_DATABASE")
-
-
 # --- Service Bus -------------------------------------------------------------------------
 
 def test_topic_has_duplicate_detection_for_at_least_a_day():
@@ -444,3 +439,15 @@ def test_every_alert_points_to_a_runbook_section_that_exists():
     for description in descriptions:
         (anchor,) = re.findall(r"docs/deploy\.md#([a-z0-9-]+)", description)
         assert anchor in anchors, anchor
+
+
+@pytest.mark.parametrize(("setting", "parameter", "module_parameter"), [
+    ("COSMOS_DATABASE", "cosmosDatabaseName", "cosmosDatabaseName"),
+    ("STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL", "deprecatedVersionsUntil",
+     "deprecatedVersionsUntil"),
+])
+def test_parameters_feeding_settings_default_to_the_settings_defaults(
+        setting, parameter, module_parameter):
+    default = next(s.default for s in SETTINGS if s.name == setting)
+    assert bm.parse(bm.MAIN)["parameters"][parameter]["default"] == default
+    assert app_settings()[setting] == module_parameter
