@@ -42,8 +42,10 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 from uuid import UUID
 
+import requests
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
 from eventsourcing.persistence import (
@@ -62,6 +64,11 @@ from eventsourcing.persistence import (
     TrackingRecorder,
 )
 from eventsourcing.utils import Environment, EnvType, strtobool
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+CONNECTION_POOL_SIZE = 64
+"""Connections kept per endpoint by the process's client (see ``_pooled_transport``)."""
 
 MAX_BATCH_OPERATIONS = 100
 """Cosmos DB's limit on the operations of one transactional batch."""
@@ -184,6 +191,7 @@ def cosmos_client(settings: CosmosSettings) -> CosmosClient:
                 options["retry_total"] = settings.retry_total
                 options["retry_connect"] = settings.retry_total
                 options["retry_read"] = settings.retry_total
+            options["transport"] = _pooled_transport(options)
             credential: Any = settings.key
             if credential is None:
                 from azure.identity import DefaultAzureCredential  # Azure only
@@ -195,6 +203,29 @@ def cosmos_client(settings: CosmosSettings) -> CosmosClient:
                 client = CosmosClient(settings.endpoint, credential=credential, **options)
             _clients[cache_key] = client
         return client
+
+
+def _pooled_transport(options: dict[str, Any]) -> RequestsTransport:
+    """azure-core's transport with a connection pool as large as a worker's thread pool.
+
+    The default pool keeps 10 connections; a Functions worker runs more invocations at
+    once, and every connection beyond the pool would be discarded and re-opened (a new
+    TLS handshake) after each request.
+    """
+    session = requests.Session()
+    adapter = HTTPAdapter(
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+        pool_connections=CONNECTION_POOL_SIZE,
+        pool_maxsize=CONNECTION_POOL_SIZE,
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    transport_options = {
+        k: v
+        for k, v in options.items()
+        if k in ("connection_verify", "connection_timeout", "read_timeout")
+    }
+    return RequestsTransport(session=session, session_owner=True, **transport_options)
 
 
 def close_cosmos_clients() -> None:

@@ -25,6 +25,7 @@ from eventsourcing.persistence import (
     ProgrammingError,
     StoredEvent,
 )
+from eventsourcing.utils import get_topic
 
 from adapters.clock import ManualClock
 from adapters.cosmos import CosmosStockItems, cosmos_env, open_cosmos_stock_items
@@ -118,9 +119,9 @@ def test_each_event_is_one_document_in_its_streams_partition(
     assert [d["originator_version"] for d in documents] == [1, 2, 3]
     assert {d["originator_id"] for d in documents} == {stream}
     assert [d["topic"] for d in documents] == [
-        "stockstream:StockItemCreated.v1",
-        "stockstream:StockReceived.v1",
-        "stockstream:StockReserved.v1",
+        get_topic(StockItem.Created),
+        get_topic(StockItem.Received),
+        get_topic(StockItem.Reserved),
     ]
     reserved = json.loads(base64.b64decode(documents[2]["state"]))
     assert (reserved["order_id"], reserved["quantity"], reserved["available"]) == (
