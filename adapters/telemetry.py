@@ -117,7 +117,12 @@ class Telemetry:
             COMMAND_DURATION, unit="s", description="Time to decide and save a command.")
 
     def record_outbox_lag(self, seconds: float) -> None:
-        """One published event was ``seconds`` old (clamped at 0 against clock skew)."""
+        """An event was ``seconds`` old when published (clamped at 0 against clock skew).
+
+        Record it from the relay for each published event *and* from the status timer as
+        the age of the oldest unpublished event: a stalled relay publishes nothing, and only
+        the timer's sample then keeps the relay-lag alert able to fire.
+        """
         self._outbox_lag.record(max(0.0, float(seconds)))
 
     def record_published(self, count: int) -> None:
