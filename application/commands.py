@@ -99,9 +99,10 @@ class StockCommands:
         delta: int,
         reason: str,
         idempotency_key: str | None = None,
+        note: str | None = None,
     ) -> CommandResult:
         return self._execute(
-            sku, location, lambda item: item.adjust(delta, reason, idempotency_key)
+            sku, location, lambda item: item.adjust(delta, reason, idempotency_key, note)
         )
 
     def set_policy(

@@ -21,10 +21,17 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from application.ports import Clock, MessagePublisher, OutboxReader, OutgoingMessage
 from application.settings import TOPIC
-from contracts.cloudevents import CONTENT_TYPE, to_cloudevent
+from contracts.cloudevents import (
+    CONTENT_TYPE,
+    WireType,
+    to_cloudevent,
+    wire_type,
+    wire_versions,
+)
 from domain.identifiers import event_id, stream_name
 from domain.stock_item import StockItem
 
@@ -45,11 +52,20 @@ def broker_id(value: str) -> str:
     return f"{value[: MAX_ID_LENGTH - 42]}~{digest}"
 
 
-def to_message(event: StockItem.Event, replay_target: str = "all") -> OutgoingMessage:
-    """The broker message of an event: CloudEvents body, session = stream, id = event id."""
-    document = to_cloudevent(event)
+def to_message(
+    event: StockItem.Event, replay_target: str = "all", wire: WireType | None = None
+) -> OutgoingMessage:
+    """The broker message of an event: CloudEvents body, session = stream, id = event id.
+
+    ``wire`` picks a deprecated version published in parallel; its message id gets a
+    ``:v<N>`` suffix, or duplicate detection would drop it as a copy of the current one.
+    """
+    document = to_cloudevent(event, wire)
+    message_id = event_id(event.sku, event.location, event.originator_version)
+    if wire is not None and wire != wire_type(event):
+        message_id = f"{message_id}:v{wire.version}"
     return OutgoingMessage(
-        message_id=broker_id(event_id(event.sku, event.location, event.originator_version)),
+        message_id=broker_id(message_id),
         session_id=broker_id(stream_name(event.sku, event.location)),
         subject=document["type"],
         body=json.dumps(document, separators=(",", ":")).encode(),
@@ -62,6 +78,12 @@ def to_message(event: StockItem.Event, replay_target: str = "all") -> OutgoingMe
             "replayTarget": replay_target,
         },
     )
+
+
+def to_messages(event: StockItem.Event, *, with_deprecated: bool) -> list[OutgoingMessage]:
+    """The current version's message and, during a deprecation period, the older ones'."""
+    versions = wire_versions(event) if with_deprecated else [wire_type(event)]
+    return [to_message(event, wire=wire) for wire in versions]
 
 
 class Checkpoints(ABC):
@@ -100,6 +122,7 @@ class Relay:
         *,
         topic: str = TOPIC,
         batch_size: int = 256,
+        deprecated_versions_until: date | None = None,
     ) -> None:
         self.outbox = outbox
         self.publisher = publisher
@@ -107,6 +130,7 @@ class Relay:
         self.clock = clock
         self.topic = topic
         self.batch_size = batch_size
+        self.deprecated_versions_until = deprecated_versions_until
         self.published_total = 0
         self._recent: deque[tuple[float, int]] = deque(maxlen=256)
         self._lock = threading.Lock()
@@ -122,11 +146,20 @@ class Relay:
             records = self.outbox.read_after(after, self.batch_size)
             if not records:
                 return 0
-            self.publisher.publish(self.topic, [to_message(r.event) for r in records])
+            messages = [m for r in records for m in self.messages(r.event)]
+            self.publisher.publish(self.topic, messages)
             self.checkpoints.advance(self.NAME, records[-1].position)
             self.published_total += len(records)
             self._recent.append((time.monotonic(), len(records)))
             return len(records)
+
+    def messages(self, event: StockItem.Event) -> list[OutgoingMessage]:
+        """What this relay publishes for ``event`` today (deprecated versions included
+        until the end of their deprecation period)."""
+        until = self.deprecated_versions_until
+        return to_messages(
+            event, with_deprecated=until is not None and self.clock.now().date() <= until
+        )
 
     def drain(self) -> int:
         """Pump until the outbox is empty; returns how many were published."""

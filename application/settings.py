@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -48,6 +49,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Service Bus namespace host (identity-based connection 'SERVICEBUS')."),
     Setting("AZURE_CLIENT_ID", None, "azure",
             "Client id of a user-assigned managed identity, if one is used."),
+    Setting("STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL", "2027-05-31", "both",
+            "Until this date (inclusive, ISO-8601) the relay also publishes deprecated event "
+            "versions (e.g. StockAdjusted.v1) next to the current ones; empty: never."),
     Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", None, "azure",
             "Application Insights connection string; enables OpenTelemetry export."),
 )
@@ -78,6 +82,7 @@ class Settings:
     servicebus_namespace: str | None
     azure_client_id: str | None
     appinsights_connection_string: str | None
+    deprecated_versions_until: date | None = None
     port: int = 7071
 
 

@@ -7,6 +7,7 @@ Bus duplicate detection (on the id) absorbs the second.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from contracts.events import (
     ReservationFulfilledV1,
     ReservationReleasedV1,
     StockAdjustedV1,
+    StockAdjustedV2,
     StockCountedV1,
     StockItemCreatedV1,
     StockPolicyChangedV1,
@@ -30,14 +32,26 @@ PRODUCER = "stockstream"
 CONTENT_TYPE = "application/cloudevents+json"
 
 
+Fields = dict[str, Any]
+
+
+def _same(fields: Fields) -> Fields:
+    return fields
+
+
 @dataclass(frozen=True)
 class WireType:
-    """One published event type and version, and the domain event it comes from."""
+    """One published event type and version, and the domain event it comes from.
+
+    ``derive`` turns the domain event's fields into this version's: the identity for the
+    current version, a down-conversion for a deprecated one still published in parallel.
+    """
 
     name: str
     version: int
     model: type[EventData]
     domain_class: type[StockItem.Event]
+    derive: Callable[[Fields], Fields] = _same
 
     @property
     def type(self) -> str:
@@ -48,23 +62,40 @@ class WireType:
         return f"urn:stockstream:schemas:{self.name}:v{self.version}"
 
 
+_V1_ADJUSTMENT_REASONS = ("damaged", "shrinkage", "found", "correction", "other")
+
+
+def _adjusted_v1(fields: Fields) -> Fields:
+    """v1 of a v2 adjustment: ``reason`` is the code if v1 knew it, else ``other``."""
+    code = fields["reason_code"]
+    return {**fields, "reason": code if code in _V1_ADJUSTMENT_REASONS else "other"}
+
+
 WIRE_TYPES: tuple[WireType, ...] = (
     WireType("StockItemCreated", 1, StockItemCreatedV1, StockItem.Created),
     WireType("StockReceived", 1, StockReceivedV1, StockItem.Received),
-    WireType("StockAdjusted", 1, StockAdjustedV1, StockItem.Adjusted),
+    WireType("StockAdjusted", 1, StockAdjustedV1, StockItem.Adjusted, _adjusted_v1),
+    WireType("StockAdjusted", 2, StockAdjustedV2, StockItem.Adjusted),
     WireType("StockReserved", 1, StockReservedV1, StockItem.Reserved),
     WireType("ReservationReleased", 1, ReservationReleasedV1, StockItem.Released),
     WireType("ReservationFulfilled", 1, ReservationFulfilledV1, StockItem.Fulfilled),
     WireType("StockCounted", 1, StockCountedV1, StockItem.Counted),
     WireType("StockPolicyChanged", 1, StockPolicyChangedV1, StockItem.PolicyChanged),
 )
-_BY_DOMAIN_CLASS = {w.domain_class: w for w in WIRE_TYPES}
 _BY_TYPE = {w.type: w for w in WIRE_TYPES}
+_VERSIONS: dict[type[StockItem.Event], list[WireType]] = {}
+for _wire in sorted(WIRE_TYPES, key=lambda w: -w.version):
+    _VERSIONS.setdefault(_wire.domain_class, []).append(_wire)
 
 
 def wire_type(event: StockItem.Event) -> WireType:
-    """The wire type an event is published as."""
-    return _BY_DOMAIN_CLASS[type(event)]
+    """The current (newest) wire type an event is published as."""
+    return _VERSIONS[type(event)][0]
+
+
+def wire_versions(event: StockItem.Event) -> list[WireType]:
+    """Every wire type the event can be published as, newest first."""
+    return list(_VERSIONS[type(event)])
 
 
 def from_cloudevent_type(type_: str) -> WireType | None:
@@ -72,10 +103,12 @@ def from_cloudevent_type(type_: str) -> WireType | None:
     return _BY_TYPE.get(type_)
 
 
-def to_cloudevent(event: StockItem.Event) -> dict[str, Any]:
-    """The CloudEvents JSON document (as a dict ready for ``json.dumps``) of ``event``."""
-    wire = wire_type(event)
-    fields = {k: v for k, v in vars(event).items() if k in wire.model.model_fields}
+def to_cloudevent(event: StockItem.Event, wire: WireType | None = None) -> dict[str, Any]:
+    """The CloudEvents JSON document (as a dict ready for ``json.dumps``) of ``event``,
+    as its current wire type or as ``wire`` (one of ``wire_versions(event)``)."""
+    wire = wire or wire_type(event)
+    derived = wire.derive(dict(vars(event)))
+    fields = {k: v for k, v in derived.items() if k in wire.model.model_fields}
     data = wire.model.model_validate(fields)
     envelope = CloudEvent(
         id=event_id(event.sku, event.location, event.originator_version),

@@ -42,10 +42,24 @@ class StockReceivedV1(EventData):
 
 
 class StockAdjustedV1(EventData):
-    """On hand was corrected by ``delta`` for a reason."""
+    """On hand was corrected by ``delta`` for a reason (deprecated: see v2).
+
+    Published, derived from v2, during the deprecation period; v2 reason codes outside
+    this set appear here as ``other``.
+    """
 
     delta: int
     reason: Literal["damaged", "shrinkage", "found", "correction", "other"]
+
+
+class StockAdjustedV2(EventData):
+    """On hand was corrected by ``delta``, with a reason code and an optional note."""
+
+    delta: int
+    reason_code: Literal[
+        "damaged", "expired", "theft", "shrinkage", "found", "returned", "correction", "other"
+    ]
+    note: str | None = Field(default=None, max_length=500)
 
 
 class StockReservedV1(EventData):

@@ -9,8 +9,9 @@ Every event carries the SKU, the location and the position *after* it (on hand,
 reserved, available), so a consumer can apply "at version V the position is X" as an
 absolute, idempotent state transition without holding the stream.
 
-Topics are explicit and versioned (``stockstream:StockReserved.v1``), never module
-paths, so this module can move without breaking stored streams.
+Topics are explicit (``stockstream:StockReserved``), never module paths, so this module
+can move without breaking stored streams. An event's schema version is its
+``class_version``; stored older versions are upcast on read (see ``Adjusted``).
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ from domain.errors import (
 )
 from domain.identifiers import require_identifier, require_quantity, stream_name, stream_uuid
 
-ADJUSTMENT_REASONS = ("damaged", "shrinkage", "found", "correction", "other")
-AdjustmentReason = Literal["damaged", "shrinkage", "found", "correction", "other"]
+ADJUSTMENT_REASONS = (
+    "damaged", "expired", "theft", "shrinkage", "found", "returned", "correction", "other",
+)
+"""Reason codes of an adjustment (a closed set; ``StockAdjusted`` v2)."""
+AdjustmentReason = Literal[
+    "damaged", "expired", "theft", "shrinkage", "found", "returned", "correction", "other",
+]
+MAX_NOTE_LENGTH = 500
 RELEASE_REASONS = ("cancelled", "expired")
 ReleaseReason = Literal["cancelled", "expired"]
 
@@ -112,12 +119,12 @@ class StockItem(Aggregate):
     class Created(Event, Aggregate.Created):
         """The stream's first event (wire type ``StockItemCreated``)."""
 
-        TOPIC = "stockstream:StockItemCreated.v1"
+        TOPIC = "stockstream:StockItemCreated"
 
     class Received(Event):
         """A receipt of goods increased on hand (wire type ``StockReceived``)."""
 
-        TOPIC = "stockstream:StockReceived.v1"
+        TOPIC = "stockstream:StockReceived"
         quantity: int
         reference: str | None
         idempotency_key: str | None
@@ -129,23 +136,36 @@ class StockItem(Aggregate):
                           StockItem.receipt_fingerprint(self.quantity, self.reference))
 
     class Adjusted(Event):
-        """On hand was corrected by a delta for a reason (wire type ``StockAdjusted``)."""
+        """On hand was corrected by a delta for a reason code, with an optional note
+        (wire type ``StockAdjusted``).
 
-        TOPIC = "stockstream:StockAdjusted.v1"
+        Version 2 replaced v1's ``reason`` (five words) with ``reason_code`` from a larger
+        closed set plus a free-text ``note``. Stored v1 events are upcast on read.
+        """
+
+        TOPIC = "stockstream:StockAdjusted"
+        class_version = 2
         delta: int
-        reason: str
+        reason_code: str
+        note: str | None
         idempotency_key: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["reason_code"] = state.pop("reason")
+            state["note"] = None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.on_hand += self.delta
             if self.idempotency_key is not None:
                 _remember(aggregate.idempotency_keys, self.idempotency_key,
-                          StockItem.adjustment_fingerprint(self.delta, self.reason))
+                          StockItem.adjustment_fingerprint(self.delta, self.reason_code,
+                                                           self.note))
 
     class Reserved(Event):
         """An order's reservation was set to ``quantity`` (wire type ``StockReserved``)."""
 
-        TOPIC = "stockstream:StockReserved.v1"
+        TOPIC = "stockstream:StockReserved"
         order_id: str
         quantity: int
         previous_quantity: int
@@ -162,7 +182,7 @@ class StockItem(Aggregate):
     class Released(Event):
         """A reservation was cancelled or expired (wire type ``ReservationReleased``)."""
 
-        TOPIC = "stockstream:ReservationReleased.v1"
+        TOPIC = "stockstream:ReservationReleased"
         order_id: str
         quantity: int
         reason: str
@@ -175,7 +195,7 @@ class StockItem(Aggregate):
         """An order shipped ``quantity`` units and its reservation closed
         (wire type ``ReservationFulfilled``); any unshipped remainder returns to stock."""
 
-        TOPIC = "stockstream:ReservationFulfilled.v1"
+        TOPIC = "stockstream:ReservationFulfilled"
         order_id: str
         quantity: int
 
@@ -191,7 +211,7 @@ class StockItem(Aggregate):
         correction, applied now so that movements after the count stay on top of it.
         """
 
-        TOPIC = "stockstream:StockCounted.v1"
+        TOPIC = "stockstream:StockCounted"
         count_id: str
         counted: int
         previous_on_hand: int
@@ -206,7 +226,7 @@ class StockItem(Aggregate):
     class PolicyChanged(Event):
         """Safety stock and oversell buffer were set (wire type ``StockPolicyChanged``)."""
 
-        TOPIC = "stockstream:StockPolicyChanged.v1"
+        TOPIC = "stockstream:StockPolicyChanged"
         safety_stock: int
         oversell_buffer: int
 
@@ -330,9 +350,14 @@ class StockItem(Aggregate):
                       reference=reference, idempotency_key=idempotency_key)
 
     def adjust(
-        self, delta: int, reason: str, idempotency_key: str | None = None
+        self,
+        delta: int,
+        reason: str,
+        idempotency_key: str | None = None,
+        note: str | None = None,
     ) -> None:
-        """Correct on hand by a non-zero ``delta``; refuses to go below zero."""
+        """Correct on hand by a non-zero ``delta`` for a reason code (and an optional note);
+        refuses to go below zero."""
         require_quantity("delta", delta)
         if delta == 0:
             raise InvalidRequest("delta must not be zero", field="delta")
@@ -342,12 +367,20 @@ class StockItem(Aggregate):
                 f"reason must be one of {', '.join(ADJUSTMENT_REASONS)}; got {reason!r}",
                 field="reason",
             )
-        if self._already_done(idempotency_key, self.adjustment_fingerprint(delta, reason)):
+        if note is not None and (
+            not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH or not note.isprintable()
+        ):
+            raise InvalidRequest(
+                f"note must be printable text of at most {MAX_NOTE_LENGTH} characters",
+                field="note",
+            )
+        fingerprint = self.adjustment_fingerprint(delta, reason, note)
+        if self._already_done(idempotency_key, fingerprint):
             return
         if self.on_hand + delta < 0:
             raise InsufficientOnHand(delta=delta, on_hand=self.on_hand)
-        self._trigger(self.Adjusted, on_hand=self.on_hand + delta, delta=delta, reason=reason,
-                      idempotency_key=idempotency_key)
+        self._trigger(self.Adjusted, on_hand=self.on_hand + delta, delta=delta,
+                      reason_code=reason, note=note, idempotency_key=idempotency_key)
 
     def set_policy(self, safety_stock: int, oversell_buffer: int) -> None:
         """Set safety stock and oversell buffer (both ≥ 0); the same values again is a no-op."""
@@ -502,8 +535,8 @@ class StockItem(Aggregate):
         return f"receipt:{quantity}:{reference or ''}"
 
     @staticmethod
-    def adjustment_fingerprint(delta: int, reason: str) -> str:
-        return f"adjustment:{delta}:{reason}"
+    def adjustment_fingerprint(delta: int, reason: str, note: str | None = None) -> str:
+        return f"adjustment:{delta}:{reason}:{note or ''}"
 
     @staticmethod
     def count_fingerprint(counted: int, counted_at: datetime) -> str:

@@ -211,7 +211,7 @@ def adjust_stock(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     body = parse_body(req, AdjustmentRequest)
     result = services().commands.adjust(sku, location, body.delta, body.reason,
-                                        req.headers.get("idempotency-key"))
+                                        req.headers.get("idempotency-key"), body.note)
     return _position(result.position)
 
 

@@ -40,7 +40,9 @@ Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, min_length=1, max_
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
 Amount = Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
 Delta = Annotated[int, Field(strict=True, ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
-AdjustmentReason = Literal["damaged", "shrinkage", "found", "correction", "other"]
+AdjustmentReason = Literal[
+    "damaged", "expired", "theft", "shrinkage", "found", "returned", "correction", "other"
+]
 assert set(ADJUSTMENT_REASONS) == set(get_args(AdjustmentReason))  # one list of reasons
 
 _JSON_MEDIA_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$", re.IGNORECASE)
@@ -66,6 +68,9 @@ class AdjustmentRequest(RequestBody):
 
     delta: Delta = Field(description="Signed, non-zero change of on hand.")
     reason: AdjustmentReason
+    note: str | None = Field(
+        default=None, max_length=500, description="Free text, e.g. what happened to the goods."
+    )
 
 
 class PolicyRequest(RequestBody):

@@ -138,7 +138,8 @@ def start_pipeline(container: Container, *, workers: int = 2) -> Pipeline:
     ensure_topology(broker)
     views = SQLiteAvailabilityViews(data / "views.db")
     projection = AvailabilityProjection(views, _history(store))
-    relay = Relay(store, broker, store.checkpoints(), container.clock)
+    relay = Relay(store, broker, store.checkpoints(), container.clock,
+                  deprecated_versions_until=container.settings.deprecated_versions_until)
     consumer = SessionConsumer(
         broker, TOPIC, AVAILABILITY_SUBSCRIPTION,
         EventConsumer(projection.name, projection.handle), workers=workers,

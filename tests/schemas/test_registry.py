@@ -19,7 +19,7 @@ import pytest
 from jsonschema import Draft7Validator, Draft202012Validator
 
 from contracts.cloudevents import WIRE_TYPES, WireType
-from contracts.events import StockAdjustedV1
+from contracts.events import StockReceivedV1
 from contracts.registry import (
     EXIT_INCOMPATIBLE,
     EXIT_OK,
@@ -122,23 +122,29 @@ def test_a_registry_file_edited_by_hand_is_reported_stale() -> None:
 # ------------------------------------------------------------- one-line v2 design
 
 
-class StockAdjustedV2(StockAdjustedV1):
-    """A fixture v2 (the real one is the lead's): reason codes plus a note."""
+class StockReceivedV2(StockReceivedV1):
+    """A fixture v2 of a type that has only v1: adds a carrier."""
 
-    note: str | None = None
+    carrier: str | None = None
 
 
 def test_a_new_version_is_one_wire_type_line_and_deprecates_the_old_one() -> None:
-    with_v2 = (*WIRE_TYPES, WireType("StockAdjusted", 2, StockAdjustedV2, StockItem.Adjusted))
+    with_v2 = (*WIRE_TYPES, WireType("StockReceived", 2, StockReceivedV2, StockItem.Received))
 
     status = statuses(with_v2)
     new = build_registry(with_v2)
 
+    assert status[("StockReceived", 1)] == "deprecated"
+    assert status[("StockReceived", 2)] == "current"
+    assert new["events/StockReceived.v1.json"]["deprecated"] is True
+    assert "deprecated" not in new["events/StockReceived.v2.json"]
+    assert compare_registries(build_registry(), new) == []
+
+
+def test_stock_adjusted_v2_is_current_and_v1_deprecated_in_the_committed_registry() -> None:
+    status = statuses(WIRE_TYPES)
     assert status[("StockAdjusted", 1)] == "deprecated"
     assert status[("StockAdjusted", 2)] == "current"
-    assert new["events/StockAdjusted.v1.json"]["deprecated"] is True
-    assert "deprecated" not in new["events/StockAdjusted.v2.json"]
-    assert compare_registries(build_registry(), new) == []
 
 
 def test_a_wire_type_listed_twice_is_refused() -> None:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts.cloudevents import WIRE_TYPES, to_cloudevent
+from contracts.cloudevents import WIRE_TYPES, to_cloudevent, wire_versions
 from contracts.validation import (
     DEFAULT_REGISTRY,
     SchemaValidationFailed,
@@ -54,10 +54,12 @@ def a_reservation() -> dict[str, Any]:
 def test_every_event_of_a_run_of_real_commands_validates() -> None:
     events = a_day_of_trading()
 
-    validated = [validate_cloudevent(to_cloudevent(e)) for e in events]
+    validated = [validate_cloudevent(to_cloudevent(e, w)) for e in events
+                 for w in wire_versions(e)]
 
     assert {v.cloudevents_type for v in validated} == {w.type for w in WIRE_TYPES}
-    assert [v.cloudevents_type for v in validated] == [to_cloudevent(e)["type"] for e in events]
+    current = [validate_cloudevent(to_cloudevent(e)) for e in events]
+    assert [v.cloudevents_type for v in current] == [to_cloudevent(e)["type"] for e in events]
 
 
 COMMANDS = st.lists(

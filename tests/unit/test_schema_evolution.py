@@ -1,0 +1,125 @@
+"""StockAdjusted v1 → v2: stored v1 events upcast on read, both versions published during
+the deprecation period, consumers accept both."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from eventsourcing.persistence import StoredEvent
+
+from adapters.clock import ManualClock
+from adapters.sqlite import SQLiteStockItems
+from application.relay import Relay, to_messages
+from contracts.cloudevents import to_cloudevent, wire_versions
+from contracts.validation import validate_cloudevent
+from domain import StockItem, stream_uuid
+from projections.availability import AvailabilityChange
+
+
+def _v1_stream(store: SQLiteStockItems) -> None:
+    """Write a stream as the v1 code did: a v1 adjustment has ``reason``, no class_version."""
+    item = StockItem.create("SKU-1", "STORE-1")
+    item.receive(10)
+    store.save(item)
+    state = {
+        "originator_id": {"_type_": "uuid_hex", "_data_": stream_uuid("SKU-1", "STORE-1").hex},
+        "originator_version": 3,
+        "timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-02T03:04:05+00:00"},
+        "sku": "SKU-1", "location": "STORE-1", "on_hand": 8, "reserved": 0, "available": 8,
+        "delta": -2, "reason": "damaged", "idempotency_key": "k-1",
+    }
+    stored = StoredEvent(
+        originator_id=stream_uuid("SKU-1", "STORE-1"),
+        originator_version=3,
+        topic="stockstream:StockAdjusted",
+        state=json.dumps(state).encode(),
+    )
+    store.app.recorder.insert_events([stored])
+
+
+def test_a_stored_v1_adjustment_is_read_as_v2(tmp_path: Path) -> None:
+    store = SQLiteStockItems(tmp_path / "events.db")
+    _v1_stream(store)
+    adjusted = store.events("SKU-1", "STORE-1", after=2)[0]
+    assert isinstance(adjusted, StockItem.Adjusted)
+    assert (adjusted.reason_code, adjusted.note, adjusted.delta) == ("damaged", None, -2)
+    item = store.get("SKU-1", "STORE-1")
+    assert item is not None and item.on_hand == 8
+    # The v1 idempotency key still guards the same request after the upcast.
+    item.adjust(-2, "damaged", idempotency_key="k-1")
+    assert item.pending_events == []
+    store.close()
+
+
+def test_a_v1_stream_publishes_as_v2_with_a_valid_document(tmp_path: Path) -> None:
+    store = SQLiteStockItems(tmp_path / "events.db")
+    _v1_stream(store)
+    document = to_cloudevent(store.events("SKU-1", "STORE-1", after=2)[0])
+    assert document["type"] == "Stockstream.StockAdjusted.v2"
+    assert document["data"]["reason_code"] == "damaged"
+    validate_cloudevent(document)
+    store.close()
+
+
+def test_during_the_deprecation_period_both_versions_are_published_with_distinct_ids() -> None:
+    item = StockItem.create("SKU-1", "STORE-1")
+    item.receive(10)
+    item.adjust(-1, "theft", note="seen on camera")
+    adjusted = item.collect_events()[-1]
+    current, deprecated = to_messages(adjusted, with_deprecated=True)
+    assert current.message_id == "SKU-1|STORE-1:3"
+    assert deprecated.message_id == "SKU-1|STORE-1:3:v1"
+    assert current.session_id == deprecated.session_id
+    v2, v1 = json.loads(current.body), json.loads(deprecated.body)
+    assert v2["type"] == "Stockstream.StockAdjusted.v2"
+    assert v1["type"] == "Stockstream.StockAdjusted.v1"
+    assert v2["id"] == v1["id"]  # one event, two representations
+    assert v2["data"]["reason_code"] == "theft" and v2["data"]["note"] == "seen on camera"
+    assert v1["data"]["reason"] == "other"  # v1 never knew "theft"
+    for document in (v1, v2):
+        validate_cloudevent(document)
+    assert [m.message_id for m in to_messages(adjusted, with_deprecated=False)] == [
+        "SKU-1|STORE-1:3"
+    ]
+
+
+def test_v1_keeps_the_reasons_it_knew() -> None:
+    adjusted = StockItem.create("SKU-1", "STORE-1")
+    adjusted.receive(3)
+    adjusted.adjust(-1, "shrinkage")
+    event = adjusted.collect_events()[-1]
+    oldest = wire_versions(event)[-1]
+    assert to_cloudevent(event, oldest)["data"]["reason"] == "shrinkage"
+
+
+def test_the_relay_stops_publishing_v1_after_the_deprecation_period(tmp_path: Path) -> None:
+    store = SQLiteStockItems(tmp_path / "events.db")
+    item = StockItem.create("SKU-1", "STORE-1")
+    item.receive(10)
+    item.adjust(-1, "damaged")
+    store.save(item)
+    clock = ManualClock(datetime(2027, 5, 31, 23, 0, tzinfo=UTC))
+    relay = Relay(store, _Collector(), store.checkpoints(), clock,
+                  deprecated_versions_until=date(2027, 5, 31))
+    adjusted = store.events("SKU-1", "STORE-1", after=2)[0]
+    assert len(relay.messages(adjusted)) == 2
+    clock.advance(3600)
+    assert len(relay.messages(adjusted)) == 1
+    store.close()
+
+
+def test_the_projection_reads_both_versions_alike() -> None:
+    item = StockItem.create("SKU-1", "STORE-1")
+    item.receive(10)
+    item.adjust(-4, "expired")
+    event = item.collect_events()[-1]
+    changes = {AvailabilityChange.from_cloudevent(to_cloudevent(event, w)) for w in
+               wire_versions(event)}
+    assert len(changes) == 1  # same version, same position: the second is a duplicate
+
+
+class _Collector:
+    def publish(self, topic: str, messages: object) -> None:
+        pass
