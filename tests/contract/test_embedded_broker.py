@@ -8,11 +8,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from adapters.clock import ManualClock
 from adapters.embedded_broker import (
@@ -21,7 +25,7 @@ from adapters.embedded_broker import (
     EmbeddedBroker,
     EntityNotFound,
 )
-from application.ports import LockLost, MessageRejected
+from application.ports import LockLost, MessageRejected, ReceivedMessage, SessionReceiver
 from tests.contract.broker_contract import (
     DUPLICATE_WINDOW,
     LOCK_DURATION,
@@ -355,3 +359,135 @@ def test_a_publisher_killed_mid_stream_leaves_whole_batches_and_a_sound_file(
     finally:
         broker.close()
 
+
+
+# ------------------------------------------------------- model-based sessions
+
+
+class SessionModel(RuleBasedStateMachine):
+    """Random publish / accept / receive / settle / close / lock-expiry sequences on one
+    subscription, checked step by step against a plain model of Service Bus sessions:
+    FIFO per session, one holder per session, abandon and expiry redeliver the same
+    message with one more delivery, the maximum dead-letters, stale locks settle nothing."""
+
+    SESSIONS = ("s1", "s2", "s3")
+    MAX = 2  # deliveries before dead-lettering: low, so that runs reach it often
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = tempfile.TemporaryDirectory()
+        self.clock = ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
+        self.broker = EmbeddedBroker(Path(self.directory.name) / "b.db", clock=self.clock)
+        self.broker.create_topic(TOPIC, duplicate_detection_window=DUPLICATE_WINDOW)
+        self.broker.create_subscription(
+            TOPIC, "model", rules=[], max_delivery_count=self.MAX, lock_duration=LOCK_DURATION
+        )
+        self.published = 0
+        self.pending: dict[str, list[str]] = {s: [] for s in self.SESSIONS}
+        self.deliveries: dict[str, int] = {}
+        self.dead: set[str] = set()
+        self.holders: dict[str, SessionReceiver] = {}
+        self.locked: dict[str, ReceivedMessage] = {}  # message id -> its current delivery
+        self.stale: list[tuple[SessionReceiver, ReceivedMessage]] = []
+
+    def teardown(self) -> None:
+        self.broker.close()
+        self.directory.cleanup()
+
+    def _available(self, session: str) -> list[str]:
+        return [m for m in self.pending[session] if m not in self.locked]
+
+    def _give_back(self, message_id: str) -> None:
+        del self.locked[message_id]
+        if self.deliveries[message_id] >= self.MAX:
+            self._remove(message_id)
+            self.dead.add(message_id)
+
+    def _remove(self, message_id: str) -> None:
+        self.locked.pop(message_id, None)
+        self.pending[message_id.split(":")[0]].remove(message_id)
+
+    @rule(session=st.sampled_from(SESSIONS), count=st.integers(1, 3))
+    def publish(self, session: str, count: int) -> None:
+        messages = []
+        for _ in range(count):
+            self.published += 1
+            messages.append(_message(session, self.published))
+            self.pending[session].append(f"{session}:{self.published}")
+            self.deliveries[f"{session}:{self.published}"] = 0
+        self.broker.publish(TOPIC, messages)
+
+    @rule()
+    def accept_next(self) -> None:
+        receiver = self.broker.accept_next_session(TOPIC, "model")
+        free = {s for s in self.SESSIONS if s not in self.holders and self._available(s)}
+        if receiver is None:
+            assert free == set()
+            return
+        assert receiver.session_id in free
+        self.holders[receiver.session_id] = receiver
+
+    @precondition(lambda self: bool(self.holders))
+    @rule(data=st.data(), most=st.integers(1, 2))
+    def receive(self, data: st.DataObject, most: int) -> None:
+        session = data.draw(st.sampled_from(sorted(self.holders)))
+        got = self.holders[session].receive(max_messages=most)
+        expected = self._available(session)[:most]
+        assert [m.message_id for m in got] == expected
+        for message in got:
+            self.deliveries[message.message_id] += 1
+            assert message.delivery_count == self.deliveries[message.message_id]
+            self.locked[message.message_id] = message
+
+    @precondition(lambda self: bool(self.locked))
+    @rule(data=st.data(), how=st.sampled_from(["complete", "abandon", "dead_letter"]))
+    def settle(self, data: st.DataObject, how: str) -> None:
+        message_id = data.draw(st.sampled_from(sorted(self.locked)))
+        message = self.locked[message_id]
+        receiver = self.holders[message.session_id]
+        if how == "complete":
+            receiver.complete(message)
+            self._remove(message_id)
+        elif how == "abandon":
+            receiver.abandon(message)
+            self._give_back(message_id)
+        else:
+            receiver.dead_letter(message, "Poison", "model")
+            self._remove(message_id)
+            self.dead.add(message_id)
+
+    @precondition(lambda self: bool(self.holders))
+    @rule(data=st.data())
+    def close(self, data: st.DataObject) -> None:
+        session = data.draw(st.sampled_from(sorted(self.holders)))
+        receiver = self.holders.pop(session)
+        held = [m for m in self.locked.values() if m.session_id == session]
+        receiver.close()
+        for message in held:
+            self._give_back(message.message_id)
+            self.stale.append((receiver, message))
+
+    @rule()
+    def locks_expire(self) -> None:
+        self.clock.advance(LOCK_DURATION.total_seconds() + 1)
+        for message in list(self.locked.values()):
+            self.stale.append((self.holders[message.session_id], message))
+            self._give_back(message.message_id)
+        self.holders.clear()
+
+    @precondition(lambda self: bool(self.stale))
+    @rule(data=st.data())
+    def settling_a_stale_delivery_fails(self, data: st.DataObject) -> None:
+        receiver, message = data.draw(st.sampled_from(self.stale))
+        with pytest.raises(LockLost):
+            receiver.complete(message)
+
+    @invariant()
+    def counts_match_the_model(self) -> None:
+        counts = self.broker.counts(TOPIC, "model")
+        active = sum(len(ids) for ids in self.pending.values())
+        assert (counts.active, counts.dead_lettered) == (active, len(self.dead))
+
+
+TestSessionModel = SessionModel.TestCase
+TestSessionModel.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
