@@ -93,8 +93,11 @@ class EmbeddedHost:
         self._own_container = container is None
         self._with_pipeline = with_pipeline
         self._pipeline: PipelineHandle | None = None
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say
+        # so, and without it Nagle holds each response body back ~40 ms for an ACK.
         self.socket = socket.socket(
-            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
+            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+            socket.IPPROTO_TCP,
         )
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((host, port))
