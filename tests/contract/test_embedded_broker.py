@@ -361,6 +361,55 @@ def test_a_publisher_killed_mid_stream_leaves_whole_batches_and_a_sound_file(
 
 
 
+_CONSUMER = """
+import sys
+from adapters.embedded_broker import EmbeddedBroker
+
+broker = EmbeddedBroker(sys.argv[1])
+print("ready", flush=True)
+while (receiver := broker.accept_next_session("contract-events", "alpha", max_wait=1.0)):
+    with receiver:
+        while batch := receiver.receive(max_messages=3):
+            for message in batch:
+                receiver.complete(message)
+                print(message.message_id, flush=True)
+broker.close()
+"""
+
+
+def test_receivers_in_two_processes_share_the_work_without_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "broker.db"
+    broker = EmbeddedBroker(path)
+    _set_up_topology(broker)
+    sessions = [_session() for _ in range(8)]
+    for n in range(1, 11):
+        broker.publish(TOPIC, [_message(s, n) for s in sessions])
+    other = subprocess.Popen(
+        [sys.executable, "-c", _CONSUMER, str(path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other.stdout is not None
+    assert other.stdout.readline().strip() == "ready"
+    mine: list[str] = []
+    try:
+        while receiver := broker.accept_next_session(TOPIC, "alpha"):
+            with receiver:
+                while batch := receiver.receive(max_messages=3):
+                    for message in batch:
+                        receiver.complete(message)
+                        mine.append(message.message_id)
+        theirs = other.stdout.read().split()
+        assert other.wait(timeout=30) == 0
+    finally:
+        broker.close()
+
+    everything = sorted(f"{s}:{n}" for s in sessions for n in range(1, 11))
+    assert sorted(mine + theirs) == everything  # each message completed exactly once
+
+
 # ------------------------------------------------------- model-based sessions
 
 
