@@ -321,3 +321,58 @@ def test_sixteen_writers_on_one_stream_append_contiguously_and_lose_nothing(
     finally:
         for store in stores:
             store.close()
+
+
+# ------------------------------------------- the library's own conformance suites
+
+
+def _library_test_cases() -> tuple[type, type]:
+    """``eventsourcing``'s recorder test cases; their module imports ``eventsourcing.cipher``
+    (pycryptodome, not installed), so that name is pointed at ``eventsourcing.cryptography``."""
+    import sys
+
+    import eventsourcing.cryptography
+
+    sys.modules.setdefault("eventsourcing.cipher", eventsourcing.cryptography)
+    from eventsourcing.tests.persistence import (
+        AggregateRecorderTestCase,
+        TrackingRecorderTestCase,
+    )
+
+    return AggregateRecorderTestCase, TrackingRecorderTestCase
+
+
+_AggregateRecorderTestCase, _TrackingRecorderTestCase = _library_test_cases()
+
+
+class _OnTheTestServer:
+    factory: CosmosFactory
+
+    @pytest.fixture(autouse=True)
+    def _factory(self, cosmos_server: CosmosServer) -> None:
+        # A database per test: the library's cases reuse names such as "upstream1".
+        env = cosmos_env(
+            cosmos_server.endpoint,
+            f"library-{uuid4().hex[:8]}",
+            key=cosmos_server.key,
+            verify_tls=False,
+        )
+        self.factory = CosmosFactory(env)
+        self.factory.create_containers_if_missing()
+
+
+class TestLibraryAggregateRecorderCases(_OnTheTestServer, _AggregateRecorderTestCase):
+    """The library's own aggregate-recorder conformance cases, on our Cosmos recorder."""
+
+    def create_recorder(self):  # type: ignore[no-untyped-def]
+        return self.factory.application_recorder()
+
+    @pytest.mark.skip(reason="a timing printout, not a check; the test server's timings mean nothing")
+    def test_performance(self) -> None: ...
+
+
+class TestLibraryTrackingRecorderCases(_OnTheTestServer, _TrackingRecorderTestCase):
+    """The library's own tracking-recorder conformance cases, on our Cosmos recorder."""
+
+    def create_recorder(self):  # type: ignore[no-untyped-def]
+        return self.factory.tracking_recorder()
