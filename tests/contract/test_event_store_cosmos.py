@@ -367,7 +367,7 @@ class TestLibraryAggregateRecorderCases(_OnTheTestServer, _AggregateRecorderTest
     def create_recorder(self):  # type: ignore[no-untyped-def]
         return self.factory.application_recorder()
 
-    @pytest.mark.skip(reason="a timing printout, not a check; the test server's timings mean nothing")
+    @pytest.mark.skip(reason="a timing printout, not a check; test-server timings mean nothing")
     def test_performance(self) -> None: ...
 
 
