@@ -23,6 +23,7 @@ from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
     PersistenceError,
+    StoredEvent,
 )
 
 from application.ports import (
@@ -135,6 +136,10 @@ class EventSourcedStockItems(StockItemStore):
             return cast(list[StockItem.Event], list(stored))
         except _UNAVAILABLE as error:
             raise StoreUnavailable(str(error)) from error
+
+    def decode(self, stored: StoredEvent) -> StockItem.Event:
+        """The domain event of a stored event (upcast to the current version)."""
+        return cast(StockItem.Event, self.app.mapper.to_domain_event(stored))
 
     def close(self) -> None:
         self.app.close()

@@ -19,9 +19,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from application.ports import Clock, MessagePublisher, OutboxReader, OutgoingMessage
 from application.settings import TOPIC
@@ -185,3 +186,42 @@ class Relay:
         if not window:
             return 0.0
         return sum(n for _, n in window) / max(now - window[0][0], 1.0)
+
+
+class ChangeFeedRelay:
+    """The relay of a store without a commit order (Cosmos DB): it is handed batches.
+
+    The Functions change-feed trigger delivers each batch of new event documents at least
+    once; this publishes them and returns, or raises so the trigger's retry policy
+    (infinite, exponential) redelivers the same batch. Nothing is checkpointed here: the
+    trigger's lease is the checkpoint, and it only advances when this returns.
+    """
+
+    def __init__(
+        self,
+        decode: Callable[[dict[str, Any]], StockItem.Event | None],
+        publisher: MessagePublisher,
+        clock: Clock,
+        *,
+        topic: str = TOPIC,
+        deprecated_versions_until: date | None = None,
+    ) -> None:
+        self.decode = decode
+        self.publisher = publisher
+        self.clock = clock
+        self.topic = topic
+        self.deprecated_versions_until = deprecated_versions_until
+
+    def publish_documents(self, documents: Sequence[dict[str, Any]]) -> list[StockItem.Event]:
+        """Publish every event document of a change-feed batch, in feed order.
+
+        Documents that are not events (``decode`` returns None) are skipped. Returns the
+        published events (for lag metrics). Raises what the publisher raises.
+        """
+        events = [e for e in (self.decode(d) for d in documents) if e is not None]
+        until = self.deprecated_versions_until
+        with_deprecated = until is not None and self.clock.now().date() <= until
+        messages = [m for e in events for m in to_messages(e, with_deprecated=with_deprecated)]
+        if messages:
+            self.publisher.publish(self.topic, messages)
+        return events

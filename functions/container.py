@@ -4,18 +4,32 @@ SDK clients and stores are created once per process (Azure Functions runs many
 invocations on one worker), lazily on first use, so importing ``function_app`` stays
 cheap and a cold start opens connections only when a function needs them. Tests and the
 embedded host install their own container with :func:`use_container`.
+
+Two shapes, chosen by settings (``STOCKSTREAM_EVENT_STORE``):
+
+- **sqlite** — the embedded host: SQLite event store; ``local.pipeline.start_pipeline``
+  adds the relay, the embedded broker, views and timers.
+- **cosmos** — Azure: Cosmos DB event store; with ``SERVICEBUS__fullyQualifiedNamespace``
+  also the Service Bus broker, the change-feed relay, the availability consumer, the
+  expiry sweep and replay, which the functions in ``functions/pipeline.py`` call.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.metrics import NoOpMeter
+
 from adapters.clock import SystemClock
+from adapters.telemetry import METER_NAME, Telemetry, configure_telemetry
 from application.commands import StockCommands
-from application.ports import Clock, StockItemStore
+from application.consumer import EventConsumer
+from application.expiry import ExpirySweep
+from application.ports import Clock, MessageBroker, StockItemStore
 from application.queries import StockQueries
+from application.relay import ChangeFeedRelay
 from application.settings import Settings, load
 from application.views import AvailabilityReader, DeadLetterReplayer, OpsStatusReader
 
@@ -34,23 +48,27 @@ class Container:
     availability: AvailabilityReader | None = None
     ops: OpsStatusReader | None = None
     replay: DeadLetterReplayer | None = None
+    # The Azure pipeline's parts (None on the embedded host, which runs its own).
+    broker: MessageBroker | None = None
+    change_feed_relay: ChangeFeedRelay | None = None
+    consumers: dict[str, EventConsumer] = field(default_factory=dict)
+    expiry_sweep: ExpirySweep | None = None
+    telemetry: Telemetry = field(default_factory=lambda: Telemetry(NoOpMeter(METER_NAME)))
 
     def close(self) -> None:
+        if self.broker is not None:
+            self.broker.close()
         self.store.close()
 
 
 def build_container(settings: Settings, clock: Clock | None = None) -> Container:
-    """Wire the services for ``settings``: SQLite under the data directory, or Cosmos DB."""
-    store: StockItemStore
-    if settings.event_store == "cosmos":
-        from adapters.cosmos import open_cosmos_stock_items  # Azure only: import lazily
-
-        store = open_cosmos_stock_items(settings)
-    else:
-        from adapters.sqlite import SQLiteStockItems
-
-        store = SQLiteStockItems(settings.data_dir / "events.db")
+    """Wire the services for ``settings``: SQLite under the data directory, or Azure."""
     clock = clock or SystemClock()
+    if settings.event_store == "cosmos":
+        return _azure(settings, clock)
+    from adapters.sqlite import SQLiteStockItems
+
+    store = SQLiteStockItems(settings.data_dir / "events.db")
     return Container(
         settings=settings,
         store=store,
@@ -58,7 +76,45 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         commands=StockCommands(store, clock),
         queries=StockQueries(store),
         extras={},
+        telemetry=configure_telemetry(settings),
     )
+
+
+def _azure(settings: Settings, clock: Clock) -> Container:
+    # Azure SDK adapters are imported here only, so the embedded host never needs them.
+    from adapters.cosmos import open_cosmos_stock_items
+    from adapters.cosmos.change_feed import stored_event_from_document
+
+    store = open_cosmos_stock_items(settings)
+    commands = StockCommands(store, clock)
+    container = Container(
+        settings=settings,
+        store=store,
+        clock=clock,
+        commands=commands,
+        queries=StockQueries(store),
+        extras={},
+        telemetry=configure_telemetry(settings),
+    )
+    if settings.servicebus_namespace:
+        from adapters.servicebus import ServiceBusBroker
+        from application.replay import DeadLetterReplay
+
+        broker = ServiceBusBroker.from_namespace(
+            settings.servicebus_namespace, client_id=settings.azure_client_id
+        )
+        container.broker = broker
+        container.replay = DeadLetterReplay(broker)
+
+        def decode(document: dict[str, Any]) -> Any:
+            stored = stored_event_from_document(document)
+            return None if stored is None else store.decode(stored)
+
+        container.change_feed_relay = ChangeFeedRelay(
+            decode, broker, clock,
+            deprecated_versions_until=settings.deprecated_versions_until,
+        )
+    return container
 
 
 _lock = threading.Lock()

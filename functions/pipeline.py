@@ -1,0 +1,110 @@
+"""The pipeline in Azure: change-feed relay, projection consumer and timers.
+
+Each function reads its binding and calls one service from the container. Connections
+are identity-based: ``COSMOS`` resolves ``COSMOS__accountEndpoint`` and ``SERVICEBUS``
+resolves ``SERVICEBUS__fullyQualifiedNamespace`` (app settings, see ``bicep/``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import azure.functions as func
+
+from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
+from contracts.validation import EventRejected
+from functions.container import Container, get_container
+
+log = logging.getLogger(__name__)
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+
+
+def services() -> Container:
+    return get_container()
+
+
+@bp.function_name("relay_events")
+@bp.retry(
+    strategy="exponential_backoff",
+    max_retry_count="-1",  # without a retry policy the trigger skips a failed batch
+    minimum_interval="00:00:01",
+    maximum_interval="00:01:00",
+)
+@bp.cosmos_db_trigger(
+    arg_name="documents",
+    connection="COSMOS",
+    database_name="%COSMOS_DATABASE%",
+    container_name="events",
+    lease_container_name="leases",
+    lease_container_prefix="relay-",
+    create_lease_container_if_not_exists=False,
+)
+def relay_events(documents: func.DocumentList) -> None:
+    """Publish a change-feed batch of new events; raising redelivers the whole batch."""
+    container = services()
+    if container.change_feed_relay is None:
+        raise RuntimeError("the relay needs SERVICEBUS__fullyQualifiedNamespace")
+    batch = [document.to_dict() for document in documents]
+    events = container.change_feed_relay.publish_documents(batch)
+    container.telemetry.record_published(len(events))
+    now = time.time()
+    for document in batch:
+        ts = document.get("_ts")
+        if isinstance(ts, int | float):
+            container.telemetry.record_outbox_lag(now - ts)
+
+
+@bp.function_name("project_availability")
+@bp.service_bus_topic_trigger(
+    arg_name="message",
+    connection="SERVICEBUS",
+    topic_name=TOPIC,
+    subscription_name=AVAILABILITY_SUBSCRIPTION,
+    is_sessions_enabled=True,
+)
+def project_availability(message: func.ServiceBusMessage) -> None:
+    """Apply one event to the availability view (idempotent per stream version)."""
+    consume(AVAILABILITY_SUBSCRIPTION, message)
+
+
+def consume(subscription: str, message: func.ServiceBusMessage) -> None:
+    """Hand a message to the subscription's consumer.
+
+    A message that can never be applied is logged with its reason and raised, so Service
+    Bus redelivers it up to ``maxDeliveryCount`` and then dead-letters it (the plain
+    binding cannot dead-letter with a reason of our own); replay it once fixed.
+    """
+    consumer = services().consumers.get(subscription)
+    if consumer is None:
+        raise RuntimeError(f"no consumer is configured for {subscription!r}")
+    try:
+        consumer.process(message.get_body())
+    except EventRejected as rejected:
+        log.error("%s cannot apply %s: %s (%s)", subscription, message.message_id,
+                  rejected.reason, rejected.description)
+        raise
+
+
+@bp.function_name("sweep_expired_reservations")
+@bp.timer_trigger(arg_name="timer", schedule="0 * * * * *", run_on_startup=False)
+def sweep_expired_reservations(timer: func.TimerRequest) -> None:
+    """Every minute: release overdue reservations nobody's command has touched."""
+    sweep = services().expiry_sweep
+    if sweep is not None:
+        released = sweep.run_once()
+        log.info("expiry sweep released %d reservations", released)
+
+
+@bp.function_name("publish_pipeline_metrics")
+@bp.timer_trigger(arg_name="timer", schedule="30 * * * * *", run_on_startup=False)
+def publish_pipeline_metrics(timer: func.TimerRequest) -> None:
+    """Every minute: each subscription's backlog and dead-letter depth, as metrics."""
+    container = services()
+    if container.broker is None:
+        return
+    for subscription in container.broker.subscriptions(TOPIC):
+        counts = container.broker.counts(TOPIC, subscription)
+        container.telemetry.record_backlog(subscription, counts.active)
+        container.telemetry.record_dead_letter_depth(subscription, counts.dead_lettered)

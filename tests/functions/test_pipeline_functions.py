@@ -1,0 +1,230 @@
+"""The Azure pipeline functions, called as the host calls them: real function objects, real
+binding objects (``DocumentList``, ``ServiceBusMessage``, ``TimerRequest``), real parts
+behind them (SQLite store, embedded broker standing in for Service Bus, SQLite views)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
+
+import function_app
+from adapters.clock import SystemClock
+from adapters.cosmos.change_feed import stored_event_from_document
+from adapters.cosmos.persistence import event_document
+from adapters.embedded_broker import EmbeddedBroker
+from adapters.sqlite.availability_views import SQLiteAvailabilityViews
+from application.consumer import EventConsumer
+from application.expiry import ExpirySweep
+from application.ports import MessagePublisher
+from application.relay import ChangeFeedRelay
+from application.settings import AVAILABILITY_SUBSCRIPTION, SETTING_NAMES, TOPIC, load
+from functions.container import Container, build_container, use_container
+from local.pipeline import _history, ensure_topology
+from projections.availability import AvailabilityProjection
+
+FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def call(name: str, **bindings: Any) -> Any:
+    return FUNCTIONS[name].get_user_function()(**bindings)
+
+
+def bindings(name: str) -> list[dict[str, Any]]:
+    return [json.loads(b) if isinstance(b, str) else b for b in FUNCTIONS[name].get_raw_bindings()]
+
+
+@pytest.fixture
+def azure_like(
+    tmp_path: Path,
+) -> Iterator[tuple[Container, EmbeddedBroker, AvailabilityProjection]]:
+    container = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}))
+    broker = EmbeddedBroker(tmp_path / "broker.db")
+    ensure_topology(broker)
+    views = SQLiteAvailabilityViews(tmp_path / "views.db")
+    store = container.store
+    projection = AvailabilityProjection(views, _history(store))  # type: ignore[arg-type]
+
+    def decode(document: dict[str, Any]) -> Any:
+        stored = stored_event_from_document(document)
+        return None if stored is None else store.decode(stored)  # type: ignore[attr-defined]
+
+    container.broker = broker
+    container.change_feed_relay = ChangeFeedRelay(decode, broker, SystemClock())
+    container.consumers[AVAILABILITY_SUBSCRIPTION] = EventConsumer(
+        "availability", projection.handle
+    )
+    container.expiry_sweep = ExpirySweep(views.overdue_reservations, container.commands,
+                                         container.clock)
+    container.availability = views
+    use_container(container)
+    yield container, broker, projection
+    use_container(None)
+    views.close()
+    broker.close()
+    container.close()
+
+
+def change_feed(container: Container) -> func.DocumentList:
+    """The events container's change feed as the trigger hands it over."""
+    store: Any = container.store
+    documents = []
+    for record in store.read_after(0, 10_000):
+        document = event_document(store.app.mapper.to_stored_event(record.event))
+        document["_ts"] = int(record.event.timestamp.timestamp())
+        documents.append(func.Document.from_dict(document))
+    return func.DocumentList(documents)
+
+
+def received(broker: EmbeddedBroker) -> list[Any]:
+    messages = []
+    while receiver := broker.accept_next_session(TOPIC, AVAILABILITY_SUBSCRIPTION, 0.0):
+        with receiver:
+            while batch := receiver.receive(100, 0.0):
+                for message in batch:
+                    receiver.complete(message)
+                messages.extend(batch)
+    return messages
+
+
+def as_binding(message: Any) -> ServiceBusMessage:
+    return ServiceBusMessage(
+        body=message.body, message_id=message.message_id, session_id=message.session_id,
+        application_properties=dict(message.application_properties), user_properties={},
+        content_type=message.content_type, delivery_count=message.delivery_count,
+    )
+
+
+def trading(container: Container) -> None:
+    container.commands.receive("SKU-1", "STORE-1", 10)
+    container.commands.reserve("SKU-1", "STORE-1", "order-1", 4, "web")
+    container.commands.receive("SKU-2", "STORE-9", 3)
+
+
+def test_the_relay_has_an_infinite_retry_policy_and_an_identity_based_connection() -> None:
+    retry = FUNCTIONS["relay_events"].get_settings_dict("retry_policy")
+    assert retry is not None
+    assert (retry["strategy"], retry["max_retry_count"]) == ("exponential_backoff", "-1")
+    (trigger,) = bindings("relay_events")
+    assert trigger["type"] == "cosmosDBTrigger"
+    assert trigger["connection"] == "COSMOS" and "COSMOS__accountEndpoint" in SETTING_NAMES
+    assert (trigger["containerName"], trigger["leaseContainerName"]) == ("events", "leases")
+    assert trigger["databaseName"] == "%COSMOS_DATABASE%" and "COSMOS_DATABASE" in SETTING_NAMES
+    assert not trigger.get("createLeaseContainerIfNotExists")
+
+
+def test_the_projection_trigger_takes_sessions_of_the_availability_subscription() -> None:
+    (trigger,) = bindings("project_availability")
+    assert trigger["type"] == "serviceBusTrigger"
+    assert trigger["isSessionsEnabled"] is True
+    assert (trigger["topicName"], trigger["subscriptionName"]) == (TOPIC, AVAILABILITY_SUBSCRIPTION)
+    assert trigger["connection"] == "SERVICEBUS"
+    assert "SERVICEBUS__fullyQualifiedNamespace" in SETTING_NAMES
+
+
+def test_the_timers_use_six_field_schedules() -> None:
+    for name in ("sweep_expired_reservations", "publish_pipeline_metrics"):
+        (trigger,) = bindings(name)
+        assert trigger["type"] == "timerTrigger"
+        assert len(trigger["schedule"].split()) == 6
+
+
+def test_the_relay_publishes_a_change_feed_batch_as_contract_messages(azure_like: Any) -> None:
+    container, broker, _ = azure_like
+    trading(container)
+    call("relay_events", documents=change_feed(container))
+    messages = received(broker)
+    assert sorted(m.message_id for m in messages) == [
+        "SKU-1|STORE-1:1", "SKU-1|STORE-1:2", "SKU-1|STORE-1:3", "SKU-2|STORE-9:1",
+        "SKU-2|STORE-9:2",
+    ]
+    assert {m.session_id for m in messages} == {"SKU-1|STORE-1", "SKU-2|STORE-9"}
+
+
+class FailsHalfway(MessagePublisher):
+    """Publishes the first messages of a batch, then the connection drops."""
+
+    def __init__(self, inner: MessagePublisher, keep: int) -> None:
+        self.inner, self.keep = inner, keep
+
+    def publish(self, topic: str, messages: Any) -> None:
+        self.inner.publish(topic, list(messages)[: self.keep])
+        raise ConnectionError("connection dropped mid-batch")
+
+
+def test_a_relay_failing_mid_batch_is_redelivered_and_counts_once_downstream(
+    azure_like: Any,
+) -> None:
+    container, broker, projection = azure_like
+    trading(container)
+    documents = change_feed(container)
+    relay = container.change_feed_relay
+    relay.publisher = FailsHalfway(broker, keep=2)
+    with pytest.raises(ConnectionError):
+        call("relay_events", documents=documents)
+    relay.publisher = broker  # the retry policy redelivers the same batch
+    call("relay_events", documents=documents)
+    messages = received(broker)
+    assert len(messages) == 5  # duplicate message ids were dropped by the topic
+    for message in messages:
+        call("project_availability", message=as_binding(message))
+    for message in messages:  # and a redelivery storm changes nothing
+        call("project_availability", message=as_binding(message))
+    availability = projection.views.for_sku("SKU-1")
+    assert (availability.on_hand, availability.reserved, availability.locations[0].version) == (
+        10, 4, 3,
+    )
+
+
+def test_a_message_that_breaks_the_schema_raises_so_service_bus_dead_letters_it(
+    azure_like: Any,
+) -> None:
+    bad = ServiceBusMessage(body=b'{"specversion": "1.0"}', message_id="bad",
+                            session_id="SKU-1|STORE-1", application_properties={},
+                            user_properties={})
+    from contracts.validation import SchemaValidationFailed
+
+    with pytest.raises(SchemaValidationFailed):
+        call("project_availability", message=bad)
+
+
+def test_the_expiry_timer_releases_overdue_reservations(azure_like: Any) -> None:
+    container, broker, _ = azure_like
+    container.commands.receive("SKU-1", "STORE-1", 5)
+    container.commands.reserve("SKU-1", "STORE-1", "order-1", 5, "web", ttl_seconds=1)
+    call("relay_events", documents=change_feed(container))
+    for message in received(broker):
+        call("project_availability", message=as_binding(message))
+    container.clock = _Later(container.clock, seconds=5)
+    container.expiry_sweep.clock = container.clock
+    container.commands.clock = container.clock
+    call("sweep_expired_reservations", timer=TimerRequest(past_due=False))
+    assert container.queries.position("SKU-1", "STORE-1").reserved == 0
+
+
+def test_the_metrics_timer_reads_every_subscription(azure_like: Any) -> None:
+    container, _, _ = azure_like
+    seen: list[tuple[str, int]] = []
+    container.telemetry.record_dead_letter_depth = (  # type: ignore[method-assign]
+        lambda subscription, count: seen.append((subscription, count))
+    )
+    call("publish_pipeline_metrics", timer=TimerRequest(past_due=True))
+    assert seen == [(AVAILABILITY_SUBSCRIPTION, 0)]
+
+
+class _Later:
+    def __init__(self, clock: Any, seconds: float) -> None:
+        from datetime import timedelta
+
+        self._clock, self._delta = clock, timedelta(seconds=seconds)
+
+    def now(self) -> Any:
+        return self._clock.now() + self._delta
+
+
