@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
@@ -119,7 +120,7 @@ class Registry:
         self.envelope = self._compile(index["envelope"]["schema"])
         self.events: dict[str, RegisteredEvent] = {}
         self._schema_files: dict[str, str] = {}
-        self._validators: dict[str, Draft202012Validator] = {}
+        self._validators: dict[str, _Validator] = {}
         for entry in index["events"]:
             event = RegisteredEvent(
                 name=entry["name"],
@@ -131,12 +132,15 @@ class Registry:
             self.events[event.cloudevents_type] = event
             self._schema_files[event.cloudevents_type] = entry["schema"]
 
-    def _compile(self, relative: str) -> Draft202012Validator:
+    def _compile(self, relative: str) -> _Validator:
         schema = json.loads((self.directory / relative).read_text(encoding="utf-8"))
         Draft202012Validator.check_schema(schema)
-        return Draft202012Validator(schema, format_checker=_FORMATS)
+        return _Validator(
+            Draft202012Validator(schema, format_checker=_FORMATS),
+            fastjsonschema.compile(schema, formats={"date-time": _date_time}),
+        )
 
-    def data_validator(self, cloudevents_type: str) -> Draft202012Validator:
+    def data_validator(self, cloudevents_type: str) -> _Validator:
         """The compiled validator of a registered type's ``data`` (compiled on first use)."""
         validator = self._validators.get(cloudevents_type)
         if validator is None:
@@ -183,9 +187,27 @@ def _path(prefix: str, error: ValidationError) -> str:
     return ".".join(parts) if parts else "(document)"
 
 
-def _raise_first(validator: Draft202012Validator, instance: Any, *, prefix: str,
-                 what: str) -> None:
-    errors = sorted(validator.iter_errors(instance),
+@dataclass(frozen=True)
+class _Validator:
+    """One schema, compiled twice: a fast gate for the common case (a valid event, a few
+    microseconds with ``fastjsonschema``) and the reference validator (``jsonschema``,
+    draft 2020-12) that explains a failure field by field."""
+
+    explain: Draft202012Validator
+    gate: Callable[[Any], Any]
+
+    def passes(self, instance: Any) -> bool:
+        try:
+            self.gate(instance)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+
+def _raise_first(validator: _Validator, instance: Any, *, prefix: str, what: str) -> None:
+    if validator.passes(instance):
+        return
+    errors = sorted(validator.explain.iter_errors(instance),
                     key=lambda e: (list(map(str, e.absolute_path)), str(e.validator)))
     if not errors:
         return

@@ -125,7 +125,7 @@ class Pipeline:
         self.broker.close()
 
 
-def start_pipeline(container: Container, *, workers: int = 2) -> Pipeline:
+def start_pipeline(container: Container, *, workers: int = 4) -> Pipeline:
     """Wire and start the embedded pipeline for ``container``'s SQLite event store.
 
     Sets ``container.availability``, ``container.ops`` and ``container.replay``.
