@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from tests.cosmos_server import CosmosServer, start_cosmos_server
 
 
+@dataclass
+class LiveCosmos:
+    """A real account or the official emulator, named by the environment (opt-in)."""
+
+    endpoint: str
+    key: str | None
+
+    def stop(self) -> None:
+        """Nothing to stop: it is not ours."""
+
+
+def live_cosmos() -> LiveCosmos | None:
+    """With ``STOCKSTREAM_LIVE=1`` and ``COSMOS__accountEndpoint``, the suites run there."""
+    endpoint = os.environ.get("COSMOS__accountEndpoint")  # noqa: SIM112 - Azure's own name
+    if os.environ.get("STOCKSTREAM_LIVE") == "1" and endpoint:
+        return LiveCosmos(endpoint, os.environ.get("COSMOS_KEY") or None)
+    return None
+
+
 @pytest.fixture(scope="session")
-def cosmos_server() -> Iterator[CosmosServer]:
+def cosmos_server() -> Iterator[CosmosServer | LiveCosmos]:
     """``@vercel/cosmosdb-server`` on a free port over HTTPS; ``.endpoint`` and ``.key``.
 
     Started once per test session and killed at its end. Tests isolate themselves by
-    database name (or by stream), since the server starts empty and is shared.
+    database name (or by stream), since the server starts empty and is shared. With
+    ``STOCKSTREAM_LIVE=1`` and ``COSMOS__accountEndpoint`` set, the same suites run
+    against that account (real Azure, or the official emulator) instead.
     """
-    server = start_cosmos_server()
+    server: CosmosServer | LiveCosmos = live_cosmos() or start_cosmos_server()
     try:
         yield server
     finally:

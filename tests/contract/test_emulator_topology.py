@@ -1,0 +1,39 @@
+"""The Service Bus emulator's topology file matches what the suites and the app expect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
+from local.pipeline import MAX_DELIVERY_COUNT, replay_rules
+from tests.contract.broker_contract import SUBSCRIPTIONS
+from tests.contract.broker_contract import TOPIC as CONTRACT_TOPIC
+
+CONFIG = Path(__file__).resolve().parents[2] / "emulators" / "servicebus-config.json"
+
+
+def _topics() -> dict[str, dict[str, object]]:
+    (namespace,) = json.loads(CONFIG.read_text())["UserConfig"]["Namespaces"]
+    return {topic["Name"]: topic for topic in namespace["Topics"]}
+
+
+def _rules(subscription: dict[str, object]) -> list[dict[str, object]]:
+    return [r["Properties"]["CorrelationFilter"]["Properties"]  # type: ignore[index]
+            for r in subscription["Rules"]]  # type: ignore[union-attr]
+
+
+def test_the_emulator_declares_the_app_topology() -> None:
+    topic = _topics()[TOPIC]
+    assert topic["Properties"]["RequiresDuplicateDetection"] is True  # type: ignore[index]
+    (availability,) = topic["Subscriptions"]  # type: ignore[misc]
+    assert availability["Name"] == AVAILABILITY_SUBSCRIPTION
+    assert availability["Properties"]["RequiresSession"] is True
+    assert availability["Properties"]["MaxDeliveryCount"] == MAX_DELIVERY_COUNT
+    assert _rules(availability) == replay_rules(AVAILABILITY_SUBSCRIPTION)
+
+
+def test_the_emulator_declares_the_broker_contract_topology() -> None:
+    declared = _topics()[CONTRACT_TOPIC]["Subscriptions"]
+    subscriptions = {s["Name"]: s for s in declared}  # type: ignore[union-attr]
+    assert {name: _rules(s) for name, s in subscriptions.items()} == SUBSCRIPTIONS
