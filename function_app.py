@@ -12,9 +12,11 @@ import azure.functions as func
 
 from functions.http import bp as http_api
 from functions.pipeline import bp as pipeline
+from functions.reconciliation import bp as reconciliation
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 # Blueprints, one per concern. Add new ones here, one line each.
 app.register_functions(http_api)  # channel HTTP API (DESIGN §5)
 app.register_functions(pipeline)  # relay, projection consumer, expiry and metrics timers
+app.register_functions(reconciliation)  # count sessions, due counts, holds, repair timers

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Scope = Literal["local", "azure", "both"]
 
@@ -54,6 +54,14 @@ SETTINGS: tuple[Setting, ...] = (
             "versions (e.g. StockAdjusted.v1) next to the current ones; empty: never."),
     Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", None, "azure",
             "Application Insights connection string; enables OpenTelemetry export."),
+    Setting("STOCKSTREAM_DRIFT_HOLD_UNITS", None, "local",
+            "Counts whose drift exceeds this many units are held for approval; empty: no "
+            "unit limit (docs/reconciliation.md)."),
+    Setting("STOCKSTREAM_DRIFT_HOLD_PERCENT", "50", "local",
+            "Counts whose drift exceeds this percent of the on hand at count time are held "
+            "for approval; empty: no percent limit."),
+    Setting("STOCKSTREAM_COUNT_CADENCE", "A=1,B=7,C=30", "local",
+            "Days between physical counts for each velocity class (A fast, C slow movers)."),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -84,6 +92,9 @@ class Settings:
     appinsights_connection_string: str | None
     deprecated_versions_until: date | None = None
     port: int = 7071
+    drift_hold_units: int | None = None
+    drift_hold_percent: float | None = 50.0
+    count_cadence: str = "A=1,B=7,C=30"
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -124,4 +135,29 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         azure_client_id=_get(env, "AZURE_CLIENT_ID"),
         appinsights_connection_string=_get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
         port=_port(_get(env, "PORT") or "7071"),
+        drift_hold_units=_limit(env, "STOCKSTREAM_DRIFT_HOLD_UNITS", int),
+        drift_hold_percent=_limit(env, "STOCKSTREAM_DRIFT_HOLD_PERCENT", float),
+        count_cadence=_cadence(_get(env, "STOCKSTREAM_COUNT_CADENCE") or "A=1,B=7,C=30"),
     )
+
+
+def _limit(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> Any:
+    value = _get(env, name)
+    if value is None:
+        return None
+    try:
+        number = kind(value)
+    except ValueError:
+        number = -1
+    if not 0 <= number < float("inf"):
+        raise SettingsError(f"{name} must be a number >= 0 or empty; got {value!r}")
+    return number
+
+
+def _cadence(value: str) -> str:
+    parts = dict(p.strip().partition("=")[::2] for p in value.split(","))
+    if sorted(parts) != ["A", "B", "C"] or not all(
+            v.strip().isdigit() and int(v) >= 1 for v in parts.values()):
+        raise SettingsError(
+            f"STOCKSTREAM_COUNT_CADENCE must look like A=1,B=7,C=30 (days >= 1); got {value!r}")
+    return value

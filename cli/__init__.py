@@ -1,0 +1,1 @@
+"""The ``stockstream`` command-line tool (see ``cli.main``)."""

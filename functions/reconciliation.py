@@ -1,0 +1,312 @@
+"""Reconciliation as functions: count batches, the due-count schedule, holds, and timers.
+
+HTTP routes (problem documents and parsing as in ``functions.http``):
+
+* ``POST /api/reconciliation/counts`` — a count session over HTTP: ``{counts: [...],
+  all_or_nothing?}``; rows are judged one by one exactly as a count file's rows (by index).
+  200 with every row's outcome; with ``all_or_nothing`` and a bad row, 422 naming each
+  bad row and nothing applied. Hold thresholds come from the settings only: a client
+  cannot raise them to skip approval.
+* ``GET /api/reconciliation/due`` — the schedule of due counts (``class``, ``limit``,
+  ``all``).
+* ``GET /api/reconciliation/held`` and ``POST /api/reconciliation/held/{count_id}/approval``
+  or ``/dismissal`` (admin key) — counts held for approval.
+
+Timers (6-field NCRONTAB): the count schedule daily at 05:00 UTC, and projection
+reconciliation every hour. Both need the reconciliation store and the view store, which
+exist on the embedded host (SQLite); on a host without them (Azure, until the Cosmos DB
+implementations are written) the routes answer 503 and the timers log and return.
+
+:func:`reconciliation_services` is the composition of these services for a container;
+the ``stockstream`` CLI uses it too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import azure.functions as func
+from pydantic import BaseModel, ConfigDict, Field
+
+from application.cadence import CadencePolicy, CountSchedule, MovementTracker, class_counts
+from application.ports import OutboxReader, StockItemStore
+from application.reconciliation import (
+    CountResult,
+    HoldPolicy,
+    Reconciler,
+    SessionResult,
+    parse_count_rows,
+)
+from domain.identifiers import require_identifier
+from functions import problems
+from functions.container import Container, get_container
+from functions.http import _answering_problems, json_response
+from functions.requests import Identifier, parse_body, parse_query
+from projections.availability import AvailabilityProjection, AvailabilityViews
+from projections.repair import ProjectionRepair
+
+log = logging.getLogger("stockstream.reconciliation")
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+
+MAX_BATCH = 500
+"""Rows in one HTTP batch (a batch must also fit the 64 KiB body limit); files have none."""
+
+SCHEDULE_TIMER = "0 0 5 * * *"
+REPAIR_TIMER = "0 15 * * * *"
+
+
+# ------------------------------------------------------------------ services
+
+
+@dataclass
+class ReconciliationServices:
+    """Reconciliation's services for one container (embedded data directory)."""
+
+    reconciler: Reconciler
+    schedule: CountSchedule
+    policy: HoldPolicy
+    cadence: CadencePolicy
+    closers: tuple[Any, ...] = ()
+
+    def close(self) -> None:
+        for closer in self.closers:
+            closer.close()
+
+
+class ReconciliationUnavailable(RuntimeError):
+    """This host has no reconciliation store (see the module docstring)."""
+
+
+def reconciliation_services(container: Container) -> ReconciliationServices:
+    """The container's reconciliation services, built once and kept in ``extras``."""
+    cached = container.extras.get("reconciliation")
+    if isinstance(cached, ReconciliationServices):
+        return cached
+    if container.settings.event_store != "sqlite" or not isinstance(container.store,
+                                                                   OutboxReader):
+        raise ReconciliationUnavailable(
+            "reconciliation needs the embedded (SQLite) data directory on this host")
+    from adapters.sqlite.reconciliation import SQLiteReconciliation
+
+    settings = container.settings
+    tables = SQLiteReconciliation(settings.data_dir / "reconciliation.db")
+    cadence = CadencePolicy.parse(settings.count_cadence)
+    services = ReconciliationServices(
+        reconciler=Reconciler(container.commands, container.clock, tables, tables,
+                              container.telemetry),
+        schedule=CountSchedule(tables, cadence, MovementTracker(container.store, tables)),
+        policy=HoldPolicy(settings.drift_hold_units, settings.drift_hold_percent),
+        cadence=cadence,
+        closers=(tables,),
+    )
+    container.extras["reconciliation"] = services
+    return services
+
+
+def projection_repair(store: StockItemStore, views: AvailabilityViews) -> ProjectionRepair:
+    """Projection reconciliation over ``views``, rebuilding rows from ``store``."""
+
+    def history(sku: str, location: str, after: int, upto: int) -> list[Any]:
+        return store.events(sku, location, after=after, limit=upto - after)
+
+    return ProjectionRepair(views, store, AvailabilityProjection(views, history))
+
+
+def _services() -> ReconciliationServices:
+    try:
+        return reconciliation_services(get_container())
+    except ReconciliationUnavailable as error:
+        raise problems.Problem(503, "reconciliation-unavailable", "Service unavailable",
+                               str(error)) from None
+
+
+# ------------------------------------------------------------------- models
+
+
+class CountBatchRequest(BaseModel):
+    """A count session over HTTP; each count is judged like a count file's row."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    counts: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
+    all_or_nothing: bool = False
+
+
+class DueQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    velocity_class: Literal["A", "B", "C"] | None = Field(default=None, alias="class")
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    all: bool = False
+
+
+class HeldQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Identifier | None = None
+    location: Identifier | None = None
+
+
+def _when(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def result_json(result: CountResult, position: str = "index") -> dict[str, Any]:
+    """One row's outcome as JSON (``position`` names the row's place: index or line)."""
+    return {
+        position: result.line, "sku": result.sku, "location": result.location,
+        "count_id": result.count_id, "outcome": result.outcome, "counted": result.counted,
+        "counted_at": _when(result.counted_at), "on_hand_at_count": result.on_hand_at_count,
+        "drift_units": result.drift_units, "drift_percent": result.drift_percent,
+        "expired_units": result.expired_units, "reason": result.reason,
+    }
+
+
+def session_json(session: SessionResult) -> dict[str, Any]:
+    summary = session.summary()
+    return {
+        "session_id": session.session_id, "applied": summary.applied,
+        "unchanged": summary.unchanged, "held": summary.held, "rejected": summary.rejected,
+        "skipped": summary.skipped, "applied_none": session.applied_none,
+        "results": [result_json(r, session.position) for r in session.results],
+    }
+
+
+# ------------------------------------------------------------------- routes
+
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def _http(name: str, route: str, methods: list[str],
+          auth_level: func.AuthLevel | None = None) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        routed = bp.route(route=route, methods=methods, auth_level=auth_level)(
+            _answering_problems(handler))
+        bp.function_name(name)(routed)
+        return handler
+
+    return register
+
+
+@_http("reconcile_counts", "reconciliation/counts", ["POST"])
+def reconcile_counts(req: func.HttpRequest) -> func.HttpResponse:
+    """Apply a batch of physical counts (see the module docstring)."""
+    body = parse_body(req, CountBatchRequest)
+    services = _services()
+    session = services.reconciler.reconcile(
+        parse_count_rows(body.counts, "http"), policy=services.policy,
+        all_or_nothing=body.all_or_nothing)
+    if session.applied_none:
+        refused = session.with_outcome("rejected")
+        raise problems.Problem(
+            422, "counts-rejected", "Counts rejected",
+            f"{len(refused)} count(s) rejected; none applied (all_or_nothing)",
+            errors=tuple(problems.FieldError(f"counts.{r.line}", r.reason or "rejected")
+                         for r in refused),
+            extensions={"session_id": session.session_id})
+    return json_response(session_json(session))
+
+
+@_http("list_due_counts", "reconciliation/due", ["GET"])
+def list_due_counts(req: func.HttpRequest) -> func.HttpResponse:
+    """The SKU-locations due for a count now (or, with ``all=true``, every one)."""
+    query = parse_query(req, DueQuery)
+    services = _services()
+    now = get_container().clock.now()
+    rows = services.schedule.schedule(now, due_only=not query.all,
+                                      velocity_class=query.velocity_class, limit=query.limit)
+    return json_response({
+        "generated_at": _when(now),
+        "cadence_days": services.cadence.every_days,
+        "window_days": services.cadence.window_days,
+        "by_class": class_counts(rows),
+        "due": [{"sku": r.sku, "location": r.location, "velocity_class": r.velocity_class,
+                 "units_per_day": round(r.units_per_day, 3),
+                 "last_counted_at": _when(r.last_counted_at), "due_at": _when(r.due_at),
+                 "overdue": r.overdue} for r in rows],
+    })
+
+
+@_http("list_held_counts", "reconciliation/held", ["GET"])
+def list_held_counts(req: func.HttpRequest) -> func.HttpResponse:
+    """Counts waiting for approval."""
+    query = parse_query(req, HeldQuery)
+    held = _services().reconciler.held.matching(None, query.sku, query.location, "pending")
+    return json_response([{
+        "sku": h.sku, "location": h.location, "count_id": h.count_id, "counted": h.counted,
+        "counted_at": _when(h.counted_at), "on_hand_at_count": h.on_hand_at_count,
+        "drift_units": h.drift_units, "drift_percent": h.drift_percent, "reason": h.reason,
+        "session_id": h.session_id, "held_at": _when(h.held_at)} for h in held])
+
+
+def _held_target(req: func.HttpRequest) -> tuple[str, str | None, str | None]:
+    count_id = require_identifier("count_id", req.route_params.get("count_id"))
+    query = parse_query(req, HeldQuery)
+    return count_id, query.sku, query.location
+
+
+@_http("approve_held_counts", "reconciliation/held/{count_id}/approval", ["POST"],
+       func.AuthLevel.ADMIN)
+def approve_held_counts(req: func.HttpRequest) -> func.HttpResponse:
+    """Apply the pending holds of a count id; 404 if none is pending."""
+    count_id, sku, location = _held_target(req)
+    results = _services().reconciler.approve(count_id, sku, location)
+    if not results:
+        raise problems.Problem(404, "no-held-count", "Not found",
+                               f"no count {count_id!r} is waiting for approval")
+    return json_response({"approved": [result_json(r) for r in results]})
+
+
+@_http("dismiss_held_counts", "reconciliation/held/{count_id}/dismissal", ["POST"],
+       func.AuthLevel.ADMIN)
+def dismiss_held_counts(req: func.HttpRequest) -> func.HttpResponse:
+    """Drop the pending holds of a count id without an event; 404 if none is pending."""
+    count_id, sku, location = _held_target(req)
+    dismissed = _services().reconciler.dismiss(count_id, sku, location)
+    if not dismissed:
+        raise problems.Problem(404, "no-held-count", "Not found",
+                               f"no count {count_id!r} is waiting for approval")
+    return json_response({"dismissed": [
+        {"sku": h.sku, "location": h.location, "count_id": h.count_id} for h in dismissed]})
+
+
+# ------------------------------------------------------------------- timers
+
+
+@bp.function_name("schedule_counts")
+@bp.timer_trigger(arg_name="timer", schedule=SCHEDULE_TIMER, run_on_startup=False)
+def schedule_counts(timer: func.TimerRequest) -> None:
+    """Daily: bring the movement ledger up to date and log the counts due per class."""
+    try:
+        services = reconciliation_services(get_container())
+    except ReconciliationUnavailable as error:
+        log.warning("count schedule skipped: %s", error)
+        return
+    rows = services.schedule.schedule(get_container().clock.now())
+    totals = class_counts(rows)
+    log.info("counts due: %d (A=%d B=%d C=%d)", len(rows), totals["A"], totals["B"],
+             totals["C"], extra={"counts_due": len(rows), **{f"due_{k}": v
+                                                             for k, v in totals.items()}})
+
+
+@bp.function_name("reconcile_projection")
+@bp.timer_trigger(arg_name="timer", schedule=REPAIR_TIMER, run_on_startup=False)
+def reconcile_projection(timer: func.TimerRequest) -> None:
+    """Hourly: compare the availability view with the streams and repair mismatches."""
+    container = get_container()
+    views = container.availability
+    if not isinstance(views, AvailabilityViews):
+        log.warning("projection reconciliation skipped: no view store on this host")
+        return
+    report = projection_repair(container.store, views).run()
+    for mismatch in report.mismatches:
+        log.warning("projection row %s|%s was %s: row %s, stream %s", mismatch.sku,
+                    mismatch.location, mismatch.kind, mismatch.row, mismatch.stream)
+    log.info("projection reconciliation: %d rows checked, %d mismatched, %d repaired",
+             report.checked, len(report.mismatches), report.repaired)

@@ -1,0 +1,1 @@
+"""Reports for operators: drift reports of count sessions (JSON, CSV, charts)."""

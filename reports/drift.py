@@ -1,0 +1,122 @@
+"""The drift report of a count session: JSON, CSV and charts.
+
+Drift of a SKU-location = counted − on hand at count time (units), and the same relative
+to the on hand at count time (percent; none when that was zero). Value-free: no prices.
+The report has per SKU-location rows, totals, the top drifts by size, the counts held
+for approval, and the context of reservation expiry (units released by expiry at each
+SKU-location between its previous count and this one) — a drift that matches expired
+units points at a release that was never physically put back, not at a pipeline bug.
+
+Files written by :func:`write_report` into a directory, named after the session:
+``drift-<session>.json``, ``drift-<session>.csv``, ``drift-<session>-distribution.png``
+and ``drift-history.png`` (drift over time across sessions). Charts need matplotlib
+(a development requirement); without it they are skipped and the JSON says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from application.reconciliation import CountResult, SessionResult, SessionSummary
+
+TOP = 10
+CSV_COLUMNS = ("position", "sku", "location", "count_id", "outcome", "counted", "counted_at",
+               "on_hand_at_count", "drift_units", "drift_percent", "expired_units", "reason")
+
+
+def _when(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def _row(result: CountResult) -> dict[str, Any]:
+    return {
+        "position": result.line, "sku": result.sku, "location": result.location,
+        "count_id": result.count_id, "outcome": result.outcome, "counted": result.counted,
+        "counted_at": _when(result.counted_at), "on_hand_at_count": result.on_hand_at_count,
+        "drift_units": result.drift_units,
+        "drift_percent": None if result.drift_percent is None else round(result.drift_percent,
+                                                                         3),
+        "expired_units": result.expired_units, "reason": result.reason,
+    }
+
+
+def report_document(session: SessionResult) -> dict[str, Any]:
+    """The drift report as a JSON-ready document (see the module docstring)."""
+    summary = session.summary()
+    applied = session.with_outcome("applied")
+    drifted = sorted((r for r in applied if r.drift_units),
+                     key=lambda r: (-abs(r.drift_units or 0), r.sku or "", r.location or ""))
+    return {
+        "session_id": session.session_id,
+        "source": session.source,
+        "position": session.position,
+        "started_at": _when(session.started_at),
+        "finished_at": _when(session.finished_at),
+        "all_or_nothing": session.all_or_nothing,
+        "applied_none": session.applied_none,
+        "totals": {
+            "rows": summary.rows, "applied": summary.applied, "unchanged": summary.unchanged,
+            "held": summary.held, "rejected": summary.rejected, "skipped": summary.skipped,
+            "with_drift": len(drifted),
+            "abs_drift_units": summary.abs_drift_units,
+            "net_drift_units": summary.net_drift_units,
+            "mean_abs_drift_percent": summary.mean_abs_drift_percent,
+            "max_abs_drift_units": summary.max_abs_drift_units,
+            "expired_units": sum(r.expired_units for r in applied),
+        },
+        "top_drifts": [_row(r) for r in drifted[:TOP]],
+        "held": [_row(r) for r in session.with_outcome("held")],
+        "rejected": [_row(r) for r in session.with_outcome("rejected")],
+        "rows": [_row(r) for r in session.results],
+    }
+
+
+def write_csv(session: SessionResult, path: Path) -> None:
+    """Every row of the session, one line each, with the columns of ``CSV_COLUMNS``."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for result in session.results:
+            writer.writerow({k: "" if v is None else v for k, v in _row(result).items()})
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    json: Path
+    csv: Path
+    charts: tuple[Path, ...]
+    charts_skipped: str | None = None
+
+
+def write_report(session: SessionResult, directory: Path,
+                 history: Sequence[SessionSummary] = ()) -> WrittenReport:
+    """Write the session's JSON, CSV and charts into ``directory`` (created if needed)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"drift-{session.session_id}"
+    document = report_document(session)
+    charts: tuple[Path, ...] = ()
+    skipped: str | None = None
+    try:
+        from reports.charts import distribution_chart, history_chart
+    except ImportError as missing:  # matplotlib is a development requirement
+        skipped = f"charts skipped: {missing}"
+    else:
+        distribution = directory / f"{stem}-distribution.png"
+        over_time = directory / "drift-history.png"
+        distribution_chart(session, distribution)
+        history_chart(history, over_time)
+        charts = (distribution, over_time)
+    document["charts"] = [p.name for p in charts]
+    if skipped:
+        document["charts_skipped"] = skipped
+    json_path = directory / f"{stem}.json"
+    json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    csv_path = directory / f"{stem}.csv"
+    write_csv(session, csv_path)
+    return WrittenReport(json_path, csv_path, charts, skipped)
