@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, TypeVar
 
 import azure.functions as func
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from application.views import Availability, OpsStatus
 from domain.identifiers import IDENTIFIER_PATTERN
-from domain.stock_item import ADJUSTMENT_REASONS, MAX_QUANTITY, Position
+from domain.stock_item import MAX_QUANTITY, AdjustmentReason, Position
 from functions.problems import (
     FieldError,
     malformed_json,
@@ -40,10 +40,6 @@ Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, min_length=1, max_
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
 Amount = Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
 Delta = Annotated[int, Field(strict=True, ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
-AdjustmentReason = Literal[
-    "damaged", "expired", "theft", "shrinkage", "found", "returned", "correction", "other"
-]
-assert set(ADJUSTMENT_REASONS) == set(get_args(AdjustmentReason))  # one list of reasons
 
 _JSON_MEDIA_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$", re.IGNORECASE)
 

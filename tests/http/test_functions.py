@@ -189,6 +189,15 @@ def test_an_adjustment_below_zero_is_a_409_and_a_valid_one_applies(container: Co
     assert (reused.status, reused.problem_code) == (409, "idempotency-key-reused")
 
 
+def test_an_adjustment_may_carry_a_note(container: Container):
+    answer = call("adjust_stock", "POST", SKU, {"delta": 2, "reason": "returned",
+                                                "note": "customer return, box opened"})
+    assert (answer.status, answer.body["on_hand"]) == (200, 2)
+    too_long = call("adjust_stock", "POST", SKU, {"delta": 1, "reason": "found",
+                                                  "note": "x" * 501})
+    assert (too_long.status, too_long.body["errors"][0]["field"]) == (422, "note")
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"delta": 1, "reason": "stolen"}, "reason"),
     ({"delta": 0, "reason": "found"}, "delta"),
