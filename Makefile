@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck bench serve clean venv node schemas schemas-check openapi
+.PHONY: test lint typecheck bench faults serve clean venv node schemas schemas-check openapi
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ openapi: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The reliability suite at full strength (make test runs it with fewer relay kills).
+faults: $(STAMP) $(NODE_STAMP)
+	STOCKSTREAM_FAULT_KILLS=50 $(PY) -m pytest -q tests/faults
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,161 @@
+"""The relay killed at random moments (real SIGKILLs of a real process) during a load:
+zero events lost, duplicates absorbed, the projection equal to the event store.
+
+And the suite's teeth: the same run with a relay that checkpoints before publishing (the
+classic outbox bug) loses events, and the suite says so.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.clock import SystemClock
+from adapters.embedded_broker import EmbeddedBroker
+from adapters.sqlite import SQLiteStockItems
+from adapters.sqlite.availability_views import SQLiteAvailabilityViews
+from application.commands import StockCommands
+from application.consumer import EventConsumer, SessionConsumer
+from application.relay import Relay
+from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
+from local.pipeline import _history, ensure_topology, replay_rules
+from projections.availability import AvailabilityProjection
+
+ROOT = Path(__file__).resolve().parents[2]
+AUDIT = "audit"
+KILLS = int(os.environ.get("STOCKSTREAM_FAULT_KILLS", "12"))
+SKUS = 20
+
+
+def start_relay(data: Path, *extra: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.relay", "--data", str(data), "--batch-size", "16", *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == b"relay ready"
+    return process
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+
+
+class Load:
+    """Reservations and receipts on many SKU-locations from a background thread."""
+
+    def __init__(self, commands: StockCommands) -> None:
+        self.commands = commands
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.count = 0
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            sku = f"SKU-{n % SKUS}"
+            if n % 7 == 0:
+                self.commands.receive(sku, "STORE-1", 5)
+            else:
+                self.commands.reserve(sku, "STORE-1", f"order-{n}", 1, "web")
+            n += 1
+            self.count = n
+            self.stop.wait(0.002)
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Iterator[Path]:
+    broker = EmbeddedBroker(tmp_path / "broker.db")
+    ensure_topology(broker)
+    broker.create_subscription(TOPIC, AUDIT, rules=replay_rules(AUDIT))
+    broker.close()
+    yield tmp_path
+
+
+def run_with_kills(data: Path, *relay_args: str) -> SQLiteStockItems:
+    store = SQLiteStockItems(data / "events.db")
+    commands = StockCommands(store, SystemClock())
+    for n in range(SKUS):
+        commands.receive(f"SKU-{n}", "STORE-1", 1000)
+    rng = random.Random(20261126)
+    with Load(commands):
+        for _ in range(KILLS):
+            relay = start_relay(data, *relay_args)
+            threading.Event().wait(rng.uniform(0.005, 0.12))
+            kill(relay)
+    relay = start_relay(data)  # a healthy relay finishes the job
+    try:
+        while store.checkpoints().position(Relay.NAME) < store.max_position():
+            threading.Event().wait(0.02)
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(10)
+    return store
+
+
+def audited_message_ids(data: Path) -> list[str]:
+    broker = EmbeddedBroker(data / "broker.db")
+    ids: list[str] = []
+    while receiver := broker.accept_next_session(TOPIC, AUDIT, 0.0):
+        with receiver:
+            while batch := receiver.receive(256, 0.0):
+                for message in batch:
+                    receiver.complete(message)
+                    ids.append(message.message_id)
+    broker.close()
+    return ids
+
+
+def event_ids(store: SQLiteStockItems) -> set[str]:
+    return {f"{r.event.sku}|{r.event.location}:{r.event.originator_version}"
+            for r in store.read_after(0, 1_000_000)}
+
+
+def test_killing_the_relay_at_random_loses_nothing_and_counts_nothing_twice(data: Path) -> None:
+    store = run_with_kills(data)
+    published = audited_message_ids(data)
+    expected = event_ids(store)
+    assert len(expected) > KILLS * 5, "the load was too light to mean anything"
+    assert set(published) == expected, f"lost: {sorted(expected - set(published))[:5]}"
+    assert len(published) == len(expected), "a duplicate reached a subscription"
+
+    broker = EmbeddedBroker(data / "broker.db")
+    views = SQLiteAvailabilityViews(data / "views.db")
+    projection = AvailabilityProjection(views, _history(store))
+    consumer = SessionConsumer(broker, TOPIC, AVAILABILITY_SUBSCRIPTION,
+                               EventConsumer("availability", projection.handle))
+    while consumer.run_once(0.0):
+        pass
+    for row in views.rows():
+        item = store.get(row.sku, row.location)
+        assert item is not None
+        assert (row.version, row.on_hand, row.reserved) == (item.version, item.on_hand,
+                                                            item.reserved)
+    assert views.events_applied() == len(expected)
+    views.close()
+    broker.close()
+    store.close()
+
+
+def test_the_suite_catches_a_relay_that_checkpoints_before_publishing(data: Path) -> None:
+    store = run_with_kills(data, "--unsafe-checkpoint-first")
+    lost = event_ids(store) - set(audited_message_ids(data))
+    store.close()
+    assert lost, "a checkpoint-first relay killed mid-batch must lose events"
