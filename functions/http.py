@@ -29,7 +29,7 @@ from domain.identifiers import require_identifier
 from domain.stock_item import StockItem
 from functions import problems
 from functions.container import Container, get_container
-from functions.http_routes import ROUTE_PREFIX, RouteTemplate, allowed_methods
+from functions.http_routes import ROUTE_PREFIX, RouteTemplate, allowed_methods, http_functions
 from functions.requests import (
     AdjustmentRequest,
     AvailabilityOut,
@@ -351,10 +351,14 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
         summary="Answers every request no other function takes: 405 on a known path, "
                 "else 404.", responses={})
 def unmatched_route(req: func.HttpRequest) -> func.HttpResponse:
+    # The whole app's table, so other blueprints' routes get their 405 too. Imported here:
+    # function_app imports this module (in Azure too, the worker loads it as function_app).
+    from function_app import app
+
     path = req.route_params.get("path") or ""
     segments = [s for s in path.split("/") if s != ""]
     shown = f"/{ROUTE_PREFIX}/{path}"
-    allowed = allowed_methods(((r.parsed, r.methods) for r in ROUTES), segments)
+    allowed = allowed_methods(http_functions(app), segments)
     if allowed:
         raise problems.method_not_allowed(req.method, shown, allowed)
     raise problems.not_found(shown)

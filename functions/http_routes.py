@@ -12,14 +12,17 @@ catch-all function answers 404 or 405 with it, so both agree on what matches.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
+
+import azure.functions as func
 
 ROUTE_PREFIX = "api"
 """host.json's ``extensions.http.routePrefix`` (the Azure default)."""
 
-_PARAMETER = re.compile(r"^\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(\?)?(?::[^}]*)?\}$")
+_PARAMETER = re.compile(r"^\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*?)?(\?)?\}$")
 
 
 @dataclass(frozen=True)
@@ -95,14 +98,49 @@ def split_path(raw_path: str) -> list[str] | None:
     return [unquote(p) for p in rest]
 
 
-def allowed_methods(
-    routes: Iterable[tuple[RouteTemplate, Sequence[str] | None]], segments: Sequence[str]
-) -> list[str]:
-    """Every method some non-catch-all route accepts at ``segments`` (sorted)."""
-    allowed: set[str] = set()
-    for template, methods in routes:
-        if any(s.catch_all for s in template.segments):
+@dataclass(frozen=True)
+class HttpFunction:
+    """One HTTP trigger of the app, as the host dispatches to it."""
+
+    name: str
+    template: RouteTemplate
+    methods: frozenset[str] | None  # None: every method
+    anonymous: bool
+    arg_name: str
+    user_function: Callable[..., Any]
+
+    def accepts(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
+
+
+def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
+    """The app's HTTP triggers, most specific route first (as ASP.NET orders them)."""
+    found: list[HttpFunction] = []
+    for function in app.get_functions():
+        trigger = function.get_trigger()
+        if trigger is None or trigger.get_binding_name() != "httpTrigger":
             continue
-        if template.match(segments) is not None and methods:
-            allowed.update(m.upper() for m in methods)
+        methods = getattr(trigger, "methods", None)
+        auth = getattr(trigger, "auth_level", None)
+        name = str(function.get_function_name())
+        found.append(HttpFunction(
+            name=name,
+            template=RouteTemplate.parse(str(getattr(trigger, "route", None) or name)),
+            methods=frozenset(str(getattr(m, "value", m)).upper() for m in methods)
+            if methods else None,
+            anonymous=auth == func.AuthLevel.ANONYMOUS,
+            arg_name=trigger.name,
+            user_function=function.get_user_function(),
+        ))
+    return sorted(found, key=lambda f: f.template.precedence)
+
+
+def allowed_methods(functions: Iterable[HttpFunction], segments: Sequence[str]) -> list[str]:
+    """Every method some route other than a catch-all accepts at ``segments`` (sorted)."""
+    allowed: set[str] = set()
+    for function in functions:
+        if any(s.catch_all for s in function.template.segments) or function.methods is None:
+            continue
+        if function.template.match(segments) is not None:
+            allowed.update(function.methods)
     return sorted(allowed)

@@ -21,14 +21,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import azure.functions as func
 
 from functions import problems
-from functions.http_routes import RouteTemplate, split_path
+from functions.http_routes import http_functions, split_path
 from functions.requests import MAX_BODY_BYTES
 
 log = logging.getLogger("stockstream.host")
@@ -40,43 +39,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 DRAIN_LIMIT_BYTES = 8 * 1024 * 1024
 """An oversized body is read and discarded up to this much, then the connection is dropped."""
-
-
-@dataclass(frozen=True)
-class HttpFunction:
-    """One HTTP trigger of the app, as the host dispatches to it."""
-
-    name: str
-    template: RouteTemplate
-    methods: frozenset[str] | None  # None: every method
-    anonymous: bool
-    arg_name: str
-    user_function: Callable[..., Any]
-
-    def accepts(self, method: str) -> bool:
-        return self.methods is None or method in self.methods
-
-
-def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
-    """The app's HTTP triggers, most specific route first (as ASP.NET orders them)."""
-    found: list[HttpFunction] = []
-    for function in app.get_functions():
-        trigger = function.get_trigger()
-        if trigger is None or trigger.get_binding_name() != "httpTrigger":
-            continue
-        methods = getattr(trigger, "methods", None)
-        auth = getattr(trigger, "auth_level", None)
-        name = str(function.get_function_name())
-        found.append(HttpFunction(
-            name=name,
-            template=RouteTemplate.parse(str(getattr(trigger, "route", None) or name)),
-            methods=frozenset(str(getattr(m, "value", m)).upper() for m in methods)
-            if methods else None,
-            anonymous=auth == func.AuthLevel.ANONYMOUS,
-            arg_name=trigger.name,
-            user_function=function.get_user_function(),
-        ))
-    return sorted(found, key=lambda f: f.template.precedence)
 
 
 class FunctionsHost:

@@ -1,0 +1,46 @@
+"""Route templates as Azure reads them, and the embedded host's table built from the app."""
+
+from __future__ import annotations
+
+from function_app import app
+from functions.http_routes import RouteTemplate, allowed_methods, split_path
+from local.asgi import http_functions
+
+
+def test_parameters_match_one_segment_and_literals_ignore_case():
+    template = RouteTemplate.parse("stock/{sku}/{location}/events")
+    assert template.match(["Stock", "A", "B", "events"]) == {"sku": "A", "location": "B"}
+    assert template.match(["stock", "A", "B"]) is None
+    assert template.match(["stock", "A", "B", "events", "x"]) is None
+    assert template.match(["stock", "", "B", "events"]) is None
+
+
+def test_a_catch_all_takes_the_rest_and_optional_and_constrained_parameters_parse():
+    assert RouteTemplate.parse("{*path}").match(["a", "b"]) == {"path": "a/b"}
+    optional = RouteTemplate.parse("items/{id:int?}")
+    assert optional.match(["items"]) == {}
+    assert optional.match(["items", "7"]) == {"id": "7"}
+
+
+def test_an_encoded_slash_stays_inside_its_segment():
+    assert split_path("/api/stock/a%2Fb/L1") == ["stock", "a/b", "L1"]
+    assert split_path("/other/stock") is None
+    assert split_path("/api/ops/status/") == ["ops", "status"]
+
+
+def test_the_host_orders_the_apps_routes_most_specific_first():
+    functions = http_functions(app)
+    assert {f.name for f in functions} == {f.get_function_name() for f in app.get_functions()
+                                           if f.get_trigger().get_binding_name()
+                                           == "httpTrigger"}
+    assert functions[-1].name == "unmatched_route"  # the catch-all goes last
+    reservation = ["stock", "A", "B", "reservations", "o-1"]
+    matching = [f.name for f in functions if f.template.match(reservation) is not None]
+    assert matching == ["reserve_stock", "release_reservation", "unmatched_route"]
+    assert next(f for f in functions if f.name == "get_openapi").anonymous
+
+
+def test_allowed_methods_ignores_the_catch_all():
+    functions = http_functions(app)
+    assert allowed_methods(functions, ["stock", "A", "B"]) == ["GET"]
+    assert allowed_methods(functions, ["nowhere"]) == []
