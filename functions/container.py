@@ -114,6 +114,28 @@ def _azure(settings: Settings, clock: Clock) -> Container:
             decode, broker, clock,
             deprecated_versions_until=settings.deprecated_versions_until,
         )
+    # The availability view in Cosmos DB: read by the API, fed by the Service Bus trigger
+    # (its gaps filled from the stream), indexing expiries for the sweep.
+    from adapters.cosmos.availability_views import CosmosAvailabilityViews
+    from application.ops import PipelineStatus
+    from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
+    from application.views import ProjectionStatus
+    from projections.availability import AvailabilityProjection
+
+    views = CosmosAvailabilityViews(store.factory.settings)
+    projection = AvailabilityProjection(
+        views,
+        lambda sku, loc, after, upto: store.events(sku, loc, after=after, limit=upto - after),
+    )
+    container.availability = views
+    container.consumers[AVAILABILITY_SUBSCRIPTION] = EventConsumer(
+        projection.name, projection.handle
+    )
+    container.expiry_sweep = ExpirySweep(views.overdue_reservations, commands, clock)
+    container.ops = PipelineStatus(
+        clock, None, container.broker, TOPIC,
+        lambda: [ProjectionStatus(projection.name, views.events_applied(), None)],
+    )
     return container
 
 

@@ -104,6 +104,7 @@ class CosmosSettings:
     events_container: str = "events"
     snapshots_container: str = "snapshots"
     tracking_container: str = "tracking"
+    views_container: str = "views"
     originator_id_type: Literal["uuid", "text"] = "uuid"
 
     @classmethod
@@ -133,6 +134,7 @@ class CosmosSettings:
             events_container=text("COSMOS_EVENTS_CONTAINER") or "events",
             snapshots_container=text("COSMOS_SNAPSHOTS_CONTAINER") or "snapshots",
             tracking_container=text("COSMOS_TRACKING_CONTAINER") or "tracking",
+            views_container=text("COSMOS_VIEWS_CONTAINER") or "views",
             originator_id_type="text" if id_type == "text" else "uuid",
         )
 
@@ -148,6 +150,7 @@ ENV_KEYS = (
     "COSMOS_EVENTS_CONTAINER",
     "COSMOS_SNAPSHOTS_CONTAINER",
     "COSMOS_TRACKING_CONTAINER",
+    "COSMOS_VIEWS_CONTAINER",
 )
 """The environment keys :class:`CosmosFactory` reads (``<APP>_KEY`` wins over ``KEY``)."""
 
@@ -301,7 +304,7 @@ class CosmosDatastore:
             return proxy
 
     def create_containers_if_missing(self) -> None:
-        """Create the database and the three containers (tests and local set-up only).
+        """Create the database and its containers (tests and local set-up only).
 
         In Azure the containers come from Bicep, with the same partition keys and the
         events indexing policy (:data:`EVENTS_INDEXING_POLICY`).
@@ -313,6 +316,9 @@ class CosmosDatastore:
                 (s.events_container, "/originator_id", EVENTS_INDEXING_POLICY),
                 (s.snapshots_container, "/originator_id", EVENTS_INDEXING_POLICY),
                 (s.tracking_container, "/id", None),
+                # The availability view: one document per SKU-location, partitioned by
+                # SKU (adapters.cosmos.availability_views).
+                (s.views_container, "/pk", None),
             ):
                 options: dict[str, Any] = {"partition_key": PartitionKey(path=key)}
                 if policy is not None:
