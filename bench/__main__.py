@@ -21,6 +21,7 @@ BENCHMARKS = (
     "bench.command_path",
     "bench.http_reservations",
     "bench.pipeline_lag",
+    "bench.reconciliation",
 )
 RESULTS = Path(__file__).parent / "results"
 
