@@ -12,7 +12,6 @@ listen anywhere but loopback and says so at start-up.
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import logging
 import socket
@@ -51,16 +50,19 @@ def is_loopback(host: str) -> bool:
 
 
 def start_pipeline(container: Container) -> PipelineHandle | None:
-    """Start ``local.pipeline`` if this build has it (the relay, projections and timers)."""
-    try:
-        pipeline = importlib.import_module("local.pipeline")
-    except ModuleNotFoundError as error:
-        if error.name != "local.pipeline":
-            raise
-        log.warning("local.pipeline is not installed: the relay, projections and timers are "
-                    "not running; availability and ops status answer 503")
+    """Start the embedded pipeline (relay, broker, projections, timers) on SQLite.
+
+    With ``STOCKSTREAM_EVENT_STORE=cosmos`` the host serves the command path against Cosmos
+    DB only: the relay of a Cosmos store is the change-feed function in Azure, so
+    availability and ops status answer 503 here.
+    """
+    if container.settings.event_store != "sqlite":
+        log.warning("event store is %s: the embedded pipeline runs on SQLite only; "
+                    "availability and ops status answer 503", container.settings.event_store)
         return None
-    handle: PipelineHandle = pipeline.start_pipeline(container)
+    from local.pipeline import start_pipeline as start
+
+    handle: PipelineHandle = start(container)
     return handle
 
 
