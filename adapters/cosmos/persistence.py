@@ -81,6 +81,15 @@ EVENTS_INDEXING_POLICY: dict[str, Any] = {
     "excludedPaths": [{"path": "/state/?"}, {"path": '/"_etag"/?'}],
 }
 
+VIEWS_INDEXING_POLICY: dict[str, Any] = {
+    "indexingMode": "consistent",
+    "automatic": True,
+    "includedPaths": [{"path": "/*"}],
+    # Every open reservation's order id is a path under /expiries; no query reads them
+    # (the sweep filters on next_expiry), so indexing them would only cost write RU.
+    "excludedPaths": [{"path": "/expiries/*"}, {"path": '/"_etag"/?'}],
+}
+
 _NO_NOTIFICATIONS = (
     "Cosmos DB has no global commit order across partitions: read the events "
     "container's change feed (the outbox) instead of notifications"
@@ -318,7 +327,7 @@ class CosmosDatastore:
                 (s.tracking_container, "/id", None),
                 # The availability view: one document per SKU-location, partitioned by
                 # SKU (adapters.cosmos.availability_views).
-                (s.views_container, "/pk", None),
+                (s.views_container, "/pk", VIEWS_INDEXING_POLICY),
             ):
                 options: dict[str, Any] = {"partition_key": PartitionKey(path=key)}
                 if policy is not None:

@@ -170,6 +170,24 @@ resource views 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@20
         kind: 'Hash'
         version: 2
       }
+      // No query reads the per-order expiry map (the sweep filters on next_expiry).
+      indexingPolicy: {
+        indexingMode: 'consistent'
+        automatic: true
+        includedPaths: [
+          {
+            path: '/*'
+          }
+        ]
+        excludedPaths: [
+          {
+            path: '/expiries/*'
+          }
+          {
+            path: '/"_etag"/?'
+          }
+        ]
+      }
     }
   }
 }
