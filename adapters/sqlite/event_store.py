@@ -59,7 +59,7 @@ class DurableSQLiteFactory(SQLiteFactory):
         datastore = SQLiteDatastore.__new__(SQLiteDatastore)
         datastore.pool = _DurableConnectionPool(
             db_name=self.datastore.pool.db_name,
-            lock_timeout=LOCK_TIMEOUT_SECONDS,
+            lock_timeout=self.datastore.pool.lock_timeout or LOCK_TIMEOUT_SECONDS,
             pool_size=POOL_SIZE,
             max_overflow=MAX_OVERFLOW,
             pool_timeout=POOL_TIMEOUT_SECONDS,
@@ -80,10 +80,19 @@ def sqlite_env(path: str | Path) -> dict[str, str]:
 class SQLiteStockItems(EventSourcedStockItems, OutboxReader):
     """Stock streams in one SQLite file, readable in commit order by the relay."""
 
-    def __init__(self, path: str | Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        env: Mapping[str, str] | None = None,
+        *,
+        lock_timeout: int = LOCK_TIMEOUT_SECONDS,
+    ) -> None:
+        """``lock_timeout``: seconds a write waits for another writer's lock before the
+        command fails with ``StoreUnavailable`` (the HTTP API's 503)."""
         if str(path) not in (":memory:",) and "mode=memory" not in str(path):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        super().__init__({**sqlite_env(path), **(env or {})})
+        super().__init__({**sqlite_env(path), "SQLITE_LOCK_TIMEOUT": str(lock_timeout),
+                          **(env or {})})
 
     def read_after(self, position: int, limit: int) -> Sequence[OutboxRecord]:
         try:
