@@ -1,4 +1,4 @@
-"""Fixtures shared by the contract suites: the Cosmos DB test server, once per session."""
+"""Fixtures shared by every suite: the Cosmos DB test server, once per session."""
 
 from __future__ import annotations
 

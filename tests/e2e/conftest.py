@@ -3,7 +3,6 @@ real sockets. Each host gets its own data directory; its log goes to a file."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import signal
@@ -21,9 +20,6 @@ import pytest
 from adapters.sqlite import SQLiteStockItems
 
 REPO = Path(__file__).resolve().parents[2]
-PIPELINE_PRESENT = importlib.util.find_spec("local.pipeline") is not None
-needs_pipeline = pytest.mark.skipif(not PIPELINE_PRESENT,
-                                    reason="local.pipeline (relay, projections) not built yet")
 
 
 @dataclass

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.e2e.conftest import PIPELINE_PRESENT, RunningHost
+from tests.e2e.conftest import RunningHost
 
 CLIENTS = 64
 STOCK = 40
@@ -40,11 +40,10 @@ def test_64_clients_racing_for_40_units_get_exactly_40_reservations(host: Runnin
         position = c.get(base).json()
         assert (position["reserved"], position["available"]) == (STOCK, 0)
         assert len(position["reservations"]) == STOCK
-        if PIPELINE_PRESENT:
-            _await_projection(c, "HOT-SKU", "STORE-RACE", position["version"])
-            availability = c.get("/api/availability/HOT-SKU").json()
-            row = next(r for r in availability["locations"] if r["location"] == "STORE-RACE")
-            assert (row["reserved"], row["available"]) == (STOCK, 0)
+        _await_projection(c, "HOT-SKU", "STORE-RACE", position["version"])
+        availability = c.get("/api/availability/HOT-SKU").json()
+        row = next(r for r in availability["locations"] if r["location"] == "STORE-RACE")
+        assert (row["reserved"], row["available"]) == (STOCK, 0)
 
 
 def _await_projection(c: httpx.Client, sku: str, location: str, version: int) -> None:
