@@ -56,9 +56,10 @@ openapi: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
-# The reliability suite at full strength (make test runs it with fewer relay kills).
+# The reliability suite at full strength (make test runs it with fewer kills, races, requests).
 faults: $(STAMP) $(NODE_STAMP)
-	STOCKSTREAM_FAULT_KILLS=50 $(PY) -m pytest -q tests/faults
+	STOCKSTREAM_FAULT_KILLS=50 STOCKSTREAM_FAULT_RACES=20 STOCKSTREAM_FAULT_REQUESTS=2000 \
+	STOCKSTREAM_FAULT_STORM_COMMANDS=2000 $(PY) -m pytest -q tests/faults
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
