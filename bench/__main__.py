@@ -20,8 +20,10 @@ from bench.common import Row
 BENCHMARKS = (
     "bench.command_path",
     "bench.http_reservations",
+    "bench.hot_sku",
     "bench.pipeline_lag",
     "bench.reconciliation",
+    "bench.scaling",
 )
 RESULTS = Path(__file__).parent / "results"
 
