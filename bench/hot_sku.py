@@ -147,7 +147,7 @@ def _receive(url: str, skus: list[str]) -> None:
 
 
 def run(quick: bool = False) -> list[Row]:
-    count = 1600 if quick else 6400
+    count = 1600 if quick else 3200  # 100 open reservations per client at the end
     uniform_skus = [f"SKU-{n}" for n in range(UNIFORM_ITEMS)]
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp) / "uniform")
