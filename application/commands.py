@@ -21,7 +21,7 @@ from datetime import datetime
 from application.ports import Clock, ConcurrencyConflict, StockItemStore
 from domain.errors import DomainError, InvalidRequest
 from domain.identifiers import stream_name
-from domain.stock_item import Position, StockItem
+from domain.stock_item import Position, StockItem, on_hand_at
 
 COUNT_CLOCK_SKEW_SECONDS = 300
 """How far in the future a count's ``counted_at`` may be before it is refused."""
@@ -157,17 +157,12 @@ class StockCommands:
     # ---------------------------------------------------------------- mechanics
 
     def _on_hand_at(self, item: StockItem, moment: datetime) -> int | None:
-        """On hand as the stream said at ``moment`` (None: now), from the events' positions."""
+        """On hand as the stream said at ``moment`` (None: now, no read needed)."""
         if not isinstance(moment, datetime) or moment.tzinfo is None:
             return None  # the aggregate refuses it with a clear error
         if item.version == 0 or moment >= item.modified_on:
             return None
-        on_hand = 0
-        for event in self.store.events(item.sku, item.location, limit=item.version):
-            if event.timestamp > moment:
-                break
-            on_hand = event.on_hand
-        return on_hand
+        return on_hand_at(self.store.events(item.sku, item.location, limit=item.version), moment)
 
     def _execute(
         self, sku: str, location: str, decide: Callable[[StockItem], None]

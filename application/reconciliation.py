@@ -40,7 +40,7 @@ from application.commands import COUNT_CLOCK_SKEW_SECONDS, StockCommands
 from application.ports import Clock, StockItemStore
 from domain.errors import DomainError
 from domain.identifiers import require_identifier
-from domain.stock_item import MAX_QUANTITY, StockItem
+from domain.stock_item import MAX_QUANTITY, StockItem, on_hand_at
 
 COUNT_FIELDS = ("sku", "location", "counted", "counted_at", "count_id")
 """The columns of a count file (CSV header) and the members of a JSON count object."""
@@ -430,12 +430,11 @@ def _assess(store: StockItemStore, line: CountLine) -> _Assessment:
     if seen is not None:
         same = seen == StockItem.count_fingerprint(line.counted, line.counted_at)
         return _Assessment("same" if same else "conflict", 0, 0)
-    on_hand = 0
+    events = store.events(line.sku, line.location)
+    on_hand = on_hand_at(events, line.counted_at)
     previous_count: datetime | None = None
     releases: list[tuple[datetime, int]] = []
-    for event in store.events(line.sku, line.location):
-        if event.timestamp <= line.counted_at:
-            on_hand = event.on_hand
+    for event in events:
         if isinstance(event, StockItem.Counted) and event.counted_at < line.counted_at and (
                 previous_count is None or event.counted_at > previous_count):
             previous_count = event.counted_at

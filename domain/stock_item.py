@@ -16,6 +16,7 @@ can move without breaking stored streams. An event's schema version is its
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -87,6 +88,17 @@ class Position:
         """The position of a SKU-location that has never had an event: all zeros."""
         stream_name(sku, location)  # validates both identifiers
         return cls(sku, location, 0, 0, 0, 0, 0)
+
+
+def on_hand_at(events: Iterable[StockItem.Event], moment: datetime) -> int:
+    """On hand as a stream said at ``moment``: the position of its last event at or before
+    it (events carry the position after them), 0 before the first. ``events`` oldest first."""
+    on_hand = 0
+    for event in events:
+        if event.timestamp > moment:
+            break
+        on_hand = event.on_hand
+    return on_hand
 
 
 def _require_aware(kind: str, value: Any) -> datetime:

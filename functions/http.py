@@ -3,7 +3,7 @@
 Each function translates: it parses the request with the models of ``functions.requests``,
 calls one application service from the container, and shapes the answer. Refusals are
 raised (domain errors, store failures, :class:`~functions.problems.Problem`) and turned
-into RFC 9457 problem documents in one place, :func:`_answering_problems`; an unexpected
+into RFC 9457 problem documents in one place, :func:`answering_problems`; an unexpected
 exception is logged and answered with a 500 problem (a 5xx is a bug).
 
 ``ROUTES`` records every function with what the OpenAPI document needs, next to the
@@ -101,14 +101,14 @@ def _route(
         ROUTES.append(Route(name, template, tuple(methods), auth_level, summary, request,
                             request_required, query, responses, problems, headers))
         routed = bp.route(route=template, methods=methods, auth_level=auth_level)(
-            _answering_problems(handler)
+            answering_problems(handler)
         )
         return bp.function_name(name)(routed)
 
     return register
 
 
-def _answering_problems(handler: Handler) -> Handler:
+def answering_problems(handler: Handler) -> Handler:
     """Turn every refusal ``handler`` raises into its problem document."""
 
     @functools.wraps(handler)

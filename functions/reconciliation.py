@@ -44,7 +44,7 @@ from application.reconciliation import (
 from domain.identifiers import require_identifier
 from functions import problems
 from functions.container import Container, get_container
-from functions.http import _answering_problems, json_response
+from functions.http import answering_problems, json_response
 from functions.requests import Identifier, parse_body, parse_query
 from projections.availability import AvailabilityProjection, AvailabilityViews
 from projections.repair import ProjectionRepair
@@ -187,7 +187,7 @@ def _http(name: str, route: str, methods: list[str],
           auth_level: func.AuthLevel | None = None) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         routed = bp.route(route=route, methods=methods, auth_level=auth_level)(
-            _answering_problems(handler))
+            answering_problems(handler))
         bp.function_name(name)(routed)
         return handler
 
