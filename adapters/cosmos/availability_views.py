@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -43,21 +43,10 @@ from azure.cosmos.exceptions import CosmosHttpResponseError
 from eventsourcing.persistence import PersistenceError
 
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings, mapped_errors
+from adapters.sortable_time import from_text, to_text
 from application.ports import StoreUnavailable
 from application.views import Availability, LocationAvailability
 from projections.availability import AvailabilityChange, AvailabilityViews, ViewRow
-
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def _utc(moment: datetime) -> str:
-    # Fixed-width UTC text, as in the SQLite view: string order is time order, so the
-    # overdue query can compare ``next_expiry`` with ``<=``.
-    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
-
-
-def _parse(text: str) -> datetime:
-    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
 @contextmanager
@@ -86,7 +75,7 @@ def view_document(row: ViewRow, expiries: dict[str, str]) -> dict[str, Any]:
         "on_hand": row.on_hand,
         "reserved": row.reserved,
         "available": row.available,
-        "updated_at": _utc(row.updated_at),
+        "updated_at": to_text(row.updated_at),
         "expiries": expiries,
         "next_expiry": min(expiries.values()) if expiries else None,
     }
@@ -100,7 +89,7 @@ def _row(document: dict[str, Any]) -> ViewRow:
         on_hand=int(document["on_hand"]),
         reserved=int(document["reserved"]),
         available=int(document["available"]),
-        updated_at=_parse(str(document["updated_at"])),
+        updated_at=from_text(str(document["updated_at"])),
     )
 
 
@@ -151,7 +140,7 @@ class CosmosAvailabilityViews(AvailabilityViews):
                 if expires_at is None:
                     expiries.pop(order_id, None)
                 else:
-                    expiries[order_id] = _utc(expires_at)
+                    expiries[order_id] = to_text(expires_at)
             if change.closed_reservation is not None:
                 expiries.pop(change.closed_reservation, None)
             document = view_document(
@@ -201,7 +190,7 @@ class CosmosAvailabilityViews(AvailabilityViews):
                 " ORDER BY c.next_expiry",
                 parameters=[
                     {"name": "@limit", "value": int(limit)},
-                    {"name": "@now", "value": _utc(now)},
+                    {"name": "@now", "value": to_text(now)},
                 ],
                 enable_cross_partition_query=True,
             )
@@ -228,7 +217,7 @@ class CosmosAvailabilityViews(AvailabilityViews):
 
     def replace(self, row: ViewRow, expiries: dict[str, datetime]) -> None:
         """Overwrite the row whatever its version (repair): one ``upsert_item``."""
-        document = view_document(row, {o: _utc(t) for o, t in expiries.items()})
+        document = view_document(row, {o: to_text(t) for o, t in expiries.items()})
         with _unavailable():
             self._container.upsert_item(document)
 

@@ -6,9 +6,10 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from adapters.sortable_time import from_text, to_text
 from application.views import Availability, LocationAvailability
 from projections.availability import AvailabilityChange, AvailabilityViews, ViewRow
 
@@ -34,13 +35,8 @@ CREATE INDEX IF NOT EXISTS reservation_expiries_by_time ON reservation_expiries 
 """
 
 
-def _utc(moment: datetime) -> str:
-    # Fixed-width UTC text sorts as time, so the expiry index can be range-scanned.
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 class SQLiteAvailabilityViews(AvailabilityViews):
@@ -97,7 +93,7 @@ class SQLiteAvailabilityViews(AvailabilityViews):
                 " on_hand = excluded.on_hand, reserved = excluded.reserved,"
                 " available = excluded.available, updated_at = excluded.updated_at",
                 (change.sku, change.location, change.version, change.on_hand, change.reserved,
-                 change.available, _utc(change.occurred_at)),
+                 change.available, to_text(change.occurred_at)),
             )
             if change.reservation_expiry is not None:
                 order_id, expires_at = change.reservation_expiry
@@ -106,7 +102,7 @@ class SQLiteAvailabilityViews(AvailabilityViews):
                 else:
                     db.execute(
                         "INSERT OR REPLACE INTO reservation_expiries VALUES (?, ?, ?, ?)",
-                        (change.sku, change.location, order_id, _utc(expires_at)),
+                        (change.sku, change.location, order_id, to_text(expires_at)),
                     )
             if change.closed_reservation is not None:
                 self._delete_expiry(db, change.sku, change.location, change.closed_reservation)
@@ -126,7 +122,7 @@ class SQLiteAvailabilityViews(AvailabilityViews):
             (sku,),
         ).fetchall()
         locations = [
-            LocationAvailability(r[0], r[1], r[2], r[3], r[4], _parse(r[5])) for r in rows
+            LocationAvailability(r[0], r[1], r[2], r[3], r[4], from_text(r[5])) for r in rows
         ]
         return Availability(
             sku=sku,
@@ -140,7 +136,7 @@ class SQLiteAvailabilityViews(AvailabilityViews):
         rows = self._connection().execute(
             "SELECT DISTINCT sku, location FROM reservation_expiries WHERE expires_at <= ?"
             " LIMIT ?",
-            (_utc(now), limit),
+            (to_text(now), limit),
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
@@ -152,14 +148,14 @@ class SQLiteAvailabilityViews(AvailabilityViews):
             query += " WHERE sku = ?"
             args = (sku,)
         for r in self._connection().execute(query + " ORDER BY sku, location", args):
-            yield ViewRow(r[0], r[1], r[2], r[3], r[4], r[5], _parse(r[6]))
+            yield ViewRow(r[0], r[1], r[2], r[3], r[4], r[5], from_text(r[6]))
 
     def replace(self, row: ViewRow, expiries: dict[str, datetime]) -> None:
         with self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO availability VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (row.sku, row.location, row.version, row.on_hand, row.reserved, row.available,
-                 _utc(row.updated_at)),
+                 to_text(row.updated_at)),
             )
             db.execute(
                 "DELETE FROM reservation_expiries WHERE sku = ? AND location = ?",
@@ -167,7 +163,7 @@ class SQLiteAvailabilityViews(AvailabilityViews):
             )
             db.executemany(
                 "INSERT INTO reservation_expiries VALUES (?, ?, ?, ?)",
-                [(row.sku, row.location, o, _utc(t)) for o, t in expiries.items()],
+                [(row.sku, row.location, o, to_text(t)) for o, t in expiries.items()],
             )
 
     def events_applied(self) -> int:

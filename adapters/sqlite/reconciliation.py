@@ -13,9 +13,10 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
+from adapters.sortable_time import from_text, to_text
 from application.cadence import LedgerBatch, MovementHistory, StockKey
 from application.ports import StoreUnavailable
 from application.reconciliation import (
@@ -61,13 +62,8 @@ _HELD_COLUMNS = ("sku, location, count_id, counted, counted_at, on_hand_at_count
                  " drift_percent, reason, session_id, held_at, status, resolved_at, applied_delta")
 
 
-def _text(moment: datetime) -> str:
-    # Fixed-width UTC text sorts as time.
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
@@ -117,10 +113,10 @@ class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
             cursor = db.execute(
                 f"INSERT OR IGNORE INTO held_counts ({_HELD_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (held.sku, held.location, held.count_id, held.counted, _text(held.counted_at),
+                (held.sku, held.location, held.count_id, held.counted, to_text(held.counted_at),
                  held.on_hand_at_count, held.drift_units, held.drift_percent, held.reason,
-                 held.session_id, _text(held.held_at), held.status,
-                 _text(held.resolved_at) if held.resolved_at else None, held.applied_delta))
+                 held.session_id, to_text(held.held_at), held.status,
+                 to_text(held.resolved_at) if held.resolved_at else None, held.applied_delta))
             return cursor.rowcount == 1
 
     @staticmethod
@@ -129,10 +125,10 @@ class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
          session, held_at, status, resolved_at, applied) = row
         return HeldCount(
             str(sku), str(location), str(count_id), int(str(counted)),
-            _time(str(counted_at)), int(str(on_hand)), int(str(units)),
+            from_text(str(counted_at)), int(str(on_hand)), int(str(units)),
             None if percent is None else float(str(percent)), str(reason), str(session),
-            _time(str(held_at)), status,  # type: ignore[arg-type]
-            None if resolved_at is None else _time(str(resolved_at)),
+            from_text(str(held_at)), status,  # type: ignore[arg-type]
+            None if resolved_at is None else from_text(str(resolved_at)),
             None if applied is None else int(str(applied)))
 
     def find(self, sku: str, location: str, count_id: str) -> HeldCount | None:
@@ -162,7 +158,7 @@ class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
             db.execute(
                 "UPDATE held_counts SET status = ?, resolved_at = ?, applied_delta = ?"
                 " WHERE sku = ? AND location = ? AND count_id = ?",
-                (held.status, _text(held.resolved_at) if held.resolved_at else None,
+                (held.status, to_text(held.resolved_at) if held.resolved_at else None,
                  held.applied_delta, held.sku, held.location, held.count_id))
 
     # -------------------------------------------------------- session history
@@ -171,7 +167,7 @@ class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
         with self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO count_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (summary.session_id, _text(summary.finished_at), summary.rows, summary.applied,
+                (summary.session_id, to_text(summary.finished_at), summary.rows, summary.applied,
                  summary.unchanged, summary.held, summary.rejected, summary.skipped,
                  summary.abs_drift_units, summary.net_drift_units,
                  summary.mean_abs_drift_percent, summary.max_abs_drift_units))
@@ -180,8 +176,7 @@ class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
         rows = self._db().execute(
             "SELECT * FROM (SELECT * FROM count_sessions ORDER BY finished_at DESC LIMIT ?)"
             " ORDER BY finished_at", (limit,)).fetchall()
-        return [SessionSummary(r[0], _time(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                               r[10], r[11]) for r in rows]
+        return [SessionSummary(r[0], from_text(r[1]), *r[2:12]) for r in rows]
 
     # -------------------------------------------------------- movement ledger
 
@@ -200,7 +195,7 @@ class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
             db.executemany(
                 "UPDATE stock_items SET last_counted_at = ? WHERE sku = ? AND location = ?"
                 " AND (last_counted_at IS NULL OR last_counted_at < ?)",
-                [(_text(at), s, loc, _text(at)) for (s, loc), at in batch.counts.items()])
+                [(to_text(at), s, loc, to_text(at)) for (s, loc), at in batch.counts.items()])
             db.execute("INSERT OR REPLACE INTO ledger_checkpoint VALUES (1, ?)",
                        (batch.position,))
 
@@ -212,7 +207,7 @@ class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
 
     def stock_items(self) -> dict[StockKey, datetime | None]:
         rows = self._db().execute("SELECT sku, location, last_counted_at FROM stock_items")
-        return {(r[0], r[1]): None if r[2] is None else _time(r[2]) for r in rows}
+        return {(r[0], r[1]): None if r[2] is None else from_text(r[2]) for r in rows}
 
     def forget_before(self, day: date) -> None:
         with self._transaction() as db:
