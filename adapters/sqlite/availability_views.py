@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 
 from adapters.sortable_time import from_text, to_text
+from adapters.sqlite.database import SQLiteDatabase
 from application.views import Availability, LocationAvailability
 from projections.availability import AvailabilityChange, AvailabilityViews, ViewRow
 
@@ -43,35 +43,15 @@ class SQLiteAvailabilityViews(AvailabilityViews):
     """The view in one SQLite file; each change is one transaction (row, version, expiry)."""
 
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._path = str(path)
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        # synchronous=NORMAL: a view can always be rebuilt from the event store.
+        self._database = SQLiteDatabase(path, "NORMAL")
         self._connection().executescript(_SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
-                                 timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # a view can always be rebuilt
-            self._local.db = db
-            with self._lock:
-                self._connections.append(db)
-        return db
+        return self._database.connection()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._database.transaction()
 
     def version_of(self, sku: str, location: str) -> int:
         row = self._connection().execute(
@@ -171,8 +151,4 @@ class SQLiteAvailabilityViews(AvailabilityViews):
         return int(row.fetchone()[0])
 
     def close(self) -> None:
-        with self._lock:
-            for db in self._connections:
-                db.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self._database.close()

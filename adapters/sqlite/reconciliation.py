@@ -10,13 +10,12 @@ not written yet; in Azure the reconciliation routes answer 503 until it is.
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from pathlib import Path
 
 from adapters.sortable_time import from_text, to_text
+from adapters.sqlite.database import SQLiteDatabase
 from application.cadence import LedgerBatch, MovementHistory, StockKey
 from application.ports import StoreUnavailable
 from application.reconciliation import (
@@ -70,41 +69,17 @@ class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
     """The three reconciliation ports in one SQLite file; each write is one transaction."""
 
     def __init__(self, path: str | Path) -> None:
-        self._path = str(path)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        self._database = SQLiteDatabase(path, "FULL")
         try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._db().executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as error:
+        except sqlite3.Error as error:
             raise StoreUnavailable(f"reconciliation store cannot be opened: {error}") from error
 
     def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
-                                 timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            self._local.db = db
-            with self._lock:
-                self._connections.append(db)
-        return db
+        return self._database.connection()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise StoreUnavailable(str(error)) from error
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._database.transaction()
 
     # ------------------------------------------------------------ held counts
 
@@ -214,8 +189,4 @@ class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
             db.execute("DELETE FROM movements WHERE day < ?", (day.isoformat(),))
 
     def close(self) -> None:
-        with self._lock:
-            for db in self._connections:
-                db.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self._database.close()

@@ -1,0 +1,68 @@
+"""A SQLite file shared by many threads: one connection per thread, explicit transactions.
+
+The embedded views and the reconciliation store use it (the event store and the broker
+have their own pools, from ``eventsourcing`` and ``adapters.embedded_broker``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from application.ports import StoreUnavailable
+
+
+class SQLiteDatabase:
+    """WAL mode, a 30 s busy timeout, and the ``synchronous`` level the caller chooses:
+    ``FULL`` for what cannot be rebuilt, ``NORMAL`` for what can (a view)."""
+
+    def __init__(self, path: str | Path, synchronous: Literal["FULL", "NORMAL"]) -> None:
+        self.path = str(path)
+        self.synchronous = synchronous
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.connection()
+        except (OSError, sqlite3.Error) as error:
+            raise StoreUnavailable(f"{path} cannot be opened: {error}") from error
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (autocommit; use :meth:`transaction` to write)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                 timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.synchronous}")
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``); rolled back if the block raises."""
+        db = self.connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise StoreUnavailable(str(error)) from error
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
