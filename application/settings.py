@@ -138,7 +138,21 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         drift_hold_units=_limit(env, "STOCKSTREAM_DRIFT_HOLD_UNITS", int),
         drift_hold_percent=_limit(env, "STOCKSTREAM_DRIFT_HOLD_PERCENT", float),
         count_cadence=_cadence(_get(env, "STOCKSTREAM_COUNT_CADENCE") or "A=1,B=7,C=30"),
+        deprecated_versions_until=_date(env, "STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL"),
     )
+
+
+def _date(env: Mapping[str, str], name: str) -> date | None:
+    raw = env.get(name)
+    if raw is not None and raw.strip() == "":
+        return None  # set but empty: explicitly never
+    value = _get(env, name)
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be an ISO-8601 date; got {value!r}") from None
 
 
 def _limit(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> Any:

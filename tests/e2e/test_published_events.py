@@ -1,0 +1,70 @@
+"""Every message the running service publishes validates against its registered schema.
+
+A downstream team's subscription (with the standard replay rules) is created before the
+host starts; the test drives every kind of command over HTTP, stops the host, and reads
+what the team received.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from adapters.embedded_broker import EmbeddedBroker
+from application.settings import TOPIC
+from contracts.cloudevents import WIRE_TYPES
+from contracts.validation import validate_cloudevent
+from local.pipeline import ensure_topology, replay_rules
+from tests.e2e.conftest import start_host
+
+TEAM = "downstream-team"
+
+
+def test_every_published_event_validates_against_the_registry(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    broker = EmbeddedBroker(data / "broker.db")
+    ensure_topology(broker)
+    broker.create_subscription(TOPIC, TEAM, rules=replay_rules(TEAM))
+    broker.close()
+
+    host = start_host(tmp_path, env={"STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL": "2099-12-31"})
+    base = "/api/stock/SKU-E2E/STORE-1"
+    with host.client() as client:
+        def ok(answer: object) -> None:
+            assert answer.status_code in (200, 201), answer.text  # type: ignore[attr-defined]
+
+        ok(client.post(f"{base}/receipts", json={"quantity": 20, "reference": "PO-1"}))
+        ok(client.post(f"{base}/adjustments", json={"delta": -1, "reason": "theft",
+                                                    "note": "seen on camera"}))
+        ok(client.put(f"{base}/policy", json={"safety_stock": 1, "oversell_buffer": 0}))
+        ok(client.put(f"{base}/reservations/o-1", json={"quantity": 3, "channel": "web"}))
+        ok(client.put(f"{base}/reservations/o-2", json={"quantity": 2, "channel": "pos"}))
+        ok(client.post(f"{base}/reservations/o-1/fulfilment", json={}))
+        ok(client.delete(f"{base}/reservations/o-2"))
+        ok(client.post(f"{base}/counts", json={
+            "count_id": "c-1", "counted": 15, "counted_at": datetime.now(UTC).isoformat()}))
+        version = client.get(base).json()["version"]
+        deadline = time.monotonic() + 10
+        while client.get("/api/ops/status").json()["outbox"]["depth"] and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert host.stop() == 0, host.log()
+
+    broker = EmbeddedBroker(data / "broker.db")
+    documents = []
+    while receiver := broker.accept_next_session(TOPIC, TEAM, 0.0):
+        with receiver:
+            while batch := receiver.receive(100, 0.0):
+                for message in batch:
+                    documents.append(json.loads(message.body))
+                    receiver.complete(message)
+    dead = broker.counts(TOPIC, "availability").dead_lettered
+    broker.close()
+
+    types = {validate_cloudevent(document).cloudevents_type for document in documents}
+    assert types == {w.type for w in WIRE_TYPES}, "a command kind was not exercised"
+    current = [d for d in documents if d["type"] != "Stockstream.StockAdjusted.v1"]
+    assert sorted(d["sequence"] for d in current) == list(range(1, version + 1))
+    assert dead == 0, "the projection's consumer dead-lettered a published message"
