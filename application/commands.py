@@ -42,14 +42,34 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class CommandResult:
-    """What a command did: the position after it and the events it recorded (maybe none)."""
+    """What a command did: the state after it and the events it recorded (maybe none).
 
-    position: Position
+    The position is built on demand: listing every open reservation of a hot SKU costs
+    more than the command itself, and most callers want only the figures and the
+    reservation they touched (:meth:`position_of`).
+    """
+
+    sku: str
+    location: str
+    item: StockItem | None
     events: list[StockItem.Event] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return bool(self.events)
+
+    @property
+    def position(self) -> Position:
+        """The full position, every open reservation listed."""
+        if self.item is None:
+            return Position.empty(self.sku, self.location)
+        return self.item.position()
+
+    def position_of(self, *order_ids: str) -> Position:
+        """The position listing only these orders' reservations (none: figures only)."""
+        if self.item is None:
+            return Position.empty(self.sku, self.location)
+        return self.item.position(only=order_ids)
 
 
 class _StripedLocks:
@@ -191,9 +211,7 @@ class StockCommands:
                         fresh = True
                         continue
                     # Nothing to record; on an unknown stream not even its creation.
-                    return CommandResult(
-                        Position.empty(sku, location) if is_new else item.position()
-                    )
+                    return CommandResult(sku, location, None if is_new else item)
                 try:
                     events = self.store.save(item)
                 except ConcurrencyConflict:
@@ -204,5 +222,5 @@ class StockCommands:
                 else:
                     for observer in self.after_commit:
                         observer(events)
-                    return CommandResult(item.position(), events)
+                    return CommandResult(sku, location, item, events)
             time.sleep(self.retry.delay(attempt))

@@ -77,6 +77,8 @@ class Position:
     oversell_buffer: int
     version: int
     reservations: tuple[Reservation, ...] = ()
+    open_reservations: int = 0
+    """How many reservations are open; ``reservations`` may list only some of them."""
 
     @property
     def available(self) -> int:
@@ -185,6 +187,9 @@ class StockItem(Aggregate):
         expires_at: datetime | None
 
         def apply(self, aggregate: Any) -> None:
+            current = aggregate.reservations.get(self.order_id)
+            aggregate.reserved += self.quantity - (current["quantity"] if current else 0)
+            # A new dict, never an update in place: copies of the aggregate share entries.
             aggregate.reservations[self.order_id] = {
                 "quantity": self.quantity,
                 "channel": self.channel,
@@ -200,7 +205,9 @@ class StockItem(Aggregate):
         reason: str
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.reservations.pop(self.order_id, None)
+            closed = aggregate.reservations.pop(self.order_id, None)
+            if closed is not None:
+                aggregate.reserved -= closed["quantity"]
             _remember(aggregate.closed_reservations, self.order_id, self.reason)
 
     class Fulfilled(Event):
@@ -212,7 +219,9 @@ class StockItem(Aggregate):
         quantity: int
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.reservations.pop(self.order_id, None)
+            closed = aggregate.reservations.pop(self.order_id, None)
+            if closed is not None:
+                aggregate.reserved -= closed["quantity"]
             aggregate.on_hand -= self.quantity
             _remember(aggregate.closed_reservations, self.order_id, "fulfilled")
 
@@ -253,6 +262,9 @@ class StockItem(Aggregate):
     sku: str
     location: str
     on_hand: int
+    reserved: int
+    """Units held by open reservations: kept as a running figure (summing thousands of
+    open reservations on every command would make a flash sale's hot SKU slow)."""
     safety_stock: int
     oversell_buffer: int
     reservations: dict[str, dict[str, Any]]
@@ -264,6 +276,7 @@ class StockItem(Aggregate):
         self.sku = sku
         self.location = location
         self.on_hand = 0
+        self.reserved = 0
         self.safety_stock = 0
         self.oversell_buffer = 0
         self.reservations = {}
@@ -274,17 +287,14 @@ class StockItem(Aggregate):
     def __deepcopy__(self, memo: dict[int, Any]) -> StockItem:
         """A copy whose state can be mutated without touching this one.
 
-        Faster than the generic deep copy (the store copies an aggregate per command):
-        every attribute is immutable except the dicts, whose values are immutable too,
-        except the reservations' own small dicts.
+        Much faster than the generic deep copy (the store copies an aggregate per command):
+        every attribute is immutable but the dicts and the pending list, whose entries are
+        never changed in place (events replace a reservation's dict, never update it), so
+        copying the containers is enough.
         """
         clone = object.__new__(type(self))
         for name, value in vars(self).items():
-            if name == "reservations":
-                value = {order_id: dict(r) for order_id, r in value.items()}
-            elif isinstance(value, dict | list):
-                value = value.copy()
-            clone.__dict__[name] = value
+            clone.__dict__[name] = value.copy() if isinstance(value, dict | list) else value
         return clone
 
     # ----------------------------------------------------------------- creation
@@ -306,11 +316,6 @@ class StockItem(Aggregate):
     # ------------------------------------------------------------------ derived
 
     @property
-    def reserved(self) -> int:
-        """Units held by open reservations."""
-        return sum(int(r["quantity"]) for r in self.reservations.values())
-
-    @property
     def available(self) -> int:
         """Available to sell: on hand less reserved less safety stock."""
         return self.on_hand - self.reserved - self.safety_stock
@@ -319,8 +324,16 @@ class StockItem(Aggregate):
     def stream(self) -> str:
         return stream_name(self.sku, self.location)
 
-    def position(self) -> Position:
-        """The position a channel reads: figures, version and open reservations."""
+    def position(self, only: Iterable[str] | None = None) -> Position:
+        """The position a channel reads: figures, version and open reservations.
+
+        ``only`` limits the listed reservations to those order ids (a command's answer
+        lists what it concerns, not every open reservation of a hot SKU).
+        """
+        if only is None:
+            listed = sorted(self.reservations)
+        else:
+            listed = sorted(o for o in set(only) if o in self.reservations)
         return Position(
             sku=self.sku,
             location=self.location,
@@ -329,17 +342,16 @@ class StockItem(Aggregate):
             safety_stock=self.safety_stock,
             oversell_buffer=self.oversell_buffer,
             version=self.version,
-            reservations=tuple(
-                Reservation(order_id, int(r["quantity"]), str(r["channel"]), r["expires_at"])
-                for order_id, r in sorted(self.reservations.items())
-            ),
+            reservations=tuple(self._reservation(o) for o in listed),
+            open_reservations=len(self.reservations),
         )
 
-    def reservation(self, order_id: str) -> Reservation | None:
-        r = self.reservations.get(order_id)
-        if r is None:
-            return None
+    def _reservation(self, order_id: str) -> Reservation:
+        r = self.reservations[order_id]
         return Reservation(order_id, int(r["quantity"]), str(r["channel"]), r["expires_at"])
+
+    def reservation(self, order_id: str) -> Reservation | None:
+        return self._reservation(order_id) if order_id in self.reservations else None
 
     def outcome_of(self, order_id: str) -> str | None:
         """How a closed reservation ended (fulfilled, cancelled, expired), if remembered."""

@@ -199,7 +199,7 @@ def receive_stock(req: func.HttpRequest) -> func.HttpResponse:
     body = parse_body(req, ReceiptRequest)
     result = services().commands.receive(sku, location, body.quantity, body.reference,
                                          req.headers.get("idempotency-key"))
-    return _position(result.position)
+    return _position(result.position_of())
 
 
 @_route("adjust_stock", STOCK + "/adjustments", ["POST"],
@@ -212,7 +212,7 @@ def adjust_stock(req: func.HttpRequest) -> func.HttpResponse:
     body = parse_body(req, AdjustmentRequest)
     result = services().commands.adjust(sku, location, body.delta, body.reason,
                                         req.headers.get("idempotency-key"), body.note)
-    return _position(result.position)
+    return _position(result.position_of())
 
 
 @_route("set_policy", STOCK + "/policy", ["PUT"],
@@ -223,7 +223,7 @@ def set_policy(req: func.HttpRequest) -> func.HttpResponse:
     body = parse_body(req, PolicyRequest)
     result = services().commands.set_policy(sku, location, body.safety_stock,
                                             body.oversell_buffer)
-    return _position(result.position)
+    return _position(result.position_of())
 
 
 @_route("reserve_stock", RESERVATION, ["PUT"],
@@ -243,8 +243,8 @@ def reserve_stock(req: func.HttpRequest) -> func.HttpResponse:
     )
     if created:
         location_url = f"/{ROUTE_PREFIX}/stock/{sku}/{location}/reservations/{order_id}"
-        return _position(result.position, 201, {"Location": location_url})
-    return _position(result.position)
+        return _position(result.position_of(order_id), 201, {"Location": location_url})
+    return _position(result.position_of(order_id))
 
 
 @_route("release_reservation", RESERVATION, ["DELETE"],
@@ -253,8 +253,9 @@ def reserve_stock(req: func.HttpRequest) -> func.HttpResponse:
         responses={200: PositionOut}, problems=(404, 422))
 def release_reservation(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
-    result = services().commands.release(sku, location, _order_id(req))
-    return _position(result.position)
+    order_id = _order_id(req)
+    result = services().commands.release(sku, location, order_id)
+    return _position(result.position_of(order_id))
 
 
 @_route("fulfil_reservation", RESERVATION + "/fulfilment", ["POST"],
@@ -267,7 +268,7 @@ def fulfil_reservation(req: func.HttpRequest) -> func.HttpResponse:
     order_id = _order_id(req)
     body = parse_body(req, FulfilmentRequest, required=False)
     result = services().commands.fulfil(sku, location, order_id, body.quantity)
-    return _position(result.position)
+    return _position(result.position_of(order_id))
 
 
 @_route("record_count", STOCK + "/counts", ["POST"],
@@ -285,7 +286,7 @@ def record_count(req: func.HttpRequest) -> func.HttpResponse:
         count_id=counted.count_id, counted=counted.counted,
         previous_on_hand=counted.previous_on_hand, delta=counted.delta,
         counted_at=counted.counted_at)
-    return json_response(CountOut(position=PositionOut.of(result.position),
+    return json_response(CountOut(position=PositionOut.of(result.position_of()),
                                   correction=correction, already_recorded=counted is None))
 
 

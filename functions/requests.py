@@ -140,7 +140,10 @@ class PositionOut(ResponseBody):
     oversell_buffer: int
     available: int
     version: int
-    reservations: list[ReservationOut]
+    reservations: list[ReservationOut] = Field(
+        description="Open reservations: all of them on GET; on a command's answer only the "
+                    "reservation the command concerns (see `open_reservations`).")
+    open_reservations: int = Field(ge=0, description="How many reservations are open.")
 
     @classmethod
     def of(cls, position: Position) -> PositionOut:
@@ -158,6 +161,7 @@ class PositionOut(ResponseBody):
                                expires_at=_utc(r.expires_at))
                 for r in position.reservations
             ],
+            open_reservations=position.open_reservations,
         )
 
 

@@ -75,7 +75,7 @@ def test_an_unknown_stock_item_is_all_zeros_at_version_0_with_an_etag(container:
     assert answer.status == 200
     assert answer.body == {"sku": "SKU-1", "location": "STORE-1", "on_hand": 0, "reserved": 0,
                            "safety_stock": 0, "oversell_buffer": 0, "available": 0,
-                           "version": 0, "reservations": []}
+                           "version": 0, "reservations": [], "open_reservations": 0}
     assert answer.headers["ETag"] == '"0"'
 
 
@@ -483,3 +483,20 @@ def test_the_openapi_document_lists_every_route_but_the_catch_all():
     reserve = document["paths"]["/api/stock/{sku}/{location}/reservations/{order_id}"]["put"]
     assert set(reserve["responses"]) >= {"200", "201", "400", "409", "413", "415", "422"}
     assert document["paths"]["/api/openapi.json"]["get"]["security"] == []
+
+
+def test_a_commands_answer_lists_only_the_reservation_it_concerns(container: Container):
+    call("receive_stock", "POST", SKU, {"quantity": 10})
+    for order_id in ("order-1", "order-2"):
+        call("reserve_stock", "PUT", {**SKU, "order_id": order_id},
+             {"quantity": 1, "channel": "web"})
+    third = call("reserve_stock", "PUT", {**SKU, "order_id": "order-3"},
+                 {"quantity": 2, "channel": "pos"})
+    assert [r["order_id"] for r in third.body["reservations"]] == ["order-3"]
+    assert (third.body["open_reservations"], third.body["reserved"]) == (3, 4)
+    receipt = call("receive_stock", "POST", SKU, {"quantity": 1})
+    assert (receipt.body["reservations"], receipt.body["open_reservations"]) == ([], 3)
+    released = call("release_reservation", "DELETE", {**SKU, "order_id": "order-1"})
+    assert (released.body["reservations"], released.body["open_reservations"]) == ([], 2)
+    everything = call("get_position", "GET", SKU)
+    assert [r["order_id"] for r in everything.body["reservations"]] == ["order-2", "order-3"]
