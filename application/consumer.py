@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from application.ports import LockLost, MessageBroker, ReceivedMessage, SessionReceiver
 from contracts.validation import (
@@ -79,7 +79,11 @@ class SessionConsumer:
         self._threads: list[threading.Thread] = []
 
     def run_once(self, max_wait: float = 0.0) -> int:
-        """Take one session with messages and drain it; returns how many were settled."""
+        """Take one session with messages and drain it; returns how many were settled.
+
+        Handled messages are completed together after each batch (one round trip); a
+        crash before that redelivers them, which the handlers' version checks absorb.
+        """
         receiver = self.broker.accept_next_session(self.topic, self.subscription, max_wait)
         if receiver is None:
             return 0
@@ -87,15 +91,25 @@ class SessionConsumer:
         with receiver:
             while not self._stopping.is_set():
                 messages = receiver.receive(self.batch_size, 0.0)
-                if not messages:
-                    break
+                handled: list[ReceivedMessage] = []
                 for message in messages:
                     if self._stopping.is_set():
                         break  # unsettled messages are redelivered after the lock expires
-                    settled += self._settle(receiver, message)
+                    outcome = self._handle(receiver, message)
+                    if outcome == "handled":
+                        handled.append(message)
+                    elif outcome == "settled":
+                        settled += 1
+                settled += self._complete(receiver, handled)
+                if len(messages) < self.batch_size:
+                    break  # drained (what arrives meanwhile, the next visit takes)
         return settled
 
-    def _settle(self, receiver: SessionReceiver, message: ReceivedMessage) -> int:
+    def _handle(
+        self, receiver: SessionReceiver, message: ReceivedMessage
+    ) -> Literal["handled", "settled", "lost"]:
+        """Apply one message: ``handled`` (complete it), ``settled`` (it was dead-lettered
+        or abandoned), or ``lost`` (its lock expired: it comes back by itself)."""
         try:
             try:
                 self.consumer.process(message.body)
@@ -107,11 +121,22 @@ class SessionConsumer:
                               message.message_id, message.delivery_count)
                 receiver.abandon(message)
             else:
-                receiver.complete(message)
+                return "handled"
         except LockLost:
             log.warning("lock lost on %s; it will be redelivered", message.message_id)
+            return "lost"
+        return "settled"
+
+    @staticmethod
+    def _complete(receiver: SessionReceiver, handled: list[ReceivedMessage]) -> int:
+        if not handled:
             return 0
-        return 1
+        try:
+            receiver.complete_all(handled)
+        except LockLost as lost:
+            log.warning("%s; they will be redelivered", lost)
+            return 0
+        return len(handled)
 
     def start(self) -> None:
         """Start the worker threads."""

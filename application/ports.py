@@ -211,6 +211,20 @@ class SessionReceiver(ABC):
     def complete(self, message: ReceivedMessage) -> None:
         """Remove a handled message. Raises ``LockLost`` if the lock expired."""
 
+    def complete_all(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Complete several handled messages; an adapter may do it in one round trip.
+
+        Raises ``LockLost`` (after completing the others) if any lock expired.
+        """
+        lost = []
+        for message in messages:
+            try:
+                self.complete(message)
+            except LockLost:
+                lost.append(message.message_id)
+        if lost:
+            raise LockLost(f"locks lost on {', '.join(lost)}")
+
     @abstractmethod
     def abandon(self, message: ReceivedMessage) -> None:
         """Give a message back for redelivery (dead-lettered once over the maximum)."""

@@ -49,21 +49,35 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class _PipelineInWorker:
+    """The pipeline run by a supervised worker process, read by this one."""
+
+    def __init__(self, container: Container) -> None:
+        from local.pipeline import open_pipeline_readers
+        from local.worker import WorkerProcess
+
+        self.readers = open_pipeline_readers(container)
+        self.worker = WorkerProcess(container.settings.data_dir)
+
+    def stop(self) -> None:
+        try:
+            self.worker.stop()
+        finally:
+            self.readers.close()
+
+
 def start_pipeline(container: Container) -> PipelineHandle | None:
-    """Start the embedded pipeline (relay, broker, projections, timers) on SQLite.
+    """Start the embedded pipeline (relay, broker, projections, timers) on SQLite, in its
+    own worker process (``python -m local.worker``), and wire this process to read it.
 
     With ``STOCKSTREAM_EVENT_STORE=cosmos`` the host serves the command path against Cosmos
-    DB only: the relay of a Cosmos store is the change-feed function in Azure, so
-    availability and ops status answer 503 here.
+    DB only: the relay of a Cosmos store is the change-feed function in Azure.
     """
     if container.settings.event_store != "sqlite":
         log.warning("event store is %s: the embedded pipeline runs on SQLite only; "
                     "availability and ops status answer 503", container.settings.event_store)
         return None
-    from local.pipeline import start_pipeline as start
-
-    handle: PipelineHandle = start(container)
-    return handle
+    return _PipelineInWorker(container)
 
 
 class EmbeddedHost:

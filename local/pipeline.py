@@ -31,12 +31,13 @@ from application.replay import DeadLetterReplay
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
 from domain.stock_item import StockItem
 from functions.container import Container
-from projections.availability import AvailabilityProjection
+from projections.availability import AvailabilityProjection, projection_status
 
 log = logging.getLogger(__name__)
 
 DUPLICATE_DETECTION_WINDOW = timedelta(days=1)
 MAX_DELIVERY_COUNT = 10
+CONSUMER_BATCH = 32
 
 
 def replay_rules(subscription: str) -> list[dict[str, str | int]]:
@@ -125,16 +126,25 @@ class Pipeline:
         self.broker.close()
 
 
-def start_pipeline(container: Container, *, workers: int = 4) -> Pipeline:
-    """Wire and start the embedded pipeline for ``container``'s SQLite event store.
+def start_pipeline(
+    container: Container, *, workers: int = 1, relay_interval: float = 0.05
+) -> Pipeline:
+    """Wire and start the embedded pipeline, in this process, for ``container``'s SQLite
+    event store. Sets ``container.availability``, ``container.ops`` and ``container.replay``.
 
-    Sets ``container.availability``, ``container.ops`` and ``container.replay``.
+    ``relay_interval`` is how often the relay polls when no commit in this process woke it
+    (commits from other processes are only seen by polling). One consumer thread is the
+    default: the embedded broker and the views have one writer at a time anyway, and more
+    threads only queued on them (four threads used almost twice the CPU of one, and
+    multiplied the lag, measured with ``bench/pipeline_lag.py``).
     """
     store = container.store
     if not isinstance(store, SQLiteStockItems):
         raise RuntimeError("the embedded pipeline needs the SQLite event store")
     data = container.settings.data_dir
-    broker = EmbeddedBroker(data / "broker.db")
+    # Prefetch as many messages as a consumer takes at once: a session and its first
+    # batch are then locked in one transaction.
+    broker = EmbeddedBroker(data / "broker.db", prefetch=CONSUMER_BATCH)
     ensure_topology(broker)
     views = SQLiteAvailabilityViews(data / "views.db")
     projection = AvailabilityProjection(views, _history(store))
@@ -143,9 +153,11 @@ def start_pipeline(container: Container, *, workers: int = 4) -> Pipeline:
     consumer = SessionConsumer(
         broker, TOPIC, AVAILABILITY_SUBSCRIPTION,
         EventConsumer(projection.name, projection.handle), workers=workers,
+        batch_size=CONSUMER_BATCH,
     )
     sweep = ExpirySweep(views.overdue_reservations, container.commands, container.clock)
-    pipeline = Pipeline(relay, broker, views, projection, consumer, sweep)
+    pipeline = Pipeline(relay, broker, views, projection, consumer, sweep,
+                        relay_interval=relay_interval)
     container.commands.after_commit.append(pipeline.wake_relay)
     container.availability = views
     container.replay = DeadLetterReplay(broker)
@@ -154,3 +166,39 @@ def start_pipeline(container: Container, *, workers: int = 4) -> Pipeline:
     )
     pipeline.start()
     return pipeline
+
+
+@dataclass
+class PipelineReaders:
+    """What a process needs to read (and replay) a pipeline another process runs."""
+
+    broker: EmbeddedBroker
+    views: SQLiteAvailabilityViews
+
+    def close(self) -> None:
+        self.views.close()
+        self.broker.close()
+
+
+def open_pipeline_readers(container: Container) -> PipelineReaders:
+    """Wire ``container.availability``, ``ops`` and ``replay`` to the pipeline's files.
+
+    Everything the pipeline keeps is in SQLite files that are safe to share between
+    processes, so the host can serve availability, status and replays while the relay
+    and consumers run in the worker process (``python -m local.worker``).
+    """
+    store = container.store
+    if not isinstance(store, SQLiteStockItems):
+        raise RuntimeError("the embedded pipeline needs the SQLite event store")
+    data = container.settings.data_dir
+    broker = EmbeddedBroker(data / "broker.db")
+    ensure_topology(broker)
+    views = SQLiteAvailabilityViews(data / "views.db")
+    # A relay object only to read the outbox's depth and age: it never pumps here.
+    relay = Relay(store, broker, store.checkpoints(), container.clock)
+    container.availability = views
+    container.replay = DeadLetterReplay(broker)
+    container.ops = PipelineStatus(
+        container.clock, relay.status, broker, TOPIC, lambda: [projection_status(views)]
+    )
+    return PipelineReaders(broker, views)

@@ -113,8 +113,18 @@ class AvailabilityViews(AvailabilityReader):
     def events_applied(self) -> int:
         """How many events the view reflects (the sum of the rows' versions)."""
 
+    def last_lag_seconds(self) -> float | None:
+        """Commit-to-view lag of the last event applied, if this store keeps it."""
+        return None
+
     def close(self) -> None:
         """Release connections."""
+
+
+def projection_status(views: AvailabilityViews, lag: float | None = None) -> ProjectionStatus:
+    """The projection's status as its views tell it (from any process)."""
+    stored = views.last_lag_seconds()
+    return ProjectionStatus(NAME, views.events_applied(), lag if stored is None else stored)
 
 
 History = Callable[[str, str, int, int], list[StockItem.Event]]
@@ -133,7 +143,7 @@ class AvailabilityProjection:
 
     def status(self) -> ProjectionStatus:
         """Events reflected, and the lag of the last event applied (commit to view)."""
-        return ProjectionStatus(self.name, self.views.events_applied(), self.last_lag_seconds)
+        return projection_status(self.views, self.last_lag_seconds)
 
     def handle(self, document: dict[str, Any]) -> Outcome:
         """Apply one CloudEvent document (already validated against the registry)."""

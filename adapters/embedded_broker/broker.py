@@ -109,11 +109,19 @@ class SubscriptionSettings:
 
 
 class _Signal:
-    """A generation counter with a condition: "something may have become available"."""
+    """A generation counter with a condition: "something may have become available";
+    and the file's in-process write lock.
+
+    Writers of one process queue on ``writing`` rather than on SQLite's busy handler,
+    which sleeps in growing steps (1, 2, 5, 10 … 100 ms) while another connection holds
+    the file: with several consumer threads that sleeping, not the work, was the latency.
+    Other processes still meet the busy handler, which is fine for rare writers.
+    """
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._generation = 0
+        self.writing = threading.Lock()
 
     def generation(self) -> int:
         with self._condition:
@@ -204,11 +212,18 @@ class EmbeddedBroker(MessageBroker):
         clock: Clock | None = None,
         poll_interval: float = 0.05,
         busy_timeout: float = 30.0,
+        prefetch: int = 0,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock or SystemClock()
         self._poll_interval = poll_interval
+        self.prefetch = prefetch
+        self._last_sweep: dict[tuple[str, str], int] = {}
+        self._settings_cache: dict[tuple[str, str], tuple[int, SubscriptionSettings]] = {}
+        """Messages locked together with a session taken by ``accept_next_session`` (its
+        first ``receive`` then needs no second transaction). 0, the default, as Service
+        Bus's ``prefetchCount``: prefetched messages count a delivery when locked."""
         self._signal = _signal_for(self.path)
         self._connections = _Connections(self.path, busy_timeout)
         self._create_schema()
@@ -251,6 +266,7 @@ class EmbeddedBroker(MessageBroker):
         durable commit syncs them anyway. It saves an fsync per message received.
         """
         connection = self._connections.take()
+        self._signal.writing.acquire()
         try:
             if not durable:
                 connection.execute("PRAGMA synchronous=NORMAL")
@@ -265,9 +281,12 @@ class EmbeddedBroker(MessageBroker):
         except sqlite3.OperationalError as error:
             raise BrokerUnavailable(f"embedded broker {self.path}: {error}") from error
         finally:
-            if not durable:
-                connection.execute("PRAGMA synchronous=FULL")
-            self._connections.give(connection)
+            try:
+                if not durable:
+                    connection.execute("PRAGMA synchronous=FULL")
+            finally:
+                self._signal.writing.release()
+                self._connections.give(connection)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -381,6 +400,7 @@ class EmbeddedBroker(MessageBroker):
                     int(dead_letter_on_expiry),
                 ),
             )
+        self._settings_cache.pop((topic, name), None)
         self._notify()
 
     def subscription_settings(self, topic: str, subscription: str) -> SubscriptionSettings:
@@ -490,6 +510,10 @@ class EmbeddedBroker(MessageBroker):
 
         def attempt() -> SessionReceiver | None:
             now = self._now_us()
+            # A read first: most wake-ups find nothing to take (another receiver won, or
+            # the message went to a locked session), and a read needs no write lock.
+            if not self._may_have_a_session(topic, subscription, now):
+                return None
             with self._write(durable=False) as connection:
                 settings = self._settings(connection, topic, subscription)
                 self._sweep(connection, settings, now)
@@ -508,9 +532,33 @@ class EmbeddedBroker(MessageBroker):
                 ).fetchone()
                 if row is None:
                     return None
-                return self._lock_session(connection, settings, row[0], now)
+                receiver = self._lock_session(connection, settings, row[0], now)
+                if self.prefetch:
+                    receiver._prefetched = receiver._lock_next(
+                        connection, settings, now, self.prefetch
+                    )
+                return receiver
 
         return self._await(attempt, max_wait)
+
+    _SESSION_CANDIDATE = """
+        SELECT 1 FROM messages AS m
+        WHERE m.topic = ? AND m.subscription = ? AND m.state = 'active'
+          AND m.enqueued_us <= ? AND (m.lock_token IS NULL OR m.locked_until_us <= ?)
+          AND NOT EXISTS (
+              SELECT 1 FROM session_locks AS s
+              WHERE s.topic = m.topic AND s.subscription = m.subscription
+                AND s.session_id = m.session_id AND s.locked_until_us > ?)
+        LIMIT 1
+    """
+
+    def _may_have_a_session(self, topic: str, subscription: str, now: int) -> bool:
+        """Whether an unlocked session has a message available now, or one whose lock
+        expired (the sweep in the write transaction then frees it)."""
+        with self._read() as connection:
+            return connection.execute(
+                self._SESSION_CANDIDATE, (topic, subscription, now, now, now)
+            ).fetchone() is not None
 
     def accept_session(self, topic: str, subscription: str, session_id: str) -> SessionReceiver:
         self._session_settings(topic, subscription)
@@ -624,6 +672,20 @@ class EmbeddedBroker(MessageBroker):
     def _settings(
         self, connection: sqlite3.Connection, topic: str, subscription: str
     ) -> SubscriptionSettings:
+        """The subscription's settings, cached for ``SETTINGS_TTL_US``: every operation
+        needs them and they change only by administration (in this process, which clears
+        the cache; in another, seen within the TTL)."""
+        now = time.monotonic_ns() // 1000
+        cached = self._settings_cache.get((topic, subscription))
+        if cached is not None and now - cached[0] < SETTINGS_TTL_US:
+            return cached[1]
+        settings = self._read_settings(connection, topic, subscription)
+        self._settings_cache[(topic, subscription)] = (now, settings)
+        return settings
+
+    def _read_settings(
+        self, connection: sqlite3.Connection, topic: str, subscription: str
+    ) -> SubscriptionSettings:
         row = connection.execute(
             f"SELECT {self._SETTINGS_COLUMNS} FROM subscriptions WHERE topic = ? AND name = ?",
             (topic, subscription),
@@ -645,8 +707,18 @@ class EmbeddedBroker(MessageBroker):
         self, connection: sqlite3.Connection, settings: SubscriptionSettings, now: int
     ) -> None:
         """Release what expired before ``now``: message locks (dead-lettering messages that
-        used up their deliveries), session locks, and messages past their time to live."""
+        used up their deliveries), session locks, and messages past their time to live.
+
+        At most once per ``SWEEP_INTERVAL_US`` per subscription in this process: locks
+        last tens of seconds, so freeing them a few milliseconds late changes nothing a
+        receiver can see, and sweeping on every operation cost more than the operation.
+        (A clock that jumps, as in tests, sweeps at once.)
+        """
         key = (settings.topic, settings.name)
+        last = self._last_sweep.get(key)
+        if last is not None and 0 <= now - last < SWEEP_INTERVAL_US:
+            return
+        self._last_sweep[key] = now
         connection.execute(
             """
             UPDATE messages SET state = 'dead_lettered', dead_letter_reason = ?,
@@ -741,6 +813,13 @@ class EmbeddedBroker(MessageBroker):
         return received
 
 
+SETTINGS_TTL_US = 1_000_000
+"""How long (µs) a process trusts its cached copy of a subscription's settings."""
+
+SWEEP_INTERVAL_US = 50_000
+"""How often (µs) a process releases expired locks of a subscription; see ``_sweep``."""
+
+
 def _max_delivery_description(max_delivery_count: int) -> str:
     return f"Message could not be consumed after {max_delivery_count} delivery attempts."
 
@@ -762,6 +841,7 @@ class _SessionReceiver(SessionReceiver):
         self.session_id = session_id
         self._token = token
         self._closed = False
+        self._prefetched: list[ReceivedMessage] = []
 
     def _check_lock(self, connection: sqlite3.Connection, now: int) -> None:
         if self._closed:
@@ -780,6 +860,11 @@ class _SessionReceiver(SessionReceiver):
     def receive(self, max_messages: int = 1, max_wait: float = 0.0) -> list[ReceivedMessage]:
         if max_messages < 1:
             raise ValueError("max_messages must be at least 1")
+        if self._prefetched:
+            # Locked with the session, in the same transaction (Service Bus prefetches too).
+            taken, self._prefetched = (self._prefetched[:max_messages],
+                                       self._prefetched[max_messages:])
+            return taken
         broker = self._broker
 
         def attempt() -> list[ReceivedMessage] | None:
@@ -788,30 +873,41 @@ class _SessionReceiver(SessionReceiver):
                 settings = broker._settings(connection, self._topic, self._subscription)
                 broker._sweep(connection, settings, now)
                 self._check_lock(connection, now)
-                locked_until = now + _duration_us(settings.lock_duration)
-                connection.execute(
-                    "UPDATE session_locks SET locked_until_us = ? WHERE topic = ?"
-                    " AND subscription = ? AND session_id = ?",
-                    (locked_until, self._topic, self._subscription, self.session_id),
-                )
-                connection.execute(
-                    "UPDATE messages SET locked_until_us = ? WHERE topic = ? AND subscription = ?"
-                    " AND session_id = ? AND state = 'active' AND lock_token IS NOT NULL",
-                    (locked_until, self._topic, self._subscription, self.session_id),
-                )
-                ids = [
-                    int(row[0])
-                    for row in connection.execute(
-                        "SELECT id FROM messages WHERE topic = ? AND subscription = ?"
-                        " AND state = 'active' AND session_id = ? AND enqueued_us <= ?"
-                        " AND lock_token IS NULL ORDER BY sequence_number, id LIMIT ?",
-                        (self._topic, self._subscription, self.session_id, now, max_messages),
-                    )
-                ]
-                received = broker._lock_messages(connection, ids, locked_until, deliver=True)
+                received = self._lock_next(connection, settings, now, max_messages)
             return received or None
 
         return broker._await(attempt, max_wait) or []
+
+    def _lock_next(
+        self,
+        connection: sqlite3.Connection,
+        settings: SubscriptionSettings,
+        now: int,
+        max_messages: int,
+    ) -> list[ReceivedMessage]:
+        """Renew the session's locks and lock its next messages, in the caller's transaction."""
+        broker = self._broker
+        locked_until = now + _duration_us(settings.lock_duration)
+        connection.execute(
+            "UPDATE session_locks SET locked_until_us = ? WHERE topic = ?"
+            " AND subscription = ? AND session_id = ?",
+            (locked_until, self._topic, self._subscription, self.session_id),
+        )
+        connection.execute(
+            "UPDATE messages SET locked_until_us = ? WHERE topic = ? AND subscription = ?"
+            " AND session_id = ? AND state = 'active' AND lock_token IS NOT NULL",
+            (locked_until, self._topic, self._subscription, self.session_id),
+        )
+        ids = [
+            int(row[0])
+            for row in connection.execute(
+                "SELECT id FROM messages WHERE topic = ? AND subscription = ?"
+                " AND state = 'active' AND session_id = ? AND enqueued_us <= ?"
+                " AND lock_token IS NULL ORDER BY sequence_number, id LIMIT ?",
+                (self._topic, self._subscription, self.session_id, now, max_messages),
+            )
+        ]
+        return broker._lock_messages(connection, ids, locked_until, deliver=True)
 
     def _settle(
         self, message: ReceivedMessage, act: Callable[[sqlite3.Connection, int, int], None]
@@ -836,6 +932,26 @@ class _SessionReceiver(SessionReceiver):
             connection.execute("DELETE FROM messages WHERE id = ?", (row_id,))
 
         self._settle(message, remove)
+
+    def complete_all(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Complete a batch in one transaction (one write instead of one per message)."""
+        broker = self._broker
+        now = broker._now_us()
+        lost: list[str] = []
+        with broker._write(durable=False) as connection:
+            self._check_lock(connection, now)
+            for message in messages:
+                deleted = connection.execute(
+                    "DELETE FROM messages WHERE lock_token = ? AND locked_until_us > ?"
+                    " AND state = 'active' AND topic = ? AND subscription = ?"
+                    " AND session_id = ?",
+                    (message.lock_token, now, self._topic, self._subscription,
+                     self.session_id),
+                ).rowcount
+                if not deleted:
+                    lost.append(message.message_id)
+        if lost:
+            raise LockLost(f"the locks on {', '.join(map(repr, lost))} expired or were released")
 
     def abandon(self, message: ReceivedMessage) -> None:
         broker = self._broker

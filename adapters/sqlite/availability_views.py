@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from adapters.sortable_time import from_text, to_text
@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS reservation_expiries (
     PRIMARY KEY (sku, location, order_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS reservation_expiries_by_time ON reservation_expiries (expires_at);
+CREATE TABLE IF NOT EXISTS projection_lag (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    lag_seconds REAL NOT NULL
+);
 """
 
 
@@ -86,6 +90,10 @@ class SQLiteAvailabilityViews(AvailabilityViews):
                     )
             if change.closed_reservation is not None:
                 self._delete_expiry(db, change.sku, change.location, change.closed_reservation)
+            # The lag of this event, kept with it, so another process (the host's status
+            # page) can read what the projection's worker last saw.
+            lag = max((datetime.now(UTC) - change.occurred_at).total_seconds(), 0.0)
+            db.execute("INSERT OR REPLACE INTO projection_lag VALUES (1, ?)", (lag,))
             return True
 
     @staticmethod
@@ -145,6 +153,10 @@ class SQLiteAvailabilityViews(AvailabilityViews):
                 "INSERT INTO reservation_expiries VALUES (?, ?, ?, ?)",
                 [(row.sku, row.location, o, to_text(t)) for o, t in expiries.items()],
             )
+
+    def last_lag_seconds(self) -> float | None:
+        row = self._connection().execute("SELECT lag_seconds FROM projection_lag").fetchone()
+        return None if row is None else float(row[0])
 
     def events_applied(self) -> int:
         row = self._connection().execute("SELECT COALESCE(SUM(version), 0) FROM availability")

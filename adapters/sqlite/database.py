@@ -6,6 +6,7 @@ have their own pools, from ``eventsourcing`` and ``adapters.embedded_broker``).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,17 @@ from pathlib import Path
 from typing import Literal
 
 from application.ports import StoreUnavailable
+
+_write_locks: dict[str, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock(path: str) -> threading.Lock:
+    """One lock per file in this process: threads queue on it, not on SQLite's busy
+    handler, which sleeps in growing steps (up to 100 ms) while the file is locked."""
+    key = os.path.realpath(path)
+    with _write_locks_guard:
+        return _write_locks.setdefault(key, threading.Lock())
 
 
 class SQLiteDatabase:
@@ -26,6 +38,7 @@ class SQLiteDatabase:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
+        self._writing = _write_lock(self.path)
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.connection()
@@ -49,16 +62,17 @@ class SQLiteDatabase:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``); rolled back if the block raises."""
         db = self.connection()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise StoreUnavailable(str(error)) from error
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._writing:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise StoreUnavailable(str(error)) from error
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

@@ -145,6 +145,17 @@ class BrokerContract:
             if not batch or missing <= 0:
                 return received
 
+    def _receive_unsettled(self, receiver: SessionReceiver, expected: int
+                           ) -> list[ReceivedMessage]:
+        """Receive ``expected`` messages (or what comes) and leave them locked."""
+        received: list[ReceivedMessage] = []
+        while len(received) < expected:
+            batch = receiver.receive(expected - len(received), self.arrival_wait)
+            if not batch:
+                break
+            received.extend(batch)
+        return received
+
     def _receive_one(self, receiver: SessionReceiver) -> ReceivedMessage:
         batch = receiver.receive(max_messages=1, max_wait=self.arrival_wait)
         assert len(batch) == 1, "expected one message"
@@ -311,6 +322,30 @@ class BrokerContract:
             again.complete(redelivered)
         assert redelivered.message_id == message.message_id
         assert redelivered.delivery_count == 2
+
+    def test_completing_a_batch_removes_all_of_it(self, broker: MessageBroker) -> None:
+        session = _session()
+        broker.publish(TOPIC, [_message(session, n) for n in (1, 2, 3)])
+        with broker.accept_session(TOPIC, "alpha", session) as receiver:
+            batch = self._receive_unsettled(receiver, 3)
+            receiver.complete_all(batch)
+        with broker.accept_session(TOPIC, "alpha", session) as receiver:
+            assert receiver.receive(10, self.settle_wait) == []
+
+    def test_completing_a_batch_after_the_lock_was_lost_raises_and_redelivers(
+        self, broker: MessageBroker
+    ) -> None:
+        session = _session()
+        broker.publish(TOPIC, [_message(session, n) for n in (1, 2)])
+        receiver = broker.accept_session(TOPIC, "alpha", session)
+        batch = self._receive_unsettled(receiver, 2)
+        receiver.close()
+        with pytest.raises(LockLost):
+            receiver.complete_all(batch)
+        with broker.accept_session(TOPIC, "alpha", session) as again:
+            redelivered = self._receive_unsettled(again, 2)
+            again.complete_all(redelivered)
+        assert _numbers(redelivered) == [1, 2]
 
     # ------------------------------------------------------ redelivery and DLQ
 

@@ -1,0 +1,111 @@
+"""``python -m local.worker``: the embedded pipeline as its own process.
+
+The relay, the availability consumers and the expiry sweep, without HTTP. The embedded
+host (``python -m local``) starts one and supervises it, as Azure runs the pipeline's
+functions apart from the HTTP ones: commands and the pipeline then each have a Python
+interpreter (and its lock) to themselves. Settings as for the host; ``--data`` overrides
+``STOCKSTREAM_DATA``. Stops cleanly on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from application.settings import SettingsError, load
+from functions.container import build_container
+from local.pipeline import start_pipeline
+
+log = logging.getLogger(__name__)
+
+READY = "pipeline ready"
+
+RELAY_POLL_SECONDS = 0.005
+"""Commands are committed by another process, so the relay finds them by polling; a
+poll is one indexed read of the last position, cheap enough to do every 5 ms."""
+
+
+class WorkerProcess:
+    """Runs ``python -m local.worker`` for a host, restarts it if it dies, stops it cleanly.
+
+    The worker's output goes to the host's stderr, so one terminal shows both.
+    """
+
+    RESTART_DELAY_SECONDS = 1.0
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._stopping = threading.Event()
+        self._process = self._spawn()
+        self._monitor = threading.Thread(target=self._supervise, name="worker-monitor",
+                                         daemon=True)
+        self._monitor.start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "STOCKSTREAM_DATA": str(self.data_dir)}
+        return subprocess.Popen([sys.executable, "-m", "local.worker"], env=env,
+                                cwd=Path(__file__).resolve().parents[1])
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            code = self._process.wait()
+            if self._stopping.is_set():
+                return
+            log.error("the pipeline worker exited (%s); restarting it", code)
+            if self._stopping.wait(self.RESTART_DELAY_SECONDS):
+                return
+            self._process = self._spawn()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the worker and wait for its clean shutdown (SIGKILL after ``timeout``)."""
+        self._stopping.set()
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._monitor.join(timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.worker",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="data directory (default: STOCKSTREAM_DATA or ./data)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
+    try:
+        settings = load()
+    except SettingsError as error:
+        print(f"python -m local.worker: {error}", file=sys.stderr)
+        return 2
+    if args.data:
+        settings = dataclasses.replace(settings, data_dir=Path(args.data))
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    container = build_container(settings)
+    pipeline = start_pipeline(container, relay_interval=RELAY_POLL_SECONDS)
+    print(READY, flush=True)
+    stopping.wait()
+    pipeline.stop()
+    container.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
