@@ -54,6 +54,20 @@ class StockstreamApplication(Application):  # type: ignore[type-arg]
     is_snapshotting_enabled = True
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {StockItem: SNAPSHOT_INTERVAL}
 
+    def save_one(self, item: StockItem) -> None:
+        """``Application.save`` for one known aggregate: record, then snapshot.
+
+        The library's ``save`` recognises what it was given with ``isinstance`` checks
+        against runtime protocols, a tenth of a command's time in a profile; here the
+        caller is known. No library subscriber is registered, so there is nothing to
+        notify.
+        """
+        processing_event: ProcessingEvent[Any] = ProcessingEvent()
+        processing_event.events.extend(item.collect_events())
+        processing_event.aggregates[item.id] = item
+        self._record(processing_event)
+        self._take_snapshots(processing_event)
+
     def _record(self, processing_event: ProcessingEvent[Any]) -> Any:
         # One stream per save: only one partition is atomic on Cosmos DB, so SQLite refuses
         # too and the two back ends keep one contract.
@@ -116,7 +130,7 @@ class EventSourcedStockItems(StockItemStore):
     def save(self, item: StockItem) -> list[StockItem.Event]:
         pending = cast(list[StockItem.Event], list(item.pending_events))
         try:
-            self.app.save(item)
+            self.app.save_one(item)
         except IntegrityError as error:
             self._forget(item.id)
             raise ConcurrencyConflict(f"stream {item.stream} moved on") from error

@@ -33,6 +33,17 @@ class Availability:
     available: int
     locations: list[LocationAvailability] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, sku: str, locations: list[LocationAvailability]) -> Availability:
+        """The SKU's totals over its location rows."""
+        return cls(
+            sku=sku,
+            on_hand=sum(r.on_hand for r in locations),
+            reserved=sum(r.reserved for r in locations),
+            available=sum(r.available for r in locations),
+            locations=locations,
+        )
+
 
 @dataclass(frozen=True)
 class OutboxStatus:

@@ -47,19 +47,36 @@ def _chart(rows: list[Row], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ratios = [(r.scenario, r.ratio) for r in rows if r.ratio is not None]
-    if not ratios:
+    charted = [r for r in rows if r.ratio is not None]
+    if not charted:
         return
-    fig, ax = plt.subplots(figsize=(10, 0.5 * len(ratios) + 1.5))
-    names = [name[:60] for name, _ in ratios]
-    ax.barh(names, [ratio for _, ratio in ratios], color="#3b7dd8")
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(charted) + 1.5))
+    names = [r.scenario[:60] for r in charted]
+    goals = [_goal(r.goal) for r in charted]
+    colours = ["#3b7dd8" if g is None else ("#2e9e5b" if r.ratio >= g else "#d9822b")  # type: ignore[operator]
+               for r, g in zip(charted, goals, strict=True)]
+    ax.barh(names, [r.ratio for r in charted], color=colours)
+    for y, goal in enumerate(goals):
+        if goal is not None:
+            ax.plot([goal, goal], [y - 0.4, y + 0.4], color="black", linewidth=2)
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("ratio to the baseline measured in the same run")
+    ax.set_xlabel("ratio to the baseline measured in the same run "
+                  "(black tick: the goal; green: met, orange: missed)")
     ax.set_title("Stockstream benchmarks")
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _goal(goal: str) -> float | None:
+    """The ratio a ``>= x`` goal asks for (other goals are not ratios)."""
+    if goal.startswith(">="):
+        try:
+            return float(goal[2:])
+        except ValueError:
+            return None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,13 +170,7 @@ class CosmosAvailabilityViews(AvailabilityViews):
                                  r.updated_at)
             for r in self.rows(sku)
         ]
-        return Availability(
-            sku=sku,
-            on_hand=sum(r.on_hand for r in locations),
-            reserved=sum(r.reserved for r in locations),
-            available=sum(r.available for r in locations),
-            locations=locations,
-        )
+        return Availability.of(sku, locations)
 
     def overdue_reservations(self, now: datetime, limit: int) -> list[tuple[str, str]]:
         """Cross-partition: documents whose earliest expiry is due, earliest first.

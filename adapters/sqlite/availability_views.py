@@ -112,13 +112,7 @@ class SQLiteAvailabilityViews(AvailabilityViews):
         locations = [
             LocationAvailability(r[0], r[1], r[2], r[3], r[4], from_text(r[5])) for r in rows
         ]
-        return Availability(
-            sku=sku,
-            on_hand=sum(r.on_hand for r in locations),
-            reserved=sum(r.reserved for r in locations),
-            available=sum(r.available for r in locations),
-            locations=locations,
-        )
+        return Availability.of(sku, locations)
 
     def overdue_reservations(self, now: datetime, limit: int) -> list[tuple[str, str]]:
         rows = self._connection().execute(
