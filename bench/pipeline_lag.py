@@ -149,18 +149,26 @@ def _percentile(values: list[float], q: float) -> float:
 
 def run(quick: bool = False) -> list[Row]:
     count = 1000 if quick else 4000
+    seconds = 2.0 if quick else 6.0
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         commands, relay, projection = throughput(Path(tmp) / "throughput", count)
-        lags = end_to_end_lag(Path(tmp) / "lag", commands / 2, 2.0 if quick else 6.0)
-    p50, p99 = _percentile(lags, 50) * 1000, _percentile(lags, 99) * 1000
-    return [
-        Row("relay throughput vs command throughput", "events/s", relay, commands, ">= 3"),
-        Row("projection throughput vs command throughput", "events/s", projection, commands),
-        Row(f"end-to-end lag p50 at {commands / 2:.0f} commands/s", "ms", p50, None, "",
-            f"{len(lags)} commands"),
-        Row(f"end-to-end lag p99 at {commands / 2:.0f} commands/s", "ms", p99, None, "< 100",
-            f"{len(lags)} commands"),
-    ]
+        rows += [
+            Row("relay throughput vs command throughput", "events/s", relay, commands, ">= 3"),
+            Row("projection throughput vs command throughput", "events/s", projection,
+                commands),
+        ]
+        # Half the maximum is the goal's load; a quarter shows the curve below it.
+        for share, goal in ((0.5, "< 100"), (0.25, "")):
+            rate = commands * share
+            lags = end_to_end_lag(Path(tmp) / f"lag-{share}", rate, seconds)
+            p50, p99 = _percentile(lags, 50) * 1000, _percentile(lags, 99) * 1000
+            note = f"{len(lags)} commands, {share:.0%} of the maximum command rate"
+            rows += [
+                Row(f"end-to-end lag p50 at {rate:.0f} commands/s", "ms", p50, None, "", note),
+                Row(f"end-to-end lag p99 at {rate:.0f} commands/s", "ms", p99, None, goal, note),
+            ]
+    return rows
 
 
 if __name__ == "__main__":

@@ -149,16 +149,18 @@ class AvailabilityProjection:
         """Apply one CloudEvent document (already validated against the registry)."""
         change = AvailabilityChange.from_cloudevent(document)
         for _ in range(8):
+            # The next version is the common case, so try it first: apply() itself
+            # checks the version atomically, and only a refusal needs a second look.
+            if self.views.apply(change):
+                lag = (datetime.now(UTC) - change.occurred_at).total_seconds()
+                self.last_lag_seconds = max(lag, 0.0)
+                return "applied"
             current = self.views.version_of(change.sku, change.location)
             if change.version <= current:
                 return "duplicate"
             if change.version > current + 1:
                 self._catch_up(change, current)
                 return "caught-up"
-            if self.views.apply(change):
-                lag = (datetime.now(UTC) - change.occurred_at).total_seconds()
-                self.last_lag_seconds = max(lag, 0.0)
-                return "applied"
         # Another writer kept moving the row; it is at or past this event by now.
         return "duplicate"
 
