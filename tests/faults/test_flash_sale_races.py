@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,7 +107,7 @@ def fold(events: list[StockItem.Event]) -> tuple[int, int, dict[str, int]]:
 
 @pytest.mark.parametrize("run", range(RUNS))
 def test_64_clients_racing_for_100_units_never_oversell(sale_host: RunningHost,
-                                                        run: int) -> None:
+                                                        run: int, reliability: Any) -> None:
     sku, location = f"SALE-{run}", "STORE-RACE"
     base = f"/api/stock/{sku}/{location}"
     with sale_host.client() as c:
@@ -138,6 +139,10 @@ def test_64_clients_racing_for_100_units_never_oversell(sale_host: RunningHost,
         observer.join(30)
 
     statuses = [s for till in tills for s in till.statuses]
+    worst = max((r + STOCK - h for h, r in observations), default=0)
+    reliability.record("64 clients race for 100 units", runs=1, requests=len(statuses),
+                       server_errors=sum(status >= 500 for _, status, _ in statuses),
+                       units_oversold=max(worst - STOCK, 0))
     assert all(status < 500 for _, status, _ in statuses), sorted(set(statuses))
     assert set(observer_statuses) == {200}
     allowed = {("reserve", 201, ""), ("reserve", 409, "insufficient-stock"),

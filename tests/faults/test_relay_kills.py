@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,10 +129,15 @@ def event_ids(store: SQLiteStockItems) -> set[str]:
             for r in store.read_after(0, 1_000_000)}
 
 
-def test_killing_the_relay_at_random_loses_nothing_and_counts_nothing_twice(data: Path) -> None:
+def test_killing_the_relay_at_random_loses_nothing_and_counts_nothing_twice(
+    data: Path, reliability: Any
+) -> None:
     store = run_with_kills(data)
     published = audited_message_ids(data)
     expected = event_ids(store)
+    reliability.record("relay killed at random (SIGKILL)", kills=KILLS, events=len(expected),
+                       lost=len(expected - set(published)),
+                       duplicates_delivered=len(published) - len(set(published)))
     assert len(expected) > KILLS * 5, "the load was too light to mean anything"
     assert set(published) == expected, f"lost: {sorted(expected - set(published))[:5]}"
     assert len(published) == len(expected), "a duplicate reached a subscription"
@@ -154,8 +160,12 @@ def test_killing_the_relay_at_random_loses_nothing_and_counts_nothing_twice(data
     store.close()
 
 
-def test_the_suite_catches_a_relay_that_checkpoints_before_publishing(data: Path) -> None:
+def test_the_suite_catches_a_relay_that_checkpoints_before_publishing(
+    data: Path, reliability: Any
+) -> None:
     store = run_with_kills(data, "--unsafe-checkpoint-first")
     lost = event_ids(store) - set(audited_message_ids(data))
     store.close()
+    reliability.record("a checkpoint-first relay (deliberate bug)", kills=KILLS,
+                       lost_events_caught=len(lost))
     assert lost, "a checkpoint-first relay killed mid-batch must lose events"

@@ -12,6 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -34,7 +35,7 @@ def fuzzed_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHos
     assert running.stop() == 0, running.log()
 
 
-def test_schemathesis_finds_no_server_error(fuzzed_host: RunningHost) -> None:
+def test_schemathesis_finds_no_server_error(fuzzed_host: RunningHost, reliability: Any) -> None:
     schema = schemathesis.openapi.from_path(str(DOCUMENT))
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 12
@@ -72,6 +73,9 @@ def test_schemathesis_finds_no_server_error(fuzzed_host: RunningHost) -> None:
             break
     session.close()
     print("schemathesis statuses:", sorted(statuses.items()))
+    reliability.record("schemathesis from openapi.json", requests=statuses.total(),
+                       server_errors=sum(n for code, n in statuses.items() if code >= 500),
+                       failures=len(failures))
 
     assert not failures, f"{len(failures)} failures, e.g.:\n" + "\n".join(failures[:3])
     assert statuses.total() >= TARGET, statuses

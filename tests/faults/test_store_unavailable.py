@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -85,7 +86,7 @@ def assert_store_unavailable(answer: httpx.Response) -> None:
 
 
 def test_a_store_locked_by_another_process_answers_503_writes_nothing_and_recovers(
-    served: InProcessHost,
+    served: InProcessHost, reliability: Any
 ) -> None:
     base = "/api/stock/SKU-1/STORE-1"
     with served.client() as c:
@@ -118,6 +119,8 @@ def test_a_store_locked_by_another_process_answers_503_writes_nothing_and_recove
         assert c.post("/api/stock/SKU-NEW/STORE-1/receipts",
                       json={"quantity": 5}).json()["version"] == 2
         assert served.store.max_position() == before + 3
+    reliability.record("event store locked by another process", answers_503=2,
+                       partial_writes=0, recovered=1)
 
 
 # ------------------------------------------------------------------ disk full
@@ -154,7 +157,9 @@ def fill(disk: Path) -> Path:
     return filler
 
 
-def test_a_full_disk_answers_503_writes_nothing_partial_and_recovers(small_disk: Path) -> None:
+def test_a_full_disk_answers_503_writes_nothing_partial_and_recovers(
+    small_disk: Path, reliability: Any
+) -> None:
     for served in serve(small_disk / "data"):
         with served.client() as c:
             for n in range(4):
@@ -198,3 +203,5 @@ def test_a_full_disk_answers_503_writes_nothing_partial_and_recovers(small_disk:
                 assert orders == expected  # each acknowledged once, the refused one once
         finally:
             reopened.close()
+        reliability.record("event store's disk full",
+                           answers_503=len(failed) + 1, partial_writes=0, recovered=1)
