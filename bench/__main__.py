@@ -47,15 +47,15 @@ def _chart(rows: list[Row], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    charted = [r for r in rows if r.ratio is not None]
+    charted = [(r, ratio) for r in rows if (ratio := r.ratio) is not None]
     if not charted:
         return
     fig, ax = plt.subplots(figsize=(10, 0.5 * len(charted) + 1.5))
-    names = [r.scenario[:60] for r in charted]
-    goals = [_goal(r.goal) for r in charted]
-    colours = ["#3b7dd8" if g is None else ("#2e9e5b" if r.ratio >= g else "#d9822b")  # type: ignore[operator]
-               for r, g in zip(charted, goals, strict=True)]
-    ax.barh(names, [r.ratio for r in charted], color=colours)
+    names = [r.scenario[:60] for r, _ in charted]
+    goals = [_goal(r.goal) for r, _ in charted]
+    colours = ["#3b7dd8" if g is None else ("#2e9e5b" if ratio >= g else "#d9822b")
+               for (_, ratio), g in zip(charted, goals, strict=True)]
+    ax.barh(names, [ratio for _, ratio in charted], color=colours)
     for y, goal in enumerate(goals):
         if goal is not None:
             ax.plot([goal, goal], [y - 0.4, y + 0.4], color="black", linewidth=2)

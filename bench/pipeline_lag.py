@@ -140,11 +140,13 @@ def end_to_end_lag(directory: Path, rate: float, seconds: float) -> list[float]:
     return [seen[key] - at for key, at in committed.items() if key in seen]
 
 
-def _percentile(values: list[float], q: float) -> float:
+def _percentile(values: list[float], q: int) -> float:
+    """The q-th percentile (1–99) of ``values``; NaN when there are none."""
     if not values:
         return float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 \
-        else values[0]
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def run(quick: bool = False) -> list[Row]:
