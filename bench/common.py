@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -35,3 +38,35 @@ def rate(operation: Callable[[int], None], count: int) -> float:
     for i in range(count):
         operation(i)
     return count / (time.perf_counter() - started)
+
+
+class ServerProcess:
+    """A benchmark's HTTP server as a subprocess (``python -m MODULE --serve ARGS``): it
+    prints its URL on its first line; ``stop`` sends SIGTERM and returns what it printed
+    after that (a server may report figures of its own)."""
+
+    def __init__(self, module: str, data_dir: Path, *args: str) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.log = (data_dir / "server.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, "--serve", *args, str(data_dir)],
+            stdout=subprocess.PIPE, stderr=self.log, cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().decode().strip()
+        if not self.url.startswith("http://"):
+            self.stop()
+            raise RuntimeError(f"the server did not start; see {data_dir}/server.log")
+
+    def stop(self) -> str:
+        self.process.terminate()
+        out, _ = self.process.communicate(timeout=60)
+        self.log.close()
+        return out.decode()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.stop()

@@ -18,7 +18,6 @@ import dataclasses
 import logging
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import Row
+from bench.common import Row, ServerProcess
 from bench.http_reservations import _client
 
 CLIENTS = 32
@@ -66,26 +65,14 @@ def serve(data_dir: Path) -> None:
     container.close()
 
 
-class Server:
-    def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.log = (data_dir / "server.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.hot_sku", "--serve", str(data_dir)],
-            stdout=subprocess.PIPE, stderr=self.log, cwd=Path(__file__).resolve().parent.parent,
-        )
-        assert self.process.stdout is not None
-        self.url = self.process.stdout.readline().decode().strip()
-        if not self.url.startswith("http://"):
-            self.stop()
-            raise RuntimeError(f"the server did not start; see {data_dir}/server.log")
+class Server(ServerProcess):
+    """The hot-SKU server subprocess; ``stop`` returns the conflicts it counted."""
 
-    def stop(self) -> int:
-        """Stop the server; returns the conflicts it counted."""
-        self.process.terminate()
-        out, _ = self.process.communicate(timeout=60)
-        self.log.close()
-        for line in out.decode().splitlines():
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__("bench.hot_sku", data_dir)
+
+    def conflicts(self) -> int:
+        for line in self.stop().splitlines():
             if line.startswith("conflicts "):
                 return int(line.split()[1])
         return -1
@@ -155,7 +142,7 @@ def run(quick: bool = False) -> list[Row]:
             _receive(server.url, uniform_skus)
             uniform = drive(server.url, uniform_skus, count, "u")
         finally:
-            uniform_conflicts = server.stop()
+            uniform_conflicts = server.conflicts()
         server = Server(Path(tmp) / "hot")
         try:
             _receive(server.url, ["HOT"])
@@ -163,7 +150,7 @@ def run(quick: bool = False) -> list[Row]:
             with _client(server.url) as c:
                 position = c.get("/api/stock/HOT/STORE-1").json()
         finally:
-            hot_conflicts = server.stop()
+            hot_conflicts = server.conflicts()
     oversold = max(0, position["reserved"] - position["on_hand"])
     consistent = position["reserved"] == hot.granted == len(position["reservations"])
     note = (f"{hot.granted} granted, {hot.refused} answered 503; {hot_conflicts} conflict retries "

@@ -23,7 +23,6 @@ import json
 import logging
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,7 +33,7 @@ from pathlib import Path
 import azure.functions as func
 import httpx
 
-from bench.common import Row
+from bench.common import Row, ServerProcess
 
 CLIENTS = 16
 STOCK_ITEMS = 256
@@ -100,32 +99,9 @@ def serve(kind: str, data_dir: Path) -> None:
     host.run()
 
 
-class Server:
-    """A server subprocess of this module, stopped (SIGTERM) on exit."""
-
-    def __init__(self, kind: str, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.log = (data_dir / "server.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.http_reservations", "--serve", kind, str(data_dir)],
-            stdout=subprocess.PIPE, stderr=self.log, cwd=Path(__file__).resolve().parent.parent,
-        )
-        assert self.process.stdout is not None
-        self.url = self.process.stdout.readline().decode().strip()
-        if not self.url.startswith("http://"):
-            self.stop()
-            raise RuntimeError(f"the {kind} server did not start; see {data_dir}/server.log")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-        self.log.close()
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def Server(kind: str, data_dir: Path) -> ServerProcess:
+    """A server subprocess of this module (``kind``: the real app or the CRUD baseline)."""
+    return ServerProcess("bench.http_reservations", data_dir, kind)
 
 
 # ------------------------------------------------------------------- clients
