@@ -51,8 +51,12 @@ class WorkerProcess:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "STOCKSTREAM_DATA": str(self.data_dir)}
-        return subprocess.Popen([sys.executable, "-m", "local.worker"], env=env,
-                                cwd=Path(__file__).resolve().parents[1])
+        # Its own session: Ctrl-C in the terminal reaches the host only, which then stops
+        # the worker in order (rather than both racing, and the supervisor restarting it).
+        return subprocess.Popen([sys.executable, "-m", "local.worker",
+                                 "--parent", str(os.getpid())], env=env,
+                                cwd=Path(__file__).resolve().parents[1],
+                                start_new_session=True)
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():
@@ -81,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.worker",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="data directory (default: STOCKSTREAM_DATA or ./data)")
+    parser.add_argument("--parent", type=int,
+                        help="stop when this process (the supervising host) is gone")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
@@ -101,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     container = build_container(settings)
     pipeline = start_pipeline(container, relay_interval=RELAY_POLL_SECONDS)
     print(READY, flush=True)
-    stopping.wait()
+    # A worker whose host was killed outright is re-parented: it stops too, rather than
+    # running on beside the next host's worker.
+    while not stopping.wait(1.0):
+        if args.parent is not None and os.getppid() != args.parent:
+            log.warning("the host went away; the pipeline worker stops")
+            break
     pipeline.stop()
     container.close()
     return 0

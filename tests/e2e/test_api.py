@@ -269,3 +269,41 @@ def test_the_host_shuts_down_cleanly_on_a_signal(tmp_path: Path, sig: int):
     assert running.stop(sig) == 0
     assert "Stockstream stopped" in running.log()
     assert "Traceback" not in running.log()
+
+
+def _children(pid: int, command: str) -> list[int]:
+    """Processes whose parent is ``pid`` and whose command line contains ``command``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and command in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_the_pipeline_worker_stops_with_its_host_even_when_the_host_is_killed(tmp_path: Path):
+    running = start_host(tmp_path)
+    deadline = time.monotonic() + 20
+    while not (workers := _children(running.process.pid, "local.worker")):
+        assert time.monotonic() < deadline, "the host started no pipeline worker"
+        time.sleep(0.05)
+    running.process.kill()
+    running.process.wait(10)
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "the worker outlived its host"
+        time.sleep(0.1)
