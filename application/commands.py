@@ -10,6 +10,7 @@ decision, so a command never counts stock that an expired reservation still hold
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -22,6 +23,8 @@ from application.ports import Clock, ConcurrencyConflict, StockItemStore
 from domain.errors import DomainError, InvalidRequest
 from domain.identifiers import stream_name
 from domain.stock_item import Position, StockItem, on_hand_at
+
+log = logging.getLogger(__name__)
 
 COUNT_CLOCK_SKEW_SECONDS = 300
 """How far in the future a count's ``counted_at`` may be before it is refused."""
@@ -221,6 +224,9 @@ class StockCommands:
                         raise
                 else:
                     for observer in self.after_commit:
-                        observer(events)
+                        try:
+                            observer(events)
+                        except Exception:  # the command is recorded: report, never fail it
+                            log.exception("an after-commit observer failed")
                     return CommandResult(sku, location, item, events)
             time.sleep(self.retry.delay(attempt))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from application.ports import StockItemStore
+from dataclasses import replace
+
+from application.ports import Clock, StockItemStore
 from domain.identifiers import require_quantity, stream_name
 from domain.stock_item import Position, StockItem
 
@@ -12,14 +14,24 @@ MAX_EVENTS_PER_PAGE = 1000
 class StockQueries:
     """Positions and event history of one SKU-location, read from its stream."""
 
-    def __init__(self, store: StockItemStore) -> None:
+    def __init__(self, store: StockItemStore, clock: Clock | None = None) -> None:
         self.store = store
+        self.clock = clock
 
     def position(self, sku: str, location: str) -> Position:
-        """The current position; an unknown SKU-location is all zeros at version 0."""
+        """The current position; an unknown SKU-location is all zeros at version 0.
+
+        Reservations already overdue are left out, as the next command would release
+        them (on a copy: a read records nothing; the version stays the stream's).
+        """
         stream_name(sku, location)
         item = self.store.get(sku, location)
-        return item.position() if item is not None else Position.empty(sku, location)
+        if item is None:
+            return Position.empty(sku, location)
+        if self.clock is not None and item.expire_overdue(self.clock.now()):
+            version = item.version - len(item.collect_events())
+            return replace(item.position(), version=version)
+        return item.position()
 
     def events(
         self, sku: str, location: str, after: int = 0, limit: int = MAX_EVENTS_PER_PAGE

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from eventsourcing.domain import Aggregate
@@ -119,6 +119,13 @@ class StockItem(Aggregate):
     """Stock of one SKU at one location, as an event stream ``{sku}|{location}``."""
 
     TOPIC = "stockstream:StockItem"
+    class_version = 2
+    """The snapshot state's version: v2 added the running ``reserved`` figure."""
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A v1 snapshot has no ``reserved``: it is the sum of the open reservations."""
+        state["reserved"] = sum(int(r["quantity"]) for r in state["reservations"].values())
 
     class Event(Aggregate.Event):
         """Every event names its SKU-location and the position after it."""
@@ -564,7 +571,7 @@ class StockItem(Aggregate):
 
     @staticmethod
     def count_fingerprint(counted: int, counted_at: datetime) -> str:
-        return f"count:{counted}:{counted_at.isoformat()}"
+        return f"count:{counted}:{counted_at.astimezone(UTC).isoformat()}"
 
     @staticmethod
     def _check_bounds(kind: str, value: int) -> None:

@@ -44,13 +44,14 @@ class WorkerProcess:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self._stopping = threading.Event()
+        self._spawning = threading.Lock()
         self._process = self._spawn()
         self._monitor = threading.Thread(target=self._supervise, name="worker-monitor",
                                          daemon=True)
         self._monitor.start()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "STOCKSTREAM_DATA": str(self.data_dir)}
+        env = {**os.environ, "STOCKSTREAM_DATA": str(self.data_dir.resolve())}
         # Its own session: Ctrl-C in the terminal reaches the host only, which then stops
         # the worker in order (rather than both racing, and the supervisor restarting it).
         return subprocess.Popen([sys.executable, "-m", "local.worker",
@@ -66,11 +67,15 @@ class WorkerProcess:
             log.error("the pipeline worker exited (%s); restarting it", code)
             if self._stopping.wait(self.RESTART_DELAY_SECONDS):
                 return
-            self._process = self._spawn()
+            with self._spawning:
+                if self._stopping.is_set():
+                    return
+                self._process = self._spawn()
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM the worker and wait for its clean shutdown (SIGKILL after ``timeout``)."""
-        self._stopping.set()
+        with self._spawning:
+            self._stopping.set()
         if self._process.poll() is None:
             self._process.terminate()
             try:

@@ -273,12 +273,12 @@ class EmbeddedBroker(MessageBroker):
             connection.execute("BEGIN IMMEDIATE")
             try:
                 yield connection
+                connection.execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 raise
-            connection.execute("COMMIT")
-        except sqlite3.OperationalError as error:
+        except sqlite3.Error as error:  # locked, disk full, I/O: nothing was written
             raise BrokerUnavailable(f"embedded broker {self.path}: {error}") from error
         finally:
             try:
@@ -581,6 +581,16 @@ class EmbeddedBroker(MessageBroker):
         self, connection: sqlite3.Connection, settings: SubscriptionSettings, session: str, now: int
     ) -> _SessionReceiver:
         token = uuid.uuid4().hex
+        # The session is taken only when nobody holds it, so any message still locked in
+        # it was the last holder's: give it back first (dead-lettering it at the maximum),
+        # or it would be skipped and the session delivered out of order. (The sweep does
+        # this too, but at most every SWEEP_INTERVAL_US.)
+        _release(
+            connection, settings,
+            "topic = ? AND subscription = ? AND session_id = ? AND state = 'active'"
+            " AND lock_token IS NOT NULL",
+            (settings.topic, settings.name, session), now,
+        )
         connection.execute(
             """
             INSERT INTO session_locks (topic, subscription, session_id, token, locked_until_us)

@@ -116,8 +116,8 @@ class SQLiteAvailabilityViews(AvailabilityViews):
 
     def overdue_reservations(self, now: datetime, limit: int) -> list[tuple[str, str]]:
         rows = self._connection().execute(
-            "SELECT DISTINCT sku, location FROM reservation_expiries WHERE expires_at <= ?"
-            " LIMIT ?",
+            "SELECT sku, location FROM reservation_expiries WHERE expires_at <= ?"
+            " GROUP BY sku, location ORDER BY MIN(expires_at) LIMIT ?",
             (to_text(now), limit),
         ).fetchall()
         return [(r[0], r[1]) for r in rows]

@@ -65,14 +65,15 @@ class SQLiteDatabase:
         with self._writing:
             try:
                 db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as error:
-                raise StoreUnavailable(str(error)) from error
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:  # locked, disk full, I/O: nothing was written
+                raise StoreUnavailable(f"{self.path}: {error}") from error
 
     def close(self) -> None:
         with self._lock:

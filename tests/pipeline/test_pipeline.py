@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,22 +245,18 @@ def test_a_message_that_breaks_the_schema_is_dead_lettered_with_the_reason(parts
     assert "quantity" in (dead.dead_letter_description or "")
 
 
-def test_the_running_pipeline_shows_a_command_in_availability_within_a_second(
-    tmp_path: Path,
-) -> None:
+def test_the_running_pipeline_shows_a_command_in_availability(tmp_path: Path) -> None:
     container = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}))
     pipeline = start_pipeline(container)
     try:
         container.commands.receive("SKU-1", "STORE-1", 12)
         container.commands.reserve("SKU-1", "STORE-1", "order-1", 5, "web")
-        seen = threading.Event()
-        for _ in range(100):
-            assert container.availability is not None
-            if container.availability.for_sku("SKU-1").reserved == 5:
-                seen.set()
-                break
+        # How fast is bench/pipeline_lag.py's question; this one asks only that it comes.
+        deadline = time.monotonic() + 30
+        assert container.availability is not None
+        while container.availability.for_sku("SKU-1").reserved != 5:
+            assert time.monotonic() < deadline, "the projection never caught up"
             threading.Event().wait(0.01)
-        assert seen.is_set(), "the projection did not catch up within a second"
         assert container.ops is not None
         status = container.ops.status()
         assert status.outbox.depth == 0

@@ -186,3 +186,16 @@ def test_the_store_reads_back_after_reopening(tmp_path: Path, clock: ManualClock
     assert StockQueries(again).position("SKU-1", "STORE-1").on_hand == 3
     assert [r.position for r in again.read_after(0, 10)] == [1, 2]
     again.close()
+
+
+def test_a_position_read_leaves_out_overdue_reservations_without_recording_anything(
+    commands: StockCommands, store: SQLiteStockItems, clock: ManualClock
+) -> None:
+    commands.receive("SKU-1", "STORE-1", 5)
+    commands.reserve("SKU-1", "STORE-1", "order-1", 2, "web", ttl_seconds=60)
+    queries = StockQueries(store, clock)
+    assert queries.position("SKU-1", "STORE-1").reserved == 2
+    clock.advance(61)
+    position = queries.position("SKU-1", "STORE-1")
+    assert (position.reserved, position.available, position.version) == (0, 5, 3)
+    assert store.max_position() == 3  # a read records nothing

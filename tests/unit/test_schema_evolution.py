@@ -123,3 +123,23 @@ def test_the_projection_reads_both_versions_alike() -> None:
 class _Collector:
     def publish(self, topic: str, messages: object) -> None:
         pass
+
+
+def test_a_snapshot_taken_before_reserved_was_kept_is_upcast() -> None:
+    from tests.unit.test_stock_item_properties import MAPPER
+
+    item = StockItem.create("SKU-1", "STORE-1")
+    item.receive(10)
+    item.reserve("order-1", 3, "web")
+    item.reserve("order-2", 2, "pos")
+    item.collect_events()
+    stored = MAPPER.to_stored_event(StockItem.Snapshot.take(item))
+    old = json.loads(stored.state)
+    del old["state"]["reserved"], old["state"]["class_version"]  # as v1 code wrote it
+    v1 = StoredEvent(stored.originator_id, stored.originator_version, stored.topic,
+                     json.dumps(old).encode())
+
+    rebuilt = MAPPER.to_domain_event(v1).mutate(None)
+
+    assert (rebuilt.reserved, rebuilt.available) == (5, 5)
+    assert rebuilt.position() == item.position()
