@@ -9,7 +9,10 @@ every schedule would cost a read per SKU-location. So a small *movement ledger* 
 units moved per SKU-location per day, plus each SKU-location's last count. It is fed
 from the event store's commit-ordered log (the same outbox the relay reads) after its
 own checkpoint, so catching up is incremental, idempotent (the checkpoint moves in the
-same transaction as the figures) and never misses a late commit.
+same transaction as the figures) and never misses a late commit. Where there is no
+commit-ordered log (Cosmos DB), an event-fed ledger applies each published event on its
+own (:class:`LedgerEntry`), at most once per stream version; both kinds share the read
+side, :class:`MovementLedger`.
 
 Units moved by an event: a receipt's quantity, a fulfilment's quantity, an adjustment's
 ``|delta|``. Reservations move nothing physically; count corrections are drift, not
@@ -26,12 +29,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
 
 from application.ports import OutboxReader
+from contracts.cloudevents import from_cloudevent_type
 from domain.stock_item import StockItem
 
 VelocityClass = Literal["A", "B", "C"]
@@ -92,8 +96,29 @@ class LedgerBatch:
     position: int
 
 
-class MovementHistory(ABC):
-    """The movement ledger: units moved per SKU-location per day, and last counts.
+class MovementLedger(ABC):
+    """The read side of the movement ledger, which is all the schedule needs.
+
+    Two kinds of ledger feed it: :class:`MovementHistory` from a commit-ordered log
+    (SQLite), and an event-fed ledger that applies each event on its own, guarded by the
+    stream version (Cosmos DB, which has no global commit order).
+    """
+
+    @abstractmethod
+    def units_since(self, day: date) -> dict[StockKey, int]:
+        """Units moved per SKU-location on ``day`` and after."""
+
+    @abstractmethod
+    def stock_items(self) -> dict[StockKey, datetime | None]:
+        """Every SKU-location the ledger has seen, with the time of its last count."""
+
+    @abstractmethod
+    def forget_before(self, day: date) -> None:
+        """Drop daily movements older than ``day`` (they no longer count)."""
+
+
+class MovementHistory(MovementLedger):
+    """A movement ledger fed from the event store's commit-ordered log.
 
     ``add`` writes a batch and moves the checkpoint in one transaction, so a batch is
     never counted twice.
@@ -107,26 +132,56 @@ class MovementHistory(ABC):
     def add(self, batch: LedgerBatch) -> None:
         """Add a batch's movements and counts and set the checkpoint to its position."""
 
-    @abstractmethod
-    def units_since(self, day: date) -> dict[StockKey, int]:
-        """Units moved per SKU-location on ``day`` and after."""
 
-    @abstractmethod
-    def stock_items(self) -> dict[StockKey, datetime | None]:
-        """Every SKU-location the log has seen, with the time of its last count."""
-
-    @abstractmethod
-    def forget_before(self, day: date) -> None:
-        """Drop daily movements older than ``day`` (they no longer count)."""
+_UNITS_FIELD: dict[type[StockItem.Event], str] = {
+    StockItem.Received: "quantity",
+    StockItem.Fulfilled: "quantity",
+    StockItem.Adjusted: "delta",
+}
+"""The field whose absolute value is the units an event moved (see the module docstring)."""
 
 
 def units_moved(event: StockItem.Event) -> int:
     """Physical units an event moved (see the module docstring)."""
-    if isinstance(event, StockItem.Received | StockItem.Fulfilled):
-        return int(event.quantity)
-    if isinstance(event, StockItem.Adjusted):
-        return abs(int(event.delta))
-    return 0
+    name = _UNITS_FIELD.get(type(event))
+    return 0 if name is None else abs(int(getattr(event, name)))
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One event's part in an event-fed ledger: its stream version, the (UTC) day and
+    units it moved, and the count time of a ``StockCounted``."""
+
+    sku: str
+    location: str
+    version: int
+    day: date
+    units: int
+    counted_at: datetime | None = None
+
+    @classmethod
+    def of_event(cls, event: StockItem.Event) -> LedgerEntry:
+        counted_at = event.counted_at if isinstance(event, StockItem.Counted) else None
+        return cls(event.sku, event.location, event.originator_version,
+                   event.timestamp.astimezone(UTC).date(), units_moved(event), counted_at)
+
+    @classmethod
+    def of_cloudevent(cls, document: Mapping[str, Any]) -> LedgerEntry:
+        """The entry of a published event (a validated CloudEvent document); an event type
+        this build does not know moves nothing."""
+        data = document["data"]
+        wire = from_cloudevent_type(str(document["type"]))
+        domain_class = None if wire is None else wire.domain_class
+        name = None if domain_class is None else _UNITS_FIELD.get(domain_class)
+        counted_at = (_time(str(data["counted_at"])) if domain_class is StockItem.Counted
+                      else None)
+        return cls(str(data["sku"]), str(data["location"]), int(document["sequence"]),
+                   _time(str(document["time"])).astimezone(UTC).date(),
+                   0 if name is None else abs(int(data[name])), counted_at)
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class MovementTracker:
@@ -197,7 +252,7 @@ def classify(units: dict[StockKey, int], policy: CadencePolicy) -> dict[StockKey
 class CountSchedule:
     """The schedule of due counts, from the movement ledger and the cadence policy."""
 
-    def __init__(self, history: MovementHistory, policy: CadencePolicy,
+    def __init__(self, history: MovementLedger, policy: CadencePolicy,
                  tracker: MovementTracker | None = None) -> None:
         self.history = history
         self.policy = policy

@@ -10,8 +10,9 @@ Two shapes, chosen by settings (``STOCKSTREAM_EVENT_STORE``):
 - **sqlite** — the embedded host: SQLite event store; ``local.pipeline.start_pipeline``
   adds the relay, the embedded broker, views and timers.
 - **cosmos** — Azure: Cosmos DB event store; with ``SERVICEBUS__fullyQualifiedNamespace``
-  also the Service Bus broker, the change-feed relay, the availability consumer, the
-  expiry sweep and replay, which the functions in ``functions/pipeline.py`` call.
+  also the Service Bus broker, the change-feed relay, the availability consumer (which also
+  feeds the movement ledger), the expiry sweep and replay, which the functions in
+  ``functions/pipeline.py`` call.
 """
 
 from __future__ import annotations
@@ -117,19 +118,32 @@ def _azure(settings: Settings, clock: Clock) -> Container:
     # The availability view in Cosmos DB: read by the API, fed by the Service Bus trigger
     # (its gaps filled from the stream), indexing expiries for the sweep.
     from adapters.cosmos.availability_views import CosmosAvailabilityViews
+    from adapters.cosmos.reconciliation import CosmosMovementLedger
     from application.ops import PipelineStatus
     from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
     from application.views import ProjectionStatus
     from projections.availability import AvailabilityProjection
 
+    def history(sku: str, loc: str, after: int, upto: int) -> list[Any]:
+        return store.events(sku, loc, after=after, limit=upto - after)
+
     views = CosmosAvailabilityViews(store.factory.settings)
-    projection = AvailabilityProjection(
-        views,
-        lambda sku, loc, after, upto: store.events(sku, loc, after=after, limit=upto - after),
-    )
+    projection = AvailabilityProjection(views, history)
+    # The movement ledger (count cadence) has no commit-ordered log to read in Cosmos DB,
+    # so the availability subscription feeds it too: each message is applied to the view,
+    # then to the ledger; both are idempotent per stream version, so a redelivery after a
+    # failure between the two changes nothing in the one that already has it.
+    ledger = CosmosMovementLedger(store.factory.settings, history)
+    container.extras["movement_ledger"] = ledger
+
+    def availability_and_movements(document: dict[str, Any]) -> object:
+        outcome = projection.handle(document)
+        ledger.apply(document)
+        return outcome
+
     container.availability = views
     container.consumers[AVAILABILITY_SUBSCRIPTION] = EventConsumer(
-        projection.name, projection.handle
+        projection.name, availability_and_movements
     )
     container.expiry_sweep = ExpirySweep(views.overdue_reservations, commands, clock)
     container.ops = PipelineStatus(

@@ -13,9 +13,10 @@ HTTP routes (problem documents and parsing as in ``functions.http``):
   or ``/dismissal`` (admin key) — counts held for approval.
 
 Timers (6-field NCRONTAB): the count schedule daily at 05:00 UTC, and projection
-reconciliation every hour. Both need the reconciliation store and the view store, which
-exist on the embedded host (SQLite); on a host without them (Azure, until the Cosmos DB
-implementations are written) the routes answer 503 and the timers log and return.
+reconciliation every hour. Both need the reconciliation store and the view store: SQLite
+on the embedded host, Cosmos DB on Azure (``adapters.cosmos.reconciliation``; there the
+movement ledger is fed per event by the availability consumer). On a host with neither,
+the routes answer 503 and the timers log and return.
 
 :func:`reconciliation_services` is the composition of these services for a container;
 the ``stockstream`` CLI uses it too.
@@ -65,7 +66,7 @@ REPAIR_TIMER = "0 15 * * * *"
 
 @dataclass
 class ReconciliationServices:
-    """Reconciliation's services for one container (embedded data directory)."""
+    """Reconciliation's services for one container (embedded data directory or Azure)."""
 
     reconciler: Reconciler
     schedule: CountSchedule
@@ -87,13 +88,16 @@ def reconciliation_services(container: Container) -> ReconciliationServices:
     cached = container.extras.get("reconciliation")
     if isinstance(cached, ReconciliationServices):
         return cached
-    if container.settings.event_store != "sqlite" or not isinstance(container.store,
-                                                                   OutboxReader):
+    settings = container.settings
+    if settings.event_store == "cosmos":
+        services = _cosmos_services(container)
+        container.extras["reconciliation"] = services
+        return services
+    if settings.event_store != "sqlite" or not isinstance(container.store, OutboxReader):
         raise ReconciliationUnavailable(
-            "reconciliation needs the embedded (SQLite) data directory on this host")
+            "reconciliation needs the embedded (SQLite) data directory or Cosmos DB")
     from adapters.sqlite.reconciliation import SQLiteReconciliation
 
-    settings = container.settings
     tables = SQLiteReconciliation(settings.data_dir / "reconciliation.db")
     cadence = CadencePolicy.parse(settings.count_cadence)
     services = ReconciliationServices(
@@ -106,6 +110,37 @@ def reconciliation_services(container: Container) -> ReconciliationServices:
     )
     container.extras["reconciliation"] = services
     return services
+
+
+def _cosmos_services(container: Container) -> ReconciliationServices:
+    """Azure: holds, sessions and the per-event movement ledger in Cosmos DB.
+
+    The ledger is the one the availability consumer feeds (``functions.container``); the
+    schedule has no tracker to run, since nothing is read from a log.
+    """
+    from adapters.cosmos import CosmosStockItems
+    from adapters.cosmos.reconciliation import (
+        CosmosHeldCounts,
+        CosmosMovementLedger,
+        CosmosSessionHistory,
+    )
+
+    store = container.store
+    if not isinstance(store, CosmosStockItems):
+        raise ReconciliationUnavailable("reconciliation on Azure needs the Cosmos DB store")
+    cosmos = store.factory.settings
+    ledger = container.extras.get("movement_ledger")
+    if not isinstance(ledger, CosmosMovementLedger):
+        ledger = CosmosMovementLedger(cosmos)
+    settings = container.settings
+    cadence = CadencePolicy.parse(settings.count_cadence)
+    return ReconciliationServices(
+        reconciler=Reconciler(container.commands, container.clock, CosmosHeldCounts(cosmos),
+                              CosmosSessionHistory(cosmos), container.telemetry),
+        schedule=CountSchedule(ledger, cadence, tracker=None),
+        policy=HoldPolicy(settings.drift_hold_units, settings.drift_hold_percent),
+        cadence=cadence,
+    )
 
 
 def projection_repair(store: StockItemStore, views: AvailabilityViews) -> ProjectionRepair:

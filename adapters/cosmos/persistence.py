@@ -90,6 +90,14 @@ VIEWS_INDEXING_POLICY: dict[str, Any] = {
     "excludedPaths": [{"path": "/expiries/*"}, {"path": '/"_etag"/?'}],
 }
 
+RECONCILIATION_INDEXING_POLICY: dict[str, Any] = {
+    "indexingMode": "consistent",
+    "automatic": True,
+    "includedPaths": [{"path": "/*"}],
+    # The movement ledger's per-day map is read whole, never filtered on.
+    "excludedPaths": [{"path": "/days/*"}, {"path": '/"_etag"/?'}],
+}
+
 _NO_NOTIFICATIONS = (
     "Cosmos DB has no global commit order across partitions: read the events "
     "container's change feed (the outbox) instead of notifications"
@@ -114,6 +122,7 @@ class CosmosSettings:
     snapshots_container: str = "snapshots"
     tracking_container: str = "tracking"
     views_container: str = "views"
+    reconciliation_container: str = "reconciliation"
     originator_id_type: Literal["uuid", "text"] = "uuid"
 
     @classmethod
@@ -144,6 +153,7 @@ class CosmosSettings:
             snapshots_container=text("COSMOS_SNAPSHOTS_CONTAINER") or "snapshots",
             tracking_container=text("COSMOS_TRACKING_CONTAINER") or "tracking",
             views_container=text("COSMOS_VIEWS_CONTAINER") or "views",
+            reconciliation_container=text("COSMOS_RECONCILIATION_CONTAINER") or "reconciliation",
             originator_id_type="text" if id_type == "text" else "uuid",
         )
 
@@ -160,6 +170,7 @@ ENV_KEYS = (
     "COSMOS_SNAPSHOTS_CONTAINER",
     "COSMOS_TRACKING_CONTAINER",
     "COSMOS_VIEWS_CONTAINER",
+    "COSMOS_RECONCILIATION_CONTAINER",
 )
 """The environment keys :class:`CosmosFactory` reads (``<APP>_KEY`` wins over ``KEY``)."""
 
@@ -328,6 +339,9 @@ class CosmosDatastore:
                 # The availability view: one document per SKU-location, partitioned by
                 # SKU (adapters.cosmos.availability_views).
                 (s.views_container, "/pk", VIEWS_INDEXING_POLICY),
+                # Held counts, count sessions and the movement ledger
+                # (adapters.cosmos.reconciliation).
+                (s.reconciliation_container, "/pk", RECONCILIATION_INDEXING_POLICY),
             ):
                 options: dict[str, Any] = {"partition_key": PartitionKey(path=key)}
                 if policy is not None:

@@ -1,6 +1,7 @@
-// Cosmos DB for NoSQL: the event store (which is also the outbox), snapshots, views and the
-// change-feed leases. Keys are disabled; the function's identity gets the data-plane
-// Built-in Data Contributor role (a sqlRoleAssignment, not an Azure RBAC roleAssignment).
+// Cosmos DB for NoSQL: the event store (which is also the outbox), snapshots, views,
+// reconciliation and the change-feed leases. Keys are disabled; the function's identity
+// gets the data-plane Built-in Data Contributor role (a sqlRoleAssignment, not an Azure
+// RBAC roleAssignment).
 
 @description('Cosmos DB account name (lowercase letters, digits and hyphens).')
 param accountName string
@@ -182,6 +183,43 @@ resource views 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@20
         excludedPaths: [
           {
             path: '/expiries/*'
+          }
+          {
+            path: '/"_etag"/?'
+          }
+        ]
+      }
+    }
+  }
+}
+
+// Reconciliation: counts held for approval (pk 'held'), count-session summaries
+// (pk 'sessions') and the movement ledger (pk = SKU, one document per SKU-location).
+resource reconciliation 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2025-04-15' = {
+  parent: database
+  name: 'reconciliation'
+  properties: {
+    resource: {
+      id: 'reconciliation'
+      partitionKey: {
+        paths: [
+          '/pk'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+      // The ledger's per-day map is read whole, never filtered on.
+      indexingPolicy: {
+        indexingMode: 'consistent'
+        automatic: true
+        includedPaths: [
+          {
+            path: '/*'
+          }
+        ]
+        excludedPaths: [
+          {
+            path: '/days/*'
           }
           {
             path: '/"_etag"/?'

@@ -96,7 +96,7 @@ def _container(name):
 
 @pytest.mark.parametrize(("name", "key"), [
     ("events", "/originator_id"), ("snapshots", "/originator_id"), ("views", "/pk"),
-    ("leases", "/id"),
+    ("leases", "/id"), ("reconciliation", "/pk"),
 ])
 def test_cosmos_containers_have_the_partition_keys_the_code_uses(name, key):
     resource = _container(name).properties["resource"]

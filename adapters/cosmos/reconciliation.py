@@ -1,0 +1,345 @@
+"""Reconciliation's stores in Cosmos DB: held counts, count sessions, the movement ledger.
+
+Container ``reconciliation``, partition key ``/pk`` (Bicep provisions it;
+:meth:`CosmosDatastore.create_containers_if_missing` creates it for tests). Every document
+carries a ``kind``, and every query filters on it, so a SKU that happens to be named
+``held`` or ``sessions`` cannot mix its ledger document into the holds or the sessions::
+
+    held count  {"pk": "held", "id": "<sku>|<location>|<count_id>", "kind": "held", ...}
+    session     {"pk": "sessions", "id": "<session id>", "kind": "session", ...}
+    movements   {"pk": "<sku>", "id": "<location>", "kind": "movements", "sku": ..,
+                 "location": .., "version": 12, "last_counted_at": "<time>" | null,
+                 "days": {"2026-03-01": 14, "2026-03-02": 3}}
+
+- Holds and sessions are one logical partition each, so every read of them is a
+  single-partition query. Both are small: holds wait for a person, and the schedule reads
+  at most a year of sessions.
+- The movement ledger is **fed per event**, not from a log: Cosmos DB has no global
+  commit order, so there is no checkpoint to keep. Each SKU-location's document records
+  the last stream version it reflects, and :meth:`CosmosMovementLedger.apply` adds an
+  event only if its ``sequence`` is beyond it, writing with the read ``_etag``
+  (``IfNotModified``; a first write is a create). A lost race (409/412) re-reads and
+  tries again, where the event is then usually a duplicate. A redelivered message
+  therefore changes nothing. A gap (an event that never arrived, e.g. dead-lettered) is
+  filled from the stream when a ``history`` reader is given, as the availability
+  projection does.
+- The ledger lives here, not in ``views``: a ``views`` document already has ``pk`` = SKU
+  and ``id`` = location (the availability row), and the view's whole-container queries
+  (``SUM(c.version)``, the overdue sweep, ``rows()``) would have to learn to skip it.
+  Its reads (:meth:`units_since`, :meth:`stock_items`) are cross-partition queries, run
+  by the daily schedule and the ``due`` route, not per event.
+
+Reads are queries, not point reads (a missing point read is a 500 on the test server;
+see docs/cosmos.md). Failures surface as ``application.ports.StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import date, datetime
+from typing import Any, Literal
+
+from azure.core import MatchConditions
+from azure.cosmos import ContainerProxy
+from azure.cosmos.exceptions import CosmosHttpResponseError
+from eventsourcing.persistence import PersistenceError
+
+from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings, mapped_errors
+from adapters.sortable_time import from_text, to_text
+from application.cadence import LedgerEntry, MovementLedger, StockKey
+from application.ports import StoreUnavailable
+from application.reconciliation import (
+    HeldCount,
+    HeldCounts,
+    HeldStatus,
+    SessionHistory,
+    SessionSummary,
+)
+from domain.stock_item import StockItem
+
+HELD = "held"
+SESSIONS = "sessions"
+MOVEMENTS = "movements"
+
+Applied = Literal["applied", "duplicate"]
+
+History = Callable[[str, str, int, int], list[StockItem.Event]]
+"""Reads a stream's events with ``after < version ≤ upto`` (sku, location, after, upto)."""
+
+_RETRIES = 8
+"""Re-reads after a lost race before giving up (another writer kept moving the document)."""
+
+
+@contextmanager
+def _unavailable() -> Iterator[None]:
+    """Any Cosmos DB failure as the port's ``StoreUnavailable``."""
+    try:
+        with mapped_errors():
+            yield
+    except PersistenceError as error:
+        raise StoreUnavailable(str(error)) from error
+
+
+def _lost_race(error: CosmosHttpResponseError) -> bool:
+    return error.status_code in (409, 412)
+
+
+class _Reconciliation:
+    """The ``reconciliation`` container, shared by the three stores below.
+
+    Like the view store, it shares the process's ``CosmosClient`` and contacts nothing
+    until first used.
+    """
+
+    def __init__(self, settings: CosmosSettings) -> None:
+        self._datastore = CosmosDatastore(settings)
+        self._container_name = settings.reconciliation_container
+
+    @property
+    def _container(self) -> ContainerProxy:
+        return self._datastore.container(self._container_name)
+
+    def _query(self, pk: str, kind: str, where: str = "",
+               parameters: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Documents of one kind in one partition (the partition key named in the WHERE
+        clause, as the test server requires)."""
+        return list(self._container.query_items(
+            f"SELECT * FROM c WHERE c.pk = @pk AND c.kind = @kind{where}",
+            parameters=[{"name": "@pk", "value": pk}, {"name": "@kind", "value": kind},
+                        *(parameters or [])],
+            partition_key=pk,
+        ))
+
+    def close(self) -> None:
+        """Nothing to release: the client belongs to the process."""
+
+
+# ---------------------------------------------------------------- held counts
+
+
+def _held_id(sku: str, location: str, count_id: str) -> str:
+    return f"{sku}|{location}|{count_id}"
+
+
+def _held_document(held: HeldCount) -> dict[str, Any]:
+    fields = asdict(held)
+    fields["counted_at"] = to_text(held.counted_at)
+    fields["held_at"] = to_text(held.held_at)
+    fields["resolved_at"] = to_text(held.resolved_at) if held.resolved_at else None
+    return {"id": _held_id(held.sku, held.location, held.count_id), "pk": HELD, "kind": HELD,
+            **fields}
+
+
+def _held(document: dict[str, Any]) -> HeldCount:
+    percent = document["drift_percent"]
+    resolved_at = document["resolved_at"]
+    applied = document["applied_delta"]
+    return HeldCount(
+        sku=str(document["sku"]), location=str(document["location"]),
+        count_id=str(document["count_id"]), counted=int(document["counted"]),
+        counted_at=from_text(str(document["counted_at"])),
+        on_hand_at_count=int(document["on_hand_at_count"]),
+        drift_units=int(document["drift_units"]),
+        drift_percent=None if percent is None else float(percent),
+        reason=str(document["reason"]), session_id=str(document["session_id"]),
+        held_at=from_text(str(document["held_at"])), status=document["status"],
+        resolved_at=None if resolved_at is None else from_text(str(resolved_at)),
+        applied_delta=None if applied is None else int(applied),
+    )
+
+
+class CosmosHeldCounts(_Reconciliation, HeldCounts):
+    """Counts held for approval: partition ``held``, id ``sku|location|count_id``."""
+
+    def _find(self, sku: str, location: str, count_id: str) -> dict[str, Any] | None:
+        found = self._query(HELD, HELD, " AND c.id = @id",
+                            [{"name": "@id", "value": _held_id(sku, location, count_id)}])
+        return found[0] if found else None
+
+    def hold(self, held: HeldCount) -> bool:
+        with _unavailable():
+            try:
+                self._container.create_item(_held_document(held))
+            except CosmosHttpResponseError as error:
+                if error.status_code == 409:
+                    return False  # already held: the first hold stands
+                raise
+            return True
+
+    def find(self, sku: str, location: str, count_id: str) -> HeldCount | None:
+        with _unavailable():
+            document = self._find(sku, location, count_id)
+        return None if document is None else _held(document)
+
+    def matching(self, count_id: str | None = None, sku: str | None = None,
+                 location: str | None = None,
+                 status: HeldStatus | None = "pending") -> list[HeldCount]:
+        where, parameters = "", []
+        for name, value in (("count_id", count_id), ("sku", sku), ("location", location),
+                            ("status", status)):
+            if value is not None:
+                where += f" AND c.{name} = @{name}"
+                parameters.append({"name": f"@{name}", "value": value})
+        with _unavailable():
+            found = [_held(d) for d in self._query(HELD, HELD, where, parameters)]
+        return sorted(found, key=lambda h: (h.held_at, h.sku, h.location, h.count_id))
+
+    def resolve(self, held: HeldCount) -> None:
+        """Overwrite the hold's status; a hold that does not exist stays absent."""
+        with _unavailable():
+            if self._find(held.sku, held.location, held.count_id) is None:
+                return
+            document = _held_document(held)
+            self._container.replace_item(document["id"], document)
+
+
+# ------------------------------------------------------------ session history
+
+
+class CosmosSessionHistory(_Reconciliation, SessionHistory):
+    """Count-session summaries: partition ``sessions``, id = session id."""
+
+    def record(self, summary: SessionSummary) -> None:
+        fields = asdict(summary)
+        fields["finished_at"] = to_text(summary.finished_at)
+        with _unavailable():
+            self._container.upsert_item(
+                {"id": summary.session_id, "pk": SESSIONS, "kind": SESSIONS, **fields})
+
+    def sessions(self, limit: int = 365) -> list[SessionSummary]:
+        with _unavailable():
+            found = list(self._container.query_items(
+                "SELECT TOP @limit * FROM c WHERE c.pk = @pk AND c.kind = @pk"
+                " ORDER BY c.finished_at DESC",
+                parameters=[{"name": "@limit", "value": int(limit)},
+                            {"name": "@pk", "value": SESSIONS}],
+                partition_key=SESSIONS,
+            ))
+        names = SessionSummary.__dataclass_fields__
+        return [SessionSummary(**{**{k: d[k] for k in names},
+                                  "finished_at": from_text(str(d["finished_at"]))})
+                for d in reversed(found)]
+
+
+# ------------------------------------------------------------ movement ledger
+
+
+class CosmosMovementLedger(_Reconciliation, MovementLedger):
+    """The movement ledger, one document per SKU-location, fed per event (see the module
+    docstring). ``history`` (optional) fills a gap in a stream's versions from the store."""
+
+    def __init__(self, settings: CosmosSettings, history: History | None = None) -> None:
+        super().__init__(settings)
+        self._history = history
+
+    def _document(self, sku: str, location: str) -> dict[str, Any] | None:
+        found = self._query(sku, MOVEMENTS, " AND c.id = @location",
+                            [{"name": "@location", "value": location}])
+        return found[0] if found else None
+
+    def version_of(self, sku: str, location: str) -> int:
+        """The last stream version the ledger reflects (0: none)."""
+        with _unavailable():
+            document = self._document(sku, location)
+        return int(document["version"]) if document else 0
+
+    def apply(self, document: dict[str, Any]) -> Applied:
+        """Add one published event (a validated CloudEvent document), at most once."""
+        return self.apply_entry(LedgerEntry.of_cloudevent(document))
+
+    def apply_entry(self, entry: LedgerEntry) -> Applied:
+        """Add ``entry`` (and any versions missing before it) if it is beyond the stored
+        version; ``duplicate`` if the ledger already reflects it."""
+        with _unavailable():
+            for _ in range(_RETRIES):
+                current = self._document(entry.sku, entry.location)
+                version = int(current["version"]) if current else 0
+                if entry.version <= version:
+                    return "duplicate"
+                entries = [entry]
+                if entry.version > version + 1 and self._history is not None:
+                    missing = self._history(entry.sku, entry.location, version,
+                                            entry.version - 1)
+                    entries = [LedgerEntry.of_event(e) for e in missing
+                               if e.originator_version > version] + entries
+                if self._write(current, entry, entries):
+                    return "applied"
+        return "duplicate"  # others kept moving the document: it is past this event
+
+    def _write(self, current: dict[str, Any] | None, entry: LedgerEntry,
+               entries: list[LedgerEntry]) -> bool:
+        days: dict[str, int] = dict(current["days"]) if current else {}
+        last_counted = current["last_counted_at"] if current else None
+        for e in entries:
+            if e.units:
+                day = e.day.isoformat()
+                days[day] = days.get(day, 0) + e.units
+            if e.counted_at is not None:
+                counted = to_text(e.counted_at)
+                if last_counted is None or counted > last_counted:
+                    last_counted = counted
+        document = {
+            "id": entry.location, "pk": entry.sku, "kind": MOVEMENTS, "sku": entry.sku,
+            "location": entry.location, "version": entry.version,
+            "last_counted_at": last_counted, "days": days,
+        }
+        try:
+            if current is None:
+                self._container.create_item(document)
+            else:
+                self._container.replace_item(entry.location, document, etag=current["_etag"],
+                                             match_condition=MatchConditions.IfNotModified)
+        except CosmosHttpResponseError as error:
+            if _lost_race(error):
+                return False
+            raise
+        return True
+
+    def _all(self) -> Iterator[dict[str, Any]]:
+        """Every ledger document (cross-partition; pages fetched while iterating)."""
+        yield from self._container.query_items(
+            "SELECT * FROM c WHERE c.kind = @kind",
+            parameters=[{"name": "@kind", "value": MOVEMENTS}],
+            enable_cross_partition_query=True,
+        )
+
+    def units_since(self, day: date) -> dict[StockKey, int]:
+        since = day.isoformat()
+        moved: dict[StockKey, int] = {}
+        with _unavailable():
+            for document in self._all():
+                units = sum(int(u) for d, u in document["days"].items() if d >= since)
+                if units:
+                    moved[(str(document["sku"]), str(document["location"]))] = units
+        return moved
+
+    def stock_items(self) -> dict[StockKey, datetime | None]:
+        with _unavailable():
+            return {(str(d["sku"]), str(d["location"])):
+                    None if d["last_counted_at"] is None else from_text(d["last_counted_at"])
+                    for d in self._all()}
+
+    def forget_before(self, day: date) -> None:
+        """Drop older days from each document (etag-guarded; a lost race re-reads)."""
+        keep_from = day.isoformat()
+        with _unavailable():
+            stale = [(str(d["sku"]), str(d["location"])) for d in self._all()
+                     if any(k < keep_from for k in d["days"])]
+            for sku, location in stale:
+                for _ in range(_RETRIES):
+                    current = self._document(sku, location)
+                    if current is None:
+                        break
+                    kept = {k: v for k, v in current.items() if not k.startswith("_")}
+                    kept["days"] = {k: v for k, v in current["days"].items() if k >= keep_from}
+                    try:
+                        self._container.replace_item(
+                            location, kept, etag=current["_etag"],
+                            match_condition=MatchConditions.IfNotModified)
+                        break
+                    except CosmosHttpResponseError as error:
+                        if not _lost_race(error):
+                            raise
+

@@ -1,0 +1,368 @@
+"""The reconciliation stores' contract (held counts, session history, the movement ledger's
+read side), passed by SQLite and by Cosmos DB (the real SDK against the test server), plus
+what only the Cosmos back end has: the per-event ledger's idempotence over a real command
+sequence, its gap filling from the stream, and the reconciliation functions on Azure.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from adapters.clock import SystemClock
+from adapters.cosmos import CosmosStockItems
+from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
+from adapters.cosmos.reconciliation import (
+    CosmosHeldCounts,
+    CosmosMovementLedger,
+    CosmosSessionHistory,
+)
+from adapters.sqlite.reconciliation import SQLiteReconciliation
+from application.cadence import LedgerBatch, LedgerEntry, Movement, MovementLedger
+from application.commands import StockCommands
+from application.reconciliation import HeldCount, HeldCounts, SessionHistory, SessionSummary
+from application.settings import AVAILABILITY_SUBSCRIPTION, load
+from contracts.cloudevents import to_cloudevent
+from domain.stock_item import StockItem
+from functions.container import Container, build_container, use_container
+from functions.reconciliation import ReconciliationServices, reconciliation_services
+from tests.cosmos_server import CosmosServer
+from tests.http.conftest import call
+
+pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+EVER = date(2000, 1, 1)
+
+
+def held(sku: str = "SKU-1", count_id: str = "C1", *, location: str = "STORE-1",
+         at: datetime = T0, percent: float | None = 12.5) -> HeldCount:
+    return HeldCount(sku, location, count_id, counted=40, counted_at=at - DAY,
+                     on_hand_at_count=30, drift_units=10, drift_percent=percent,
+                     reason="drift of +10 units exceeds 5", session_id="S1", held_at=at)
+
+
+def summary(session_id: str, at: datetime, applied: int = 1) -> SessionSummary:
+    return SessionSummary(session_id, at, rows=3, applied=applied, unchanged=1, held=1,
+                          rejected=0, skipped=0, abs_drift_units=7, net_drift_units=-3,
+                          mean_abs_drift_percent=4.25, max_abs_drift_units=5)
+
+
+class ReconciliationStoresContract(ABC):
+    """Every clause the reconciler and the schedule rely on."""
+
+    @abstractmethod
+    def stores(self) -> tuple[HeldCounts, SessionHistory, MovementLedger]:
+        """Fresh, empty stores."""
+
+    @abstractmethod
+    def feed(self, ledger: MovementLedger, entries: list[LedgerEntry]) -> None:
+        """Put ``entries`` into the ledger the way this back end is fed."""
+
+    # ------------------------------------------------------------ held counts
+
+    def test_a_hold_is_kept_once_and_read_back_whole(self) -> None:
+        holds, _, _ = self.stores()
+        first = held()
+        assert holds.hold(first) is True
+        assert holds.hold(held(at=T0 + DAY)) is False  # the same key: the first stands
+        assert holds.find("SKU-1", "STORE-1", "C1") == first
+        assert holds.find("SKU-1", "STORE-1", "C2") is None
+        assert holds.find("SKU-1", "STORE-2", "C1") is None
+        holds.hold(held("SKU-2", percent=None))
+        assert holds.find("SKU-2", "STORE-1", "C1") == held("SKU-2", percent=None)
+
+    def test_holds_match_every_filter_oldest_first(self) -> None:
+        holds, _, _ = self.stores()
+        later, earlier, other = (held("SKU-1", "C1", at=T0 + DAY), held("SKU-2", "C1"),
+                                 held("SKU-1", "C2", location="STORE-2", at=T0 + 2 * DAY))
+        for h in (later, earlier, other):
+            holds.hold(h)
+        assert holds.matching() == [earlier, later, other]
+        assert holds.matching(count_id="C1") == [earlier, later]
+        assert holds.matching(sku="SKU-1") == [later, other]
+        assert holds.matching(location="STORE-2") == [other]
+        assert holds.matching("C1", "SKU-2", "STORE-1") == [earlier]
+        assert holds.matching(count_id="C9") == []
+
+    def test_a_resolved_hold_keeps_its_status_and_leaves_the_pending_list(self) -> None:
+        holds, _, _ = self.stores()
+        pending = held()
+        holds.hold(pending)
+        holds.hold(held("SKU-2"))
+        approved = HeldCount(**{**vars(pending), "status": "approved",
+                                "resolved_at": T0 + DAY, "applied_delta": 10})
+        holds.resolve(approved)
+        assert holds.find("SKU-1", "STORE-1", "C1") == approved
+        assert [h.sku for h in holds.matching()] == ["SKU-2"]
+        assert holds.matching(status="approved") == [approved]
+        assert len(holds.matching(status=None)) == 2
+        holds.resolve(held("SKU-9"))  # never held: nothing appears
+        assert holds.find("SKU-9", "STORE-1", "C1") is None
+
+    # -------------------------------------------------------- session history
+
+    def test_sessions_are_kept_oldest_first_and_a_repeat_replaces(self) -> None:
+        _, history, _ = self.stores()
+        assert history.sessions() == []
+        for n in (2, 0, 1):
+            history.record(summary(f"S{n}", T0 + n * DAY))
+        history.record(summary("S1", T0 + DAY, applied=2))
+        assert [s.session_id for s in history.sessions()] == ["S0", "S1", "S2"]
+        assert history.sessions()[1] == summary("S1", T0 + DAY, applied=2)
+        assert [s.session_id for s in history.sessions(limit=2)] == ["S1", "S2"]
+        none = SessionSummary(**{**vars(summary("S3", T0 + 3 * DAY)),
+                                 "mean_abs_drift_percent": None})
+        history.record(none)
+        assert history.sessions()[-1] == none
+
+    # --------------------------------------------------- movement ledger reads
+
+    def test_the_ledger_sums_units_by_day_and_keeps_the_latest_count(self) -> None:
+        _, _, ledger = self.stores()
+        assert ledger.units_since(date(2026, 1, 1)) == {}
+        assert ledger.stock_items() == {}
+        day1, day2 = T0.date(), (T0 + DAY).date()
+        self.feed(ledger, [
+            LedgerEntry("SKU-1", "STORE-1", 1, day1, 10),
+            LedgerEntry("SKU-1", "STORE-1", 2, day1, 4),
+            LedgerEntry("SKU-1", "STORE-1", 3, day2, 0, counted_at=T0 + 2 * DAY),
+            LedgerEntry("SKU-1", "STORE-1", 4, day2, 3, counted_at=T0),  # an older count
+            LedgerEntry("SKU-2", "STORE-1", 1, day2, 0),
+            LedgerEntry("SKU-1", "STORE-2", 1, day2, 5),
+        ])
+        assert ledger.units_since(day1) == {("SKU-1", "STORE-1"): 17,
+                                            ("SKU-1", "STORE-2"): 5}
+        assert ledger.units_since(day2) == {("SKU-1", "STORE-1"): 3, ("SKU-1", "STORE-2"): 5}
+        assert ledger.stock_items() == {("SKU-1", "STORE-1"): T0 + 2 * DAY,
+                                        ("SKU-2", "STORE-1"): None,
+                                        ("SKU-1", "STORE-2"): None}
+        ledger.forget_before(day2)
+        assert ledger.units_since(day1) == {("SKU-1", "STORE-1"): 3, ("SKU-1", "STORE-2"): 5}
+        assert len(ledger.stock_items()) == 3  # forgetting movements keeps the items
+
+
+class TestSQLiteReconciliationStores(ReconciliationStoresContract):
+    @pytest.fixture(autouse=True)
+    def _directory(self, tmp_path: Path) -> Iterator[None]:
+        self.tables = SQLiteReconciliation(tmp_path / "reconciliation.db")
+        yield
+        self.tables.close()
+
+    def stores(self) -> tuple[HeldCounts, SessionHistory, MovementLedger]:
+        return self.tables, self.tables, self.tables
+
+    def feed(self, ledger: MovementLedger, entries: list[LedgerEntry]) -> None:
+        assert isinstance(ledger, SQLiteReconciliation)
+        for position, e in enumerate(entries, start=ledger.checkpoint() + 1):
+            ledger.add(LedgerBatch(
+                [Movement(e.sku, e.location, e.day, e.units)] if e.units else [],
+                {(e.sku, e.location): e.counted_at} if e.counted_at else {},
+                {(e.sku, e.location)}, position))
+
+
+@pytest.fixture
+def settings(cosmos_server: CosmosServer) -> CosmosSettings:
+    """A database of this test's own, with the containers Bicep provisions in Azure."""
+    s = CosmosSettings(endpoint=cosmos_server.endpoint,
+                       database=f"reconciliation-{uuid4().hex[:8]}",
+                       key=cosmos_server.key, verify_tls=False)
+    CosmosDatastore(s).create_containers_if_missing()
+    return s
+
+
+class TestCosmosReconciliationStores(ReconciliationStoresContract):
+    @pytest.fixture(autouse=True)
+    def _database(self, settings: CosmosSettings) -> None:
+        self.settings = settings
+
+    def stores(self) -> tuple[HeldCounts, SessionHistory, MovementLedger]:
+        return (CosmosHeldCounts(self.settings), CosmosSessionHistory(self.settings),
+                CosmosMovementLedger(self.settings))
+
+    def feed(self, ledger: MovementLedger, entries: list[LedgerEntry]) -> None:
+        assert isinstance(ledger, CosmosMovementLedger)
+        for e in entries:
+            assert ledger.apply_entry(e) == "applied"
+
+    def test_a_sku_named_like_a_partition_does_not_mix_with_holds_or_sessions(self) -> None:
+        holds, history, ledger = self.stores()
+        holds.hold(held())
+        history.record(summary("S1", T0))
+        self.feed(ledger, [LedgerEntry("held", "STORE-1", 1, T0.date(), 2),
+                           LedgerEntry("sessions", "STORE-1", 1, T0.date(), 3)])
+        assert holds.matching(status=None) == [held()]
+        assert [s.session_id for s in history.sessions()] == ["S1"]
+        assert ledger.units_since(EVER) == {("held", "STORE-1"): 2,
+                                                 ("sessions", "STORE-1"): 3}
+
+
+# ------------------------------------------- the per-event ledger over real events
+
+
+def _command_sequence(commands: StockCommands, sku: str) -> list[StockItem.Event]:
+    events = commands.receive(sku, "STORE-1", 10).events
+    events += commands.reserve(sku, "STORE-1", "order-1", 4, "web", 60).events
+    events += commands.fulfil(sku, "STORE-1", "order-1").events
+    events += commands.adjust(sku, "STORE-1", -2, "damaged").events
+    events += commands.record_count(sku, "STORE-1", "C1", 3, datetime.now(UTC)).events
+    events += commands.receive(sku, "STORE-2", 5).events
+    return events
+
+
+def test_the_ledger_applied_twice_over_a_real_command_sequence_equals_once(
+        settings: CosmosSettings) -> None:
+    store = CosmosStockItems(settings.endpoint, settings.database, key=settings.key,
+                             verify_tls=False)
+    commands = StockCommands(store, SystemClock())
+    sku = f"SKU-{uuid4().hex[:8]}"
+    events = _command_sequence(commands, sku)
+    assert [type(e).__name__ for e in events] == [
+        "Created", "Received", "Reserved", "Fulfilled", "Adjusted", "Counted", "Created",
+        "Received"]
+    ledger = CosmosMovementLedger(settings)
+
+    outcomes = [ledger.apply(to_cloudevent(e)) for e in events]
+    once = (ledger.units_since(EVER), ledger.stock_items())
+    again = [ledger.apply(to_cloudevent(e)) for e in events]
+
+    assert set(outcomes) == {"applied"} and set(again) == {"duplicate"}
+    assert (ledger.units_since(EVER), ledger.stock_items()) == once
+    # received 10 + fulfilled 4 + |adjusted -2| at STORE-1 (the count is drift, not movement)
+    assert once[0] == {(sku, "STORE-1"): 16, (sku, "STORE-2"): 5}
+    counted = next(e for e in events if isinstance(e, StockItem.Counted))
+    assert once[1] == {(sku, "STORE-1"): counted.counted_at, (sku, "STORE-2"): None}
+
+
+def test_consumers_racing_over_the_same_events_count_each_event_once(
+        settings: CosmosSettings) -> None:
+    store = CosmosStockItems(settings.endpoint, settings.database, key=settings.key,
+                             verify_tls=False)
+    sku = f"SKU-{uuid4().hex[:8]}"
+    documents = [to_cloudevent(e) for e in _command_sequence(StockCommands(store, SystemClock()),
+                                                              sku)]
+    ledger = CosmosMovementLedger(settings)
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(lambda _: [ledger.apply(d) for d in documents], range(4)))
+
+    assert sum(o.count("applied") for o in outcomes) <= len(documents)
+    assert ledger.units_since(EVER) == {(sku, "STORE-1"): 16, (sku, "STORE-2"): 5}
+    assert ledger.version_of(sku, "STORE-1") == 6
+
+
+def test_a_gap_in_a_streams_versions_is_filled_from_the_stream(
+        settings: CosmosSettings) -> None:
+    store = CosmosStockItems(settings.endpoint, settings.database, key=settings.key,
+                             verify_tls=False)
+    commands = StockCommands(store, SystemClock())
+    sku = f"SKU-{uuid4().hex[:8]}"
+    events = _command_sequence(commands, sku)[:5]  # up to the adjustment, one stream
+    with_history = CosmosMovementLedger(
+        settings, lambda s, loc, after, upto: store.events(s, loc, after=after,
+                                                           limit=upto - after))
+    with_history.apply(to_cloudevent(events[0]))
+
+    assert with_history.apply(to_cloudevent(events[-1])) == "applied"  # 2..4 never came
+
+    assert with_history.units_since(EVER) == {(sku, "STORE-1"): 16}
+    assert with_history.version_of(sku, "STORE-1") == 5
+    assert {with_history.apply(to_cloudevent(e)) for e in events} == {"duplicate"}
+    assert with_history.units_since(EVER) == {(sku, "STORE-1"): 16}
+
+
+# ---------------------------------------------------- the functions on Azure
+
+
+@pytest.fixture
+def azure(settings: CosmosSettings) -> Iterator[Container]:
+    container = build_container(load({
+        "STOCKSTREAM_EVENT_STORE": "cosmos",
+        "COSMOS__accountEndpoint": settings.endpoint,
+        "COSMOS_KEY": settings.key or "",
+        "COSMOS_DATABASE": settings.database,
+    }))
+    use_container(container)
+    yield container
+    use_container(None)
+    services = container.extras.get("reconciliation")
+    if isinstance(services, ReconciliationServices):
+        services.close()
+    container.close()
+
+
+def _deliver(container: Container, events: list[Any]) -> None:
+    """What the Service Bus trigger does with each message of the availability subscription."""
+    consumer = container.consumers[AVAILABILITY_SUBSCRIPTION]
+    for event in events:
+        consumer.process(json.dumps(to_cloudevent(event)).encode())
+
+
+def test_reconciliation_functions_work_on_azure(azure: Container) -> None:
+    services = reconciliation_services(azure)
+    assert isinstance(services.schedule.history, CosmosMovementLedger)
+    assert services.schedule.tracker is None
+    sku = f"SKU-{uuid4().hex[:8]}"
+    received = azure.commands.receive(sku, "STORE-1", 10).events
+    _deliver(azure, received)
+    _deliver(azure, azure.commands.receive(f"{sku}-B", "STORE-1", 1).events)
+
+    due = call("list_due_counts", "GET")
+    assert due.status == 200
+    assert [(d["sku"], d["velocity_class"], d["last_counted_at"]) for d in due.body["due"]
+            ] == [(sku, "A", None), (f"{sku}-B", "B", None)]
+
+    counted_at = datetime.now(UTC).isoformat()
+    body = {"counts": [
+        {"sku": sku, "location": "STORE-1", "counted": 8, "counted_at": counted_at,
+         "count_id": "C1"},
+        {"sku": f"{sku}-B", "location": "STORE-1", "counted": 1, "counted_at": counted_at,
+         "count_id": "C1"},
+    ]}
+    answer = call("reconcile_counts", "POST", body=body)
+    assert answer.status == 200
+    assert [(r["outcome"], r["drift_units"]) for r in answer.body["results"]] == [
+        ("applied", -2), ("applied", 0)]
+    assert azure.queries.position(sku, "STORE-1").on_hand == 8
+    assert [s.session_id for s in services.reconciler.history.sessions()] == [
+        answer.body["session_id"]]
+    again = call("reconcile_counts", "POST", body=body)
+    assert [r["outcome"] for r in again.body["results"]] == ["unchanged", "unchanged"]
+
+    _deliver(azure, received)  # redelivered: changes nothing
+    def figures(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(d["sku"], d["velocity_class"], d["units_per_day"]) for d in rows]
+
+    assert figures(call("list_due_counts", "GET").body["due"]) == figures(due.body["due"])
+    _deliver(azure, azure.store.events(sku, "STORE-1", after=2))  # the StockCounted
+    _deliver(azure, azure.store.events(f"{sku}-B", "STORE-1", after=2))
+    assert call("list_due_counts", "GET").body["due"] == []
+    listed = call("list_due_counts", "GET", params={"all": "true"}).body["due"]
+    assert {d["sku"] for d in listed if d["last_counted_at"] is not None} == {sku, f"{sku}-B"}
+
+
+def test_held_counts_are_approved_over_http_on_azure(azure: Container,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    services = reconciliation_services(azure)
+    monkeypatch.setattr(services, "policy", type(services.policy)(units=5))
+    sku = f"SKU-{uuid4().hex[:8]}"
+    body = {"counts": [{"sku": sku, "location": "STORE-1", "counted": 50,
+                        "counted_at": datetime.now(UTC).isoformat(), "count_id": "BIG"}]}
+    assert call("reconcile_counts", "POST", body=body).body["held"] == 1
+    assert [h["drift_units"] for h in call("list_held_counts", "GET").body] == [50]
+
+    approved = call("approve_held_counts", "POST", {"count_id": "BIG"})
+
+    assert [r["outcome"] for r in approved.body["approved"]] == ["applied"]
+    assert azure.queries.position(sku, "STORE-1").on_hand == 50
+    assert call("list_held_counts", "GET").body == []
+    assert call("approve_held_counts", "POST", {"count_id": "BIG"}).status == 404
