@@ -136,7 +136,10 @@ class EventSourcedStockItems(StockItemStore):
             raise ConcurrencyConflict(f"stream {item.stream} moved on") from error
         except _UNAVAILABLE as error:
             self._forget(item.id)
-            raise StoreUnavailable(str(error)) from error
+            # A backend marks a failure whose write may have landed (see StoreUnavailable).
+            raise StoreUnavailable(
+                str(error), maybe_recorded=bool(getattr(error, "maybe_recorded", False))
+            ) from error
         self._remember(item)
         return pending
 

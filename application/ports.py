@@ -29,10 +29,17 @@ class ConcurrencyConflict(StoreError):
 
 
 class StoreUnavailable(StoreError):
-    """The store cannot be reached or is out of space or locked; nothing was written.
+    """The store cannot be reached or is out of space or locked.
 
-    Callers may retry later (HTTP answers 503 with ``Retry-After``).
+    Nothing was written, unless ``maybe_recorded``: a write whose answer was lost (a
+    timeout after sending) may have committed, so only a repeat that is idempotent (by
+    order id, count id or idempotency key) is safe. Callers may retry later (HTTP answers
+    503 with ``Retry-After``).
     """
+
+    def __init__(self, message: str, *, maybe_recorded: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_recorded = maybe_recorded
 
 
 class MultiStreamSave(StoreError):

@@ -75,7 +75,7 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         store=store,
         clock=clock,
         commands=StockCommands(store, clock),
-        queries=StockQueries(store),
+        queries=StockQueries(store, clock),
         extras={},
         telemetry=configure_telemetry(settings),
     )
@@ -93,7 +93,7 @@ def _azure(settings: Settings, clock: Clock) -> Container:
         store=store,
         clock=clock,
         commands=commands,
-        queries=StockQueries(store),
+        queries=StockQueries(store, clock),
         extras={},
         telemetry=configure_telemetry(settings),
     )

@@ -186,12 +186,17 @@ def from_domain(error: DomainError) -> Problem:
 
 
 def from_store(error: StoreUnavailable | ConcurrencyConflict) -> Problem:
-    """A store that could not take the command: 503, nothing recorded, retry later."""
-    detail = (
-        "the stock item is too busy right now; nothing was recorded"
-        if isinstance(error, ConcurrencyConflict)
-        else "the event store is unavailable; nothing was recorded"
-    )
+    """A store that could not take the command: 503, retry later (and whether it may have
+    been recorded: then only an idempotent repeat is safe)."""
+    if isinstance(error, ConcurrencyConflict):
+        detail = "the stock item is too busy right now; nothing was recorded"
+    elif error.maybe_recorded:
+        detail = ("the event store did not confirm the write, so it may have been recorded: "
+                  "repeat the same request. Reservations, releases, fulfilments and counts "
+                  "are idempotent by their ids; receipts and adjustments are when sent with "
+                  "an Idempotency-Key")
+    else:
+        detail = "the event store is unavailable; nothing was recorded"
     return Problem(503, "store-unavailable", "Service unavailable", detail,
                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 

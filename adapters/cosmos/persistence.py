@@ -44,7 +44,7 @@ from uuid import UUID
 
 import requests
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ServiceResponseError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
@@ -269,8 +269,21 @@ def mapped_errors() -> Iterator[None]:
         raise _from_status(_batch_status(error), error) from error
     except CosmosHttpResponseError as error:
         raise _from_status(error.status_code, error) from error
-    except AzureError as error:  # ServiceRequestError, timeouts, credential failures
+    except ServiceResponseError as error:  # sent, but the answer was lost
+        raise _maybe_recorded(OperationalError(f"Cosmos DB did not answer: {error}")) from error
+    except AzureError as error:  # ServiceRequestError (never sent), credential failures
         raise OperationalError(f"Cosmos DB unreachable: {error}") from error
+
+
+AMBIGUOUS_STATUSES = frozenset({408, 500, 503})
+"""Statuses after which a write may or may not have been applied (Cosmos DB's request
+timeout and server errors): the caller must not assume nothing was recorded."""
+
+
+def _maybe_recorded(error: OperationalError) -> OperationalError:
+    """Mark a failure whose write may have landed (read by ``adapters.event_store``)."""
+    error.maybe_recorded = True  # type: ignore[attr-defined]
+    return error
 
 
 def _batch_status(error: CosmosBatchOperationError) -> int | None:
@@ -289,7 +302,8 @@ def _from_status(status: int | None, error: Exception) -> Exception:
         return IntegrityError(f"conflict: {_short(error)}")
     if status in (400, 413):
         return DataError(f"Cosmos DB refused the request ({status}): {_short(error)}")
-    return OperationalError(f"Cosmos DB failed ({status}): {_short(error)}")
+    failure = OperationalError(f"Cosmos DB failed ({status}): {_short(error)}")
+    return _maybe_recorded(failure) if status in AMBIGUOUS_STATUSES else failure
 
 
 def _short(error: Exception) -> str:
