@@ -83,7 +83,7 @@ def _container(args: argparse.Namespace) -> Container:
 
 
 def _services(container: Container) -> Any:
-    from functions.reconciliation import ReconciliationUnavailable, reconciliation_services
+    from functions.container import ReconciliationUnavailable, reconciliation_services
 
     try:
         return reconciliation_services(container)

@@ -25,11 +25,13 @@ from opentelemetry.metrics import NoOpMeter
 
 from adapters.clock import SystemClock
 from adapters.telemetry import METER_NAME, Telemetry, configure_telemetry
+from application.cadence import CadencePolicy, CountSchedule, MovementTracker
 from application.commands import StockCommands
 from application.consumer import EventConsumer
 from application.expiry import ExpirySweep
-from application.ports import Clock, MessageBroker, StockItemStore
+from application.ports import Clock, MessageBroker, OutboxReader, StockItemStore
 from application.queries import StockQueries
+from application.reconciliation import HoldPolicy, Reconciler
 from application.relay import ChangeFeedRelay
 from application.settings import Settings, load
 from application.views import AvailabilityReader, DeadLetterReplayer, OpsStatusReader
@@ -151,6 +153,88 @@ def _azure(settings: Settings, clock: Clock) -> Container:
         lambda: [ProjectionStatus(projection.name, views.events_applied(), None)],
     )
     return container
+
+
+# ------------------------------------------------------------------ reconciliation
+
+
+@dataclass
+class ReconciliationServices:
+    """Reconciliation's services for one container (embedded data directory or Azure)."""
+
+    reconciler: Reconciler
+    schedule: CountSchedule
+    policy: HoldPolicy
+    cadence: CadencePolicy
+    closers: tuple[Any, ...] = ()
+
+    def close(self) -> None:
+        for closer in self.closers:
+            closer.close()
+
+
+class ReconciliationUnavailable(RuntimeError):
+    """This host has no reconciliation store (see the module docstring)."""
+
+
+def reconciliation_services(container: Container) -> ReconciliationServices:
+    """The container's reconciliation services, built once and kept in ``extras``."""
+    cached = container.extras.get("reconciliation")
+    if isinstance(cached, ReconciliationServices):
+        return cached
+    settings = container.settings
+    if settings.event_store == "cosmos":
+        services = _cosmos_services(container)
+        container.extras["reconciliation"] = services
+        return services
+    if settings.event_store != "sqlite" or not isinstance(container.store, OutboxReader):
+        raise ReconciliationUnavailable(
+            "reconciliation needs the embedded (SQLite) data directory or Cosmos DB")
+    from adapters.sqlite.reconciliation import SQLiteReconciliation
+
+    tables = SQLiteReconciliation(settings.data_dir / "reconciliation.db")
+    cadence = CadencePolicy.parse(settings.count_cadence)
+    services = ReconciliationServices(
+        reconciler=Reconciler(container.commands, container.clock, tables, tables,
+                              container.telemetry),
+        schedule=CountSchedule(tables, cadence, MovementTracker(container.store, tables)),
+        policy=HoldPolicy(settings.drift_hold_units, settings.drift_hold_percent),
+        cadence=cadence,
+        closers=(tables,),
+    )
+    container.extras["reconciliation"] = services
+    return services
+
+
+def _cosmos_services(container: Container) -> ReconciliationServices:
+    """Azure: holds, sessions and the per-event movement ledger in Cosmos DB.
+
+    The ledger is the one the availability consumer feeds (``functions.container``); the
+    schedule has no tracker to run, since nothing is read from a log.
+    """
+    from adapters.cosmos import CosmosStockItems
+    from adapters.cosmos.reconciliation import (
+        CosmosHeldCounts,
+        CosmosMovementLedger,
+        CosmosSessionHistory,
+    )
+
+    store = container.store
+    if not isinstance(store, CosmosStockItems):
+        raise ReconciliationUnavailable("reconciliation on Azure needs the Cosmos DB store")
+    cosmos = store.factory.settings
+    ledger = container.extras.get("movement_ledger")
+    if not isinstance(ledger, CosmosMovementLedger):
+        ledger = CosmosMovementLedger(cosmos)
+    settings = container.settings
+    cadence = CadencePolicy.parse(settings.count_cadence)
+    return ReconciliationServices(
+        reconciler=Reconciler(container.commands, container.clock, CosmosHeldCounts(cosmos),
+                              CosmosSessionHistory(cosmos), container.telemetry),
+        schedule=CountSchedule(ledger, cadence, tracker=None),
+        policy=HoldPolicy(settings.drift_hold_units, settings.drift_hold_percent),
+        cadence=cadence,
+    )
 
 
 _lock = threading.Lock()

@@ -18,33 +18,35 @@ on the embedded host, Cosmos DB on Azure (``adapters.cosmos.reconciliation``; th
 movement ledger is fed per event by the availability consumer). On a host with neither,
 the routes answer 503 and the timers log and return.
 
-:func:`reconciliation_services` is the composition of these services for a container;
-the ``stockstream`` CLI uses it too.
+The services come from the composition root (``functions.container.reconciliation_services``),
+as every other service does; the ``stockstream`` CLI uses the same.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field
 
-from application.cadence import CadencePolicy, CountSchedule, MovementTracker, class_counts
-from application.ports import OutboxReader, StockItemStore
+from application.cadence import class_counts
+from application.ports import StockItemStore
 from application.reconciliation import (
     CountResult,
-    HoldPolicy,
-    Reconciler,
     SessionResult,
     parse_count_rows,
 )
 from domain.identifiers import require_identifier
 from functions import problems
-from functions.container import Container, get_container
+from functions.container import (
+    ReconciliationServices,
+    ReconciliationUnavailable,
+    get_container,
+    reconciliation_services,
+)
 from functions.http import answering_problems, json_response
 from functions.requests import Identifier, parse_body, parse_query
 from projections.availability import AvailabilityProjection, AvailabilityViews
@@ -62,85 +64,6 @@ REPAIR_TIMER = "0 15 * * * *"
 
 
 # ------------------------------------------------------------------ services
-
-
-@dataclass
-class ReconciliationServices:
-    """Reconciliation's services for one container (embedded data directory or Azure)."""
-
-    reconciler: Reconciler
-    schedule: CountSchedule
-    policy: HoldPolicy
-    cadence: CadencePolicy
-    closers: tuple[Any, ...] = ()
-
-    def close(self) -> None:
-        for closer in self.closers:
-            closer.close()
-
-
-class ReconciliationUnavailable(RuntimeError):
-    """This host has no reconciliation store (see the module docstring)."""
-
-
-def reconciliation_services(container: Container) -> ReconciliationServices:
-    """The container's reconciliation services, built once and kept in ``extras``."""
-    cached = container.extras.get("reconciliation")
-    if isinstance(cached, ReconciliationServices):
-        return cached
-    settings = container.settings
-    if settings.event_store == "cosmos":
-        services = _cosmos_services(container)
-        container.extras["reconciliation"] = services
-        return services
-    if settings.event_store != "sqlite" or not isinstance(container.store, OutboxReader):
-        raise ReconciliationUnavailable(
-            "reconciliation needs the embedded (SQLite) data directory or Cosmos DB")
-    from adapters.sqlite.reconciliation import SQLiteReconciliation
-
-    tables = SQLiteReconciliation(settings.data_dir / "reconciliation.db")
-    cadence = CadencePolicy.parse(settings.count_cadence)
-    services = ReconciliationServices(
-        reconciler=Reconciler(container.commands, container.clock, tables, tables,
-                              container.telemetry),
-        schedule=CountSchedule(tables, cadence, MovementTracker(container.store, tables)),
-        policy=HoldPolicy(settings.drift_hold_units, settings.drift_hold_percent),
-        cadence=cadence,
-        closers=(tables,),
-    )
-    container.extras["reconciliation"] = services
-    return services
-
-
-def _cosmos_services(container: Container) -> ReconciliationServices:
-    """Azure: holds, sessions and the per-event movement ledger in Cosmos DB.
-
-    The ledger is the one the availability consumer feeds (``functions.container``); the
-    schedule has no tracker to run, since nothing is read from a log.
-    """
-    from adapters.cosmos import CosmosStockItems
-    from adapters.cosmos.reconciliation import (
-        CosmosHeldCounts,
-        CosmosMovementLedger,
-        CosmosSessionHistory,
-    )
-
-    store = container.store
-    if not isinstance(store, CosmosStockItems):
-        raise ReconciliationUnavailable("reconciliation on Azure needs the Cosmos DB store")
-    cosmos = store.factory.settings
-    ledger = container.extras.get("movement_ledger")
-    if not isinstance(ledger, CosmosMovementLedger):
-        ledger = CosmosMovementLedger(cosmos)
-    settings = container.settings
-    cadence = CadencePolicy.parse(settings.count_cadence)
-    return ReconciliationServices(
-        reconciler=Reconciler(container.commands, container.clock, CosmosHeldCounts(cosmos),
-                              CosmosSessionHistory(cosmos), container.telemetry),
-        schedule=CountSchedule(ledger, cadence, tracker=None),
-        policy=HoldPolicy(settings.drift_hold_units, settings.drift_hold_percent),
-        cadence=cadence,
-    )
 
 
 def projection_repair(store: StockItemStore, views: AvailabilityViews) -> ProjectionRepair:

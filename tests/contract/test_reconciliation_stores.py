@@ -33,7 +33,7 @@ from application.settings import AVAILABILITY_SUBSCRIPTION, load
 from contracts.cloudevents import to_cloudevent
 from domain.stock_item import StockItem
 from functions.container import Container, build_container, use_container
-from functions.reconciliation import ReconciliationServices, reconciliation_services
+from functions.container import ReconciliationServices, reconciliation_services
 from tests.cosmos_server import CosmosServer
 from tests.http.conftest import call
 

@@ -13,8 +13,12 @@ from typing import Any
 import pytest
 
 from application.settings import load
-from functions.container import Container, build_container
-from functions.reconciliation import ReconciliationServices, reconciliation_services
+from functions.container import (
+    Container,
+    ReconciliationServices,
+    build_container,
+    reconciliation_services,
+)
 
 
 @dataclass

@@ -18,8 +18,7 @@ from application.reconciliation import (
     read_count_file,
 )
 from domain.stock_item import StockItem
-from functions.container import Container
-from functions.reconciliation import ReconciliationServices
+from functions.container import Container, ReconciliationServices
 from tests.reconciliation.conftest import MovableClock, count_row, csv_text, instant
 
 NO_HOLD = HoldPolicy()

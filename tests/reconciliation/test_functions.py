@@ -98,7 +98,7 @@ def test_bad_batches_get_problem_documents(installed: Container, kwargs, status,
 
 def test_held_counts_are_listed_approved_and_applied_over_http(installed: Container,
                                                                monkeypatch):
-    from functions.reconciliation import reconciliation_services
+    from functions.container import reconciliation_services
 
     services = reconciliation_services(installed)
     monkeypatch.setattr(services, "policy", type(services.policy)(units=5))
