@@ -32,8 +32,13 @@ from application.reconciliation import HeldCount, HeldCounts, SessionHistory, Se
 from application.settings import AVAILABILITY_SUBSCRIPTION, load
 from contracts.cloudevents import to_cloudevent
 from domain.stock_item import StockItem
-from functions.container import Container, build_container, use_container
-from functions.container import ReconciliationServices, reconciliation_services
+from functions.container import (
+    Container,
+    ReconciliationServices,
+    build_container,
+    reconciliation_services,
+    use_container,
+)
 from tests.cosmos_server import CosmosServer
 from tests.http.conftest import call
 
