@@ -54,13 +54,13 @@ SETTINGS: tuple[Setting, ...] = (
             "versions (e.g. StockAdjusted.v1) next to the current ones; empty: never."),
     Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", None, "azure",
             "Application Insights connection string; enables OpenTelemetry export."),
-    Setting("STOCKSTREAM_DRIFT_HOLD_UNITS", None, "local",
+    Setting("STOCKSTREAM_DRIFT_HOLD_UNITS", None, "both",
             "Counts whose drift exceeds this many units are held for approval; empty: no "
             "unit limit (docs/reconciliation.md)."),
-    Setting("STOCKSTREAM_DRIFT_HOLD_PERCENT", "50", "local",
+    Setting("STOCKSTREAM_DRIFT_HOLD_PERCENT", "50", "both",
             "Counts whose drift exceeds this percent of the on hand at count time are held "
             "for approval; empty: no percent limit."),
-    Setting("STOCKSTREAM_COUNT_CADENCE", "A=1,B=7,C=30", "local",
+    Setting("STOCKSTREAM_COUNT_CADENCE", "A=1,B=7,C=30", "both",
             "Days between physical counts for each velocity class (A fast, C slow movers)."),
 )
 

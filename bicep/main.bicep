@@ -64,6 +64,15 @@ param downstreamSubscriptions array = []
 @description('Until this date (inclusive, ISO-8601) the relay also publishes deprecated event versions next to the current ones (app setting STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL).')
 param deprecatedVersionsUntil string = '2027-05-31'
 
+@description('Counts whose drift exceeds this many units are held for approval; empty: no unit limit (app setting STOCKSTREAM_DRIFT_HOLD_UNITS).')
+param driftHoldUnits string = ''
+
+@description('Counts whose drift exceeds this percent of the on hand at count time are held for approval; empty: no percent limit (app setting STOCKSTREAM_DRIFT_HOLD_PERCENT).')
+param driftHoldPercent string = '50'
+
+@description('Days between physical counts per velocity class (app setting STOCKSTREAM_COUNT_CADENCE).')
+param countCadence string = 'A=1,B=7,C=30'
+
 @description('Grant the function identity Service Bus Data Owner on the topic, so it can read subscription counts for /api/ops/status and the dead-letter metric.')
 param grantServiceBusManageForCounts bool = true
 
@@ -225,6 +234,9 @@ module functionApp 'modules/functionapp.bicep' = {
     cosmosDatabaseName: cosmos.outputs.databaseName
     serviceBusNamespace: serviceBus.outputs.fullyQualifiedNamespace
     deprecatedVersionsUntil: deprecatedVersionsUntil
+    driftHoldUnits: driftHoldUnits
+    driftHoldPercent: driftHoldPercent
+    countCadence: countCadence
     maximumInstanceCount: functionMaximumInstanceCount
     instanceMemoryMB: functionInstanceMemoryMB
   }

@@ -47,6 +47,15 @@ param serviceBusNamespace string
 @description('Last day (ISO-8601) the relay also publishes deprecated event versions.')
 param deprecatedVersionsUntil string
 
+@description('Drift in units above which a count is held for approval (empty: none).')
+param driftHoldUnits string
+
+@description('Drift in percent above which a count is held for approval (empty: none).')
+param driftHoldPercent string
+
+@description('Days between counts per velocity class, e.g. A=1,B=7,C=30.')
+param countCadence string
+
 @description('Upper bound of instances Flex may scale out to (40-1000).')
 @minValue(40)
 @maxValue(1000)
@@ -149,6 +158,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SERVICEBUS__fullyQualifiedNamespace: serviceBusNamespace
     AZURE_CLIENT_ID: identityClientId
     STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL: deprecatedVersionsUntil
+    STOCKSTREAM_DRIFT_HOLD_UNITS: driftHoldUnits
+    STOCKSTREAM_DRIFT_HOLD_PERCENT: driftHoldPercent
+    STOCKSTREAM_COUNT_CADENCE: countCadence
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     // The host's identity-based connections (Cosmos DB trigger 'COSMOS', Service Bus trigger
     // 'SERVICEBUS', host storage) authenticate as the user-assigned identity.

@@ -445,6 +445,8 @@ def test_every_alert_points_to_a_runbook_section_that_exists():
     ("COSMOS_DATABASE", "cosmosDatabaseName", "cosmosDatabaseName"),
     ("STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL", "deprecatedVersionsUntil",
      "deprecatedVersionsUntil"),
+    ("STOCKSTREAM_DRIFT_HOLD_PERCENT", "driftHoldPercent", "driftHoldPercent"),
+    ("STOCKSTREAM_COUNT_CADENCE", "countCadence", "countCadence"),
 ])
 def test_parameters_feeding_settings_default_to_the_settings_defaults(
         setting, parameter, module_parameter):
