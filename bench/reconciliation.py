@@ -19,8 +19,7 @@ from pathlib import Path
 from application.reconciliation import HoldPolicy, read_count_file
 from application.settings import load
 from bench.common import Row, rate
-from functions.container import build_container
-from functions.reconciliation import reconciliation_services
+from functions.container import build_container, reconciliation_services
 
 
 def run(quick: bool = False) -> list[Row]:
