@@ -33,35 +33,22 @@ answer (False), never an error.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosHttpResponseError
-from eventsourcing.persistence import PersistenceError
 
-from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings, mapped_errors
+from adapters.cosmos.persistence import (
+    CosmosDatastore,
+    CosmosSettings,
+    lost_race,
+    unavailable_on_failure,
+)
 from adapters.sortable_time import from_text, to_text
-from application.ports import StoreUnavailable
 from application.views import Availability, LocationAvailability
 from projections.availability import AvailabilityChange, AvailabilityViews, ViewRow
-
-
-@contextmanager
-def _unavailable() -> Iterator[None]:
-    """Any Cosmos DB failure as the port's ``StoreUnavailable``."""
-    try:
-        with mapped_errors():
-            yield
-    except PersistenceError as error:
-        raise StoreUnavailable(str(error)) from error
-
-
-def _lost_race(error: CosmosHttpResponseError) -> bool:
-    """409 (another writer created the row first) or 412 (it changed since our read)."""
-    return error.status_code in (409, 412)
 
 
 def view_document(row: ViewRow, expiries: dict[str, str]) -> dict[str, Any]:
@@ -125,12 +112,12 @@ class CosmosAvailabilityViews(AvailabilityViews):
         return found[0] if found else None
 
     def version_of(self, sku: str, location: str) -> int:
-        with _unavailable():
+        with unavailable_on_failure():
             document = self._document(sku, location)
         return int(document["version"]) if document else 0
 
     def apply(self, change: AvailabilityChange) -> bool:
-        with _unavailable():
+        with unavailable_on_failure():
             current = self._document(change.sku, change.location)
             if (int(current["version"]) if current else 0) != change.version - 1:
                 return False
@@ -159,7 +146,7 @@ class CosmosAvailabilityViews(AvailabilityViews):
                         match_condition=MatchConditions.IfNotModified,
                     )
             except CosmosHttpResponseError as error:
-                if _lost_race(error):
+                if lost_race(error):
                     return False
                 raise
             return True
@@ -178,7 +165,7 @@ class CosmosAvailabilityViews(AvailabilityViews):
         A null ``next_expiry`` compares as undefined in Cosmos DB SQL, so rows without an
         open expiring reservation never match.
         """
-        with _unavailable():
+        with unavailable_on_failure():
             found = self._container.query_items(
                 "SELECT TOP @limit c.sku, c.location FROM c WHERE c.next_expiry <= @now"
                 " ORDER BY c.next_expiry",
@@ -194,7 +181,7 @@ class CosmosAvailabilityViews(AvailabilityViews):
         """One SKU's rows by location (one partition); or every row, ordered by SKU and
         location only within a SKU (a two-property cross-partition ORDER BY needs a
         composite index, which the container does not declare)."""
-        with _unavailable():
+        with unavailable_on_failure():
             if sku is None:
                 documents = self._container.query_items(
                     "SELECT * FROM c ORDER BY c.pk", enable_cross_partition_query=True
@@ -212,7 +199,7 @@ class CosmosAvailabilityViews(AvailabilityViews):
     def replace(self, row: ViewRow, expiries: dict[str, datetime]) -> None:
         """Overwrite the row whatever its version (repair): one ``upsert_item``."""
         document = view_document(row, {o: to_text(t) for o, t in expiries.items()})
-        with _unavailable():
+        with unavailable_on_failure():
             self._container.upsert_item(document)
 
     def events_applied(self) -> int:
@@ -220,7 +207,7 @@ class CosmosAvailabilityViews(AvailabilityViews):
 
         With no rows Cosmos DB may answer ``[]`` (an undefined sum) or ``[0]``; both are 0.
         """
-        with _unavailable():
+        with unavailable_on_failure():
             # ``SELECT VALUE`` yields bare numbers, not the documents the SDK's types say.
             sums: list[Any] = list(
                 self._container.query_items(

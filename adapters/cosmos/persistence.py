@@ -56,6 +56,7 @@ from eventsourcing.persistence import (
     IntegrityError,
     Notification,
     OperationalError,
+    PersistenceError,
     ProcessRecorder,
     ProgrammingError,
     StoredEvent,
@@ -66,6 +67,8 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType, strtobool
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from application.ports import StoreUnavailable
 
 CONNECTION_POOL_SIZE = 64
 """Connections kept per endpoint by the process's client (see ``_pooled_transport``)."""
@@ -273,6 +276,22 @@ def mapped_errors() -> Iterator[None]:
         raise _maybe_recorded(OperationalError(f"Cosmos DB did not answer: {error}")) from error
     except AzureError as error:  # ServiceRequestError (never sent), credential failures
         raise OperationalError(f"Cosmos DB unreachable: {error}") from error
+
+
+@contextmanager
+def unavailable_on_failure() -> Iterator[None]:
+    """Any Cosmos DB failure as the port's ``StoreUnavailable`` (for stores that implement
+    our ports directly, not through ``eventsourcing``)."""
+    try:
+        with mapped_errors():
+            yield
+    except PersistenceError as error:
+        raise StoreUnavailable(str(error)) from error
+
+
+def lost_race(error: CosmosHttpResponseError) -> bool:
+    """409 (another writer created the document first) or 412 (it changed since our read)."""
+    return error.status_code in (409, 412)
 
 
 AMBIGUOUS_STATUSES = frozenset({408, 500, 503})

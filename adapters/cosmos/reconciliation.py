@@ -36,7 +36,6 @@ see docs/cosmos.md). Failures surface as ``application.ports.StoreUnavailable``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any, Literal
@@ -44,12 +43,15 @@ from typing import Any, Literal
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosHttpResponseError
-from eventsourcing.persistence import PersistenceError
 
-from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings, mapped_errors
+from adapters.cosmos.persistence import (
+    CosmosDatastore,
+    CosmosSettings,
+    lost_race,
+    unavailable_on_failure,
+)
 from adapters.sortable_time import from_text, to_text
 from application.cadence import LedgerEntry, MovementLedger, StockKey
-from application.ports import StoreUnavailable
 from application.reconciliation import (
     HeldCount,
     HeldCounts,
@@ -72,18 +74,8 @@ _RETRIES = 8
 """Re-reads after a lost race before giving up (another writer kept moving the document)."""
 
 
-@contextmanager
-def _unavailable() -> Iterator[None]:
-    """Any Cosmos DB failure as the port's ``StoreUnavailable``."""
-    try:
-        with mapped_errors():
-            yield
-    except PersistenceError as error:
-        raise StoreUnavailable(str(error)) from error
 
 
-def _lost_race(error: CosmosHttpResponseError) -> bool:
-    return error.status_code in (409, 412)
 
 
 class _Reconciliation:
@@ -159,7 +151,7 @@ class CosmosHeldCounts(_Reconciliation, HeldCounts):
         return found[0] if found else None
 
     def hold(self, held: HeldCount) -> bool:
-        with _unavailable():
+        with unavailable_on_failure():
             try:
                 self._container.create_item(_held_document(held))
             except CosmosHttpResponseError as error:
@@ -169,7 +161,7 @@ class CosmosHeldCounts(_Reconciliation, HeldCounts):
             return True
 
     def find(self, sku: str, location: str, count_id: str) -> HeldCount | None:
-        with _unavailable():
+        with unavailable_on_failure():
             document = self._find(sku, location, count_id)
         return None if document is None else _held(document)
 
@@ -182,13 +174,13 @@ class CosmosHeldCounts(_Reconciliation, HeldCounts):
             if value is not None:
                 where += f" AND c.{name} = @{name}"
                 parameters.append({"name": f"@{name}", "value": value})
-        with _unavailable():
+        with unavailable_on_failure():
             found = [_held(d) for d in self._query(HELD, HELD, where, parameters)]
         return sorted(found, key=lambda h: (h.held_at, h.sku, h.location, h.count_id))
 
     def resolve(self, held: HeldCount) -> None:
         """Overwrite the hold's status; a hold that does not exist stays absent."""
-        with _unavailable():
+        with unavailable_on_failure():
             if self._find(held.sku, held.location, held.count_id) is None:
                 return
             document = _held_document(held)
@@ -204,12 +196,12 @@ class CosmosSessionHistory(_Reconciliation, SessionHistory):
     def record(self, summary: SessionSummary) -> None:
         fields = asdict(summary)
         fields["finished_at"] = to_text(summary.finished_at)
-        with _unavailable():
+        with unavailable_on_failure():
             self._container.upsert_item(
                 {"id": summary.session_id, "pk": SESSIONS, "kind": SESSIONS, **fields})
 
     def sessions(self, limit: int = 365) -> list[SessionSummary]:
-        with _unavailable():
+        with unavailable_on_failure():
             found = list(self._container.query_items(
                 "SELECT TOP @limit * FROM c WHERE c.pk = @pk AND c.kind = @pk"
                 " ORDER BY c.finished_at DESC",
@@ -241,7 +233,7 @@ class CosmosMovementLedger(_Reconciliation, MovementLedger):
 
     def version_of(self, sku: str, location: str) -> int:
         """The last stream version the ledger reflects (0: none)."""
-        with _unavailable():
+        with unavailable_on_failure():
             document = self._document(sku, location)
         return int(document["version"]) if document else 0
 
@@ -252,7 +244,7 @@ class CosmosMovementLedger(_Reconciliation, MovementLedger):
     def apply_entry(self, entry: LedgerEntry) -> Applied:
         """Add ``entry`` (and any versions missing before it) if it is beyond the stored
         version; ``duplicate`` if the ledger already reflects it."""
-        with _unavailable():
+        with unavailable_on_failure():
             for _ in range(_RETRIES):
                 current = self._document(entry.sku, entry.location)
                 version = int(current["version"]) if current else 0
@@ -292,7 +284,7 @@ class CosmosMovementLedger(_Reconciliation, MovementLedger):
                 self._container.replace_item(entry.location, document, etag=current["_etag"],
                                              match_condition=MatchConditions.IfNotModified)
         except CosmosHttpResponseError as error:
-            if _lost_race(error):
+            if lost_race(error):
                 return False
             raise
         return True
@@ -308,7 +300,7 @@ class CosmosMovementLedger(_Reconciliation, MovementLedger):
     def units_since(self, day: date) -> dict[StockKey, int]:
         since = day.isoformat()
         moved: dict[StockKey, int] = {}
-        with _unavailable():
+        with unavailable_on_failure():
             for document in self._all():
                 units = sum(int(u) for d, u in document["days"].items() if d >= since)
                 if units:
@@ -316,7 +308,7 @@ class CosmosMovementLedger(_Reconciliation, MovementLedger):
         return moved
 
     def stock_items(self) -> dict[StockKey, datetime | None]:
-        with _unavailable():
+        with unavailable_on_failure():
             return {(str(d["sku"]), str(d["location"])):
                     None if d["last_counted_at"] is None else from_text(d["last_counted_at"])
                     for d in self._all()}
@@ -324,7 +316,7 @@ class CosmosMovementLedger(_Reconciliation, MovementLedger):
     def forget_before(self, day: date) -> None:
         """Drop older days from each document (etag-guarded; a lost race re-reads)."""
         keep_from = day.isoformat()
-        with _unavailable():
+        with unavailable_on_failure():
             stale = [(str(d["sku"]), str(d["location"])) for d in self._all()
                      if any(k < keep_from for k in d["days"])]
             for sku, location in stale:
@@ -340,6 +332,6 @@ class CosmosMovementLedger(_Reconciliation, MovementLedger):
                             match_condition=MatchConditions.IfNotModified)
                         break
                     except CosmosHttpResponseError as error:
-                        if not _lost_race(error):
+                        if not lost_race(error):
                             raise
 
