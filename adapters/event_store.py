@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from copy import deepcopy
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
@@ -26,9 +27,11 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
+from adapters.memos import MEMOS, MemoRecorder, StreamMemo
 from application.ports import (
     ConcurrencyConflict,
     MultiStreamSave,
+    Recalled,
     StockItemStore,
     StoreUnavailable,
 )
@@ -39,6 +42,12 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_INTERVAL = 100
 """A snapshot every 100 events bounds a cold read to one snapshot plus < 100 events."""
+
+IDEMPOTENCY_WINDOW = timedelta(days=7)
+"""How long ids are recognised by default (``STOCKSTREAM_IDEMPOTENCY_WINDOW``)."""
+
+TAIL_PAGE = 64
+"""Events read per page when reading a stream backwards (``events_since``)."""
 
 _UNAVAILABLE = (OperationalError, InterfaceError, DatabaseError)
 
@@ -54,8 +63,11 @@ class StockstreamApplication(Application):  # type: ignore[type-arg]
     is_snapshotting_enabled = True
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {StockItem: SNAPSHOT_INTERVAL}
 
+    memo_window: timedelta = IDEMPOTENCY_WINDOW
+
     def save_one(self, item: StockItem) -> None:
-        """``Application.save`` for one known aggregate: record, then snapshot.
+        """``Application.save`` for one known aggregate: record (events and their memos in
+        one atomic write), then snapshot.
 
         The library's ``save`` recognises what it was given with ``isinstance`` checks
         against runtime protocols, a tenth of a command's time in a profile; here the
@@ -63,8 +75,14 @@ class StockstreamApplication(Application):  # type: ignore[type-arg]
         notify.
         """
         processing_event: ProcessingEvent[Any] = ProcessingEvent()
-        processing_event.events.extend(item.collect_events())
+        events = cast(list[StockItem.Event], item.collect_events())
+        processing_event.events.extend(events)
         processing_event.aggregates[item.id] = item
+        processing_event.saved_kwargs[MEMOS] = [
+            StreamMemo(memo, value, e.originator_version, e.timestamp + self.memo_window)
+            for e in events
+            for memo, value in e.memos()
+        ]
         self._record(processing_event)
         self._take_snapshots(processing_event)
 
@@ -96,11 +114,23 @@ class EventSourcedStockItems(StockItemStore):
 
     CACHE_SIZE = 10_000
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        memo_window: timedelta = IDEMPOTENCY_WINDOW,
+    ) -> None:
+        """``memo_window``: how long idempotency keys, closed orders and count ids are
+        recognised (``STOCKSTREAM_IDEMPOTENCY_WINDOW``)."""
         try:
             self.app = StockstreamApplication(env=dict(env or {}))
         except (*_UNAVAILABLE, OSError) as error:
             raise StoreUnavailable(f"event store cannot be opened: {error}") from error
+        if not isinstance(self.app.recorder, MemoRecorder):
+            raise TypeError(f"{type(self.app.recorder).__name__} keeps no memos: the "
+                            "event store needs a recorder that does (adapters.memos)")
+        self.memos: MemoRecorder = self.app.recorder
+        self.app.memo_window = memo_window
         self._cache: OrderedDict[UUID, StockItem] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -153,6 +183,34 @@ class EventSourcedStockItems(StockItemStore):
             return cast(list[StockItem.Event], list(stored))
         except _UNAVAILABLE as error:
             raise StoreUnavailable(str(error)) from error
+
+    def events_since(
+        self, sku: str, location: str, moment: datetime, *, version: int
+    ) -> list[StockItem.Event]:
+        stream_id = stream_uuid(sku, location)
+        found: list[StockItem.Event] = []
+        upper = version
+        try:
+            while upper > 0:
+                page = cast(list[StockItem.Event], list(self.app.events.get(
+                    stream_id, lte=upper, desc=True, limit=TAIL_PAGE)))
+                for event in page:
+                    if event.timestamp <= moment:
+                        return found
+                    found.append(event)
+                if len(page) < TAIL_PAGE:
+                    return found
+                upper = page[-1].originator_version - 1
+        except _UNAVAILABLE as error:
+            raise StoreUnavailable(str(error)) from error
+        return found
+
+    def recall(self, sku: str, location: str, memo: str) -> Recalled | None:
+        try:
+            found = self.memos.select_memo(stream_uuid(sku, location), memo, datetime.now(UTC))
+        except _UNAVAILABLE as error:
+            raise StoreUnavailable(str(error)) from error
+        return None if found is None else Recalled(*found)
 
     def decode(self, stored: StoredEvent) -> StockItem.Event:
         """The domain event of a stored event (upcast to the current version)."""

@@ -17,17 +17,26 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from application.ports import Clock, ConcurrencyConflict, StockItemStore
 from domain.errors import DomainError, InvalidRequest
 from domain.identifiers import stream_name
-from domain.stock_item import Position, StockItem, on_hand_at
+from domain.stock_item import Position, Recall, StockItem, movements_after, require_timestamp
 
 log = logging.getLogger(__name__)
 
-COUNT_CLOCK_SKEW_SECONDS = 300
+COUNT_CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a count's ``counted_at`` may be before it is refused."""
+COUNT_MAX_AGE = timedelta(days=7)
+"""How old a count may be by default (``STOCKSTREAM_COUNT_MAX_AGE``): a count dated a
+year back is a typo, and would put a year of movements on top of its figure."""
+
+Decision = Callable[[StockItem, Recall], None]
+
+
+class _StaleState(Exception):
+    """A memo is newer than the state being decided on: decide again on a fresh read."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +102,13 @@ class StockCommands:
         store: StockItemStore,
         clock: Clock,
         retry: RetryPolicy | None = None,
+        *,
+        count_max_age: timedelta = COUNT_MAX_AGE,
     ) -> None:
         self.store = store
         self.clock = clock
         self.retry = retry or RetryPolicy()
+        self.count_max_age = count_max_age
         self._locks = _StripedLocks()
         self.after_commit: list[Callable[[list[StockItem.Event]], None]] = []
         """Called with the events of every successful save (e.g. to wake the relay)."""
@@ -112,7 +124,8 @@ class StockCommands:
         idempotency_key: str | None = None,
     ) -> CommandResult:
         return self._execute(
-            sku, location, lambda item: item.receive(quantity, reference, idempotency_key)
+            sku, location,
+            lambda item, recall: item.receive(quantity, reference, idempotency_key, recall),
         )
 
     def adjust(
@@ -125,14 +138,15 @@ class StockCommands:
         note: str | None = None,
     ) -> CommandResult:
         return self._execute(
-            sku, location, lambda item: item.adjust(delta, reason, idempotency_key, note)
+            sku, location,
+            lambda item, recall: item.adjust(delta, reason, idempotency_key, note, recall),
         )
 
     def set_policy(
         self, sku: str, location: str, safety_stock: int, oversell_buffer: int
     ) -> CommandResult:
         return self._execute(
-            sku, location, lambda item: item.set_policy(safety_stock, oversell_buffer)
+            sku, location, lambda item, recall: item.set_policy(safety_stock, oversell_buffer)
         )
 
     def reserve(
@@ -144,52 +158,79 @@ class StockCommands:
         channel: str,
         ttl_seconds: int | None = None,
     ) -> CommandResult:
-        def decide(item: StockItem) -> None:
+        def decide(item: StockItem, recall: Recall) -> None:
             expires_at = StockItem.expiry(self.clock.now(), ttl_seconds)
-            item.reserve(order_id, quantity, channel, expires_at)
+            item.reserve(order_id, quantity, channel, expires_at, recall)
 
         return self._execute(sku, location, decide)
 
     def release(self, sku: str, location: str, order_id: str) -> CommandResult:
-        return self._execute(sku, location, lambda item: item.release(order_id))
+        return self._execute(
+            sku, location, lambda item, recall: item.release(order_id, recall=recall)
+        )
 
     def fulfil(
         self, sku: str, location: str, order_id: str, quantity: int | None = None
     ) -> CommandResult:
-        return self._execute(sku, location, lambda item: item.fulfil(order_id, quantity))
+        return self._execute(
+            sku, location, lambda item, recall: item.fulfil(order_id, quantity, recall)
+        )
 
     def record_count(
         self, sku: str, location: str, count_id: str, counted: int, counted_at: datetime
     ) -> CommandResult:
-        """Apply a physical count taken at ``counted_at``; see ``StockItem.record_count``."""
-        now = self.clock.now()
-        if isinstance(counted_at, datetime) and counted_at.tzinfo is not None and (
-            (counted_at - now).total_seconds() > COUNT_CLOCK_SKEW_SECONDS
-        ):
-            raise InvalidRequest("counted_at must not be in the future", field="counted_at")
+        """Apply a physical count taken at ``counted_at``; see ``StockItem.record_count``.
 
-        def decide(item: StockItem) -> None:
-            item.record_count(count_id, counted, counted_at, self._on_hand_at(item, counted_at))
+        ``counted_at`` must lie within ``count_max_age`` back and five minutes ahead."""
+        self.check_counted_at(counted_at)
+
+        def decide(item: StockItem, recall: Recall) -> None:
+            item.record_count(count_id, counted, counted_at,
+                              self._movements_since(item, counted_at), recall)
 
         return self._execute(sku, location, decide)
 
+    def check_counted_at(self, counted_at: datetime) -> None:
+        """Refuse a count time outside the window (``InvalidRequest``, field counted_at)."""
+        require_timestamp("counted_at", counted_at)
+        now = self.clock.now()
+        if counted_at - now > COUNT_CLOCK_SKEW:
+            raise InvalidRequest("counted_at must not be in the future", field="counted_at")
+        if now - counted_at > self.count_max_age:
+            raise InvalidRequest(
+                f"counted_at must be at most {self.count_max_age} ago "
+                "(STOCKSTREAM_COUNT_MAX_AGE)", field="counted_at")
+
     def expire_overdue(self, sku: str, location: str) -> CommandResult:
         """Release the stream's overdue reservations (the periodic sweep calls this)."""
-        return self._execute(sku, location, lambda item: None)
+        return self._execute(sku, location, lambda item, recall: None)
 
     # ---------------------------------------------------------------- mechanics
 
-    def _on_hand_at(self, item: StockItem, moment: datetime) -> int | None:
-        """On hand as the stream said at ``moment`` (None: now, no read needed)."""
-        if not isinstance(moment, datetime) or moment.tzinfo is None:
-            return None  # the aggregate refuses it with a clear error
+    def _movements_since(self, item: StockItem, moment: datetime) -> int:
+        """The movements the stream recorded after ``moment`` (no read if none can be)."""
         if item.version == 0 or moment >= item.modified_on:
-            return None
-        return on_hand_at(self.store.events(item.sku, item.location, limit=item.version), moment)
+            return 0
+        return movements_after(
+            self.store.events_since(item.sku, item.location, moment, version=item.version),
+            moment,
+        )
 
-    def _execute(
-        self, sku: str, location: str, decide: Callable[[StockItem], None]
-    ) -> CommandResult:
+    def _recall(self, item: StockItem) -> Recall:
+        """The stream's memos as the aggregate asks for them; a memo written after the
+        state's version means the state is stale (another process moved the stream)."""
+
+        def recall(memo: str) -> str | None:
+            found = self.store.recall(item.sku, item.location, memo)
+            if found is None:
+                return None
+            if found.version > item.version:
+                raise _StaleState(memo)
+            return found.value
+
+        return recall
+
+    def _execute(self, sku: str, location: str, decide: Decision) -> CommandResult:
         """Load, decide, save; retry conflicts. Every outcome but a successful save is
         confirmed on a fresh read first, so a stale cache never refuses or no-ops wrongly."""
         stream = stream_name(sku, location)
@@ -203,10 +244,16 @@ class StockCommands:
                     item = StockItem.create(sku, location)
                 try:
                     item.expire_overdue(self.clock.now())
-                    decide(item)
+                    decide(item, self._recall(item))
                 except DomainError:
                     if fresh:
                         raise
+                    fresh = True
+                    continue
+                except _StaleState:
+                    attempt += 1
+                    if fresh and attempt >= self.retry.attempts:
+                        raise ConcurrencyConflict(f"stream {stream} kept moving on") from None
                     fresh = True
                     continue
                 if not item.pending_events or (is_new and len(item.pending_events) == 1):

@@ -49,6 +49,14 @@ class MultiStreamSave(StoreError):
 # ------------------------------------------------------------------- event store
 
 
+@dataclass(frozen=True)
+class Recalled:
+    """A memo found in a stream: its value and the version of the event that wrote it."""
+
+    value: str
+    version: int
+
+
 class StockItemStore(ABC):
     """Streams of ``StockItem`` events, one per SKU-location.
 
@@ -80,6 +88,25 @@ class StockItemStore(ABC):
         self, sku: str, location: str, *, after: int = 0, limit: int | None = None
     ) -> list[StockItem.Event]:
         """The stream's events with version > ``after``, oldest first."""
+
+    @abstractmethod
+    def events_since(
+        self, sku: str, location: str, moment: datetime, *, version: int
+    ) -> list[StockItem.Event]:
+        """The events up to ``version`` recorded after ``moment``, newest first.
+
+        Read from the end of the stream backwards, so a count on a long stream costs the
+        events since it was taken, not the whole history.
+        """
+
+    @abstractmethod
+    def recall(self, sku: str, location: str, memo: str) -> Recalled | None:
+        """What the stream recorded under ``memo`` (:meth:`StockItem.Event.memos`) within
+        the idempotency window, and at which version; None if nothing (or only older).
+
+        Every save writes its events' memos in the same atomic write as the events, so a
+        memo at a version the caller's state has reached is always found.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default holds none."""

@@ -36,11 +36,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from application.commands import COUNT_CLOCK_SKEW_SECONDS, StockCommands
+from application.commands import COUNT_CLOCK_SKEW, StockCommands
 from application.ports import Clock, StockItemStore
 from domain.errors import DomainError
 from domain.identifiers import require_identifier
-from domain.stock_item import MAX_QUANTITY, StockItem, on_hand_at
+from domain.stock_item import MAX_QUANTITY, StockItem, movements_after
 
 COUNT_FIELDS = ("sku", "location", "counted", "counted_at", "count_id")
 """The columns of a count file (CSV header) and the members of a JSON count object."""
@@ -426,12 +426,12 @@ def _assess(store: StockItemStore, line: CountLine) -> _Assessment:
     item = store.get(line.sku, line.location)
     if item is None:
         return _Assessment("no", 0, 0)
-    seen = item.recorded_counts.get(line.count_id)
+    seen = store.recall(line.sku, line.location, StockItem.count_memo(line.count_id))
     if seen is not None:
-        same = seen == StockItem.count_fingerprint(line.counted, line.counted_at)
+        same = seen.value == StockItem.count_fingerprint(line.counted, line.counted_at)
         return _Assessment("same" if same else "conflict", 0, 0)
     events = store.events(line.sku, line.location)
-    on_hand = on_hand_at(events, line.counted_at)
+    on_hand = item.on_hand - movements_after(events, line.counted_at)
     previous_count: datetime | None = None
     releases: list[tuple[datetime, int]] = []
     for event in events:
@@ -529,7 +529,7 @@ class Reconciler:
         if assessment.already == "conflict":
             reason = (f"count id {line.count_id} was already recorded here with other "
                       "figures")
-        elif (line.counted_at - self.clock.now()).total_seconds() > COUNT_CLOCK_SKEW_SECONDS:
+        elif line.counted_at - self.clock.now() > COUNT_CLOCK_SKEW:
             reason = "counted_at must not be in the future"
         if reason is None:
             return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +62,12 @@ SETTINGS: tuple[Setting, ...] = (
             "for approval; empty: no percent limit."),
     Setting("STOCKSTREAM_COUNT_CADENCE", "A=1,B=7,C=30", "both",
             "Days between physical counts for each velocity class (A fast, C slow movers)."),
+    Setting("STOCKSTREAM_IDEMPOTENCY_WINDOW", "7d", "both",
+            "How long a SKU-location recognises an Idempotency-Key, a closed reservation's "
+            "order id and a count id, however many it sees (e.g. 7d, 36h, 90m)."),
+    Setting("STOCKSTREAM_COUNT_MAX_AGE", "7d", "both",
+            "How far back a count's counted_at may lie (older: 422); the same format. A "
+            "count may also be at most 5 minutes ahead."),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -95,6 +101,8 @@ class Settings:
     drift_hold_units: int | None = None
     drift_hold_percent: float | None = 50.0
     count_cadence: str = "A=1,B=7,C=30"
+    idempotency_window: timedelta = timedelta(days=7)
+    count_max_age: timedelta = timedelta(days=7)
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -139,6 +147,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         drift_hold_percent=_limit(env, "STOCKSTREAM_DRIFT_HOLD_PERCENT", float),
         count_cadence=_cadence(_get(env, "STOCKSTREAM_COUNT_CADENCE") or "A=1,B=7,C=30"),
         deprecated_versions_until=_date(env, "STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL"),
+        idempotency_window=_duration(env, "STOCKSTREAM_IDEMPOTENCY_WINDOW"),
+        count_max_age=_duration(env, "STOCKSTREAM_COUNT_MAX_AGE"),
     )
 
 
@@ -153,6 +163,20 @@ def _date(env: Mapping[str, str], name: str) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise SettingsError(f"{name} must be an ISO-8601 date; got {value!r}") from None
+
+
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def _duration(env: Mapping[str, str], name: str) -> timedelta:
+    """A positive duration such as ``7d``, ``36h``, ``90m`` or ``3600s``, at most ten years."""
+    value = _get(env, name) or ""
+    number, unit = value[:-1], value[-1:]
+    if unit not in _DURATION_UNITS or not number.isdigit() or not (
+            0 < int(number) * _DURATION_UNITS[unit] <= 3650 * 86400):
+        raise SettingsError(f"{name} must be a positive duration such as 7d, 36h, 90m or "
+                            f"3600s (at most ten years); got {value!r}")
+    return timedelta(seconds=int(number) * _DURATION_UNITS[unit])
 
 
 def _limit(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> Any:

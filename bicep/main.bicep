@@ -73,6 +73,12 @@ param driftHoldPercent string = '50'
 @description('Days between physical counts per velocity class (app setting STOCKSTREAM_COUNT_CADENCE).')
 param countCadence string = 'A=1,B=7,C=30'
 
+@description('How long ids are recognised per SKU-location: Idempotency-Key, closed order, count id (app setting STOCKSTREAM_IDEMPOTENCY_WINDOW).')
+param idempotencyWindow string = '7d'
+
+@description('How far back a count may be dated (app setting STOCKSTREAM_COUNT_MAX_AGE).')
+param countMaxAge string = '7d'
+
 @description('Grant the function identity Service Bus Data Owner on the topic, so it can read subscription counts for /api/ops/status and the dead-letter metric.')
 param grantServiceBusManageForCounts bool = true
 
@@ -237,6 +243,8 @@ module functionApp 'modules/functionapp.bicep' = {
     driftHoldUnits: driftHoldUnits
     driftHoldPercent: driftHoldPercent
     countCadence: countCadence
+    idempotencyWindow: idempotencyWindow
+    countMaxAge: countMaxAge
     maximumInstanceCount: functionMaximumInstanceCount
     instanceMemoryMB: functionInstanceMemoryMB
   }

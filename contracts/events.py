@@ -95,6 +95,11 @@ class StockCountedV1(EventData):
     previous_on_hand: int
     delta: int
     counted_at: AwareDatetime
+    superseded: bool = Field(
+        default=False,
+        description="True when a count taken later was already applied: this one is "
+        "recorded and changes nothing (delta 0).",
+    )
 
 
 class StockPolicyChangedV1(EventData):

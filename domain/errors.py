@@ -120,3 +120,21 @@ class CountAlreadyRecorded(DomainError):
             count_id=count_id,
         )
         self.count_id = count_id
+
+
+class FulfilmentConflict(DomainError):
+    """A fulfilment repeated with another quantity than the one that shipped."""
+
+    code = "fulfilment-conflict"
+
+    def __init__(self, order_id: str, *, fulfilled: int, requested: int) -> None:
+        super().__init__(
+            f"order {order_id!r} was already fulfilled with {fulfilled} units; "
+            f"a fulfilment of {requested} cannot be applied again",
+            order_id=order_id,
+            fulfilled=fulfilled,
+            requested=requested,
+        )
+        self.order_id = order_id
+        self.fulfilled = fulfilled
+        self.requested = requested

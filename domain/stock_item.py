@@ -16,15 +16,16 @@ can move without breaking stored streams. An event's schema version is its
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from eventsourcing.domain import Aggregate
 
 from domain.errors import (
     CountAlreadyRecorded,
+    FulfilmentConflict,
     IdempotencyKeyReused,
     InsufficientOnHand,
     InsufficientStock,
@@ -46,10 +47,23 @@ MAX_NOTE_LENGTH = 500
 RELEASE_REASONS = ("cancelled", "expired")
 ReleaseReason = Literal["cancelled", "expired"]
 
-#: How many closed reservations, idempotency keys and count ids a stream remembers.
-#: Enough to absorb any realistic client retry window; bounded so the state (and its
-#: snapshot) stays small on a busy SKU-location.
-REMEMBERED = 1000
+Recall = Callable[[str], "str | None"]
+"""What a stream recorded under a memo (see :meth:`StockItem.Event.memos`) within the
+idempotency window, or None. The aggregate remembers no ids itself: a hot SKU-location
+sees thousands of orders a day, and its state (and snapshot) must not grow with them. The
+store keeps the memos beside the events, written in the same atomic write, and the
+command service hands the aggregate this lookup."""
+
+
+def nothing_recalled(memo: str) -> str | None:
+    """The recall of a stream with no memos (a new stream, or a test of one decision)."""
+    return None
+
+
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(9000, 1, 1, tzinfo=UTC)
+"""Timestamps outside these bounds are refused: no count or expiry is that far out, and
+arithmetic on ``datetime.min``/``max`` overflows."""
 
 MAX_QUANTITY = 1_000_000_000
 """Quantities above this are refused: no shelf holds a billion units, a typo does."""
@@ -92,40 +106,50 @@ class Position:
         return cls(sku, location, 0, 0, 0, 0, 0)
 
 
-def on_hand_at(events: Iterable[StockItem.Event], moment: datetime) -> int:
-    """On hand as a stream said at ``moment``: the position of its last event at or before
-    it (events carry the position after them), 0 before the first. ``events`` oldest first."""
-    on_hand = 0
-    for event in events:
-        if event.timestamp > moment:
-            break
-        on_hand = event.on_hand
-    return on_hand
+def movements_after(events: Iterable[StockItem.Event], moment: datetime) -> int:
+    """The net change to on hand of the movements (receipts, adjustments, fulfilments)
+    recorded after ``moment``; counts are not movements. ``events`` in any order."""
+    return sum(e.movement for e in events if e.timestamp > moment)
 
 
-def _require_aware(kind: str, value: Any) -> datetime:
+def require_timestamp(kind: str, value: Any) -> datetime:
+    """Return ``value`` if it is a timezone-aware timestamp within the sane bounds."""
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise InvalidRequest(f"{kind} must be a timestamp with a time zone", field=kind)
+    try:
+        inside = EARLIEST_TIMESTAMP <= value < LATEST_TIMESTAMP
+    except OverflowError:  # a UTC offset pushing the moment past datetime's range
+        inside = False
+    if not inside:
+        raise InvalidRequest(
+            f"{kind} must be between {EARLIEST_TIMESTAMP.year} and {LATEST_TIMESTAMP.year}",
+            field=kind,
+        )
     return value
-
-
-def _remember(memory: dict[str, str], key: str, value: str) -> None:
-    memory[key] = value
-    while len(memory) > REMEMBERED:
-        del memory[next(iter(memory))]
 
 
 class StockItem(Aggregate):
     """Stock of one SKU at one location, as an event stream ``{sku}|{location}``."""
 
     TOPIC = "stockstream:StockItem"
-    class_version = 2
-    """The snapshot state's version: v2 added the running ``reserved`` figure."""
+    class_version = 3
+    """The snapshot state's version: v2 added the running ``reserved`` figure; v3 moved the
+    remembered ids out of the state (the store's memos) and added ``last_counted_at``."""
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         """A v1 snapshot has no ``reserved``: it is the sum of the open reservations."""
         state["reserved"] = sum(int(r["quantity"]) for r in state["reservations"].values())
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        """A v2 snapshot remembered ids in its state (the store's memos hold them now) and
+        had no ``last_counted_at``: it is the latest ``counted_at`` it remembered."""
+        for name in ("closed_reservations", "idempotency_keys"):
+            state.pop(name, None)
+        counts = state.pop("recorded_counts", None) or {}
+        moments = [datetime.fromisoformat(f.split(":", 2)[2]) for f in counts.values()]
+        state["last_counted_at"] = max(moments) if moments else None
 
     class Event(Aggregate.Event):
         """Every event names its SKU-location and the position after it."""
@@ -136,6 +160,17 @@ class StockItem(Aggregate):
         on_hand: int
         reserved: int
         available: int
+
+        def memos(self) -> tuple[tuple[str, str], ...]:
+            """What this event makes a repeat recognisable by, as (memo, value) pairs:
+            an idempotency key, a closed order, a count id. The store keeps them for the
+            idempotency window, in the same atomic write as the event."""
+            return ()
+
+        @property
+        def movement(self) -> int:
+            """How much this event moved on hand (counts set it, so they are not movements)."""
+            return 0
 
     class Created(Event, Aggregate.Created):
         """The stream's first event (wire type ``StockItemCreated``)."""
@@ -152,9 +187,16 @@ class StockItem(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.on_hand += self.quantity
-            if self.idempotency_key is not None:
-                _remember(aggregate.idempotency_keys, self.idempotency_key,
-                          StockItem.receipt_fingerprint(self.quantity, self.reference))
+
+        def memos(self) -> tuple[tuple[str, str], ...]:
+            if self.idempotency_key is None:
+                return ()
+            return ((StockItem.key_memo(self.idempotency_key),
+                     StockItem.receipt_fingerprint(self.quantity, self.reference)),)
+
+        @property
+        def movement(self) -> int:
+            return self.quantity
 
     class Adjusted(Event):
         """On hand was corrected by a delta for a reason code, with an optional note
@@ -178,10 +220,17 @@ class StockItem(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.on_hand += self.delta
-            if self.idempotency_key is not None:
-                _remember(aggregate.idempotency_keys, self.idempotency_key,
-                          StockItem.adjustment_fingerprint(self.delta, self.reason_code,
-                                                           self.note))
+
+        def memos(self) -> tuple[tuple[str, str], ...]:
+            if self.idempotency_key is None:
+                return ()
+            return ((StockItem.key_memo(self.idempotency_key),
+                     StockItem.adjustment_fingerprint(self.delta, self.reason_code,
+                                                      self.note)),)
+
+        @property
+        def movement(self) -> int:
+            return self.delta
 
     class Reserved(Event):
         """An order's reservation was set to ``quantity`` (wire type ``StockReserved``)."""
@@ -215,7 +264,9 @@ class StockItem(Aggregate):
             closed = aggregate.reservations.pop(self.order_id, None)
             if closed is not None:
                 aggregate.reserved -= closed["quantity"]
-            _remember(aggregate.closed_reservations, self.order_id, self.reason)
+
+        def memos(self) -> tuple[tuple[str, str], ...]:
+            return ((StockItem.order_memo(self.order_id), self.reason),)
 
     class Fulfilled(Event):
         """An order shipped ``quantity`` units and its reservation closed
@@ -230,26 +281,47 @@ class StockItem(Aggregate):
             if closed is not None:
                 aggregate.reserved -= closed["quantity"]
             aggregate.on_hand -= self.quantity
-            _remember(aggregate.closed_reservations, self.order_id, "fulfilled")
+
+        def memos(self) -> tuple[tuple[str, str], ...]:
+            return ((StockItem.order_memo(self.order_id), f"fulfilled:{self.quantity}"),)
+
+        @property
+        def movement(self) -> int:
+            return -self.quantity
 
     class Counted(Event):
         """A physical count set on hand absolutely (wire type ``StockCounted``).
 
-        ``previous_on_hand`` is what the stream said at ``counted_at``; ``delta`` is the
-        correction, applied now so that movements after the count stay on top of it.
+        On hand after counts is the figure of the count with the latest ``counted_at``
+        plus every movement recorded after that moment. So ``previous_on_hand`` is on hand
+        less the movements recorded after ``counted_at`` (what the stream says the shelf
+        held then), and ``delta`` the correction, applied now. A count taken before the
+        latest applied one is ``superseded``: recorded, with delta 0, changing nothing.
+
+        Version 2 added ``superseded``; stored v1 counts were all applied.
         """
 
         TOPIC = "stockstream:StockCounted"
+        class_version = 2
         count_id: str
         counted: int
         previous_on_hand: int
         delta: int
         counted_at: datetime
+        superseded: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["superseded"] = False
 
         def apply(self, aggregate: Any) -> None:
             aggregate.on_hand += self.delta
-            _remember(aggregate.recorded_counts, self.count_id,
-                      StockItem.count_fingerprint(self.counted, self.counted_at))
+            if not self.superseded:
+                aggregate.last_counted_at = self.counted_at
+
+        def memos(self) -> tuple[tuple[str, str], ...]:
+            return ((StockItem.count_memo(self.count_id),
+                     StockItem.count_fingerprint(self.counted, self.counted_at)),)
 
     class PolicyChanged(Event):
         """Safety stock and oversell buffer were set (wire type ``StockPolicyChanged``)."""
@@ -275,9 +347,8 @@ class StockItem(Aggregate):
     safety_stock: int
     oversell_buffer: int
     reservations: dict[str, dict[str, Any]]
-    closed_reservations: dict[str, str]
-    idempotency_keys: dict[str, str]
-    recorded_counts: dict[str, str]
+    last_counted_at: datetime | None
+    """When the latest applied count was taken: an older count is superseded."""
 
     def __init__(self, sku: str, location: str) -> None:
         self.sku = sku
@@ -287,9 +358,7 @@ class StockItem(Aggregate):
         self.safety_stock = 0
         self.oversell_buffer = 0
         self.reservations = {}
-        self.closed_reservations = {}
-        self.idempotency_keys = {}
-        self.recorded_counts = {}
+        self.last_counted_at = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> StockItem:
         """A copy whose state can be mutated without touching this one.
@@ -360,14 +429,21 @@ class StockItem(Aggregate):
     def reservation(self, order_id: str) -> Reservation | None:
         return self._reservation(order_id) if order_id in self.reservations else None
 
-    def outcome_of(self, order_id: str) -> str | None:
-        """How a closed reservation ended (fulfilled, cancelled, expired), if remembered."""
-        return self.closed_reservations.get(order_id)
+    def outcome_of(self, order_id: str, recall: Recall = nothing_recalled) -> str | None:
+        """How a closed reservation ended within the idempotency window: ``cancelled``,
+        ``expired`` or ``fulfilled:{quantity}``; None for an open or unknown one."""
+        if order_id in self.reservations:
+            return None
+        return self._recalled(self.order_memo(order_id), recall)
 
     # ----------------------------------------------------------------- commands
 
     def receive(
-        self, quantity: int, reference: str | None = None, idempotency_key: str | None = None
+        self,
+        quantity: int,
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+        recall: Recall = nothing_recalled,
     ) -> None:
         """Record a receipt of ``quantity`` ≥ 1 units; a repeated idempotency key is a no-op."""
         require_quantity("quantity", quantity, minimum=1)
@@ -375,7 +451,8 @@ class StockItem(Aggregate):
         if reference is not None and (not isinstance(reference, str) or len(reference) > 200):
             raise InvalidRequest("reference must be text of at most 200 characters",
                                  field="reference")
-        if self._already_done(idempotency_key, self.receipt_fingerprint(quantity, reference)):
+        if self._already_done(idempotency_key, self.receipt_fingerprint(quantity, reference),
+                              recall):
             return
         self._trigger(self.Received, on_hand=self.on_hand + quantity, quantity=quantity,
                       reference=reference, idempotency_key=idempotency_key)
@@ -386,6 +463,7 @@ class StockItem(Aggregate):
         reason: str,
         idempotency_key: str | None = None,
         note: str | None = None,
+        recall: Recall = nothing_recalled,
     ) -> None:
         """Correct on hand by a non-zero ``delta`` for a reason code (and an optional note);
         refuses to go below zero."""
@@ -406,7 +484,7 @@ class StockItem(Aggregate):
                 field="note",
             )
         fingerprint = self.adjustment_fingerprint(delta, reason, note)
-        if self._already_done(idempotency_key, fingerprint):
+        if self._already_done(idempotency_key, fingerprint, recall):
             return
         if self.on_hand + delta < 0:
             raise InsufficientOnHand(delta=delta, on_hand=self.on_hand)
@@ -431,22 +509,24 @@ class StockItem(Aggregate):
         quantity: int,
         channel: str,
         expires_at: datetime | None = None,
+        recall: Recall = nothing_recalled,
     ) -> None:
         """Set the order's reservation to ``quantity`` (absolute, not added).
 
         Creating or increasing a reservation must fit:
         ``reserved after ≤ on hand − safety stock + oversell buffer``; decreasing always fits.
-        The same quantity and channel again is a no-op (an earlier expiry stays).
+        The same quantity and channel again is a no-op (an earlier expiry stays). A
+        reservation closed within the idempotency window is never opened again.
         """
         require_identifier("order_id", order_id)
         require_quantity("quantity", quantity, minimum=1)
         self._check_bounds("quantity", quantity)
         require_identifier("channel", channel)
         if expires_at is not None:
-            _require_aware("expires_at", expires_at)
-        outcome = self.outcome_of(order_id)
+            require_timestamp("expires_at", expires_at)
+        outcome = self.outcome_of(order_id, recall)
         if outcome is not None:
-            raise ReservationClosed(order_id, outcome)
+            raise ReservationClosed(order_id, _outcome_word(outcome))
         current = self.reservation(order_id)
         previous = current.quantity if current else 0
         if current is not None and current.quantity == quantity and current.channel == channel:
@@ -465,10 +545,13 @@ class StockItem(Aggregate):
                       expires_at=expires_at if expires_at is not None else (
                           current.expires_at if current else None))
 
-    def release(self, order_id: str, reason: str = "cancelled") -> None:
-        """Release an open reservation; releasing a closed one again is a no-op.
+    def release(
+        self, order_id: str, reason: str = "cancelled", recall: Recall = nothing_recalled
+    ) -> None:
+        """Release an open reservation; releasing a released one again is a no-op.
 
-        Raises ``UnknownReservation`` if the order never reserved here.
+        Raises ``ReservationClosed`` if it was fulfilled (the goods shipped: cancelling
+        cannot bring them back) and ``UnknownReservation`` if the order never reserved here.
         """
         require_identifier("order_id", order_id)
         if reason not in RELEASE_REASONS:
@@ -476,27 +559,36 @@ class StockItem(Aggregate):
                                  field="reason")
         current = self.reservation(order_id)
         if current is None:
-            if self.outcome_of(order_id) is not None:
-                return
-            raise UnknownReservation(order_id)
+            outcome = self.outcome_of(order_id, recall)
+            if outcome is None:
+                raise UnknownReservation(order_id)
+            if _outcome_word(outcome) == "fulfilled":
+                raise ReservationClosed(order_id, "fulfilled")
+            return
         self._trigger(self.Released, reserved=self.reserved - current.quantity,
                       order_id=order_id, quantity=current.quantity, reason=reason)
 
-    def fulfil(self, order_id: str, quantity: int | None = None) -> None:
+    def fulfil(
+        self, order_id: str, quantity: int | None = None, recall: Recall = nothing_recalled
+    ) -> None:
         """Ship ``quantity`` (default: all reserved) of an open reservation and close it.
 
-        Any remainder returns to available. Repeating a fulfilment is a no-op; fulfilling a
-        released reservation raises ``ReservationClosed``.
+        Any remainder returns to available. Repeating a fulfilment without a quantity or
+        with the one shipped is a no-op, with another raises ``FulfilmentConflict``;
+        fulfilling a released reservation raises ``ReservationClosed``.
         """
         require_identifier("order_id", order_id)
         current = self.reservation(order_id)
         if current is None:
-            outcome = self.outcome_of(order_id)
-            if outcome == "fulfilled":
-                return
-            if outcome is not None:
+            outcome = self.outcome_of(order_id, recall)
+            if outcome is None:
+                raise UnknownReservation(order_id)
+            if _outcome_word(outcome) != "fulfilled":
                 raise ReservationClosed(order_id, outcome)
-            raise UnknownReservation(order_id)
+            shipped_before = int(outcome.partition(":")[2] or 0)
+            if quantity is not None and quantity != shipped_before:
+                raise FulfilmentConflict(order_id, fulfilled=shipped_before, requested=quantity)
+            return
         shipped = current.quantity if quantity is None else quantity
         require_quantity("quantity", shipped, minimum=1)
         if shipped > current.quantity:
@@ -513,33 +605,42 @@ class StockItem(Aggregate):
         count_id: str,
         counted: int,
         counted_at: datetime,
-        on_hand_at_count: int | None = None,
+        movements_since: int = 0,
+        recall: Recall = nothing_recalled,
     ) -> None:
         """Set on hand from a physical count taken at ``counted_at``.
 
-        ``on_hand_at_count`` is what the stream said at ``counted_at`` (the application
-        service folds it from the stream); the correction ``counted − on_hand_at_count`` is
-        applied now, so movements recorded after the count stay on top of it. A count id
-        already recorded with the same figures is a no-op; with others, an error.
+        On hand becomes ``counted`` plus ``movements_since``: the net movement recorded
+        after ``counted_at`` (the service sums it with :func:`movements_after`), so sales
+        rung up after the count stay on top of it, and two counts of one moment agree
+        instead of correcting twice. A count taken before the latest applied one is
+        recorded as superseded and changes nothing. A count id already recorded with the
+        same figures is a no-op; with others, an error.
         """
         require_identifier("count_id", count_id)
         require_quantity("counted", counted, minimum=0)
         self._check_bounds("counted", counted)
-        _require_aware("counted_at", counted_at)
-        seen = self.recorded_counts.get(count_id)
+        require_timestamp("counted_at", counted_at)
+        require_quantity("movements_since", movements_since)
+        seen = self._recalled(self.count_memo(count_id), recall)
         if seen is not None:
             if seen == self.count_fingerprint(counted, counted_at):
                 return
             raise CountAlreadyRecorded(count_id)
-        before = self.on_hand if on_hand_at_count is None else on_hand_at_count
+        if self.last_counted_at is not None and counted_at < self.last_counted_at:
+            self._trigger(self.Counted, count_id=count_id, counted=counted,
+                          previous_on_hand=self.on_hand, delta=0, counted_at=counted_at,
+                          superseded=True)
+            return
+        before = self.on_hand - movements_since
         delta = counted - before
         self._trigger(self.Counted, on_hand=self.on_hand + delta, count_id=count_id,
                       counted=counted, previous_on_hand=before, delta=delta,
-                      counted_at=counted_at)
+                      counted_at=counted_at, superseded=False)
 
     def expire_overdue(self, now: datetime) -> int:
         """Release every reservation whose expiry is at or before ``now``; returns how many."""
-        _require_aware("now", now)
+        require_timestamp("now", now)
         overdue = [
             order_id
             for order_id, r in sorted(self.reservations.items())
@@ -562,6 +663,21 @@ class StockItem(Aggregate):
     # ----------------------------------------------------------------- helpers
 
     @staticmethod
+    def key_memo(idempotency_key: str) -> str:
+        """The memo of a receipt's or adjustment's idempotency key."""
+        return f"key:{idempotency_key}"
+
+    @staticmethod
+    def order_memo(order_id: str) -> str:
+        """The memo of a closed reservation: its outcome."""
+        return f"order:{order_id}"
+
+    @staticmethod
+    def count_memo(count_id: str) -> str:
+        """The memo of a recorded count: its figures."""
+        return f"count:{count_id}"
+
+    @staticmethod
     def receipt_fingerprint(quantity: int, reference: str | None) -> str:
         return f"receipt:{quantity}:{reference or ''}"
 
@@ -571,6 +687,7 @@ class StockItem(Aggregate):
 
     @staticmethod
     def count_fingerprint(counted: int, counted_at: datetime) -> str:
+        # counted_at is bounded (require_timestamp), so converting to UTC cannot overflow.
         return f"count:{counted}:{counted_at.astimezone(UTC).isoformat()}"
 
     @staticmethod
@@ -578,18 +695,27 @@ class StockItem(Aggregate):
         if value > MAX_QUANTITY:
             raise InvalidQuantity(f"{kind} must be at most {MAX_QUANTITY}", field=kind)
 
-    def _already_done(self, key: str | None, fingerprint: str) -> bool:
+    def _already_done(self, key: str | None, fingerprint: str, recall: Recall) -> bool:
         if key is None:
             return False
         if not isinstance(key, str) or not 1 <= len(key) <= 200 or not key.isprintable():
             raise InvalidRequest("an idempotency key must be 1 to 200 printable characters",
                                  field="idempotency_key")
-        seen = self.idempotency_keys.get(key)
+        seen = self._recalled(self.key_memo(key), recall)
         if seen is None:
             return False
         if seen != fingerprint:
             raise IdempotencyKeyReused(key)
         return True
+
+    def _recalled(self, memo: str, recall: Recall) -> str | None:
+        """What this decision's own pending events, or else the stream within the window,
+        recorded under ``memo``."""
+        for event in reversed(self.pending_events):
+            for name, value in cast(StockItem.Event, event).memos():
+                if name == memo:
+                    return value
+        return recall(memo)
 
     def _trigger(self, event_class: type[Aggregate.Event], **fields: Any) -> None:
         """Trigger an event carrying the SKU-location and the position after it.
@@ -609,3 +735,8 @@ class StockItem(Aggregate):
             available=available,
             **fields,
         )
+
+
+def _outcome_word(outcome: str) -> str:
+    """``fulfilled`` of ``fulfilled:{quantity}``; other outcomes are words already."""
+    return outcome.partition(":")[0]

@@ -71,12 +71,13 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         return _azure(settings, clock)
     from adapters.sqlite import SQLiteStockItems
 
-    store = SQLiteStockItems(settings.data_dir / "events.db")
+    store = SQLiteStockItems(settings.data_dir / "events.db",
+                             memo_window=settings.idempotency_window)
     return Container(
         settings=settings,
         store=store,
         clock=clock,
-        commands=StockCommands(store, clock),
+        commands=StockCommands(store, clock, count_max_age=settings.count_max_age),
         queries=StockQueries(store, clock),
         extras={},
         telemetry=configure_telemetry(settings),
@@ -89,7 +90,7 @@ def _azure(settings: Settings, clock: Clock) -> Container:
     from adapters.cosmos.change_feed import stored_event_from_document
 
     store = open_cosmos_stock_items(settings)
-    commands = StockCommands(store, clock)
+    commands = StockCommands(store, clock, count_max_age=settings.count_max_age)
     container = Container(
         settings=settings,
         store=store,

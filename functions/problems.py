@@ -20,6 +20,7 @@ from application.ports import ConcurrencyConflict, StoreUnavailable
 from domain.errors import (
     CountAlreadyRecorded,
     DomainError,
+    FulfilmentConflict,
     IdempotencyKeyReused,
     InsufficientOnHand,
     InsufficientStock,
@@ -161,6 +162,7 @@ _DOMAIN_STATUS: tuple[tuple[type[DomainError], int, str], ...] = (
     (ReservationClosed, 409, "Reservation closed"),
     (IdempotencyKeyReused, 409, "Idempotency key reused"),
     (CountAlreadyRecorded, 409, "Count already recorded"),
+    (FulfilmentConflict, 409, "Fulfilment conflict"),
 )
 
 

@@ -9,9 +9,10 @@ See ``docs/cosmos.md`` for the document layout, indexing and request-unit costs.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
 from adapters.cosmos.persistence import CosmosFactory, CosmosSettings, is_loopback
-from adapters.event_store import EventSourcedStockItems
+from adapters.event_store import IDEMPOTENCY_WINDOW, EventSourcedStockItems
 from application.settings import Settings
 
 PERSISTENCE_MODULE = "adapters.cosmos.persistence:CosmosFactory"
@@ -62,6 +63,7 @@ class CosmosStockItems(EventSourcedStockItems):
         connection_timeout: float | None = None,
         retry_total: int | None = None,
         env: Mapping[str, str] | None = None,
+        memo_window: timedelta = IDEMPOTENCY_WINDOW,
     ) -> None:
         settings = cosmos_env(
             endpoint,
@@ -72,7 +74,7 @@ class CosmosStockItems(EventSourcedStockItems):
             connection_timeout=connection_timeout,
             retry_total=retry_total,
         )
-        super().__init__({**settings, **(env or {})})
+        super().__init__({**settings, **(env or {})}, memo_window=memo_window)
 
     @property
     def factory(self) -> CosmosFactory:
@@ -102,6 +104,7 @@ def open_cosmos_stock_items(settings: Settings) -> CosmosStockItems:
         key=settings.cosmos_key,
         client_id=settings.azure_client_id,
         verify_tls=not (settings.cosmos_key and is_loopback(settings.cosmos_endpoint)),
+        memo_window=settings.idempotency_window,
     )
 
 

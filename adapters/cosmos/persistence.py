@@ -11,6 +11,13 @@ creates them for tests and local set-up only):
   ``id`` is unique within a logical partition, appending version N twice is a 409: that is
   the optimistic-concurrency check, with no read before the write. A save's events go in
   one transactional batch of ``create`` operations, atomic within the stream's partition.
+  Beside the events, in the same partition and the same batch, the save's memos
+  (``adapters.memos``): ``{id: "memo-{version}", originator_id, memo, memo_value,
+  memo_version, expires_at, ttl}``, created like the events (so a memo commits exactly with
+  its event), found by one single-partition query for the newest of its name, and expired
+  by itself (per-item ``ttl``; the container has ``defaultTtl: -1``, which keeps events
+  forever). Memo documents have no ``originator_version``, so event queries and the relay
+  (``change_feed.stored_event_from_document``) pass them by.
 - ``snapshots``, same shape and partition key, written with ``upsert`` (best-effort: a
   snapshot can always be rebuilt from the events).
 - ``tracking``, partition key ``/id``: one document per upstream application name.
@@ -38,6 +45,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlparse
 from uuid import UUID
@@ -68,6 +76,8 @@ from eventsourcing.utils import Environment, EnvType, strtobool
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from adapters.memos import MEMOS, StreamMemo
+from adapters.sortable_time import to_text
 from application.ports import StoreUnavailable
 
 CONNECTION_POOL_SIZE = 64
@@ -379,6 +389,8 @@ class CosmosDatastore:
                 options: dict[str, Any] = {"partition_key": PartitionKey(path=key)}
                 if policy is not None:
                     options["indexing_policy"] = policy
+                if name == s.events_container:
+                    options["default_ttl"] = -1  # per-item TTL for memos (as in Bicep)
                 database.create_container_if_not_exists(name, **options)
 
 
@@ -393,6 +405,23 @@ def event_document(stored: StoredEvent) -> dict[str, Any]:
         "originator_version": stored.originator_version,
         "topic": stored.topic,
         "state": base64.b64encode(stored.state).decode("ascii"),
+    }
+
+
+def memo_document(partition: str, memo: StreamMemo, now: datetime) -> dict[str, Any]:
+    """The document that keeps one memo in its stream's partition until it expires.
+
+    Its id is the version of the event that wrote it (an event writes one memo at most),
+    so it is created, never replaced: a name seen again after expiry is a new document,
+    and the newest one answers."""
+    return {
+        "id": f"memo-{memo.version}",
+        "originator_id": partition,
+        "memo": memo.memo,
+        "memo_value": memo.value,
+        "memo_version": memo.version,
+        "expires_at": to_text(memo.expires_at),
+        "ttl": max(int((memo.expires_at - now).total_seconds()) + 1, 1),
     }
 
 
@@ -437,6 +466,8 @@ class CosmosAggregateRecorder(AggregateRecorder):
             # test server (whose batches are not atomic) from writing half of it.
             raise IntegrityError(f"one insert repeats a version of stream {partition}")
         documents = [event_document(e) for e in stored_events]
+        memos: Sequence[StreamMemo] = kwargs.get(MEMOS) or ()
+        now = datetime.now(tz=memos[0].expires_at.tzinfo) if memos else None
         container = self.container
         with mapped_errors():
             if self.upsert:
@@ -444,16 +475,21 @@ class CosmosAggregateRecorder(AggregateRecorder):
                 for document in documents:
                     container.upsert_item(document)
             else:
-                if len(documents) > MAX_BATCH_OPERATIONS:
+                if len(documents) + len(memos) > MAX_BATCH_OPERATIONS:
                     raise ProgrammingError(
-                        f"a save may append at most {MAX_BATCH_OPERATIONS} events "
-                        f"(one transactional batch); got {len(documents)}"
+                        f"a save may write at most {MAX_BATCH_OPERATIONS} events and memos "
+                        f"(one transactional batch); got {len(documents) + len(memos)}"
                     )
-                # All or nothing, and a 409 if any version exists: the OCC check.
-                container.execute_item_batch(
-                    [("create", (document,)) for document in documents],
-                    partition_key=partition,
-                )
+                # All or nothing, and a 409 if any version exists: the OCC check. The
+                # memos ride in the same batch, so they commit exactly with their events.
+                operations: list[tuple[str, tuple[dict[str, Any]]]] = [
+                    ("create", (document,)) for document in documents
+                ]
+                operations += [
+                    ("create", (memo_document(partition, memo, now),))
+                    for memo in memos if now is not None
+                ]
+                container.execute_item_batch(operations, partition_key=partition)
         return None
 
     def select_events(
@@ -467,7 +503,8 @@ class CosmosAggregateRecorder(AggregateRecorder):
     ) -> Sequence[StoredEvent]:
         """The stream's events by version, from one single-partition query."""
         partition = str(originator_id)
-        clauses = ["c.originator_id = @originator_id"]
+        # Memo documents share the partition but have no originator_version.
+        clauses = ["c.originator_id = @originator_id", "IS_DEFINED(c.originator_version)"]
         parameters: list[dict[str, Any]] = [{"name": "@originator_id", "value": partition}]
         if gt is not None:
             clauses.append("c.originator_version > @gt")
@@ -499,6 +536,25 @@ class CosmosAggregateRecorder(AggregateRecorder):
             )
             for d in documents
         ]
+
+    def select_memo(
+        self, originator_id: UUID | str, memo: str, now: datetime
+    ) -> tuple[str, int] | None:
+        """One single-partition query on the indexed ``memo`` field."""
+        partition = str(originator_id)
+        container = self.container
+        with mapped_errors():
+            found = list(container.query_items(
+                "SELECT TOP 1 c.memo_value, c.memo_version, c.expires_at FROM c "
+                "WHERE c.originator_id = @originator_id AND c.memo = @memo "
+                "ORDER BY c.memo_version DESC",
+                parameters=[{"name": "@originator_id", "value": partition},
+                            {"name": "@memo", "value": memo}],
+                partition_key=partition,
+            ))
+        if not found or str(found[0]["expires_at"]) <= to_text(now):
+            return None  # none, or expired and not yet deleted by its ttl
+        return str(found[0]["memo_value"]), int(found[0]["memo_version"])
 
     def _originator_id(self, originator_id: UUID | str) -> UUID | str:
         if self.datastore.settings.originator_id_type == "text":

@@ -14,24 +14,37 @@ Every command's events are inserted in one transaction. The table's ``rowid`` is
 notification id: with SQLite's single writer it rises in commit order, so the relay
 reading "after position N" never skips a late commit. The stored events *are* the
 outbox; there is no second table to keep in step.
+
+Memos (``adapters.memos``: idempotency keys, closed orders and count ids, each until it
+expires) live in the table ``stock_memos``, written in the same transaction as the events
+they come from. A file from before memos existed has them back-filled from its events
+when it is first opened.
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
+from uuid import UUID
 
-from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
     SQLiteConnection,
     SQLiteConnectionPool,
+    SQLiteCursor,
     SQLiteDatastore,
     SQLiteFactory,
 )
+from tqdm import tqdm
 
-from adapters.event_store import EventSourcedStockItems
+from adapters.event_store import IDEMPOTENCY_WINDOW, EventSourcedStockItems
+from adapters.memos import MEMOS, StreamMemo
+from adapters.sortable_time import to_text
 from adapters.sqlite.checkpoints import SQLiteCheckpoints
 from application.ports import OutboxReader, OutboxRecord, StoreUnavailable
 from domain.stock_item import StockItem
@@ -50,8 +63,86 @@ class _DurableConnectionPool(SQLiteConnectionPool):
         return connection
 
 
+MEMOS_TABLE = "stock_memos"
+PRUNE_EVERY = 1000
+"""Expired memos are deleted (a bounded batch) once every this many writes."""
+PRUNE_BATCH = 1000
+
+
+class MemoSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    """The library's application recorder, plus the stream's memos in the same transaction."""
+
+    _writes = itertools.count()
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {MEMOS_TABLE} ("
+            "originator_id TEXT NOT NULL, memo TEXT NOT NULL, value TEXT NOT NULL, "
+            "originator_version INTEGER NOT NULL, expires_at TEXT NOT NULL, "
+            "PRIMARY KEY (originator_id, memo)) WITHOUT ROWID",
+            f"CREATE INDEX IF NOT EXISTS {MEMOS_TABLE}_expiry ON {MEMOS_TABLE} (expires_at)",
+        ]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        memos: Sequence[StreamMemo] = kwargs.get(MEMOS) or ()
+        if memos:
+            stream = _stream_text(stored_events[0].originator_id)
+            self._insert_memos(c, [(stream, *m) for m in memos])
+        if next(self._writes) % PRUNE_EVERY == 0:
+            c.execute(
+                f"DELETE FROM {MEMOS_TABLE} WHERE (originator_id, memo) IN ("
+                f"SELECT originator_id, memo FROM {MEMOS_TABLE} WHERE expires_at < ? LIMIT ?)",
+                (to_text(datetime.now(UTC)), PRUNE_BATCH),
+            )
+        return returning
+
+    @staticmethod
+    def _insert_memos(
+        c: SQLiteCursor, rows: Sequence[tuple[str, str, str, int, datetime]]
+    ) -> None:
+        # A newer memo replaces an older one of the same name (a key reused after it
+        # expired, say): the latest is what a repeat must match.
+        c.executemany(
+            f"INSERT INTO {MEMOS_TABLE} VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (originator_id, memo) DO UPDATE SET value = excluded.value, "
+            "originator_version = excluded.originator_version, "
+            "expires_at = excluded.expires_at "
+            "WHERE excluded.originator_version > originator_version",
+            [(stream, memo, value, version, to_text(expires))
+             for stream, memo, value, version, expires in rows],
+        )
+
+    def insert_memos(self, rows: Sequence[tuple[str, str, str, int, datetime]]) -> None:
+        """Write memos outside a save (the back-fill of a file from before memos)."""
+        with self.datastore.transaction(commit=True) as c:
+            self._insert_memos(c, rows)
+
+    def select_memo(
+        self, originator_id: UUID | str, memo: str, now: datetime
+    ) -> tuple[str, int] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT value, originator_version FROM {MEMOS_TABLE} "
+                "WHERE originator_id = ? AND memo = ? AND expires_at > ?",
+                (_stream_text(originator_id), memo, to_text(now)),
+            )
+            row = c.fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+
+def _stream_text(originator_id: UUID | str) -> str:
+    return originator_id.hex if isinstance(originator_id, UUID) else originator_id
+
+
 class DurableSQLiteFactory(SQLiteFactory):
-    """``eventsourcing``'s SQLite factory with the pool and pragmas described above."""
+    """``eventsourcing``'s SQLite factory with the pool and pragmas described above, and
+    an application recorder that keeps memos."""
+
+    application_recorder_class = MemoSQLiteApplicationRecorder
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
@@ -86,13 +177,38 @@ class SQLiteStockItems(EventSourcedStockItems, OutboxReader):
         env: Mapping[str, str] | None = None,
         *,
         lock_timeout: int = LOCK_TIMEOUT_SECONDS,
+        memo_window: timedelta = IDEMPOTENCY_WINDOW,
     ) -> None:
         """``lock_timeout``: seconds a write waits for another writer's lock before the
         command fails with ``StoreUnavailable`` (the HTTP API's 503)."""
-        if str(path) not in (":memory:",) and "mode=memory" not in str(path):
+        in_memory = str(path) in (":memory:",) or "mode=memory" in str(path)
+        if not in_memory:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        had_memos = in_memory or not Path(path).exists() or _has_table(path, MEMOS_TABLE)
         super().__init__({**sqlite_env(path), "SQLITE_LOCK_TIMEOUT": str(lock_timeout),
-                          **(env or {})})
+                          **(env or {})}, memo_window=memo_window)
+        if not had_memos:
+            self._backfill_memos(memo_window)
+
+    def _backfill_memos(self, window: timedelta) -> None:
+        """Write the memos of every event still inside the window (a file from before
+        memos: its ids were remembered in the aggregates' state)."""
+        recorder = cast(MemoSQLiteApplicationRecorder, self.app.recorder)
+        now = datetime.now(UTC)
+        position, total = 0, self.max_position()
+        with tqdm(total=total, desc="memos back-filled from events", unit="event",
+                  disable=total < 10_000) as progress:
+            while records := self.read_after(position, 1000):
+                rows = [
+                    (_stream_text(r.event.originator_id), memo, value,
+                     r.event.originator_version, r.event.timestamp + window)
+                    for r in records
+                    if r.event.timestamp + window > now
+                    for memo, value in r.event.memos()
+                ]
+                recorder.insert_memos(rows)
+                position = records[-1].position
+                progress.update(len(records))
 
     def read_after(self, position: int, limit: int) -> Sequence[OutboxRecord]:
         try:
@@ -115,3 +231,18 @@ class SQLiteStockItems(EventSourcedStockItems, OutboxReader):
             return self.app.recorder.max_notification_id() or 0
         except (OperationalError, InterfaceError, sqlite3.Error) as error:
             raise StoreUnavailable(str(error)) from error
+
+
+def _has_table(path: str | Path, table: str) -> bool:
+    """Whether the SQLite file at ``path`` has ``table`` (read before the library opens it)."""
+    try:
+        connection = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True)
+        try:
+            found = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+            ).fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return True  # unreadable: opening it fails next, with the store's own error
+    return found is not None

@@ -89,13 +89,16 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2025-04-15
 
 // One immutable document per event, partitioned by the stream id (the eventsourcing
 // originator id). The serialised payload (/state) is never queried, so it is not indexed:
-// that is most of a write's RU cost.
+// that is most of a write's RU cost. Memo documents (idempotency keys, closed orders, count
+// ids) share the partition and the batch; defaultTtl -1 turns on per-item TTL, so memos
+// expire after the idempotency window while events (no ttl) are kept forever.
 resource events 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2025-04-15' = {
   parent: database
   name: 'events'
   properties: {
     resource: {
       id: 'events'
+      defaultTtl: -1
       partitionKey: {
         paths: [
           '/originator_id'

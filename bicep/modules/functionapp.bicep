@@ -55,6 +55,8 @@ param driftHoldPercent string
 
 @description('Days between counts per velocity class, e.g. A=1,B=7,C=30.')
 param countCadence string
+param idempotencyWindow string
+param countMaxAge string
 
 @description('Upper bound of instances Flex may scale out to (40-1000).')
 @minValue(40)
@@ -161,6 +163,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     STOCKSTREAM_DRIFT_HOLD_UNITS: driftHoldUnits
     STOCKSTREAM_DRIFT_HOLD_PERCENT: driftHoldPercent
     STOCKSTREAM_COUNT_CADENCE: countCadence
+    STOCKSTREAM_IDEMPOTENCY_WINDOW: idempotencyWindow
+    STOCKSTREAM_COUNT_MAX_AGE: countMaxAge
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     // The host's identity-based connections (Cosmos DB trigger 'COSMOS', Service Bus trigger
     // 'SERVICEBUS', host storage) authenticate as the user-assigned identity.

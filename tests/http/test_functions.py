@@ -311,6 +311,57 @@ def test_fulfilling_twice_is_200_with_one_event_and_a_released_one_is_409(
     assert call("fulfil_reservation", "POST", order("o-9")).status == 404
 
 
+def test_cancelling_a_fulfilled_reservation_is_409_with_its_outcome_and_records_nothing(
+        container: Container):
+    call("receive_stock", "POST", SKU, {"quantity": 5})
+    call("reserve_stock", "PUT", order("o-1"), {"quantity": 2, "channel": "web"})
+    call("fulfil_reservation", "POST", order("o-1"))
+    before = call("list_events", "GET", SKU).body
+
+    cancelled = call("release_reservation", "DELETE", order("o-1"))
+
+    assert (cancelled.status, cancelled.problem_code) == (409, "reservation-closed")
+    assert cancelled.body["outcome"] == "fulfilled"
+    assert call("list_events", "GET", SKU).body == before
+
+
+def test_a_fulfilment_repeated_with_another_quantity_is_409_and_an_equal_one_a_repeat(
+        container: Container):
+    call("receive_stock", "POST", SKU, {"quantity": 5})
+    call("reserve_stock", "PUT", order("o-1"), {"quantity": 3, "channel": "web"})
+    first = call("fulfil_reservation", "POST", order("o-1"), {"quantity": 2})
+    same = call("fulfil_reservation", "POST", order("o-1"), {"quantity": 2})
+    other = call("fulfil_reservation", "POST", order("o-1"), {"quantity": 3})
+
+    assert (first.status, same.status) == (200, 200) and same.body == first.body
+    assert (other.status, other.problem_code) == (409, "fulfilment-conflict")
+    assert (other.body["fulfilled"], other.body["requested"]) == (2, 3)
+    assert call("get_position", "GET", SKU).body["on_hand"] == 3
+
+
+@pytest.mark.parametrize("counted_at", [
+    "0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-14:00", "2025-01-01T08:00:00Z",
+])
+def test_a_count_outside_its_window_is_422_and_records_nothing(
+        container: Container, counted_at: str):
+    call("receive_stock", "POST", SKU, {"quantity": 40})
+    answer = call("record_count", "POST", SKU,
+                  {"count_id": "wrong-year", "counted": 40, "counted_at": counted_at})
+    assert answer.status == 422, answer.body
+    assert answer.body["errors"][0]["field"] == "counted_at"
+    assert call("get_position", "GET", SKU).body["on_hand"] == 40
+
+
+def test_two_counts_of_one_moment_leave_on_hand_at_the_counted_figure(container: Container):
+    call("receive_stock", "POST", SKU, {"quantity": 100})
+    counted_at = datetime.now(UTC).isoformat()
+    for device in ("aisle3-dev1", "aisle3-dev2"):
+        answer = call("record_count", "POST", SKU,
+                      {"count_id": device, "counted": 90, "counted_at": counted_at})
+        assert answer.status == 200
+    assert call("get_position", "GET", SKU).body["on_hand"] == 90
+
+
 def test_a_partial_fulfilment_ships_the_quantity_given(container: Container):
     call("receive_stock", "POST", SKU, {"quantity": 5})
     call("reserve_stock", "PUT", order("o-1"), {"quantity": 3, "channel": "web"})

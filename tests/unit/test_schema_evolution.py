@@ -4,6 +4,7 @@ the deprecation period, consumers accept both."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from eventsourcing.persistence import StoredEvent
 
 from adapters.clock import ManualClock
 from adapters.sqlite import SQLiteStockItems
+from application.commands import StockCommands
 from application.relay import Relay, to_messages
 from contracts.cloudevents import to_cloudevent, wire_versions
 from contracts.validation import validate_cloudevent
@@ -26,7 +28,7 @@ def _v1_stream(store: SQLiteStockItems) -> None:
     state = {
         "originator_id": {"_type_": "uuid_hex", "_data_": stream_uuid("SKU-1", "STORE-1").hex},
         "originator_version": 3,
-        "timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-02T03:04:05+00:00"},
+        "timestamp": {"_type_": "datetime_iso", "_data_": datetime.now(UTC).isoformat()},
         "sku": "SKU-1", "location": "STORE-1", "on_hand": 8, "reserved": 0, "available": 8,
         "delta": -2, "reason": "damaged", "idempotency_key": "k-1",
     }
@@ -47,10 +49,24 @@ def test_a_stored_v1_adjustment_is_read_as_v2(tmp_path: Path) -> None:
     assert (adjusted.reason_code, adjusted.note, adjusted.delta) == ("damaged", None, -2)
     item = store.get("SKU-1", "STORE-1")
     assert item is not None and item.on_hand == 8
-    # The v1 idempotency key still guards the same request after the upcast.
-    item.adjust(-2, "damaged", idempotency_key="k-1")
-    assert item.pending_events == []
     store.close()
+
+
+def test_a_file_from_before_memos_recognises_its_recent_idempotency_keys(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStockItems(tmp_path / "events.db")
+    _v1_stream(store)
+    store.close()
+    with sqlite3.connect(tmp_path / "events.db") as db:  # as the code before memos left it
+        db.execute("DROP TABLE stock_memos")
+
+    reopened = SQLiteStockItems(tmp_path / "events.db")  # back-fills the memos
+    repeat = StockCommands(reopened, ManualClock()).adjust(
+        "SKU-1", "STORE-1", -2, "damaged", idempotency_key="k-1")
+
+    assert not repeat.changed and repeat.position.on_hand == 8
+    reopened.close()
 
 
 def test_a_v1_stream_publishes_as_v2_with_a_valid_document(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from domain import StockItem
 from domain.errors import (
     CountAlreadyRecorded,
+    FulfilmentConflict,
     IdempotencyKeyReused,
     InsufficientOnHand,
     InsufficientStock,
@@ -32,6 +33,19 @@ def stocked(on_hand: int = 10) -> StockItem:
 
 def new_events(item: StockItem) -> list[str]:
     return [type(e).__name__ for e in item.collect_events()]
+
+
+class Memos(dict[str, str]):
+    """What a store recalls of a stream: the memos of the events saved so far."""
+
+    def save(self, item: StockItem) -> list[StockItem.Event]:
+        events: list[StockItem.Event] = item.collect_events()  # type: ignore[assignment]
+        for event in events:
+            self.update(event.memos())
+        return events
+
+    def recall(self, memo: str) -> str | None:
+        return self.get(memo)
 
 
 def test_a_new_stream_starts_at_zero_with_a_created_event() -> None:
@@ -74,14 +88,19 @@ def test_an_idempotency_key_reused_for_a_different_request_is_refused() -> None:
         item.adjust(-1, "damaged", idempotency_key="k-1")
 
 
-def test_idempotency_keys_are_remembered_up_to_a_bound() -> None:
-    item = stocked(0)
-    from domain.stock_item import REMEMBERED
-
-    for n in range(REMEMBERED + 5):
+def test_the_state_remembers_no_ids_the_store_recalls_them() -> None:
+    item, memos = stocked(0), Memos()
+    for n in range(50):
         item.receive(1, idempotency_key=f"k-{n}")
-    assert len(item.idempotency_keys) == REMEMBERED
-    assert "k-0" not in item.idempotency_keys and f"k-{REMEMBERED + 4}" in item.idempotency_keys
+        item.reserve(f"order-{n}", 1, "web")
+        item.release(f"order-{n}")
+    memos.save(item)
+    fresh = StockItem.create("SKU-1", "STORE-7")
+    assert set(vars(item)) == set(vars(fresh))  # no container grows with the ids seen
+    item.receive(1, idempotency_key="k-0", recall=memos.recall)
+    with pytest.raises(ReservationClosed):
+        item.reserve("order-0", 1, "web", recall=memos.recall)
+    assert new_events(item) == []
 
 
 def test_an_adjustment_may_not_take_on_hand_below_zero() -> None:
@@ -159,13 +178,27 @@ def test_the_oversell_buffer_lets_a_location_sell_past_zero_deliberately() -> No
 
 def test_release_returns_the_units_and_a_repeat_changes_nothing() -> None:
     item = stocked(10)
+    memos = Memos()
     item.reserve("order-1", 4, "web")
-    item.collect_events()
-    item.release("order-1")
-    item.release("order-1")
+    memos.save(item)
+    item.release("order-1", recall=memos.recall)
+    item.release("order-1", recall=memos.recall)
     assert item.reserved == 0
-    assert new_events(item) == ["Released"]
-    assert item.outcome_of("order-1") == "cancelled"
+    assert [type(e).__name__ for e in memos.save(item)] == ["Released"]
+    item.release("order-1", recall=memos.recall)
+    assert new_events(item) == []
+    assert item.outcome_of("order-1", memos.recall) == "cancelled"
+
+
+def test_releasing_a_fulfilled_reservation_is_refused_with_its_outcome() -> None:
+    item, memos = stocked(10), Memos()
+    item.reserve("order-1", 4, "web")
+    item.fulfil("order-1")
+    memos.save(item)
+    with pytest.raises(ReservationClosed) as refused:
+        item.release("order-1", recall=memos.recall)
+    assert refused.value.outcome == "fulfilled"
+    assert new_events(item) == []
 
 
 def test_releasing_an_order_that_never_reserved_is_unknown() -> None:
@@ -175,11 +208,24 @@ def test_releasing_an_order_that_never_reserved_is_unknown() -> None:
 
 def test_fulfilment_ships_from_on_hand_and_closes_the_reservation() -> None:
     item = stocked(10)
+    memos = Memos()
     item.reserve("order-1", 4, "web")
     item.fulfil("order-1")
     assert (item.on_hand, item.reserved, item.available) == (6, 0, 6)
-    item.collect_events()
-    item.fulfil("order-1")
+    memos.save(item)
+    item.fulfil("order-1", recall=memos.recall)
+    item.fulfil("order-1", 4, recall=memos.recall)
+    assert new_events(item) == []
+
+
+def test_a_fulfilment_repeated_with_another_quantity_is_a_conflict() -> None:
+    item, memos = stocked(10), Memos()
+    item.reserve("order-1", 4, "web")
+    item.fulfil("order-1", 3)
+    memos.save(item)
+    with pytest.raises(FulfilmentConflict) as refused:
+        item.fulfil("order-1", 4, recall=memos.recall)
+    assert (refused.value.fulfilled, refused.value.requested) == (3, 4)
     assert new_events(item) == []
 
 
@@ -217,7 +263,7 @@ def test_overdue_reservations_expire() -> None:
     released = item.collect_events()
     assert [(e.order_id, e.reason) for e in released] == [("order-1", "expired")]
     assert item.reserved == 4
-    assert item.outcome_of("order-1") == "expired"
+    assert item.outcome_of("order-1", Memos(released[0].memos()).recall) == "expired"
 
 
 def test_a_count_sets_on_hand_absolutely_with_the_correction() -> None:
@@ -232,18 +278,55 @@ def test_a_count_keeps_movements_after_it_on_top() -> None:
     item = stocked(10)
     # The stream said 10 at count time; 3 were sold since; the shelf had 9 then.
     item.adjust(-3, "shrinkage")
-    item.record_count("count-1", 9, NOW, on_hand_at_count=10)
+    item.record_count("count-1", 9, NOW, movements_since=-3)
+    counted = item.collect_events()[-1]
     assert item.on_hand == 6
+    assert (counted.previous_on_hand, counted.delta) == (10, -1)
+
+
+def test_two_counts_of_one_moment_agree_instead_of_correcting_twice() -> None:
+    item = stocked(100)
+    item.record_count("aisle3-dev1", 90, NOW)
+    item.record_count("aisle3-dev2", 90, NOW)
+    assert item.on_hand == 90
+    item.record_count("aisle3-dev3", 85, NOW)  # the later record of one moment wins
+    assert item.on_hand == 85
+
+
+def test_a_count_older_than_the_latest_applied_one_is_superseded() -> None:
+    item = stocked(100)
+    item.record_count("count-new", 90, NOW)
+    item.collect_events()
+    item.record_count("count-old", 40, NOW - timedelta(hours=1))
+    (superseded,) = item.collect_events()
+    assert isinstance(superseded, StockItem.Counted) and superseded.superseded
+    assert (superseded.delta, superseded.on_hand, item.on_hand) == (0, 90, 90)
+    assert item.last_counted_at == NOW
 
 
 def test_a_count_repeated_changes_nothing_but_different_figures_are_refused() -> None:
-    item = stocked(10)
+    item, memos = stocked(10), Memos()
     item.record_count("count-1", 8, NOW)
-    item.collect_events()
-    item.record_count("count-1", 8, NOW)
+    memos.save(item)
+    item.record_count("count-1", 8, NOW, recall=memos.recall)
     assert new_events(item) == []
     with pytest.raises(CountAlreadyRecorded):
-        item.record_count("count-1", 9, NOW)
+        item.record_count("count-1", 9, NOW, recall=memos.recall)
+
+
+@pytest.mark.parametrize("moment", [
+    datetime.fromisoformat("0001-01-01T00:30:00+01:00"),
+    datetime.fromisoformat("9999-12-31T23:59:59-14:00"),
+    datetime(1969, 12, 31, tzinfo=UTC),
+    datetime(2026, 1, 1),  # naive
+])
+def test_timestamps_outside_the_sane_bounds_are_refused(moment: datetime) -> None:
+    item = stocked(10)
+    with pytest.raises(InvalidRequest):
+        item.record_count("count-1", 8, moment)
+    with pytest.raises(InvalidRequest):
+        item.reserve("order-1", 1, "web", expires_at=moment)
+    assert new_events(item) == []
 
 
 def test_a_policy_set_twice_to_the_same_values_emits_once() -> None:

@@ -45,11 +45,18 @@ class StockItemMachine(RuleBasedStateMachine):
         self.now = START
         self.stored: list[Any] = []
         self.snapshot: Any = None
+        self.memos: dict[str, str] = {}
+        """What the store would recall: the memos of every stored event."""
         self._store()
+
+    def recall(self, memo: str) -> str | None:
+        return self.memos.get(memo)
 
     def _store(self) -> list[Any]:
         events = self.item.collect_events()
         self.stored.extend(MAPPER.to_stored_event(e) for e in events)
+        for event in events:
+            self.memos.update(event.memos())
         for event in events:
             # The event's declared position is the state after applying it.
             assert event.on_hand >= -10**9
@@ -84,7 +91,8 @@ class StockItemMachine(RuleBasedStateMachine):
 
     @rule(quantity=st.integers(-2, 30), key=st.none() | KEYS)
     def receive(self, quantity: int, key: str | None) -> None:
-        command = lambda: self.item.receive(quantity, idempotency_key=key)  # noqa: E731
+        command = lambda: self.item.receive(quantity, idempotency_key=key,  # noqa: E731
+                                             recall=self.recall)
         if key is None:
             self._attempt(command)
         else:
@@ -94,7 +102,8 @@ class StockItemMachine(RuleBasedStateMachine):
           key=st.none() | KEYS)
     def adjust(self, delta: int, reason: str, key: str | None) -> None:
         on_hand = self.item.on_hand
-        emitted = self._attempt(lambda: self.item.adjust(delta, reason, idempotency_key=key))
+        emitted = self._attempt(lambda: self.item.adjust(delta, reason, idempotency_key=key,
+                                                          recall=self.recall))
         if emitted:
             assert on_hand + delta >= 0, "an adjustment took on hand below zero"
 
@@ -107,20 +116,21 @@ class StockItemMachine(RuleBasedStateMachine):
     def reserve(self, order: str, quantity: int, channel: str, ttl: int | None) -> None:
         expires_at = StockItem.expiry(self.now, ttl)
         self._repeat_emits_nothing(
-            lambda: self.item.reserve(order, quantity, channel, expires_at)
+            lambda: self.item.reserve(order, quantity, channel, expires_at, self.recall)
         )
 
     @rule(order=ORDERS)
     def release(self, order: str) -> None:
-        self._repeat_emits_nothing(lambda: self.item.release(order))
+        self._repeat_emits_nothing(lambda: self.item.release(order, recall=self.recall))
 
     @rule(order=ORDERS, quantity=st.none() | st.integers(1, 25))
     def fulfil(self, order: str, quantity: int | None) -> None:
-        self._repeat_emits_nothing(lambda: self.item.fulfil(order, quantity))
+        self._repeat_emits_nothing(lambda: self.item.fulfil(order, quantity, self.recall))
 
     @rule(count=COUNTS, counted=st.integers(0, 40))
     def count(self, count: str, counted: int) -> None:
-        self._repeat_emits_nothing(lambda: self.item.record_count(count, counted, self.now))
+        self._repeat_emits_nothing(
+            lambda: self.item.record_count(count, counted, self.now, recall=self.recall))
 
     @rule(seconds=st.integers(1, 900))
     def time_passes_and_overdue_reservations_expire(self, seconds: int) -> None:
@@ -175,7 +185,8 @@ class ReservationsNeverOversell(StockItemMachine):
     def reserve_checked(self, order: str, quantity: int) -> None:
         previous = self.item.reservation(order)
         held = previous.quantity if previous else 0
-        emitted = self._attempt(lambda: self.item.reserve(order, quantity, "web"))
+        emitted = self._attempt(
+            lambda: self.item.reserve(order, quantity, "web", recall=self.recall))
         if emitted and quantity > held:
             item = self.item
             assert item.reserved <= item.on_hand - item.safety_stock + item.oversell_buffer

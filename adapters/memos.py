@@ -1,0 +1,40 @@
+"""Memos: what a stream's events make a repeat recognisable by, kept beside the events.
+
+An idempotency key, a closed order or a count id must be recognised for a time window
+(``STOCKSTREAM_IDEMPOTENCY_WINDOW``) however many a SKU-location sees, yet the aggregate's
+state (and its snapshot) must not grow with them. So every save hands its events' memos
+(:meth:`domain.stock_item.StockItem.Event.memos`) to the recorder, which writes them in
+the *same* atomic write as the events: one SQLite transaction, one Cosmos DB transactional
+batch. A memo found is therefore never ahead of what the events say, and one whose events
+committed is never missing. Each persistence module that the event store runs on
+implements :class:`MemoRecorder`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple, Protocol, runtime_checkable
+from uuid import UUID
+
+MEMOS = "memos"
+"""The keyword argument of ``insert_events`` that carries a save's memos."""
+
+
+class StreamMemo(NamedTuple):
+    """One memo of one event, kept until ``expires_at``."""
+
+    memo: str
+    value: str
+    version: int
+    expires_at: datetime
+
+
+@runtime_checkable
+class MemoRecorder(Protocol):
+    """A recorder that keeps memos (``insert_events(..., memos=[...])``) and finds them."""
+
+    def select_memo(
+        self, originator_id: UUID | str, memo: str, now: datetime
+    ) -> tuple[str, int] | None:
+        """The value and version of ``memo`` in the stream if it has not expired by ``now``."""
+        ...
