@@ -129,6 +129,33 @@ def test_each_event_is_one_document_in_its_streams_partition(
     )
 
 
+def test_a_memo_is_a_document_beside_its_event_that_the_relay_passes_by(
+    store: CosmosStockItems, cosmos_server: CosmosServer, cosmos_database: str
+) -> None:
+    from adapters.cosmos.change_feed import stored_event_from_document
+
+    sku = f"SKU-{uuid4().hex[:8]}"
+    commands = StockCommands(store, ManualClock())
+    commands.receive(sku, LOCATION, 12, idempotency_key="asn-7")
+    stream = str(stream_uuid(sku, LOCATION))
+
+    documents = list(
+        _events_container(cosmos_server, cosmos_database).query_items(
+            "SELECT * FROM c WHERE c.originator_id = @id",
+            parameters=[{"name": "@id", "value": stream}],
+            partition_key=stream,
+        )
+    )
+
+    memos = [d for d in documents if d["id"].startswith("memo-")]
+    assert [(m["id"], m["memo"], m["memo_version"]) for m in memos] == [
+        ("memo-2", "key:asn-7", 2)]
+    assert memos[0]["ttl"] > 6 * 24 * 3600  # expires by itself after the window
+    relayed = [stored_event_from_document(d) for d in documents]
+    assert sorted(e.originator_version for e in relayed if e is not None) == [1, 2]
+    assert [store.decode(e).originator_version for e in relayed if e is not None]
+
+
 def test_an_insert_of_two_originators_is_a_programming_error(store: CosmosStockItems) -> None:
     recorder = store.app.recorder
     events = [
