@@ -9,7 +9,10 @@ and the ``func.HttpResponse`` is converted back. So the local routes are the Azu
 What the Functions host does before a function runs is done here too: the ``api`` route
 prefix, function keys (``x-functions-key``, compared in constant time) unless the function
 is anonymous, and a cap on the request body (larger bodies are answered 413 without being
-buffered). Every request is logged in one line: method, path, status, milliseconds.
+buffered). A request whose body did not arrive whole (the client went away before the
+announced length, or before the last chunk) never runs. Every request is logged in one
+line: method, path, status, milliseconds; 499 (nginx's "client closed request") names a
+request abandoned before it arrived whole.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 DRAIN_LIMIT_BYTES = 8 * 1024 * 1024
 """An oversized body is read and discarded up to this much, then the connection is dropped."""
+
+CLIENT_CLOSED_REQUEST = 499
+"""Logged, never sent: the client went away before its request arrived whole."""
 
 
 class FunctionsHost:
@@ -99,6 +105,8 @@ class FunctionsHost:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> int:
         headers = _headers(scope["headers"])
         body, too_large = await self._read_body(headers, receive)
+        if body is None:
+            return CLIENT_CLOSED_REQUEST  # nobody to answer, and nothing may run
         response = await self._respond(scope, headers, body, too_large)
         status = int(response.status_code)
         payload = response.get_body() or b""
@@ -119,8 +127,14 @@ class FunctionsHost:
         await send({"type": "http.response.body", "body": payload})
         return status
 
-    async def _read_body(self, headers: dict[str, str], receive: Receive) -> tuple[bytes, bool]:
-        """The body, or (b"", True) once it exceeds the cap (the rest is drained, bounded)."""
+    async def _read_body(
+        self, headers: dict[str, str], receive: Receive
+    ) -> tuple[bytes | None, bool]:
+        """The body, or (b"", True) once it exceeds the cap (the rest is drained, bounded).
+
+        None when the client disconnected before the body arrived whole: a truncated body
+        must not be mistaken for an absent one (an empty fulfilment fulfils everything).
+        """
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
             return b"", True
@@ -130,7 +144,7 @@ class FunctionsHost:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return b"", too_large
+                return None, too_large
             chunk = message.get("body", b"")
             received += len(chunk)
             if not too_large:
