@@ -34,8 +34,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORT", "7071", "local",
             "TCP port of the embedded host's HTTP server (python -m local --port overrides)."),
     Setting("STOCKSTREAM_API_KEYS", None, "local",
-            "Comma-separated keys; when set, every local request needs a matching "
-            "x-functions-key header. In Azure, Functions keys do this."),
+            "Comma-separated function-level keys. With any key set, every local request needs "
+            "one, in the x-functions-key header or the code query parameter; admin routes "
+            "need an admin key. In Azure, Functions keys do this."),
+    Setting("STOCKSTREAM_ADMIN_KEYS", None, "local",
+            "Comma-separated admin-level keys, good on every route, as Azure's master key; "
+            "admin routes (dead-letter replay, approval of held counts) take only these."),
     Setting("STOCKSTREAM_EVENT_STORE", "sqlite", "both",
             "Where streams live: 'sqlite' (embedded) or 'cosmos' (Azure Cosmos DB)."),
     Setting("COSMOS__accountEndpoint", None, "both",
@@ -95,6 +99,7 @@ class Settings:
     drift_hold_units: int | None = None
     drift_hold_percent: float | None = 50.0
     count_cadence: str = "A=1,B=7,C=30"
+    admin_keys: tuple[str, ...] = ()
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -139,7 +144,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         drift_hold_percent=_limit(env, "STOCKSTREAM_DRIFT_HOLD_PERCENT", float),
         count_cadence=_cadence(_get(env, "STOCKSTREAM_COUNT_CADENCE") or "A=1,B=7,C=30"),
         deprecated_versions_until=_date(env, "STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL"),
+        admin_keys=_list(env, "STOCKSTREAM_ADMIN_KEYS"),
     )
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated setting; blanks around and between items ignored."""
+    return tuple(item.strip() for item in (_get(env, name) or "").split(",") if item.strip())
 
 
 def _date(env: Mapping[str, str], name: str) -> date | None:

@@ -108,6 +108,7 @@ class HttpFunction:
     anonymous: bool
     arg_name: str
     user_function: Callable[..., Any]
+    admin: bool = False  # AuthLevel.ADMIN: only an admin (master) key opens it
 
     def accepts(self, method: str) -> bool:
         return self.methods is None or method in self.methods
@@ -131,6 +132,7 @@ def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
             anonymous=auth == func.AuthLevel.ANONYMOUS,
             arg_name=trigger.name,
             user_function=function.get_user_function(),
+            admin=auth == func.AuthLevel.ADMIN,
         ))
     return sorted(found, key=lambda f: f.template.precedence)
 

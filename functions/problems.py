@@ -101,6 +101,15 @@ def unauthorized() -> Problem:
     )
 
 
+def admin_key_required() -> Problem:
+    """A function-level key on a route whose function is ``AuthLevel.ADMIN`` (as Azure)."""
+    return Problem(
+        401, "unauthorized", "Unauthorized",
+        "this route needs an admin-level key (x-functions-key header or code parameter)",
+        headers={"WWW-Authenticate": 'ApiKey header="x-functions-key"'},
+    )
+
+
 def not_found(path: str) -> Problem:
     return Problem(404, "not-found", "Not found", f"no route matches {path}")
 

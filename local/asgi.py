@@ -7,12 +7,17 @@ handed to the function on a worker thread (the application services are synchron
 and the ``func.HttpResponse`` is converted back. So the local routes are the Azure routes.
 
 What the Functions host does before a function runs is done here too: the ``api`` route
-prefix, function keys (``x-functions-key``, compared in constant time) unless the function
-is anonymous, and a cap on the request body (larger bodies are answered 413 without being
-buffered). A request whose body did not arrive whole (the client went away before the
-announced length, or before the last chunk) never runs. Every request is logged in one
-line: method, path, status, milliseconds; 499 (nginx's "client closed request") names a
-request abandoned before it arrived whole.
+prefix, keys unless the function is anonymous, and a cap on the request body (larger
+bodies are answered 413 without being buffered). A request whose body did not arrive
+whole (the client went away before the announced length, or before the last chunk) never
+runs. Every request is logged in one line: method, path, status, milliseconds; 499
+(nginx's "client closed request") names a request abandoned before it arrived whole.
+
+Keys work as Azure's: function-level keys open every route but those whose function is
+``AuthLevel.ADMIN``; admin-level keys (Azure's master key) open every route. A key comes
+in the ``x-functions-key`` header or the ``code`` query parameter, and is compared in
+constant time. ``code`` is taken out of the query before anything sees it: the function
+(``req.params``, ``req.url``) and the log get the query without it.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-from urllib.parse import parse_qsl, quote
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qsl, quote, unquote_plus
 
 import azure.functions as func
 
@@ -55,13 +61,16 @@ class FunctionsHost:
         app: func.FunctionApp,
         *,
         api_keys: Sequence[str] = (),
+        admin_keys: Sequence[str] = (),
         max_body_bytes: int = MAX_BODY_BYTES,
         workers: int = 32,
         on_startup: Callable[[], None] | None = None,
         on_shutdown: Callable[[], None] | None = None,
     ) -> None:
         self.functions = http_functions(app)
-        self._keys = tuple(k.encode() for k in api_keys)
+        self._function_keys = tuple(k.encode() for k in api_keys)
+        self._admin_keys = tuple(k.encode() for k in admin_keys)
+        self.keyed = bool(self._function_keys or self._admin_keys)
         self.max_body_bytes = max_body_bytes
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="http")
         self._on_startup = on_startup
@@ -72,8 +81,9 @@ class FunctionsHost:
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
             started = time.perf_counter()
-            status = await self._http(scope, receive, send)
-            log.info("%s %s %d %.1fms", scope["method"], scope.get("path", ""), status,
+            request = _Request.of(scope)
+            status = await self._http(scope, request, receive, send)
+            log.info("%s %s %d %.1fms", request.method, request.target, status,
                      (time.perf_counter() - started) * 1000)
 
     # ------------------------------------------------------------- lifespan
@@ -102,12 +112,12 @@ class FunctionsHost:
 
     # ----------------------------------------------------------------- http
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> int:
-        headers = _headers(scope["headers"])
-        body, too_large = await self._read_body(headers, receive)
+    async def _http(self, scope: Scope, request: _Request, receive: Receive,
+                    send: Send) -> int:
+        body, too_large = await self._read_body(request.headers, receive)
         if body is None:
             return CLIENT_CLOSED_REQUEST  # nobody to answer, and nothing may run
-        response = await self._respond(scope, headers, body, too_large)
+        response = await self._respond(scope, request, body, too_large)
         status = int(response.status_code)
         payload = response.get_body() or b""
         out = [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
@@ -156,10 +166,9 @@ class FunctionsHost:
                 return bytes(body), too_large
 
     async def _respond(
-        self, scope: Scope, headers: dict[str, str], body: bytes, too_large: bool
+        self, scope: Scope, request: _Request, body: bytes, too_large: bool
     ) -> func.HttpResponse:
-        method = scope["method"].upper()
-        raw_path = _raw_path(scope)
+        method, raw_path, headers = request.method, request.raw_path, request.headers
         segments = split_path(raw_path)
         matches = [] if segments is None else [
             (f, params) for f in self.functions
@@ -167,8 +176,12 @@ class FunctionsHost:
         ]
         chosen = next(((f, p) for f, p in matches if f.accepts(method)), None)
         anonymous = chosen is not None and chosen[0].anonymous
-        if self._keys and not anonymous and not self._authorised(headers):
-            return problems.unauthorized().response()
+        if self.keyed and not anonymous:
+            level = self._key_level(request.key)
+            if level is None:
+                return problems.unauthorized().response()
+            if chosen is not None and chosen[0].admin and level != "admin":
+                return problems.admin_key_required().response()
         if too_large:
             return problems.payload_too_large(self.max_body_bytes).response()
         if chosen is None:
@@ -178,16 +191,15 @@ class FunctionsHost:
                 return problems.method_not_allowed(method, path, allowed).response()
             return problems.not_found(path).response()
         function, params = chosen
-        request = func.HttpRequest(
+        http_request = func.HttpRequest(
             method=method,
-            url=_url(scope, headers, raw_path),
+            url=_url(scope, headers, raw_path, request.query),
             headers=headers,
-            params=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
-                                  keep_blank_values=True)),
+            params=dict(parse_qsl(request.query, keep_blank_values=True)),
             route_params=params,
             body=body,
         )
-        call = functools.partial(function.user_function, **{function.arg_name: request})
+        call = functools.partial(function.user_function, **{function.arg_name: http_request})
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except Exception:
@@ -200,11 +212,45 @@ class FunctionsHost:
         log.error("function %s returned %r, not an HttpResponse", function.name, type(result))
         return problems.internal_error().response()
 
-    def _authorised(self, headers: dict[str, str]) -> bool:
-        given = headers.get("x-functions-key", "").encode()
+    def _key_level(self, key: str) -> Literal["admin", "function"] | None:
+        """The level of ``key``, None if it is no key of this host."""
+        given = key.encode()
         # Compare against every key, without stopping early, in constant time per key.
-        results = [hmac.compare_digest(given, key) for key in self._keys]
-        return bool(given) and any(results)
+        admin = [hmac.compare_digest(given, k) for k in self._admin_keys]
+        function = [hmac.compare_digest(given, k) for k in self._function_keys]
+        if not given:
+            return None
+        return "admin" if any(admin) else "function" if any(function) else None
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What the host reads of a request before its body: the key taken out of the query."""
+
+    method: str
+    headers: dict[str, str]
+    raw_path: str
+    query: str  # raw, without ``code``
+    key: str  # x-functions-key, else the code parameter, else ""
+
+    @classmethod
+    def of(cls, scope: Scope) -> _Request:
+        headers = _headers(scope["headers"])
+        parts = [p for p in scope.get("query_string", b"").decode("latin-1").split("&") if p]
+        codes = [p for p in parts if unquote_plus(p.partition("=")[0]) == "code"]
+        code = unquote_plus(codes[0].partition("=")[2]) if codes else ""
+        return cls(
+            method=str(scope["method"]).upper(),
+            headers=headers,
+            raw_path=_raw_path(scope),
+            query="&".join(p for p in parts if p not in codes),
+            key=headers.get("x-functions-key") or code,
+        )
+
+    @property
+    def target(self) -> str:
+        """The request target as received, without the key."""
+        return self.raw_path + (f"?{self.query}" if self.query else "")
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -224,10 +270,9 @@ def _raw_path(scope: Scope) -> str:
     return quote(str(scope.get("path", "/")))
 
 
-def _url(scope: Scope, headers: dict[str, str], raw_path: str) -> str:
+def _url(scope: Scope, headers: dict[str, str], raw_path: str, query: str) -> str:
     host = headers.get("host")
     if not host:
         server = scope.get("server") or ("127.0.0.1", 80)
         host = f"{server[0]}:{server[1]}"
-    query = scope.get("query_string", b"").decode("latin-1")
     return f"{scope.get('scheme', 'http')}://{host}{raw_path}" + (f"?{query}" if query else "")

@@ -6,8 +6,8 @@ directory), starts the event pipeline (relay, projections, timers) when
 uvicorn. ``run`` serves in the foreground until SIGINT or SIGTERM (``python -m local``);
 ``start``/``stop`` serve from a background thread (tests and benchmarks).
 
-Safety: without ``STOCKSTREAM_API_KEYS`` nobody is authenticated, so the host refuses to
-listen anywhere but loopback and says so at start-up.
+Safety: without keys (``STOCKSTREAM_API_KEYS`` or ``STOCKSTREAM_ADMIN_KEYS``) nobody is
+authenticated, so the host refuses to listen anywhere but loopback and says so at start-up.
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def keyed(settings: Settings) -> bool:
+    """Whether the host authenticates requests: some key of either level is set."""
+    return bool(settings.api_keys or settings.admin_keys)
 
 
 class _PipelineInWorker:
@@ -95,10 +100,11 @@ class EmbeddedHost:
         with_pipeline: bool = True,
         workers: int = 32,
     ) -> None:
-        if not settings.api_keys and not is_loopback(host):
+        if not keyed(settings) and not is_loopback(host):
             raise InsecureBinding(
                 f"refusing to listen on {host}: STOCKSTREAM_API_KEYS is not set, so requests "
-                "would not be authenticated; set keys or listen on 127.0.0.1"
+                "would not be authenticated; set keys (or STOCKSTREAM_ADMIN_KEYS) or listen "
+                "on 127.0.0.1"
             )
         if app is None:
             from function_app import app as function_app
@@ -121,7 +127,8 @@ class EmbeddedHost:
         self.socket.listen(1024)
         self.port: int = self.socket.getsockname()[1]
         self._ready = threading.Event()
-        self.asgi = FunctionsHost(app, api_keys=settings.api_keys, workers=workers,
+        self.asgi = FunctionsHost(app, api_keys=settings.api_keys,
+                                  admin_keys=settings.admin_keys, workers=workers,
                                   on_startup=self._start_services,
                                   on_shutdown=self._stop_services)
         config = uvicorn.Config(self.asgi, lifespan="on", access_log=False, log_config=None,
@@ -142,7 +149,7 @@ class EmbeddedHost:
         use_container(self.container)
         if self._with_pipeline:
             self._pipeline = start_pipeline(self.container)
-        if not self.settings.api_keys:
+        if not keyed(self.settings):
             log.warning("STOCKSTREAM_API_KEYS is not set: requests are not authenticated, so "
                         "the host listens on loopback (%s) only", self.host)
         log.info("Stockstream listening on %s (data in %s)", self.url, self.settings.data_dir)
