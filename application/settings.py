@@ -40,6 +40,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STOCKSTREAM_ADMIN_KEYS", None, "local",
             "Comma-separated admin-level keys, good on every route, as Azure's master key; "
             "admin routes (dead-letter replay, approval of held counts) take only these."),
+    Setting("STOCKSTREAM_ALLOWED_ORIGINS", None, "local",
+            "Comma-separated origins (scheme://host[:port]) whose browser requests the "
+            "embedded host serves besides its own origin; any other Origin gets 403. No CORS "
+            "headers are sent either way."),
     Setting("STOCKSTREAM_EVENT_STORE", "sqlite", "both",
             "Where streams live: 'sqlite' (embedded) or 'cosmos' (Azure Cosmos DB)."),
     Setting("COSMOS__accountEndpoint", None, "both",
@@ -100,6 +104,7 @@ class Settings:
     drift_hold_percent: float | None = 50.0
     count_cadence: str = "A=1,B=7,C=30"
     admin_keys: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -145,6 +150,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         count_cadence=_cadence(_get(env, "STOCKSTREAM_COUNT_CADENCE") or "A=1,B=7,C=30"),
         deprecated_versions_until=_date(env, "STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL"),
         admin_keys=_list(env, "STOCKSTREAM_ADMIN_KEYS"),
+        allowed_origins=_list(env, "STOCKSTREAM_ALLOWED_ORIGINS"),
     )
 
 

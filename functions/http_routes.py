@@ -113,6 +113,11 @@ class HttpFunction:
     def accepts(self, method: str) -> bool:
         return self.methods is None or method in self.methods
 
+    @property
+    def catch_all(self) -> bool:
+        """Whether this function takes whatever no other does (it answers 404/405)."""
+        return any(s.catch_all for s in self.template.segments)
+
 
 def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
     """The app's HTTP triggers, most specific route first (as ASP.NET orders them)."""

@@ -110,6 +110,25 @@ def admin_key_required() -> Problem:
     )
 
 
+def origin_not_allowed(origin: str) -> Problem:
+    """A browser request from another site (the host sends no CORS headers either)."""
+    return Problem(403, "origin-not-allowed", "Forbidden",
+                   f"requests from origin {echo(origin)} are not allowed")
+
+
+def misdirected_request(host: str | None) -> Problem:
+    """The keyless local host was addressed by a name not its own (DNS rebinding)."""
+    return Problem(421, "misdirected-request", "Misdirected request",
+                   f"this host answers to localhost and its own addresses, not {echo(host)}")
+
+
+def echo(value: str | None, limit: int = 256) -> str:
+    """A client-supplied value as a problem document repeats it: at most ``limit``
+    characters, an ellipsis marking the cut."""
+    text = "nothing" if value is None else value
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def not_found(path: str) -> Problem:
     return Problem(404, "not-found", "Not found", f"no route matches {path}")
 

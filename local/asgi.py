@@ -18,6 +18,13 @@ Keys work as Azure's: function-level keys open every route but those whose funct
 in the ``x-functions-key`` header or the ``code`` query parameter, and is compared in
 constant time. ``code`` is taken out of the query before anything sees it: the function
 (``req.params``, ``req.url``) and the log get the query without it.
+
+Cross-site requests: a browser lets any web page send "simple" requests (form posts,
+``text/plain``) to 127.0.0.1, and DNS rebinding lets a page's own name resolve there. So
+a state-changing request whose Content-Type is not JSON (or whose body has none) gets
+415, whatever its body; a request with an ``Origin`` other than the host's own or a
+configured one gets 403; and a host without keys answers 421 to a ``Host`` other than
+``localhost`` or its own addresses. No answer carries CORS headers.
 """
 
 from __future__ import annotations
@@ -26,18 +33,19 @@ import asyncio
 import functools
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import parse_qsl, quote, unquote_plus
+from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit
 
 import azure.functions as func
 
 from functions import problems
 from functions.http_routes import http_functions, split_path
-from functions.requests import MAX_BODY_BYTES
+from functions.requests import MAX_BODY_BYTES, is_json_media_type
 
 log = logging.getLogger("stockstream.host")
 
@@ -48,6 +56,13 @@ Send = Callable[[Message], Awaitable[None]]
 
 DRAIN_LIMIT_BYTES = 8 * 1024 * 1024
 """An oversized body is read and discarded up to this much, then the connection is dropped."""
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+"""What a keyless host answers to, besides the address it is bound to (any port)."""
+
+_HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([^:\[\]]+))(?::[0-9]+)?")
+"""``name[:port]`` or ``[ipv6][:port]``, as RFC 9110 §7.2 has it."""
 
 CLIENT_CLOSED_REQUEST = 499
 """Logged, never sent: the client went away before its request arrived whole."""
@@ -62,6 +77,7 @@ class FunctionsHost:
         *,
         api_keys: Sequence[str] = (),
         admin_keys: Sequence[str] = (),
+        allowed_origins: Sequence[str] = (),
         max_body_bytes: int = MAX_BODY_BYTES,
         workers: int = 32,
         on_startup: Callable[[], None] | None = None,
@@ -71,6 +87,8 @@ class FunctionsHost:
         self._function_keys = tuple(k.encode() for k in api_keys)
         self._admin_keys = tuple(k.encode() for k in admin_keys)
         self.keyed = bool(self._function_keys or self._admin_keys)
+        self._allowed_origins = frozenset(
+            o for o in (_origin(text) for text in allowed_origins) if o is not None)
         self.max_body_bytes = max_body_bytes
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="http")
         self._on_startup = on_startup
@@ -176,12 +194,17 @@ class FunctionsHost:
         ]
         chosen = next(((f, p) for f, p in matches if f.accepts(method)), None)
         anonymous = chosen is not None and chosen[0].anonymous
+        if not self.keyed and not _own_host(headers.get("host"), scope):
+            return problems.misdirected_request(headers.get("host")).response()
         if self.keyed and not anonymous:
             level = self._key_level(request.key)
             if level is None:
                 return problems.unauthorized().response()
             if chosen is not None and chosen[0].admin and level != "admin":
                 return problems.admin_key_required().response()
+        origin = headers.get("origin")
+        if origin is not None and not self._origin_allowed(origin, headers, scope):
+            return problems.origin_not_allowed(origin).response()
         if too_large:
             return problems.payload_too_large(self.max_body_bytes).response()
         if chosen is None:
@@ -191,6 +214,8 @@ class FunctionsHost:
                 return problems.method_not_allowed(method, path, allowed).response()
             return problems.not_found(path).response()
         function, params = chosen
+        if method in STATE_CHANGING and not function.catch_all and not _json_or_nothing(headers):
+            return problems.unsupported_media_type(headers.get("content-type")).response()
         http_request = func.HttpRequest(
             method=method,
             url=_url(scope, headers, raw_path, request.query),
@@ -211,6 +236,12 @@ class FunctionsHost:
             return func.HttpResponse(result)
         log.error("function %s returned %r, not an HttpResponse", function.name, type(result))
         return problems.internal_error().response()
+
+    def _origin_allowed(self, origin: str, headers: dict[str, str], scope: Scope) -> bool:
+        """The host's own origin (scheme and Host of the request) or a configured one."""
+        given = _origin(origin)
+        own = _origin(f"{scope.get('scheme', 'http')}://{headers.get('host', '')}")
+        return given is not None and (given == own or given in self._allowed_origins)
 
     def _key_level(self, key: str) -> Literal["admin", "function"] | None:
         """The level of ``key``, None if it is no key of this host."""
@@ -251,6 +282,51 @@ class _Request:
     def target(self) -> str:
         """The request target as received, without the key."""
         return self.raw_path + (f"?{self.query}" if self.query else "")
+
+
+def _json_or_nothing(headers: dict[str, str]) -> bool:
+    """A JSON Content-Type, or neither a Content-Type nor a body (``curl -X POST``).
+
+    A form's Content-Type is refused even with an empty body: an empty fulfilment or
+    replay is a complete command, and browsers send such forms cross-site unasked.
+    """
+    content_type = headers.get("content-type")
+    if content_type is not None:
+        return is_json_media_type(content_type)
+    length = headers.get("content-length", "0").strip()
+    return length in ("", "0") and "transfer-encoding" not in headers
+
+
+def _origin(text: str) -> str | None:
+    """``scheme://host[:port]`` lower-cased, without a default port; None if not an origin
+    (``null``, a path, no host)."""
+    try:
+        parts = urlsplit(text.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username is not None:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
+def _own_host(host: str | None, scope: Scope) -> bool:
+    """Whether a keyless host may answer a request naming ``host`` (any port)."""
+    if host is None:
+        return True  # HTTP/1.0 without Host: no browser sends that, so no rebinding either
+    name = _host_name(host)
+    server = scope.get("server")
+    bound = str(server[0]).lower() if server else None
+    return name is not None and (name in LOOPBACK_NAMES or name == bound)
+
+
+def _host_name(host: str) -> str | None:
+    """The name of a Host header (an IPv6 literal without its brackets); None if malformed."""
+    found = _HOST.fullmatch(host.strip().lower())
+    return (found.group(1) or found.group(2)) if found else None
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -128,7 +128,8 @@ class EmbeddedHost:
         self.port: int = self.socket.getsockname()[1]
         self._ready = threading.Event()
         self.asgi = FunctionsHost(app, api_keys=settings.api_keys,
-                                  admin_keys=settings.admin_keys, workers=workers,
+                                  admin_keys=settings.admin_keys,
+                                  allowed_origins=settings.allowed_origins, workers=workers,
                                   on_startup=self._start_services,
                                   on_shutdown=self._stop_services)
         config = uvicorn.Config(self.asgi, lifespan="on", access_log=False, log_config=None,
