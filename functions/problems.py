@@ -30,6 +30,9 @@ from domain.errors import (
     UnknownReservation,
 )
 
+ECHO_LIMIT = 256
+"""Characters of a client's value (a path, a header, a field name) a problem repeats."""
+
 PROBLEM_TYPE_PREFIX = "urn:stockstream:problems:"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 1
@@ -49,7 +52,7 @@ class FieldError:
     message: str
 
     def to_json(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message}
+        return {"field": echo(self.field), "message": echo(self.message, 2 * ECHO_LIMIT)}
 
 
 @dataclass(eq=False)
@@ -122,7 +125,7 @@ def misdirected_request(host: str | None) -> Problem:
                    f"this host answers to localhost and its own addresses, not {echo(host)}")
 
 
-def echo(value: str | None, limit: int = 256) -> str:
+def echo(value: str | None, limit: int = ECHO_LIMIT) -> str:
     """A client-supplied value as a problem document repeats it: at most ``limit``
     characters, an ellipsis marking the cut."""
     text = "nothing" if value is None else value
@@ -130,13 +133,13 @@ def echo(value: str | None, limit: int = 256) -> str:
 
 
 def not_found(path: str) -> Problem:
-    return Problem(404, "not-found", "Not found", f"no route matches {path}")
+    return Problem(404, "not-found", "Not found", f"no route matches {echo(path)}")
 
 
 def method_not_allowed(method: str, path: str, allowed: list[str]) -> Problem:
     return Problem(
         405, "method-not-allowed", "Method not allowed",
-        f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}",
+        f"{echo(method, 32)} is not allowed on {echo(path)}; allowed: {', '.join(allowed)}",
         headers={"Allow": ", ".join(allowed)},
     )
 
@@ -149,12 +152,13 @@ def payload_too_large(limit: int) -> Problem:
 def unsupported_media_type(content_type: str | None) -> Problem:
     return Problem(
         415, "unsupported-media-type", "Unsupported media type",
-        f"the request body must be application/json; got {content_type or 'no Content-Type'}",
+        "the request body must be application/json; got "
+        f"{echo(content_type) if content_type else 'no Content-Type'}",
     )
 
 
 def validation_failed(errors: list[FieldError]) -> Problem:
-    fields = ", ".join(sorted({e.field for e in errors}))
+    fields = ", ".join(sorted({echo(e.field) for e in errors}))
     return Problem(422, "validation-failed", "Invalid request",
                    f"invalid fields: {fields}", errors=tuple(errors))
 
@@ -209,8 +213,9 @@ def from_domain(error: DomainError) -> Problem:
         name = str(details.pop("field", "request"))
         details.pop("value", None)
         errors = (FieldError(name, error.message),)
-    return Problem(status, error.code, title, error.message, errors=errors,
-                   extensions=_json_safe(details))
+    # Domain messages quote the refused value: cap them, since it may be a whole path.
+    return Problem(status, error.code, title, echo(error.message, 2 * ECHO_LIMIT),
+                   errors=errors, extensions=_json_safe(details))
 
 
 def from_store(error: StoreUnavailable | ConcurrencyConflict) -> Problem:

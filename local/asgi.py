@@ -10,8 +10,11 @@ What the Functions host does before a function runs is done here too: the ``api`
 prefix, keys unless the function is anonymous, and a cap on the request body (larger
 bodies are answered 413 without being buffered). A request whose body did not arrive
 whole (the client went away before the announced length, or before the last chunk) never
-runs. Every request is logged in one line: method, path, status, milliseconds; 499
-(nginx's "client closed request") names a request abandoned before it arrived whole.
+runs. Every request is logged in one line: method, target, status, milliseconds; 499
+(nginx's "client closed request") names a request abandoned before it arrived whole. The
+target is logged as received (percent-encoded, so ``%0a`` stays three characters), with
+backslashes, control and non-printable characters escaped and the length capped, so no
+request can forge or flood log lines.
 
 Keys work as Azure's: function-level keys open every route but those whose function is
 ``AuthLevel.ADMIN``; admin-level keys (Azure's master key) open every route. A key comes
@@ -64,6 +67,9 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([^:\[\]]+))(?::[0-9]+)?")
 """``name[:port]`` or ``[ipv6][:port]``, as RFC 9110 §7.2 has it."""
 
+LOGGED_TARGET_LIMIT = 1024
+"""Characters of a request target an access-log line shows, escapes included."""
+
 CLIENT_CLOSED_REQUEST = 499
 """Logged, never sent: the client went away before its request arrived whole."""
 
@@ -101,7 +107,8 @@ class FunctionsHost:
             started = time.perf_counter()
             request = _Request.of(scope)
             status = await self._http(scope, request, receive, send)
-            log.info("%s %s %d %.1fms", request.method, request.target, status,
+            log.info("%s %s %d %.1fms", _printable(request.method, 32),
+                     _printable(request.target, LOGGED_TARGET_LIMIT), status,
                      (time.perf_counter() - started) * 1000)
 
     # ------------------------------------------------------------- lifespan
@@ -282,6 +289,14 @@ class _Request:
     def target(self) -> str:
         """The request target as received, without the key."""
         return self.raw_path + (f"?{self.query}" if self.query else "")
+
+
+def _printable(text: str, limit: int) -> str:
+    """``text`` for a log line: ``\\`` for a backslash, ``\\n``, ``\\r``, ``\\t`` and
+    ``\\xNN`` for other control and non-ASCII characters; at most ``limit`` characters,
+    an ellipsis marking a cut."""
+    escaped = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return escaped if len(escaped) <= limit else escaped[:limit] + "…"
 
 
 def _json_or_nothing(headers: dict[str, str]) -> bool:
