@@ -144,6 +144,13 @@ def method_not_allowed(method: str, path: str, allowed: list[str]) -> Problem:
     )
 
 
+def request_timeout(seconds: float) -> Problem:
+    """The body did not arrive whole in time; the request did not run."""
+    return Problem(408, "request-timeout", "Request timeout",
+                   f"the request body did not arrive within {seconds:g} seconds; "
+                   "nothing was recorded", headers={"Connection": "close"})
+
+
 def payload_too_large(limit: int) -> Problem:
     return Problem(413, "payload-too-large", "Payload too large",
                    f"the request body must be at most {limit} bytes")

@@ -41,13 +41,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit
 
 import azure.functions as func
 
 from functions import problems
-from functions.http_routes import http_functions, split_path
+from functions.http_routes import HttpFunction, http_functions, split_path
 from functions.requests import MAX_BODY_BYTES, is_json_media_type
 
 log = logging.getLogger("stockstream.host")
@@ -73,6 +74,16 @@ LOGGED_TARGET_LIMIT = 1024
 CLIENT_CLOSED_REQUEST = 499
 """Logged, never sent: the client went away before its request arrived whole."""
 
+DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
+
+
+class _Unread(Enum):
+    """Why a request has no body to run with."""
+
+    DISCONNECTED = "disconnected"
+    TIMED_OUT = "timed out"
+    TOO_LARGE = "too large"
+
 
 class FunctionsHost:
     """The ASGI application. ``on_startup``/``on_shutdown`` run in the ASGI lifespan."""
@@ -85,6 +96,7 @@ class FunctionsHost:
         admin_keys: Sequence[str] = (),
         allowed_origins: Sequence[str] = (),
         max_body_bytes: int = MAX_BODY_BYTES,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT_SECONDS,
         workers: int = 32,
         on_startup: Callable[[], None] | None = None,
         on_shutdown: Callable[[], None] | None = None,
@@ -96,6 +108,7 @@ class FunctionsHost:
         self._allowed_origins = frozenset(
             o for o in (_origin(text) for text in allowed_origins) if o is not None)
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="http")
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
@@ -139,10 +152,28 @@ class FunctionsHost:
 
     async def _http(self, scope: Scope, request: _Request, receive: Receive,
                     send: Send) -> int:
-        body, too_large = await self._read_body(request.headers, receive)
-        if body is None:
+        admitted = self._admit(scope, request)
+        if isinstance(admitted, problems.Problem):
+            # Answered from the head alone: an announced body is never read, so the
+            # connection cannot be reused (and an unauthenticated client cannot make the
+            # host read its body, nor get a 100 Continue: uvicorn sends that on receive).
+            return await self._send(scope, admitted.response(), send,
+                                    close=_announces_body(request.headers))
+        body = await self._read_body(request.headers, receive)
+        if body is _Unread.DISCONNECTED:
             return CLIENT_CLOSED_REQUEST  # nobody to answer, and nothing may run
-        response = await self._respond(scope, request, body, too_large)
+        if body is _Unread.TIMED_OUT:
+            return await self._send(scope, problems.request_timeout(
+                self.body_timeout).response(), send, close=True)
+        if body is _Unread.TOO_LARGE:
+            return await self._send(scope, problems.payload_too_large(
+                self.max_body_bytes).response(), send, close=True)
+        function, params = admitted
+        response = await self._call(scope, request, function, params, body)
+        return await self._send(scope, response, send)
+
+    async def _send(self, scope: Scope, response: func.HttpResponse, send: Send, *,
+                    close: bool = False) -> int:
         status = int(response.status_code)
         payload = response.get_body() or b""
         out = [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
@@ -156,43 +187,20 @@ class FunctionsHost:
             payload = b""
         else:
             out.append((b"content-length", str(len(payload)).encode()))
-        if too_large:
+        if close:
             out.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": payload})
         return status
 
-    async def _read_body(
-        self, headers: dict[str, str], receive: Receive
-    ) -> tuple[bytes | None, bool]:
-        """The body, or (b"", True) once it exceeds the cap (the rest is drained, bounded).
+    def _admit(
+        self, scope: Scope, request: _Request
+    ) -> tuple[HttpFunction, dict[str, str]] | problems.Problem:
+        """The function to run and its route parameters, or the refusal; from the head.
 
-        None when the client disconnected before the body arrived whole: a truncated body
-        must not be mistaken for an absent one (an empty fulfilment fulfils everything).
+        In order: 421 (keyless host named by another Host), 401 (keys), 403 (Origin),
+        404/405 (no route takes it), 415 (a state-changing request that is not JSON).
         """
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
-            return b"", True
-        body = bytearray()
-        too_large = False
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None, too_large
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if not too_large:
-                body += chunk
-                if len(body) > self.max_body_bytes:
-                    too_large = True
-                    body.clear()
-            if not message.get("more_body", False) or received > DRAIN_LIMIT_BYTES:
-                return bytes(body), too_large
-
-    async def _respond(
-        self, scope: Scope, request: _Request, body: bytes, too_large: bool
-    ) -> func.HttpResponse:
         method, raw_path, headers = request.method, request.raw_path, request.headers
         segments = split_path(raw_path)
         matches = [] if segments is None else [
@@ -202,31 +210,67 @@ class FunctionsHost:
         chosen = next(((f, p) for f, p in matches if f.accepts(method)), None)
         anonymous = chosen is not None and chosen[0].anonymous
         if not self.keyed and not _own_host(headers.get("host"), scope):
-            return problems.misdirected_request(headers.get("host")).response()
+            return problems.misdirected_request(headers.get("host"))
         if self.keyed and not anonymous:
             level = self._key_level(request.key)
             if level is None:
-                return problems.unauthorized().response()
+                return problems.unauthorized()
             if chosen is not None and chosen[0].admin and level != "admin":
-                return problems.admin_key_required().response()
+                return problems.admin_key_required()
         origin = headers.get("origin")
         if origin is not None and not self._origin_allowed(origin, headers, scope):
-            return problems.origin_not_allowed(origin).response()
-        if too_large:
-            return problems.payload_too_large(self.max_body_bytes).response()
+            return problems.origin_not_allowed(origin)
         if chosen is None:
-            path = raw_path.split("?", 1)[0]
             allowed = sorted({m for f, _ in matches if f.methods for m in f.methods})
             if allowed:
-                return problems.method_not_allowed(method, path, allowed).response()
-            return problems.not_found(path).response()
-        function, params = chosen
+                return problems.method_not_allowed(method, raw_path, allowed)
+            return problems.not_found(raw_path)
+        function, _ = chosen
         if method in STATE_CHANGING and not function.catch_all and not _json_or_nothing(headers):
-            return problems.unsupported_media_type(headers.get("content-type")).response()
+            return problems.unsupported_media_type(headers.get("content-type"))
+        return chosen
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes | _Unread:
+        """The whole body, or why there is none to run the request with.
+
+        DISCONNECTED when the client went away before the body arrived whole: a truncated
+        body must not be mistaken for an absent one (an empty fulfilment fulfils
+        everything). TIMED_OUT when it did not arrive whole within the body timeout.
+        TOO_LARGE once it exceeds the cap: the rest is read and discarded up to
+        ``DRAIN_LIMIT_BYTES`` (so the client reads the 413 rather than a reset), unless
+        more than that is announced.
+        """
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
+            return _Unread.TOO_LARGE
+        body = bytearray()
+        too_large = False
+        received = 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return _Unread.DISCONNECTED
+                    chunk = message.get("body", b"")
+                    received += len(chunk)
+                    if not too_large:
+                        body += chunk
+                        if len(body) > self.max_body_bytes:
+                            too_large = True
+                            body.clear()
+                    if not message.get("more_body", False) or received > DRAIN_LIMIT_BYTES:
+                        return _Unread.TOO_LARGE if too_large else bytes(body)
+        except TimeoutError:
+            return _Unread.TIMED_OUT
+
+    async def _call(self, scope: Scope, request: _Request, function: HttpFunction,
+                    params: dict[str, str], body: bytes) -> func.HttpResponse:
+        """Run ``function`` on a worker thread with a real ``func.HttpRequest``."""
         http_request = func.HttpRequest(
-            method=method,
-            url=_url(scope, headers, raw_path, request.query),
-            headers=headers,
+            method=request.method,
+            url=_url(scope, request.headers, request.raw_path, request.query),
+            headers=request.headers,
             params=dict(parse_qsl(request.query, keep_blank_values=True)),
             route_params=params,
             body=body,
@@ -299,6 +343,11 @@ def _printable(text: str, limit: int) -> str:
     return escaped if len(escaped) <= limit else escaped[:limit] + "…"
 
 
+def _announces_body(headers: dict[str, str]) -> bool:
+    length = headers.get("content-length", "0").strip()
+    return length not in ("", "0") or "transfer-encoding" in headers
+
+
 def _json_or_nothing(headers: dict[str, str]) -> bool:
     """A JSON Content-Type, or neither a Content-Type nor a body (``curl -X POST``).
 
@@ -308,8 +357,7 @@ def _json_or_nothing(headers: dict[str, str]) -> bool:
     content_type = headers.get("content-type")
     if content_type is not None:
         return is_json_media_type(content_type)
-    length = headers.get("content-length", "0").strip()
-    return length in ("", "0") and "transfer-encoding" not in headers
+    return not _announces_body(headers)
 
 
 def _origin(text: str) -> str | None:
