@@ -7,6 +7,9 @@ this module accepts but does not enforce: our handlers validate every value). Wh
 several templates match, literal segments win over parameters and parameters over a
 catch-all, as in ASP.NET. The embedded host dispatches with this module, and the
 catch-all function answers 404 or 405 with it, so both agree on what matches.
+
+A route that takes GET takes HEAD too (RFC 9110 §9.3.2: HEAD is GET without the body), and
+``Allow`` says so.
 """
 
 from __future__ import annotations
@@ -111,7 +114,8 @@ class HttpFunction:
     admin: bool = False  # AuthLevel.ADMIN: only an admin (master) key opens it
 
     def accepts(self, method: str) -> bool:
-        return self.methods is None or method in self.methods
+        return self.methods is None or method in self.methods or (
+            method == "HEAD" and "GET" in self.methods)
 
     @property
     def catch_all(self) -> bool:
@@ -143,11 +147,14 @@ def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
 
 
 def allowed_methods(functions: Iterable[HttpFunction], segments: Sequence[str]) -> list[str]:
-    """Every method some route other than a catch-all accepts at ``segments`` (sorted)."""
+    """Every method some route other than a catch-all accepts at ``segments`` (sorted),
+    HEAD included where GET is."""
     allowed: set[str] = set()
     for function in functions:
-        if any(s.catch_all for s in function.template.segments) or function.methods is None:
+        if function.catch_all or function.methods is None:
             continue
         if function.template.match(segments) is not None:
             allowed.update(function.methods)
+    if "GET" in allowed:
+        allowed.add("HEAD")
     return sorted(allowed)

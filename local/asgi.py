@@ -48,7 +48,7 @@ from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit
 import azure.functions as func
 
 from functions import problems
-from functions.http_routes import HttpFunction, http_functions, split_path
+from functions.http_routes import HttpFunction, allowed_methods, http_functions, split_path
 from functions.requests import MAX_BODY_BYTES, is_json_media_type
 
 log = logging.getLogger("stockstream.host")
@@ -170,6 +170,10 @@ class FunctionsHost:
                 self.max_body_bytes).response(), send, close=True)
         function, params = admitted
         response = await self._call(scope, request, function, params, body)
+        if request.method in ("GET", "HEAD") and _not_modified(request.headers, response):
+            response = func.HttpResponse(status_code=304, headers={
+                k: v for k, v in response.headers.items()
+                if k.lower() not in ("content-type", "content-length")})
         return await self._send(scope, response, send)
 
     async def _send(self, scope: Scope, response: func.HttpResponse, send: Send, *,
@@ -181,9 +185,10 @@ class FunctionsHost:
         if payload and not any(k == b"content-type" for k, _ in out) and response.mimetype:
             charset = f"; charset={response.charset}" if response.charset else ""
             out.append((b"content-type", f"{response.mimetype}{charset}".encode("latin-1")))
-        if scope["method"] == "HEAD" or status in (204, 304):
-            out.append((b"content-length", b"0" if status in (204, 304) else
-                        str(len(payload)).encode()))
+        if status in (204, 304):
+            payload = b""  # and no Content-Length (RFC 9110 §8.6)
+        elif scope["method"] == "HEAD":
+            out.append((b"content-length", str(len(payload)).encode()))  # GET's length
             payload = b""
         else:
             out.append((b"content-length", str(len(payload)).encode()))
@@ -220,8 +225,8 @@ class FunctionsHost:
         origin = headers.get("origin")
         if origin is not None and not self._origin_allowed(origin, headers, scope):
             return problems.origin_not_allowed(origin)
-        if chosen is None:
-            allowed = sorted({m for f, _ in matches if f.methods for m in f.methods})
+        if chosen is None:  # a method no function takes, not even the catch-all
+            allowed = [] if segments is None else allowed_methods(self.functions, segments)
             if allowed:
                 return problems.method_not_allowed(method, raw_path, allowed)
             return problems.not_found(raw_path)
@@ -341,6 +346,16 @@ def _printable(text: str, limit: int) -> str:
     an ellipsis marking a cut."""
     escaped = text.encode("unicode_escape", "backslashreplace").decode("ascii")
     return escaped if len(escaped) <= limit else escaped[:limit] + "…"
+
+
+def _not_modified(headers: dict[str, str], response: func.HttpResponse) -> bool:
+    """A 200 whose ETag ``If-None-Match`` names (weak comparison, RFC 9110 §13.1.2)."""
+    etag = response.headers.get("etag")
+    condition = headers.get("if-none-match")
+    if response.status_code != 200 or not etag or condition is None:
+        return False
+    given = {t.strip().removeprefix("W/") for t in condition.split(",")}
+    return "*" in given or etag.strip().removeprefix("W/") in given
 
 
 def _announces_body(headers: dict[str, str]) -> bool:
