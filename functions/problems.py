@@ -148,7 +148,7 @@ def request_timeout(seconds: float) -> Problem:
     """The body did not arrive whole in time; the request did not run."""
     return Problem(408, "request-timeout", "Request timeout",
                    f"the request body did not arrive within {seconds:g} seconds; "
-                   "nothing was recorded", headers={"Connection": "close"})
+                   "nothing was recorded")
 
 
 def payload_too_large(limit: int) -> Problem:

@@ -8,13 +8,21 @@ and the ``func.HttpResponse`` is converted back. So the local routes are the Azu
 
 What the Functions host does before a function runs is done here too: the ``api`` route
 prefix, keys unless the function is anonymous, and a cap on the request body (larger
-bodies are answered 413 without being buffered). A request whose body did not arrive
-whole (the client went away before the announced length, or before the last chunk) never
-runs. Every request is logged in one line: method, target, status, milliseconds; 499
-(nginx's "client closed request") names a request abandoned before it arrived whole. The
-target is logged as received (percent-encoded, so ``%0a`` stays three characters), with
+bodies are answered 413 without being buffered). A request is admitted from its head
+alone — Host, key, Origin, route, Content-Type (:meth:`FunctionsHost._admit`) — before
+any of its body is read, so a refused client never gets its body read nor a ``100
+Continue``. The body then has the body timeout to arrive (408 after it). A request whose
+body did not arrive whole (the client went away before the announced length, or before
+the last chunk) never runs.
+
+Every request is logged in one line: method, target, status, milliseconds; 499 (nginx's
+"client closed request") names a request abandoned before it arrived whole. The target is
+logged as received (percent-encoded, so ``%0a`` stays three characters), with
 backslashes, control and non-printable characters escaped and the length capped, so no
 request can forge or flood log lines.
+
+HEAD is served by every GET route; a 200 with an ``ETag`` that ``If-None-Match`` names
+becomes a 304; a method no function takes is 405 with ``Allow`` on a known path, else 404.
 
 Keys work as Azure's: function-level keys open every route but those whose function is
 ``AuthLevel.ADMIN``; admin-level keys (Azure's master key) open every route. A key comes

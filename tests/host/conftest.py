@@ -83,7 +83,9 @@ class Raw:
         headers: dict[str, str] = {}
         for line in lines:
             name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+            key = name.strip().lower()
+            assert key not in headers, f"{key} sent twice: {top!r}"
+            headers[key] = value.strip()
         bodiless = head or status in (204, 304) or status < 200
         length = 0 if bodiless else int(headers.get("content-length", "0"))
         while len(self._buffer) < length:
