@@ -34,8 +34,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORT", "7071", "local",
             "TCP port of the embedded host's HTTP server (python -m local --port overrides)."),
     Setting("STOCKSTREAM_API_KEYS", None, "local",
-            "Comma-separated keys; when set, every local request needs a matching "
-            "x-functions-key header. In Azure, Functions keys do this."),
+            "Comma-separated function-level keys. With any key set, every local request needs "
+            "one, in the x-functions-key header or the code query parameter; admin routes "
+            "need an admin key. In Azure, Functions keys do this."),
+    Setting("STOCKSTREAM_ADMIN_KEYS", None, "local",
+            "Comma-separated admin-level keys, good on every route, as Azure's master key; "
+            "admin routes (dead-letter replay, approval of held counts) take only these."),
+    Setting("STOCKSTREAM_ALLOWED_ORIGINS", None, "local",
+            "Comma-separated origins (scheme://host[:port]) whose browser requests the "
+            "embedded host serves besides its own origin; any other Origin gets 403. No CORS "
+            "headers are sent either way."),
+    Setting("STOCKSTREAM_HEADER_TIMEOUT_SECONDS", "10", "local",
+            "Seconds the embedded host waits for a request's headers, from its first byte; "
+            "then it closes the connection."),
+    Setting("STOCKSTREAM_BODY_TIMEOUT_SECONDS", "30", "local",
+            "Seconds the embedded host waits for a whole request body once the request is "
+            "admitted; then it answers 408 and the request does not run."),
+    Setting("STOCKSTREAM_IDLE_TIMEOUT_SECONDS", "5", "local",
+            "Seconds the embedded host keeps a connection open with no request under way "
+            "(new, or kept alive after an answer); uvicorn's timeout_keep_alive."),
     Setting("STOCKSTREAM_EVENT_STORE", "sqlite", "both",
             "Where streams live: 'sqlite' (embedded) or 'cosmos' (Azure Cosmos DB)."),
     Setting("COSMOS__accountEndpoint", None, "both",
@@ -103,6 +120,11 @@ class Settings:
     count_cadence: str = "A=1,B=7,C=30"
     idempotency_window: timedelta = timedelta(days=7)
     count_max_age: timedelta = timedelta(days=7)
+    admin_keys: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    header_timeout_seconds: int = 10
+    body_timeout_seconds: int = 30
+    idle_timeout_seconds: int = 5
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -149,7 +171,25 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         deprecated_versions_until=_date(env, "STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL"),
         idempotency_window=_duration(env, "STOCKSTREAM_IDEMPOTENCY_WINDOW"),
         count_max_age=_duration(env, "STOCKSTREAM_COUNT_MAX_AGE"),
+        admin_keys=_list(env, "STOCKSTREAM_ADMIN_KEYS"),
+        allowed_origins=_list(env, "STOCKSTREAM_ALLOWED_ORIGINS"),
+        header_timeout_seconds=_seconds(env, "STOCKSTREAM_HEADER_TIMEOUT_SECONDS"),
+        body_timeout_seconds=_seconds(env, "STOCKSTREAM_BODY_TIMEOUT_SECONDS"),
+        idle_timeout_seconds=_seconds(env, "STOCKSTREAM_IDLE_TIMEOUT_SECONDS"),
     )
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated setting; blanks around and between items ignored."""
+    return tuple(item.strip() for item in (_get(env, name) or "").split(",") if item.strip())
+
+
+def _seconds(env: Mapping[str, str], name: str) -> int:
+    """A timeout: whole seconds, at least 1."""
+    value = _get(env, name) or ""
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise SettingsError(f"{name} must be a whole number of seconds >= 1; got {value!r}")
+    return int(value)
 
 
 def _date(env: Mapping[str, str], name: str) -> date | None:

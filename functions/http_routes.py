@@ -7,6 +7,9 @@ this module accepts but does not enforce: our handlers validate every value). Wh
 several templates match, literal segments win over parameters and parameters over a
 catch-all, as in ASP.NET. The embedded host dispatches with this module, and the
 catch-all function answers 404 or 405 with it, so both agree on what matches.
+
+A route that takes GET takes HEAD too (RFC 9110 §9.3.2: HEAD is GET without the body), and
+``Allow`` says so.
 """
 
 from __future__ import annotations
@@ -108,9 +111,16 @@ class HttpFunction:
     anonymous: bool
     arg_name: str
     user_function: Callable[..., Any]
+    admin: bool = False  # AuthLevel.ADMIN: only an admin (master) key opens it
 
     def accepts(self, method: str) -> bool:
-        return self.methods is None or method in self.methods
+        return self.methods is None or method in self.methods or (
+            method == "HEAD" and "GET" in self.methods)
+
+    @property
+    def catch_all(self) -> bool:
+        """Whether this function takes whatever no other does (it answers 404/405)."""
+        return any(s.catch_all for s in self.template.segments)
 
 
 def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
@@ -131,16 +141,20 @@ def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
             anonymous=auth == func.AuthLevel.ANONYMOUS,
             arg_name=trigger.name,
             user_function=function.get_user_function(),
+            admin=auth == func.AuthLevel.ADMIN,
         ))
     return sorted(found, key=lambda f: f.template.precedence)
 
 
 def allowed_methods(functions: Iterable[HttpFunction], segments: Sequence[str]) -> list[str]:
-    """Every method some route other than a catch-all accepts at ``segments`` (sorted)."""
+    """Every method some route other than a catch-all accepts at ``segments`` (sorted),
+    HEAD included where GET is."""
     allowed: set[str] = set()
     for function in functions:
-        if any(s.catch_all for s in function.template.segments) or function.methods is None:
+        if function.catch_all or function.methods is None:
             continue
         if function.template.match(segments) is not None:
             allowed.update(function.methods)
+    if "GET" in allowed:
+        allowed.add("HEAD")
     return sorted(allowed)

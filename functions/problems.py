@@ -31,6 +31,9 @@ from domain.errors import (
     UnknownReservation,
 )
 
+ECHO_LIMIT = 256
+"""Characters of a client's value (a path, a header, a field name) a problem repeats."""
+
 PROBLEM_TYPE_PREFIX = "urn:stockstream:problems:"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 1
@@ -50,7 +53,7 @@ class FieldError:
     message: str
 
     def to_json(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message}
+        return {"field": echo(self.field), "message": echo(self.message, 2 * ECHO_LIMIT)}
 
 
 @dataclass(eq=False)
@@ -102,16 +105,51 @@ def unauthorized() -> Problem:
     )
 
 
+def admin_key_required() -> Problem:
+    """A function-level key on a route whose function is ``AuthLevel.ADMIN`` (as Azure)."""
+    return Problem(
+        401, "unauthorized", "Unauthorized",
+        "this route needs an admin-level key (x-functions-key header or code parameter)",
+        headers={"WWW-Authenticate": 'ApiKey header="x-functions-key"'},
+    )
+
+
+def origin_not_allowed(origin: str) -> Problem:
+    """A browser request from another site (the host sends no CORS headers either)."""
+    return Problem(403, "origin-not-allowed", "Forbidden",
+                   f"requests from origin {echo(origin)} are not allowed")
+
+
+def misdirected_request(host: str | None) -> Problem:
+    """The keyless local host was addressed by a name not its own (DNS rebinding)."""
+    return Problem(421, "misdirected-request", "Misdirected request",
+                   f"this host answers to localhost and its own addresses, not {echo(host)}")
+
+
+def echo(value: str | None, limit: int = ECHO_LIMIT) -> str:
+    """A client-supplied value as a problem document repeats it: at most ``limit``
+    characters, an ellipsis marking the cut."""
+    text = "nothing" if value is None else value
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def not_found(path: str) -> Problem:
-    return Problem(404, "not-found", "Not found", f"no route matches {path}")
+    return Problem(404, "not-found", "Not found", f"no route matches {echo(path)}")
 
 
 def method_not_allowed(method: str, path: str, allowed: list[str]) -> Problem:
     return Problem(
         405, "method-not-allowed", "Method not allowed",
-        f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}",
+        f"{echo(method, 32)} is not allowed on {echo(path)}; allowed: {', '.join(allowed)}",
         headers={"Allow": ", ".join(allowed)},
     )
+
+
+def request_timeout(seconds: float) -> Problem:
+    """The body did not arrive whole in time; the request did not run."""
+    return Problem(408, "request-timeout", "Request timeout",
+                   f"the request body did not arrive within {seconds:g} seconds; "
+                   "nothing was recorded")
 
 
 def payload_too_large(limit: int) -> Problem:
@@ -122,12 +160,13 @@ def payload_too_large(limit: int) -> Problem:
 def unsupported_media_type(content_type: str | None) -> Problem:
     return Problem(
         415, "unsupported-media-type", "Unsupported media type",
-        f"the request body must be application/json; got {content_type or 'no Content-Type'}",
+        "the request body must be application/json; got "
+        f"{echo(content_type) if content_type else 'no Content-Type'}",
     )
 
 
 def validation_failed(errors: list[FieldError]) -> Problem:
-    fields = ", ".join(sorted({e.field for e in errors}))
+    fields = ", ".join(sorted({echo(e.field) for e in errors}))
     return Problem(422, "validation-failed", "Invalid request",
                    f"invalid fields: {fields}", errors=tuple(errors))
 
@@ -183,8 +222,9 @@ def from_domain(error: DomainError) -> Problem:
         name = str(details.pop("field", "request"))
         details.pop("value", None)
         errors = (FieldError(name, error.message),)
-    return Problem(status, error.code, title, error.message, errors=errors,
-                   extensions=_json_safe(details))
+    # Domain messages quote the refused value: cap them, since it may be a whole path.
+    return Problem(status, error.code, title, echo(error.message, 2 * ECHO_LIMIT),
+                   errors=errors, extensions=_json_safe(details))
 
 
 def from_store(error: StoreUnavailable | ConcurrencyConflict) -> Problem:

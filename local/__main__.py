@@ -1,7 +1,8 @@
 """``python -m local``: serve Stockstream on this machine until SIGINT or SIGTERM.
 
 Settings come from the environment (``application.settings``): ``STOCKSTREAM_DATA`` for
-the data directory, ``PORT`` for the port, ``STOCKSTREAM_API_KEYS`` for keys. ``--port``
+the data directory, ``PORT`` for the port, ``STOCKSTREAM_API_KEYS`` and
+``STOCKSTREAM_ADMIN_KEYS`` for keys. ``--port``
 and ``--host`` override them. Exit status 0 after a clean shutdown, 2 on bad settings.
 """
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="TCP port (default: PORT or 7071; 0 = any)")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to listen on (default 127.0.0.1; another address "
-                             "needs STOCKSTREAM_API_KEYS)")
+                             "needs STOCKSTREAM_API_KEYS or STOCKSTREAM_ADMIN_KEYS)")
     parser.add_argument("--data", help="data directory (default: STOCKSTREAM_DATA or ./data)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

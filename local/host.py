@@ -6,12 +6,22 @@ directory), starts the event pipeline (relay, projections, timers) when
 uvicorn. ``run`` serves in the foreground until SIGINT or SIGTERM (``python -m local``);
 ``start``/``stop`` serve from a background thread (tests and benchmarks).
 
-Safety: without ``STOCKSTREAM_API_KEYS`` nobody is authenticated, so the host refuses to
-listen anywhere but loopback and says so at start-up.
+Safety: without keys (``STOCKSTREAM_API_KEYS`` or ``STOCKSTREAM_ADMIN_KEYS``) nobody is
+authenticated, so the host refuses to listen anywhere but loopback and says so at start-up.
+
+Slow clients: three timeouts (settings) bound what a connection may hold. Idle: a
+connection with no request under way is closed after ``idle_timeout_seconds`` — uvicorn's
+``timeout_keep_alive``, which uvicorn arms only after an answer; this host arms it when a
+connection opens too. Headers: once a request's first byte arrived, its headers must be
+complete within ``header_timeout_seconds`` (uvicorn has no such timeout:
+:class:`HeaderTimeoutH11Protocol` adds it). Body: the ASGI application
+(``FunctionsHost``) gives the body ``body_timeout_seconds`` once the request is admitted
+and answers 408 after that.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
@@ -20,7 +30,9 @@ import time
 from typing import Any, Protocol
 
 import azure.functions as func
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from application.settings import Settings
 from functions.container import Container, build_container, use_container
@@ -47,6 +59,69 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def keyed(settings: Settings) -> bool:
+    """Whether the host authenticates requests: some key of either level is set."""
+    return bool(settings.api_keys or settings.admin_keys)
+
+
+class HeaderTimeoutH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a header timeout, and the idle timeout from the start.
+
+    uvicorn cancels its keep-alive (idle) timer on every byte and re-arms it only after an
+    answer, so a client that sends half a request line, or never its last header, holds
+    the connection for ever. Here, while h11 waits for a request (``their_state`` IDLE)
+    and has part of one buffered, a timer runs from the first byte; it is not reset by
+    further bytes, and is cancelled once h11 has parsed the whole head. The h11 protocol
+    is chosen explicitly (not ``auto``) because this class watches h11's state.
+    """
+
+    header_timeout: float = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def with_timeout(cls, seconds: float) -> type[HeaderTimeoutH11Protocol]:
+        """This protocol with a header timeout of ``seconds`` (uvicorn takes a class)."""
+        return type(cls.__name__, (cls,), {"header_timeout": seconds})
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_head()  # a pipelined request may be half-buffered already
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def _watch_head(self) -> None:
+        waiting = (self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+                   and bool(self.conn.trailing_data[0]))
+        if waiting and self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+        elif not waiting:
+            self._stop_header_timer()
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()  # nothing parsed, so no answer: as on a bad request line
 
 
 class _PipelineInWorker:
@@ -95,10 +170,11 @@ class EmbeddedHost:
         with_pipeline: bool = True,
         workers: int = 32,
     ) -> None:
-        if not settings.api_keys and not is_loopback(host):
+        if not keyed(settings) and not is_loopback(host):
             raise InsecureBinding(
                 f"refusing to listen on {host}: STOCKSTREAM_API_KEYS is not set, so requests "
-                "would not be authenticated; set keys or listen on 127.0.0.1"
+                "would not be authenticated; set keys (or STOCKSTREAM_ADMIN_KEYS) or listen "
+                "on 127.0.0.1"
             )
         if app is None:
             from function_app import app as function_app
@@ -121,11 +197,17 @@ class EmbeddedHost:
         self.socket.listen(1024)
         self.port: int = self.socket.getsockname()[1]
         self._ready = threading.Event()
-        self.asgi = FunctionsHost(app, api_keys=settings.api_keys, workers=workers,
+        self.asgi = FunctionsHost(app, api_keys=settings.api_keys,
+                                  admin_keys=settings.admin_keys,
+                                  allowed_origins=settings.allowed_origins,
+                                  body_timeout=settings.body_timeout_seconds, workers=workers,
                                   on_startup=self._start_services,
                                   on_shutdown=self._stop_services)
-        config = uvicorn.Config(self.asgi, lifespan="on", access_log=False, log_config=None,
-                                timeout_graceful_shutdown=10, backlog=1024)
+        config = uvicorn.Config(
+            self.asgi, lifespan="on", access_log=False, log_config=None,
+            timeout_graceful_shutdown=10, backlog=1024,
+            http=HeaderTimeoutH11Protocol.with_timeout(settings.header_timeout_seconds),
+            timeout_keep_alive=settings.idle_timeout_seconds)
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
@@ -142,7 +224,7 @@ class EmbeddedHost:
         use_container(self.container)
         if self._with_pipeline:
             self._pipeline = start_pipeline(self.container)
-        if not self.settings.api_keys:
+        if not keyed(self.settings):
             log.warning("STOCKSTREAM_API_KEYS is not set: requests are not authenticated, so "
                         "the host listens on loopback (%s) only", self.host)
         log.info("Stockstream listening on %s (data in %s)", self.url, self.settings.data_dir)
