@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import azure.functions as func
 from pydantic import BaseModel
@@ -100,7 +101,10 @@ def _route(
     def register(handler: Handler) -> Any:
         ROUTES.append(Route(name, template, tuple(methods), auth_level, summary, request,
                             request_required, query, responses, problems, headers))
-        routed = bp.route(route=template, methods=methods, auth_level=auth_level)(
+        # HEAD wherever GET (RFC 9110 §9.3.2): Azure routes a method only to a trigger
+        # that lists it; the embedded host answers HEAD without the body.
+        bound = [*methods, "HEAD"] if "GET" in methods and "HEAD" not in methods else methods
+        routed = bp.route(route=template, methods=bound, auth_level=auth_level)(
             answering_problems(handler)
         )
         return bp.function_name(name)(routed)
@@ -120,13 +124,22 @@ def answering_problems(handler: Handler) -> Handler:
         except DomainError as error:
             return problems.from_domain(error).response()
         except (StoreUnavailable, ConcurrencyConflict) as error:
-            log.warning("%s %s: %s", req.method, req.url, error)
+            log.warning("%s %s: %s", req.method, loggable_url(req.url), error)
             return problems.from_store(error).response()
         except Exception:
-            log.exception("unexpected failure in %s %s", req.method, req.url)
+            log.exception("unexpected failure in %s %s", req.method, loggable_url(req.url))
             return problems.internal_error().response()
 
     return answer
+
+
+def loggable_url(url: str) -> str:
+    """``url`` without its ``code`` query parameters (a function key, as Azure accepts it)
+    and capped, so a key never reaches a log and a long URL never floods one."""
+    parts = urlsplit(url)
+    kept = [p for p in parts.query.split("&") if p and unquote_plus(p.partition("=")[0]) != "code"]
+    shown = urlunsplit(parts._replace(query="&".join(kept)))
+    return shown if len(shown) <= 1024 else shown[:1024] + "…"
 
 
 # -------------------------------------------------------------------- helpers
