@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +62,15 @@ SETTINGS: tuple[Setting, ...] = (
             "for approval; empty: no percent limit."),
     Setting("STOCKSTREAM_COUNT_CADENCE", "A=1,B=7,C=30", "both",
             "Days between physical counts for each velocity class (A fast, C slow movers)."),
+    Setting("STOCKSTREAM_ADJUSTMENT_HOLD_UNITS", None, "both",
+            "Adjustments whose delta exceeds this many units are held for approval; empty: "
+            "no unit limit (docs/http-api.md)."),
+    Setting("STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT", None, "both",
+            "Adjustments whose delta exceeds this percent of the on hand before them are "
+            "held for approval; empty: no percent limit."),
+    Setting("STOCKSTREAM_COUNT_MAX_AGE", "7d", "both",
+            "How far back a count's counted_at may be (e.g. 7d, 36h, 90m, or seconds); an "
+            "older count, or one more than 5 minutes ahead, gets 422."),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -95,6 +104,9 @@ class Settings:
     drift_hold_units: int | None = None
     drift_hold_percent: float | None = 50.0
     count_cadence: str = "A=1,B=7,C=30"
+    adjustment_hold_units: int | None = None
+    adjustment_hold_percent: float | None = None
+    count_max_age: timedelta = timedelta(days=7)
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -138,6 +150,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         drift_hold_units=_limit(env, "STOCKSTREAM_DRIFT_HOLD_UNITS", int),
         drift_hold_percent=_limit(env, "STOCKSTREAM_DRIFT_HOLD_PERCENT", float),
         count_cadence=_cadence(_get(env, "STOCKSTREAM_COUNT_CADENCE") or "A=1,B=7,C=30"),
+        adjustment_hold_units=_limit(env, "STOCKSTREAM_ADJUSTMENT_HOLD_UNITS", int),
+        adjustment_hold_percent=_limit(env, "STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT", float),
+        count_max_age=_duration("STOCKSTREAM_COUNT_MAX_AGE",
+                                _get(env, "STOCKSTREAM_COUNT_MAX_AGE") or "7d"),
         deprecated_versions_until=_date(env, "STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL"),
     )
 
@@ -166,6 +182,20 @@ def _limit(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> 
     if not 0 <= number < float("inf"):
         raise SettingsError(f"{name} must be a number >= 0 or empty; got {value!r}")
     return number
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(name: str, value: str) -> timedelta:
+    """``7d``, ``36h``, ``90m``, ``30s`` or a whole number of seconds; more than zero."""
+    text = value.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    if not number.isdigit() or int(number) == 0 or int(number) * _UNITS[unit] > 10 * 365 * 86400:
+        raise SettingsError(
+            f"{name} must be a duration such as 7d, 36h, 90m or 3600 (seconds), at most ten "
+            f"years; got {value!r}")
+    return timedelta(seconds=int(number) * _UNITS[unit])
 
 
 def _cadence(value: str) -> str:

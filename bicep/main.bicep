@@ -73,6 +73,15 @@ param driftHoldPercent string = '50'
 @description('Days between physical counts per velocity class (app setting STOCKSTREAM_COUNT_CADENCE).')
 param countCadence string = 'A=1,B=7,C=30'
 
+@description('Adjustments whose delta exceeds this many units are held for approval; empty: no unit limit (app setting STOCKSTREAM_ADJUSTMENT_HOLD_UNITS).')
+param adjustmentHoldUnits string = ''
+
+@description('Adjustments whose delta exceeds this percent of the on hand before them are held for approval; empty: no percent limit (app setting STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT).')
+param adjustmentHoldPercent string = ''
+
+@description('How far back a count\'s counted_at may be, e.g. 7d, 36h, 90m (app setting STOCKSTREAM_COUNT_MAX_AGE).')
+param countMaxAge string = '7d'
+
 @description('Grant the function identity Service Bus Data Owner on the topic, so it can read subscription counts for /api/ops/status and the dead-letter metric.')
 param grantServiceBusManageForCounts bool = true
 
@@ -237,6 +246,9 @@ module functionApp 'modules/functionapp.bicep' = {
     driftHoldUnits: driftHoldUnits
     driftHoldPercent: driftHoldPercent
     countCadence: countCadence
+    adjustmentHoldUnits: adjustmentHoldUnits
+    adjustmentHoldPercent: adjustmentHoldPercent
+    countMaxAge: countMaxAge
     maximumInstanceCount: functionMaximumInstanceCount
     instanceMemoryMB: functionInstanceMemoryMB
   }
