@@ -27,7 +27,8 @@ from application.reconciliation import CountResult, SessionResult, SessionSummar
 
 TOP = 10
 CSV_COLUMNS = ("position", "sku", "location", "count_id", "outcome", "counted", "counted_at",
-               "on_hand_at_count", "drift_units", "drift_percent", "expired_units", "reason")
+               "on_hand_at_count", "drift_units", "drift_percent", "expired_units", "reason",
+               "hold_id")
 
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -68,6 +69,7 @@ def _row(result: CountResult) -> dict[str, Any]:
         "drift_percent": None if result.drift_percent is None else round(result.drift_percent,
                                                                          3),
         "expired_units": result.expired_units, "reason": result.reason,
+        "hold_id": result.hold_id,
     }
 
 
