@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from application.ports import Clock, ConcurrencyConflict, StockItemStore
 from domain.errors import DomainError, InvalidRequest
@@ -33,6 +34,47 @@ COUNT_MAX_AGE = timedelta(days=7)
 year back is a typo, and would put a year of movements on top of its figure."""
 
 Decision = Callable[[StockItem, Recall], None]
+
+
+@dataclass(frozen=True)
+class CountWindow:
+    """The moments a count may claim to have been taken at, relative to now: at most
+    ``max_age`` back (``STOCKSTREAM_COUNT_MAX_AGE``) and ``max_ahead`` ahead. Every count,
+    whatever its route, is checked here before anything else."""
+
+    max_age: timedelta = COUNT_MAX_AGE
+    max_ahead: timedelta = COUNT_CLOCK_SKEW
+
+    def refusal(self, counted_at: Any, now: datetime) -> str | None:
+        """Why ``counted_at`` is refused at ``now``, or None.
+
+        Safe for any aware datetime, including year 1 and year 9999 with any offset
+        (aware subtraction never builds an out-of-range datetime).
+        """
+        if not isinstance(counted_at, datetime) or counted_at.utcoffset() is None:
+            return "counted_at must be a timestamp with a time zone"
+        age = now - counted_at
+        if age > self.max_age:
+            return (f"counted_at must be at most {_span(self.max_age)} ago "
+                    "(STOCKSTREAM_COUNT_MAX_AGE)")
+        if -age > self.max_ahead:
+            return f"counted_at must not be more than {_span(self.max_ahead)} ahead of now"
+        return None
+
+    def check(self, counted_at: Any, now: datetime) -> None:
+        """Raise ``InvalidRequest`` (field ``counted_at``) if it is refused."""
+        why = self.refusal(counted_at, now)
+        if why is not None:
+            raise InvalidRequest(why, field="counted_at")
+
+
+def _span(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} seconds"
 
 
 class _StaleState(Exception):
@@ -103,12 +145,12 @@ class StockCommands:
         clock: Clock,
         retry: RetryPolicy | None = None,
         *,
-        count_max_age: timedelta = COUNT_MAX_AGE,
+        count_window: CountWindow | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.retry = retry or RetryPolicy()
-        self.count_max_age = count_max_age
+        self.count_window = count_window or CountWindow()
         self._locks = _StripedLocks()
         self.after_commit: list[Callable[[list[StockItem.Event]], None]] = []
         """Called with the events of every successful save (e.g. to wake the relay)."""
@@ -181,7 +223,7 @@ class StockCommands:
     ) -> CommandResult:
         """Apply a physical count taken at ``counted_at``; see ``StockItem.record_count``.
 
-        ``counted_at`` must lie within ``count_max_age`` back and five minutes ahead."""
+        ``counted_at`` must lie inside the count window (:class:`CountWindow`)."""
         self.check_counted_at(counted_at)
 
         def decide(item: StockItem, recall: Recall) -> None:
@@ -192,14 +234,8 @@ class StockCommands:
 
     def check_counted_at(self, counted_at: datetime) -> None:
         """Refuse a count time outside the window (``InvalidRequest``, field counted_at)."""
+        self.count_window.check(counted_at, self.clock.now())
         require_timestamp("counted_at", counted_at)
-        now = self.clock.now()
-        if counted_at - now > COUNT_CLOCK_SKEW:
-            raise InvalidRequest("counted_at must not be in the future", field="counted_at")
-        if now - counted_at > self.count_max_age:
-            raise InvalidRequest(
-                f"counted_at must be at most {self.count_max_age} ago "
-                "(STOCKSTREAM_COUNT_MAX_AGE)", field="counted_at")
 
     def expire_overdue(self, sku: str, location: str) -> CommandResult:
         """Release the stream's overdue reservations (the periodic sweep calls this)."""

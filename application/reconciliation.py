@@ -1,25 +1,31 @@
 """Reconciliation: physical counts in, ordinary ``StockCounted`` corrections out.
 
 A *count session* is one batch of physical counts (a count file, or an HTTP batch). Each
-row ``sku, location, counted, counted_at, count_id`` goes through
-:meth:`StockCommands.record_count`: the on hand *as of ``counted_at``* is folded from the
-stream and the correction is applied now, so sales recorded after the count stay on top
-of it, and every consumer sees an ordinary event (DESIGN §1, "Reconciliation").
+row ``sku, location, counted, counted_at, count_id`` goes through the approval gate
+(:class:`~application.holds.ApprovalGate`) that every count passes, whatever its route,
+and from there through :meth:`StockCommands.record_count`, which folds the stream and
+decides; reconciliation reads no stream to decide anything (DESIGN §1, "Reconciliation").
 
 Contracts a caller may rely on:
 
-* **Idempotent.** A count id already recorded on a stream with the same figures is
+* **Idempotent.** A count id the aggregate already recorded with the same figures is
   ``unchanged`` and emits nothing; with other figures it is ``rejected``. A row held for
-  approval stays held (one hold, however often the file is imported).
+  approval stays held (one hold, however often the file is imported); a row whose hold
+  was dismissed stays unrecorded (``unchanged``).
 * **Malformed rows are named.** :func:`read_count_file` rejects a row with its CSV line
-  number (the header is line 1) or its JSON index (0-based) and the reason. By default
-  the good rows are applied; with ``all_or_nothing`` nothing is applied if any row is bad
-  (rows are checked against the streams first, so a refusal found late also stops all).
-* **Large drifts wait.** A drift above :class:`HoldPolicy` (units, or percent of the on
-  hand at count time) is stored in :class:`HeldCounts` and applied only by
-  :meth:`Reconciler.approve`; :meth:`Reconciler.dismiss` drops it without an event.
+  number (the header is line 1) or its JSON index (0-based) and the reason; a row whose
+  ``counted_at`` lies outside the count window (``STOCKSTREAM_COUNT_MAX_AGE`` back, five
+  minutes ahead) is rejected before anything is applied. A file that cannot be read as a
+  whole (not CSV or JSON, nested too deeply, a field over the CSV field limit) raises
+  :class:`CountFileError` and nothing is applied.
+* **All or nothing means nothing.** With ``all_or_nothing`` every row is decided first
+  (window, identifiers, and the aggregate's own decision in a dry run that writes
+  nothing); if any is refused, nothing is applied or held.
+* **Large drifts wait.** A drift above the hold policy is held by the gate (nothing on the
+  stream) and applied only by approval; dismissal drops it without an event.
 * **Drift is measured once.** An applied row's drift is the ``delta`` and
-  ``previous_on_hand`` of the event recorded, never a second computation.
+  ``previous_on_hand`` of the event recorded, a held row's those of the event the
+  aggregate would have recorded; never a second computation.
 """
 
 from __future__ import annotations
@@ -36,11 +42,26 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from application.commands import COUNT_CLOCK_SKEW, StockCommands
-from application.ports import Clock, StockItemStore
+from application.commands import CommandResult
+from application.holds import (
+    Approval,
+    ApprovalGate,
+    HeldCount,
+    HeldStatus,
+    Hold,
+    HoldDismissed,
+    HoldPolicy,
+    HoldStore,
+    UnknownHold,
+    drift_percent,
+)
+from application.holds import Held as Held
+from application.ports import StockItemStore
 from domain.errors import DomainError
 from domain.identifiers import require_identifier
-from domain.stock_item import MAX_QUANTITY, StockItem, movements_after
+from domain.stock_item import MAX_QUANTITY, StockItem
+
+__all__ = ["HeldCount", "HeldStatus", "HoldPolicy", "HoldStore", "drift_percent"]
 
 COUNT_FIELDS = ("sku", "location", "counted", "counted_at", "count_id")
 """The columns of a count file (CSV header) and the members of a JSON count object."""
@@ -49,8 +70,6 @@ Outcome = Literal["applied", "unchanged", "held", "rejected", "skipped"]
 """What happened to one row: a correction was recorded; the count id was already
 recorded (nothing emitted); held for approval; refused (with a reason); not applied
 because another row was refused under all-or-nothing."""
-
-HeldStatus = Literal["pending", "approved", "dismissed"]
 
 _DIGITS = re.compile(r"^[0-9]+$")
 
@@ -99,7 +118,8 @@ class CountFile:
 
 
 class CountFileError(ValueError):
-    """The file as a whole cannot be read (not CSV/JSON, wrong header, not a list)."""
+    """The file as a whole cannot be read (not CSV/JSON, wrong header, not a list, nested
+    too deeply, a CSV field over the reader's limit); nothing in it is applied."""
 
 
 def parse_count_row(raw: Mapping[str, Any], line: int, *, from_text: bool) -> CountLine:
@@ -113,7 +133,7 @@ def parse_count_row(raw: Mapping[str, Any], line: int, *, from_text: bool) -> Co
         raise ValueError(f"missing {', '.join(missing)}")
     extra = sorted(set(raw) - set(COUNT_FIELDS))
     if extra:
-        raise ValueError(f"unknown field(s) {', '.join(map(str, extra))}")
+        raise ValueError(f"unknown field(s) {_shown(', '.join(map(str, extra)))}")
     try:
         sku = require_identifier("sku", raw["sku"])
         location = require_identifier("location", raw["location"])
@@ -124,24 +144,32 @@ def parse_count_row(raw: Mapping[str, Any], line: int, *, from_text: bool) -> Co
     if from_text:
         text = str(counted_raw).strip()
         if not _DIGITS.match(text):
-            raise ValueError(f"counted must be a whole number >= 0; got {counted_raw!r}")
-        counted = int(text)
+            raise ValueError(f"counted must be a whole number >= 0; got {_shown(counted_raw)}")
+        # Bounded before int(): a huge digit string is refused, not converted.
+        counted = int(text) if len(text.lstrip("0")) <= 10 else MAX_QUANTITY + 1
     else:
         if isinstance(counted_raw, bool) or not isinstance(counted_raw, int) or counted_raw < 0:
-            raise ValueError(f"counted must be a whole number >= 0; got {counted_raw!r}")
+            raise ValueError(f"counted must be a whole number >= 0; got {_shown(counted_raw)}")
         counted = counted_raw
     if counted > MAX_QUANTITY:
-        raise ValueError(f"counted must be at most {MAX_QUANTITY}; got {counted}")
+        raise ValueError(f"counted must be at most {MAX_QUANTITY}; got {_shown(counted_raw)}")
     at_raw = raw["counted_at"]
     try:
         if not isinstance(at_raw, str):
             raise ValueError
         counted_at = datetime.fromisoformat(at_raw.strip())
     except ValueError:
-        raise ValueError(f"counted_at must be an ISO-8601 timestamp; got {at_raw!r}") from None
-    if counted_at.tzinfo is None:
-        raise ValueError(f"counted_at must have a time zone (e.g. Z); got {at_raw!r}")
+        raise ValueError("counted_at must be an ISO-8601 timestamp; "
+                         f"got {_shown(at_raw)}") from None
+    if counted_at.utcoffset() is None:
+        raise ValueError(f"counted_at must have a time zone (e.g. Z); got {_shown(at_raw)}")
     return CountLine(line, sku, location, counted, counted_at, count_id)
+
+
+def _shown(value: Any) -> str:
+    """A refused value as a reason shows it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _collect(rows: Iterable[tuple[int, Any]], *, from_text: bool) -> tuple[
@@ -176,16 +204,31 @@ def _collect(rows: Iterable[tuple[int, Any]], *, from_text: bool) -> tuple[
 
 
 def read_count_csv(text: str, source: str = "") -> CountFile:
-    """A CSV count file: header ``sku,location,counted,counted_at,count_id`` (any order)."""
+    """A CSV count file: header ``sku,location,counted,counted_at,count_id`` (any order).
+
+    Raises :class:`CountFileError` for a wrong header or a file the CSV reader refuses (a
+    field over its limit of 128 KiB, a NUL byte), naming the line.
+    """
     reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as error:
+        raise CountFileError(f"not a readable CSV file (line 1): {error}") from None
     if sorted(header) != sorted(COUNT_FIELDS):
         raise CountFileError(
-            f"the header must name {','.join(COUNT_FIELDS)}; got {','.join(header) or 'none'}")
+            f"the header must name {','.join(COUNT_FIELDS)}; got {_shown(','.join(header))}"
+            if header else f"the header must name {','.join(COUNT_FIELDS)}; got none")
     reader.fieldnames = header
 
     def rows() -> Iterable[tuple[int, Any]]:
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                raise CountFileError(
+                    f"not a readable CSV file (line {reader.line_num}): {error}") from None
             if None in row:  # more cells than the header
                 yield reader.line_num, {**{k: v for k, v in row.items() if k is not None},
                                         "extra cells": "x"}
@@ -202,8 +245,10 @@ def read_count_json(text: str, source: str = "") -> CountFile:
     """A JSON count file: an array of objects with the five count fields."""
     try:
         document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CountFileError(f"not valid JSON: {error}") from None
+    except RecursionError:
+        raise CountFileError("not a count file: JSON nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, or a number too long to convert
+        raise CountFileError(f"not valid JSON: {_shown(str(error))}") from None
     if not isinstance(document, list):
         raise CountFileError("a JSON count file must be an array of count objects")
     return parse_count_rows(document, source)
@@ -218,7 +263,8 @@ def parse_count_rows(rows: Sequence[Any], source: str = "") -> CountFile:
 def read_count_file(path: str | Path) -> CountFile:
     """A count file by its suffix (``.csv``, ``.json``), else by its first character.
 
-    Raises ``CountFileError`` (unreadable as a whole) or ``OSError`` (cannot be opened).
+    Raises ``CountFileError`` (unreadable as a whole), ``OSError`` (cannot be opened) or
+    ``UnicodeDecodeError`` (not UTF-8).
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8-sig")
@@ -228,75 +274,6 @@ def read_count_file(path: str | Path) -> CountFile:
     if kind == ".json":
         return read_count_json(text, str(path))
     return read_count_csv(text, str(path))
-
-
-# --------------------------------------------------------------------- holds
-
-
-@dataclass(frozen=True)
-class HoldPolicy:
-    """When a count's drift is too large to apply without a person looking at it.
-
-    A drift is held when ``|units| > units`` or, with a positive on hand at count time,
-    ``|percent| > percent``. ``None`` switches a limit off; both ``None``: never hold.
-    """
-
-    units: int | None = None
-    percent: float | None = None
-
-    def reason(self, drift_units: int, drift_percent: float | None) -> str | None:
-        """Why a drift must be held, or None if it may be applied."""
-        if self.units is not None and abs(drift_units) > self.units:
-            return f"drift of {drift_units:+d} units exceeds {self.units}"
-        if self.percent is not None and drift_percent is not None and (
-                abs(drift_percent) > self.percent):
-            return f"drift of {drift_percent:+.1f}% exceeds {self.percent:g}%"
-        return None
-
-
-@dataclass(frozen=True)
-class HeldCount:
-    """A count waiting for approval, with the figures that made it wait."""
-
-    sku: str
-    location: str
-    count_id: str
-    counted: int
-    counted_at: datetime
-    on_hand_at_count: int
-    drift_units: int
-    drift_percent: float | None
-    reason: str
-    session_id: str
-    held_at: datetime
-    status: HeldStatus = "pending"
-    resolved_at: datetime | None = None
-    applied_delta: int | None = None
-
-
-class HeldCounts(ABC):
-    """Durable store of counts held for approval (SQLite embedded; Cosmos DB to come).
-
-    A hold is keyed by (sku, location, count_id); holding the same key again is a no-op.
-    """
-
-    @abstractmethod
-    def hold(self, held: HeldCount) -> bool:
-        """Store a pending hold; False (and nothing written) if the key is already held."""
-
-    @abstractmethod
-    def find(self, sku: str, location: str, count_id: str) -> HeldCount | None:
-        """The hold of one count, whatever its status."""
-
-    @abstractmethod
-    def matching(self, count_id: str | None = None, sku: str | None = None,
-                 location: str | None = None,
-                 status: HeldStatus | None = "pending") -> list[HeldCount]:
-        """Holds matching every given filter, oldest first."""
-
-    @abstractmethod
-    def resolve(self, held: HeldCount) -> None:
-        """Store the new status (``resolved_at``, ``applied_delta``) of an existing hold."""
 
 
 # ------------------------------------------------------------------- results
@@ -317,8 +294,10 @@ class CountResult:
     drift_units: int | None = None
     drift_percent: float | None = None
     expired_units: int = 0
-    """Units released by reservation expiry here between the previous count and this one."""
+    """Units released by reservation expiry here between the previous count and this one
+    (read only for a row that drifted: there is nothing to explain otherwise)."""
     reason: str | None = None
+    hold_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -402,67 +381,63 @@ class DriftRecorder(Protocol):
     def record_drift(self, units: int, percent: float) -> None: ...
 
 
-def drift_percent(units: int, on_hand_at_count: int) -> float | None:
-    """Drift relative to the on hand at count time; None when that was zero."""
-    if on_hand_at_count <= 0:
-        return None
-    return 100.0 * units / on_hand_at_count
+
+# ------------------------------------------------------------- drift context
 
 
-# ---------------------------------------------------------------- assessment
+_CONTEXT_CHUNK = 64
+_CONTEXT_CHUNK_MAX = 1024
 
 
-@dataclass(frozen=True)
-class _Assessment:
-    already: Literal["no", "same", "conflict"]
-    on_hand_at_count: int
-    expired_units: int
+def expired_since_previous_count(store: StockItemStore, line: CountLine, version: int) -> int:
+    """Units released by reservation expiry at the line's SKU-location after the previous
+    count's ``counted_at`` and at or before this one's.
 
-
-def _assess(store: StockItemStore, line: CountLine) -> _Assessment:
-    """What the stream says about a count before it is applied: whether its id was
-    recorded, the on hand at ``counted_at``, and units released by expiry since the
-    previous count (all from one read of the stream)."""
-    item = store.get(line.sku, line.location)
-    if item is None:
-        return _Assessment("no", 0, 0)
-    seen = store.recall(line.sku, line.location, StockItem.count_memo(line.count_id))
-    if seen is not None:
-        same = seen.value == StockItem.count_fingerprint(line.counted, line.counted_at)
-        return _Assessment("same" if same else "conflict", 0, 0)
-    events = store.events(line.sku, line.location)
-    on_hand = item.on_hand - movements_after(events, line.counted_at)
-    previous_count: datetime | None = None
+    Read backwards from version ``version`` in growing chunks, and only as far as the
+    previous count: a fast mover counted yesterday costs a few small reads however long
+    its stream (a stream never counted is read to its start).
+    """
+    previous: datetime | None = None
     releases: list[tuple[datetime, int]] = []
-    for event in events:
-        if isinstance(event, StockItem.Counted) and event.counted_at < line.counted_at and (
-                previous_count is None or event.counted_at > previous_count):
-            previous_count = event.counted_at
-        elif isinstance(event, StockItem.Released) and event.reason == "expired":
-            releases.append((event.timestamp, event.quantity))
-    expired = sum(q for at, q in releases
-                  if at <= line.counted_at and (previous_count is None or at > previous_count))
-    return _Assessment("no", on_hand, expired)
+    upto, chunk = version, _CONTEXT_CHUNK
+    while upto > 0:
+        after = max(0, upto - chunk)
+        for event in reversed(store.events(line.sku, line.location, after=after,
+                                           limit=upto - after)):
+            if previous is not None and event.timestamp <= previous:
+                upto = 0  # everything older is before the previous count
+                break
+            if isinstance(event, StockItem.Counted) and event.count_id != line.count_id and (
+                    event.counted_at < line.counted_at) and (
+                    previous is None or event.counted_at > previous):
+                previous = event.counted_at
+            elif (isinstance(event, StockItem.Released) and event.reason == "expired"
+                  and event.timestamp <= line.counted_at):
+                releases.append((event.timestamp, event.quantity))
+        else:
+            upto = after
+        chunk = min(chunk * 2, _CONTEXT_CHUNK_MAX)
+    return sum(q for at, q in releases if previous is None or at > previous)
 
 
 # ---------------------------------------------------------------- the service
 
 
 class Reconciler:
-    """Runs count sessions through the command service, holds and approves counts."""
+    """Runs count sessions through the approval gate (the same one every count passes),
+    and approves or dismisses what it held."""
 
     def __init__(
         self,
-        commands: StockCommands,
-        clock: Clock,
-        held: HeldCounts,
+        gate: ApprovalGate,
         history: SessionHistory | None = None,
         drift: DriftRecorder | None = None,
     ) -> None:
-        self.commands = commands
-        self.store = commands.store
-        self.clock = clock
-        self.held = held
+        self.gate = gate
+        self.commands = gate.commands
+        self.store = gate.commands.store
+        self.clock = gate.clock
+        self.held = gate.holds
         self.history = history
         self.drift = drift
 
@@ -477,44 +452,53 @@ class Reconciler:
     ) -> SessionResult:
         """Apply a count session; see the module's contracts.
 
-        ``progress`` is called with the number of rows just finished. Raises
-        ``StoreUnavailable`` if the event store fails; rows already applied stay applied
-        and importing the file again finishes the rest (it is idempotent).
+        ``policy`` defaults to the gate's (the settings'). ``progress`` is called with the
+        number of rows just finished. Raises ``StoreUnavailable`` if a store fails; rows
+        already applied stay applied and importing the file again finishes the rest (it
+        is idempotent).
         """
-        policy = policy or HoldPolicy()
         started = self.clock.now()
         session = SessionResult(
             session_id or f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
             counts.source, counts.position, started, started, all_or_nothing)
         refused = [CountResult(r.line, r.sku, r.location, r.count_id, "rejected",
                                reason=r.reason) for r in counts.rejected]
+        lines: list[CountLine] = []
+        for line in counts.lines:
+            why = self.gate.window.refusal(line.counted_at, started)
+            if why is None:
+                lines.append(line)
+            else:
+                refused.append(self._rejected(line, why))
         if progress and refused:
             progress(len(refused))
-        assessed: dict[int, _Assessment] = {}
         if all_or_nothing:
-            # Every refusal is found before anything is applied.
-            for line in counts.lines:
-                assessment = _assess(self.store, line)
-                problem = self._refusal(line, assessment)
-                if problem is not None:
-                    refused.append(problem)
-                assessed[line.line] = assessment
+            # Every row is decided (by the aggregate, through the gate, writing nothing)
+            # before any is applied, so a refusal found late still stops them all.
+            for line in lines:
+                try:
+                    self.gate.record_count(line.sku, line.location, line.count_id,
+                                           line.counted, line.counted_at, policy=policy,
+                                           dry_run=True)
+                except HoldDismissed:
+                    pass  # not a refusal: it is reported as unchanged
+                except DomainError as error:
+                    refused.append(self._rejected(line, error.message))
             if refused:
                 rejected_lines = {r.line for r in refused}
                 session.results = sorted(refused + [
                     CountResult(line.line, line.sku, line.location, line.count_id, "skipped",
                                 line.counted, line.counted_at,
                                 reason="not applied: other rows were rejected")
-                    for line in counts.lines if line.line not in rejected_lines
+                    for line in lines if line.line not in rejected_lines
                 ], key=lambda r: r.line)
                 if progress:
-                    progress(len(counts.lines))
+                    progress(len(lines))
                 session.finished_at = self.clock.now()
                 return session
         results = list(refused)
-        for line in counts.lines:
-            assessment = assessed.get(line.line) or _assess(self.store, line)
-            results.append(self._one(session.session_id, line, assessment, policy))
+        for line in lines:
+            results.append(self._one(session.session_id, line, policy))
             if progress:
                 progress(1)
         session.results = sorted(results, key=lambda r: r.line)
@@ -524,61 +508,45 @@ class Reconciler:
             self.history.record(session.summary())
         return session
 
-    def _refusal(self, line: CountLine, assessment: _Assessment) -> CountResult | None:
-        reason: str | None = None
-        if assessment.already == "conflict":
-            reason = (f"count id {line.count_id} was already recorded here with other "
-                      "figures")
-        elif line.counted_at - self.clock.now() > COUNT_CLOCK_SKEW:
-            reason = "counted_at must not be in the future"
-        if reason is None:
-            return None
+    @staticmethod
+    def _rejected(line: CountLine, reason: str) -> CountResult:
         return CountResult(line.line, line.sku, line.location, line.count_id, "rejected",
                            line.counted, line.counted_at, reason=reason)
 
-    def _one(self, session_id: str, line: CountLine, assessment: _Assessment,
-             policy: HoldPolicy) -> CountResult:
+    def _one(self, session_id: str, line: CountLine, policy: HoldPolicy | None) -> CountResult:
         base = CountResult(line.line, line.sku, line.location, line.count_id, "unchanged",
-                           line.counted, line.counted_at,
-                           expired_units=assessment.expired_units)
-        refusal = self._refusal(line, assessment)
-        if refusal is not None:
-            return replace(refusal, expired_units=assessment.expired_units)
-        if assessment.already == "same":
-            return base
-        previous = self.held.find(line.sku, line.location, line.count_id)
-        if previous is not None and previous.status != "approved":
-            if (previous.counted, previous.counted_at) != (line.counted, line.counted_at):
-                return replace(base, outcome="rejected", reason=(
-                    f"count id {line.count_id} is held with other figures"))
-            if previous.status == "dismissed":
-                return replace(base, reason="held earlier and dismissed by an approver")
-            return replace(base, outcome="held", on_hand_at_count=previous.on_hand_at_count,
-                           drift_units=previous.drift_units,
-                           drift_percent=previous.drift_percent, reason=previous.reason)
-        units = line.counted - assessment.on_hand_at_count
-        percent = drift_percent(units, assessment.on_hand_at_count)
-        hold = policy.reason(units, percent)
-        if hold is not None and previous is None:
-            self.held.hold(HeldCount(
-                line.sku, line.location, line.count_id, line.counted, line.counted_at,
-                assessment.on_hand_at_count, units, percent, hold, session_id,
-                self.clock.now()))
-            return replace(base, outcome="held", on_hand_at_count=assessment.on_hand_at_count,
-                           drift_units=units, drift_percent=percent, reason=hold)
-        return self._apply(base, line.counted, line.counted_at)
-
-    def _apply(self, base: CountResult, counted: int, counted_at: datetime) -> CountResult:
-        assert base.sku and base.location and base.count_id
+                           line.counted, line.counted_at)
         try:
-            result = self.commands.record_count(base.sku, base.location, base.count_id,
-                                                counted, counted_at)
+            decision = self.gate.record_count(line.sku, line.location, line.count_id,
+                                              line.counted, line.counted_at, policy=policy,
+                                              session_id=session_id)
+        except HoldDismissed as dismissed:
+            return replace(base, hold_id=dismissed.details.get("hold_id"),
+                           reason="held earlier and dismissed by an approver")
         except DomainError as error:
             return replace(base, outcome="rejected", reason=error.message)
+        if isinstance(decision, Held):
+            hold = decision.hold
+            assert isinstance(hold, HeldCount)
+            result = replace(base, outcome="held", hold_id=hold.hold_id,
+                             on_hand_at_count=hold.on_hand_at_count,
+                             drift_units=hold.drift_units, drift_percent=hold.drift_percent,
+                             reason=hold.reason)
+            version = decision.position.version
+        else:
+            result = self._applied(base, decision)
+            version = decision.item.version if decision.item is not None else 0
+        if result.drift_units:
+            # Context for a person looking at a drift (none to explain otherwise).
+            result = replace(result, expired_units=expired_since_previous_count(
+                self.store, line, version))
+        return result
+
+    def _applied(self, base: CountResult, result: CommandResult) -> CountResult:
         event = next((e for e in result.events if isinstance(e, StockItem.Counted)
                       and e.count_id == base.count_id), None)
         if event is None:
-            return base  # recorded meanwhile by someone else: nothing emitted
+            return base  # the aggregate had it already: nothing emitted
         percent = drift_percent(event.delta, event.previous_on_hand)
         if self.drift is not None:
             self.drift.record_drift(event.delta, percent if percent is not None else (
@@ -590,30 +558,35 @@ class Reconciler:
 
     def approve(self, count_id: str, sku: str | None = None,
                 location: str | None = None) -> list[CountResult]:
-        """Apply every pending hold of ``count_id`` (narrowed to a SKU and/or location).
-
-        The on hand at count time is folded again from the stream now, so the correction
-        is right even if movements were recorded while the count waited. Approving again
-        finds nothing pending and returns an empty list.
-        """
-        results = []
-        for held in self.held.matching(count_id, sku, location, "pending"):
-            base = CountResult(0, held.sku, held.location, held.count_id, "unchanged",
-                               held.counted, held.counted_at)
-            outcome = self._apply(base, held.counted, held.counted_at)
-            if outcome.outcome != "rejected":
-                self.held.resolve(replace(held, status="approved",
-                                          resolved_at=self.clock.now(),
-                                          applied_delta=outcome.drift_units))
-            results.append(outcome)
-        return results
+        """Apply every pending hold of ``count_id`` (narrowed to a SKU and/or location)
+        through the gate; see :meth:`ApprovalGate.approve`. Approving again finds nothing
+        pending and returns an empty list."""
+        try:
+            approvals = self.gate.approve_target(count_id, sku, location)
+        except UnknownHold:
+            return []
+        return [self.approval_result(a) for a in approvals]
 
     def dismiss(self, count_id: str, sku: str | None = None,
-                location: str | None = None) -> list[HeldCount]:
+                location: str | None = None) -> list[Hold]:
         """Drop every pending hold of ``count_id`` without an event; returns them."""
-        dismissed = []
-        for held in self.held.matching(count_id, sku, location, "pending"):
-            done = replace(held, status="dismissed", resolved_at=self.clock.now())
-            self.held.resolve(done)
-            dismissed.append(done)
-        return dismissed
+        try:
+            return self.gate.dismiss_target(count_id, sku, location)
+        except UnknownHold:
+            return []
+
+    def approval_result(self, approval: Approval) -> CountResult:
+        """An approval as a row result (a count's figures, or an adjustment's delta)."""
+        hold = approval.hold
+        count = hold if isinstance(hold, HeldCount) else None
+        base = CountResult(0, hold.sku, hold.location,
+                           count.count_id if count else None, approval.outcome,
+                           count.counted if count else None,
+                           count.counted_at if count else None, hold_id=hold.hold_id,
+                           reason=approval.refusal)
+        if approval.result is not None and count is not None:
+            applied = self._applied(base, approval.result)
+            return applied if applied.outcome == "applied" else base
+        if approval.outcome == "applied":
+            return replace(base, drift_units=hold.applied_delta)
+        return base

@@ -81,10 +81,16 @@ SETTINGS: tuple[Setting, ...] = (
             "Days between physical counts for each velocity class (A fast, C slow movers)."),
     Setting("STOCKSTREAM_IDEMPOTENCY_WINDOW", "7d", "both",
             "How long a SKU-location recognises an Idempotency-Key, a closed reservation's "
-            "order id and a count id, however many it sees (e.g. 7d, 36h, 90m)."),
+            "order id and a count id, however many it sees (e.g. 7d, 36h, 90m, or seconds)."),
     Setting("STOCKSTREAM_COUNT_MAX_AGE", "7d", "both",
-            "How far back a count's counted_at may lie (older: 422); the same format. A "
-            "count may also be at most 5 minutes ahead."),
+            "How far back a count's counted_at may be (e.g. 7d, 36h, 90m, or seconds); an "
+            "older count, or one more than 5 minutes ahead, gets 422."),
+    Setting("STOCKSTREAM_ADJUSTMENT_HOLD_UNITS", None, "both",
+            "Adjustments whose delta exceeds this many units are held for approval; empty: "
+            "no unit limit (docs/http-api.md)."),
+    Setting("STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT", None, "both",
+            "Adjustments whose delta exceeds this percent of the on hand before them are "
+            "held for approval; empty: no percent limit."),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -125,6 +131,8 @@ class Settings:
     header_timeout_seconds: int = 10
     body_timeout_seconds: int = 30
     idle_timeout_seconds: int = 5
+    adjustment_hold_units: int | None = None
+    adjustment_hold_percent: float | None = None
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -168,9 +176,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         drift_hold_units=_limit(env, "STOCKSTREAM_DRIFT_HOLD_UNITS", int),
         drift_hold_percent=_limit(env, "STOCKSTREAM_DRIFT_HOLD_PERCENT", float),
         count_cadence=_cadence(_get(env, "STOCKSTREAM_COUNT_CADENCE") or "A=1,B=7,C=30"),
+        adjustment_hold_units=_limit(env, "STOCKSTREAM_ADJUSTMENT_HOLD_UNITS", int),
+        adjustment_hold_percent=_limit(env, "STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT", float),
         deprecated_versions_until=_date(env, "STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL"),
-        idempotency_window=_duration(env, "STOCKSTREAM_IDEMPOTENCY_WINDOW"),
-        count_max_age=_duration(env, "STOCKSTREAM_COUNT_MAX_AGE"),
+        idempotency_window=_duration("STOCKSTREAM_IDEMPOTENCY_WINDOW",
+                                     _get(env, "STOCKSTREAM_IDEMPOTENCY_WINDOW") or "7d"),
+        count_max_age=_duration("STOCKSTREAM_COUNT_MAX_AGE",
+                                _get(env, "STOCKSTREAM_COUNT_MAX_AGE") or "7d"),
         admin_keys=_list(env, "STOCKSTREAM_ADMIN_KEYS"),
         allowed_origins=_list(env, "STOCKSTREAM_ALLOWED_ORIGINS"),
         header_timeout_seconds=_seconds(env, "STOCKSTREAM_HEADER_TIMEOUT_SECONDS"),
@@ -205,20 +217,6 @@ def _date(env: Mapping[str, str], name: str) -> date | None:
         raise SettingsError(f"{name} must be an ISO-8601 date; got {value!r}") from None
 
 
-_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def _duration(env: Mapping[str, str], name: str) -> timedelta:
-    """A positive duration such as ``7d``, ``36h``, ``90m`` or ``3600s``, at most ten years."""
-    value = _get(env, name) or ""
-    number, unit = value[:-1], value[-1:]
-    if unit not in _DURATION_UNITS or not number.isdigit() or not (
-            0 < int(number) * _DURATION_UNITS[unit] <= 3650 * 86400):
-        raise SettingsError(f"{name} must be a positive duration such as 7d, 36h, 90m or "
-                            f"3600s (at most ten years); got {value!r}")
-    return timedelta(seconds=int(number) * _DURATION_UNITS[unit])
-
-
 def _limit(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> Any:
     value = _get(env, name)
     if value is None:
@@ -230,6 +228,20 @@ def _limit(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> 
     if not 0 <= number < float("inf"):
         raise SettingsError(f"{name} must be a number >= 0 or empty; got {value!r}")
     return number
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(name: str, value: str) -> timedelta:
+    """``7d``, ``36h``, ``90m``, ``30s`` or a whole number of seconds; more than zero."""
+    text = value.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    if not number.isdigit() or int(number) == 0 or int(number) * _UNITS[unit] > 10 * 365 * 86400:
+        raise SettingsError(
+            f"{name} must be a duration such as 7d, 36h, 90m or 3600 (seconds), at most ten "
+            f"years; got {value!r}")
+    return timedelta(seconds=int(number) * _UNITS[unit])
 
 
 def _cadence(value: str) -> str:

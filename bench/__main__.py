@@ -23,6 +23,7 @@ BENCHMARKS = (
     "bench.hot_sku",
     "bench.pipeline_lag",
     "bench.reconciliation",
+    "bench.counts",
     "bench.scaling",
 )
 RESULTS = Path(__file__).parent / "results"

@@ -3,10 +3,10 @@
 Setup: N SKU-locations each get a receipt (timed: that is the baseline, an ordinary
 command on the same SQLite store, one fsynced transaction each). Then a CSV count file
 with one row per SKU-location (a third of them drifting) is read, checked and applied
-through :class:`Reconciler` — parse, one stream read to assess each row, and one
-``StockCounted`` command each. The figure is rows per second for the whole session; the
-ratio says what a count row costs beside a plain command (it reads the stream twice:
-once to assess, once to decide).
+through :class:`Reconciler` — parse, the approval gate (its look-up of the row's hold), and
+one ``StockCounted`` command each (the command service folds the stream; the reconciler
+reads it only for a drifting row's context). The figure is rows per second for the whole
+session; the ratio says what a count row costs beside a plain command.
 """
 
 from __future__ import annotations

@@ -76,7 +76,13 @@ param countCadence string = 'A=1,B=7,C=30'
 @description('How long ids are recognised per SKU-location: Idempotency-Key, closed order, count id (app setting STOCKSTREAM_IDEMPOTENCY_WINDOW).')
 param idempotencyWindow string = '7d'
 
-@description('How far back a count may be dated (app setting STOCKSTREAM_COUNT_MAX_AGE).')
+@description('Adjustments whose delta exceeds this many units are held for approval; empty: no unit limit (app setting STOCKSTREAM_ADJUSTMENT_HOLD_UNITS).')
+param adjustmentHoldUnits string = ''
+
+@description('Adjustments whose delta exceeds this percent of the on hand before them are held for approval; empty: no percent limit (app setting STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT).')
+param adjustmentHoldPercent string = ''
+
+@description('How far back a count\'s counted_at may be, e.g. 7d, 36h, 90m (app setting STOCKSTREAM_COUNT_MAX_AGE).')
 param countMaxAge string = '7d'
 
 @description('Grant the function identity Service Bus Data Owner on the topic, so it can read subscription counts for /api/ops/status and the dead-letter metric.')
@@ -244,6 +250,8 @@ module functionApp 'modules/functionapp.bicep' = {
     driftHoldPercent: driftHoldPercent
     countCadence: countCadence
     idempotencyWindow: idempotencyWindow
+    adjustmentHoldUnits: adjustmentHoldUnits
+    adjustmentHoldPercent: adjustmentHoldPercent
     countMaxAge: countMaxAge
     maximumInstanceCount: functionMaximumInstanceCount
     instanceMemoryMB: functionInstanceMemoryMB

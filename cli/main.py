@@ -4,8 +4,8 @@ Commands (``stockstream COMMAND --help`` for each)::
 
     reconcile FILE [--all-or-nothing] [--threshold-units N] [--threshold-percent P]
                    [--no-hold] [--report-dir DIR]
-    approve COUNT_ID [--sku SKU] [--location LOCATION]
-    dismiss COUNT_ID [--sku SKU] [--location LOCATION]
+    approve HOLD_ID|COUNT_ID [--sku SKU] [--location LOCATION]
+    dismiss HOLD_ID|COUNT_ID [--sku SKU] [--location LOCATION]
     held
     due [--class A|B|C] [--all] [--limit N]
     replay-deadletters SUBSCRIPTION [--max N]
@@ -22,8 +22,9 @@ Exit codes (scripts may rely on them):
 * ``1`` — done, but something needs a person: rows rejected, held or skipped
   (``reconcile``), mismatches found (``rebuild-projection --check``), nothing pending to
   approve or dismiss.
-* ``2`` — usage error: bad arguments, unreadable count file, bad settings, unknown
-  subscription. Nothing was changed.
+* ``2`` — usage error: bad arguments, a count file that cannot be read as a whole (missing,
+  not UTF-8, not CSV or JSON, nested too deeply, a CSV field over 128 KiB), bad settings,
+  unknown subscription. Nothing was changed.
 * ``3`` — a store (event store, broker, views, reconciliation tables) is unavailable;
   retry later. ``reconcile`` is idempotent, so running it again finishes the rest.
 """
@@ -41,6 +42,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from application.holds import HeldCount, Hold, UnknownHold
 from application.ports import BrokerUnavailable, StoreUnavailable
 from application.reconciliation import (
     CountFileError,
@@ -49,6 +51,7 @@ from application.reconciliation import (
     read_count_file,
 )
 from application.settings import SettingsError, load
+from domain.errors import DomainError
 from functions.container import Container, build_container
 
 OK, ATTENTION, USAGE, UNAVAILABLE = 0, 1, 2, 3
@@ -153,29 +156,43 @@ def _print_session(session: SessionResult, out: TextIO) -> None:
     for result in session.with_outcome("held"):
         out.write(f"  held {where} {result.line}: {result.sku}|{result.location} count "
                   f"{result.count_id}: {result.reason} — stockstream approve "
-                  f"{result.count_id}\n")
+                  f"{result.hold_id}\n")
+
+
+def _what(hold: Hold) -> str:
+    if isinstance(hold, HeldCount):
+        return f"{hold.sku}|{hold.location} count {hold.count_id}"
+    return f"{hold.sku}|{hold.location} adjustment {hold.delta:+d} ({hold.adjustment_reason})"
 
 
 def approve(args: argparse.Namespace, out: TextIO) -> int:
+    """Approve or dismiss what ``args.target`` names: a hold id, or a count id's holds."""
     container = _container(args)
     try:
-        reconciler = _services(container).reconciler
-        if args.command == "dismiss":
-            dismissed = reconciler.dismiss(args.count_id, args.sku, args.location)
-            for held in dismissed:
-                out.write(f"dismissed {held.sku}|{held.location} count {held.count_id}\n")
-            out.write(f"{len(dismissed)} held count(s) dismissed\n")
-            return OK if dismissed else ATTENTION
-        results = reconciler.approve(args.count_id, args.sku, args.location)
-        for r in results:
-            text = (f"delta {r.drift_units:+d}" if r.outcome == "applied"
-                    else r.reason or r.outcome)
-            out.write(f"{r.outcome} {r.sku}|{r.location} count {r.count_id}: {text}\n")
-        applied = sum(1 for r in results if r.outcome in ("applied", "unchanged"))
-        out.write(f"{applied} held count(s) approved and applied\n")
-        if not results:
-            out.write(f"no count {args.count_id} is waiting for approval\n")
-        return OK if results and applied == len(results) else ATTENTION
+        gate = _services(container).gate
+        try:
+            if args.command == "dismiss":
+                dismissed = gate.dismiss_target(args.target, args.sku, args.location)
+                for hold in dismissed:
+                    out.write(f"dismissed {hold.hold_id}: {_what(hold)}\n")
+                out.write(f"{len(dismissed)} hold(s) dismissed\n")
+                return OK
+            approvals = gate.approve_target(args.target, args.sku, args.location)
+        except UnknownHold:
+            out.write(f"no count {args.target} is waiting for approval\n")
+            return ATTENTION
+        except DomainError as error:
+            out.write(f"{args.target}: {error.message}\n")
+            return ATTENTION
+        for a in approvals:
+            text = (f"delta {a.hold.applied_delta:+d}" if a.outcome == "applied"
+                    and a.hold.applied_delta is not None
+                    else a.refusal or ("already recorded" if a.outcome == "unchanged"
+                                       else a.outcome))
+            out.write(f"{a.outcome} {_what(a.hold)}: {text}\n")
+        applied = sum(1 for a in approvals if a.outcome in ("applied", "unchanged"))
+        out.write(f"{applied} hold(s) approved and applied\n")
+        return OK if applied == len(approvals) else ATTENTION
     finally:
         container.close()
 
@@ -183,13 +200,17 @@ def approve(args: argparse.Namespace, out: TextIO) -> int:
 def held(args: argparse.Namespace, out: TextIO) -> int:
     container = _container(args)
     try:
-        pending = _services(container).reconciler.held.matching(status="pending")
+        pending = _services(container).gate.holds.matching(status="pending")
         for h in pending:
-            percent = "" if h.drift_percent is None else f" ({h.drift_percent:+.1f}%)"
-            out.write(f"{h.count_id}  {h.sku}|{h.location}  counted {h.counted}, on hand "
-                      f"{h.on_hand_at_count} at {h.counted_at.isoformat()}: drift "
-                      f"{h.drift_units:+d}{percent}\n")
-        out.write(f"{len(pending)} count(s) waiting for approval\n")
+            if isinstance(h, HeldCount):
+                percent = "" if h.drift_percent is None else f" ({h.drift_percent:+.1f}%)"
+                out.write(f"{h.hold_id}  {h.sku}|{h.location}  count {h.count_id}: counted "
+                          f"{h.counted}, on hand {h.on_hand_at_count} at "
+                          f"{h.counted_at.isoformat()}: drift {h.drift_units:+d}{percent}\n")
+            else:
+                out.write(f"{h.hold_id}  {h.sku}|{h.location}  adjustment {h.delta:+d} "
+                          f"({h.adjustment_reason}) on hand {h.on_hand_before}: {h.reason}\n")
+        out.write(f"{len(pending)} hold(s) waiting for approval\n")
         return OK
     finally:
         container.close()
@@ -336,14 +357,17 @@ def parser() -> argparse.ArgumentParser:
                      help="where the drift report goes (default DATA/reports)")
     rec.set_defaults(run=reconcile)
 
-    for name, text in (("approve", "apply held counts"), ("dismiss", "drop held counts")):
-        sub = commands.add_parser(name, help=f"{text} of COUNT_ID")
-        sub.add_argument("count_id")
+    for name, text in (("approve", "apply"), ("dismiss", "drop")):
+        sub = commands.add_parser(
+            name, help=f"{text} a held count or adjustment (HOLD_ID), or every pending hold "
+                       "of COUNT_ID")
+        sub.add_argument("target", metavar="HOLD_ID|COUNT_ID")
         sub.add_argument("--sku")
         sub.add_argument("--location")
         sub.set_defaults(run=approve)
 
-    commands.add_parser("held", help="list counts waiting for approval").set_defaults(run=held)
+    commands.add_parser("held", help="list counts and adjustments waiting for approval"
+                        ).set_defaults(run=held)
 
     due_parser = commands.add_parser("due", help="SKU-locations due for a count")
     due_parser.add_argument("--class", dest="velocity_class", choices=["A", "B", "C"])

@@ -26,12 +26,13 @@ from opentelemetry.metrics import NoOpMeter
 from adapters.clock import SystemClock
 from adapters.telemetry import METER_NAME, Telemetry, configure_telemetry
 from application.cadence import CadencePolicy, CountSchedule, MovementTracker
-from application.commands import StockCommands
+from application.commands import CountWindow, StockCommands
 from application.consumer import EventConsumer
 from application.expiry import ExpirySweep
+from application.holds import ApprovalGate, HoldPolicy, HoldStore
 from application.ports import Clock, MessageBroker, OutboxReader, StockItemStore
 from application.queries import StockQueries
-from application.reconciliation import HoldPolicy, Reconciler
+from application.reconciliation import Reconciler, SessionHistory
 from application.relay import ChangeFeedRelay
 from application.settings import Settings, load
 from application.views import AvailabilityReader, DeadLetterReplayer, OpsStatusReader
@@ -77,7 +78,8 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         settings=settings,
         store=store,
         clock=clock,
-        commands=StockCommands(store, clock, count_max_age=settings.count_max_age),
+        commands=StockCommands(store, clock,
+                               count_window=CountWindow(settings.count_max_age)),
         queries=StockQueries(store, clock),
         extras={},
         telemetry=configure_telemetry(settings),
@@ -90,7 +92,7 @@ def _azure(settings: Settings, clock: Clock) -> Container:
     from adapters.cosmos.change_feed import stored_event_from_document
 
     store = open_cosmos_stock_items(settings)
-    commands = StockCommands(store, clock, count_max_age=settings.count_max_age)
+    commands = StockCommands(store, clock, count_window=CountWindow(settings.count_max_age))
     container = Container(
         settings=settings,
         store=store,
@@ -161,13 +163,25 @@ def _azure(settings: Settings, clock: Clock) -> Container:
 
 @dataclass
 class ReconciliationServices:
-    """Reconciliation's services for one container (embedded data directory or Azure)."""
+    """Reconciliation's services for one container (embedded data directory or Azure).
+
+    ``gate`` is the approval gate every count and adjustment passes, whatever its route
+    (the HTTP count and adjustment routes, count sessions, the CLI).
+    """
 
     reconciler: Reconciler
     schedule: CountSchedule
-    policy: HoldPolicy
     cadence: CadencePolicy
     closers: tuple[Any, ...] = ()
+
+    @property
+    def gate(self) -> ApprovalGate:
+        return self.reconciler.gate
+
+    @property
+    def policy(self) -> HoldPolicy:
+        """The hold policy of counts (from the settings)."""
+        return self.reconciler.gate.counts
 
     def close(self) -> None:
         for closer in self.closers:
@@ -196,10 +210,8 @@ def reconciliation_services(container: Container) -> ReconciliationServices:
     tables = SQLiteReconciliation(settings.data_dir / "reconciliation.db")
     cadence = CadencePolicy.parse(settings.count_cadence)
     services = ReconciliationServices(
-        reconciler=Reconciler(container.commands, container.clock, tables, tables,
-                              container.telemetry),
+        reconciler=_reconciler(container, tables, tables),
         schedule=CountSchedule(tables, cadence, MovementTracker(container.store, tables)),
-        policy=HoldPolicy(settings.drift_hold_units, settings.drift_hold_percent),
         cadence=cadence,
         closers=(tables,),
     )
@@ -215,7 +227,7 @@ def _cosmos_services(container: Container) -> ReconciliationServices:
     """
     from adapters.cosmos import CosmosStockItems
     from adapters.cosmos.reconciliation import (
-        CosmosHeldCounts,
+        CosmosHolds,
         CosmosMovementLedger,
         CosmosSessionHistory,
     )
@@ -230,12 +242,22 @@ def _cosmos_services(container: Container) -> ReconciliationServices:
     settings = container.settings
     cadence = CadencePolicy.parse(settings.count_cadence)
     return ReconciliationServices(
-        reconciler=Reconciler(container.commands, container.clock, CosmosHeldCounts(cosmos),
-                              CosmosSessionHistory(cosmos), container.telemetry),
+        reconciler=_reconciler(container, CosmosHolds(cosmos), CosmosSessionHistory(cosmos)),
         schedule=CountSchedule(ledger, cadence, tracker=None),
-        policy=HoldPolicy(settings.drift_hold_units, settings.drift_hold_percent),
         cadence=cadence,
     )
+
+
+def _reconciler(container: Container, holds: HoldStore, history: SessionHistory) -> Reconciler:
+    """The approval gate with the settings' policies, and count sessions through it."""
+    settings = container.settings
+    gate = ApprovalGate(
+        container.commands, container.clock, holds,
+        counts=HoldPolicy(settings.drift_hold_units, settings.drift_hold_percent),
+        adjustments=HoldPolicy(settings.adjustment_hold_units,
+                               settings.adjustment_hold_percent),
+    )
+    return Reconciler(gate, history, container.telemetry)
 
 
 _lock = threading.Lock()

@@ -23,13 +23,20 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 import azure.functions as func
 from pydantic import BaseModel
 
+from application.holds import ApprovalGate, Held
 from application.ports import ConcurrencyConflict, StoreUnavailable
 from contracts.cloudevents import to_cloudevent
 from domain.errors import DomainError
 from domain.identifiers import require_identifier
 from domain.stock_item import StockItem
 from functions import problems
-from functions.container import Container, get_container
+from functions.container import (
+    Container,
+    ReconciliationServices,
+    ReconciliationUnavailable,
+    get_container,
+    reconciliation_services,
+)
 from functions.http_routes import ROUTE_PREFIX, RouteTemplate, allowed_methods, http_functions
 from functions.requests import (
     AdjustmentRequest,
@@ -39,6 +46,8 @@ from functions.requests import (
     CountRequest,
     EventsQuery,
     FulfilmentRequest,
+    HeldOut,
+    HoldOut,
     OpsStatusOut,
     PolicyRequest,
     PositionOut,
@@ -149,6 +158,28 @@ def services() -> Container:
     return get_container()
 
 
+def reconciliation() -> ReconciliationServices:
+    """The container's reconciliation services (holds, sessions, schedule); 503 on a
+    host without a reconciliation store."""
+    try:
+        return reconciliation_services(get_container())
+    except ReconciliationUnavailable as error:
+        raise problems.Problem(503, "reconciliation-unavailable", "Service unavailable",
+                               str(error)) from None
+
+
+def approval_gate() -> ApprovalGate:
+    """The gate every count and adjustment passes (one hold policy whatever the route)."""
+    return reconciliation().gate
+
+
+def held_response(held: Held) -> func.HttpResponse:
+    """202: the command waits for approval; nothing was recorded."""
+    return json_response(HeldOut(held=HoldOut(hold_id=held.hold.hold_id,
+                                              reason=held.hold.reason),
+                                 position=PositionOut.of(held.position)), 202)
+
+
 def json_response(
     body: BaseModel | list[Any] | dict[str, Any], status: int = 200,
     headers: dict[str, str] | None = None,
@@ -217,15 +248,18 @@ def receive_stock(req: func.HttpRequest) -> func.HttpResponse:
 
 @_route("adjust_stock", STOCK + "/adjustments", ["POST"],
         summary="Correct on hand by a delta for a reason; 409 if it would go below zero. "
-                "Honours `Idempotency-Key`.",
-        request=AdjustmentRequest, responses={200: PositionOut}, problems=(409, 422),
-        headers=("Idempotency-Key",))
+                "Honours `Idempotency-Key`. 202 when held for approval (the adjustment hold "
+                "policy): nothing recorded until an admin approves it.",
+        request=AdjustmentRequest, responses={200: PositionOut, 202: HeldOut},
+        problems=(409, 422), headers=("Idempotency-Key",))
 def adjust_stock(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     body = parse_body(req, AdjustmentRequest)
-    result = services().commands.adjust(sku, location, body.delta, body.reason,
-                                        req.headers.get("idempotency-key"), body.note)
-    return _position(result.position_of())
+    decision = approval_gate().adjust(sku, location, body.delta, body.reason,
+                                      req.headers.get("idempotency-key"), body.note)
+    if isinstance(decision, Held):
+        return held_response(decision)
+    return _position(decision.position_of())
 
 
 @_route("set_policy", STOCK + "/policy", ["PUT"],
@@ -286,13 +320,19 @@ def fulfil_reservation(req: func.HttpRequest) -> func.HttpResponse:
 
 @_route("record_count", STOCK + "/counts", ["POST"],
         summary="Record a physical count; answers the position and the correction it made "
-                "(null, with `already_recorded`, when the count id was seen).",
-        request=CountRequest, responses={200: CountOut}, problems=(409, 422))
+                "(null, with `already_recorded`, when the count id was seen). 202 when its "
+                "drift is held for approval (the same hold policy as count files): nothing "
+                "recorded until an admin approves it. `counted_at` at most "
+                "STOCKSTREAM_COUNT_MAX_AGE back and 5 minutes ahead, else 422.",
+        request=CountRequest, responses={200: CountOut, 202: HeldOut}, problems=(409, 422))
 def record_count(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     body = parse_body(req, CountRequest)
-    result = services().commands.record_count(sku, location, body.count_id, body.counted,
-                                              body.counted_at)
+    decision = approval_gate().record_count(sku, location, body.count_id, body.counted,
+                                            body.counted_at)
+    if isinstance(decision, Held):
+        return held_response(decision)
+    result = decision
     counted = next((e for e in result.events if isinstance(e, StockItem.Counted)
                     and e.count_id == body.count_id), None)
     correction = None if counted is None else CorrectionOut(

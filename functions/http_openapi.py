@@ -30,7 +30,9 @@ VERSION = "1.0.0"
 _REF = "#/components/schemas/{model}"
 
 _STATUS_TEXT = {
-    200: "OK", 201: "Created (a new reservation)", 304: "Not modified (ETag matched)",
+    200: "OK", 201: "Created (a new reservation)",
+    202: "Held for approval: nothing recorded until an admin approves it",
+    304: "Not modified (ETag matched)",
     400: "Malformed JSON", 401: "Missing or wrong x-functions-key", 404: "Not found",
     405: "Method not allowed", 409: "Conflict with the stock item's state",
     413: f"Body over {MAX_BODY_BYTES} bytes", 415: "Content-Type is not JSON",

@@ -16,6 +16,7 @@ from typing import Any
 
 import azure.functions as func
 
+from application.holds import HoldConflict, HoldDismissed, HoldResolved, UnknownHold
 from application.ports import ConcurrencyConflict, StoreUnavailable
 from domain.errors import (
     CountAlreadyRecorded,
@@ -202,6 +203,10 @@ _DOMAIN_STATUS: tuple[tuple[type[DomainError], int, str], ...] = (
     (IdempotencyKeyReused, 409, "Idempotency key reused"),
     (CountAlreadyRecorded, 409, "Count already recorded"),
     (FulfilmentConflict, 409, "Fulfilment conflict"),
+    (HoldConflict, 409, "Held with other figures"),
+    (HoldDismissed, 409, "Hold dismissed"),
+    (HoldResolved, 409, "Hold already resolved"),
+    (UnknownHold, 404, "Not found"),
 )
 
 

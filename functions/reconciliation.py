@@ -9,8 +9,11 @@ HTTP routes (problem documents and parsing as in ``functions.http``):
   cannot raise them to skip approval.
 * ``GET /api/reconciliation/due`` — the schedule of due counts (``class``, ``limit``,
   ``all``).
-* ``GET /api/reconciliation/held`` and ``POST /api/reconciliation/held/{count_id}/approval``
-  or ``/dismissal`` (admin key) — counts held for approval.
+* ``GET /api/reconciliation/held`` and ``POST /api/reconciliation/held/{hold_id}/approval``
+  or ``/dismissal`` (admin key) — counts and adjustments held for approval, whatever route
+  they came by. The path names a hold id; a count id (as before hold ids) also works and
+  approves or dismisses every pending hold of that count id (``sku``, ``location`` narrow
+  it). Approval applies the held command through the ordinary command service, once.
 
 Timers (6-field NCRONTAB): the count schedule daily at 05:00 UTC, and projection
 reconciliation every hour. Both need the reconciliation store and the view store: SQLite
@@ -33,6 +36,7 @@ import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field
 
 from application.cadence import class_counts
+from application.holds import Approval, HeldCount, Hold
 from application.ports import StockItemStore
 from application.reconciliation import (
     CountResult,
@@ -47,8 +51,8 @@ from functions.container import (
     get_container,
     reconciliation_services,
 )
-from functions.http import answering_problems, json_response
-from functions.requests import Identifier, parse_body, parse_query
+from functions.http import answering_problems, json_response, reconciliation
+from functions.requests import Identifier, PositionOut, parse_body, parse_query
 from projections.availability import AvailabilityProjection, AvailabilityViews
 from projections.repair import ProjectionRepair
 
@@ -76,11 +80,7 @@ def projection_repair(store: StockItemStore, views: AvailabilityViews) -> Projec
 
 
 def _services() -> ReconciliationServices:
-    try:
-        return reconciliation_services(get_container())
-    except ReconciliationUnavailable as error:
-        raise problems.Problem(503, "reconciliation-unavailable", "Service unavailable",
-                               str(error)) from None
+    return reconciliation()
 
 
 # ------------------------------------------------------------------- models
@@ -111,7 +111,47 @@ class HeldQuery(BaseModel):
 
 
 def _when(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat()
+    """A moment in UTC; one whose UTC form is out of range (year 1 at +01:00, year 9999 at
+    -14:00) as given, never an error."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC).isoformat()
+    except (OverflowError, ValueError):
+        return moment.isoformat()
+
+
+def hold_json(hold: Hold) -> dict[str, Any]:
+    """A held count or adjustment as JSON: what it would record and why it waits."""
+    body: dict[str, Any] = {
+        "hold_id": hold.hold_id, "kind": hold.kind, "sku": hold.sku,
+        "location": hold.location, "reason": hold.reason, "held_at": _when(hold.held_at),
+        "status": hold.status, "resolved_at": _when(hold.resolved_at),
+        "applied_delta": hold.applied_delta,
+    }
+    if isinstance(hold, HeldCount):
+        body.update({
+            "count_id": hold.count_id, "counted": hold.counted,
+            "counted_at": _when(hold.counted_at), "on_hand_at_count": hold.on_hand_at_count,
+            "drift_units": hold.drift_units, "drift_percent": hold.drift_percent,
+            "session_id": hold.session_id or None})
+    else:
+        body.update({
+            "delta": hold.delta, "adjustment_reason": hold.adjustment_reason,
+            "note": hold.note, "idempotency_key": hold.idempotency_key,
+            "on_hand_before": hold.on_hand_before, "percent": hold.percent})
+    return body
+
+
+def approval_json(approval: Approval) -> dict[str, Any]:
+    """What approving a hold did: ``outcome`` applied (recorded now), unchanged (already
+    recorded: a repeat) or rejected (``refusal`` says why; the hold stays pending)."""
+    body = {**hold_json(approval.hold), "outcome": approval.outcome,
+            "repeated": approval.repeated, "refusal": approval.refusal}
+    if approval.result is not None:
+        body["position"] = PositionOut.of(approval.result.position_of()).model_dump(
+            mode="json")
+    return body
 
 
 def result_json(result: CountResult, position: str = "index") -> dict[str, Any]:
@@ -122,6 +162,7 @@ def result_json(result: CountResult, position: str = "index") -> dict[str, Any]:
         "counted_at": _when(result.counted_at), "on_hand_at_count": result.on_hand_at_count,
         "drift_units": result.drift_units, "drift_percent": result.drift_percent,
         "expired_units": result.expired_units, "reason": result.reason,
+        "hold_id": result.hold_id,
     }
 
 
@@ -157,9 +198,8 @@ def reconcile_counts(req: func.HttpRequest) -> func.HttpResponse:
     """Apply a batch of physical counts (see the module docstring)."""
     body = parse_body(req, CountBatchRequest)
     services = _services()
-    session = services.reconciler.reconcile(
-        parse_count_rows(body.counts, "http"), policy=services.policy,
-        all_or_nothing=body.all_or_nothing)
+    session = services.reconciler.reconcile(parse_count_rows(body.counts, "http"),
+                                            all_or_nothing=body.all_or_nothing)
     if session.applied_none:
         refused = session.with_outcome("rejected")
         raise problems.Problem(
@@ -193,45 +233,36 @@ def list_due_counts(req: func.HttpRequest) -> func.HttpResponse:
 
 @_http("list_held_counts", "reconciliation/held", ["GET"])
 def list_held_counts(req: func.HttpRequest) -> func.HttpResponse:
-    """Counts waiting for approval."""
+    """Counts and adjustments waiting for approval, oldest first."""
     query = parse_query(req, HeldQuery)
-    held = _services().reconciler.held.matching(None, query.sku, query.location, "pending")
-    return json_response([{
-        "sku": h.sku, "location": h.location, "count_id": h.count_id, "counted": h.counted,
-        "counted_at": _when(h.counted_at), "on_hand_at_count": h.on_hand_at_count,
-        "drift_units": h.drift_units, "drift_percent": h.drift_percent, "reason": h.reason,
-        "session_id": h.session_id, "held_at": _when(h.held_at)} for h in held])
+    held = _services().gate.holds.matching(None, query.sku, query.location, "pending")
+    return json_response([hold_json(h) for h in held])
 
 
 def _held_target(req: func.HttpRequest) -> tuple[str, str | None, str | None]:
-    count_id = require_identifier("count_id", req.route_params.get("count_id"))
+    target = require_identifier("hold_id", req.route_params.get("hold_id"))
     query = parse_query(req, HeldQuery)
-    return count_id, query.sku, query.location
+    return target, query.sku, query.location
 
 
-@_http("approve_held_counts", "reconciliation/held/{count_id}/approval", ["POST"],
+@_http("approve_held_counts", "reconciliation/held/{hold_id}/approval", ["POST"],
        func.AuthLevel.ADMIN)
 def approve_held_counts(req: func.HttpRequest) -> func.HttpResponse:
-    """Apply the pending holds of a count id; 404 if none is pending."""
-    count_id, sku, location = _held_target(req)
-    results = _services().reconciler.approve(count_id, sku, location)
-    if not results:
-        raise problems.Problem(404, "no-held-count", "Not found",
-                               f"no count {count_id!r} is waiting for approval")
-    return json_response({"approved": [result_json(r) for r in results]})
+    """Apply a held count or adjustment (by hold id, or a count id's pending holds); 404
+    ``no-held-count`` if nothing matches, 409 ``hold-resolved`` if it was dismissed."""
+    target, sku, location = _held_target(req)
+    approvals = _services().gate.approve_target(target, sku, location)
+    return json_response({"approved": [approval_json(a) for a in approvals]})
 
 
-@_http("dismiss_held_counts", "reconciliation/held/{count_id}/dismissal", ["POST"],
+@_http("dismiss_held_counts", "reconciliation/held/{hold_id}/dismissal", ["POST"],
        func.AuthLevel.ADMIN)
 def dismiss_held_counts(req: func.HttpRequest) -> func.HttpResponse:
-    """Drop the pending holds of a count id without an event; 404 if none is pending."""
-    count_id, sku, location = _held_target(req)
-    dismissed = _services().reconciler.dismiss(count_id, sku, location)
-    if not dismissed:
-        raise problems.Problem(404, "no-held-count", "Not found",
-                               f"no count {count_id!r} is waiting for approval")
-    return json_response({"dismissed": [
-        {"sku": h.sku, "location": h.location, "count_id": h.count_id} for h in dismissed]})
+    """Drop a held count or adjustment without recording anything; 404 ``no-held-count``
+    if nothing matches, 409 ``hold-resolved`` if it was approved."""
+    target, sku, location = _held_target(req)
+    dismissed = _services().gate.dismiss_target(target, sku, location)
+    return json_response({"dismissed": [hold_json(h) for h in dismissed]})
 
 
 # ------------------------------------------------------------------- timers

@@ -183,6 +183,22 @@ class CountOut(ResponseBody):
     already_recorded: bool
 
 
+class HoldOut(ResponseBody):
+    """Why a command waits for approval, and the id to approve or dismiss it by."""
+
+    hold_id: str = Field(description="Approve with POST /api/reconciliation/held/{hold_id}/"
+                                     "approval, or dismiss with .../dismissal (admin key).")
+    reason: str
+
+
+class HeldOut(ResponseBody):
+    """A count or adjustment held for approval (202): nothing was recorded; the position
+    is as it stands."""
+
+    held: HoldOut
+    position: PositionOut
+
+
 class LocationAvailabilityOut(ResponseBody):
     location: str
     on_hand: int

@@ -27,11 +27,37 @@ from application.reconciliation import CountResult, SessionResult, SessionSummar
 
 TOP = 10
 CSV_COLUMNS = ("position", "sku", "location", "count_id", "outcome", "counted", "counted_at",
-               "on_hand_at_count", "drift_units", "drift_percent", "expired_units", "reason")
+               "on_hand_at_count", "drift_units", "drift_percent", "expired_units", "reason",
+               "hold_id")
+
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
+"""Leading characters that make a spreadsheet read a text cell as a formula (OWASP's
+CSV-injection list, plus line feed)."""
 
 
 def _when(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat()
+    """A moment in UTC; one whose UTC form is out of range as given, never an error."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC).isoformat()
+    except (OverflowError, ValueError):
+        return moment.isoformat()
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet opens as the text or number it is, never as a formula.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, tab, CR or LF gets a leading single
+    quote (the spreadsheets' own "this is text" mark); numbers stay numbers, so a drift of
+    -5 is still -5; empty stays empty.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
 
 
 def _row(result: CountResult) -> dict[str, Any]:
@@ -43,6 +69,7 @@ def _row(result: CountResult) -> dict[str, Any]:
         "drift_percent": None if result.drift_percent is None else round(result.drift_percent,
                                                                          3),
         "expired_units": result.expired_units, "reason": result.reason,
+        "hold_id": result.hold_id,
     }
 
 
@@ -78,12 +105,14 @@ def report_document(session: SessionResult) -> dict[str, Any]:
 
 
 def write_csv(session: SessionResult, path: Path) -> None:
-    """Every row of the session, one line each, with the columns of ``CSV_COLUMNS``."""
+    """Every row of the session, one line each, with the columns of ``CSV_COLUMNS``; text
+    cells are neutralised (:func:`spreadsheet_cell`), since rejected rows keep whatever
+    the count file said."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for result in session.results:
-            writer.writerow({k: "" if v is None else v for k, v in _row(result).items()})
+            writer.writerow({k: spreadsheet_cell(v) for k, v in _row(result).items()})
 
 
 @dataclass(frozen=True)

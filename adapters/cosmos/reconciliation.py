@@ -1,11 +1,12 @@
-"""Reconciliation's stores in Cosmos DB: held counts, count sessions, the movement ledger.
+"""Reconciliation's stores in Cosmos DB: holds, count sessions, the movement ledger.
 
 Container ``reconciliation``, partition key ``/pk`` (Bicep provisions it;
 :meth:`CosmosDatastore.create_containers_if_missing` creates it for tests). Every document
 carries a ``kind``, and every query filters on it, so a SKU that happens to be named
 ``held`` or ``sessions`` cannot mix its ledger document into the holds or the sessions::
 
-    held count  {"pk": "held", "id": "<sku>|<location>|<count_id>", "kind": "held", ...}
+    hold        {"pk": "held", "id": "<hold id>", "kind": "held", "hold_id": ..,
+                 "command": "count" | "adjustment", "sku": .., "status": .., ...}
     session     {"pk": "sessions", "id": "<session id>", "kind": "session", ...}
     movements   {"pk": "<sku>", "id": "<location>", "kind": "movements", "sku": ..,
                  "location": .., "version": 12, "last_counted_at": "<time>" | null,
@@ -13,7 +14,11 @@ carries a ``kind``, and every query filters on it, so a SKU that happens to be n
 
 - Holds and sessions are one logical partition each, so every read of them is a
   single-partition query. Both are small: holds wait for a person, and the schedule reads
-  at most a year of sessions.
+  at most a year of sessions. A hold's fields are ``application.holds.hold_record``'s.
+  Counts held before holds had ids have ``id`` = ``<sku>|<location>|<count_id>`` and no
+  ``hold_id``: they are still found by count, and by their derived hold id (a scan of the
+  pending holds, only when no document has that id), and a resolution rewrites them with
+  their hold id.
 - The movement ledger is **fed per event**, not from a log: Cosmos DB has no global
   commit order, so there is no checkpoint to keep. Each SKU-location's document records
   the last stream version it reflects, and :meth:`CosmosMovementLedger.apply` adds an
@@ -52,13 +57,15 @@ from adapters.cosmos.persistence import (
 )
 from adapters.sortable_time import from_text, to_text
 from application.cadence import LedgerEntry, MovementLedger, StockKey
-from application.reconciliation import (
+from application.holds import (
     HeldCount,
-    HeldCounts,
     HeldStatus,
-    SessionHistory,
-    SessionSummary,
+    Hold,
+    HoldStore,
+    hold_of_record,
+    hold_record,
 )
+from application.reconciliation import SessionHistory, SessionSummary
 from domain.stock_item import StockItem
 
 HELD = "held"
@@ -111,63 +118,63 @@ class _Reconciliation:
 # ---------------------------------------------------------------- held counts
 
 
-def _held_id(sku: str, location: str, count_id: str) -> str:
-    return f"{sku}|{location}|{count_id}"
+def _hold_document(hold: Hold, document_id: str | None = None) -> dict[str, Any]:
+    return {"id": document_id or hold.hold_id, "pk": HELD, "kind": HELD,
+            **hold_record(hold, to_text)}
 
 
-def _held_document(held: HeldCount) -> dict[str, Any]:
-    fields = asdict(held)
-    fields["counted_at"] = to_text(held.counted_at)
-    fields["held_at"] = to_text(held.held_at)
-    fields["resolved_at"] = to_text(held.resolved_at) if held.resolved_at else None
-    return {"id": _held_id(held.sku, held.location, held.count_id), "pk": HELD, "kind": HELD,
-            **fields}
+def _hold(document: dict[str, Any]) -> Hold:
+    return hold_of_record(document, from_text)
 
 
-def _held(document: dict[str, Any]) -> HeldCount:
-    percent = document["drift_percent"]
-    resolved_at = document["resolved_at"]
-    applied = document["applied_delta"]
-    return HeldCount(
-        sku=str(document["sku"]), location=str(document["location"]),
-        count_id=str(document["count_id"]), counted=int(document["counted"]),
-        counted_at=from_text(str(document["counted_at"])),
-        on_hand_at_count=int(document["on_hand_at_count"]),
-        drift_units=int(document["drift_units"]),
-        drift_percent=None if percent is None else float(percent),
-        reason=str(document["reason"]), session_id=str(document["session_id"]),
-        held_at=from_text(str(document["held_at"])), status=document["status"],
-        resolved_at=None if resolved_at is None else from_text(str(resolved_at)),
-        applied_delta=None if applied is None else int(applied),
-    )
+class CosmosHolds(_Reconciliation, HoldStore):
+    """Counts and adjustments held for approval: partition ``held``, id = hold id."""
 
+    def _by_id(self, hold_id: str) -> dict[str, Any] | None:
+        found = self._query(HELD, HELD, " AND (c.id = @id OR c.hold_id = @id)",
+                            [{"name": "@id", "value": hold_id}])
+        if found:
+            return found[0]
+        # A count held before hold ids: its document id is sku|location|count_id, and it
+        # has no hold_id until it is resolved.
+        for document in self._query(HELD, HELD, " AND c.status = @status",
+                                    [{"name": "@status", "value": "pending"}]):
+            if "hold_id" not in document and _hold(document).hold_id == hold_id:
+                return document
+        return None
 
-class CosmosHeldCounts(_Reconciliation, HeldCounts):
-    """Counts held for approval: partition ``held``, id ``sku|location|count_id``."""
-
-    def _find(self, sku: str, location: str, count_id: str) -> dict[str, Any] | None:
-        found = self._query(HELD, HELD, " AND c.id = @id",
-                            [{"name": "@id", "value": _held_id(sku, location, count_id)}])
+    def _by_count(self, sku: str, location: str, count_id: str) -> dict[str, Any] | None:
+        found = self._query(HELD, HELD, " AND c.sku = @sku AND c.location = @location"
+                            " AND c.count_id = @count_id",
+                            [{"name": "@sku", "value": sku},
+                             {"name": "@location", "value": location},
+                             {"name": "@count_id", "value": count_id}])
         return found[0] if found else None
 
-    def hold(self, held: HeldCount) -> bool:
+    def hold(self, held: Hold) -> bool:
         with unavailable_on_failure():
             try:
-                self._container.create_item(_held_document(held))
+                self._container.create_item(_hold_document(held))
             except CosmosHttpResponseError as error:
                 if error.status_code == 409:
                     return False  # already held: the first hold stands
                 raise
             return True
 
+    def get(self, hold_id: str) -> Hold | None:
+        with unavailable_on_failure():
+            document = self._by_id(hold_id)
+        return None if document is None else _hold(document)
+
     def find(self, sku: str, location: str, count_id: str) -> HeldCount | None:
         with unavailable_on_failure():
-            document = self._find(sku, location, count_id)
-        return None if document is None else _held(document)
+            document = self._by_count(sku, location, count_id)
+        hold = None if document is None else _hold(document)
+        return hold if isinstance(hold, HeldCount) else None
 
     def matching(self, count_id: str | None = None, sku: str | None = None,
                  location: str | None = None,
-                 status: HeldStatus | None = "pending") -> list[HeldCount]:
+                 status: HeldStatus | None = "pending") -> list[Hold]:
         where, parameters = "", []
         for name, value in (("count_id", count_id), ("sku", sku), ("location", location),
                             ("status", status)):
@@ -175,16 +182,28 @@ class CosmosHeldCounts(_Reconciliation, HeldCounts):
                 where += f" AND c.{name} = @{name}"
                 parameters.append({"name": f"@{name}", "value": value})
         with unavailable_on_failure():
-            found = [_held(d) for d in self._query(HELD, HELD, where, parameters)]
-        return sorted(found, key=lambda h: (h.held_at, h.sku, h.location, h.count_id))
+            found = [_hold(d) for d in self._query(HELD, HELD, where, parameters)]
+        return sorted(found, key=lambda h: (h.held_at, h.sku, h.location,
+                                            getattr(h, "count_id", ""), h.hold_id))
 
-    def resolve(self, held: HeldCount) -> None:
-        """Overwrite the hold's status; a hold that does not exist stays absent."""
+    def resolve(self, held: Hold, expected: HeldStatus = "pending") -> bool:
+        """Rewrite the hold if its stored status is ``expected`` (etag-guarded: of two
+        racing writers one wins, the other re-reads and finds another status)."""
         with unavailable_on_failure():
-            if self._find(held.sku, held.location, held.count_id) is None:
-                return
-            document = _held_document(held)
-            self._container.replace_item(document["id"], document)
+            for _ in range(_RETRIES):
+                current = self._by_id(held.hold_id)
+                if current is None or current.get("status") != expected:
+                    return False
+                try:
+                    self._container.replace_item(
+                        current["id"], _hold_document(held, current["id"]),
+                        etag=current["_etag"], match_condition=MatchConditions.IfNotModified)
+                except CosmosHttpResponseError as error:
+                    if lost_race(error):
+                        continue
+                    raise
+                return True
+        return False
 
 
 # ------------------------------------------------------------ session history

@@ -1,14 +1,20 @@
 """Reconciliation's own tables in SQLite (``reconciliation.db`` under the data directory).
 
-Held counts, the session history and the movement ledger (see ``application.cadence``).
-None of them is a source of truth for stock: streams are. Held counts are the one thing
-here that cannot be rebuilt (they wait for a person), so the file is fsynced
-(``synchronous=FULL``) like the event store. A Cosmos DB implementation of these ports is
-not written yet; in Azure the reconciliation routes answer 503 until it is.
+Holds (counts and adjustments waiting for approval), the session history and the movement
+ledger (see ``application.cadence``). None of them is a source of truth for stock: streams
+are. Holds are the one thing here that cannot be rebuilt (they wait for a person), so the
+file is fsynced (``synchronous=FULL``) like the event store. Cosmos DB implements the same
+ports in ``adapters.cosmos.reconciliation``.
+
+A hold is one row keyed by its hold id, with the columns its queries filter on and the
+whole hold as JSON (``application.holds.hold_record``). A file written before adjustments
+could be held has a ``held_counts`` table instead; it is moved into ``holds`` (hold ids
+derived) when the file is opened, in one transaction.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import AbstractContextManager
 from datetime import date, datetime
@@ -17,25 +23,25 @@ from pathlib import Path
 from adapters.sortable_time import from_text, to_text
 from adapters.sqlite.database import SQLiteDatabase
 from application.cadence import LedgerBatch, MovementHistory, StockKey
-from application.ports import StoreUnavailable
-from application.reconciliation import (
+from application.holds import (
     HeldCount,
-    HeldCounts,
     HeldStatus,
-    SessionHistory,
-    SessionSummary,
+    Hold,
+    HoldStore,
+    count_hold_id,
+    hold_of_record,
+    hold_record,
 )
+from application.ports import StoreUnavailable
+from application.reconciliation import SessionHistory, SessionSummary
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS held_counts (
-    sku TEXT NOT NULL, location TEXT NOT NULL, count_id TEXT NOT NULL,
-    counted INTEGER NOT NULL, counted_at TEXT NOT NULL, on_hand_at_count INTEGER NOT NULL,
-    drift_units INTEGER NOT NULL, drift_percent REAL, reason TEXT NOT NULL,
-    session_id TEXT NOT NULL, held_at TEXT NOT NULL, status TEXT NOT NULL,
-    resolved_at TEXT, applied_delta INTEGER,
-    PRIMARY KEY (sku, location, count_id)
+CREATE TABLE IF NOT EXISTS holds (
+    hold_id TEXT PRIMARY KEY, kind TEXT NOT NULL, sku TEXT NOT NULL, location TEXT NOT NULL,
+    count_id TEXT, status TEXT NOT NULL, held_at TEXT NOT NULL, document TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS held_counts_by_id ON held_counts (count_id, status);
+CREATE INDEX IF NOT EXISTS holds_by_count ON holds (count_id, status);
+CREATE INDEX IF NOT EXISTS holds_by_status ON holds (status, held_at);
 CREATE TABLE IF NOT EXISTS count_sessions (
     session_id TEXT PRIMARY KEY, finished_at TEXT NOT NULL, rows INTEGER NOT NULL,
     applied INTEGER NOT NULL, unchanged INTEGER NOT NULL, held INTEGER NOT NULL,
@@ -57,21 +63,42 @@ CREATE TABLE IF NOT EXISTS ledger_checkpoint (
 );
 """
 
-_HELD_COLUMNS = ("sku, location, count_id, counted, counted_at, on_hand_at_count, drift_units,"
-                 " drift_percent, reason, session_id, held_at, status, resolved_at, applied_delta")
+_LEGACY_HELD_COLUMNS = (
+    "sku, location, count_id, counted, counted_at, on_hand_at_count, drift_units,"
+    " drift_percent, reason, session_id, held_at, status, resolved_at, applied_delta")
 
 
+def _legacy_held(row: tuple[object, ...]) -> HeldCount:
+    """A row of the ``held_counts`` table of files written before holds had ids."""
+    (sku, location, count_id, counted, counted_at, on_hand, units, percent, reason,
+     session, held_at, status, resolved_at, applied) = row
+    return HeldCount(
+        str(sku), str(location), str(count_id), int(str(counted)),
+        from_text(str(counted_at)), int(str(on_hand)), int(str(units)),
+        None if percent is None else float(str(percent)), str(reason), str(session),
+        from_text(str(held_at)), status,  # type: ignore[arg-type]
+        None if resolved_at is None else from_text(str(resolved_at)),
+        None if applied is None else int(str(applied)))
 
 
+def _row(hold: Hold) -> tuple[object, ...]:
+    return (hold.hold_id, hold.kind, hold.sku, hold.location,
+            hold.count_id if isinstance(hold, HeldCount) else None, hold.status,
+            to_text(hold.held_at), json.dumps(hold_record(hold, to_text)))
 
 
-class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
+def _hold(document: object) -> Hold:
+    return hold_of_record(json.loads(str(document)), from_text)
+
+
+class SQLiteReconciliation(HoldStore, SessionHistory, MovementHistory):
     """The three reconciliation ports in one SQLite file; each write is one transaction."""
 
     def __init__(self, path: str | Path) -> None:
         self._database = SQLiteDatabase(path, "FULL")
         try:
             self._db().executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.Error as error:
             raise StoreUnavailable(f"reconciliation store cannot be opened: {error}") from error
 
@@ -81,41 +108,38 @@ class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._database.transaction()
 
-    # ------------------------------------------------------------ held counts
+    def _migrate(self) -> None:
+        """Move a ``held_counts`` table (before hold ids) into ``holds``, once."""
+        db = self._db()
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                      " AND name = 'held_counts'").fetchone() is None:
+            return
+        with self._transaction() as tx:
+            rows = tx.execute(f"SELECT {_LEGACY_HELD_COLUMNS} FROM held_counts").fetchall()
+            tx.executemany("INSERT OR IGNORE INTO holds VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [_row(_legacy_held(r)) for r in rows])
+            tx.execute("DROP TABLE held_counts")
 
-    def hold(self, held: HeldCount) -> bool:
+    # ------------------------------------------------------------------ holds
+
+    def hold(self, held: Hold) -> bool:
         with self._transaction() as db:
-            cursor = db.execute(
-                f"INSERT OR IGNORE INTO held_counts ({_HELD_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (held.sku, held.location, held.count_id, held.counted, to_text(held.counted_at),
-                 held.on_hand_at_count, held.drift_units, held.drift_percent, held.reason,
-                 held.session_id, to_text(held.held_at), held.status,
-                 to_text(held.resolved_at) if held.resolved_at else None, held.applied_delta))
+            cursor = db.execute("INSERT OR IGNORE INTO holds VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                _row(held))
             return cursor.rowcount == 1
 
-    @staticmethod
-    def _held(row: tuple[object, ...]) -> HeldCount:
-        (sku, location, count_id, counted, counted_at, on_hand, units, percent, reason,
-         session, held_at, status, resolved_at, applied) = row
-        return HeldCount(
-            str(sku), str(location), str(count_id), int(str(counted)),
-            from_text(str(counted_at)), int(str(on_hand)), int(str(units)),
-            None if percent is None else float(str(percent)), str(reason), str(session),
-            from_text(str(held_at)), status,  # type: ignore[arg-type]
-            None if resolved_at is None else from_text(str(resolved_at)),
-            None if applied is None else int(str(applied)))
+    def get(self, hold_id: str) -> Hold | None:
+        row = self._db().execute("SELECT document FROM holds WHERE hold_id = ?",
+                                 (hold_id,)).fetchone()
+        return None if row is None else _hold(row[0])
 
     def find(self, sku: str, location: str, count_id: str) -> HeldCount | None:
-        row = self._db().execute(
-            f"SELECT {_HELD_COLUMNS} FROM held_counts"
-            " WHERE sku = ? AND location = ? AND count_id = ?",
-            (sku, location, count_id)).fetchone()
-        return None if row is None else self._held(row)
+        hold = self.get(count_hold_id(sku, location, count_id))
+        return hold if isinstance(hold, HeldCount) else None
 
     def matching(self, count_id: str | None = None, sku: str | None = None,
                  location: str | None = None,
-                 status: HeldStatus | None = "pending") -> list[HeldCount]:
+                 status: HeldStatus | None = "pending") -> list[Hold]:
         clauses, args = [], []
         for column, value in (("count_id", count_id), ("sku", sku), ("location", location),
                               ("status", status)):
@@ -124,17 +148,16 @@ class SQLiteReconciliation(HeldCounts, SessionHistory, MovementHistory):
                 args.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._db().execute(
-            f"SELECT {_HELD_COLUMNS} FROM held_counts{where}"
-            " ORDER BY held_at, sku, location, count_id", args).fetchall()
-        return [self._held(r) for r in rows]
+            f"SELECT document FROM holds{where}"
+            " ORDER BY held_at, sku, location, count_id, hold_id", args).fetchall()
+        return [_hold(r[0]) for r in rows]
 
-    def resolve(self, held: HeldCount) -> None:
+    def resolve(self, held: Hold, expected: HeldStatus = "pending") -> bool:
         with self._transaction() as db:
-            db.execute(
-                "UPDATE held_counts SET status = ?, resolved_at = ?, applied_delta = ?"
-                " WHERE sku = ? AND location = ? AND count_id = ?",
-                (held.status, to_text(held.resolved_at) if held.resolved_at else None,
-                 held.applied_delta, held.sku, held.location, held.count_id))
+            cursor = db.execute(
+                "UPDATE holds SET status = ?, document = ? WHERE hold_id = ? AND status = ?",
+                (held.status, json.dumps(hold_record(held, to_text)), held.hold_id, expected))
+            return cursor.rowcount == 1
 
     # -------------------------------------------------------- session history
 

@@ -55,7 +55,17 @@ param driftHoldPercent string
 
 @description('Days between counts per velocity class, e.g. A=1,B=7,C=30.')
 param countCadence string
+
+@description('How long ids are recognised per SKU-location (e.g. 7d).')
 param idempotencyWindow string
+
+@description('Delta in units above which an adjustment is held for approval (empty: none).')
+param adjustmentHoldUnits string
+
+@description('Delta in percent of on hand above which an adjustment is held (empty: none).')
+param adjustmentHoldPercent string
+
+@description('How far back a count may be taken (e.g. 7d, 36h); older counts get 422.')
 param countMaxAge string
 
 @description('Upper bound of instances Flex may scale out to (40-1000).')
@@ -164,6 +174,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     STOCKSTREAM_DRIFT_HOLD_PERCENT: driftHoldPercent
     STOCKSTREAM_COUNT_CADENCE: countCadence
     STOCKSTREAM_IDEMPOTENCY_WINDOW: idempotencyWindow
+    STOCKSTREAM_ADJUSTMENT_HOLD_UNITS: adjustmentHoldUnits
+    STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT: adjustmentHoldPercent
     STOCKSTREAM_COUNT_MAX_AGE: countMaxAge
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     // The host's identity-based connections (Cosmos DB trigger 'COSMOS', Service Bus trigger

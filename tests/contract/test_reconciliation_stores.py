@@ -1,7 +1,8 @@
-"""The reconciliation stores' contract (held counts, session history, the movement ledger's
-read side), passed by SQLite and by Cosmos DB (the real SDK against the test server), plus
-what only the Cosmos back end has: the per-event ledger's idempotence over a real command
-sequence, its gap filling from the stream, and the reconciliation functions on Azure.
+"""The reconciliation stores' contract (holds of counts and adjustments, session history, the
+movement ledger's read side), passed by SQLite and by Cosmos DB (the real SDK against the
+test server), plus what only one back end has: holds written before hold ids, the per-event
+ledger's idempotence over a real command sequence, its gap filling from the stream, and the
+reconciliation functions on Azure.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from adapters.clock import SystemClock
 from adapters.cosmos import CosmosStockItems
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from adapters.cosmos.reconciliation import (
-    CosmosHeldCounts,
+    CosmosHolds,
     CosmosMovementLedger,
     CosmosSessionHistory,
 )
 from adapters.sqlite.reconciliation import SQLiteReconciliation
 from application.cadence import LedgerBatch, LedgerEntry, Movement, MovementLedger
 from application.commands import StockCommands
-from application.reconciliation import HeldCount, HeldCounts, SessionHistory, SessionSummary
+from application.holds import HeldAdjustment, HeldCount, HoldStore, count_hold_id
+from application.reconciliation import SessionHistory, SessionSummary
 from application.settings import AVAILABILITY_SUBSCRIPTION, load
 from contracts.cloudevents import to_cloudevent
 from domain.stock_item import StockItem
@@ -56,6 +58,14 @@ def held(sku: str = "SKU-1", count_id: str = "C1", *, location: str = "STORE-1",
                      reason="drift of +10 units exceeds 5", session_id="S1", held_at=at)
 
 
+def adjustment(hold_id: str = "adj-1", *, sku: str = "SKU-1", at: datetime = T0,
+               key: str | None = "k-1") -> HeldAdjustment:
+    return HeldAdjustment(hold_id, sku, "STORE-1", delta=-60, adjustment_reason="theft",
+                          note="seen on camera", idempotency_key=key, on_hand_before=100,
+                          percent=-60.0, reason="adjustment of -60 units exceeds 40",
+                          held_at=at)
+
+
 def summary(session_id: str, at: datetime, applied: int = 1) -> SessionSummary:
     return SessionSummary(session_id, at, rows=3, applied=applied, unchanged=1, held=1,
                           rejected=0, skipped=0, abs_drift_units=7, net_drift_units=-3,
@@ -66,7 +76,7 @@ class ReconciliationStoresContract(ABC):
     """Every clause the reconciler and the schedule rely on."""
 
     @abstractmethod
-    def stores(self) -> tuple[HeldCounts, SessionHistory, MovementLedger]:
+    def stores(self) -> tuple[HoldStore, SessionHistory, MovementLedger]:
         """Fresh, empty stores."""
 
     @abstractmethod
@@ -106,13 +116,48 @@ class ReconciliationStoresContract(ABC):
         holds.hold(held("SKU-2"))
         approved = HeldCount(**{**vars(pending), "status": "approved",
                                 "resolved_at": T0 + DAY, "applied_delta": 10})
-        holds.resolve(approved)
+        assert holds.resolve(approved) is True
         assert holds.find("SKU-1", "STORE-1", "C1") == approved
         assert [h.sku for h in holds.matching()] == ["SKU-2"]
         assert holds.matching(status="approved") == [approved]
         assert len(holds.matching(status=None)) == 2
-        holds.resolve(held("SKU-9"))  # never held: nothing appears
+        assert holds.resolve(held("SKU-9")) is False  # never held: nothing appears
         assert holds.find("SKU-9", "STORE-1", "C1") is None
+
+    def test_a_hold_is_resolved_only_from_the_status_expected(self) -> None:
+        holds, _, _ = self.stores()
+        pending = held()
+        holds.hold(pending)
+        approved = HeldCount(**{**vars(pending), "status": "approved", "resolved_at": T0})
+        dismissed = HeldCount(**{**vars(pending), "status": "dismissed", "resolved_at": T0})
+
+        assert holds.resolve(approved, "pending") is True
+        assert holds.resolve(dismissed, "pending") is False  # the approver came first
+        assert holds.get(pending.hold_id) == approved
+        recorded = HeldCount(**{**vars(approved), "applied_delta": 10})
+        assert holds.resolve(recorded, "approved") is True
+        assert holds.get(pending.hold_id) == recorded
+
+    def test_holds_of_counts_and_adjustments_are_found_by_hold_id(self) -> None:
+        holds, _, _ = self.stores()
+        count, adjusted = held(), adjustment(at=T0 + DAY)
+        keyless = adjustment("adj-2", sku="SKU-2", at=T0 + 2 * DAY, key=None)
+        for h in (count, adjusted, keyless):
+            assert holds.hold(h) is True
+        assert holds.hold(adjustment()) is False
+
+        assert count.hold_id == count_hold_id("SKU-1", "STORE-1", "C1")
+        assert holds.get(count.hold_id) == count
+        assert holds.get("adj-1") == adjusted and holds.get("adj-2") == keyless
+        assert holds.get("adj-9") is None
+        assert holds.matching() == [count, adjusted, keyless]
+        assert holds.matching(sku="SKU-1") == [count, adjusted]
+        assert holds.matching(count_id="C1") == [count]  # a count id names counts only
+        dismissed = HeldAdjustment(**{**vars(adjusted), "status": "dismissed",
+                                      "resolved_at": T0 + 3 * DAY})
+        assert holds.resolve(dismissed) is True
+        assert holds.get("adj-1") == dismissed
+        assert holds.matching() == [count, keyless]
 
     # -------------------------------------------------------- session history
 
@@ -163,7 +208,7 @@ class TestSQLiteReconciliationStores(ReconciliationStoresContract):
         yield
         self.tables.close()
 
-    def stores(self) -> tuple[HeldCounts, SessionHistory, MovementLedger]:
+    def stores(self) -> tuple[HoldStore, SessionHistory, MovementLedger]:
         return self.tables, self.tables, self.tables
 
     def feed(self, ledger: MovementLedger, entries: list[LedgerEntry]) -> None:
@@ -173,6 +218,40 @@ class TestSQLiteReconciliationStores(ReconciliationStoresContract):
                 [Movement(e.sku, e.location, e.day, e.units)] if e.units else [],
                 {(e.sku, e.location): e.counted_at} if e.counted_at else {},
                 {(e.sku, e.location)}, position))
+
+
+def test_sqlite_holds_written_before_hold_ids_are_moved_over_when_opened(tmp_path: Path):
+    import sqlite3
+
+    path = tmp_path / "reconciliation.db"
+    legacy = sqlite3.connect(path)
+    legacy.executescript("""
+        CREATE TABLE held_counts (
+            sku TEXT NOT NULL, location TEXT NOT NULL, count_id TEXT NOT NULL,
+            counted INTEGER NOT NULL, counted_at TEXT NOT NULL,
+            on_hand_at_count INTEGER NOT NULL, drift_units INTEGER NOT NULL,
+            drift_percent REAL, reason TEXT NOT NULL, session_id TEXT NOT NULL,
+            held_at TEXT NOT NULL, status TEXT NOT NULL, resolved_at TEXT,
+            applied_delta INTEGER, PRIMARY KEY (sku, location, count_id));
+        INSERT INTO held_counts VALUES ('SKU-1', 'STORE-1', 'C1', 40,
+            '2026-02-28T09:00:00.000000Z', 30, 10, 12.5, 'drift of +10 units exceeds 5', 'S1',
+            '2026-03-01T09:00:00.000000Z', 'pending', NULL, NULL);
+    """)
+    legacy.commit()
+    legacy.close()
+
+    tables = SQLiteReconciliation(path)
+    try:
+        assert tables.matching() == [held()]
+        assert tables.get(held().hold_id) == held()
+        assert tables.find("SKU-1", "STORE-1", "C1") == held()
+    finally:
+        tables.close()
+    reopened = SQLiteReconciliation(path)  # moved once; opening again changes nothing
+    try:
+        assert reopened.matching(status=None) == [held()]
+    finally:
+        reopened.close()
 
 
 @pytest.fixture
@@ -190,14 +269,30 @@ class TestCosmosReconciliationStores(ReconciliationStoresContract):
     def _database(self, settings: CosmosSettings) -> None:
         self.settings = settings
 
-    def stores(self) -> tuple[HeldCounts, SessionHistory, MovementLedger]:
-        return (CosmosHeldCounts(self.settings), CosmosSessionHistory(self.settings),
+    def stores(self) -> tuple[HoldStore, SessionHistory, MovementLedger]:
+        return (CosmosHolds(self.settings), CosmosSessionHistory(self.settings),
                 CosmosMovementLedger(self.settings))
 
     def feed(self, ledger: MovementLedger, entries: list[LedgerEntry]) -> None:
         assert isinstance(ledger, CosmosMovementLedger)
         for e in entries:
             assert ledger.apply_entry(e) == "applied"
+
+    def test_a_count_held_before_hold_ids_is_found_and_resolved_by_its_hold_id(self) -> None:
+        holds, _, _ = self.stores()
+        legacy = {"id": "SKU-1|STORE-1|C1", "pk": "held", "kind": "held",
+                  **{k: v for k, v in vars(held()).items()},
+                  "counted_at": "2026-02-28T09:00:00.000000Z",
+                  "held_at": "2026-03-01T09:00:00.000000Z", "resolved_at": None}
+        CosmosDatastore(self.settings).container(
+            self.settings.reconciliation_container).create_item(legacy)
+
+        assert holds.find("SKU-1", "STORE-1", "C1") == held()
+        assert holds.get(held().hold_id) == held()
+        approved = HeldCount(**{**vars(held()), "status": "approved", "resolved_at": T0})
+        assert holds.resolve(approved) is True
+        assert holds.matching(status=None) == [approved]  # rewritten in place, not twice
+        assert holds.get(held().hold_id) == approved
 
     def test_a_sku_named_like_a_partition_does_not_mix_with_holds_or_sessions(self) -> None:
         holds, history, ledger = self.stores()
@@ -358,16 +453,16 @@ def test_reconciliation_functions_work_on_azure(azure: Container) -> None:
 def test_held_counts_are_approved_over_http_on_azure(azure: Container,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     services = reconciliation_services(azure)
-    monkeypatch.setattr(services, "policy", type(services.policy)(units=5))
+    monkeypatch.setattr(services.gate, "counts", type(services.policy)(units=5))
     sku = f"SKU-{uuid4().hex[:8]}"
     body = {"counts": [{"sku": sku, "location": "STORE-1", "counted": 50,
                         "counted_at": datetime.now(UTC).isoformat(), "count_id": "BIG"}]}
     assert call("reconcile_counts", "POST", body=body).body["held"] == 1
     assert [h["drift_units"] for h in call("list_held_counts", "GET").body] == [50]
 
-    approved = call("approve_held_counts", "POST", {"count_id": "BIG"})
+    approved = call("approve_held_counts", "POST", {"hold_id": "BIG"})
 
     assert [r["outcome"] for r in approved.body["approved"]] == ["applied"]
     assert azure.queries.position(sku, "STORE-1").on_hand == 50
     assert call("list_held_counts", "GET").body == []
-    assert call("approve_held_counts", "POST", {"count_id": "BIG"}).status == 404
+    assert call("approve_held_counts", "POST", {"hold_id": "BIG"}).status == 404

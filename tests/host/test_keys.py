@@ -35,7 +35,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHost]:
 
 
 def admin_targets() -> list[str]:
-    values = {"{subscription}": "availability", "{count_id}": "cnt-1"}
+    values = {"{subscription}": "availability", "{hold_id}": "hold-1"}
     targets = []
     for route in ADMIN_ROUTES:
         for name, value in values.items():
@@ -45,8 +45,8 @@ def admin_targets() -> list[str]:
 
 
 def test_the_admin_routes_are_replay_approval_and_dismissal():
-    assert {"ops/deadletters/{subscription}/replay", "reconciliation/held/{count_id}/approval",
-            "reconciliation/held/{count_id}/dismissal"} <= set(ADMIN_ROUTES)
+    assert {"ops/deadletters/{subscription}/replay", "reconciliation/held/{hold_id}/approval",
+            "reconciliation/held/{hold_id}/dismissal"} <= set(ADMIN_ROUTES)
 
 
 @pytest.mark.parametrize("target", admin_targets())

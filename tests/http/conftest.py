@@ -12,7 +12,12 @@ import pytest
 
 from application.settings import load
 from function_app import app
-from functions.container import Container, build_container, use_container
+from functions.container import (
+    Container,
+    ReconciliationServices,
+    build_container,
+    use_container,
+)
 
 FUNCTIONS = {f.get_function_name(): f for f in app.get_functions()}
 
@@ -63,6 +68,9 @@ def container(tmp_path: Any) -> Iterator[Container]:
     use_container(c)
     yield c
     use_container(None)
+    services = c.extras.get("reconciliation")  # opened by the count and adjustment routes
+    if isinstance(services, ReconciliationServices):
+        services.close()
     c.close()
 
 

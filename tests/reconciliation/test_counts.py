@@ -161,7 +161,7 @@ def test_all_or_nothing_also_stops_for_a_count_id_recorded_with_other_figures(
     session = services.reconciler.reconcile(counts, policy=NO_HOLD, all_or_nothing=True)
 
     assert [r.outcome for r in session.results] == ["skipped", "rejected"]
-    assert "other figures" in (session.results[1].reason or "")
+    assert "different figures" in (session.results[1].reason or "")  # the aggregate's word
     assert container.store.max_position() == position  # type: ignore[attr-defined]
     # Without the flag the good row goes in and the conflicting one is refused.
     session = services.reconciler.reconcile(counts, policy=NO_HOLD)

@@ -34,8 +34,8 @@ def bindings(name: str) -> list[dict[str, Any]]:
     ("reconcile_counts", "reconciliation/counts", ["POST"], "FUNCTION"),
     ("list_due_counts", "reconciliation/due", ["GET"], "FUNCTION"),
     ("list_held_counts", "reconciliation/held", ["GET"], "FUNCTION"),
-    ("approve_held_counts", "reconciliation/held/{count_id}/approval", ["POST"], "ADMIN"),
-    ("dismiss_held_counts", "reconciliation/held/{count_id}/dismissal", ["POST"], "ADMIN"),
+    ("approve_held_counts", "reconciliation/held/{hold_id}/approval", ["POST"], "ADMIN"),
+    ("dismiss_held_counts", "reconciliation/held/{hold_id}/dismissal", ["POST"], "ADMIN"),
 ])
 def test_the_routes_are_http_triggers_with_their_methods_and_auth_levels(
         name, route, methods, auth):
@@ -101,7 +101,7 @@ def test_held_counts_are_listed_approved_and_applied_over_http(installed: Contai
     from functions.container import reconciliation_services
 
     services = reconciliation_services(installed)
-    monkeypatch.setattr(services, "policy", type(services.policy)(units=5))
+    monkeypatch.setattr(services.gate, "counts", type(services.policy)(units=5))
     t = instant()
     call("reconcile_counts", "POST", body={"counts": [count_row("SKU-1", 50, t, "BIG")]})
 
@@ -109,14 +109,14 @@ def test_held_counts_are_listed_approved_and_applied_over_http(installed: Contai
     assert [(h["count_id"], h["drift_units"]) for h in held.body] == [("BIG", 50)]
     assert installed.queries.position("SKU-1", "STORE-1").on_hand == 0
 
-    approved = call("approve_held_counts", "POST", {"count_id": "BIG"})
+    approved = call("approve_held_counts", "POST", {"hold_id": "BIG"})  # a count id
     assert approved.status == 200
     assert [r["outcome"] for r in approved.body["approved"]] == ["applied"]
     assert installed.queries.position("SKU-1", "STORE-1").on_hand == 50
-    again = call("approve_held_counts", "POST", {"count_id": "BIG"})
+    again = call("approve_held_counts", "POST", {"hold_id": "BIG"})
     assert (again.status, again.problem_code) == (404, "no-held-count")
-    assert call("dismiss_held_counts", "POST", {"count_id": "BIG"}).status == 404
-    assert call("approve_held_counts", "POST", {"count_id": "bad id"}).status == 422
+    assert call("dismiss_held_counts", "POST", {"hold_id": "BIG"}).status == 404
+    assert call("approve_held_counts", "POST", {"hold_id": "bad id"}).status == 422
 
 
 def test_due_counts_are_listed_with_their_class_and_bad_queries_get_422(installed: Container):

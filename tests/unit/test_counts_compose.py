@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from adapters.clock import ManualClock, SystemClock
 from adapters.sqlite import SQLiteStockItems
-from application.commands import StockCommands
+from application.commands import CountWindow, StockCommands
 from domain import StockItem
 from domain.errors import DomainError, InvalidRequest
 
@@ -94,7 +94,7 @@ def test_a_count_outside_the_window_is_refused_and_records_nothing(
 def test_the_count_window_is_a_setting(tmp_path: Path) -> None:
     store = SQLiteStockItems(tmp_path / "events.db")
     clock = ManualClock()
-    commands = StockCommands(store, clock, count_max_age=timedelta(days=30))
+    commands = StockCommands(store, clock, count_window=CountWindow(timedelta(days=30)))
     result = commands.record_count(SKU, LOCATION, "c", 5, clock.now() - timedelta(days=20))
     assert result.position.on_hand == 5
     store.close()
