@@ -50,9 +50,9 @@ def relay_events(documents: func.DocumentList) -> None:
     events = container.change_feed_relay.publish_documents(batch)
     container.telemetry.record_published(len(events))
     now = time.time()
-    for document in batch:
+    for document in batch:  # outbox lag of each event: now - its commit time (_ts)
         ts = document.get("_ts")
-        if isinstance(ts, int | float):
+        if "originator_version" in document and isinstance(ts, int | float):
             container.telemetry.record_outbox_lag(now - ts)
 
 
@@ -100,11 +100,9 @@ def sweep_expired_reservations(timer: func.TimerRequest) -> None:
 @bp.function_name("publish_pipeline_metrics")
 @bp.timer_trigger(arg_name="timer", schedule="30 * * * * *", run_on_startup=False)
 def publish_pipeline_metrics(timer: func.TimerRequest) -> None:
-    """Every minute: each subscription's backlog and dead-letter depth, as metrics."""
+    """Every minute: the outbox (events committed beyond the relay's position, and the
+    oldest one's age: the relay-lag signal of a stalled relay) and each subscription's
+    backlog and dead-letter depth, as metrics."""
     container = services()
-    if container.broker is None:
-        return
-    for subscription in container.broker.subscriptions(TOPIC):
-        counts = container.broker.counts(TOPIC, subscription)
-        container.telemetry.record_backlog(subscription, counts.active)
-        container.telemetry.record_dead_letter_depth(subscription, counts.dead_lettered)
+    if container.ops is not None:
+        container.ops.sample(container.telemetry)

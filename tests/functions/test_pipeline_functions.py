@@ -22,6 +22,7 @@ from adapters.embedded_broker import EmbeddedBroker
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.consumer import EventConsumer
 from application.expiry import ExpirySweep
+from application.ops import PipelineStatus
 from application.ports import MessagePublisher
 from application.relay import ChangeFeedRelay
 from application.settings import AVAILABILITY_SUBSCRIPTION, SETTING_NAMES, TOPIC, load
@@ -63,6 +64,8 @@ def azure_like(
     container.expiry_sweep = ExpirySweep(views.overdue_reservations, container.commands,
                                          container.clock)
     container.availability = views
+    container.ops = PipelineStatus(container.clock, None, broker, TOPIC,
+                                   lambda: [projection.status()])
     use_container(container)
     yield container, broker, projection
     use_container(None)
