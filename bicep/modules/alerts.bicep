@@ -85,7 +85,7 @@ resource deadLetters 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'Messages were dead-lettered on inventory-events: a consumer gave up on an event. Runbook: docs/deploy.md#dead-letters-present.'
+    description: 'Messages were dead-lettered on inventory-events: a consumer gave up on an event. Runbook: docs/runbook.md#dead-letters-present.'
     severity: 2
     enabled: true
     scopes: [
@@ -126,7 +126,7 @@ resource backlog 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'Active messages on inventory-events stayed above the threshold for 15 minutes: consumers are not keeping up. Runbook: docs/deploy.md#consumer-backlog-growing.'
+    description: 'Active messages on inventory-events stayed above the threshold for 15 minutes: consumers are not keeping up. Runbook: docs/runbook.md#consumer-backlog-growing.'
     severity: 2
     enabled: true
     scopes: [
@@ -168,7 +168,7 @@ resource throttling 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'Cosmos DB answered requests with 429 (request rate too large). Runbook: docs/deploy.md#cosmos-db-throttling-429.'
+    description: 'Cosmos DB answered requests with 429 (request rate too large). Runbook: docs/runbook.md#cosmos-db-throttling-429.'
     severity: 2
     enabled: true
     scopes: [
@@ -209,7 +209,7 @@ resource functionFailures 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'Function invocations failed (HTTP 5xx, relay, projection or timer errors). Runbook: docs/deploy.md#function-failures.'
+    description: 'Function invocations failed (HTTP 5xx, relay, projection or timer errors). Runbook: docs/runbook.md#function-failures.'
     severity: 1
     enabled: true
     scopes: [
@@ -241,7 +241,7 @@ var logAlerts = [
   {
     name: 'relay-lag'
     severity: 1
-    description: 'Events are waiting too long between commit and publish: the relay is slow or stalled. Runbook: docs/deploy.md#relay-lag-above-threshold.'
+    description: 'Events are waiting too long between commit and publish: the relay is slow or stalled. Runbook: docs/runbook.md#relay-lag-above-threshold.'
     query: 'customMetrics | where name == \'stockstream.outbox.lag_seconds\' | project timestamp, value = valueMax'
     threshold: relayLagThresholdSeconds
     dimensions: []
@@ -249,7 +249,7 @@ var logAlerts = [
   {
     name: 'projection-lag'
     severity: 2
-    description: 'A projection applies events too long after they were committed. Runbook: docs/deploy.md#projection-lag-above-threshold.'
+    description: 'A projection applies events too long after they were committed. Runbook: docs/runbook.md#projection-lag-above-threshold.'
     query: 'customMetrics | where name == \'stockstream.projection.lag_seconds\' | extend projection = tostring(customDimensions.projection) | project timestamp, projection, value = valueMax'
     threshold: projectionLagThresholdSeconds
     dimensions: [
@@ -265,7 +265,7 @@ var logAlerts = [
   {
     name: 'reconciliation-drift'
     severity: 3
-    description: 'A physical count differed from the recorded on hand by more than the threshold. Runbook: docs/deploy.md#reconciliation-drift-above-threshold.'
+    description: 'A physical count differed from the recorded on hand by more than the threshold. Runbook: docs/runbook.md#reconciliation-drift-above-threshold.'
     query: 'customMetrics | where name == \'stockstream.reconciliation.drift_units\' | project timestamp, value = valueMax'
     threshold: driftThresholdUnits
     dimensions: []
@@ -273,7 +273,7 @@ var logAlerts = [
   {
     name: 'subscription-dead-letters'
     severity: 2
-    description: 'A subscription\'s dead-letter queue is not empty (per subscription, from the status timer). Runbook: docs/deploy.md#dead-letters-present.'
+    description: 'A subscription\'s dead-letter queue is not empty (per subscription, from the status timer). Runbook: docs/runbook.md#dead-letters-present.'
     query: 'customMetrics | where name == \'stockstream.deadletter.depth\' | extend subscription = tostring(customDimensions.subscription) | project timestamp, subscription, value = valueMax'
     threshold: 0
     dimensions: [

@@ -430,14 +430,14 @@ def test_action_group_is_a_parameter_email_list_or_existing_group():
 
 
 def test_every_alert_points_to_a_runbook_section_that_exists():
-    from tests.infra.test_docs import deploy_doc_anchors
+    from tests.infra.test_docs import runbook_anchors
 
-    anchors = deploy_doc_anchors()
+    anchors = runbook_anchors()
     descriptions = [a.properties["description"] for a in
                     bm.of_type("Microsoft.Insights/metricAlerts")]
     descriptions += [rule["description"] for rule in _log_alerts().values()]
     for description in descriptions:
-        (anchor,) = re.findall(r"docs/deploy\.md#([a-z0-9-]+)", description)
+        (anchor,) = re.findall(r"docs/runbook\.md#([a-z0-9-]+)", description)
         assert anchor in anchors, anchor
 
 
