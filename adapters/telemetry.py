@@ -101,6 +101,17 @@ METRIC_NAMES: frozenset[str] = frozenset({
 })
 """Every custom metric Stockstream emits."""
 
+GAUGE_NAMES: frozenset[str] = frozenset({
+    OUTBOX_DEPTH, OUTBOX_OLDEST_AGE, DEAD_LETTER_DEPTH, SUBSCRIPTION_BACKLOG,
+})
+"""Gauges: exported to Application Insights as one value per row, without min or max, so a
+query reads them as ``valueSum / valueCount``, never ``valueMax``."""
+
+HISTOGRAM_NAMES: frozenset[str] = frozenset({
+    OUTBOX_LAG_SECONDS, PROJECTION_LAG_SECONDS, DRIFT_UNITS, DRIFT_PERCENT, COMMAND_DURATION,
+})
+"""Histograms: exported with sum, count, min and max per row (``valueMax`` is meaningful)."""
+
 COMMAND_OUTCOMES: frozenset[str] = frozenset(
     {"applied", "unchanged", "rejected", "conflict", "error"})
 """Values of the ``outcome`` attribute: took effect, already had (idempotent repeat), refused

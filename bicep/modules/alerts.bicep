@@ -3,6 +3,13 @@
 // Metric alerts use the platform metrics of Service Bus, Cosmos DB and Application Insights.
 // Log alerts query the custom metrics the app emits (names in adapters/telemetry.py) in
 // Application Insights' customMetrics table.
+//
+// Which column of customMetrics a log alert reads depends on the instrument (what the Azure
+// Monitor exporter sends, azure-monitor-opentelemetry-exporter _convert_point_to_envelope):
+// - a histogram row carries valueSum, valueCount, valueMin and valueMax (the point's min and
+//   max), so valueMax is the largest sample of the row;
+// - a gauge (or counter) row carries one value, valueCount 1 and no min or max, so it is read
+//   as valueSum / valueCount and never through valueMin/valueMax.
 
 @description('Name prefix for the alert rules.')
 param namePrefix string
@@ -242,7 +249,10 @@ var logAlerts = [
     name: 'relay-lag'
     severity: 1
     description: 'Events are waiting too long between commit and publish: the relay is slow or stalled. Runbook: docs/runbook.md#relay-lag-above-threshold.'
-    query: 'customMetrics | where name == \'stockstream.outbox.lag_seconds\' | project timestamp, value = valueMax'
+    // Two signals: the age of each event the relay published (histogram), and the age of the
+    // oldest event committed and not yet published, sampled every minute by the metrics timer
+    // (gauge), which keeps growing when the relay publishes nothing at all.
+    query: 'customMetrics | where name in (\'stockstream.outbox.lag_seconds\', \'stockstream.outbox.oldest_age_seconds\') | project timestamp, value = iff(name == \'stockstream.outbox.lag_seconds\', valueMax, valueSum / valueCount)'
     threshold: relayLagThresholdSeconds
     dimensions: []
   }
@@ -274,7 +284,7 @@ var logAlerts = [
     name: 'subscription-dead-letters'
     severity: 2
     description: 'A subscription\'s dead-letter queue is not empty (per subscription, from the status timer). Runbook: docs/runbook.md#dead-letters-present.'
-    query: 'customMetrics | where name == \'stockstream.deadletter.depth\' | extend subscription = tostring(customDimensions.subscription) | project timestamp, subscription, value = valueMax'
+    query: 'customMetrics | where name == \'stockstream.deadletter.depth\' | extend subscription = tostring(customDimensions.subscription) | project timestamp, subscription, value = valueSum / valueCount'
     threshold: 0
     dimensions: [
       {

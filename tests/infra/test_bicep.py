@@ -389,20 +389,23 @@ def _log_alerts():
     return {rule["name"]: rule for rule in bm.module("alerts")["variables"]["logAlerts"]["value"]}
 
 
-KQL_METRIC_NAME = re.compile(r"name\s*==\s*\\?'([^'\\]+)\\?'")
+CUSTOM_METRIC = re.compile(r"\bstockstream\.[a-z_]+(?:\.[a-z_]+)+")
 
 
 def test_log_alerts_query_the_custom_metrics_against_threshold_parameters():
     rules = _log_alerts()
     expected = {
-        "relay-lag": (telemetry.OUTBOX_LAG_SECONDS, "relayLagThresholdSeconds"),
-        "projection-lag": (telemetry.PROJECTION_LAG_SECONDS, "projectionLagThresholdSeconds"),
-        "reconciliation-drift": (telemetry.DRIFT_UNITS, "driftThresholdUnits"),
-        "subscription-dead-letters": (telemetry.DEAD_LETTER_DEPTH, 0),
+        # The relay's lag per published event, and the sampled age of the oldest unpublished
+        # event, which grows while the relay publishes nothing.
+        "relay-lag": ({telemetry.OUTBOX_LAG_SECONDS, telemetry.OUTBOX_OLDEST_AGE},
+                      "relayLagThresholdSeconds"),
+        "projection-lag": ({telemetry.PROJECTION_LAG_SECONDS}, "projectionLagThresholdSeconds"),
+        "reconciliation-drift": ({telemetry.DRIFT_UNITS}, "driftThresholdUnits"),
+        "subscription-dead-letters": ({telemetry.DEAD_LETTER_DEPTH}, 0),
     }
     assert set(rules) == set(expected)
-    for name, (metric, threshold) in expected.items():
-        assert KQL_METRIC_NAME.findall(rules[name]["query"]) == [metric]
+    for name, (metrics, threshold) in expected.items():
+        assert set(CUSTOM_METRIC.findall(rules[name]["query"])) == metrics
         assert rules[name]["query"].startswith("customMetrics")
         assert rules[name]["threshold"] == threshold
     query_rules = bm.of_type("Microsoft.Insights/scheduledQueryRules")
@@ -415,8 +418,36 @@ def test_log_alerts_query_the_custom_metrics_against_threshold_parameters():
 
 def test_alerts_only_query_metric_names_the_code_emits():
     for rule in _log_alerts().values():
-        for name in KQL_METRIC_NAME.findall(rule["query"]):
+        for name in CUSTOM_METRIC.findall(rule["query"]):
             assert name in telemetry.METRIC_NAMES, name
+
+
+HISTOGRAM_BRANCH = re.compile(r"iff\(name == \\?'([a-z_.]+)\\?', valueM(?:ax|in),")
+
+
+def reads_gauge_extremes(query: str) -> list[str]:
+    """Gauges a query reads through valueMax/valueMin, which the exporter does not send for
+    gauges (a valueMax inside ``iff(name == '<histogram>', valueMax, ...)`` is a histogram's)."""
+    for histogram in HISTOGRAM_BRANCH.findall(query):
+        assert histogram in telemetry.HISTOGRAM_NAMES, histogram
+    rest = HISTOGRAM_BRANCH.sub("iff(", query)
+    if "valueMax" not in rest and "valueMin" not in rest:
+        return []
+    return sorted(set(CUSTOM_METRIC.findall(query)) & telemetry.GAUGE_NAMES)
+
+
+def test_no_alert_or_tile_reads_the_min_or_max_of_a_gauge():
+    from tests.infra.test_workbook import _kql_items
+
+    queries = [rule["query"] for rule in _log_alerts().values()]
+    queries += [item["content"]["query"] for item in _kql_items()]
+    assert len(queries) > 10
+    for query in queries:
+        assert reads_gauge_extremes(query) == [], query
+    # The check itself catches the mistake it is there for.
+    assert reads_gauge_extremes(
+        "customMetrics | where name == 'stockstream.deadletter.depth' | project value = valueMax"
+    ) == [telemetry.DEAD_LETTER_DEPTH]
 
 
 def test_action_group_is_a_parameter_email_list_or_existing_group():
