@@ -47,7 +47,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequ
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
 WORKBOOK = bm.BICEP / "workbook.json"
 METRIC = re.compile(r"\bstockstream\.[a-z_]+(?:\.[a-z_]+)+")
-DIMENSION = re.compile(r"customDimensions(?:\.([A-Za-z_]\w*)|\[\s*\\?['\"]([^'\"\\]+)\\?['\"]\s*\])")
+DIMENSION = re.compile(  # customDimensions.name or customDimensions['name']
+    r"customDimensions(?:\.([A-Za-z_]\w*)|\[\s*\\?['\"]([^'\"\\]+)\\?['\"]\s*\])")
 
 
 # ------------------------------------------------------------ what the deployment reads
