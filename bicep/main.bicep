@@ -73,9 +73,6 @@ param driftHoldPercent string = '50'
 @description('Days between physical counts per velocity class (app setting STOCKSTREAM_COUNT_CADENCE).')
 param countCadence string = 'A=1,B=7,C=30'
 
-@description('Grant the function identity Service Bus Data Owner on the topic, so it can read subscription counts for /api/ops/status and the dead-letter metric.')
-param grantServiceBusManageForCounts bool = true
-
 @description('Maximum instances of the Flex Consumption app (40-1000).')
 @minValue(40)
 @maxValue(1000)
@@ -210,7 +207,6 @@ module serviceBus 'modules/servicebus.bicep' = {
     maxDeliveryCount: maxDeliveryCount
     downstreamSubscriptions: downstreamSubscriptions
     functionPrincipalId: identity.outputs.principalId
-    grantManageForCounts: grantServiceBusManageForCounts
     workspaceId: monitoring.outputs.workspaceId
   }
 }

@@ -177,9 +177,24 @@ def test_availability_accepts_only_normal_publishing_and_replays_aimed_at_it():
     assert filters == ["all", "availabilitySubscriptionName"]
 
 
-def test_no_subscription_keeps_an_accept_everything_default_rule():
+def _depends_on(rule):
+    return [bm.accessor(d) or [_parent_symbol(d)] for d in rule.body.get("dependsOn", [])]
+
+
+def test_each_subscription_defines_its_default_rule_with_the_intended_filter_last():
+    # Whether Azure removes the implicit accept-everything $Default when another rule is
+    # created is reported both ways; declaring $Default with the normal-publishing filter,
+    # written after replay-self, leaves the same two rules whichever way Azure behaves.
     rules = bm.of_type("Microsoft.ServiceBus/namespaces/topics/subscriptions/rules")
-    assert rules and all(r.body["name"] != "$Default" for r in rules)
+    by_parent: dict[str, dict[str, object]] = {}
+    for rule in rules:
+        by_parent.setdefault(_parent_symbol(rule.body["parent"]), {})[rule.body["name"]] = rule
+    assert set(by_parent) == {"availability", "downstream"}
+    for parent, named in by_parent.items():
+        assert set(named) == {"$Default", "replay-self"}, parent
+        default, self_rule = named["$Default"], named["replay-self"]
+        assert _depends_on(default) == [[self_rule.symbol]], parent
+        assert default.properties != {} and "TrueFilter" not in str(default.properties)
     assert all(r.properties.get("filterType") != "TrueFilter" for r in rules)
 
 
@@ -191,8 +206,8 @@ def test_each_downstream_subscription_gets_both_replay_rules_combined_with_its_f
     assert bm.accessor(downstream[0].properties["requiresSession"]) == ["team",
                                                                         "requiresSession"]
     rules = {r.body["name"]: r for r in _rules_of("downstream")}
-    assert set(rules) == {"replay-all", "replay-self"}
-    expected_target = {"replay-all": ("\\'all\\'", "all"),
+    assert set(rules) == {"$Default", "replay-self"}
+    expected_target = {"$Default": ("\\'all\\'", "all"),
                        "replay-self": ("\\'${team.name}\\'", ["team", "name"])}
     for name, rule in rules.items():
         assert rule.loop["detail"]["array_name"] == "downstreamSubscriptions"
@@ -237,9 +252,12 @@ def test_the_function_identity_gets_exactly_the_least_privilege_roles():
         assert r.properties["principalType"] == "ServicePrincipal"
 
 
-def test_service_bus_manage_right_is_only_granted_when_counts_are_wanted():
+def test_service_bus_manage_right_is_granted_unconditionally_on_the_topic():
+    # The trigger and the metrics timer (subscription runtime counts) need the Manage claim;
+    # a switch to leave it out would silently empty the backlog and dead-letter metrics.
     (owner,) = [r for _, role, r in _role_assignments() if role == ROLE["servicebus_data_owner"]]
-    assert owner.condition == "grantManageForCounts"
+    assert owner.condition is None and owner.body["scope"] == "topic"
+    assert not any("manage" in name.lower() for name in bm.parse(bm.MAIN)["parameters"])
 
 
 def test_cosmos_data_plane_role_is_data_contributor_on_the_account():
