@@ -66,3 +66,14 @@ def test_runbook_says_what_a_lease_reset_republishes_and_what_consumers_must_do(
     assert "startFromBeginning: true" in text
     assert "duplicate-detection window" in text and "at most 7 days" in text
     assert "sequence" in text and "absolute" in text
+
+
+def test_every_cosmos_container_the_bicep_declares_is_documented():
+    declared = {r.properties["resource"]["id"] for r in
+                bm.of_type("Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers")}
+    text = DEPLOY_DOC.read_text()
+    documented = set(re.findall(r"^\| `([a-z]+)` \| `/", text, re.MULTILINE))
+    assert declared == documented == {"events", "snapshots", "views", "reconciliation", "leases"}
+    for name in declared:
+        assert f"`{name}`" in text.split("| `modules/cosmos.bicep` |", 1)[1].split("\n", 1)[0]
+
