@@ -4,9 +4,12 @@ Each function reads its binding and calls one service from the container. Connec
 are identity-based: ``COSMOS`` resolves ``COSMOS__accountEndpoint`` and ``SERVICEBUS``
 resolves ``SERVICEBUS__fullyQualifiedNamespace`` (app settings, see ``bicep/``).
 
-The relay starts from the beginning of the change feed when it has no leases, so nothing
-committed before its first start (or before a lease reset) is left unpublished; it polls a
-drained range every second (docs/azure-capacity.md).
+The trigger settings come from the capacity model in ``docs/azure-capacity.md``: the relay
+starts from the beginning of the change feed when it has no leases (so nothing committed
+before its first start, or before a lease reset, is left unpublished), polls a drained
+range every second, and the availability projection reads a subscription *without*
+sessions, because its per-stream version checks make delivery order irrelevant while
+sessions would cap its throughput by the session idle timeout.
 """
 
 from __future__ import annotations
@@ -78,10 +81,15 @@ def relay_events(documents: func.DocumentList) -> None:
     connection="SERVICEBUS",
     topic_name=TOPIC,
     subscription_name=AVAILABILITY_SUBSCRIPTION,
-    is_sessions_enabled=True,
+    # No sessions: the projection applies "at version V the position is X" per stream and
+    # fills gaps from the store, so order does not matter, and a session per SKU-location
+    # would make each instance wait sessionIdleTimeout per sparse session
+    # (docs/azure-capacity.md). Downstream subscriptions keep their sessions.
+    is_sessions_enabled=False,
 )
 def project_availability(message: func.ServiceBusMessage) -> None:
-    """Apply one event to the availability view (idempotent per stream version)."""
+    """Apply one event to the availability view (idempotent per stream version, in any
+    order: a gap is filled from the event store)."""
     consume(AVAILABILITY_SUBSCRIPTION, message)
 
 

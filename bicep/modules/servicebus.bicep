@@ -1,5 +1,6 @@
-// Service Bus: the topic every inventory event is published to, the availability
-// subscription that feeds the projections, and the downstream teams' subscriptions.
+// Service Bus: the topic every inventory event is published to (session id = SKU-location),
+// the availability subscription that feeds the projections (without sessions), and the
+// downstream teams' subscriptions (sessions as each team chooses).
 //
 // Every subscription receives a message only through two rules: replayTarget = 'all' (normal
 // publishing) and replayTarget = '<its own name>' (a dead-letter replay aimed at it), so a
@@ -99,8 +100,13 @@ resource availability 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2024
   parent: topic
   name: availabilitySubscriptionName
   properties: {
-    // One session per SKU-location: per-stream order, parallel across streams.
-    requiresSession: true
+    // No sessions: the projection applies "at version V the position is X" per stream and
+    // fills gaps from the event store, so delivery order does not matter to it, while one
+    // session per sparse SKU-location would hold each session slot for sessionIdleTimeout
+    // after every message (docs/azure-capacity.md). Messages still carry the SKU-location
+    // session id, so downstream subscriptions with sessions keep per-SKU-location order.
+    // requiresSession cannot be changed on an existing subscription: see docs/runbook.md.
+    requiresSession: false
     maxDeliveryCount: maxDeliveryCount
     lockDuration: 'PT1M'
     defaultMessageTimeToLive: 'P14D'
