@@ -39,7 +39,13 @@ from adapters.embedded_broker import EmbeddedBroker
 from adapters.telemetry import local_telemetry
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
 from functions.container import Container, build_container, use_container
-from local.pipeline import Pipeline, ensure_topology, start_pipeline
+from local.pipeline import (
+    Pipeline,
+    ensure_topology,
+    open_pipeline_readers,
+    start_pipeline,
+    worker_metrics_path,
+)
 from tests.infra import bicep_model as bm
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
@@ -334,3 +340,33 @@ def test_embedded_a_stalled_relay_produces_the_relay_lag_signal(embedded: Embedd
     embedded.pipeline.record_metrics()
     (depth,) = values(embedded.reader, names.OUTBOX_DEPTH)
     assert depth.value == 0
+
+
+def test_the_embedded_host_serves_what_its_pipeline_worker_measured(tmp_path: Path) -> None:
+    """The worker is another process: it writes a snapshot, the host's route merges it."""
+    worker_side = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}))
+    worker = start_pipeline(worker_side, autostart=False,
+                            metrics_snapshot=worker_metrics_path(tmp_path))
+    host_side = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}))
+    readers = open_pipeline_readers(host_side)
+    use_container(host_side)
+    try:
+        trade_over_http("SKU-1")  # commands answered by the host process
+        worker.relay.drain()
+        while worker.consumer.run_once():
+            pass
+        worker.record_metrics()  # the worker's metrics loop writes its snapshot
+
+        text = http("get_ops_metrics", "GET", {}).get_body().decode()
+    finally:
+        use_container(None)
+        readers.close()
+        worker.stop()
+        host_side.close()
+        worker_side.close()
+    lines = text.splitlines()
+    assert 'stockstream_relay_published_total{process="worker"} 4' in lines
+    assert ('stockstream_projection_lag_seconds_count{projection="availability",'
+            'process="worker"} 4') in lines
+    assert ('stockstream_command_duration_count{command="receive_stock",outcome="applied"} 1'
+            in lines)
