@@ -10,11 +10,17 @@ Contract:
 * :func:`configure_telemetry` returns a :class:`Telemetry`. When the settings carry an
   Application Insights connection string it installs the Azure Monitor OpenTelemetry
   distro once per process (metrics and the ``stockstream`` logger's records are exported;
-  the Functions host already records requests and dependencies, so tracing is off). Without a
-  connection string (the embedded host, tests) the meter is a no-op: recording costs nothing
-  and never fails.
+  the Functions host already records requests and dependencies, so tracing is off).
 * :class:`Telemetry` has one method per metric. Callers pass plain numbers; a method never
   raises for a value the instrument can hold (negative lags from clock skew are clamped to 0).
+* Whatever the exporter, every process keeps what it measured in a local reader:
+  :meth:`Telemetry.families` (and :meth:`Telemetry.openmetrics`) list it, which is what
+  ``GET /api/ops/metrics`` serves. Without a connection string (the embedded host, tests)
+  that local reader is the only one, so recording costs a few microseconds and exports
+  nothing.
+* :func:`note_commit` is an after-commit observer of the command services; inside
+  :func:`counting_commits` it counts the saves that happened, which tells a command that
+  took effect (``applied``) from an idempotent repeat (``unchanged``).
 * :func:`log_for_stream` writes a log record that carries the stream id and event id both as
   record attributes (exported as ``customDimensions``) and as ``key=value`` text in the
   message, so the record is searchable even where only the text survives (host-forwarded
@@ -28,12 +34,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import metrics
-from opentelemetry.metrics import Meter, NoOpMeter
+from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, MetricsData
 
+from adapters.openmetrics import Family, families_from, merge, render
 from application.settings import Settings
 
 METER_NAME = "stockstream"
@@ -51,6 +62,15 @@ RELAY_PUBLISHED = "stockstream.relay.published"
 
 PROJECTION_LAG_SECONDS = "stockstream.projection.lag_seconds"
 """Histogram, seconds, attribute ``projection``: age of an event when a projection applied it."""
+
+OUTBOX_DEPTH = "stockstream.outbox.depth"
+"""Gauge, events: events committed and not yet published, as the store tells it against the
+relay's position (sampled by the metrics timer)."""
+
+OUTBOX_OLDEST_AGE = "stockstream.outbox.oldest_age_seconds"
+"""Gauge, seconds: age of the oldest event committed and not yet published (0 when none),
+sampled by the metrics timer. A stalled relay publishes nothing, so this is the sample that
+keeps the relay-lag alert able to fire."""
 
 DEAD_LETTER_DEPTH = "stockstream.deadletter.depth"
 """Gauge, messages, attribute ``subscription``: messages in its dead-letter queue."""
@@ -70,6 +90,8 @@ COMMAND_DURATION = "stockstream.command.duration"
 METRIC_NAMES: frozenset[str] = frozenset({
     OUTBOX_LAG_SECONDS,
     RELAY_PUBLISHED,
+    OUTBOX_DEPTH,
+    OUTBOX_OLDEST_AGE,
     PROJECTION_LAG_SECONDS,
     DEAD_LETTER_DEPTH,
     SUBSCRIPTION_BACKLOG,
@@ -79,10 +101,74 @@ METRIC_NAMES: frozenset[str] = frozenset({
 })
 """Every custom metric Stockstream emits."""
 
+GAUGE_NAMES: frozenset[str] = frozenset({
+    OUTBOX_DEPTH, OUTBOX_OLDEST_AGE, DEAD_LETTER_DEPTH, SUBSCRIPTION_BACKLOG,
+})
+"""Gauges: exported to Application Insights as one value per row, without min or max, so a
+query reads them as ``valueSum / valueCount``, never ``valueMax``."""
+
+HISTOGRAM_NAMES: frozenset[str] = frozenset({
+    OUTBOX_LAG_SECONDS, PROJECTION_LAG_SECONDS, DRIFT_UNITS, DRIFT_PERCENT, COMMAND_DURATION,
+})
+"""Histograms: exported with sum, count, min and max per row (``valueMax`` is meaningful)."""
+
 COMMAND_OUTCOMES: frozenset[str] = frozenset(
     {"applied", "unchanged", "rejected", "conflict", "error"})
 """Values of the ``outcome`` attribute: took effect, already had (idempotent repeat), refused
 by an invariant (4xx), lost an optimistic-concurrency race after retries, failed (5xx)."""
+
+SECONDS_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+)
+"""Histogram buckets of the second-valued metrics (the SDK's default suits milliseconds).
+Azure Monitor receives sum, count, min and max whatever the buckets; Prometheus reads them."""
+
+UNITS_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+PERCENT_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500)
+
+_commits: ContextVar[list[int] | None] = ContextVar("stockstream_commits", default=None)
+
+
+def note_commit(events: Sequence[object]) -> None:
+    """After-commit observer: one more save in the current :func:`counting_commits`."""
+    counter = _commits.get()
+    if counter is not None:
+        counter[0] += 1
+
+
+@contextmanager
+def counting_commits() -> Iterator[list[int]]:
+    """Count the saves (``note_commit`` calls) made in this context; ``[n]`` when done."""
+    counter = [0]
+    token = _commits.set(counter)
+    try:
+        yield counter
+    finally:
+        _commits.reset(token)
+
+
+class LocalMetricReader(MetricReader):
+    """Keeps nothing between collections and exports nothing: :meth:`collect_now` reads
+    the process's cumulative metrics on demand (for ``GET /api/ops/metrics``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._latest: MetricsData | None = None
+
+    def collect_now(self) -> MetricsData | None:
+        with self._lock:
+            self._latest = None
+            self.collect()
+            return self._latest
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+                         **kwargs: Any) -> None:
+        self._latest = metrics_data
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
 
 
 class Telemetry:
@@ -92,15 +178,26 @@ class Telemetry:
     (tests pass a meter from an SDK ``MeterProvider`` with an in-memory reader).
     """
 
-    def __init__(self, meter: Meter) -> None:
+    def __init__(
+        self, meter: Meter, collect: Callable[[], MetricsData | None] | None = None
+    ) -> None:
+        self._collect = collect
         self._outbox_lag = meter.create_histogram(
             OUTBOX_LAG_SECONDS, unit="s",
-            description="Age of an event when the relay published it.")
+            description="Age of an event when the relay published it.",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
         self._published = meter.create_counter(
             RELAY_PUBLISHED, unit="{event}", description="Events published by the relay.")
+        self._outbox_depth = meter.create_gauge(
+            OUTBOX_DEPTH, unit="{event}",
+            description="Events committed and not yet published (sampled).")
+        self._outbox_oldest = meter.create_gauge(
+            OUTBOX_OLDEST_AGE, unit="s",
+            description="Age of the oldest event committed and not yet published (sampled).")
         self._projection_lag = meter.create_histogram(
             PROJECTION_LAG_SECONDS, unit="s",
-            description="Age of an event when a projection applied it.")
+            description="Age of an event when a projection applied it.",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
         self._dead_letters = meter.create_gauge(
             DEAD_LETTER_DEPTH, unit="{message}",
             description="Messages in a subscription's dead-letter queue.")
@@ -109,21 +206,48 @@ class Telemetry:
             description="Active messages waiting in a subscription.")
         self._drift_units = meter.create_histogram(
             DRIFT_UNITS, unit="{unit}",
-            description="Absolute difference between a physical count and the recorded on hand.")
+            description="Absolute difference between a physical count and the recorded on hand.",
+            explicit_bucket_boundaries_advisory=UNITS_BUCKETS)
         self._drift_percent = meter.create_histogram(
             DRIFT_PERCENT, unit="%",
-            description="Count drift relative to the recorded on hand.")
+            description="Count drift relative to the recorded on hand.",
+            explicit_bucket_boundaries_advisory=PERCENT_BUCKETS)
         self._command_duration = meter.create_histogram(
-            COMMAND_DURATION, unit="s", description="Time to decide and save a command.")
+            COMMAND_DURATION, unit="s",
+            description="Time an HTTP command took, from request to answer.",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
+
+    # ------------------------------------------------------------------ reading back
+
+    def families(self) -> list[Family]:
+        """What this process measured (empty when built without a local reader)."""
+        return families_from(self._collect()) if self._collect is not None else []
+
+    def openmetrics(self, sources: Mapping[str, Iterable[Family]] | None = None) -> str:
+        """This process's metrics, and other processes' ``sources``, as OpenMetrics text."""
+        return render(merge(self.families(), sources or {}))
+
+    # ------------------------------------------------------------------- recording
 
     def record_outbox_lag(self, seconds: float) -> None:
-        """An event was ``seconds`` old when published (clamped at 0 against clock skew).
-
-        Record it from the relay for each published event *and* from the status timer as
-        the age of the oldest unpublished event: a stalled relay publishes nothing, and only
-        the timer's sample then keeps the relay-lag alert able to fire.
-        """
+        """An event was ``seconds`` old when published (clamped at 0 against clock skew)."""
         self._outbox_lag.record(max(0.0, float(seconds)))
+
+    def record_relay_batch(self, ages_seconds: Sequence[float]) -> None:
+        """The relay published events this old: the count, and each one's outbox lag."""
+        self.record_published(len(ages_seconds))
+        for age in ages_seconds:
+            self.record_outbox_lag(age)
+
+    def record_outbox(self, depth: int, oldest_age_seconds: float | None) -> None:
+        """The outbox holds ``depth`` unpublished events, the oldest this old (None: none).
+
+        Sampled by the metrics timer from the store against the relay's position, so it is
+        recorded even when the relay publishes nothing at all.
+        """
+        self._outbox_depth.set(max(0, int(depth)))
+        self._outbox_oldest.set(
+            0.0 if oldest_age_seconds is None else max(0.0, float(oldest_age_seconds)))
 
     def record_published(self, count: int) -> None:
         """The relay published ``count`` events (0 records nothing; negative is a bug)."""
@@ -164,26 +288,43 @@ _configure_lock = threading.Lock()
 _azure_monitor_configured = False
 
 
+_azure_reader: LocalMetricReader | None = None
+
+
 def configure_telemetry(settings: Settings) -> Telemetry:
     """The process's :class:`Telemetry`: exported to Application Insights when configured.
 
     Installs the Azure Monitor distro at most once per process (it sets OpenTelemetry's
-    global providers, which cannot be replaced). With ``AZURE_CLIENT_ID`` set, export
-    authenticates with that managed identity (the Bicep disables Application Insights'
-    key-based ingestion); otherwise with the connection string alone.
+    global providers, which cannot be replaced), with the process's local reader beside
+    its exporter. With ``AZURE_CLIENT_ID`` set, export authenticates with that managed
+    identity (the Bicep disables Application Insights' key-based ingestion); otherwise with
+    the connection string alone. Without a connection string the meter is private to the
+    returned object and read only locally.
     """
-    global _azure_monitor_configured
+    global _azure_monitor_configured, _azure_reader
     connection_string = settings.appinsights_connection_string
     if not connection_string:
-        return Telemetry(NoOpMeter(METER_NAME))
+        return local_telemetry()
     with _configure_lock:
         if not _azure_monitor_configured:
-            _install_azure_monitor(connection_string, settings.azure_client_id)
+            _azure_reader = LocalMetricReader()
+            _install_azure_monitor(connection_string, settings.azure_client_id, _azure_reader)
             _azure_monitor_configured = True
-    return Telemetry(metrics.get_meter(METER_NAME))
+        reader = _azure_reader
+    return Telemetry(metrics.get_meter(METER_NAME),
+                     reader.collect_now if reader is not None else None)
 
 
-def _install_azure_monitor(connection_string: str, client_id: str | None) -> None:
+def local_telemetry(*readers: MetricReader) -> Telemetry:
+    """Telemetry on a meter of its own, read locally (and by ``readers``, e.g. tests')."""
+    local = LocalMetricReader()
+    provider = MeterProvider(metric_readers=[local, *readers])
+    return Telemetry(provider.get_meter(METER_NAME), local.collect_now)
+
+
+def _install_azure_monitor(
+    connection_string: str, client_id: str | None, reader: MetricReader
+) -> None:
     # Imported here: the distro pulls in many instrumentations; hosts without a
     # connection string never pay for them.
     from azure.monitor.opentelemetry import configure_azure_monitor
@@ -195,6 +336,8 @@ def _install_azure_monitor(connection_string: str, client_id: str | None) -> Non
         "resource": Resource.create({"service.name": "stockstream"}),
         # Requests and dependencies are recorded by the Functions host already.
         "disable_tracing": True,
+        # What this instance measured, for GET /api/ops/metrics.
+        "metric_readers": [reader],
     }
     if client_id:
         from azure.identity import ManagedIdentityCredential

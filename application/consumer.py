@@ -16,9 +16,10 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
-from application.ports import LockLost, MessageBroker, ReceivedMessage, SessionReceiver
+from application.ports import Clock, LockLost, MessageBroker, ReceivedMessage, SessionReceiver
 from contracts.validation import (
     EventRejected,
     SchemaValidationFailed,
@@ -29,14 +30,45 @@ from contracts.validation import (
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], object]
+Observer = Callable[[dict[str, Any], object], None]
+"""Called with each applied document and what the handler returned."""
+
+APPLIED_OUTCOMES = frozenset({"applied", "caught-up"})
+"""Handler outcomes that changed the projection (a duplicate or a skipped type did not)."""
+
+
+class ProjectionMetrics(Protocol):
+    def record_projection_lag(self, name: str, seconds: float) -> None: ...
+
+
+def projection_lag_observer(metrics: ProjectionMetrics, name: str, clock: Clock) -> Observer:
+    """Records, for each event projection ``name`` applied, its age: now − the event's
+    ``time`` (when it occurred, i.e. was committed). Duplicates record nothing."""
+
+    def observe(document: dict[str, Any], outcome: object) -> None:
+        if outcome not in APPLIED_OUTCOMES:
+            return
+        try:
+            occurred = datetime.fromisoformat(str(document["time"]).replace("Z", "+00:00"))
+        except (KeyError, ValueError):
+            return
+        metrics.record_projection_lag(name, (clock.now() - occurred).total_seconds())
+
+    return observe
 
 
 class EventConsumer:
-    """Turns a message body into a validated CloudEvent and applies it with ``handler``."""
+    """Turns a message body into a validated CloudEvent and applies it with ``handler``.
 
-    def __init__(self, name: str, handler: Handler) -> None:
+    ``observers`` are told about every document the handler returned from (metrics); one
+    that fails is logged and never fails the message, which is applied already.
+    """
+
+    def __init__(self, name: str, handler: Handler,
+                 observers: tuple[Observer, ...] = ()) -> None:
         self.name = name
         self.handler = handler
+        self.observers = observers
 
     def process(self, body: bytes) -> object:
         """Apply one message. Raises ``EventRejected`` (``SchemaValidationFailed``) for a
@@ -51,7 +83,13 @@ class EventConsumer:
         except UnknownEventType as unknown:
             log.warning("%s skips an event type it does not know: %s", self.name, unknown)
             return "skipped"
-        return self.handler(document)
+        outcome = self.handler(document)
+        for observe in self.observers:
+            try:
+                observe(document, outcome)
+            except Exception:
+                log.exception("an observer of %s failed", self.name)
+        return outcome
 
 
 class SessionConsumer:

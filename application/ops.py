@@ -1,7 +1,9 @@
-"""The operator's status page: outbox, subscriptions and projections in one answer."""
+"""The operator's status page: outbox, subscriptions and projections in one answer, and
+the same figures sampled as metrics (the metrics timer, on both hosts)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from application.ports import Clock, MessageBroker
@@ -10,9 +12,12 @@ from application.views import (
     OpsStatus,
     OpsStatusReader,
     OutboxStatus,
+    PipelineMetrics,
     ProjectionStatus,
     SubscriptionStatus,
 )
+
+log = logging.getLogger(__name__)
 
 
 class PipelineStatus(OpsStatusReader):
@@ -33,14 +38,19 @@ class PipelineStatus(OpsStatusReader):
         self.projections = projections
 
     def status(self) -> OpsStatus:
-        outbox = OutboxStatus(depth=0, oldest_age_seconds=None)
-        if self.relay_status is not None:
-            relay = self.relay_status()
-            outbox = OutboxStatus(relay.depth, relay.oldest_age_seconds)
-        return OpsStatus(outbox=outbox, subscriptions=self._subscriptions(),
+        return OpsStatus(outbox=self.outbox(), subscriptions=self.subscriptions(),
                          projections=self.projections())
 
-    def _subscriptions(self) -> list[SubscriptionStatus]:
+    def outbox(self) -> OutboxStatus:
+        """Committed events not yet published, against the relay's position."""
+        if self.relay_status is None:
+            return OutboxStatus(depth=0, oldest_age_seconds=None)
+        relay = self.relay_status()
+        return OutboxStatus(relay.depth, relay.oldest_age_seconds)
+
+    def subscriptions(self) -> list[SubscriptionStatus]:
+        """Each subscription's counts; its lag is the oldest active message's age, 0 when
+        it is empty, and None when the broker cannot tell (Service Bus: see its adapter)."""
         if self.broker is None:
             return []
         now = self.clock.now()
@@ -48,6 +58,32 @@ class PipelineStatus(OpsStatusReader):
         for name in sorted(self.broker.subscriptions(self.topic)):
             counts = self.broker.counts(self.topic, name)
             oldest = counts.oldest_active_enqueued_at
-            lag = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+            lag: float | None
+            if oldest is not None:
+                lag = max((now - oldest).total_seconds(), 0.0)
+            else:
+                lag = 0.0 if counts.active == 0 else None
             rows.append(SubscriptionStatus(name, counts.active, counts.dead_lettered, lag))
         return rows
+
+    def sample(self, metrics: PipelineMetrics) -> None:
+        """Record the outbox and every subscription's counts (not the projections, whose
+        lag is recorded per applied event). Each part is sampled even if the other fails;
+        the first failure is raised afterwards, so the timer's invocation shows it."""
+        failure: Exception | None = None
+        if self.relay_status is not None:
+            try:
+                outbox = self.outbox()
+                metrics.record_outbox(outbox.depth, outbox.oldest_age_seconds)
+            except Exception as error:
+                log.exception("could not sample the outbox")
+                failure = error
+        try:
+            for subscription in self.subscriptions():
+                metrics.record_backlog(subscription.name, subscription.active)
+                metrics.record_dead_letter_depth(subscription.name, subscription.dead_lettered)
+        except Exception as error:
+            log.exception("could not sample the subscriptions")
+            failure = failure or error
+        if failure is not None:
+            raise failure

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -35,6 +36,8 @@ from contracts.cloudevents import (
 )
 from domain.identifiers import event_id, stream_name
 from domain.stock_item import StockItem
+
+log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 128
 """Service Bus caps MessageId and SessionId at 128 characters."""
@@ -105,8 +108,25 @@ class RelayStatus:
 
     depth: int
     oldest_age_seconds: float | None
-    published_total: int
-    publish_rate: float
+    published_total: int = 0
+    publish_rate: float = 0.0
+
+
+PublishedObserver = Callable[[Sequence[StockItem.Event]], None]
+"""Told about the events of every batch the relay published (metrics)."""
+
+
+class RelayPosition(ABC):
+    """How far a relay that is handed batches (the change feed) has published, kept where
+    a metrics timer on another instance can compare it with the store."""
+
+    @abstractmethod
+    def advance(self, documents: Sequence[dict[str, Any]]) -> None:
+        """These documents are published: move the position past them (never back)."""
+
+    @abstractmethod
+    def status(self) -> RelayStatus:
+        """The events committed beyond the position: how many, and the oldest one's age."""
 
 
 class Relay:
@@ -133,6 +153,7 @@ class Relay:
         self.batch_size = batch_size
         self.deprecated_versions_until = deprecated_versions_until
         self.published_total = 0
+        self.on_published: list[PublishedObserver] = []
         self._recent: deque[tuple[float, int]] = deque(maxlen=256)
         self._lock = threading.Lock()
 
@@ -152,7 +173,13 @@ class Relay:
             self.checkpoints.advance(self.NAME, records[-1].position)
             self.published_total += len(records)
             self._recent.append((time.monotonic(), len(records)))
-            return len(records)
+            events = [r.event for r in records]
+        for observe in self.on_published:
+            try:
+                observe(events)
+            except Exception:
+                log.exception("an observer of the relay failed")
+        return len(records)
 
     def messages(self, event: StockItem.Event) -> list[OutgoingMessage]:
         """What this relay publishes for ``event`` today (deprecated versions included
@@ -194,7 +221,9 @@ class ChangeFeedRelay:
     The Functions change-feed trigger delivers each batch of new event documents at least
     once; this publishes them and returns, or raises so the trigger's retry policy
     (infinite, exponential) redelivers the same batch. Nothing is checkpointed here: the
-    trigger's lease is the checkpoint, and it only advances when this returns.
+    trigger's lease is the checkpoint, and it only advances when this returns. The
+    ``position`` (optional) is told what was published, for the outbox metrics; failing to
+    record it is logged and does not fail the batch, which is published already.
     """
 
     def __init__(
@@ -205,12 +234,14 @@ class ChangeFeedRelay:
         *,
         topic: str = TOPIC,
         deprecated_versions_until: date | None = None,
+        position: RelayPosition | None = None,
     ) -> None:
         self.decode = decode
         self.publisher = publisher
         self.clock = clock
         self.topic = topic
         self.deprecated_versions_until = deprecated_versions_until
+        self.position = position
 
     def publish_documents(self, documents: Sequence[dict[str, Any]]) -> list[StockItem.Event]:
         """Publish every event document of a change-feed batch, in feed order.
@@ -224,4 +255,9 @@ class ChangeFeedRelay:
         messages = [m for e in events for m in to_messages(e, with_deprecated=with_deprecated)]
         if messages:
             self.publisher.publish(self.topic, messages)
+        if self.position is not None and documents:
+            try:
+                self.position.advance(documents)
+            except Exception:
+                log.exception("could not record the relay's position; the next batch will")
         return events

@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,30 @@ class AvailabilityReader(ABC):
         """Totals and per-location rows of ``sku``; a SKU never seen has no rows and zeros."""
 
 
+class PipelineMetrics(Protocol):
+    """Where sampled pipeline figures are recorded (``adapters.telemetry.Telemetry``)."""
+
+    def record_outbox(self, depth: int, oldest_age_seconds: float | None) -> None: ...
+
+    def record_backlog(self, subscription: str, count: int) -> None: ...
+
+    def record_dead_letter_depth(self, subscription: str, count: int) -> None: ...
+
+
 class OpsStatusReader(ABC):
     """Assembles the operator's status page from the outbox, broker and projections."""
 
     @abstractmethod
     def status(self) -> OpsStatus:
         """The current status; never raises for a component that is merely idle."""
+
+    def sample(self, metrics: PipelineMetrics) -> None:
+        """Record the sampled figures (outbox, each subscription's counts) as metrics."""
+        status = self.status()
+        metrics.record_outbox(status.outbox.depth, status.outbox.oldest_age_seconds)
+        for subscription in status.subscriptions:
+            metrics.record_backlog(subscription.name, subscription.active)
+            metrics.record_dead_letter_depth(subscription.name, subscription.dead_lettered)
 
 
 class DeadLetterReplayer(ABC):

@@ -85,9 +85,6 @@ param adjustmentHoldPercent string = ''
 @description('How far back a count\'s counted_at may be, e.g. 7d, 36h, 90m (app setting STOCKSTREAM_COUNT_MAX_AGE).')
 param countMaxAge string = '7d'
 
-@description('Grant the function identity Service Bus Data Owner on the topic, so it can read subscription counts for /api/ops/status and the dead-letter metric.')
-param grantServiceBusManageForCounts bool = true
-
 @description('Maximum instances of the Flex Consumption app (40-1000).')
 @minValue(40)
 @maxValue(1000)
@@ -222,7 +219,6 @@ module serviceBus 'modules/servicebus.bicep' = {
     maxDeliveryCount: maxDeliveryCount
     downstreamSubscriptions: downstreamSubscriptions
     functionPrincipalId: identity.outputs.principalId
-    grantManageForCounts: grantServiceBusManageForCounts
     workspaceId: monitoring.outputs.workspaceId
   }
 }

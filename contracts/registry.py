@@ -642,7 +642,7 @@ def _example_subscription(types: Sequence[str]) -> JsonDoc:
         "deadLetteringOnMessageExpiration": True,
         "rules": [
             {
-                "name": "live",
+                "name": "$Default",
                 "filterType": "SqlFilter",
                 "sqlExpression": f"replayTarget = 'all' AND type IN ({listed}) "
                 "AND location LIKE 'store-%'",
@@ -653,8 +653,9 @@ def _example_subscription(types: Sequence[str]) -> JsonDoc:
                 "sqlExpression": f"replayTarget = 'web-shop' AND type IN ({listed})",
             },
         ],
-        "note": "Remove the $Default rule. Rules are OR'ed and a matching message is "
-        "copied once.",
+        "note": "Overwrite $Default with the live filter, after creating the replay rule, "
+        "so no accept-everything rule remains whether or not Azure removed it. Rules are "
+        "OR'ed and a matching message is copied once.",
     }
 
 

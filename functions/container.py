@@ -13,21 +13,26 @@ Two shapes, chosen by settings (``STOCKSTREAM_EVENT_STORE``):
   also the Service Bus broker, the change-feed relay, the availability consumer (which also
   feeds the movement ledger), the expiry sweep and replay, which the functions in
   ``functions/pipeline.py`` call.
+
+Metrics are wired here too, once per shape: every save is counted for the HTTP layer's
+command outcome (``note_commit``), each applied event's age is recorded by the projection's
+observer, and the relay's position (Azure) or checkpoint (embedded) is what the metrics
+timer compares with the store.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.metrics import NoOpMeter
-
 from adapters.clock import SystemClock
-from adapters.telemetry import METER_NAME, Telemetry, configure_telemetry
+from adapters.openmetrics import Family
+from adapters.telemetry import Telemetry, configure_telemetry, local_telemetry, note_commit
 from application.cadence import CadencePolicy, CountSchedule, MovementTracker
 from application.commands import CountWindow, StockCommands
-from application.consumer import EventConsumer
+from application.consumer import EventConsumer, projection_lag_observer
 from application.expiry import ExpirySweep
 from application.holds import ApprovalGate, HoldPolicy, HoldStore
 from application.ports import Clock, MessageBroker, OutboxReader, StockItemStore
@@ -57,7 +62,10 @@ class Container:
     change_feed_relay: ChangeFeedRelay | None = None
     consumers: dict[str, EventConsumer] = field(default_factory=dict)
     expiry_sweep: ExpirySweep | None = None
-    telemetry: Telemetry = field(default_factory=lambda: Telemetry(NoOpMeter(METER_NAME)))
+    telemetry: Telemetry = field(default_factory=local_telemetry)
+    metrics_sources: dict[str, Callable[[], list[Family]]] = field(default_factory=dict)
+    """Other processes' metrics this host serves too, by process name (the embedded
+    pipeline worker's snapshot); ``GET /api/ops/metrics`` labels their points ``process``."""
 
     def close(self) -> None:
         if self.broker is not None:
@@ -65,11 +73,22 @@ class Container:
         self.store.close()
 
 
-def build_container(settings: Settings, clock: Clock | None = None) -> Container:
-    """Wire the services for ``settings``: SQLite under the data directory, or Azure."""
+def build_container(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    telemetry: Telemetry | None = None,
+    broker: MessageBroker | None = None,
+) -> Container:
+    """Wire the services for ``settings``: SQLite under the data directory, or Azure.
+
+    ``telemetry`` replaces the configured one (tests read it into memory); ``broker``
+    stands in for Service Bus in the Azure shape (tests use the embedded broker).
+    """
     clock = clock or SystemClock()
+    telemetry = telemetry or configure_telemetry(settings)
     if settings.event_store == "cosmos":
-        return _azure(settings, clock)
+        return _azure(settings, clock, telemetry, broker)
     from adapters.sqlite import SQLiteStockItems
 
     store = SQLiteStockItems(settings.data_dir / "events.db",
@@ -78,21 +97,28 @@ def build_container(settings: Settings, clock: Clock | None = None) -> Container
         settings=settings,
         store=store,
         clock=clock,
-        commands=StockCommands(store, clock,
-                               count_window=CountWindow(settings.count_max_age)),
+        commands=_commands(store, clock, settings),
         queries=StockQueries(store, clock),
         extras={},
-        telemetry=configure_telemetry(settings),
+        telemetry=telemetry,
     )
 
 
-def _azure(settings: Settings, clock: Clock) -> Container:
+def _commands(store: StockItemStore, clock: Clock, settings: Settings) -> StockCommands:
+    commands = StockCommands(store, clock, count_window=CountWindow(settings.count_max_age))
+    commands.after_commit.append(note_commit)  # applied vs unchanged, for command metrics
+    return commands
+
+
+def _azure(
+    settings: Settings, clock: Clock, telemetry: Telemetry, broker: MessageBroker | None
+) -> Container:
     # Azure SDK adapters are imported here only, so the embedded host never needs them.
     from adapters.cosmos import open_cosmos_stock_items
-    from adapters.cosmos.change_feed import stored_event_from_document
+    from adapters.cosmos.change_feed import CosmosRelayPosition, stored_event_from_document
 
     store = open_cosmos_stock_items(settings)
-    commands = StockCommands(store, clock, count_window=CountWindow(settings.count_max_age))
+    commands = _commands(store, clock, settings)
     container = Container(
         settings=settings,
         store=store,
@@ -100,15 +126,19 @@ def _azure(settings: Settings, clock: Clock) -> Container:
         commands=commands,
         queries=StockQueries(store, clock),
         extras={},
-        telemetry=configure_telemetry(settings),
+        telemetry=telemetry,
     )
-    if settings.servicebus_namespace:
+    # How far the change-feed relay has published, for the outbox metrics and status.
+    relay_position = CosmosRelayPosition(store.factory.settings, clock)
+    if broker is None and settings.servicebus_namespace:
         from adapters.servicebus import ServiceBusBroker
-        from application.replay import DeadLetterReplay
 
         broker = ServiceBusBroker.from_namespace(
             settings.servicebus_namespace, client_id=settings.azure_client_id
         )
+    if broker is not None:
+        from application.replay import DeadLetterReplay
+
         container.broker = broker
         container.replay = DeadLetterReplay(broker)
 
@@ -119,6 +149,7 @@ def _azure(settings: Settings, clock: Clock) -> Container:
         container.change_feed_relay = ChangeFeedRelay(
             decode, broker, clock,
             deprecated_versions_until=settings.deprecated_versions_until,
+            position=relay_position,
         )
     # The availability view in Cosmos DB: read by the API, fed by the Service Bus trigger
     # (its gaps filled from the stream), indexing expiries for the sweep.
@@ -148,13 +179,19 @@ def _azure(settings: Settings, clock: Clock) -> Container:
 
     container.availability = views
     container.consumers[AVAILABILITY_SUBSCRIPTION] = EventConsumer(
-        projection.name, availability_and_movements
+        projection.name, availability_and_movements,
+        observers=(projection_lag_observer(telemetry, projection.name, clock),),
     )
     container.expiry_sweep = ExpirySweep(views.overdue_reservations, commands, clock)
-    container.ops = PipelineStatus(
-        clock, None, container.broker, TOPIC,
-        lambda: [ProjectionStatus(projection.name, views.events_applied(), None)],
-    )
+
+    def projections() -> list[ProjectionStatus]:
+        # The lag is the last event *this instance* applied (None if it applied none; on
+        # Flex Consumption the HTTP functions scale apart from the trigger, so the
+        # authoritative figure is the stockstream.projection.lag_seconds metric).
+        return [projection.status()]
+
+    container.ops = PipelineStatus(clock, relay_position.status, container.broker, TOPIC,
+                                   projections)
     return container
 
 

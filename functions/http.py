@@ -4,7 +4,9 @@ Each function translates: it parses the request with the models of ``functions.r
 calls one application service from the container, and shapes the answer. Refusals are
 raised (domain errors, store failures, :class:`~functions.problems.Problem`) and turned
 into RFC 9457 problem documents in one place, :func:`answering_problems`; an unexpected
-exception is logged and answered with a 500 problem (a 5xx is a bug).
+exception is logged and answered with a 500 problem (a 5xx is a bug). The same place
+records every state-changing request as a command metric (its function's name, how long
+it took and how it ended), whatever blueprint registered it.
 
 ``ROUTES`` records every function with what the OpenAPI document needs, next to the
 decorator that registers it, so the document and the route table are one list.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +26,8 @@ from urllib.parse import unquote_plus, urlsplit, urlunsplit
 import azure.functions as func
 from pydantic import BaseModel
 
+from adapters.openmetrics import CONTENT_TYPE as OPENMETRICS_CONTENT_TYPE
+from adapters.telemetry import counting_commits
 from application.holds import ApprovalGate, Held
 from application.ports import ConcurrencyConflict, StoreUnavailable
 from contracts.cloudevents import to_cloudevent
@@ -104,8 +109,12 @@ def _route(
     responses: dict[int, type[BaseModel] | str | None],
     problems: tuple[int, ...] = (),
     headers: tuple[str, ...] = (),
+    measured: bool = True,
 ) -> Callable[[Handler], Any]:
-    """Register ``handler`` as the HTTP function ``name`` and record it in ``ROUTES``."""
+    """Register ``handler`` as the HTTP function ``name`` and record it in ``ROUTES``.
+
+    ``measured=False`` keeps its state-changing requests out of the command metric.
+    """
 
     def register(handler: Handler) -> Any:
         ROUTES.append(Route(name, template, tuple(methods), auth_level, summary, request,
@@ -114,32 +123,57 @@ def _route(
         # that lists it; the embedded host answers HEAD without the body.
         bound = [*methods, "HEAD"] if "GET" in methods and "HEAD" not in methods else methods
         routed = bp.route(route=template, methods=bound, auth_level=auth_level)(
-            answering_problems(handler)
+            answering_problems(handler, measured=measured)
         )
         return bp.function_name(name)(routed)
 
     return register
 
 
-def answering_problems(handler: Handler) -> Handler:
-    """Turn every refusal ``handler`` raises into its problem document."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Requests with these methods change nothing, so they are not commands."""
+
+
+def answering_problems(handler: Handler, *, measured: bool = True) -> Handler:
+    """Turn every refusal ``handler`` raises into its problem document, and record each
+    state-changing request as the command ``handler.__name__`` with its duration and
+    outcome (``adapters.telemetry.COMMAND_OUTCOMES``): ``applied`` when a save happened,
+    ``unchanged`` when it succeeded without one (an idempotent repeat), ``rejected`` for a
+    4xx, ``conflict`` when optimistic-concurrency retries ran out, ``error`` for a 5xx."""
+    command = handler.__name__
 
     @functools.wraps(handler)
     def answer(req: func.HttpRequest) -> func.HttpResponse:
-        try:
-            return handler(req)
-        except problems.Problem as problem:
-            return problem.response()
-        except DomainError as error:
-            return problems.from_domain(error).response()
-        except (StoreUnavailable, ConcurrencyConflict) as error:
-            log.warning("%s %s: %s", req.method, loggable_url(req.url), error)
-            return problems.from_store(error).response()
-        except Exception:
-            log.exception("unexpected failure in %s %s", req.method, loggable_url(req.url))
-            return problems.internal_error().response()
+        if not measured or (req.method or "").upper() in SAFE_METHODS:
+            return _answer(handler, req)[0]
+        started = time.perf_counter()
+        with counting_commits() as commits:
+            response, outcome = _answer(handler, req)
+        if outcome == "succeeded":
+            outcome = "applied" if commits[0] else "unchanged"
+        _record_command(command, time.perf_counter() - started, outcome)
+        return response
 
     return answer
+
+
+def _answer(handler: Handler, req: func.HttpRequest) -> tuple[func.HttpResponse, str]:
+    """The answer to ``req`` and how it ended: succeeded, rejected, conflict or error."""
+    try:
+        response = handler(req)
+    except problems.Problem as problem:
+        return problem.response(), "error" if problem.status >= 500 else "rejected"
+    except DomainError as error:
+        return problems.from_domain(error).response(), "rejected"
+    except (StoreUnavailable, ConcurrencyConflict) as error:
+        log.warning("%s %s: %s", req.method, loggable_url(req.url), error)
+        outcome = "conflict" if isinstance(error, ConcurrencyConflict) else "error"
+        return problems.from_store(error).response(), outcome
+    except Exception:
+        log.exception("unexpected failure in %s %s", req.method, loggable_url(req.url))
+        return problems.internal_error().response(), "error"
+    status = int(response.status_code)
+    return response, "error" if status >= 500 else "rejected" if status >= 400 else "succeeded"
 
 
 def loggable_url(url: str) -> str:
@@ -149,6 +183,13 @@ def loggable_url(url: str) -> str:
     kept = [p for p in parts.query.split("&") if p and unquote_plus(p.partition("=")[0]) != "code"]
     shown = urlunsplit(parts._replace(query="&".join(kept)))
     return shown if len(shown) <= 1024 else shown[:1024] + "…"
+
+
+def _record_command(command: str, seconds: float, outcome: str) -> None:
+    try:
+        services().telemetry.record_command(command, seconds, outcome)
+    except Exception:  # the answer is decided: a metric never changes it
+        log.exception("could not record the command metric of %s", command)
 
 
 # -------------------------------------------------------------------- helpers
@@ -369,6 +410,21 @@ def get_ops_status(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(OpsStatusOut.of(reader.status()))
 
 
+@_route("get_ops_metrics", "ops/metrics", ["GET"],
+        summary="What this instance measured, as OpenMetrics text for Prometheus: command "
+                "latency and outcome, relay and projection lag, outbox depth and age, "
+                "subscription backlog and dead letters, count drift. On the embedded host "
+                "the pipeline worker's metrics are included (label `process`); in Azure each "
+                "instance lists only its own (Application Insights has them all).",
+        responses={200: "OpenMetrics"})
+def get_ops_metrics(req: func.HttpRequest) -> func.HttpResponse:
+    container = services()
+    sources = {name: read() for name, read in container.metrics_sources.items()}
+    return func.HttpResponse(container.telemetry.openmetrics(sources), status_code=200,
+                             headers={"Content-Type": OPENMETRICS_CONTENT_TYPE},
+                             mimetype="application/openmetrics-text", charset="utf-8")
+
+
 @_route("replay_dead_letters", "ops/deadletters/{subscription}/replay", ["POST"],
         auth_level=func.AuthLevel.ADMIN,
         summary="Replay a subscription's dead-lettered messages to that subscription only.",
@@ -403,7 +459,7 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 @_route("unmatched_route", "{*path}", ALL_METHODS,
         summary="Answers every request no other function takes: 405 on a known path, "
-                "else 404.", responses={})
+                "else 404.", responses={}, measured=False)
 def unmatched_route(req: func.HttpRequest) -> func.HttpResponse:
     # The whole app's table, so other blueprints' routes get their 405 too. Imported here:
     # function_app imports this module (in Azure too, the worker loads it as function_app).

@@ -18,6 +18,7 @@ import azure.functions as func
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from adapters.openmetrics import CONTENT_TYPE as OPENMETRICS_CONTENT_TYPE
 from contracts.events import CloudEvent
 from domain.identifiers import IDENTIFIER_PATTERN
 from functions.http import ROUTES, Route
@@ -97,6 +98,10 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
                 "type": "array", "items": {"$ref": _REF.format(model="CloudEvent")}}}}
         elif model == "OpenAPI":
             response["content"] = {"application/json": {"schema": {"type": "object"}}}
+        elif model == "OpenMetrics":
+            response["content"] = {OPENMETRICS_CONTENT_TYPE: {"schema": {
+                "type": "string",
+                "description": "OpenMetrics 1.0 text exposition, ending with `# EOF`."}}}
         if "ETag" in route.headers:
             response["headers"] = {"ETag": {"schema": {"type": "string"},
                                             "description": "The stream version, quoted."}}
@@ -151,7 +156,9 @@ def openapi_document() -> dict[str, Any]:
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },
-        "servers": [{"url": "http://127.0.0.1:7071", "description": "make serve"}],
+        # Relative: the document is served by the API it describes (embedded host or
+        # Azure), so clients resolve it against where they fetched it. Paths carry /api.
+        "servers": [{"url": "/", "description": "the host that serves this document"}],
         "security": [{"functionKey": []}],
         "paths": paths,
         "components": {

@@ -3,6 +3,13 @@
 Each function reads its binding and calls one service from the container. Connections
 are identity-based: ``COSMOS`` resolves ``COSMOS__accountEndpoint`` and ``SERVICEBUS``
 resolves ``SERVICEBUS__fullyQualifiedNamespace`` (app settings, see ``bicep/``).
+
+The trigger settings come from the capacity model in ``docs/azure-capacity.md``: the relay
+starts from the beginning of the change feed when it has no leases (so nothing committed
+before its first start, or before a lease reset, is left unpublished), polls a drained
+range every second, and the availability projection reads a subscription *without*
+sessions, because its per-stream version checks make delivery order irrelevant while
+sessions would cap its throughput by the session idle timeout.
 """
 
 from __future__ import annotations
@@ -17,6 +24,13 @@ from contracts.validation import EventRejected
 from functions.container import Container, get_container
 
 log = logging.getLogger(__name__)
+
+RELAY_LEASE_PREFIX = "relay-"
+RELAY_POLL_DELAY_MS = 1000
+"""Delay before polling a drained lease range again (the trigger's default is 5000 ms):
+at most one second of relay lag when idle; see docs/azure-capacity.md."""
+RELAY_MAX_ITEMS = 100
+"""Documents per invocation: one Service Bus send batch, one position write."""
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
@@ -38,8 +52,13 @@ def services() -> Container:
     database_name="%COSMOS_DATABASE%",
     container_name="events",
     lease_container_name="leases",
-    lease_container_prefix="relay-",
+    lease_container_prefix=RELAY_LEASE_PREFIX,
     create_lease_container_if_not_exists=False,
+    # Without leases (first start, a new prefix, a lease reset) read the whole feed, not
+    # only what is written from now on. A reset republishes the history: docs/runbook.md.
+    start_from_beginning=True,  # type: ignore[arg-type]  # the SDK annotates it as a time
+    feed_poll_delay=RELAY_POLL_DELAY_MS,
+    max_items_per_invocation=RELAY_MAX_ITEMS,
 )
 def relay_events(documents: func.DocumentList) -> None:
     """Publish a change-feed batch of new events; raising redelivers the whole batch."""
@@ -50,9 +69,9 @@ def relay_events(documents: func.DocumentList) -> None:
     events = container.change_feed_relay.publish_documents(batch)
     container.telemetry.record_published(len(events))
     now = time.time()
-    for document in batch:
+    for document in batch:  # outbox lag of each event: now - its commit time (_ts)
         ts = document.get("_ts")
-        if isinstance(ts, int | float):
+        if "originator_version" in document and isinstance(ts, int | float):
             container.telemetry.record_outbox_lag(now - ts)
 
 
@@ -62,10 +81,15 @@ def relay_events(documents: func.DocumentList) -> None:
     connection="SERVICEBUS",
     topic_name=TOPIC,
     subscription_name=AVAILABILITY_SUBSCRIPTION,
-    is_sessions_enabled=True,
+    # No sessions: the projection applies "at version V the position is X" per stream and
+    # fills gaps from the store, so order does not matter, and a session per SKU-location
+    # would make each instance wait sessionIdleTimeout per sparse session
+    # (docs/azure-capacity.md). Downstream subscriptions keep their sessions.
+    is_sessions_enabled=False,
 )
 def project_availability(message: func.ServiceBusMessage) -> None:
-    """Apply one event to the availability view (idempotent per stream version)."""
+    """Apply one event to the availability view (idempotent per stream version, in any
+    order: a gap is filled from the event store)."""
     consume(AVAILABILITY_SUBSCRIPTION, message)
 
 
@@ -100,11 +124,9 @@ def sweep_expired_reservations(timer: func.TimerRequest) -> None:
 @bp.function_name("publish_pipeline_metrics")
 @bp.timer_trigger(arg_name="timer", schedule="30 * * * * *", run_on_startup=False)
 def publish_pipeline_metrics(timer: func.TimerRequest) -> None:
-    """Every minute: each subscription's backlog and dead-letter depth, as metrics."""
+    """Every minute: the outbox (events committed beyond the relay's position, and the
+    oldest one's age: the relay-lag signal of a stalled relay) and each subscription's
+    backlog and dead-letter depth, as metrics."""
     container = services()
-    if container.broker is None:
-        return
-    for subscription in container.broker.subscriptions(TOPIC):
-        counts = container.broker.counts(TOPIC, subscription)
-        container.telemetry.record_backlog(subscription, counts.active)
-        container.telemetry.record_dead_letter_depth(subscription, counts.dead_lettered)
+    if container.ops is not None:
+        container.ops.sample(container.telemetry)

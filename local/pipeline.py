@@ -9,21 +9,30 @@ Shutdown (``Pipeline.stop``) stops taking new work, lets each worker finish and 
 the message in hand, publishes what is committed, and closes the databases. Nothing is
 lost or half-applied on Ctrl-C: every step is one transaction, and the step after it
 (checkpoint, settlement) is repeatable.
+
+Metrics are the Azure ones, recorded by the same code paths: the relay records each
+published event's age, the projection each applied event's age, and a metrics loop (the
+Azure metrics timer's counterpart) samples the outbox against the relay's checkpoint and
+each subscription's counts. The worker process writes what it measured to a snapshot file
+that the host's ``GET /api/ops/metrics`` serves beside its own (label ``process``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.openmetrics import read_snapshot, write_snapshot
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
-from application.consumer import EventConsumer, SessionConsumer
+from adapters.telemetry import Telemetry
+from application.consumer import EventConsumer, SessionConsumer, projection_lag_observer
 from application.expiry import ExpirySweep
 from application.ops import PipelineStatus
 from application.relay import Relay
@@ -38,6 +47,13 @@ log = logging.getLogger(__name__)
 DUPLICATE_DETECTION_WINDOW = timedelta(days=1)
 MAX_DELIVERY_COUNT = 10
 CONSUMER_BATCH = 32
+METRICS_INTERVAL_SECONDS = 10.0
+"""How often the metrics loop samples the outbox and the subscriptions (Azure: a minute)."""
+
+
+def worker_metrics_path(data_dir: Path) -> Path:
+    """Where the pipeline worker keeps the snapshot of what it measured."""
+    return data_dir / "metrics" / "worker.json"
 
 
 def replay_rules(subscription: str) -> list[dict[str, str | int]]:
@@ -75,8 +91,12 @@ class Pipeline:
     projection: AvailabilityProjection
     consumer: SessionConsumer
     sweep: ExpirySweep
+    status: PipelineStatus | None = None
+    telemetry: Telemetry | None = None
     relay_interval: float = 0.05
     sweep_interval: float = 1.0
+    metrics_interval: float = METRICS_INTERVAL_SECONDS
+    metrics_snapshot: Path | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -87,7 +107,20 @@ class Pipeline:
     def start(self) -> None:
         self._spawn("relay", self._relay_loop)
         self._spawn("expiry-sweep", self._sweep_loop)
+        if self.telemetry is not None and self.status is not None:
+            self._spawn("metrics", self._metrics_loop)
         self.consumer.start()
+
+    def record_metrics(self) -> None:
+        """Sample the outbox (against the relay's checkpoint) and the subscriptions, and
+        write the snapshot the host serves: what the Azure metrics timer does."""
+        if self.telemetry is None or self.status is None:
+            return
+        try:
+            self.status.sample(self.telemetry)
+        finally:
+            if self.metrics_snapshot is not None:
+                write_snapshot(self.metrics_snapshot, self.telemetry.families())
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -111,6 +144,15 @@ class Pipeline:
             except Exception:
                 log.exception("expiry sweep failed; it runs again")
 
+    def _metrics_loop(self) -> None:
+        while True:
+            try:
+                self.record_metrics()
+            except Exception:
+                log.exception("sampling the pipeline's metrics failed; it runs again")
+            if self._stopping.wait(self.metrics_interval):
+                return
+
     def stop(self) -> None:
         """Stop taking work, finish what is in hand, publish what is committed, close."""
         self._stopping.set()
@@ -122,15 +164,28 @@ class Pipeline:
             self.relay.drain()
         except Exception:
             log.exception("final relay drain failed; the next start publishes the rest")
+        try:
+            self.record_metrics()
+        except Exception:
+            log.exception("could not record the pipeline's last metrics")
         self.views.close()
         self.broker.close()
 
 
 def start_pipeline(
-    container: Container, *, workers: int = 1, relay_interval: float = 0.05
+    container: Container,
+    *,
+    workers: int = 1,
+    relay_interval: float = 0.05,
+    metrics_snapshot: Path | None = None,
+    autostart: bool = True,
 ) -> Pipeline:
     """Wire and start the embedded pipeline, in this process, for ``container``'s SQLite
     event store. Sets ``container.availability``, ``container.ops`` and ``container.replay``.
+
+    Metrics go to ``container.telemetry``; with ``metrics_snapshot`` the metrics loop also
+    writes them there for another process to serve. ``autostart=False`` wires everything
+    and starts nothing (tests drive the parts).
 
     ``relay_interval`` is how often the relay polls when no commit in this process woke it
     (commits from other processes are only seen by polling). One consumer thread is the
@@ -150,21 +205,32 @@ def start_pipeline(
     projection = AvailabilityProjection(views, _history(store))
     relay = Relay(store, broker, store.checkpoints(), container.clock,
                   deprecated_versions_until=container.settings.deprecated_versions_until)
+    telemetry = container.telemetry
+    clock = container.clock
+
+    def published(events: Sequence[StockItem.Event]) -> None:
+        now = clock.now()
+        telemetry.record_relay_batch([(now - e.timestamp).total_seconds() for e in events])
+
+    relay.on_published.append(published)
     consumer = SessionConsumer(
         broker, TOPIC, AVAILABILITY_SUBSCRIPTION,
-        EventConsumer(projection.name, projection.handle), workers=workers,
-        batch_size=CONSUMER_BATCH,
+        EventConsumer(projection.name, projection.handle,
+                      observers=(projection_lag_observer(telemetry, projection.name, clock),)),
+        workers=workers, batch_size=CONSUMER_BATCH,
     )
     sweep = ExpirySweep(views.overdue_reservations, container.commands, container.clock)
-    pipeline = Pipeline(relay, broker, views, projection, consumer, sweep,
-                        relay_interval=relay_interval)
+    status = PipelineStatus(
+        container.clock, relay.status, broker, TOPIC, lambda: [projection.status()]
+    )
+    pipeline = Pipeline(relay, broker, views, projection, consumer, sweep, status, telemetry,
+                        relay_interval=relay_interval, metrics_snapshot=metrics_snapshot)
     container.commands.after_commit.append(pipeline.wake_relay)
     container.availability = views
     container.replay = DeadLetterReplay(broker)
-    container.ops = PipelineStatus(
-        container.clock, relay.status, broker, TOPIC, lambda: [projection.status()]
-    )
-    pipeline.start()
+    container.ops = status
+    if autostart:
+        pipeline.start()
     return pipeline
 
 
@@ -201,4 +267,7 @@ def open_pipeline_readers(container: Container) -> PipelineReaders:
     container.ops = PipelineStatus(
         container.clock, relay.status, broker, TOPIC, lambda: [projection_status(views)]
     )
+    # What the worker measured (relay, projection, sampled outbox and subscriptions).
+    snapshot = worker_metrics_path(data)
+    container.metrics_sources["worker"] = lambda: read_snapshot(snapshot)
     return PipelineReaders(broker, views)

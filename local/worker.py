@@ -22,7 +22,7 @@ from types import FrameType
 
 from application.settings import SettingsError, load
 from functions.container import build_container
-from local.pipeline import start_pipeline
+from local.pipeline import start_pipeline, worker_metrics_path
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     container = build_container(settings)
-    pipeline = start_pipeline(container, relay_interval=RELAY_POLL_SECONDS)
+    pipeline = start_pipeline(container, relay_interval=RELAY_POLL_SECONDS,
+                              metrics_snapshot=worker_metrics_path(settings.data_dir))
     print(READY, flush=True)
     # A worker whose host was killed outright is re-parented: it stops too, rather than
     # running on beside the next host's worker.

@@ -136,6 +136,7 @@ class CosmosSettings:
     tracking_container: str = "tracking"
     views_container: str = "views"
     reconciliation_container: str = "reconciliation"
+    leases_container: str = "leases"
     originator_id_type: Literal["uuid", "text"] = "uuid"
 
     @classmethod
@@ -385,6 +386,9 @@ class CosmosDatastore:
                 # Held counts, count sessions and the movement ledger
                 # (adapters.cosmos.reconciliation).
                 (s.reconciliation_container, "/pk", RECONCILIATION_INDEXING_POLICY),
+                # The change-feed trigger's leases, and the relay's published position
+                # (adapters.cosmos.change_feed).
+                (s.leases_container, "/id", None),
             ):
                 options: dict[str, Any] = {"partition_key": PartitionKey(path=key)}
                 if policy is not None:

@@ -3,6 +3,13 @@
 // Metric alerts use the platform metrics of Service Bus, Cosmos DB and Application Insights.
 // Log alerts query the custom metrics the app emits (names in adapters/telemetry.py) in
 // Application Insights' customMetrics table.
+//
+// Which column of customMetrics a log alert reads depends on the instrument (what the Azure
+// Monitor exporter sends, azure-monitor-opentelemetry-exporter _convert_point_to_envelope):
+// - a histogram row carries valueSum, valueCount, valueMin and valueMax (the point's min and
+//   max), so valueMax is the largest sample of the row;
+// - a gauge (or counter) row carries one value, valueCount 1 and no min or max, so it is read
+//   as valueSum / valueCount and never through valueMin/valueMax.
 
 @description('Name prefix for the alert rules.')
 param namePrefix string
@@ -85,7 +92,7 @@ resource deadLetters 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'Messages were dead-lettered on inventory-events: a consumer gave up on an event. Runbook: docs/deploy.md#dead-letters-present.'
+    description: 'Messages were dead-lettered on inventory-events: a consumer gave up on an event. Runbook: docs/runbook.md#dead-letters-present.'
     severity: 2
     enabled: true
     scopes: [
@@ -126,7 +133,7 @@ resource backlog 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'Active messages on inventory-events stayed above the threshold for 15 minutes: consumers are not keeping up. Runbook: docs/deploy.md#consumer-backlog-growing.'
+    description: 'Active messages on inventory-events stayed above the threshold for 15 minutes: consumers are not keeping up. Runbook: docs/runbook.md#consumer-backlog-growing.'
     severity: 2
     enabled: true
     scopes: [
@@ -168,7 +175,7 @@ resource throttling 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'Cosmos DB answered requests with 429 (request rate too large). Runbook: docs/deploy.md#cosmos-db-throttling-429.'
+    description: 'Cosmos DB answered requests with 429 (request rate too large). Runbook: docs/runbook.md#cosmos-db-throttling-429.'
     severity: 2
     enabled: true
     scopes: [
@@ -209,7 +216,7 @@ resource functionFailures 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'Function invocations failed (HTTP 5xx, relay, projection or timer errors). Runbook: docs/deploy.md#function-failures.'
+    description: 'Function invocations failed (HTTP 5xx, relay, projection or timer errors). Runbook: docs/runbook.md#function-failures.'
     severity: 1
     enabled: true
     scopes: [
@@ -241,15 +248,18 @@ var logAlerts = [
   {
     name: 'relay-lag'
     severity: 1
-    description: 'Events are waiting too long between commit and publish: the relay is slow or stalled. Runbook: docs/deploy.md#relay-lag-above-threshold.'
-    query: 'customMetrics | where name == \'stockstream.outbox.lag_seconds\' | project timestamp, value = valueMax'
+    description: 'Events are waiting too long between commit and publish: the relay is slow or stalled. Runbook: docs/runbook.md#relay-lag-above-threshold.'
+    // Two signals: the age of each event the relay published (histogram), and the age of the
+    // oldest event committed and not yet published, sampled every minute by the metrics timer
+    // (gauge), which keeps growing when the relay publishes nothing at all.
+    query: 'customMetrics | where name in (\'stockstream.outbox.lag_seconds\', \'stockstream.outbox.oldest_age_seconds\') | project timestamp, value = iff(name == \'stockstream.outbox.lag_seconds\', valueMax, valueSum / valueCount)'
     threshold: relayLagThresholdSeconds
     dimensions: []
   }
   {
     name: 'projection-lag'
     severity: 2
-    description: 'A projection applies events too long after they were committed. Runbook: docs/deploy.md#projection-lag-above-threshold.'
+    description: 'A projection applies events too long after they were committed. Runbook: docs/runbook.md#projection-lag-above-threshold.'
     query: 'customMetrics | where name == \'stockstream.projection.lag_seconds\' | extend projection = tostring(customDimensions.projection) | project timestamp, projection, value = valueMax'
     threshold: projectionLagThresholdSeconds
     dimensions: [
@@ -265,7 +275,7 @@ var logAlerts = [
   {
     name: 'reconciliation-drift'
     severity: 3
-    description: 'A physical count differed from the recorded on hand by more than the threshold. Runbook: docs/deploy.md#reconciliation-drift-above-threshold.'
+    description: 'A physical count differed from the recorded on hand by more than the threshold. Runbook: docs/runbook.md#reconciliation-drift-above-threshold.'
     query: 'customMetrics | where name == \'stockstream.reconciliation.drift_units\' | project timestamp, value = valueMax'
     threshold: driftThresholdUnits
     dimensions: []
@@ -273,8 +283,8 @@ var logAlerts = [
   {
     name: 'subscription-dead-letters'
     severity: 2
-    description: 'A subscription\'s dead-letter queue is not empty (per subscription, from the status timer). Runbook: docs/deploy.md#dead-letters-present.'
-    query: 'customMetrics | where name == \'stockstream.deadletter.depth\' | extend subscription = tostring(customDimensions.subscription) | project timestamp, subscription, value = valueMax'
+    description: 'A subscription\'s dead-letter queue is not empty (per subscription, from the status timer). Runbook: docs/runbook.md#dead-letters-present.'
+    query: 'customMetrics | where name == \'stockstream.deadletter.depth\' | extend subscription = tostring(customDimensions.subscription) | project timestamp, subscription, value = valueSum / valueCount'
     threshold: 0
     dimensions: [
       {

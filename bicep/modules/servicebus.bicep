@@ -1,10 +1,15 @@
-// Service Bus: the topic every inventory event is published to, the availability
-// subscription that feeds the projections, and the downstream teams' subscriptions.
+// Service Bus: the topic every inventory event is published to (session id = SKU-location),
+// the availability subscription that feeds the projections (without sessions), and the
+// downstream teams' subscriptions (sessions as each team chooses).
 //
 // Every subscription receives a message only through two rules: replayTarget = 'all' (normal
 // publishing) and replayTarget = '<its own name>' (a dead-letter replay aimed at it), so a
-// replay reaches only the subscription that failed. Creating a rule through Resource Manager
-// removes the subscription's implicit $Default (accept-everything) rule; no $Default is declared.
+// replay reaches only the subscription that failed. The first of them *is* the rule named
+// $Default: a subscription is created with an accept-everything $Default, and whether Azure
+// removes it when another rule is created through Resource Manager is reported both ways
+// (terraform-provider-azurerm #20718, pulumi-azure-native #4489). Declaring $Default with the
+// intended filter, written after the other rule (dependsOn), gives the same two rules either
+// way: no accept-everything rule can survive.
 // Local (SAS key) auth is disabled: the function's identity uses Entra roles only.
 
 @description('Namespace name (6-50 letters, digits and hyphens).')
@@ -43,9 +48,6 @@ param downstreamSubscriptions array
 
 @description('Principal id of the function app identity.')
 param functionPrincipalId string
-
-@description('Grant Data Owner on the topic so the status timer can read subscription counts (Manage right).')
-param grantManageForCounts bool
 
 @description('Log Analytics workspace receiving the namespace diagnostics.')
 param workspaceId string
@@ -98,8 +100,13 @@ resource availability 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2024
   parent: topic
   name: availabilitySubscriptionName
   properties: {
-    // One session per SKU-location: per-stream order, parallel across streams.
-    requiresSession: true
+    // No sessions: the projection applies "at version V the position is X" per stream and
+    // fills gaps from the event store, so delivery order does not matter to it, while one
+    // session per sparse SKU-location would hold each session slot for sessionIdleTimeout
+    // after every message (docs/azure-capacity.md). Messages still carry the SKU-location
+    // session id, so downstream subscriptions with sessions keep per-SKU-location order.
+    // requiresSession cannot be changed on an existing subscription: see docs/runbook.md.
+    requiresSession: false
     maxDeliveryCount: maxDeliveryCount
     lockDuration: 'PT1M'
     defaultMessageTimeToLive: 'P14D'
@@ -109,9 +116,13 @@ resource availability 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2024
   }
 }
 
+// $Default: normal publishing (replayTarget = 'all'), replacing the accept-everything filter.
 resource availabilityAll 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2024-01-01' = {
   parent: availability
-  name: 'replay-all'
+  name: '$Default'
+  dependsOn: [
+    availabilitySelf
+  ]
   properties: {
     filterType: 'CorrelationFilter'
     correlationFilter: {
@@ -149,10 +160,13 @@ resource downstream 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2024-0
   }
 }]
 
-// The team's filter AND replayTarget = 'all'.
+// $Default: the team's filter AND replayTarget = 'all' (written after replay-self, see above).
 resource downstreamAll 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2024-01-01' = [for (team, i) in downstreamSubscriptions: {
   parent: downstream[i]
-  name: 'replay-all'
+  name: '$Default'
+  dependsOn: [
+    downstreamSelf[i]
+  ]
   properties: contains(team.filter, 'sql') ? {
     filterType: 'SqlFilter'
     sqlFilter: {
@@ -211,10 +225,15 @@ resource dataReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// ServiceBusAdministrationClient.get_subscription_runtime_properties (active and dead-letter
-// counts for /api/ops/status and the dead-letter depth metric) needs the Manage right, which
-// only Data Owner grants. Scoped to the one topic; switch off to run without those counts.
-resource dataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantManageForCounts) {
+// The Manage claim, which only Data Owner grants, scoped to the one topic. Always granted:
+// - the Functions Service Bus trigger lists Data Owner among its roles (Microsoft's
+//   "identity-based connections" table for the Service Bus trigger: Data Receiver, Data
+//   Owner), and
+// - ServiceBusAdministrationClient.get_subscription_runtime_properties (active and
+//   dead-letter counts for the metrics timer, the backlog and dead-letter alerts and
+//   /api/ops/status) needs Manage.
+// Without it the timer fails every minute and those metrics stay empty.
+resource dataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(topic.id, functionPrincipalId, roleIds.dataOwner)
   scope: topic
   properties: {

@@ -28,7 +28,7 @@ def test_the_emulator_declares_the_app_topology() -> None:
     assert topic["Properties"]["RequiresDuplicateDetection"] is True  # type: ignore[index]
     (availability,) = topic["Subscriptions"]  # type: ignore[misc]
     assert availability["Name"] == AVAILABILITY_SUBSCRIPTION
-    assert availability["Properties"]["RequiresSession"] is True
+    assert availability["Properties"]["RequiresSession"] is False  # as in bicep/
     assert availability["Properties"]["MaxDeliveryCount"] == MAX_DELIVERY_COUNT
     assert _rules(availability) == replay_rules(AVAILABILITY_SUBSCRIPTION)
 

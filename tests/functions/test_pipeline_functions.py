@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +16,19 @@ from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
 import function_app
-from adapters.clock import SystemClock
+from adapters.clock import ManualClock, SystemClock
 from adapters.cosmos.change_feed import stored_event_from_document
 from adapters.cosmos.persistence import event_document
 from adapters.embedded_broker import EmbeddedBroker
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.consumer import EventConsumer
 from application.expiry import ExpirySweep
+from application.ops import PipelineStatus
 from application.ports import MessagePublisher
 from application.relay import ChangeFeedRelay
 from application.settings import AVAILABILITY_SUBSCRIPTION, SETTING_NAMES, TOPIC, load
 from functions.container import Container, build_container, use_container
-from local.pipeline import _history, ensure_topology
+from local.pipeline import DUPLICATE_DETECTION_WINDOW, _history, ensure_topology
 from projections.availability import AvailabilityProjection
 
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
@@ -63,6 +65,8 @@ def azure_like(
     container.expiry_sweep = ExpirySweep(views.overdue_reservations, container.commands,
                                          container.clock)
     container.availability = views
+    container.ops = PipelineStatus(container.clock, None, broker, TOPIC,
+                                   lambda: [projection.status()])
     use_container(container)
     yield container, broker, projection
     use_container(None)
@@ -119,10 +123,23 @@ def test_the_relay_has_an_infinite_retry_policy_and_an_identity_based_connection
     assert not trigger.get("createLeaseContainerIfNotExists")
 
 
-def test_the_projection_trigger_takes_sessions_of_the_availability_subscription() -> None:
+def test_the_relay_starts_from_the_beginning_and_polls_a_drained_range_every_second() -> None:
+    # Without leases (first start, new prefix, lease reset) the feed is read from the
+    # start, not "from now": nothing committed before the relay's first run is skipped.
+    (trigger,) = bindings("relay_events")
+    assert trigger["startFromBeginning"] is True
+    assert trigger["leaseContainerPrefix"] == "relay-"
+    assert trigger["feedPollDelay"] == 1000  # docs/azure-capacity.md
+    assert trigger["maxItemsPerInvocation"] == 100
+
+
+def test_the_projection_trigger_reads_the_availability_subscription_without_sessions() -> None:
+    # Order is irrelevant to the projection (version checks, gaps filled from the store);
+    # sessions would cap it by the idle timeout per sparse SKU-location
+    # (docs/azure-capacity.md). The subscription in Bicep agrees (tests/infra).
     (trigger,) = bindings("project_availability")
     assert trigger["type"] == "serviceBusTrigger"
-    assert trigger["isSessionsEnabled"] is True
+    assert trigger["isSessionsEnabled"] is False
     assert (trigger["topicName"], trigger["subscriptionName"]) == (TOPIC, AVAILABILITY_SUBSCRIPTION)
     assert trigger["connection"] == "SERVICEBUS"
     assert "SERVICEBUS__fullyQualifiedNamespace" in SETTING_NAMES
@@ -180,6 +197,38 @@ def test_a_relay_failing_mid_batch_is_redelivered_and_counts_once_downstream(
     assert (availability.on_hand, availability.reserved, availability.locations[0].version) == (
         10, 4, 3,
     )
+
+
+def test_the_projection_absorbs_a_full_republish_after_a_lease_reset(
+    azure_like: Any, tmp_path: Path,
+) -> None:
+    """A lease reset (or a new lease prefix) makes the relay start from the beginning of
+    the change feed: the whole history is published again, and beyond the topic's
+    duplicate-detection window nothing is dropped. The projection must not move."""
+    container, _, projection = azure_like
+    clock = ManualClock()
+    topic = EmbeddedBroker(tmp_path / "republish.db", clock=clock)
+    ensure_topology(topic)
+    container.change_feed_relay.publisher = topic
+    trading(container)
+    call("relay_events", documents=change_feed(container))
+    for message in received(topic):
+        call("project_availability", message=as_binding(message))
+    container.commands.fulfil("SKU-1", "STORE-1", "order-1")
+    call("relay_events", documents=change_feed(container))  # the feed after the last lease
+    for message in received(topic):
+        call("project_availability", message=as_binding(message))
+    before = {sku: projection.views.for_sku(sku) for sku in ("SKU-1", "SKU-2")}
+
+    clock.advance((DUPLICATE_DETECTION_WINDOW + timedelta(hours=1)).total_seconds())
+    call("relay_events", documents=change_feed(container))  # leases reset: from the start
+    republished = received(topic)
+    assert len(republished) == 6  # every event again: the window has passed
+    for message in reversed(republished):  # in any order, as a non-session reader sees it
+        call("project_availability", message=as_binding(message))
+
+    assert {sku: projection.views.for_sku(sku) for sku in ("SKU-1", "SKU-2")} == before
+    assert before["SKU-1"].locations[0].version == 4 and before["SKU-1"].on_hand == 6
 
 
 def test_a_message_that_breaks_the_schema_raises_so_service_bus_dead_letters_it(

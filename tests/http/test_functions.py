@@ -44,6 +44,7 @@ EXPECTED_BINDINGS = {
     "record_count": ("stock/{sku}/{location}/counts", ["POST"], "FUNCTION"),
     "get_availability": ("availability/{sku}", ["GET", "HEAD"], "FUNCTION"),
     "get_ops_status": ("ops/status", ["GET", "HEAD"], "FUNCTION"),
+    "get_ops_metrics": ("ops/metrics", ["GET", "HEAD"], "FUNCTION"),
     "replay_dead_letters": ("ops/deadletters/{subscription}/replay", ["POST"], "ADMIN"),
     "get_openapi": ("openapi.json", ["GET", "HEAD"], "ANONYMOUS"),
     "unmatched_route": ("{*path}", ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],

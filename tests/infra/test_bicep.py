@@ -148,9 +148,10 @@ def _availability():
     return found[0]
 
 
-def test_availability_subscription_uses_sessions_and_dead_letters():
+def test_availability_subscription_has_no_sessions_and_dead_letters():
+    # The projection is order-independent; sessions would cap it (docs/azure-capacity.md).
     props = _availability().properties
-    assert props["requiresSession"] is True
+    assert props["requiresSession"] is False
     assert props["deadLetteringOnMessageExpiration"] is True
     assert props["maxDeliveryCount"] == "maxDeliveryCount"
     assert bm.parse(bm.MAIN)["parameters"]["maxDeliveryCount"]["default"] == 10
@@ -177,9 +178,24 @@ def test_availability_accepts_only_normal_publishing_and_replays_aimed_at_it():
     assert filters == ["all", "availabilitySubscriptionName"]
 
 
-def test_no_subscription_keeps_an_accept_everything_default_rule():
+def _depends_on(rule):
+    return [bm.accessor(d) or [_parent_symbol(d)] for d in rule.body.get("dependsOn", [])]
+
+
+def test_each_subscription_defines_its_default_rule_with_the_intended_filter_last():
+    # Whether Azure removes the implicit accept-everything $Default when another rule is
+    # created is reported both ways; declaring $Default with the normal-publishing filter,
+    # written after replay-self, leaves the same two rules whichever way Azure behaves.
     rules = bm.of_type("Microsoft.ServiceBus/namespaces/topics/subscriptions/rules")
-    assert rules and all(r.body["name"] != "$Default" for r in rules)
+    by_parent: dict[str, dict[str, object]] = {}
+    for rule in rules:
+        by_parent.setdefault(_parent_symbol(rule.body["parent"]), {})[rule.body["name"]] = rule
+    assert set(by_parent) == {"availability", "downstream"}
+    for parent, named in by_parent.items():
+        assert set(named) == {"$Default", "replay-self"}, parent
+        default, self_rule = named["$Default"], named["replay-self"]
+        assert _depends_on(default) == [[self_rule.symbol]], parent
+        assert default.properties != {} and "TrueFilter" not in str(default.properties)
     assert all(r.properties.get("filterType") != "TrueFilter" for r in rules)
 
 
@@ -191,8 +207,8 @@ def test_each_downstream_subscription_gets_both_replay_rules_combined_with_its_f
     assert bm.accessor(downstream[0].properties["requiresSession"]) == ["team",
                                                                         "requiresSession"]
     rules = {r.body["name"]: r for r in _rules_of("downstream")}
-    assert set(rules) == {"replay-all", "replay-self"}
-    expected_target = {"replay-all": ("\\'all\\'", "all"),
+    assert set(rules) == {"$Default", "replay-self"}
+    expected_target = {"$Default": ("\\'all\\'", "all"),
                        "replay-self": ("\\'${team.name}\\'", ["team", "name"])}
     for name, rule in rules.items():
         assert rule.loop["detail"]["array_name"] == "downstreamSubscriptions"
@@ -237,9 +253,12 @@ def test_the_function_identity_gets_exactly_the_least_privilege_roles():
         assert r.properties["principalType"] == "ServicePrincipal"
 
 
-def test_service_bus_manage_right_is_only_granted_when_counts_are_wanted():
+def test_service_bus_manage_right_is_granted_unconditionally_on_the_topic():
+    # The trigger and the metrics timer (subscription runtime counts) need the Manage claim;
+    # a switch to leave it out would silently empty the backlog and dead-letter metrics.
     (owner,) = [r for _, role, r in _role_assignments() if role == ROLE["servicebus_data_owner"]]
-    assert owner.condition == "grantManageForCounts"
+    assert owner.condition is None and owner.body["scope"] == "topic"
+    assert not any("manage" in name.lower() for name in bm.parse(bm.MAIN)["parameters"])
 
 
 def test_cosmos_data_plane_role_is_data_contributor_on_the_account():
@@ -389,20 +408,23 @@ def _log_alerts():
     return {rule["name"]: rule for rule in bm.module("alerts")["variables"]["logAlerts"]["value"]}
 
 
-KQL_METRIC_NAME = re.compile(r"name\s*==\s*\\?'([^'\\]+)\\?'")
+CUSTOM_METRIC = re.compile(r"\bstockstream\.[a-z_]+(?:\.[a-z_]+)+")
 
 
 def test_log_alerts_query_the_custom_metrics_against_threshold_parameters():
     rules = _log_alerts()
     expected = {
-        "relay-lag": (telemetry.OUTBOX_LAG_SECONDS, "relayLagThresholdSeconds"),
-        "projection-lag": (telemetry.PROJECTION_LAG_SECONDS, "projectionLagThresholdSeconds"),
-        "reconciliation-drift": (telemetry.DRIFT_UNITS, "driftThresholdUnits"),
-        "subscription-dead-letters": (telemetry.DEAD_LETTER_DEPTH, 0),
+        # The relay's lag per published event, and the sampled age of the oldest unpublished
+        # event, which grows while the relay publishes nothing.
+        "relay-lag": ({telemetry.OUTBOX_LAG_SECONDS, telemetry.OUTBOX_OLDEST_AGE},
+                      "relayLagThresholdSeconds"),
+        "projection-lag": ({telemetry.PROJECTION_LAG_SECONDS}, "projectionLagThresholdSeconds"),
+        "reconciliation-drift": ({telemetry.DRIFT_UNITS}, "driftThresholdUnits"),
+        "subscription-dead-letters": ({telemetry.DEAD_LETTER_DEPTH}, 0),
     }
     assert set(rules) == set(expected)
-    for name, (metric, threshold) in expected.items():
-        assert KQL_METRIC_NAME.findall(rules[name]["query"]) == [metric]
+    for name, (metrics, threshold) in expected.items():
+        assert set(CUSTOM_METRIC.findall(rules[name]["query"])) == metrics
         assert rules[name]["query"].startswith("customMetrics")
         assert rules[name]["threshold"] == threshold
     query_rules = bm.of_type("Microsoft.Insights/scheduledQueryRules")
@@ -415,8 +437,36 @@ def test_log_alerts_query_the_custom_metrics_against_threshold_parameters():
 
 def test_alerts_only_query_metric_names_the_code_emits():
     for rule in _log_alerts().values():
-        for name in KQL_METRIC_NAME.findall(rule["query"]):
+        for name in CUSTOM_METRIC.findall(rule["query"]):
             assert name in telemetry.METRIC_NAMES, name
+
+
+HISTOGRAM_BRANCH = re.compile(r"iff\(name == \\?'([a-z_.]+)\\?', valueM(?:ax|in),")
+
+
+def reads_gauge_extremes(query: str) -> list[str]:
+    """Gauges a query reads through valueMax/valueMin, which the exporter does not send for
+    gauges (a valueMax inside ``iff(name == '<histogram>', valueMax, ...)`` is a histogram's)."""
+    for histogram in HISTOGRAM_BRANCH.findall(query):
+        assert histogram in telemetry.HISTOGRAM_NAMES, histogram
+    rest = HISTOGRAM_BRANCH.sub("iff(", query)
+    if "valueMax" not in rest and "valueMin" not in rest:
+        return []
+    return sorted(set(CUSTOM_METRIC.findall(query)) & telemetry.GAUGE_NAMES)
+
+
+def test_no_alert_or_tile_reads_the_min_or_max_of_a_gauge():
+    from tests.infra.test_workbook import _kql_items
+
+    queries = [rule["query"] for rule in _log_alerts().values()]
+    queries += [item["content"]["query"] for item in _kql_items()]
+    assert len(queries) > 10
+    for query in queries:
+        assert reads_gauge_extremes(query) == [], query
+    # The check itself catches the mistake it is there for.
+    assert reads_gauge_extremes(
+        "customMetrics | where name == 'stockstream.deadletter.depth' | project value = valueMax"
+    ) == [telemetry.DEAD_LETTER_DEPTH]
 
 
 def test_action_group_is_a_parameter_email_list_or_existing_group():
@@ -430,14 +480,14 @@ def test_action_group_is_a_parameter_email_list_or_existing_group():
 
 
 def test_every_alert_points_to_a_runbook_section_that_exists():
-    from tests.infra.test_docs import deploy_doc_anchors
+    from tests.infra.test_docs import runbook_anchors
 
-    anchors = deploy_doc_anchors()
+    anchors = runbook_anchors()
     descriptions = [a.properties["description"] for a in
                     bm.of_type("Microsoft.Insights/metricAlerts")]
     descriptions += [rule["description"] for rule in _log_alerts().values()]
     for description in descriptions:
-        (anchor,) = re.findall(r"docs/deploy\.md#([a-z0-9-]+)", description)
+        (anchor,) = re.findall(r"docs/runbook\.md#([a-z0-9-]+)", description)
         assert anchor in anchors, anchor
 
 

@@ -31,16 +31,52 @@ def test_host_json_uses_extension_bundle_4_and_never_samples_away_failures():
     assert "telemetryMode" not in host  # classic mode: requests/failed feeds an alert
 
 
-def test_host_json_service_bus_is_tuned_for_many_sparse_sessions():
+CAPACITY_DOC = bm.ROOT / "docs" / "azure-capacity.md"
+
+
+def _chosen_settings() -> dict[str, str]:
+    """The "Settings chosen" table of docs/azure-capacity.md: setting → value."""
+    text = CAPACITY_DOC.read_text()
+    section = text.split("## Settings chosen", 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"^\| ([^|]+?) \| `([^`]+)` \|", section, re.MULTILINE))
+
+
+def _binding(function: str) -> dict[str, object]:
+    import function_app
+
+    (found,) = [f for f in function_app.app.get_functions()
+                if f.get_function_name() == function]
+    return next(json.loads(b) for b in found.get_raw_bindings() if "Trigger" in b)
+
+
+def test_host_json_and_the_triggers_use_the_settings_the_capacity_model_chose():
+    chosen = _chosen_settings()
     bus = _host()["extensions"]["serviceBus"]
-    # One message at a time per SKU-location keeps per-stream order.
-    assert bus["maxConcurrentCallsPerSession"] == 1
-    # An idle session must give its slot back quickly (the default is a minute).
-    assert _timespan_seconds(bus["sessionIdleTimeout"]) <= 10
-    assert bus["maxConcurrentSessions"] >= 8
+    host_rows = {k: v for k, v in chosen.items() if k.startswith("`serviceBus.")}
+    assert len(host_rows) >= 6
+    for row, value in host_rows.items():
+        key = row.strip("`").split(".", 1)[1]
+        assert str(bus[key]) == value, (key, bus[key], value)
+    trigger_rows = [row for row in chosen if row.startswith("trigger ")]
+    assert len(trigger_rows) >= 4
+    for row in trigger_rows:
+        function, key = (part.strip("`") for part in row.removeprefix("trigger ").split(" "))
+        actual = _binding(function)[key]
+        assert json.dumps(actual) == chosen[row], (row, actual, chosen[row])
+    assert chosen["Bicep subscription `availability` `requiresSession`"] == "false"
+
+
+def test_host_json_service_bus_settings_are_coherent():
+    bus = _host()["extensions"]["serviceBus"]
+    # The projection trigger has no sessions: concurrency and prefetch are what count.
+    assert bus["maxConcurrentCalls"] >= 8
+    assert 0 < bus["prefetchCount"] <= 2 * bus["maxConcurrentCalls"]
     assert bus["autoCompleteMessages"] is True
-    assert bus["prefetchCount"] == 0
     assert _timespan_seconds(bus["maxAutoLockRenewalDuration"]) >= 60
+    # For a session trigger added later: per-session order, and an idle session gives its
+    # slot back quickly (unset, it holds it for the one-minute try timeout).
+    assert bus["maxConcurrentCallsPerSession"] == 1
+    assert _timespan_seconds(bus["sessionIdleTimeout"]) <= 1
 
 
 def test_local_settings_example_lists_every_setting_with_its_default_and_description():

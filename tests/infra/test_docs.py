@@ -1,4 +1,5 @@
-"""docs/deploy.md documents every parameter, output, setting and alert of the deployment."""
+"""docs/deploy.md documents every parameter, output and setting of the deployment;
+docs/runbook.md every alert and the procedures that republish events."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from application.settings import SETTINGS
 from tests.infra import bicep_model as bm
 
 DEPLOY_DOC = bm.ROOT / "docs" / "deploy.md"
+RUNBOOK = bm.ROOT / "docs" / "runbook.md"
 
 
-def deploy_doc_anchors() -> set[str]:
-    """GitHub-style anchors of the doc's headings."""
+def runbook_anchors() -> set[str]:
+    """GitHub-style anchors of the runbook's headings."""
     anchors = set()
-    for line in DEPLOY_DOC.read_text().splitlines():
+    for line in RUNBOOK.read_text().splitlines():
         match = re.match(r"#{1,6}\s+(.*)", line)
         if match:
             title = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower())
@@ -51,7 +53,27 @@ def test_every_setting_is_documented(name):
 
 
 def test_runbook_covers_the_dead_letter_replay_path():
-    text = DEPLOY_DOC.read_text()
+    text = RUNBOOK.read_text()
     assert "POST /api/ops/deadletters/{subscription}/replay" in text
     assert "stockstream replay-deadletters SUBSCRIPTION" in text
-    assert "azd up" in text
+    assert "azd up" in DEPLOY_DOC.read_text()
+    assert "(runbook.md)" in DEPLOY_DOC.read_text()
+
+
+def test_runbook_says_what_a_lease_reset_republishes_and_what_consumers_must_do():
+    text = " ".join(RUNBOOK.read_text().split())
+    assert "resetting-the-relays-leases-a-full-republish" in runbook_anchors()
+    assert "startFromBeginning: true" in text
+    assert "duplicate-detection window" in text and "at most 7 days" in text
+    assert "sequence" in text and "absolute" in text
+
+
+def test_every_cosmos_container_the_bicep_declares_is_documented():
+    declared = {r.properties["resource"]["id"] for r in
+                bm.of_type("Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers")}
+    text = DEPLOY_DOC.read_text()
+    documented = set(re.findall(r"^\| `([a-z]+)` \| `/", text, re.MULTILINE))
+    assert declared == documented == {"events", "snapshots", "views", "reconciliation", "leases"}
+    for name in declared:
+        assert f"`{name}`" in text.split("| `modules/cosmos.bicep` |", 1)[1].split("\n", 1)[0]
+

@@ -53,10 +53,13 @@ def test_each_method_emits_its_documented_metric_name_and_attributes(recorded):
     t.record_backlog("erp-sync", 17)
     t.record_drift(-6, -12.5)
     t.record_command("reserve", 0.02, "applied")
+    t.record_outbox(7, 95.5)
 
     points = _points(reader)
 
     assert set(points) == telemetry.METRIC_NAMES
+    assert points[telemetry.OUTBOX_DEPTH][0].value == 7
+    assert points[telemetry.OUTBOX_OLDEST_AGE][0].value == 95.5
     assert points[telemetry.OUTBOX_LAG_SECONDS][0].max == 2.5
     assert points[telemetry.RELAY_PUBLISHED][0].value == 3
     (lag,) = points[telemetry.PROJECTION_LAG_SECONDS]
@@ -114,9 +117,9 @@ def test_an_undocumented_command_outcome_is_refused(recorded):
         t.record_command("reserve", 0.1, "ok-ish")
 
 
-def test_without_a_connection_string_telemetry_is_a_no_op():
+def test_without_a_connection_string_telemetry_is_kept_locally_and_exported_nowhere():
     t = configure_telemetry(load({}))
-    # Every method works and nothing global was installed.
+    # Every method works, nothing global was installed, and the process can list it all.
     t.record_outbox_lag(1)
     t.record_published(1)
     t.record_projection_lag("availability", 1)
@@ -124,7 +127,50 @@ def test_without_a_connection_string_telemetry_is_a_no_op():
     t.record_backlog("availability", 1)
     t.record_drift(1, 1)
     t.record_command("receive", 1, "applied")
+    t.record_outbox(0, None)
     assert telemetry._azure_monitor_configured is False
+    assert {f.name for f in t.families()} == telemetry.METRIC_NAMES
+
+
+def test_an_empty_outbox_has_age_zero_and_the_relay_batch_records_count_and_lags(recorded):
+    t, reader = recorded
+    t.record_outbox(0, None)
+    t.record_relay_batch([0.5, 3.0])
+    points = _points(reader)
+    assert points[telemetry.OUTBOX_OLDEST_AGE][0].value == 0.0
+    assert points[telemetry.RELAY_PUBLISHED][0].value == 2
+    lag = points[telemetry.OUTBOX_LAG_SECONDS][0]
+    assert (lag.count, lag.max) == (2, 3.0)
+
+
+def test_commits_are_counted_only_inside_a_counting_context():
+    telemetry.note_commit([])  # outside: nothing to count, nothing fails
+    with telemetry.counting_commits() as outer:
+        telemetry.note_commit([])
+        with telemetry.counting_commits() as inner:
+            telemetry.note_commit([])
+        telemetry.note_commit([])
+    assert (outer[0], inner[0]) == (2, 1)
+
+
+def test_the_local_reader_renders_openmetrics_text():
+    t = telemetry.local_telemetry()
+    t.record_command("reserve_stock", 0.003, "applied")
+    t.record_published(2)
+    t.record_backlog("availability", 4)
+    text = t.openmetrics()
+    lines = text.splitlines()
+    assert lines[-1] == "# EOF"
+    assert "# TYPE stockstream_command_duration histogram" in lines
+    assert ('stockstream_command_duration_bucket{command="reserve_stock",outcome="applied",'
+            'le="0.005"} 1') in lines
+    assert ('stockstream_command_duration_bucket{command="reserve_stock",outcome="applied",'
+            'le="+Inf"} 1') in lines
+    assert ('stockstream_command_duration_count{command="reserve_stock",outcome="applied"} 1'
+            in lines)
+    assert "# TYPE stockstream_relay_published counter" in lines
+    assert "stockstream_relay_published_total 2" in lines
+    assert 'stockstream_subscription_active_messages{subscription="availability"} 4' in lines
 
 
 class _IngestionEndpoint(ThreadingHTTPServer):

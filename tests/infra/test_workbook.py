@@ -27,6 +27,15 @@ AZURE_TABLES = {"customMetrics", "requests", "exceptions", "traces", "dependenci
 
 CUSTOM_METRIC = re.compile(r"\bstockstream\.[a-z_.]+[a-z_]")
 NAME_FILTER = re.compile(r"name\s*==\s*'([^']+)'")
+NAME_IN = re.compile(r"name\s+in\s*\(([^)]*)\)")
+
+
+def _name_filters(query: str) -> list[str]:
+    """The metric names a query filters on: ``name == '...'`` or ``name in ('...', ...)``."""
+    names = NAME_FILTER.findall(query)
+    for listed in NAME_IN.findall(query):
+        names += re.findall(r"'([^']+)'", listed)
+    return names
 
 
 def _workbook():
@@ -75,10 +84,10 @@ def test_kql_panels_reference_only_metric_names_the_code_emits():
         query = item["content"]["query"]
         table = query.split("\n", 1)[0].strip()
         assert table in AZURE_TABLES, (item["name"], table)
-        for name in CUSTOM_METRIC.findall(query) + NAME_FILTER.findall(query):
+        for name in CUSTOM_METRIC.findall(query) + _name_filters(query):
             assert name in telemetry.METRIC_NAMES, (item["name"], name)
         if table == "customMetrics":
-            assert NAME_FILTER.findall(query), f"{item['name']} reads every custom metric"
+            assert _name_filters(query), f"{item['name']} reads every custom metric"
 
 
 def test_metric_panels_reference_only_azure_platform_metrics():
@@ -93,12 +102,13 @@ def test_metric_panels_reference_only_azure_platform_metrics():
 def test_workbook_shows_the_whole_pipeline_on_one_page():
     charted = set()
     for item in _kql_items():
-        charted |= set(NAME_FILTER.findall(item["content"]["query"]))
+        charted |= set(_name_filters(item["content"]["query"]))
     for item in _metric_items():
         charted |= {m["metric"].partition("--")[2] for m in item["content"]["metrics"]}
     assert {
         telemetry.COMMAND_DURATION,  # command rate and latency
         telemetry.OUTBOX_LAG_SECONDS, telemetry.RELAY_PUBLISHED,  # outbox lag
+        telemetry.OUTBOX_DEPTH, telemetry.OUTBOX_OLDEST_AGE,  # sampled: a stalled relay
         telemetry.SUBSCRIPTION_BACKLOG, telemetry.DEAD_LETTER_DEPTH,  # per subscription
         "ActiveMessages", "DeadletteredMessages",
         telemetry.PROJECTION_LAG_SECONDS,

@@ -9,13 +9,20 @@ Two contract tests are restated for Service Bus, not weakened at random:
   long-lived namespace earlier runs may have left scheduled messages behind that cannot
   be drained. The restated tests assert the *change* in the scheduled count.
 
-Everything else in ``BrokerContract`` runs unchanged.
+Everything else in ``BrokerContract`` runs unchanged. One test is added: the metrics
+timer's sampling (``PipelineStatus.sample``) over the real administration API, which needs
+the Manage claim, so the first live run checks the backlog and dead-letter gauges.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from adapters.clock import SystemClock
+from adapters.telemetry import DEAD_LETTER_DEPTH, SUBSCRIPTION_BACKLOG, local_telemetry
+from application.ops import PipelineStatus
 from application.ports import MessageBroker
 from tests.contract.broker_contract import (
     RECEIPTS_AT_STORE_1,
@@ -60,6 +67,26 @@ class ServiceBusCountsContract:
         assert counts.oldest_active_enqueued_at is None  # not available on Service Bus
         receipts = broker.counts(TOPIC, RECEIPTS_AT_STORE_1)
         assert (receipts.active, receipts.dead_lettered) == (3, 0)
+
+    def test_the_metrics_timer_samples_each_subscription_as_backlog_and_dead_letter_gauges(
+        self, broker: MessageBroker
+    ) -> None:
+        session = _session()
+        broker.publish(TOPIC, [_message(session, 1), _message(session, 2)])
+        with broker.accept_session(TOPIC, "alpha", session) as receiver:
+            receiver.dead_letter(self._receive_one(receiver), "Poison", "sampled")  # type: ignore[attr-defined]
+        reader = InMemoryMetricReader()
+
+        PipelineStatus(SystemClock(), None, broker, TOPIC, list).sample(local_telemetry(reader))
+
+        data = reader.get_metrics_data()
+        assert data is not None
+        gauges = {(metric.name, point.attributes["subscription"]): point.value
+                  for resource in data.resource_metrics for scope in resource.scope_metrics
+                  for metric in scope.metrics for point in metric.data.data_points}
+        assert gauges[(SUBSCRIPTION_BACKLOG, "alpha")] == 1
+        assert gauges[(DEAD_LETTER_DEPTH, "alpha")] == 1
+        assert {name for _, name in gauges} == set(broker.subscriptions(TOPIC))
 
     def test_a_scheduled_message_is_not_visible_before_its_time(  # type: ignore[misc]
         self, broker: MessageBroker
