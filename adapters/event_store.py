@@ -46,8 +46,9 @@ SNAPSHOT_INTERVAL = 100
 IDEMPOTENCY_WINDOW = timedelta(days=7)
 """How long ids are recognised by default (``STOCKSTREAM_IDEMPOTENCY_WINDOW``)."""
 
-TAIL_PAGE = 64
-"""Events read per page when reading a stream backwards (``events_since``)."""
+TAIL_PAGES = (4, 16, 64, 256)
+"""Events read per page when reading a stream backwards (``events_since``): small first,
+because a count is usually recent (a few movements after it), then growing."""
 
 _UNAVAILABLE = (OperationalError, InterfaceError, DatabaseError)
 
@@ -189,16 +190,18 @@ class EventSourcedStockItems(StockItemStore):
     ) -> list[StockItem.Event]:
         stream_id = stream_uuid(sku, location)
         found: list[StockItem.Event] = []
-        upper = version
+        upper, pages = version, 0
         try:
             while upper > 0:
+                size = TAIL_PAGES[min(pages, len(TAIL_PAGES) - 1)]
+                pages += 1
                 page = cast(list[StockItem.Event], list(self.app.events.get(
-                    stream_id, lte=upper, desc=True, limit=TAIL_PAGE)))
+                    stream_id, lte=upper, desc=True, limit=size)))
                 for event in page:
                     if event.timestamp <= moment:
                         return found
                     found.append(event)
-                if len(page) < TAIL_PAGE:
+                if len(page) < size:
                     return found
                 upper = page[-1].originator_version - 1
         except _UNAVAILABLE as error:
