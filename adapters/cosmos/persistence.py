@@ -429,6 +429,31 @@ def memo_document(partition: str, memo: StreamMemo, now: datetime) -> dict[str, 
     }
 
 
+QUERY_ATTEMPTS = 3
+
+
+def _query(
+    container: ContainerProxy, query: str, parameters: list[dict[str, Any]], partition: str
+) -> list[dict[str, Any]]:
+    """A single-partition query's documents.
+
+    The SDK's client is shared by the threads of a process, and under concurrent queries
+    azure-cosmos 4.17 can fail inside its own response-header bookkeeping with
+    ``RuntimeError: OrderedDict mutated during iteration`` (seen in the 16-writer test).
+    A query changes nothing, so it is simply asked again; should that keep happening it
+    is an ``OperationalError`` (503, retry later), never an unexpected 500.
+    """
+    for attempt in range(QUERY_ATTEMPTS):
+        try:
+            with mapped_errors():
+                return list(container.query_items(
+                    query, parameters=parameters, partition_key=partition))
+        except RuntimeError as error:
+            if attempt == QUERY_ATTEMPTS - 1:
+                raise OperationalError(f"Cosmos DB client failed: {error}") from error
+    raise AssertionError("unreachable")
+
+
 class CosmosAggregateRecorder(AggregateRecorder):
     """Events (or snapshots) of one stream per logical partition of one container."""
 
@@ -525,11 +550,7 @@ class CosmosAggregateRecorder(AggregateRecorder):
             f"WHERE {' AND '.join(clauses)} "
             f"ORDER BY c.originator_version {'DESC' if desc else 'ASC'}"
         )
-        container = self.container
-        with mapped_errors():
-            documents = list(
-                container.query_items(query, parameters=parameters, partition_key=partition)
-            )
+        documents = _query(self.container, query, parameters, partition)
         stream_id = self._originator_id(originator_id)
         return [
             StoredEvent(
@@ -546,16 +567,14 @@ class CosmosAggregateRecorder(AggregateRecorder):
     ) -> tuple[str, int] | None:
         """One single-partition query on the indexed ``memo`` field."""
         partition = str(originator_id)
-        container = self.container
-        with mapped_errors():
-            found = list(container.query_items(
-                "SELECT TOP 1 c.memo_value, c.memo_version, c.expires_at FROM c "
-                "WHERE c.originator_id = @originator_id AND c.memo = @memo "
-                "ORDER BY c.memo_version DESC",
-                parameters=[{"name": "@originator_id", "value": partition},
-                            {"name": "@memo", "value": memo}],
-                partition_key=partition,
-            ))
+        found = _query(
+            self.container,
+            "SELECT TOP 1 c.memo_value, c.memo_version, c.expires_at FROM c "
+            "WHERE c.originator_id = @originator_id AND c.memo = @memo "
+            "ORDER BY c.memo_version DESC",
+            [{"name": "@originator_id", "value": partition}, {"name": "@memo", "value": memo}],
+            partition,
+        )
         if not found or str(found[0]["expires_at"]) <= to_text(now):
             return None  # none, or expired and not yet deleted by its ttl
         return str(found[0]["memo_value"]), int(found[0]["memo_version"])

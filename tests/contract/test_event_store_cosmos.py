@@ -403,3 +403,25 @@ class TestLibraryTrackingRecorderCases(_OnTheTestServer, _TrackingRecorderTestCa
 
     def create_recorder(self):  # type: ignore[no-untyped-def]
         return self.factory.tracking_recorder()
+
+
+def test_a_query_that_trips_over_the_sdks_shared_header_bookkeeping_is_asked_again() -> None:
+    from eventsourcing.persistence import OperationalError
+
+    from adapters.cosmos.persistence import QUERY_ATTEMPTS, _query
+
+    class Flaky:
+        def __init__(self, failures: int) -> None:
+            self.failures, self.calls = failures, 0
+
+        def query_items(self, *args: object, **kwargs: object) -> list[dict[str, int]]:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise RuntimeError("OrderedDict mutated during iteration")
+            return [{"originator_version": 1}]
+
+    once = Flaky(1)
+    assert _query(once, "SELECT 1", [], "p") == [{"originator_version": 1}]  # type: ignore[arg-type]
+    assert once.calls == 2
+    with pytest.raises(OperationalError):
+        _query(Flaky(QUERY_ATTEMPTS), "SELECT 1", [], "p")  # type: ignore[arg-type]
