@@ -172,8 +172,16 @@ def test_openapi_is_served_and_equals_the_committed_document(client: httpx.Clien
 def test_every_request_is_logged_in_one_line(host: RunningHost, client: httpx.Client):
     base = stock_item()
     client.get(f"{base}/events", params={"after": 0})
-    assert any(line.endswith("ms") and f"GET {base}/events?after=0 200 " in line
-               for line in host.log().splitlines())
+
+    def logged() -> bool:
+        return any(line.endswith("ms") and f"GET {base}/events?after=0 200 " in line
+                   for line in host.log().splitlines())
+
+    # The line is written once the answer is sent, so it may trail the answer a little.
+    deadline = time.monotonic() + 10
+    while not logged():
+        assert time.monotonic() < deadline, host.log()[-2000:]
+        time.sleep(0.02)
 
 
 # ---------------------------------------------------------- pipeline routes
