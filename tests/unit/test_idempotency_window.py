@@ -99,6 +99,7 @@ def _snapshot_size(commands: StockCommands, keys: int, sku: str) -> int:
     return len(app.mapper.to_stored_event(StockItem.Snapshot.take(item)).state)
 
 
+@pytest.mark.slow
 def test_ten_thousand_keys_leave_the_snapshot_the_size_of_ten(commands: StockCommands) -> None:
     small = _snapshot_size(commands, 10, "SKU-small")
     large = _snapshot_size(commands, 10_000, "SKU-large")
