@@ -1049,3 +1049,13 @@ def test_an_insufficient_on_hand_refusal_says_what_was_asked() -> None:
         stocked(3).adjust(-5, "theft")
     assert refused.value.details == {"delta": -5, "on_hand": 3}
     assert "-5" in refused.value.message and "3" in refused.value.message
+
+
+def test_reopening_a_released_reservation_is_refused_with_how_it_ended() -> None:
+    item, memos = stocked(10), Memos()
+    item.reserve("order-1", 4, "web")
+    item.release("order-1")
+    memos.save(item)
+    with pytest.raises(ReservationClosed) as refused:
+        item.reserve("order-1", 4, "web", recall=memos.recall)
+    assert refused.value.outcome == "cancelled"
