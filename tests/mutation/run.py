@@ -13,10 +13,11 @@ A survivor is not counted against a module when it is
   contract is the error type, its ``code`` (the problem ``type``) and its details
   (``field``, ``available``, ...), which stay under test.
 
-Usage: ``python -m tests.mutation.run [--workers N] [--again] [--report] [--wording]``.
-``--again`` keeps ``mutants/`` and re-tests only the mutants that did not die (after
-adding tests); ``--report`` only prints the last results; ``--wording`` also shows the
-wording mutants' diffs. The exit status is 1 when a module is below ``--goal`` percent.
+Usage: ``python -m tests.mutation.run [--workers N] [--again | --resume | --report]
+[--wording]``. ``--again`` keeps ``mutants/`` and re-tests only the mutants that did not
+die (after adding tests); ``--resume`` finishes an interrupted run; ``--report`` only
+prints the last results; ``--wording`` also shows the wording mutants' diffs. The exit
+status is 1 when a module scores below ``--goal`` percent.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=int(os.environ.get("MUTATION_WORKERS", 1)))
     parser.add_argument("--again", action="store_true", help="re-test the survivors only")
+    parser.add_argument("--resume", action="store_true", help="finish an interrupted run")
     parser.add_argument("--report", action="store_true", help="print the last results only")
     parser.add_argument("--wording", action="store_true", help="show wording mutants too")
     parser.add_argument("--goal", type=float, default=90.0)
@@ -77,23 +79,29 @@ def main(argv: list[str] | None = None) -> int:
     # Hypothesis draws the same examples on every run, so a score does not drift.
     os.environ["STOCKSTREAM_HYPOTHESIS_PROFILE"] = "mutation"
     if not args.report:
-        _run(args.workers, args.again)
+        _run(args.workers, args.again, args.resume)
     modules = _results()
     _print(modules, show_wording=args.wording)
     return 0 if all(m.score >= args.goal for m in modules) else 1
 
 
-def _run(workers: int, again: bool) -> None:
+def _run(workers: int, again: bool, resume: bool) -> None:
     from mutmut.__main__ import cli
 
     names: list[str] = []
-    if again and Path("mutants").exists():
+    if resume and Path("mutants").exists():
+        pass  # mutmut tests the mutants it has no result for
+    elif again and Path("mutants").exists():
         names = [name for module in _results() for name, _, _ in module.survived]
         names += [name for module in _results() for name, _ in module.wording]
         if not names:
             return
     else:
         shutil.rmtree("mutants", ignore_errors=True)
+    # The tests run from mutants/, where pytest imports them as the package ``tests``: this
+    # runner's own ``tests`` (the project's, imported to start it) must not be in the way.
+    for module in [m for m in sys.modules if m == "tests" or m.startswith("tests.")]:
+        del sys.modules[module]
     try:
         cli(["run", "--max-children", str(workers), *names], standalone_mode=False)
     except SystemExit as stop:
