@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from copy import deepcopy
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -1059,3 +1060,41 @@ def test_reopening_a_released_reservation_is_refused_with_how_it_ended() -> None
     with pytest.raises(ReservationClosed) as refused:
         item.reserve("order-1", 4, "web", recall=memos.recall)
     assert refused.value.outcome == "cancelled"
+
+
+def test_the_memos_kept_for_the_window_keep_their_format() -> None:
+    # Memos are stored beside the events for the idempotency window: a key used before a
+    # deploy must still be recognised after it, so their format is fixed.
+    item = stocked(10)
+    item.receive(5, reference="PO-17", idempotency_key="asn-17")
+    item.receive(1, idempotency_key="asn-18")
+    item.adjust(-2, "damaged", idempotency_key="adj-1", note="dented")
+    item.adjust(-1, "theft", idempotency_key="adj-2")
+    item.reserve("order-1", 2, "web")
+    item.release("order-1")
+    item.record_count("count-1", 7, datetime(2026, 11, 26, 21, 0, tzinfo=timezone(
+        timedelta(hours=9))))
+    assert [e.memos() for e in item.collect_events()] == [
+        (("key:asn-17", "receipt:5:PO-17"),),
+        (("key:asn-18", "receipt:1:"),),
+        (("key:adj-1", "adjustment:-2:damaged:dented"),),
+        (("key:adj-2", "adjustment:-1:theft:"),),
+        (),
+        (("order:order-1", "cancelled"),),
+        (("count:count-1", "count:7:2026-11-26T12:00:00+00:00"),),
+    ]
+
+
+def test_a_counts_memo_does_not_depend_on_the_machines_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        item = stocked(10)
+        item.record_count("count-1", 7, NOW)
+        (counted,) = item.collect_events()
+        assert counted.memos() == (("count:count-1", "count:7:2026-11-26T12:00:00+00:00"),)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
