@@ -210,6 +210,7 @@ def test_a_position_read_leaves_out_overdue_reservations_without_recording_anyth
 
 def test_a_receipts_reference_and_key_reach_its_event(commands: StockCommands) -> None:
     result = commands.receive("SKU-1", "STORE-1", 5, "PO-17", idempotency_key="asn-17")
+    assert (result.sku, result.location, result.changed) == ("SKU-1", "STORE-1", True)
     received = result.events[-1]
     assert isinstance(received, StockItem.Received)
     assert (received.quantity, received.reference, received.idempotency_key) == (
