@@ -268,6 +268,19 @@ def test_a_reservation_set_again_without_an_expiry_drops_out_of_a_rebuild(
     assert parts.row().version == 4
 
 
+def test_a_rebuild_of_a_reservation_released_without_ever_expiring(parts: Parts) -> None:
+    parts.commands.receive(SKU, LOCATION, 20)
+    parts.commands.reserve(SKU, LOCATION, "order-1", 1, "web")
+    parts.commands.fulfil(SKU, LOCATION, "order-1")
+    parts.commands.reserve(SKU, LOCATION, "order-2", 1, "web")
+    parts.commands.release(SKU, LOCATION, "order-2")
+
+    parts.projection.rebuild_stream(SKU, LOCATION, parts.store.events(SKU, LOCATION))
+
+    assert the_row(parts) == the_stream_now(parts)
+    assert parts.overdue() == []
+
+
 def test_rebuilding_from_no_events_changes_nothing(parts: Parts) -> None:
     parts.commands.receive(SKU, LOCATION, 10)
     parts.deliver()

@@ -17,6 +17,7 @@ from application.ports import ConcurrencyConflict, Recalled
 from application.queries import StockQueries
 from domain import Position, Reservation, StockItem
 from domain.errors import (
+    CountAlreadyRecorded,
     DomainError,
     IdempotencyKeyReused,
     InsufficientStock,
@@ -277,6 +278,18 @@ def test_a_count_through_the_service_records_when_it_was_taken(
     assert isinstance(counted, StockItem.Counted)
     assert (counted.count_id, counted.counted, counted.counted_at) == ("count-1", 6, counted_at)
     assert result.position.on_hand == 6
+
+
+def test_a_count_repeated_through_the_service_is_recognised(
+    commands: StockCommands, clock: ManualClock,
+) -> None:
+    counted_at = clock.now() - timedelta(hours=1)
+    commands.record_count("SKU-1", "STORE-1", "count-1", 6, counted_at)
+    commands.receive("SKU-1", "STORE-1", 2)
+    repeat = commands.record_count("SKU-1", "STORE-1", "count-1", 6, counted_at)
+    assert not repeat.changed and repeat.position.on_hand == 8
+    with pytest.raises(CountAlreadyRecorded):
+        commands.record_count("SKU-1", "STORE-1", "count-1", 5, counted_at)
 
 
 def test_releasing_through_the_service_frees_the_units(commands: StockCommands) -> None:

@@ -3,6 +3,8 @@ that a person at a till can act on (it names what was asked and what stands in t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from domain.errors import (
@@ -18,27 +20,29 @@ from domain.errors import (
 )
 
 
-@pytest.mark.parametrize(("error", "code", "details", "mentions"), [
-    (InsufficientStock(requested=7, available=2, reservable=3), "insufficient-stock",
+@pytest.mark.parametrize(("refuse", "code", "details", "mentions"), [
+    (lambda: InsufficientStock(requested=7, available=2, reservable=3), "insufficient-stock",
      {"requested": 7, "available": 2, "reservable": 3}, ["7", "2", "3"]),
-    (InsufficientOnHand(delta=-5, on_hand=3), "insufficient-on-hand",
+    (lambda: InsufficientOnHand(delta=-5, on_hand=3), "insufficient-on-hand",
      {"delta": -5, "on_hand": 3}, ["-5", "3"]),
-    (UnknownReservation("order-9"), "unknown-reservation", {"order_id": "order-9"},
+    (lambda: UnknownReservation("order-9"), "unknown-reservation", {"order_id": "order-9"},
      ["order-9"]),
-    (ReservationClosed("order-9", "expired"), "reservation-closed",
+    (lambda: ReservationClosed("order-9", "expired"), "reservation-closed",
      {"order_id": "order-9", "outcome": "expired"}, ["order-9", "expired"]),
-    (IdempotencyKeyReused("k-1"), "idempotency-key-reused", {"idempotency_key": "k-1"},
-     ["k-1"]),
-    (CountAlreadyRecorded("count-1"), "count-already-recorded", {"count_id": "count-1"},
-     ["count-1"]),
-    (FulfilmentConflict("order-9", fulfilled=3, requested=4), "fulfilment-conflict",
+    (lambda: IdempotencyKeyReused("k-1"), "idempotency-key-reused",
+     {"idempotency_key": "k-1"}, ["k-1"]),
+    (lambda: CountAlreadyRecorded("count-1"), "count-already-recorded",
+     {"count_id": "count-1"}, ["count-1"]),
+    (lambda: FulfilmentConflict("order-9", fulfilled=3, requested=4), "fulfilment-conflict",
      {"order_id": "order-9", "fulfilled": 3, "requested": 4}, ["order-9", "3", "4"]),
-    (InvalidRequest("note is too long", field="note"), "invalid-request", {"field": "note"},
-     ["note is too long"]),
+    (lambda: InvalidRequest("note is too long", field="note"), "invalid-request",
+     {"field": "note"}, ["note is too long"]),
 ])
 def test_a_refusal_has_a_code_details_and_a_message_naming_its_particulars(
-    error: DomainError, code: str, details: dict[str, object], mentions: list[str],
+    refuse: Callable[[], DomainError], code: str, details: dict[str, object],
+    mentions: list[str],
 ) -> None:
+    error = refuse()  # made in the test, not at collection, so make mutation sees it
     assert isinstance(error, DomainError)
     assert error.code == code
     assert error.details == details

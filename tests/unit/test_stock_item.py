@@ -201,13 +201,14 @@ def test_releasing_a_fulfilled_reservation_is_refused_with_its_outcome() -> None
     memos.save(item)
     with pytest.raises(ReservationClosed) as refused:
         item.release("order-1", recall=memos.recall)
-    assert refused.value.outcome == "fulfilled"
+    assert (refused.value.order_id, refused.value.outcome) == ("order-1", "fulfilled")
     assert new_events(item) == []
 
 
 def test_releasing_an_order_that_never_reserved_is_unknown() -> None:
-    with pytest.raises(UnknownReservation):
+    with pytest.raises(UnknownReservation) as refused:
         stocked().release("order-404")
+    assert refused.value.order_id == "order-404"
 
 
 def test_fulfilment_ships_from_on_hand_and_closes_the_reservation() -> None:
