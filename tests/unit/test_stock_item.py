@@ -306,6 +306,7 @@ def test_a_count_older_than_the_latest_applied_one_is_superseded() -> None:
     (superseded,) = item.collect_events()
     assert isinstance(superseded, StockItem.Counted) and superseded.superseded
     assert (superseded.delta, superseded.on_hand, item.on_hand) == (0, 90, 90)
+    assert (superseded.counted, superseded.previous_on_hand) == (40, 90)
     assert item.last_counted_at == NOW
 
 
@@ -344,20 +345,29 @@ def test_a_policy_set_twice_to_the_same_values_emits_once() -> None:
 
 @pytest.mark.parametrize("bad", ["", "a b", "x" * 65, "sku/1", "ä", None, 12])
 def test_identifiers_must_be_short_plain_tokens(bad: object) -> None:
-    with pytest.raises(InvalidIdentifier):
+    with pytest.raises(InvalidIdentifier) as sku:
         StockItem.create(bad, "STORE-7")  # type: ignore[arg-type]
-    with pytest.raises(InvalidIdentifier):
+    with pytest.raises(InvalidIdentifier) as order:
         stocked().reserve(bad, 1, "web")  # type: ignore[arg-type]
+    assert (sku.value.details["field"], order.value.details["field"]) == ("sku", "order_id")
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "3", True, None, 10**12])
 def test_quantities_must_be_positive_whole_numbers(bad: object) -> None:
     item = stocked(10)
-    with pytest.raises(InvalidQuantity):
+    with pytest.raises(InvalidQuantity) as receipt:
         item.receive(bad)  # type: ignore[arg-type]
-    with pytest.raises(InvalidQuantity):
+    with pytest.raises(InvalidQuantity) as reservation:
         item.reserve("order-1", bad, "web")  # type: ignore[arg-type]
+    assert receipt.value.details["field"] == reservation.value.details["field"] == "quantity"
     assert new_events(item) == []
+
+
+@pytest.mark.parametrize("bad", [1.5, "3", None, True])
+def test_an_adjustment_must_be_a_whole_number(bad: object) -> None:
+    with pytest.raises(InvalidQuantity) as refused:
+        stocked().adjust(bad, "found")  # type: ignore[arg-type]
+    assert refused.value.details["field"] == "delta"
 
 
 def test_a_refused_command_leaves_no_pending_event() -> None:
@@ -699,6 +709,7 @@ def test_timestamps_from_1970_up_to_the_year_9000_are_accepted(moment: datetime,
         with pytest.raises(InvalidRequest) as refused:
             command()
         assert "1970" in refused.value.message and "9000" in refused.value.message
+        assert refused.value.details["field"] in ("counted_at", "expires_at", "now")
 
 
 @pytest.mark.parametrize("moment", ["2026-11-26T12:00:00+00:00", 1_700_000_000, None,
