@@ -8,8 +8,9 @@ A survivor is not counted against a module when it is
 
 - *equivalent*: listed in ``tests/mutation/EQUIVALENT.md`` (a fenced ``mutant`` block
   naming its function and its diff; the note says why it behaves as the original), or
-- *wording*: it changes nothing but the message of a refusal whose first argument is
-  its message (``InvalidRequest("...", field=...)``). Messages are for a person; the
+- *wording*: it changes nothing but the text of the message of a refusal whose first
+  argument is its message (``InvalidRequest("...", field=...)``); a mutant that drops the
+  message (``None``) is not wording. Messages are for a person; the
   contract is the error type, its ``code`` (the problem ``type``) and its details
   (``field``, ``available``, ...), which stay under test.
 
@@ -230,7 +231,10 @@ def _without_messages(source: str) -> str:
             and isinstance(node.exc.func, ast.Name)
             and node.exc.func.id in MESSAGE_FIRST
             and node.exc.args
+            and isinstance(node.exc.args[0], ast.JoinedStr | ast.Constant)
+            and isinstance(getattr(node.exc.args[0], "value", ""), str)
         ):
+            # Any text is wording; no message at all (None) is not.
             node.exc.args[0] = ast.Constant("<message>")
     return ast.dump(tree)
 
