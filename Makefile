@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck bench faults serve clean venv node schemas schemas-check openapi
+.PHONY: test lint typecheck bench mutation faults serve clean venv node schemas schemas-check openapi
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,10 +56,16 @@ openapi: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# Mutation testing of domain/, application/commands.py and projections/availability.py
+# (tests/mutation/run.py; not part of `make test`: it takes a while). One worker by
+# default; MUTATION_WORKERS=N for more.
+mutation: $(STAMP)
+	$(PY) -m tests.mutation.run
+
 # The reliability suite at full strength (make test runs it with fewer kills, races, requests).
 faults: $(STAMP) $(NODE_STAMP)
 	STOCKSTREAM_FAULT_KILLS=50 STOCKSTREAM_FAULT_RACES=20 STOCKSTREAM_FAULT_REQUESTS=2000 \
 	STOCKSTREAM_FAULT_STORM_COMMANDS=2000 $(PY) -m pytest -q tests/faults
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis mutants

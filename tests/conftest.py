@@ -7,8 +7,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import Phase, settings
 
 from tests.cosmos_server import CosmosServer, start_cosmos_server
+
+# `make mutation` runs the suites once per mutant: fewer examples, the same ones every
+# time, and no example database carried from one mutant to the next, so a score does not
+# drift, and a failing example is not shrunk. (Tests that need a number of examples of
+# their own set it explicitly.)
+settings.register_profile("mutation", derandomize=True, database=None, max_examples=25,
+                          phases=[Phase.explicit, Phase.generate])  # a failure kills: no shrinking
+if os.environ.get("STOCKSTREAM_HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["STOCKSTREAM_HYPOTHESIS_PROFILE"])
 
 
 @dataclass

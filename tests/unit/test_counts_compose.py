@@ -186,4 +186,7 @@ class CountsCompose(RuleBasedStateMachine):
 
 
 TestCountsCompose = CountsCompose.TestCase
-TestCountsCompose.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+# 40 examples, or the profile's number if fewer (make mutation runs this once per mutant).
+TestCountsCompose.settings = settings(
+    max_examples=min(40, settings.default.max_examples), stateful_step_count=25, deadline=None
+)

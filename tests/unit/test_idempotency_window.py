@@ -36,6 +36,7 @@ def commands(store: SQLiteStockItems) -> StockCommands:
     return StockCommands(store, ManualClock())
 
 
+@pytest.mark.slow
 def test_a_receipt_key_retried_after_1000_later_keys_is_still_recognised(
     commands: StockCommands,
 ) -> None:
@@ -51,6 +52,7 @@ def test_a_receipt_key_retried_after_1000_later_keys_is_still_recognised(
         commands.receive(SKU, LOCATION, 25, "ASN-1", idempotency_key="asn-1")
 
 
+@pytest.mark.slow
 def test_a_fulfilled_order_retried_after_1000_later_orders_is_not_held_again(
     commands: StockCommands,
 ) -> None:
@@ -69,6 +71,7 @@ def test_a_fulfilled_order_retried_after_1000_later_orders_is_not_held_again(
     assert not repeat.changed and repeat.position.reserved == 0
 
 
+@pytest.mark.slow
 def test_a_count_id_shares_the_window(commands: StockCommands) -> None:
     counted_at = ManualClock().now()
     commands.receive(SKU, LOCATION, 10)
@@ -99,6 +102,7 @@ def _snapshot_size(commands: StockCommands, keys: int, sku: str) -> int:
     return len(app.mapper.to_stored_event(StockItem.Snapshot.take(item)).state)
 
 
+@pytest.mark.slow
 def test_ten_thousand_keys_leave_the_snapshot_the_size_of_ten(commands: StockCommands) -> None:
     small = _snapshot_size(commands, 10, "SKU-small")
     large = _snapshot_size(commands, 10_000, "SKU-large")

@@ -159,3 +159,73 @@ def test_a_snapshot_taken_before_reserved_was_kept_is_upcast() -> None:
 
     assert (rebuilt.reserved, rebuilt.available) == (5, 5)
     assert rebuilt.position() == item.position()
+
+
+def test_a_snapshot_that_remembered_ids_in_its_state_is_upcast_to_memos() -> None:
+    from tests.unit.test_stock_item_properties import MAPPER
+
+    item = StockItem.create("SKU-1", "STORE-1")
+    item.receive(10)
+    item.reserve("order-1", 3, "web")
+    item.collect_events()
+    stored = MAPPER.to_stored_event(StockItem.Snapshot.take(item))
+    old = json.loads(stored.state)
+    state = old["state"]
+    del state["last_counted_at"]
+    state["class_version"] = 2  # as v2 code wrote it: ids in the state, no last_counted_at
+    state["closed_reservations"] = {"order-0": "cancelled"}
+    state["idempotency_keys"] = {"k-1": "receipt:10:"}
+    state["recorded_counts"] = {
+        "count-a": "count:7:2026-11-26T09:00:00+00:00",
+        "count-b": "count:9:2026-11-26T11:30:00+00:00",
+        "count-c": "count:8:2026-11-26T10:00:00+00:00",
+    }
+    v2 = StoredEvent(stored.originator_id, stored.originator_version, stored.topic,
+                     json.dumps(old).encode())
+
+    rebuilt = MAPPER.to_domain_event(v2).mutate(None)
+
+    assert rebuilt.last_counted_at == datetime(2026, 11, 26, 11, 30, tzinfo=UTC)
+    assert set(vars(rebuilt)) == set(vars(item))  # no remembered ids left in the state
+    assert rebuilt.position() == item.position()
+    rebuilt.record_count("count-d", 1, datetime(2026, 11, 26, 11, 0, tzinfo=UTC))
+    (counted,) = rebuilt.collect_events()
+    assert counted.superseded  # taken before the latest count the snapshot remembered
+
+
+def test_a_v2_snapshot_that_never_counted_has_no_last_count() -> None:
+    for counts in ({}, None):
+        state = {"reservations": {}, "closed_reservations": {}, "idempotency_keys": {}}
+        if counts is not None:
+            state["recorded_counts"] = counts
+        StockItem.upcast_v2_v3(state)
+        assert state == {"reservations": {}, "last_counted_at": None}
+
+
+def test_a_stored_v1_count_is_read_as_applied(tmp_path: Path) -> None:
+    store = SQLiteStockItems(tmp_path / "events.db")
+    item = StockItem.create("SKU-1", "STORE-1")
+    item.receive(10)
+    store.save(item)
+    counted_at = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    state = {
+        "originator_id": {"_type_": "uuid_hex", "_data_": stream_uuid("SKU-1", "STORE-1").hex},
+        "originator_version": 3,
+        "timestamp": {"_type_": "datetime_iso", "_data_": datetime.now(UTC).isoformat()},
+        "sku": "SKU-1", "location": "STORE-1", "on_hand": 8, "reserved": 0, "available": 8,
+        "count_id": "count-1", "counted": 8, "previous_on_hand": 10, "delta": -2,
+        "counted_at": {"_type_": "datetime_iso", "_data_": counted_at.isoformat()},
+    }
+    store.app.recorder.insert_events([StoredEvent(
+        originator_id=stream_uuid("SKU-1", "STORE-1"), originator_version=3,
+        topic="stockstream:StockCounted", state=json.dumps(state).encode(),
+    )])
+
+    (counted,) = store.events("SKU-1", "STORE-1", after=2)
+
+    assert isinstance(counted, StockItem.Counted)
+    assert counted.superseded is False
+    rebuilt = store.get("SKU-1", "STORE-1")
+    assert rebuilt is not None
+    assert (rebuilt.on_hand, rebuilt.last_counted_at) == (8, counted_at)
+    store.close()
