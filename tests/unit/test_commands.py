@@ -372,7 +372,7 @@ def test_a_count_may_be_up_to_five_minutes_ahead_and_a_week_back(
     with pytest.raises(InvalidRequest) as refused:
         commands.record_count("SKU-1", "STORE-1", "c", 3, counted_at)
     assert refused.value.details["field"] == "counted_at"
-    word = "future" if offset > timedelta(0) else "STOCKSTREAM_COUNT_MAX_AGE"
+    word = "ahead" if offset > timedelta(0) else "STOCKSTREAM_COUNT_MAX_AGE"
     assert word in refused.value.message
 
 
