@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.sortable_time import iso_utc
 from application.cadence import class_counts
 from application.holds import Approval, HeldCount, Hold
 from application.ports import StockItemStore
@@ -110,29 +110,18 @@ class HeldQuery(BaseModel):
     location: Identifier | None = None
 
 
-def _when(moment: datetime | None) -> str | None:
-    """A moment in UTC; one whose UTC form is out of range (year 1 at +01:00, year 9999 at
-    -14:00) as given, never an error."""
-    if moment is None:
-        return None
-    try:
-        return moment.astimezone(UTC).isoformat()
-    except (OverflowError, ValueError):
-        return moment.isoformat()
-
-
 def hold_json(hold: Hold) -> dict[str, Any]:
     """A held count or adjustment as JSON: what it would record and why it waits."""
     body: dict[str, Any] = {
         "hold_id": hold.hold_id, "kind": hold.kind, "sku": hold.sku,
-        "location": hold.location, "reason": hold.reason, "held_at": _when(hold.held_at),
-        "status": hold.status, "resolved_at": _when(hold.resolved_at),
+        "location": hold.location, "reason": hold.reason, "held_at": iso_utc(hold.held_at),
+        "status": hold.status, "resolved_at": iso_utc(hold.resolved_at),
         "applied_delta": hold.applied_delta,
     }
     if isinstance(hold, HeldCount):
         body.update({
             "count_id": hold.count_id, "counted": hold.counted,
-            "counted_at": _when(hold.counted_at), "on_hand_at_count": hold.on_hand_at_count,
+            "counted_at": iso_utc(hold.counted_at), "on_hand_at_count": hold.on_hand_at_count,
             "drift_units": hold.drift_units, "drift_percent": hold.drift_percent,
             "session_id": hold.session_id or None})
     else:
@@ -159,7 +148,7 @@ def result_json(result: CountResult, position: str = "index") -> dict[str, Any]:
     return {
         position: result.line, "sku": result.sku, "location": result.location,
         "count_id": result.count_id, "outcome": result.outcome, "counted": result.counted,
-        "counted_at": _when(result.counted_at), "on_hand_at_count": result.on_hand_at_count,
+        "counted_at": iso_utc(result.counted_at), "on_hand_at_count": result.on_hand_at_count,
         "drift_units": result.drift_units, "drift_percent": result.drift_percent,
         "expired_units": result.expired_units, "reason": result.reason,
         "hold_id": result.hold_id,
@@ -220,13 +209,13 @@ def list_due_counts(req: func.HttpRequest) -> func.HttpResponse:
     rows = services.schedule.schedule(now, due_only=not query.all,
                                       velocity_class=query.velocity_class, limit=query.limit)
     return json_response({
-        "generated_at": _when(now),
+        "generated_at": iso_utc(now),
         "cadence_days": services.cadence.every_days,
         "window_days": services.cadence.window_days,
         "by_class": class_counts(rows),
         "due": [{"sku": r.sku, "location": r.location, "velocity_class": r.velocity_class,
                  "units_per_day": round(r.units_per_day, 3),
-                 "last_counted_at": _when(r.last_counted_at), "due_at": _when(r.due_at),
+                 "last_counted_at": iso_utc(r.last_counted_at), "due_at": iso_utc(r.due_at),
                  "overdue": r.overdue} for r in rows],
     })
 

@@ -19,10 +19,10 @@ import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.sortable_time import iso_utc
 from application.reconciliation import CountResult, SessionResult, SessionSummary
 
 TOP = 10
@@ -34,16 +34,6 @@ CSV_COLUMNS = ("position", "sku", "location", "count_id", "outcome", "counted", 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
 """Leading characters that make a spreadsheet read a text cell as a formula (OWASP's
 CSV-injection list, plus line feed)."""
-
-
-def _when(moment: datetime | None) -> str | None:
-    """A moment in UTC; one whose UTC form is out of range as given, never an error."""
-    if moment is None:
-        return None
-    try:
-        return moment.astimezone(UTC).isoformat()
-    except (OverflowError, ValueError):
-        return moment.isoformat()
 
 
 def spreadsheet_cell(value: Any) -> Any:
@@ -64,7 +54,7 @@ def _row(result: CountResult) -> dict[str, Any]:
     return {
         "position": result.line, "sku": result.sku, "location": result.location,
         "count_id": result.count_id, "outcome": result.outcome, "counted": result.counted,
-        "counted_at": _when(result.counted_at), "on_hand_at_count": result.on_hand_at_count,
+        "counted_at": iso_utc(result.counted_at), "on_hand_at_count": result.on_hand_at_count,
         "drift_units": result.drift_units,
         "drift_percent": None if result.drift_percent is None else round(result.drift_percent,
                                                                          3),
@@ -83,8 +73,8 @@ def report_document(session: SessionResult) -> dict[str, Any]:
         "session_id": session.session_id,
         "source": session.source,
         "position": session.position,
-        "started_at": _when(session.started_at),
-        "finished_at": _when(session.finished_at),
+        "started_at": iso_utc(session.started_at),
+        "finished_at": iso_utc(session.finished_at),
         "all_or_nothing": session.all_or_nothing,
         "applied_none": session.applied_none,
         "totals": {
