@@ -104,8 +104,7 @@ def run(quick: bool = False) -> list[Row]:
                 short_rates.append(_rows_per_second(container, short, streams))
                 long_rates.append(_rows_per_second(container, long, streams))
         finally:
-            reconciliation_services(container).close()
-            container.close()
+            container.close()  # closes the reconciliation services too
     return [
         Row(
             scenario=f"count rows: {LONG:,}-event streams vs {SHORT}-event streams",

@@ -47,8 +47,7 @@ def run(quick: bool = False) -> list[Row]:
         elapsed = time.perf_counter() - started
         summary = session.summary()
         assert summary.applied == count, summary
-        services.close()
-        container.close()
+        container.close()  # closes the reconciliation services too
     return [
         Row(
             scenario=f"reconciliation: count file of {count:,} SKU-locations",

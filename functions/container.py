@@ -68,6 +68,9 @@ class Container:
     pipeline worker's snapshot); ``GET /api/ops/metrics`` labels their points ``process``."""
 
     def close(self) -> None:
+        reconciliation = self.extras.pop("reconciliation", None)  # opened on first use
+        if reconciliation is not None:
+            reconciliation.close()
         if self.broker is not None:
             self.broker.close()
         self.store.close()

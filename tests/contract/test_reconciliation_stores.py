@@ -36,7 +36,6 @@ from contracts.cloudevents import to_cloudevent
 from domain.stock_item import StockItem
 from functions.container import (
     Container,
-    ReconciliationServices,
     build_container,
     reconciliation_services,
     use_container,
@@ -394,9 +393,6 @@ def azure(settings: CosmosSettings) -> Iterator[Container]:
     use_container(container)
     yield container
     use_container(None)
-    services = container.extras.get("reconciliation")
-    if isinstance(services, ReconciliationServices):
-        services.close()
     container.close()
 
 

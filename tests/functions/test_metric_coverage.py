@@ -27,7 +27,6 @@ from uuid import uuid4
 
 import azure.functions as func
 import pytest
-from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -37,7 +36,7 @@ from adapters.clock import ManualClock
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from adapters.embedded_broker import EmbeddedBroker
 from adapters.telemetry import local_telemetry
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
+from application.settings import load
 from functions.container import Container, build_container, use_container
 from local.pipeline import (
     Pipeline,
@@ -46,6 +45,7 @@ from local.pipeline import (
     start_pipeline,
     worker_metrics_path,
 )
+from tests.functions.test_pipeline_functions import as_binding, received
 from tests.infra import bicep_model as bm
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
@@ -175,25 +175,6 @@ def trade_over_http(sku: str) -> None:
                "counted_at": datetime.now(UTC).isoformat()}
     answer = http("reconcile_counts", "POST", {}, {"counts": [counted]})
     assert answer.status_code == 200, answer.get_body()
-
-
-def as_binding(message: Any) -> ServiceBusMessage:
-    return ServiceBusMessage(
-        body=message.body, message_id=message.message_id, session_id=message.session_id,
-        application_properties=dict(message.application_properties), user_properties={},
-        content_type=message.content_type, delivery_count=message.delivery_count,
-    )
-
-
-def received(broker: EmbeddedBroker) -> list[Any]:
-    messages = []
-    while receiver := broker.accept_next_session(TOPIC, AVAILABILITY_SUBSCRIPTION, 0.0):
-        with receiver:
-            while batch := receiver.receive(100, 0.0):
-                for message in batch:
-                    receiver.complete(message)
-                messages.extend(batch)
-    return messages
 
 
 # ------------------------------------------------------------------------------ Azure

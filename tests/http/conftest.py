@@ -14,7 +14,6 @@ from application.settings import load
 from function_app import app
 from functions.container import (
     Container,
-    ReconciliationServices,
     build_container,
     use_container,
 )
@@ -68,9 +67,6 @@ def container(tmp_path: Any) -> Iterator[Container]:
     use_container(c)
     yield c
     use_container(None)
-    services = c.extras.get("reconciliation")  # opened by the count and adjustment routes
-    if isinstance(services, ReconciliationServices):
-        services.close()
     c.close()
 
 

@@ -15,7 +15,6 @@ import pytest
 from application.settings import load
 from functions.container import (
     Container,
-    ReconciliationServices,
     build_container,
     use_container,
 )
@@ -27,9 +26,6 @@ def _installed(tmp_path: Path, **env: str) -> Iterator[Container]:
     use_container(container)
     yield container
     use_container(None)
-    services = container.extras.get("reconciliation")
-    if isinstance(services, ReconciliationServices):
-        services.close()
     container.close()
 
 

@@ -71,9 +71,6 @@ def clock() -> MovableClock:
 def container(tmp_path: Path, clock: MovableClock) -> Iterator[Container]:
     c = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}), clock)
     yield c
-    services = c.extras.get("reconciliation")
-    if isinstance(services, ReconciliationServices):
-        services.close()
     c.close()
 
 
