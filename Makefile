@@ -25,7 +25,7 @@ node: $(NODE_STAMP)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench
+	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench composition
 	$(PY) -m contracts.registry check
 	$(PY) -m pytest -q
 
@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 typecheck: $(STAMP)
-	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench
+	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench composition
 
 # Event schema registry (schemas/, asyncapi.yaml), generated from contracts/; see
 # docs/downstream.md. `schemas` refuses a backward-incompatible change; `schemas-check` fails

@@ -38,7 +38,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from tqdm import tqdm
 
@@ -50,9 +50,16 @@ from application.reconciliation import (
     SessionResult,
     read_count_file,
 )
-from application.settings import SettingsError, load
+from application.settings import TOPIC, SettingsError, load
+from composition import (
+    EmbeddedProcess,
+    ReconciliationServices,
+    ReconciliationUnavailable,
+    Services,
+    build_services,
+)
+from composition.embedded import EmbeddedFiles
 from domain.errors import DomainError
-from functions.container import Container, build_container
 
 OK, ATTENTION, USAGE, UNAVAILABLE = 0, 1, 2, 3
 
@@ -71,7 +78,10 @@ def _progress(total: int | None, unit: str, desc: str) -> Iterator[Callable[[int
         bar.close()
 
 
-def _container(args: argparse.Namespace) -> Container:
+def _open(args: argparse.Namespace,
+          process: EmbeddedProcess = EmbeddedProcess.COMMANDS) -> Services:
+    """The services of the data directory, from the composition root (the embedded
+    ``process``: the command path alone, or ``OPERATOR`` to read the pipeline's files)."""
     env = dict(os.environ)
     if args.data:
         env["STOCKSTREAM_DATA"] = args.data
@@ -80,16 +90,14 @@ def _container(args: argparse.Namespace) -> Container:
     except SettingsError as error:
         raise UsageError(str(error)) from None
     try:
-        return build_container(settings)
+        return build_services(settings, process=process)
     except (OSError, sqlite3.Error) as error:
         raise StoreUnavailable(str(error)) from error
 
 
-def _services(container: Container) -> Any:
-    from functions.container import ReconciliationUnavailable, reconciliation_services
-
+def _reconciliation(services: Services) -> ReconciliationServices:
     try:
-        return reconciliation_services(container)
+        return services.reconciliation.get()
     except ReconciliationUnavailable as error:
         raise UsageError(str(error)) from None
 
@@ -104,9 +112,9 @@ def reconcile(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"cannot read {args.file}: {error}") from None
     except CountFileError as error:
         raise UsageError(f"{args.file}: {error}") from None
-    container = _container(args)
+    opened = _open(args)
     try:
-        services = _services(container)
+        services = _reconciliation(opened)
         policy = services.policy
         if args.no_hold:
             policy = HoldPolicy()
@@ -121,8 +129,10 @@ def reconcile(args: argparse.Namespace, out: TextIO) -> int:
         from reports.drift import write_report
 
         report_dir = Path(args.report_dir) if args.report_dir else (
-            container.settings.data_dir / "reports")
-        written = write_report(session, report_dir, services.reconciler.history.sessions())
+            EmbeddedFiles(opened.settings.data_dir).reports)
+        history = services.reconciler.history
+        written = write_report(session, report_dir,
+                               () if history is None else history.sessions())
         _print_session(session, out)
         out.write(f"report: {written.json}\n        {written.csv}\n")
         for chart in written.charts:
@@ -131,7 +141,7 @@ def reconcile(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"        ({written.charts_skipped})\n")
         return OK if session.complete else ATTENTION
     finally:
-        container.close()
+        opened.close()
 
 
 def _print_session(session: SessionResult, out: TextIO) -> None:
@@ -167,9 +177,9 @@ def _what(hold: Hold) -> str:
 
 def approve(args: argparse.Namespace, out: TextIO) -> int:
     """Approve or dismiss what ``args.target`` names: a hold id, or a count id's holds."""
-    container = _container(args)
+    opened = _open(args)
     try:
-        gate = _services(container).gate
+        gate = _reconciliation(opened).gate
         try:
             if args.command == "dismiss":
                 dismissed = gate.dismiss_target(args.target, args.sku, args.location)
@@ -194,13 +204,13 @@ def approve(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"{applied} hold(s) approved and applied\n")
         return OK if applied == len(approvals) else ATTENTION
     finally:
-        container.close()
+        opened.close()
 
 
 def held(args: argparse.Namespace, out: TextIO) -> int:
-    container = _container(args)
+    opened = _open(args)
     try:
-        pending = _services(container).gate.holds.matching(status="pending")
+        pending = _reconciliation(opened).gate.holds.matching(status="pending")
         for h in pending:
             if isinstance(h, HeldCount):
                 percent = "" if h.drift_percent is None else f" ({h.drift_percent:+.1f}%)"
@@ -213,18 +223,18 @@ def held(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"{len(pending)} hold(s) waiting for approval\n")
         return OK
     finally:
-        container.close()
+        opened.close()
 
 
 def due(args: argparse.Namespace, out: TextIO) -> int:
-    container = _container(args)
+    opened = _open(args)
     try:
-        services = _services(container)
+        services = _reconciliation(opened)
         tracker = services.schedule.tracker
         if tracker is not None:
             with _progress(None, "event", "reading movements") as advance:
                 advance(tracker.catch_up())
-        rows = services.schedule.schedule(container.clock.now(), due_only=not args.all,
+        rows = services.schedule.schedule(opened.clock.now(), due_only=not args.all,
                                           velocity_class=args.velocity_class,
                                           limit=args.limit)
         for r in rows:
@@ -235,26 +245,19 @@ def due(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"{len(rows)} count(s) {'listed' if args.all else 'due'} ({cadence})\n")
         return OK
     finally:
-        container.close()
+        opened.close()
 
 
 def replay_deadletters(args: argparse.Namespace, out: TextIO) -> int:
-    from adapters.embedded_broker import EmbeddedBroker
-    from application.replay import DeadLetterReplay
-    from application.settings import TOPIC
-
-    container = _container(args)
+    opened = _open(args, EmbeddedProcess.OPERATOR)
     try:
-        broker = EmbeddedBroker(container.settings.data_dir / "broker.db")
-    except (OSError, sqlite3.Error) as error:
-        container.close()
-        raise StoreUnavailable(str(error)) from error
-    try:
+        broker, replay = opened.broker, opened.replay
+        if broker is None or replay is None:
+            raise UsageError("this host has no broker to replay from")
         if args.subscription not in broker.subscriptions(TOPIC):
             raise UsageError(f"no subscription named {args.subscription!r}")
         depth = broker.counts(TOPIC, args.subscription).dead_lettered
         total = depth if args.max is None else min(depth, args.max)
-        replay = DeadLetterReplay(broker)
         replayed = 0
         with _progress(total, "msg", f"replaying {args.subscription}") as advance:
             while args.max is None or replayed < args.max:
@@ -269,28 +272,21 @@ def replay_deadletters(args: argparse.Namespace, out: TextIO) -> int:
                   f"{left} left in its dead-letter queue\n")
         return OK
     finally:
-        broker.close()
-        container.close()
+        opened.close()
 
 
 def rebuild_projection(args: argparse.Namespace, out: TextIO) -> int:
-    from adapters.sqlite.availability_views import SQLiteAvailabilityViews
-    from functions.reconciliation import projection_repair
-
-    container = _container(args)
+    opened = _open(args, EmbeddedProcess.OPERATOR)
     try:
-        views = SQLiteAvailabilityViews(container.settings.data_dir / "views.db")
-    except (OSError, sqlite3.Error) as error:
-        container.close()
-        raise StoreUnavailable(str(error)) from error
-    try:
-        services = _services(container)
+        repair = opened.repair
+        if repair is None:
+            raise UsageError("this host has no availability view to rebuild")
+        services = _reconciliation(opened)
         known: list[tuple[str, str]] = []
         if services.schedule.tracker is not None:
             services.schedule.tracker.catch_up()
             known = list(services.schedule.history.stock_items())
-        repair = projection_repair(container.store, views)
-        total = sum(1 for _ in views.rows(args.sku))
+        total = sum(1 for _ in repair.views.rows(args.sku))
         with _progress(total, "row", "comparing") as advance:
             report = repair.run(args.sku, known, fix=not args.check, progress=advance)
         for m in report.mismatches:
@@ -304,8 +300,7 @@ def rebuild_projection(args: argparse.Namespace, out: TextIO) -> int:
                   f"{report.repaired} repaired\n")
         return ATTENTION if args.check and report.mismatches else OK
     finally:
-        views.close()
-        container.close()
+        opened.close()
 
 
 # ------------------------------------------------------------------ parsing

@@ -30,18 +30,13 @@ from adapters.openmetrics import CONTENT_TYPE as OPENMETRICS_CONTENT_TYPE
 from adapters.telemetry import counting_commits
 from application.holds import ApprovalGate, Held
 from application.ports import ConcurrencyConflict, StoreUnavailable
+from composition import ReconciliationServices, ReconciliationUnavailable, Services
 from contracts.cloudevents import to_cloudevent
 from domain.errors import DomainError
 from domain.identifiers import require_identifier
 from domain.stock_item import StockItem
 from functions import problems
-from functions.container import (
-    Container,
-    ReconciliationServices,
-    ReconciliationUnavailable,
-    get_container,
-    reconciliation_services,
-)
+from functions.container import get_services
 from functions.http_routes import ROUTE_PREFIX, RouteTemplate, allowed_methods, http_functions
 from functions.requests import (
     AdjustmentRequest,
@@ -195,15 +190,15 @@ def _record_command(command: str, seconds: float, outcome: str) -> None:
 # -------------------------------------------------------------------- helpers
 
 
-def services() -> Container:
-    return get_container()
+def services() -> Services:
+    return get_services()
 
 
 def reconciliation() -> ReconciliationServices:
     """The container's reconciliation services (holds, sessions, schedule); 503 on a
     host without a reconciliation store."""
     try:
-        return reconciliation_services(get_container())
+        return get_services().reconciliation.get()
     except ReconciliationUnavailable as error:
         raise problems.Problem(503, "reconciliation-unavailable", "Service unavailable",
                                str(error)) from None

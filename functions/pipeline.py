@@ -20,8 +20,9 @@ import time
 import azure.functions as func
 
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
+from composition import Services
 from contracts.validation import EventRejected
-from functions.container import Container, get_container
+from functions.container import get_services
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ RELAY_MAX_ITEMS = 100
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 
-def services() -> Container:
-    return get_container()
+def services() -> Services:
+    return get_services()
 
 
 @bp.function_name("relay_events")

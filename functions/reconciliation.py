@@ -21,8 +21,8 @@ on the embedded host, Cosmos DB on Azure (``adapters.cosmos.reconciliation``; th
 movement ledger is fed per event by the availability consumer). On a host with neither,
 the routes answer 503 and the timers log and return.
 
-The services come from the composition root (``functions.container.reconciliation_services``),
-as every other service does; the ``stockstream`` CLI uses the same.
+The services come from the composition root (``composition``, through
+``functions.container``), as every other service does; the ``stockstream`` CLI uses the same.
 """
 
 from __future__ import annotations
@@ -37,24 +37,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapters.sortable_time import iso_utc
 from application.cadence import class_counts
 from application.holds import Approval, HeldCount, Hold
-from application.ports import StockItemStore
 from application.reconciliation import (
     CountResult,
     SessionResult,
     parse_count_rows,
 )
+from composition import ReconciliationServices, ReconciliationUnavailable
 from domain.identifiers import require_identifier
 from functions import problems
-from functions.container import (
-    ReconciliationServices,
-    ReconciliationUnavailable,
-    get_container,
-    reconciliation_services,
-)
+from functions.container import get_services
 from functions.http import answering_problems, json_response, reconciliation
 from functions.requests import Identifier, PositionOut, parse_body, parse_query
-from projections.availability import AvailabilityProjection, AvailabilityViews
-from projections.repair import ProjectionRepair
 
 log = logging.getLogger("stockstream.reconciliation")
 
@@ -68,15 +61,6 @@ REPAIR_TIMER = "0 15 * * * *"
 
 
 # ------------------------------------------------------------------ services
-
-
-def projection_repair(store: StockItemStore, views: AvailabilityViews) -> ProjectionRepair:
-    """Projection reconciliation over ``views``, rebuilding rows from ``store``."""
-
-    def history(sku: str, location: str, after: int, upto: int) -> list[Any]:
-        return store.events(sku, location, after=after, limit=upto - after)
-
-    return ProjectionRepair(views, store, AvailabilityProjection(views, history))
 
 
 def _services() -> ReconciliationServices:
@@ -205,7 +189,7 @@ def list_due_counts(req: func.HttpRequest) -> func.HttpResponse:
     """The SKU-locations due for a count now (or, with ``all=true``, every one)."""
     query = parse_query(req, DueQuery)
     services = _services()
-    now = get_container().clock.now()
+    now = get_services().clock.now()
     rows = services.schedule.schedule(now, due_only=not query.all,
                                       velocity_class=query.velocity_class, limit=query.limit)
     return json_response({
@@ -262,11 +246,11 @@ def dismiss_held_counts(req: func.HttpRequest) -> func.HttpResponse:
 def schedule_counts(timer: func.TimerRequest) -> None:
     """Daily: bring the movement ledger up to date and log the counts due per class."""
     try:
-        services = reconciliation_services(get_container())
+        services = get_services().reconciliation.get()
     except ReconciliationUnavailable as error:
         log.warning("count schedule skipped: %s", error)
         return
-    rows = services.schedule.schedule(get_container().clock.now())
+    rows = services.schedule.schedule(get_services().clock.now())
     totals = class_counts(rows)
     log.info("counts due: %d (A=%d B=%d C=%d)", len(rows), totals["A"], totals["B"],
              totals["C"], extra={"counts_due": len(rows), **{f"due_{k}": v
@@ -277,12 +261,11 @@ def schedule_counts(timer: func.TimerRequest) -> None:
 @bp.timer_trigger(arg_name="timer", schedule=REPAIR_TIMER, run_on_startup=False)
 def reconcile_projection(timer: func.TimerRequest) -> None:
     """Hourly: compare the availability view with the streams and repair mismatches."""
-    container = get_container()
-    views = container.availability
-    if not isinstance(views, AvailabilityViews):
+    repair = get_services().repair
+    if repair is None:
         log.warning("projection reconciliation skipped: no view store on this host")
         return
-    report = projection_repair(container.store, views).run()
+    report = repair.run()
     for mismatch in report.mismatches:
         log.warning("projection row %s|%s was %s: row %s, stream %s", mismatch.sku,
                     mismatch.location, mismatch.kind, mismatch.row, mismatch.stream)

@@ -1,10 +1,11 @@
 """The embedded host: the whole service on one machine, no cloud, no Docker.
 
-:class:`EmbeddedHost` wires the container from the settings (SQLite under the data
-directory), starts the event pipeline (relay, projections, timers) when
-``local.pipeline`` is installed, and serves the Functions app's HTTP triggers with
-uvicorn. ``run`` serves in the foreground until SIGINT or SIGTERM (``python -m local``);
-``start``/``stop`` serve from a background thread (tests and benchmarks).
+:class:`EmbeddedHost` asks the composition root for this process's services (the
+embedded root's ``HOST`` process: SQLite under the data directory, and readers of the
+pipeline), starts the event pipeline (relay, projections, timers) in its worker process,
+and serves the Functions app's HTTP triggers with uvicorn. ``run`` serves in the
+foreground until SIGINT or SIGTERM (``python -m local``); ``start``/``stop`` serve from a
+background thread (tests and benchmarks).
 
 Safety: without keys (``STOCKSTREAM_API_KEYS`` or ``STOCKSTREAM_ADMIN_KEYS``) nobody is
 authenticated, so the host refuses to listen anywhere but loopback and says so at start-up.
@@ -35,7 +36,8 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from application.settings import Settings
-from functions.container import Container, build_container, use_container
+from composition import EmbeddedProcess, Services, build_services
+from functions.container import use_services
 from local.asgi import FunctionsHost
 
 log = logging.getLogger("stockstream.host")
@@ -124,40 +126,29 @@ class HeaderTimeoutH11Protocol(H11Protocol):
             self.transport.close()  # nothing parsed, so no answer: as on a bad request line
 
 
-class _PipelineInWorker:
-    """The pipeline run by a supervised worker process, read by this one."""
-
-    def __init__(self, container: Container) -> None:
-        from local.pipeline import open_pipeline_readers
-        from local.worker import WorkerProcess
-
-        self.readers = open_pipeline_readers(container)
-        self.worker = WorkerProcess(container.settings.data_dir)
-
-    def stop(self) -> None:
-        try:
-            self.worker.stop()
-        finally:
-            self.readers.close()
-
-
-def start_pipeline(container: Container) -> PipelineHandle | None:
+def start_pipeline(services: Services) -> PipelineHandle | None:
     """Start the embedded pipeline (relay, broker, projections, timers) on SQLite, in its
-    own worker process (``python -m local.worker``), and wire this process to read it.
+    own worker process (``python -m local.worker``); ``services`` (the embedded root's
+    ``HOST`` process) read what it writes.
 
     With ``STOCKSTREAM_EVENT_STORE=cosmos`` the host serves the command path against Cosmos
     DB only: the relay of a Cosmos store is the change-feed function in Azure.
     """
-    if container.settings.event_store != "sqlite":
+    if services.settings.event_store != "sqlite":
         log.warning("event store is %s: the embedded pipeline runs on SQLite only; "
-                    "availability and ops status answer 503", container.settings.event_store)
+                    "availability and ops status answer 503", services.settings.event_store)
         return None
-    return _PipelineInWorker(container)
+    from local.worker import WorkerProcess
+
+    return WorkerProcess(services.settings.data_dir)
 
 
 class EmbeddedHost:
-    """One embedded Stockstream: container, pipeline and HTTP server, started and stopped
-    together. The container is installed process-wide (``use_container``) while running."""
+    """One embedded Stockstream: services, pipeline and HTTP server, started and stopped
+    together. The services are installed process-wide (``use_services``) while running.
+
+    ``services`` injects services built elsewhere (the host then does not close them);
+    with the pipeline they must be the embedded root's ``HOST`` process's."""
 
     def __init__(
         self,
@@ -166,7 +157,7 @@ class EmbeddedHost:
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         app: func.FunctionApp | None = None,
-        container: Container | None = None,
+        services: Services | None = None,
         with_pipeline: bool = True,
         workers: int = 32,
     ) -> None:
@@ -181,8 +172,8 @@ class EmbeddedHost:
 
             app = function_app
         self.settings = settings
-        self.container = container
-        self._own_container = container is None
+        self.services = services
+        self._own_services = services is None
         self._with_pipeline = with_pipeline
         self._pipeline: PipelineHandle | None = None
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say
@@ -219,11 +210,12 @@ class EmbeddedHost:
     # ------------------------------------------------------------ services
 
     def _start_services(self) -> None:
-        if self.container is None:
-            self.container = build_container(self.settings)
-        use_container(self.container)
+        if self.services is None:
+            process = EmbeddedProcess.HOST if self._with_pipeline else EmbeddedProcess.COMMANDS
+            self.services = build_services(self.settings, process=process)
+        use_services(self.services)
         if self._with_pipeline:
-            self._pipeline = start_pipeline(self.container)
+            self._pipeline = start_pipeline(self.services)
         if not keyed(self.settings):
             log.warning("STOCKSTREAM_API_KEYS is not set: requests are not authenticated, so "
                         "the host listens on loopback (%s) only", self.host)
@@ -236,10 +228,10 @@ class EmbeddedHost:
                 self._pipeline.stop()
                 self._pipeline = None
         finally:
-            use_container(None)
-            if self._own_container and self.container is not None:
-                self.container.close()
-                self.container = None
+            use_services(None)
+            if self._own_services and self.services is not None:
+                self.services.close()
+                self.services = None
             log.info("Stockstream stopped")
 
     # ------------------------------------------------------------- serving

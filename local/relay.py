@@ -13,6 +13,7 @@ the fault suite can show that it notices lost events; never use it otherwise.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
@@ -20,11 +21,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from adapters.clock import SystemClock
-from adapters.embedded_broker import EmbeddedBroker
-from adapters.sqlite import SQLiteStockItems
 from application.relay import Relay
-from local.pipeline import ensure_topology
+from application.settings import SettingsError, load
+from composition.embedded import STANDALONE_RELAY_BATCH, embedded_relay
 
 
 class CheckpointFirstRelay(Relay):
@@ -44,17 +43,19 @@ class CheckpointFirstRelay(Relay):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.relay", description=__doc__)
     parser.add_argument("--data", required=True, help="the embedded host's data directory")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=STANDALONE_RELAY_BATCH)
     parser.add_argument("--interval", type=float, default=0.01, help="idle poll, seconds")
     parser.add_argument("--unsafe-checkpoint-first", action="store_true")
     args = parser.parse_args(argv)
-    data = Path(args.data)
-    store = SQLiteStockItems(data / "events.db")
-    broker = EmbeddedBroker(data / "broker.db")
-    ensure_topology(broker)
-    relay_class = CheckpointFirstRelay if args.unsafe_checkpoint_first else Relay
-    relay = relay_class(store, broker, store.checkpoints(), SystemClock(),
-                        batch_size=args.batch_size)
+    try:
+        settings = dataclasses.replace(load(), data_dir=Path(args.data))
+    except SettingsError as error:
+        print(f"python -m local.relay: {error}", file=sys.stderr)
+        return 2
+    process = embedded_relay(
+        settings, batch_size=args.batch_size,
+        relay_type=CheckpointFirstRelay if args.unsafe_checkpoint_first else Relay)
+    relay = process.relay
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -66,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     while not stopping.is_set():
         if relay.pump() == 0:
             stopping.wait(args.interval)
-    broker.close()
-    store.close()
+    process.close()
     return 0
 
 

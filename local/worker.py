@@ -21,8 +21,8 @@ from pathlib import Path
 from types import FrameType
 
 from application.settings import SettingsError, load
-from functions.container import build_container
-from local.pipeline import start_pipeline, worker_metrics_path
+from composition.embedded import EmbeddedProcess, embedded_services
+from local.pipeline import start_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    container = build_container(settings)
-    pipeline = start_pipeline(container, relay_interval=RELAY_POLL_SECONDS,
-                              metrics_snapshot=worker_metrics_path(settings.data_dir))
+    services = embedded_services(settings, process=EmbeddedProcess.WORKER)
+    pipeline = start_pipeline(services, relay_interval=RELAY_POLL_SECONDS)
     print(READY, flush=True)
     # A worker whose host was killed outright is re-parented: it stops too, rather than
     # running on beside the next host's worker.
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("the host went away; the pipeline worker stops")
             break
     pipeline.stop()
-    container.close()
+    services.close()
     return 0
 
 

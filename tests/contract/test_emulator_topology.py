@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
-from local.pipeline import MAX_DELIVERY_COUNT, replay_rules
+from composition.topology import MAX_DELIVERY_COUNT, replay_rules
 from tests.contract.broker_contract import SUBSCRIPTIONS
 from tests.contract.broker_contract import TOPIC as CONTRACT_TOPIC
 

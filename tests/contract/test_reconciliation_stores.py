@@ -32,14 +32,11 @@ from application.commands import StockCommands
 from application.holds import HeldAdjustment, HeldCount, HoldStore, count_hold_id
 from application.reconciliation import SessionHistory, SessionSummary
 from application.settings import AVAILABILITY_SUBSCRIPTION, load
+from composition import Services
+from composition.azure import azure_services
 from contracts.cloudevents import to_cloudevent
 from domain.stock_item import StockItem
-from functions.container import (
-    Container,
-    build_container,
-    reconciliation_services,
-    use_container,
-)
+from functions.container import use_services
 from tests.cosmos_server import CosmosServer
 from tests.http.conftest import call
 
@@ -383,28 +380,28 @@ def test_a_gap_in_a_streams_versions_is_filled_from_the_stream(
 
 
 @pytest.fixture
-def azure(settings: CosmosSettings) -> Iterator[Container]:
-    container = build_container(load({
+def azure(settings: CosmosSettings) -> Iterator[Services]:
+    container = azure_services(load({
         "STOCKSTREAM_EVENT_STORE": "cosmos",
         "COSMOS__accountEndpoint": settings.endpoint,
         "COSMOS_KEY": settings.key or "",
         "COSMOS_DATABASE": settings.database,
     }))
-    use_container(container)
+    use_services(container)
     yield container
-    use_container(None)
+    use_services(None)
     container.close()
 
 
-def _deliver(container: Container, events: list[Any]) -> None:
+def _deliver(container: Services, events: list[Any]) -> None:
     """What the Service Bus trigger does with each message of the availability subscription."""
     consumer = container.consumers[AVAILABILITY_SUBSCRIPTION]
     for event in events:
         consumer.process(json.dumps(to_cloudevent(event)).encode())
 
 
-def test_reconciliation_functions_work_on_azure(azure: Container) -> None:
-    services = reconciliation_services(azure)
+def test_reconciliation_functions_work_on_azure(azure: Services) -> None:
+    services = azure.reconciliation.get()
     assert isinstance(services.schedule.history, CosmosMovementLedger)
     assert services.schedule.tracker is None
     sku = f"SKU-{uuid4().hex[:8]}"
@@ -446,9 +443,9 @@ def test_reconciliation_functions_work_on_azure(azure: Container) -> None:
     assert {d["sku"] for d in listed if d["last_counted_at"] is not None} == {sku, f"{sku}-B"}
 
 
-def test_held_counts_are_approved_over_http_on_azure(azure: Container,
+def test_held_counts_are_approved_over_http_on_azure(azure: Services,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    services = reconciliation_services(azure)
+    services = azure.reconciliation.get()
     monkeypatch.setattr(services.gate, "counts", type(services.policy)(units=5))
     sku = f"SKU-{uuid4().hex[:8]}"
     body = {"counts": [{"sku": sku, "location": "STORE-1", "counted": 50,

@@ -24,9 +24,9 @@ from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from application.commands import StockCommands
 from application.ports import StoreUnavailable
 from application.settings import AVAILABILITY_SUBSCRIPTION, load
+from composition.azure import azure_services
 from contracts.cloudevents import to_cloudevent
 from domain.stock_item import StockItem
-from functions.container import build_container
 from projections.availability import AvailabilityProjection, ViewRow
 from tests.contract.view_store_contract import (
     HOUR,
@@ -242,7 +242,7 @@ def test_the_composition_root_wires_the_cosmos_views_on_azure(
     settings: CosmosSettings,
 ) -> None:
     clock = ManualClock(T0)
-    container = build_container(
+    container = azure_services(
         load({
             "STOCKSTREAM_EVENT_STORE": "cosmos",
             "COSMOS__accountEndpoint": settings.endpoint,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from adapters.embedded_broker import EmbeddedBroker
 from application.settings import TOPIC
+from composition.topology import ensure_topology, replay_rules
 from contracts.cloudevents import WIRE_TYPES
 from contracts.validation import validate_cloudevent
-from local.pipeline import ensure_topology, replay_rules
 from tests.e2e.conftest import start_host
 
 TEAM = "downstream-team"

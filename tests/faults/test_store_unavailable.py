@@ -27,7 +27,7 @@ from adapters.sqlite import SQLiteStockItems
 from application.commands import StockCommands
 from application.queries import StockQueries
 from application.settings import load
-from functions.container import Container
+from composition import Services
 from local.host import EmbeddedHost
 from tests.e2e.conftest import RunningHost
 
@@ -61,10 +61,9 @@ def serve(data: Path) -> Iterator[InProcessHost]:
     settings = dataclasses.replace(load({}), data_dir=data)
     store = SQLiteStockItems(data / "events.db", lock_timeout=LOCK_TIMEOUT)
     clock = SystemClock()
-    container = Container(settings=settings, store=store, clock=clock,
-                          commands=StockCommands(store, clock), queries=StockQueries(store),
-                          extras={})
-    host = EmbeddedHost(settings, port=0, container=container, with_pipeline=False)
+    services = Services(settings=settings, store=store, clock=clock,
+                        commands=StockCommands(store, clock), queries=StockQueries(store))
+    host = EmbeddedHost(settings, port=0, services=services, with_pipeline=False)
     host.start()
     try:
         yield InProcessHost(host, store)

@@ -30,7 +30,7 @@ from application.consumer import EventConsumer
 from application.ports import MessagePublisher, OutgoingMessage
 from application.replay import DeadLetterReplay
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
-from functions.container import Container, build_container
+from composition import EmbeddedProcess, Services, embedded_services
 from local.pipeline import Pipeline, start_pipeline
 
 COMMANDS = int(os.environ.get("STOCKSTREAM_FAULT_STORM_COMMANDS", "400"))
@@ -52,7 +52,7 @@ class Tripling(MessagePublisher):
 
 @dataclass
 class Running:
-    container: Container
+    container: Services
     pipeline: Pipeline
     deliveries: int = 0
     naive_reserved_units: int = 0
@@ -80,7 +80,8 @@ class Running:
 
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Running]:
-    container = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}))
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path)}),
+                                  process=EmbeddedProcess.PIPELINE)
     pipeline = start_pipeline(container)
     pipeline.broker.create_topic(TOPIC, duplicate_detection_window=timedelta(0))
     pipeline.relay.publisher = Tripling(pipeline.broker)
@@ -94,7 +95,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
         container.close()
 
 
-def trade(container: Container, first: int, count: int) -> None:
+def trade(container: Services, first: int, count: int) -> None:
     """Receipts and reservations (some cancelled) over ``SKUS`` streams."""
     commands = container.commands
     for n in range(first, first + count):
@@ -107,7 +108,7 @@ def trade(container: Container, first: int, count: int) -> None:
             commands.reserve(sku, "STORE-1", f"order-{n}", 1 + n % 2, "web")
 
 
-def store_versions(container: Container) -> dict[str, int]:
+def store_versions(container: Services) -> dict[str, int]:
     versions = {}
     for n in range(SKUS):
         item = container.store.get(f"SKU-{n}", "STORE-1")
@@ -116,7 +117,7 @@ def store_versions(container: Container) -> dict[str, int]:
     return versions
 
 
-def max_position(container: Container) -> int:
+def max_position(container: Services) -> int:
     store = container.store
     assert isinstance(store, SQLiteStockItems)
     return store.max_position()

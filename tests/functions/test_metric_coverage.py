@@ -5,8 +5,8 @@ The referenced names are read from the deployment itself: every KQL query over
 ``customMetrics`` in ``bicep/`` (the log alerts) and in ``bicep/workbook.json`` (the tiles),
 so adding a tile or an alert on a metric nobody records fails here.
 
-Azure: the composition root's Azure shape (``build_container`` with Cosmos DB, here the
-``@vercel/cosmosdb-server`` test server or, with ``STOCKSTREAM_LIVE=1``, a real account) with
+Azure: the Azure composition root (``composition.azure.azure_services``) on Cosmos DB, here
+the ``@vercel/cosmosdb-server`` test server or, with ``STOCKSTREAM_LIVE=1``, a real account, with
 the embedded broker standing in for Service Bus. Each function is called as the host calls
 it, with real binding objects: HTTP commands with ``func.HttpRequest``, the change feed with
 ``func.DocumentList`` of the documents Cosmos DB stored, messages with
@@ -37,14 +37,11 @@ from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from adapters.embedded_broker import EmbeddedBroker
 from adapters.telemetry import local_telemetry
 from application.settings import load
-from functions.container import Container, build_container, use_container
-from local.pipeline import (
-    Pipeline,
-    ensure_topology,
-    open_pipeline_readers,
-    start_pipeline,
-    worker_metrics_path,
-)
+from composition import EmbeddedProcess, Services, embedded_services
+from composition.azure import azure_services
+from composition.topology import ensure_topology
+from functions.container import use_services
+from local.pipeline import Pipeline, start_pipeline
 from tests.functions.test_pipeline_functions import as_binding, received
 from tests.infra import bicep_model as bm
 
@@ -182,7 +179,7 @@ def trade_over_http(sku: str) -> None:
 
 @dataclass
 class Azure:
-    container: Container
+    container: Services
     broker: EmbeddedBroker
     reader: InMemoryMetricReader
     clock: ManualClock
@@ -206,16 +203,16 @@ def azure(cosmos_server: Any, tmp_path: Path) -> Iterator[Azure]:
     clock = ManualClock()
     broker = EmbeddedBroker(tmp_path / "broker.db")
     ensure_topology(broker)
-    container = build_container(
+    container = azure_services(
         load({"STOCKSTREAM_EVENT_STORE": "cosmos", "COSMOS__accountEndpoint": settings.endpoint,
               "COSMOS_KEY": settings.key or "", "COSMOS_DATABASE": database,
               "STOCKSTREAM_DATA": str(tmp_path)}),
         clock, telemetry=local_telemetry(reader), broker=broker)
-    use_container(container)
+    use_services(container)
     try:
         yield Azure(container, broker, reader, clock, settings)
     finally:
-        use_container(None)
+        use_services(None)
         container.close()
 
 
@@ -265,7 +262,7 @@ def test_azure_a_stalled_relay_produces_the_relay_lag_signal(azure: Azure) -> No
 
 @dataclass
 class Embedded:
-    container: Container
+    container: Services
     pipeline: Pipeline
     reader: InMemoryMetricReader
     clock: ManualClock
@@ -275,14 +272,15 @@ class Embedded:
 def embedded(tmp_path: Path) -> Iterator[Embedded]:
     reader = InMemoryMetricReader()
     clock = ManualClock()
-    container = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}), clock,
-                                telemetry=local_telemetry(reader))
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path)}), clock,
+                                  telemetry=local_telemetry(reader),
+                                  process=EmbeddedProcess.PIPELINE)
     pipeline = start_pipeline(container, autostart=False)  # the test drives each part
-    use_container(container)
+    use_services(container)
     try:
         yield Embedded(container, pipeline, reader, clock)
     finally:
-        use_container(None)
+        use_services(None)
         pipeline.stop()
         container.close()
 
@@ -325,12 +323,11 @@ def test_embedded_a_stalled_relay_produces_the_relay_lag_signal(embedded: Embedd
 
 def test_the_embedded_host_serves_what_its_pipeline_worker_measured(tmp_path: Path) -> None:
     """The worker is another process: it writes a snapshot, the host's route merges it."""
-    worker_side = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}))
-    worker = start_pipeline(worker_side, autostart=False,
-                            metrics_snapshot=worker_metrics_path(tmp_path))
-    host_side = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}))
-    readers = open_pipeline_readers(host_side)
-    use_container(host_side)
+    settings = load({"STOCKSTREAM_DATA": str(tmp_path)})
+    worker_side = embedded_services(settings, process=EmbeddedProcess.WORKER)
+    worker = start_pipeline(worker_side, autostart=False)
+    host_side = embedded_services(settings, process=EmbeddedProcess.HOST)
+    use_services(host_side)
     try:
         trade_over_http("SKU-1")  # commands answered by the host process
         worker.relay.drain()
@@ -340,8 +337,7 @@ def test_the_embedded_host_serves_what_its_pipeline_worker_measured(tmp_path: Pa
 
         text = http("get_ops_metrics", "GET", {}).get_body().decode()
     finally:
-        use_container(None)
-        readers.close()
+        use_services(None)
         worker.stop()
         host_side.close()
         worker_side.close()

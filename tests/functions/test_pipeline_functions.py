@@ -4,6 +4,7 @@ behind them (SQLite store, embedded broker standing in for Service Bus, SQLite v
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -27,8 +28,9 @@ from application.ops import PipelineStatus
 from application.ports import MessagePublisher
 from application.relay import ChangeFeedRelay
 from application.settings import AVAILABILITY_SUBSCRIPTION, SETTING_NAMES, TOPIC, load
-from functions.container import Container, build_container, use_container
-from local.pipeline import DUPLICATE_DETECTION_WINDOW, _history, ensure_topology
+from composition import Services, embedded_services
+from composition.topology import DUPLICATE_DETECTION_WINDOW, ensure_topology
+from functions.container import use_services
 from projections.availability import AvailabilityProjection
 
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
@@ -45,37 +47,38 @@ def bindings(name: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def azure_like(
     tmp_path: Path,
-) -> Iterator[tuple[Container, EmbeddedBroker, AvailabilityProjection]]:
-    container = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}))
+) -> Iterator[tuple[Services, EmbeddedBroker, AvailabilityProjection]]:
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path)}))
     broker = EmbeddedBroker(tmp_path / "broker.db")
     ensure_topology(broker)
     views = SQLiteAvailabilityViews(tmp_path / "views.db")
     store = container.store
-    projection = AvailabilityProjection(views, _history(store))  # type: ignore[arg-type]
+    projection = AvailabilityProjection(views, store.history)  # type: ignore[arg-type]
 
     def decode(document: dict[str, Any]) -> Any:
         stored = stored_event_from_document(document)
         return None if stored is None else store.decode(stored)  # type: ignore[attr-defined]
 
-    container.broker = broker
-    container.change_feed_relay = ChangeFeedRelay(decode, broker, SystemClock())
-    container.consumers[AVAILABILITY_SUBSCRIPTION] = EventConsumer(
-        "availability", projection.handle
+    container = dataclasses.replace(
+        container,
+        broker=broker,
+        change_feed_relay=ChangeFeedRelay(decode, broker, SystemClock()),
+        consumers={AVAILABILITY_SUBSCRIPTION: EventConsumer("availability", projection.handle)},
+        expiry_sweep=ExpirySweep(views.overdue_reservations, container.commands,
+                                 container.clock),
+        availability=views,
+        ops=PipelineStatus(container.clock, None, broker, TOPIC,
+                           lambda: [projection.status()]),
     )
-    container.expiry_sweep = ExpirySweep(views.overdue_reservations, container.commands,
-                                         container.clock)
-    container.availability = views
-    container.ops = PipelineStatus(container.clock, None, broker, TOPIC,
-                                   lambda: [projection.status()])
-    use_container(container)
+    use_services(container)
     yield container, broker, projection
-    use_container(None)
+    use_services(None)
     views.close()
     broker.close()
     container.close()
 
 
-def change_feed(container: Container) -> func.DocumentList:
+def change_feed(container: Services) -> func.DocumentList:
     """The events container's change feed as the trigger hands it over."""
     store: Any = container.store
     documents = []
@@ -105,7 +108,7 @@ def as_binding(message: Any) -> ServiceBusMessage:
     )
 
 
-def trading(container: Container) -> None:
+def trading(container: Services) -> None:
     container.commands.receive("SKU-1", "STORE-1", 10)
     container.commands.reserve("SKU-1", "STORE-1", "order-1", 4, "web")
     container.commands.receive("SKU-2", "STORE-9", 3)
@@ -250,9 +253,9 @@ def test_the_expiry_timer_releases_overdue_reservations(azure_like: Any) -> None
     call("relay_events", documents=change_feed(container))
     for message in received(broker):
         call("project_availability", message=as_binding(message))
-    container.clock = _Later(container.clock, seconds=5)
-    container.expiry_sweep.clock = container.clock
-    container.commands.clock = container.clock
+    later = _Later(container.clock, seconds=5)
+    container.expiry_sweep.clock = later
+    container.commands.clock = later
     call("sweep_expired_reservations", timer=TimerRequest(past_due=False))
     assert container.queries.position("SKU-1", "STORE-1").reserved == 0
 

@@ -11,12 +11,9 @@ import azure.functions as func
 import pytest
 
 from application.settings import load
+from composition import Services, embedded_services
 from function_app import app
-from functions.container import (
-    Container,
-    build_container,
-    use_container,
-)
+from functions.container import use_services
 
 FUNCTIONS = {f.get_function_name(): f for f in app.get_functions()}
 
@@ -62,11 +59,11 @@ def call(
 
 
 @pytest.fixture
-def container(tmp_path: Any) -> Iterator[Container]:
-    c = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}))
-    use_container(c)
+def container(tmp_path: Any) -> Iterator[Services]:
+    c = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path)}))
+    use_services(c)
     yield c
-    use_container(None)
+    use_services(None)
     c.close()
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +24,8 @@ from application.views import (
     ProjectionStatus,
     SubscriptionStatus,
 )
-from functions.container import Container
+from composition import Services
+from functions.container import use_services
 from functions.http_openapi import DOCUMENT_PATH, render
 from tests.http.conftest import FUNCTIONS, SKU, call, order
 
@@ -71,7 +73,7 @@ def test_the_app_requires_function_keys_by_default():
 # ------------------------------------------------------------------ positions
 
 
-def test_an_unknown_stock_item_is_all_zeros_at_version_0_with_an_etag(container: Container):
+def test_an_unknown_stock_item_is_all_zeros_at_version_0_with_an_etag(container: Services):
     answer = call("get_position", "GET", SKU)
     assert answer.status == 200
     assert answer.body == {"sku": "SKU-1", "location": "STORE-1", "on_hand": 0, "reserved": 0,
@@ -80,7 +82,7 @@ def test_an_unknown_stock_item_is_all_zeros_at_version_0_with_an_etag(container:
     assert answer.headers["ETag"] == '"0"'
 
 
-def test_get_position_answers_304_when_the_etag_still_matches(container: Container):
+def test_get_position_answers_304_when_the_etag_still_matches(container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 5})
     etag = call("get_position", "GET", SKU).headers["ETag"]
     assert etag == '"2"'
@@ -89,14 +91,14 @@ def test_get_position_answers_304_when_the_etag_still_matches(container: Contain
     assert call("get_position", "GET", SKU, headers={"If-None-Match": etag}).status == 200
 
 
-def test_an_invalid_sku_is_a_422_naming_the_field(container: Container):
+def test_an_invalid_sku_is_a_422_naming_the_field(container: Services):
     answer = call("get_position", "GET", {"sku": "no spaces", "location": "STORE-1"})
     assert answer.status == 422
     assert answer.problem_code == "invalid-identifier"
     assert answer.body["errors"][0]["field"] == "sku"
 
 
-def test_events_are_cloudevents_oldest_first_after_a_version(container: Container):
+def test_events_are_cloudevents_oldest_first_after_a_version(container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 5, "reference": "ASN-1"})
     call("reserve_stock", "PUT", order("o-1"), {"quantity": 2, "channel": "web"})
     everything = call("list_events", "GET", SKU).body
@@ -111,7 +113,7 @@ def test_events_are_cloudevents_oldest_first_after_a_version(container: Containe
 
 
 @pytest.mark.parametrize("after", ["-1", "x", "1.5"])
-def test_a_bad_after_is_a_422(container: Container, after: str):
+def test_a_bad_after_is_a_422(container: Services, after: str):
     answer = call("list_events", "GET", SKU, params={"after": after})
     assert answer.status == 422
     assert answer.body["errors"][0]["field"] == "after"
@@ -120,14 +122,14 @@ def test_a_bad_after_is_a_422(container: Container, after: str):
 # ------------------------------------------------------------------- receipts
 
 
-def test_a_receipt_answers_the_new_position(container: Container):
+def test_a_receipt_answers_the_new_position(container: Services):
     answer = call("receive_stock", "POST", SKU, {"quantity": 7})
     assert answer.status == 200
     assert (answer.body["on_hand"], answer.body["available"], answer.body["version"]) == (7, 7, 2)
 
 
 def test_an_idempotency_key_makes_a_receipt_count_once_and_refuses_another_body(
-        container: Container):
+        container: Services):
     key = {"Idempotency-Key": "rcpt-1"}
     first = call("receive_stock", "POST", SKU, {"quantity": 7}, headers=key)
     again = call("receive_stock", "POST", SKU, {"quantity": 7}, headers=key)
@@ -142,7 +144,7 @@ def test_an_idempotency_key_makes_a_receipt_count_once_and_refuses_another_body(
     {"quantity": 1.5}, {"quantity": "3"}, {"quantity": True}, {"quantity": 0},
     {"quantity": 10**30}, {"quantity": 1, "quantiy": 2}, {}, [1], "x", None,
 ])
-def test_a_bad_receipt_is_a_422_and_records_nothing(container: Container, body: Any):
+def test_a_bad_receipt_is_a_422_and_records_nothing(container: Services, body: Any):
     answer = call("receive_stock", "POST", SKU, raw=json.dumps(body).encode())
     assert answer.status == 422
     assert answer.problem_code == "validation-failed"
@@ -159,13 +161,13 @@ def test_a_bad_receipt_is_a_422_and_records_nothing(container: Container, body: 
     (b'{"quantity": 1, "reference": "' + b"x" * 70_000 + b'"}', {}, 413, "payload-too-large"),
 ])
 def test_malformed_bodies_are_refused_with_their_status(
-        container: Container, raw: bytes, headers: dict[str, str], status: int, code: str):
+        container: Services, raw: bytes, headers: dict[str, str], status: int, code: str):
     answer = call("receive_stock", "POST", SKU, raw=raw, headers=headers)
     assert (answer.status, answer.problem_code) == (status, code)
     assert container.store.get("SKU-1", "STORE-1") is None
 
 
-def test_a_json_content_type_with_parameters_or_a_suffix_is_accepted(container: Container):
+def test_a_json_content_type_with_parameters_or_a_suffix_is_accepted(container: Services):
     for content_type in ("application/json; charset=utf-8", "application/merge+json"):
         answer = call("receive_stock", "POST", SKU, {"quantity": 1},
                       headers={"Content-Type": content_type})
@@ -175,7 +177,7 @@ def test_a_json_content_type_with_parameters_or_a_suffix_is_accepted(container: 
 # ---------------------------------------------------------------- adjustments
 
 
-def test_an_adjustment_below_zero_is_a_409_and_a_valid_one_applies(container: Container):
+def test_an_adjustment_below_zero_is_a_409_and_a_valid_one_applies(container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 3})
     refused = call("adjust_stock", "POST", SKU, {"delta": -4, "reason": "damaged"})
     assert (refused.status, refused.problem_code) == (409, "insufficient-on-hand")
@@ -190,7 +192,7 @@ def test_an_adjustment_below_zero_is_a_409_and_a_valid_one_applies(container: Co
     assert (reused.status, reused.problem_code) == (409, "idempotency-key-reused")
 
 
-def test_an_adjustment_may_carry_a_note(container: Container):
+def test_an_adjustment_may_carry_a_note(container: Services):
     answer = call("adjust_stock", "POST", SKU, {"delta": 2, "reason": "returned",
                                                 "note": "customer return, box opened"})
     assert (answer.status, answer.body["on_hand"]) == (200, 2)
@@ -204,13 +206,13 @@ def test_an_adjustment_may_carry_a_note(container: Container):
     ({"delta": 0, "reason": "found"}, "delta"),
     ({"delta": 1}, "reason"),
 ])
-def test_a_bad_adjustment_names_the_field(container: Container, body: Any, field: str):
+def test_a_bad_adjustment_names_the_field(container: Services, body: Any, field: str):
     answer = call("adjust_stock", "POST", SKU, body)
     assert answer.status == 422
     assert [e["field"] for e in answer.body["errors"]] == [field]
 
 
-def test_a_bad_idempotency_key_is_a_422(container: Container):
+def test_a_bad_idempotency_key_is_a_422(container: Services):
     answer = call("receive_stock", "POST", SKU, {"quantity": 1},
                   headers={"Idempotency-Key": "x" * 201})
     assert answer.status == 422
@@ -220,7 +222,7 @@ def test_a_bad_idempotency_key_is_a_422(container: Container):
 # --------------------------------------------------------------------- policy
 
 
-def test_policy_sets_safety_stock_and_the_oversell_buffer(container: Container):
+def test_policy_sets_safety_stock_and_the_oversell_buffer(container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 10})
     answer = call("set_policy", "PUT", SKU, {"safety_stock": 2, "oversell_buffer": 5})
     assert answer.status == 200
@@ -234,7 +236,7 @@ def test_policy_sets_safety_stock_and_the_oversell_buffer(container: Container):
 
 
 def test_a_new_reservation_is_201_and_the_same_again_is_200_with_one_event(
-        container: Container):
+        container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 10})
     body = {"quantity": 3, "channel": "web", "ttl_seconds": 600}
     first = call("reserve_stock", "PUT", order("o-1"), body)
@@ -255,7 +257,7 @@ def test_a_new_reservation_is_201_and_the_same_again_is_200_with_one_event(
 
 
 def test_a_reservation_that_does_not_fit_is_a_409_insufficient_stock_with_available(
-        container: Container):
+        container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 5})
     call("reserve_stock", "PUT", order("o-1"), {"quantity": 4, "channel": "pos"})
     answer = call("reserve_stock", "PUT", order("o-2"), {"quantity": 2, "channel": "web"})
@@ -264,7 +266,7 @@ def test_a_reservation_that_does_not_fit_is_a_409_insufficient_stock_with_availa
     assert (answer.body["available"], answer.body["reservable"]) == (1, 1)
 
 
-def test_a_reservation_with_no_expiry_shows_null(container: Container):
+def test_a_reservation_with_no_expiry_shows_null(container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 5})
     answer = call("reserve_stock", "PUT", order("o-1"), {"quantity": 1, "channel": "pos"})
     assert answer.body["reservations"][0]["expires_at"] is None
@@ -277,7 +279,7 @@ def test_a_reservation_with_no_expiry_shows_null(container: Container):
     ({"quantity": 1, "channel": "web", "ttl_seconds": 1.0}, "ttl_seconds"),
     ({"quantity": -1, "channel": "web"}, "quantity"),
 ])
-def test_a_bad_reservation_names_the_field(container: Container, body: Any, field: str):
+def test_a_bad_reservation_names_the_field(container: Services, body: Any, field: str):
     call("receive_stock", "POST", SKU, {"quantity": 5})
     answer = call("reserve_stock", "PUT", order("o-1"), body)
     assert answer.status == 422
@@ -286,7 +288,7 @@ def test_a_bad_reservation_names_the_field(container: Container, body: Any, fiel
 
 
 def test_releasing_twice_is_200_with_one_event_and_an_unknown_order_is_404(
-        container: Container):
+        container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 5})
     call("reserve_stock", "PUT", order("o-1"), {"quantity": 2, "channel": "web"})
     first = call("release_reservation", "DELETE", order("o-1"))
@@ -298,7 +300,7 @@ def test_releasing_twice_is_200_with_one_event_and_an_unknown_order_is_404(
 
 
 def test_fulfilling_twice_is_200_with_one_event_and_a_released_one_is_409(
-        container: Container):
+        container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 5})
     call("reserve_stock", "PUT", order("o-1"), {"quantity": 2, "channel": "web"})
     first = call("fulfil_reservation", "POST", order("o-1"))
@@ -313,7 +315,7 @@ def test_fulfilling_twice_is_200_with_one_event_and_a_released_one_is_409(
 
 
 def test_cancelling_a_fulfilled_reservation_is_409_with_its_outcome_and_records_nothing(
-        container: Container):
+        container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 5})
     call("reserve_stock", "PUT", order("o-1"), {"quantity": 2, "channel": "web"})
     call("fulfil_reservation", "POST", order("o-1"))
@@ -327,7 +329,7 @@ def test_cancelling_a_fulfilled_reservation_is_409_with_its_outcome_and_records_
 
 
 def test_a_fulfilment_repeated_with_another_quantity_is_409_and_an_equal_one_a_repeat(
-        container: Container):
+        container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 5})
     call("reserve_stock", "PUT", order("o-1"), {"quantity": 3, "channel": "web"})
     first = call("fulfil_reservation", "POST", order("o-1"), {"quantity": 2})
@@ -344,7 +346,7 @@ def test_a_fulfilment_repeated_with_another_quantity_is_409_and_an_equal_one_a_r
     "0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-14:00", "2025-01-01T08:00:00Z",
 ])
 def test_a_count_outside_its_window_is_422_and_records_nothing(
-        container: Container, counted_at: str):
+        container: Services, counted_at: str):
     call("receive_stock", "POST", SKU, {"quantity": 40})
     answer = call("record_count", "POST", SKU,
                   {"count_id": "wrong-year", "counted": 40, "counted_at": counted_at})
@@ -353,7 +355,7 @@ def test_a_count_outside_its_window_is_422_and_records_nothing(
     assert call("get_position", "GET", SKU).body["on_hand"] == 40
 
 
-def test_two_counts_of_one_moment_leave_on_hand_at_the_counted_figure(container: Container):
+def test_two_counts_of_one_moment_leave_on_hand_at_the_counted_figure(container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 100})
     counted_at = datetime.now(UTC).isoformat()
     for device in ("aisle3-dev1", "aisle3-dev2"):
@@ -363,7 +365,7 @@ def test_two_counts_of_one_moment_leave_on_hand_at_the_counted_figure(container:
     assert call("get_position", "GET", SKU).body["on_hand"] == 90
 
 
-def test_a_partial_fulfilment_ships_the_quantity_given(container: Container):
+def test_a_partial_fulfilment_ships_the_quantity_given(container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 5})
     call("reserve_stock", "PUT", order("o-1"), {"quantity": 3, "channel": "web"})
     answer = call("fulfil_reservation", "POST", order("o-1"), {"quantity": 2})
@@ -376,7 +378,7 @@ def test_a_partial_fulfilment_ships_the_quantity_given(container: Container):
 
 
 def test_a_count_answers_the_position_and_its_correction_then_notes_a_repeat(
-        container: Container):
+        container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 5})
     counted_at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
     body = {"count_id": "cc-1", "counted": 3, "counted_at": counted_at}
@@ -399,7 +401,7 @@ def test_a_count_answers_the_position_and_its_correction_then_notes_a_repeat(
     ("yesterday", "counted_at"),
     (None, "counted_at"),
 ])
-def test_a_count_needs_a_zoned_counted_at(container: Container, counted_at: Any, field: str):
+def test_a_count_needs_a_zoned_counted_at(container: Services, counted_at: Any, field: str):
     body = {"count_id": "cc-1", "counted": 3}
     if counted_at is not None:
         body["counted_at"] = counted_at
@@ -408,7 +410,7 @@ def test_a_count_needs_a_zoned_counted_at(container: Container, counted_at: Any,
     assert answer.body["errors"][0]["field"] == field
 
 
-def test_a_count_in_the_future_is_a_422(container: Container):
+def test_a_count_in_the_future_is_a_422(container: Services):
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     answer = call("record_count", "POST", SKU,
                   {"count_id": "cc-1", "counted": 3, "counted_at": future})
@@ -420,7 +422,7 @@ def test_a_count_in_the_future_is_a_422(container: Container):
 
 
 def test_without_the_pipeline_availability_ops_and_replay_are_503_not_a_crash(
-        container: Container):
+        container: Services):
     for name, method, params in [("get_availability", "GET", {"sku": "SKU-1"}),
                                  ("get_ops_status", "GET", {}),
                                  ("replay_dead_letters", "POST", {"subscription": "sub"})]:
@@ -449,8 +451,9 @@ class _Replay(DeadLetterReplayer):
 
 
 def test_availability_ops_and_replay_shape_what_the_pipeline_readers_return(
-        container: Container):
-    container.availability, container.ops, container.replay = _Availability(), _Ops(), _Replay()
+        container: Services):
+    use_services(dataclasses.replace(container, availability=_Availability(), ops=_Ops(),
+                                     replay=_Replay()))
     availability = call("get_availability", "GET", {"sku": "SKU-1"})
     assert availability.body == {
         "sku": "SKU-1", "on_hand": 5, "reserved": 2, "available": 3,
@@ -476,7 +479,7 @@ def test_availability_ops_and_replay_shape_what_the_pipeline_readers_return(
 
 @pytest.mark.parametrize("error", [StoreUnavailable("disk full"), ConcurrencyConflict("busy")])
 def test_a_store_that_cannot_take_the_write_is_a_503_with_retry_after(
-        container: Container, monkeypatch: pytest.MonkeyPatch, error: Exception):
+        container: Services, monkeypatch: pytest.MonkeyPatch, error: Exception):
     def refuse(item: Any) -> Any:
         raise error
 
@@ -488,7 +491,7 @@ def test_a_store_that_cannot_take_the_write_is_a_503_with_retry_after(
 
 
 def test_an_unexpected_failure_is_a_500_problem_not_a_traceback(
-        container: Container, monkeypatch: pytest.MonkeyPatch):
+        container: Services, monkeypatch: pytest.MonkeyPatch):
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug")
 
@@ -537,7 +540,7 @@ def test_the_openapi_document_lists_every_route_but_the_catch_all():
     assert document["paths"]["/api/openapi.json"]["get"]["security"] == []
 
 
-def test_a_commands_answer_lists_only_the_reservation_it_concerns(container: Container):
+def test_a_commands_answer_lists_only_the_reservation_it_concerns(container: Services):
     call("receive_stock", "POST", SKU, {"quantity": 10})
     for order_id in ("order-1", "order-2"):
         call("reserve_stock", "PUT", {**SKU, "order_id": order_id},
@@ -555,7 +558,7 @@ def test_a_commands_answer_lists_only_the_reservation_it_concerns(container: Con
 
 
 def test_a_function_key_in_the_url_never_reaches_the_log_on_azure(
-        container: Container, monkeypatch: pytest.MonkeyPatch,
+        container: Services, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture):
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable("disk full")

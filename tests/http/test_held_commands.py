@@ -13,36 +13,33 @@ from typing import Any
 import pytest
 
 from application.settings import load
-from functions.container import (
-    Container,
-    build_container,
-    use_container,
-)
+from composition import Services, embedded_services
+from functions.container import use_services
 from tests.http.conftest import SKU, call
 
 
-def _installed(tmp_path: Path, **env: str) -> Iterator[Container]:
-    container = build_container(load({"STOCKSTREAM_DATA": str(tmp_path), **env}))
-    use_container(container)
+def _installed(tmp_path: Path, **env: str) -> Iterator[Services]:
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path), **env}))
+    use_services(container)
     yield container
-    use_container(None)
+    use_services(None)
     container.close()
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[Container]:
+def host(tmp_path: Path) -> Iterator[Services]:
     """The default settings: counts held over 50 % drift, adjustments never."""
     yield from _installed(tmp_path)
 
 
 @pytest.fixture
-def strict(tmp_path: Path) -> Iterator[Container]:
+def strict(tmp_path: Path) -> Iterator[Services]:
     """Adjustments of more than 40 units are held too."""
     yield from _installed(tmp_path, STOCKSTREAM_ADJUSTMENT_HOLD_UNITS="40")
 
 
 @pytest.fixture
-def by_percent(tmp_path: Path) -> Iterator[Container]:
+def by_percent(tmp_path: Path) -> Iterator[Services]:
     """Adjustments of more than 25 % of the on hand before them are held."""
     yield from _installed(tmp_path, STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT="25")
 
@@ -51,7 +48,7 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def versions(container: Container) -> int:
+def versions(container: Services) -> int:
     return container.queries.position(SKU["sku"], SKU["location"]).version
 
 
@@ -70,7 +67,7 @@ def hold_of(answer: Any) -> str:
 
 
 def test_a_count_whose_drift_exceeds_the_policy_is_held_with_202_and_records_nothing(
-        host: Container):
+        host: Services):
     call("receive_stock", "POST", SKU, {"quantity": 100})
     before = versions(host)
 
@@ -89,7 +86,7 @@ def test_a_count_whose_drift_exceeds_the_policy_is_held_with_202_and_records_not
     assert (other.status, other.problem_code) == (409, "hold-conflict")
 
 
-def test_an_approved_count_is_applied_once_however_often_it_is_approved(host: Container):
+def test_an_approved_count_is_applied_once_however_often_it_is_approved(host: Services):
     call("receive_stock", "POST", SKU, {"quantity": 100})
     body = count("C-1", 5)
     hold_id = hold_of(call("record_count", "POST", SKU, body))
@@ -115,7 +112,7 @@ def test_an_approved_count_is_applied_once_however_often_it_is_approved(host: Co
     assert (dismiss.status, dismiss.problem_code) == (409, "hold-resolved")
 
 
-def test_a_dismissed_count_records_nothing_and_stays_unrecorded(host: Container):
+def test_a_dismissed_count_records_nothing_and_stays_unrecorded(host: Services):
     call("receive_stock", "POST", SKU, {"quantity": 100})
     body = count("C-1", 5)
     hold_id = hold_of(call("record_count", "POST", SKU, body))
@@ -136,7 +133,7 @@ def test_a_dismissed_count_records_nothing_and_stays_unrecorded(host: Container)
     assert (unknown.status, unknown.problem_code) == (404, "no-held-count")
 
 
-def test_one_hold_policy_for_counts_whatever_the_route(host: Container):
+def test_one_hold_policy_for_counts_whatever_the_route(host: Services):
     call("receive_stock", "POST", SKU, {"quantity": 100})
     single = count("C-1", 5)
     hold_id = hold_of(call("record_count", "POST", SKU, single))
@@ -156,7 +153,7 @@ def test_one_hold_policy_for_counts_whatever_the_route(host: Container):
     assert call("get_position", "GET", SKU).body["on_hand"] == 4
 
 
-def test_a_small_drift_is_applied_at_once(host: Container):
+def test_a_small_drift_is_applied_at_once(host: Services):
     call("receive_stock", "POST", SKU, {"quantity": 100})
     answer = call("record_count", "POST", SKU, count("C-1", 98))
     assert answer.status == 200 and answer.body["correction"]["delta"] == -2
@@ -165,14 +162,14 @@ def test_a_small_drift_is_applied_at_once(host: Container):
 # ----------------------------------------------------------------- adjustments
 
 
-def test_adjustments_are_not_held_by_default(host: Container):
+def test_adjustments_are_not_held_by_default(host: Services):
     call("receive_stock", "POST", SKU, {"quantity": 100})
     answer = call("adjust_stock", "POST", SKU, {"delta": -95, "reason": "theft"})
     assert answer.status == 200 and answer.body["on_hand"] == 5
 
 
 def test_an_adjustment_over_its_thresholds_is_held_and_a_repeat_is_the_same_hold(
-        strict: Container):
+        strict: Services):
     call("receive_stock", "POST", SKU, {"quantity": 100})
     before = versions(strict)
     key = {"Idempotency-Key": "adj-77"}
@@ -193,7 +190,7 @@ def test_an_adjustment_over_its_thresholds_is_held_and_a_repeat_is_the_same_hold
             ) == (hold_id, "adjustment", -95, "theft")
 
 
-def test_a_held_adjustment_approved_twice_is_recorded_once(strict: Container):
+def test_a_held_adjustment_approved_twice_is_recorded_once(strict: Services):
     call("receive_stock", "POST", SKU, {"quantity": 100})
     hold_id = hold_of(call("adjust_stock", "POST", SKU, {"delta": -60, "reason": "theft"}))
     before = versions(strict)
@@ -207,7 +204,7 @@ def test_a_held_adjustment_approved_twice_is_recorded_once(strict: Container):
     assert call("get_position", "GET", SKU).body["on_hand"] == 40
 
 
-def test_a_held_adjustment_retried_with_its_key_after_approval_is_a_repeat(strict: Container):
+def test_a_held_adjustment_retried_with_its_key_after_approval_is_a_repeat(strict: Services):
     call("receive_stock", "POST", SKU, {"quantity": 100})
     body, key = {"delta": -60, "reason": "theft"}, {"Idempotency-Key": "k-1"}
     hold_id = hold_of(call("adjust_stock", "POST", SKU, body, headers=key))
@@ -220,7 +217,7 @@ def test_a_held_adjustment_retried_with_its_key_after_approval_is_a_repeat(stric
     assert versions(strict) == before
 
 
-def test_a_dismissed_adjustment_records_nothing(strict: Container):
+def test_a_dismissed_adjustment_records_nothing(strict: Services):
     call("receive_stock", "POST", SKU, {"quantity": 100})
     body, key = {"delta": -60, "reason": "theft"}, {"Idempotency-Key": "k-1"}
     hold_id = hold_of(call("adjust_stock", "POST", SKU, body, headers=key))
@@ -234,7 +231,7 @@ def test_a_dismissed_adjustment_records_nothing(strict: Container):
     assert call("get_position", "GET", SKU).body["on_hand"] == 100
 
 
-def test_an_adjustment_refused_at_approval_stays_pending(strict: Container):
+def test_an_adjustment_refused_at_approval_stays_pending(strict: Services):
     call("receive_stock", "POST", SKU, {"quantity": 100})
     hold_id = hold_of(call("adjust_stock", "POST", SKU, {"delta": -90, "reason": "theft"}))
     call("adjust_stock", "POST", SKU, {"delta": -30, "reason": "damaged"})  # 70 left
@@ -247,7 +244,7 @@ def test_an_adjustment_refused_at_approval_stays_pending(strict: Container):
 
 
 def test_the_adjustment_percent_threshold_is_relative_to_the_on_hand_before(
-        by_percent: Container):
+        by_percent: Services):
     call("receive_stock", "POST", SKU, {"quantity": 40})
     assert call("adjust_stock", "POST", SKU, {"delta": 10, "reason": "found"}).status == 200
     held = call("adjust_stock", "POST", SKU, {"delta": -13, "reason": "theft"})

@@ -26,14 +26,9 @@ from application.ports import MessagePublisher, OutgoingMessage
 from application.relay import Relay, to_message
 from application.replay import DeadLetterReplay
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
-from functions.container import build_container
-from local.pipeline import (
-    MAX_DELIVERY_COUNT,
-    _history,
-    ensure_topology,
-    replay_rules,
-    start_pipeline,
-)
+from composition import EmbeddedProcess, embedded_services
+from composition.topology import MAX_DELIVERY_COUNT, ensure_topology, replay_rules
+from local.pipeline import start_pipeline
 from projections.availability import AvailabilityProjection
 
 DOWNSTREAM = "downstream-team"
@@ -78,7 +73,7 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
     ensure_topology(broker)
     broker.create_subscription(TOPIC, DOWNSTREAM, rules=replay_rules(DOWNSTREAM))
     views = SQLiteAvailabilityViews(tmp_path / "views.db")
-    projection = AvailabilityProjection(views, _history(store))
+    projection = AvailabilityProjection(views, store.history)
     commands = StockCommands(store, SystemClock())
     relay = Relay(store, broker, store.checkpoints(), SystemClock(), batch_size=7)
     consumer = SessionConsumer(
@@ -246,7 +241,8 @@ def test_a_message_that_breaks_the_schema_is_dead_lettered_with_the_reason(parts
 
 
 def test_the_running_pipeline_shows_a_command_in_availability(tmp_path: Path) -> None:
-    container = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}))
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path)}),
+                                  process=EmbeddedProcess.PIPELINE)
     pipeline = start_pipeline(container)
     try:
         container.commands.receive("SKU-1", "STORE-1", 12)

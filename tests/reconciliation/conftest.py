@@ -13,12 +13,7 @@ from typing import Any
 import pytest
 
 from application.settings import load
-from functions.container import (
-    Container,
-    ReconciliationServices,
-    build_container,
-    reconciliation_services,
-)
+from composition import EmbeddedProcess, ReconciliationServices, Services, embedded_services
 
 
 @dataclass
@@ -68,12 +63,15 @@ def clock() -> MovableClock:
 
 
 @pytest.fixture
-def container(tmp_path: Path, clock: MovableClock) -> Iterator[Container]:
-    c = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}), clock)
+def container(tmp_path: Path, clock: MovableClock) -> Iterator[Services]:
+    """The services ``stockstream`` works with: the command path, reconciliation, and the
+    pipeline's files (the availability view, and its repair)."""
+    c = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path)}), clock,
+                          process=EmbeddedProcess.OPERATOR)
     yield c
     c.close()
 
 
 @pytest.fixture
-def services(container: Container) -> ReconciliationServices:
-    return reconciliation_services(container)
+def services(container: Services) -> ReconciliationServices:
+    return container.reconciliation.get()

@@ -13,9 +13,8 @@ from adapters.embedded_broker import EmbeddedBroker
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.ports import OutgoingMessage
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
-from functions.container import build_container
-from functions.reconciliation import projection_repair
-from local.pipeline import ensure_topology
+from composition import EmbeddedProcess, embedded_services
+from composition.topology import ensure_topology
 from projections.availability import ViewRow
 from tests.reconciliation.conftest import count_row, csv_text, instant
 
@@ -115,15 +114,15 @@ def test_an_unavailable_store_exits_3(tmp_path: Path):
 
 def test_rebuild_projection_checks_then_repairs_a_corrupted_row(tmp_path: Path):
     data = tmp_path / "data"
-    container = build_container(load({"STOCKSTREAM_DATA": str(data)}))
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(data)}),
+                                  process=EmbeddedProcess.OPERATOR)
     container.commands.receive("SKU-1", "STORE-1", 10)
     container.commands.receive("SKU-2", "STORE-1", 4)
-    views = SQLiteAvailabilityViews(data / "views.db")
-    repair = projection_repair(container.store, views)
+    views, repair = container.availability, container.repair
+    assert isinstance(views, SQLiteAvailabilityViews) and repair is not None
     repair.repair(repair.check(known=[("SKU-1", "STORE-1"), ("SKU-2", "STORE-1")])[1])
     row = next(iter(views.rows("SKU-1")))
     views.replace(ViewRow(row.sku, row.location, row.version, 1, 0, 1, row.updated_at), {})
-    views.close()
     container.close()
 
     check = stockstream(data, "rebuild-projection", "--check")
@@ -165,7 +164,7 @@ def test_replay_deadletters_replays_to_the_subscription_and_refuses_unknown_ones
 
 def test_due_lists_the_schedule(tmp_path: Path):
     data = tmp_path / "data"
-    container = build_container(load({"STOCKSTREAM_DATA": str(data)}))
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(data)}))
     container.commands.receive("SKU-1", "STORE-1", 10)
     container.close()
     result = stockstream(data, "due")

@@ -17,8 +17,8 @@ from application.reconciliation import (
     parse_count_rows,
     read_count_file,
 )
+from composition import ReconciliationServices, Services
 from domain.stock_item import StockItem
-from functions.container import Container, ReconciliationServices
 from tests.reconciliation.conftest import MovableClock, count_row, csv_text, instant
 
 NO_HOLD = HoldPolicy()
@@ -32,7 +32,7 @@ movement = st.one_of(
 )
 
 
-def move(container: Container, sku: str, kind: str, quantity: int, n: int) -> int:
+def move(container: Services, sku: str, kind: str, quantity: int, n: int) -> int:
     """Record a movement; returns its effect on on hand."""
     c = container.commands
     if kind == "sale":
@@ -51,7 +51,7 @@ def move(container: Container, sku: str, kind: str, quantity: int, n: int) -> in
 @given(before=st.lists(movement, max_size=4), after=st.lists(movement, max_size=4),
        counted=st.integers(0, 500))
 def test_a_count_at_t_keeps_the_movements_recorded_after_t_on_top(
-        container: Container, services: ReconciliationServices, before, after, counted):
+        container: Services, services: ReconciliationServices, before, after, counted):
     sku = f"SKU-{next(_skus)}"
     container.commands.receive(sku, "STORE-1", 1000)
     on_hand_at_t = 1000 + sum(move(container, sku, k, q, i) for i, (k, q) in enumerate(before))
@@ -75,7 +75,7 @@ def test_a_count_at_t_keeps_the_movements_recorded_after_t_on_top(
     ([("sale", 1), ("sale", 2)], [("adjust", 9), ("sale", 3), ("receipt", 1)]),
 ])
 def test_a_count_file_applies_the_correction_now_and_keeps_later_sales(
-        container: Container, services: ReconciliationServices, tmp_path: Path, before, after):
+        container: Services, services: ReconciliationServices, tmp_path: Path, before, after):
     sku = f"SKU-{next(_skus)}"
     container.commands.receive(sku, "STORE-1", 100)
     for i, (k, q) in enumerate(before):
@@ -91,7 +91,7 @@ def test_a_count_file_applies_the_correction_now_and_keeps_later_sales(
 
 
 def test_importing_the_same_file_twice_emits_nothing_the_second_time(
-        container: Container, services: ReconciliationServices, tmp_path: Path):
+        container: Services, services: ReconciliationServices, tmp_path: Path):
     container.commands.receive("SKU-A", "STORE-1", 10)
     t = instant()
     path = tmp_path / "counts.csv"
@@ -109,7 +109,7 @@ def test_importing_the_same_file_twice_emits_nothing_the_second_time(
 
 
 def test_malformed_rows_are_rejected_with_line_numbers_and_the_good_ones_applied(
-        container: Container, services: ReconciliationServices, tmp_path: Path):
+        container: Services, services: ReconciliationServices, tmp_path: Path):
     t = instant().isoformat()
     path = tmp_path / "counts.csv"
     path.write_text(csv_text([
@@ -135,7 +135,7 @@ def test_malformed_rows_are_rejected_with_line_numbers_and_the_good_ones_applied
 
 
 def test_all_or_nothing_applies_none_when_a_row_is_malformed(
-        container: Container, services: ReconciliationServices):
+        container: Services, services: ReconciliationServices):
     t = instant().isoformat()
     counts = parse_count_rows([
         {"sku": "SKU-1", "location": "L", "counted": 4, "counted_at": t, "count_id": "C1"},
@@ -152,7 +152,7 @@ def test_all_or_nothing_applies_none_when_a_row_is_malformed(
 
 
 def test_all_or_nothing_also_stops_for_a_count_id_recorded_with_other_figures(
-        container: Container, services: ReconciliationServices):
+        container: Services, services: ReconciliationServices):
     t = instant()
     services.reconciler.reconcile(parse_count_rows([count_row("SKU-1", 4, t)]), policy=NO_HOLD)
     position = container.store.max_position()  # type: ignore[attr-defined]
@@ -194,7 +194,7 @@ def test_a_file_that_is_not_a_count_file_is_refused_as_a_whole(tmp_path: Path, t
 
 
 def test_a_large_drift_is_held_until_approved_and_approval_applies_it(
-        container: Container, services: ReconciliationServices, clock: MovableClock):
+        container: Services, services: ReconciliationServices, clock: MovableClock):
     container.commands.receive("SKU-1", "STORE-1", 100)
     t = instant()
     container.commands.receive("SKU-1", "STORE-1", 5)  # after the count: stays on top
@@ -224,7 +224,7 @@ def test_a_large_drift_is_held_until_approved_and_approval_applies_it(
 
 
 def test_a_percent_threshold_holds_and_a_dismissed_count_emits_nothing(
-        container: Container, services: ReconciliationServices):
+        container: Services, services: ReconciliationServices):
     container.commands.receive("SKU-1", "STORE-1", 10)
     t = instant()
     counts = parse_count_rows([count_row("SKU-1", 16, t, "P")])
@@ -242,7 +242,7 @@ def test_a_percent_threshold_holds_and_a_dismissed_count_emits_nothing(
 
 
 def test_applied_drift_is_recorded_as_metrics_from_the_event(
-        container: Container, services: ReconciliationServices):
+        container: Services, services: ReconciliationServices):
     recorded: list[tuple[int, float]] = []
 
     class Recorder:
@@ -259,7 +259,7 @@ def test_applied_drift_is_recorded_as_metrics_from_the_event(
 
 
 def test_expired_reservations_since_the_previous_count_are_the_drift_context(
-        container: Container, services: ReconciliationServices, clock: MovableClock):
+        container: Services, services: ReconciliationServices, clock: MovableClock):
     c = container.commands
     c.receive("SKU-1", "STORE-1", 50)
     c.reserve("SKU-1", "STORE-1", "old", 4, "web", ttl_seconds=60)

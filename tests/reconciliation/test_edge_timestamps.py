@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from application.settings import load
-from functions.container import Container, build_container, use_container
+from composition import Services, embedded_services
+from functions.container import use_services
 from tests.http.conftest import SKU, call
 from tests.reconciliation.conftest import count_row, csv_text, instant
 
@@ -33,13 +34,13 @@ OUT_OF_WINDOW = [
 
 
 @pytest.fixture
-def installed(container: Container) -> Iterator[Container]:
-    use_container(container)
+def installed(container: Services) -> Iterator[Services]:
+    use_services(container)
     yield container
-    use_container(None)
+    use_services(None)
 
 
-def recorded(container: Container) -> int:
+def recorded(container: Services) -> int:
     return container.store.max_position()  # type: ignore[attr-defined,no-any-return]
 
 
@@ -47,7 +48,7 @@ def recorded(container: Container) -> int:
 
 
 @pytest.mark.parametrize("counted_at", OUT_OF_WINDOW)
-def test_a_count_outside_the_window_is_a_422_and_records_nothing(installed: Container,
+def test_a_count_outside_the_window_is_a_422_and_records_nothing(installed: Services,
                                                                  counted_at: str):
     installed.commands.receive("SKU-1", "STORE-1", 10)
     before = recorded(installed)
@@ -62,7 +63,7 @@ def test_a_count_outside_the_window_is_a_422_and_records_nothing(installed: Cont
 
 @pytest.mark.parametrize("counted_at", EDGES)
 def test_an_all_or_nothing_session_with_an_edge_timestamp_applies_nothing(
-        installed: Container, counted_at: str):
+        installed: Services, counted_at: str):
     t = instant()
     before = recorded(installed)
     body = {"counts": [count_row("SKU-1", 7, t),
@@ -80,7 +81,7 @@ def test_an_all_or_nothing_session_with_an_edge_timestamp_applies_nothing(
 
 @pytest.mark.parametrize("counted_at", OUT_OF_WINDOW)
 def test_a_session_rejects_an_out_of_window_row_and_applies_the_good_ones(
-        installed: Container, counted_at: str):
+        installed: Services, counted_at: str):
     t = instant()
     body = {"counts": [count_row("SKU-1", 7, t),
                        {**count_row("SKU-2", 1, t), "counted_at": counted_at}]}
@@ -94,16 +95,16 @@ def test_a_session_rejects_an_out_of_window_row_and_applies_the_good_ones(
 
 
 def test_the_count_window_is_a_setting(tmp_path: Path):
-    container = build_container(load({"STOCKSTREAM_DATA": str(tmp_path),
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path),
                                       "STOCKSTREAM_COUNT_MAX_AGE": "30d"}))
-    use_container(container)
+    use_services(container)
     try:
         ten_days_ago = (datetime.now(UTC) - timedelta(days=10)).isoformat()
         answer = call("record_count", "POST", SKU,
                       {"count_id": "C-1", "counted": 3, "counted_at": ten_days_ago})
         assert answer.status == 200, answer.body
     finally:
-        use_container(None)
+        use_services(None)
         container.close()
 
 
@@ -135,7 +136,7 @@ def stockstream(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def events_in(data: Path) -> int:
     if not (data / "events.db").exists():
         return 0
-    container = build_container(load({"STOCKSTREAM_DATA": str(data)}))
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(data)}))
     try:
         return container.store.max_position()  # type: ignore[attr-defined,no-any-return]
     finally:

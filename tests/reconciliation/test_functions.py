@@ -3,27 +3,29 @@ objects through the function objects ``function_app.app`` registered."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.functions.timer import TimerRequest
 
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
-from functions.container import Container, use_container
-from functions.reconciliation import MAX_BATCH, projection_repair
+from composition import Services
+from composition.services import no_reconciliation
+from functions.container import use_services
+from functions.reconciliation import MAX_BATCH
 from projections.availability import ViewRow
 from tests.http.conftest import FUNCTIONS, call
 from tests.reconciliation.conftest import count_row, instant
 
 
 @pytest.fixture
-def installed(container: Container) -> Iterator[Container]:
-    use_container(container)
+def installed(container: Services) -> Iterator[Services]:
+    use_services(container)
     yield container
-    use_container(None)
+    use_services(None)
 
 
 def bindings(name: str) -> list[dict[str, Any]]:
@@ -51,7 +53,7 @@ def test_the_timers_use_six_field_schedules(name):
     assert len(trigger["schedule"].split()) == 6
 
 
-def test_a_count_batch_applies_good_rows_and_names_bad_ones_by_index(installed: Container):
+def test_a_count_batch_applies_good_rows_and_names_bad_ones_by_index(installed: Services):
     installed.commands.receive("SKU-1", "STORE-1", 10)
     t = instant()
     body = {"counts": [count_row("SKU-1", 7, t), {"sku": "SKU-2"}, count_row("SKU-3", 2, t)]}
@@ -71,7 +73,7 @@ def test_a_count_batch_applies_good_rows_and_names_bad_ones_by_index(installed: 
 
 
 def test_all_or_nothing_over_http_is_a_422_naming_each_bad_row_and_applies_none(
-        installed: Container):
+        installed: Services):
     t = instant()
     body = {"counts": [count_row("SKU-1", 7, t), {**count_row("SKU-2", 1, t), "counted": -1}],
             "all_or_nothing": True}
@@ -91,16 +93,15 @@ def test_all_or_nothing_over_http_is_a_422_naming_each_bad_row_and_applies_none(
     ({"body": {"counts": [{}], "threshold": 1}}, 422, "validation-failed"),
     ({"raw": b"[]", "headers": {"Content-Type": "text/csv"}}, 415, "unsupported-media-type"),
 ])
-def test_bad_batches_get_problem_documents(installed: Container, kwargs, status, code):
+def test_bad_batches_get_problem_documents(installed: Services, kwargs, status, code):
     answer = call("reconcile_counts", "POST", **kwargs)
     assert (answer.status, answer.problem_code) == (status, code)
 
 
-def test_held_counts_are_listed_approved_and_applied_over_http(installed: Container,
+def test_held_counts_are_listed_approved_and_applied_over_http(installed: Services,
                                                                monkeypatch):
-    from functions.container import reconciliation_services
 
-    services = reconciliation_services(installed)
+    services = installed.reconciliation.get()
     monkeypatch.setattr(services.gate, "counts", type(services.policy)(units=5))
     t = instant()
     call("reconcile_counts", "POST", body={"counts": [count_row("SKU-1", 50, t, "BIG")]})
@@ -119,7 +120,7 @@ def test_held_counts_are_listed_approved_and_applied_over_http(installed: Contai
     assert call("approve_held_counts", "POST", {"hold_id": "bad id"}).status == 422
 
 
-def test_due_counts_are_listed_with_their_class_and_bad_queries_get_422(installed: Container):
+def test_due_counts_are_listed_with_their_class_and_bad_queries_get_422(installed: Services):
     installed.commands.receive("SKU-1", "STORE-1", 10)
     answer = call("list_due_counts", "GET")
     assert answer.status == 200
@@ -132,18 +133,17 @@ def test_due_counts_are_listed_with_their_class_and_bad_queries_get_422(installe
         assert (bad.status, bad.problem_code) == (422, "validation-failed"), params
 
 
-def test_the_schedule_timer_runs_against_the_ledger(installed: Container, caplog):
+def test_the_schedule_timer_runs_against_the_ledger(installed: Services, caplog):
     installed.commands.receive("SKU-1", "STORE-1", 10)
     with caplog.at_level("INFO", logger="stockstream.reconciliation"):
         FUNCTIONS["schedule_counts"].get_user_function()(TimerRequest(past_due=False))
     assert "counts due: 1 (A=1 B=0 C=0)" in caplog.text
 
 
-def test_the_repair_timer_repairs_a_corrupted_row(installed: Container, tmp_path: Path):
-    views = SQLiteAvailabilityViews(tmp_path / "views.db")
-    installed.availability = views
+def test_the_repair_timer_repairs_a_corrupted_row(installed: Services):
+    views, repair = installed.availability, installed.repair
+    assert isinstance(views, SQLiteAvailabilityViews) and repair is not None
     installed.commands.receive("SKU-1", "STORE-1", 10)
-    repair = projection_repair(installed.store, views)
     repair.repair(repair.check(known=[("SKU-1", "STORE-1")])[1])
     (row,) = views.rows()
     views.replace(ViewRow(row.sku, row.location, row.version, 3, 0, 3, row.updated_at), {})
@@ -151,13 +151,9 @@ def test_the_repair_timer_repairs_a_corrupted_row(installed: Container, tmp_path
     FUNCTIONS["reconcile_projection"].get_user_function()(TimerRequest(past_due=False))
 
     assert list(views.rows()) == [row]
-    views.close()
 
 
-def test_without_the_embedded_store_the_routes_answer_503(installed: Container, monkeypatch):
-    import dataclasses
-
-    monkeypatch.setattr(installed, "settings",
-                        dataclasses.replace(installed.settings, event_store="cosmos"))
+def test_without_a_reconciliation_store_the_routes_answer_503(installed: Services):
+    use_services(dataclasses.replace(installed, reconciliation=no_reconciliation()))
     answer = call("list_due_counts", "GET")
     assert (answer.status, answer.problem_code) == (503, "reconciliation-unavailable")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,37 +12,42 @@ import pytest
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.cadence import CadenceError, CadencePolicy, classify
 from application.reconciliation import HoldPolicy, parse_count_rows
+from composition import ReconciliationServices, Services
 from contracts.cloudevents import to_cloudevent
-from functions.container import Container, ReconciliationServices
-from functions.reconciliation import projection_repair
 from projections.availability import ViewRow
+from projections.repair import ProjectionRepair
 from reports.drift import write_report
 from tests.reconciliation.conftest import count_row, instant
 
 
 @pytest.fixture
-def views(tmp_path: Path) -> Iterator[SQLiteAvailabilityViews]:
-    v = SQLiteAvailabilityViews(tmp_path / "views.db")
-    yield v
-    v.close()
+def views(container: Services) -> SQLiteAvailabilityViews:
+    """The availability view the container's projection repair works on."""
+    assert isinstance(container.availability, SQLiteAvailabilityViews)
+    return container.availability
 
 
-def project_everything(container: Container, views: SQLiteAvailabilityViews) -> None:
+def projection_repair(container: Services) -> ProjectionRepair:
+    assert container.repair is not None
+    return container.repair
+
+
+def project_everything(container: Services, views: SQLiteAvailabilityViews) -> None:
     """Feed every committed event to the projection, as the pipeline would."""
-    repair = projection_repair(container.store, views)
+    repair = projection_repair(container)
     for record in container.store.read_after(0, 10_000):  # type: ignore[attr-defined]
         repair.projection.handle(to_cloudevent(record.event))
 
 
 def test_a_corrupted_projection_row_is_detected_and_repaired_from_the_stream(
-        container: Container, views: SQLiteAvailabilityViews):
+        container: Services, views: SQLiteAvailabilityViews):
     c = container.commands
     c.receive("SKU-1", "STORE-1", 10)
     c.reserve("SKU-1", "STORE-1", "o1", 3, "web", ttl_seconds=600)
     c.receive("SKU-1", "STORE-2", 7)
     c.receive("SKU-2", "STORE-1", 1)
     project_everything(container, views)
-    repair = projection_repair(container.store, views)
+    repair = projection_repair(container)
     assert repair.run().mismatches == []
     good = next(r for r in views.rows("SKU-1") if r.location == "STORE-1")
     views.replace(ViewRow(good.sku, good.location, good.version, 99, 0, 99, good.updated_at),
@@ -64,13 +68,13 @@ def test_a_corrupted_projection_row_is_detected_and_repaired_from_the_stream(
 
 
 def test_rows_behind_and_streams_without_a_row_are_reported_and_check_only_repairs_nothing(
-        container: Container, views: SQLiteAvailabilityViews):
+        container: Services, views: SQLiteAvailabilityViews):
     c = container.commands
     c.receive("SKU-1", "STORE-1", 10)
     project_everything(container, views)
     c.receive("SKU-1", "STORE-1", 5)  # not projected: the row is behind
     c.receive("SKU-3", "STORE-1", 2)  # never projected: no row
-    repair = projection_repair(container.store, views)
+    repair = projection_repair(container)
     known = [("SKU-1", "STORE-1"), ("SKU-3", "STORE-1")]
 
     checked = repair.run(known=known, fix=False)
@@ -85,7 +89,7 @@ def test_rows_behind_and_streams_without_a_row_are_reported_and_check_only_repai
 
 
 def test_the_drift_report_is_written_as_json_csv_and_png_charts(
-        container: Container, services: ReconciliationServices, tmp_path: Path):
+        container: Services, services: ReconciliationServices, tmp_path: Path):
     container.commands.receive("SKU-1", "STORE-1", 10)
     container.commands.receive("SKU-2", "STORE-1", 10)
     for session_no, counted in enumerate((8, 7)):
@@ -129,7 +133,7 @@ def test_a_cadence_that_misses_a_class_or_a_day_count_is_refused(text: str):
 
 
 def test_the_schedule_counts_fast_movers_more_often(
-        container: Container, services: ReconciliationServices):
+        container: Services, services: ReconciliationServices):
     c = container.commands
     for _ in range(20):
         c.receive("FAST", "STORE-1", 50)

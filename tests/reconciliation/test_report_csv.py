@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from application.reconciliation import HoldPolicy, read_count_file
-from functions.container import Container, ReconciliationServices
+from composition import ReconciliationServices, Services
 from reports.drift import write_report
 from tests.reconciliation.conftest import count_row, instant
 
@@ -18,7 +18,7 @@ FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0",
 
 
 def test_text_cells_a_spreadsheet_would_run_are_neutralised_and_numbers_stay_numbers(
-        container: Container, services: ReconciliationServices, tmp_path: Path):
+        container: Services, services: ReconciliationServices, tmp_path: Path):
     container.commands.receive("SKU-1", "STORE-1", 10)
     t = instant()
     rows = [count_row("SKU-1", 4, t)]  # applied: drift -6

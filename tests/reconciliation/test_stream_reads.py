@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from application.reconciliation import HoldPolicy, parse_count_rows
+from composition import ReconciliationServices, Services
 from domain.stock_item import StockItem
-from functions.container import Container, ReconciliationServices
 from tests.reconciliation.conftest import count_row, instant
 
 
-def long_stream(container: Container, sku: str, events: int) -> None:
+def long_stream(container: Services, sku: str, events: int) -> None:
     """A stream of ``events`` receipts, saved in one write (setup, not what is measured)."""
     item = StockItem.create(sku, "STORE-1")
     for _ in range(events - 1):
@@ -23,7 +23,7 @@ def long_stream(container: Container, sku: str, events: int) -> None:
 
 
 @pytest.fixture
-def reads(container: Container, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def reads(container: Services, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Events returned by every ``store.events`` call from now on."""
     counted: list[int] = []
     read = container.store.events
@@ -38,7 +38,7 @@ def reads(container: Container, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_a_row_without_drift_reads_no_events_beside_the_command(
-        container: Container, services: ReconciliationServices, reads: list[int]):
+        container: Services, services: ReconciliationServices, reads: list[int]):
     long_stream(container, "SKU-1", 1000)
     t = instant()
     reads.clear()
@@ -51,7 +51,7 @@ def test_a_row_without_drift_reads_no_events_beside_the_command(
 
 
 def test_a_drifting_row_reads_back_to_the_previous_count_only(
-        container: Container, services: ReconciliationServices, reads: list[int]):
+        container: Services, services: ReconciliationServices, reads: list[int]):
     long_stream(container, "SKU-1", 1000)
     services.reconciler.reconcile(parse_count_rows([count_row("SKU-1", 999, instant(), "C0")]),
                                   policy=HoldPolicy())

@@ -12,12 +12,16 @@ from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.cosmos.exceptions import CosmosHttpResponseError
 from eventsourcing.persistence import IntegrityError, OperationalError
 
+from adapters.clock import SystemClock
 from adapters.cosmos.persistence import mapped_errors
 from adapters.sqlite import SQLiteStockItems
 from application.ports import StoreUnavailable
+from application.queries import StockQueries
 from application.settings import load
+from composition import Services
+from composition.core import stock_commands
 from domain import StockItem
-from functions.container import build_container, use_container
+from functions.container import use_services
 from tests.http.conftest import SKU, call
 
 
@@ -72,15 +76,16 @@ def test_the_store_reports_a_write_that_may_have_landed(tmp_path: Path) -> None:
 
 @pytest.fixture
 def lost_answers(tmp_path: Path) -> Iterator[None]:
-    container = build_container(load({"STOCKSTREAM_DATA": str(tmp_path)}))
-    container.store.close()
-    store = LostAnswer(tmp_path / "events.db")
-    container.store = store
-    container.commands.store = store
-    use_container(container)
+    """The services a root would build, on a store that loses the answer to each write."""
+    settings = load({"STOCKSTREAM_DATA": str(tmp_path)})
+    store, clock = LostAnswer(tmp_path / "events.db"), SystemClock()
+    services = Services(settings=settings, store=store, clock=clock,
+                        commands=stock_commands(store, clock, settings),
+                        queries=StockQueries(store, clock), closers=(store,))
+    use_services(services)
     yield
-    use_container(None)
-    container.close()
+    use_services(None)
+    services.close()
 
 
 def test_http_asks_for_an_idempotent_repeat_when_a_write_may_have_landed(

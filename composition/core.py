@@ -1,0 +1,42 @@
+"""The parts every host wires the same way: the command service and the approval gate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from adapters.telemetry import Telemetry, note_commit
+from application.commands import CountWindow, StockCommands
+from application.holds import ApprovalGate, HoldPolicy, HoldStore
+from application.ports import Clock, StockItemStore
+from application.reconciliation import Reconciler, SessionHistory
+from application.settings import Settings
+from domain.stock_item import StockItem
+
+CommitObserver = Callable[[list[StockItem.Event]], None]
+
+
+def stock_commands(
+    store: StockItemStore, clock: Clock, settings: Settings,
+    observers: Sequence[CommitObserver] = (),
+) -> StockCommands:
+    """The command service; every save is counted for the HTTP layer's command outcome
+    (``note_commit``: applied vs unchanged), then told to ``observers`` (e.g. to wake the
+    embedded relay)."""
+    commands = StockCommands(store, clock, count_window=CountWindow(settings.count_max_age))
+    commands.after_commit.append(note_commit)
+    commands.after_commit.extend(observers)
+    return commands
+
+
+def reconciler(
+    settings: Settings, commands: StockCommands, clock: Clock, telemetry: Telemetry,
+    holds: HoldStore, history: SessionHistory,
+) -> Reconciler:
+    """The approval gate with the settings' policies, and count sessions through it."""
+    gate = ApprovalGate(
+        commands, clock, holds,
+        counts=HoldPolicy(settings.drift_hold_units, settings.drift_hold_percent),
+        adjustments=HoldPolicy(settings.adjustment_hold_units,
+                               settings.adjustment_hold_percent),
+    )
+    return Reconciler(gate, history, telemetry)

@@ -1,0 +1,311 @@
+"""The embedded host's composition root: SQLite files under the data directory, the
+embedded broker, and the pipeline that Azure runs as functions.
+
+The embedded host is split into processes as Azure splits its functions, and each asks
+:func:`embedded_services` for the parts it runs (:class:`EmbeddedProcess`):
+
+- ``COMMANDS`` — the command path and reconciliation only (``stockstream`` commands
+  that need nothing else, the Functions worker on SQLite settings, tests);
+- ``HOST`` — the HTTP process of ``make serve``: the command path, and readers of the
+  pipeline that its worker process runs (availability view, status, dead-letter replay,
+  projection repair, the worker's metrics snapshot);
+- ``OPERATOR`` — the ``stockstream`` commands that read the pipeline's files: as
+  ``HOST``, but it declares no topology and serves no metrics;
+- ``WORKER`` — the pipeline worker (``python -m local.worker``): relay, availability
+  consumer, expiry sweep and metrics, writing its metrics snapshot for the host;
+- ``PIPELINE`` — HTTP and the pipeline in one process (tests, benchmarks).
+
+``local.pipeline`` runs the pipeline's parts (threads, stop order); :func:`embedded_relay`
+is the standalone relay process (``python -m local.relay``). Every file of the data
+directory is named once, in :class:`EmbeddedFiles`.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from adapters.clock import SystemClock
+from adapters.embedded_broker import EmbeddedBroker
+from adapters.openmetrics import Family, read_snapshot
+from adapters.sqlite import SQLiteStockItems
+from adapters.sqlite.availability_views import SQLiteAvailabilityViews
+from adapters.sqlite.reconciliation import SQLiteReconciliation
+from adapters.telemetry import Telemetry, configure_telemetry
+from application.cadence import CadencePolicy, CountSchedule, MovementTracker
+from application.commands import StockCommands
+from application.consumer import EventConsumer, SessionConsumer, projection_lag_observer
+from application.expiry import ExpirySweep
+from application.ops import PipelineStatus
+from application.ports import Clock
+from application.queries import StockQueries
+from application.relay import Relay
+from application.replay import DeadLetterReplay
+from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, Settings
+from composition.core import CommitObserver, reconciler, stock_commands
+from composition.services import OpenedOnFirstUse, ReconciliationServices, Services
+from composition.topology import ensure_topology
+from domain.stock_item import StockItem
+from projections.availability import AvailabilityProjection, projection_status
+from projections.repair import ProjectionRepair
+
+CONSUMER_BATCH = 32
+"""Messages a consumer takes at once; the broker prefetches as many, so a session and its
+first batch are locked in one transaction."""
+CONSUMER_WORKERS = 1
+"""One consumer thread: the embedded broker and the views have one writer at a time
+anyway, and more threads only queued on them (four threads used almost twice the CPU of
+one, and multiplied the lag, measured with ``bench/pipeline_lag.py``)."""
+STANDALONE_RELAY_BATCH = 64
+
+
+@dataclass(frozen=True)
+class EmbeddedFiles:
+    """The files of the embedded host under its data directory (the one place they are
+    named). SQLite files are safe to share between the host's processes."""
+
+    data_dir: Path
+
+    @property
+    def events(self) -> Path:
+        """The event store, which is the outbox (and keeps the relay's checkpoint)."""
+        return self.data_dir / "events.db"
+
+    @property
+    def broker(self) -> Path:
+        return self.data_dir / "broker.db"
+
+    @property
+    def views(self) -> Path:
+        """The availability projection."""
+        return self.data_dir / "views.db"
+
+    @property
+    def reconciliation(self) -> Path:
+        """Holds, count sessions and the movement ledger."""
+        return self.data_dir / "reconciliation.db"
+
+    @property
+    def worker_metrics(self) -> Path:
+        """The snapshot of what the pipeline worker measured, served by the host."""
+        return self.data_dir / "metrics" / "worker.json"
+
+    @property
+    def reports(self) -> Path:
+        """Where ``stockstream reconcile`` writes drift reports by default."""
+        return self.data_dir / "reports"
+
+
+class EmbeddedProcess(enum.Enum):
+    """Which of the embedded host's processes the services are for (module docstring)."""
+
+    COMMANDS = "commands"
+    HOST = "host"
+    OPERATOR = "operator"
+    WORKER = "worker"
+    PIPELINE = "pipeline"
+
+
+@dataclass(frozen=True)
+class EmbeddedPipeline:
+    """The parts of the embedded pipeline, run by ``local.pipeline.Pipeline``.
+
+    ``wake`` is set by every commit in this process (the relay waits on it, polling as a
+    fallback for other processes' commits); with ``metrics_snapshot`` the metrics loop
+    also writes what it measured there, for another process to serve.
+    """
+
+    relay: Relay
+    broker: EmbeddedBroker
+    views: SQLiteAvailabilityViews
+    projection: AvailabilityProjection
+    consumer: SessionConsumer
+    sweep: ExpirySweep
+    status: PipelineStatus
+    wake: threading.Event
+    metrics_snapshot: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Readers:
+    """What a process reads of the pipeline (run by it, or by another process)."""
+
+    broker: EmbeddedBroker
+    views: SQLiteAvailabilityViews
+    ops: PipelineStatus
+    metrics_sources: Mapping[str, Callable[[], list[Family]]]
+
+
+def embedded_services(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    telemetry: Telemetry | None = None,
+    process: EmbeddedProcess = EmbeddedProcess.COMMANDS,
+) -> Services:
+    """The services of one embedded ``process`` for ``settings`` (module docstring).
+
+    ``telemetry`` replaces the configured one (tests read it into memory). Raises what
+    opening a SQLite file raises (``StoreUnavailable``, ``OSError``, ``sqlite3.Error``),
+    after closing what it had opened.
+    """
+    clock = clock or SystemClock()
+    telemetry = telemetry or configure_telemetry(settings)
+    files = EmbeddedFiles(settings.data_dir)
+    runs_pipeline = process in (EmbeddedProcess.PIPELINE, EmbeddedProcess.WORKER)
+    wake = threading.Event()
+    observers: tuple[CommitObserver, ...] = (
+        (lambda _events: wake.set(),) if runs_pipeline else ())
+    with ExitStack() as opened:
+        store = SQLiteStockItems(files.events, memo_window=settings.idempotency_window)
+        opened.callback(store.close)
+        commands = stock_commands(store, clock, settings, observers)
+        pipeline: EmbeddedPipeline | None = None
+        readers: _Readers | None = None
+        if runs_pipeline:
+            snapshot = files.worker_metrics if process is EmbeddedProcess.WORKER else None
+            pipeline = _pipeline(settings, files, store, commands, clock, telemetry, wake,
+                                 snapshot, opened)
+            readers = _Readers(pipeline.broker, pipeline.views, pipeline.status, {})
+        elif process in (EmbeddedProcess.HOST, EmbeddedProcess.OPERATOR):
+            readers = _readers(files, store, clock, opened,
+                               host=process is EmbeddedProcess.HOST)
+        services = Services(
+            settings=settings, clock=clock, store=store, commands=commands,
+            queries=StockQueries(store, clock), telemetry=telemetry,
+            reconciliation=_reconciliation(settings, files, store, commands, clock, telemetry),
+            availability=None if readers is None else readers.views,
+            ops=None if readers is None else readers.ops,
+            replay=None if readers is None else DeadLetterReplay(readers.broker),
+            repair=None if readers is None else _repair(readers.views, store),
+            broker=None if readers is None else readers.broker,
+            pipeline=pipeline,
+            metrics_sources=MappingProxyType(
+                {} if readers is None else dict(readers.metrics_sources)),
+            closers=(store,) if readers is None else (readers.views, readers.broker, store),
+        )
+        opened.pop_all()
+    return services
+
+
+def _readers(files: EmbeddedFiles, store: SQLiteStockItems, clock: Clock, opened: ExitStack,
+             *, host: bool) -> _Readers:
+    """Readers of the pipeline another process runs. The host declares the topology (as
+    the worker does) and serves the worker's metrics snapshot; the operator's tools read
+    the files as they are."""
+    broker = EmbeddedBroker(files.broker)
+    opened.callback(broker.close)
+    if host:
+        ensure_topology(broker)
+    views = SQLiteAvailabilityViews(files.views)
+    opened.callback(views.close)
+    # A relay object only to read the outbox's depth and age: it never pumps here.
+    relay = Relay(store, broker, store.checkpoints(), clock)
+    ops = PipelineStatus(clock, relay.status, broker, TOPIC,
+                         lambda: [projection_status(views)])
+    snapshot = files.worker_metrics
+    sources: dict[str, Callable[[], list[Family]]] = (
+        {"worker": lambda: read_snapshot(snapshot)} if host else {})
+    return _Readers(broker, views, ops, sources)
+
+
+def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
+              commands: StockCommands, clock: Clock, telemetry: Telemetry,
+              wake: threading.Event, snapshot: Path | None, opened: ExitStack,
+              ) -> EmbeddedPipeline:
+    """The pipeline's parts, recording the Azure metrics by the same code paths: the relay
+    each published event's age, the projection each applied event's age."""
+    broker = EmbeddedBroker(files.broker, prefetch=CONSUMER_BATCH)
+    opened.callback(broker.close)
+    ensure_topology(broker)
+    views = SQLiteAvailabilityViews(files.views)
+    opened.callback(views.close)
+    projection = AvailabilityProjection(views, store.history)
+    relay = Relay(store, broker, store.checkpoints(), clock,
+                  deprecated_versions_until=settings.deprecated_versions_until)
+
+    def published(events: Sequence[StockItem.Event]) -> None:
+        now = clock.now()
+        telemetry.record_relay_batch([(now - e.timestamp).total_seconds() for e in events])
+
+    relay.on_published.append(published)
+    consumer = SessionConsumer(
+        broker, TOPIC, AVAILABILITY_SUBSCRIPTION,
+        EventConsumer(projection.name, projection.handle,
+                      observers=(projection_lag_observer(telemetry, projection.name, clock),)),
+        workers=CONSUMER_WORKERS, batch_size=CONSUMER_BATCH,
+    )
+    return EmbeddedPipeline(
+        relay=relay, broker=broker, views=views, projection=projection, consumer=consumer,
+        sweep=ExpirySweep(views.overdue_reservations, commands, clock),
+        status=PipelineStatus(clock, relay.status, broker, TOPIC,
+                              lambda: [projection.status()]),
+        wake=wake, metrics_snapshot=snapshot,
+    )
+
+
+def _repair(views: SQLiteAvailabilityViews, store: SQLiteStockItems) -> ProjectionRepair:
+    """Projection reconciliation over ``views``, rebuilding rows from ``store`` (with a
+    projection of its own: repairing never touches the running projection's state)."""
+    return ProjectionRepair(views, store, AvailabilityProjection(views, store.history))
+
+
+def _reconciliation(
+    settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
+    commands: StockCommands, clock: Clock, telemetry: Telemetry,
+) -> OpenedOnFirstUse[ReconciliationServices]:
+    """Holds, sessions and the movement ledger in ``reconciliation.db``; the ledger is fed
+    by reading the event store's commit-ordered log (``MovementTracker``)."""
+
+    def open_tables() -> ReconciliationServices:
+        tables = SQLiteReconciliation(files.reconciliation)
+        cadence = CadencePolicy.parse(settings.count_cadence)
+        return ReconciliationServices(
+            reconciler=reconciler(settings, commands, clock, telemetry, tables, tables),
+            schedule=CountSchedule(tables, cadence, MovementTracker(store, tables)),
+            cadence=cadence,
+            closers=(tables,),
+        )
+
+    return OpenedOnFirstUse(open_tables, ReconciliationServices.close)
+
+
+@dataclass(frozen=True)
+class RelayProcess:
+    """The standalone relay's parts (``python -m local.relay``)."""
+
+    store: SQLiteStockItems
+    broker: EmbeddedBroker
+    relay: Relay
+
+    def close(self) -> None:
+        self.broker.close()
+        self.store.close()
+
+
+def embedded_relay(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    batch_size: int = STANDALONE_RELAY_BATCH,
+    relay_type: type[Relay] = Relay,
+) -> RelayProcess:
+    """The relay alone, on the data directory's event store and broker (the topology
+    declared). ``relay_type`` lets the fault suite run a deliberately broken relay."""
+    clock = clock or SystemClock()
+    files = EmbeddedFiles(settings.data_dir)
+    with ExitStack() as opened:
+        store = SQLiteStockItems(files.events, memo_window=settings.idempotency_window)
+        opened.callback(store.close)
+        broker = EmbeddedBroker(files.broker)
+        opened.callback(broker.close)
+        ensure_topology(broker)
+        relay = relay_type(store, broker, store.checkpoints(), clock, batch_size=batch_size,
+                           deprecated_versions_until=settings.deprecated_versions_until)
+        opened.pop_all()
+    return RelayProcess(store, broker, relay)
