@@ -15,10 +15,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from adapters.clock import SystemClock
-from adapters.sqlite import SQLiteStockItems
-from application.commands import StockCommands
-from bench.common import Row, rate
+from bench.common import Row, rate, services
 
 LOCATIONS = 1000
 
@@ -46,9 +43,10 @@ def bare_transaction_rate(path: Path, count: int) -> float:
     return result
 
 
-def service_rate(path: Path, count: int) -> float:
-    store = SQLiteStockItems(path)
-    commands = StockCommands(store, SystemClock())
+def service_rate(data_dir: Path, count: int) -> float:
+    """Reservations through the command service the embedded root builds."""
+    opened = services(data_dir)
+    commands = opened.commands
     for n in range(LOCATIONS):
         commands.receive(f"SKU-{n}", "STORE-1", 1_000_000)
 
@@ -56,7 +54,7 @@ def service_rate(path: Path, count: int) -> float:
         commands.reserve(f"SKU-{i % LOCATIONS}", "STORE-1", f"order-{i}", 1, "web")
 
     result = rate(reserve, count)
-    store.close()
+    opened.close()
     return result
 
 
@@ -70,7 +68,7 @@ def run(quick: bool = False) -> list[Row]:
     for _ in range(3):
         with tempfile.TemporaryDirectory() as tmp:
             bare_rates.append(bare_transaction_rate(Path(tmp) / "bare.db", count))
-            service_rates.append(service_rate(Path(tmp) / "events.db", count))
+            service_rates.append(service_rate(Path(tmp) / "service", count))
     return [
         Row(
             scenario=f"command path: reservations over {LOCATIONS} SKU-locations",

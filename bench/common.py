@@ -1,4 +1,5 @@
-"""What every benchmark shares: the row it reports and a timer."""
+"""What every benchmark shares: the row it reports, a timer, and the services under test
+(from the embedded composition root, as the host builds them)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from application.settings import load
+from composition import EmbeddedProcess, Services, embedded_services
+from composition.embedded import EmbeddedFiles
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,16 @@ class Row:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ratio": self.ratio}
+
+
+def services(data_dir: Path, process: EmbeddedProcess = EmbeddedProcess.COMMANDS) -> Services:
+    """The embedded services of ``process`` on ``data_dir`` (default settings otherwise)."""
+    return embedded_services(load({"STOCKSTREAM_DATA": str(data_dir)}), process=process)
+
+
+def files(data_dir: Path) -> EmbeddedFiles:
+    """The files the embedded host keeps under ``data_dir``."""
+    return EmbeddedFiles(data_dir)
 
 
 def rate(operation: Callable[[int], None], count: int) -> float:

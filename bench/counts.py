@@ -25,10 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from application.reconciliation import read_count_file
-from application.settings import load
-from bench.common import Row
+from bench.common import Row, services
+from composition import Services
 from domain.stock_item import StockItem
-from functions.container import Container, build_container, reconciliation_services
 
 LONG, SHORT = 3_000, 10
 AFTER = 3
@@ -43,7 +42,7 @@ def _instant() -> datetime:
     return moment
 
 
-def _stream(container: Container, sku: str, events: int) -> tuple[datetime, int]:
+def _stream(container: Services, sku: str, events: int) -> tuple[datetime, int]:
     """Write ``events`` events on ``sku``; returns when the new count is taken and the on
     hand then."""
     before_previous = events - AFTER - 1 - (events // 30)  # the previous count ~3 % back
@@ -65,7 +64,7 @@ def _stream(container: Container, sku: str, events: int) -> tuple[datetime, int]
     return taken, on_hand
 
 
-def _count_file(container: Container, directory: Path, prefix: str, streams: int,
+def _count_file(container: Services, directory: Path, prefix: str, streams: int,
                 events: int) -> Path:
     """Write ``streams`` streams of ``events`` events and their count file."""
     rows = []
@@ -80,8 +79,8 @@ def _count_file(container: Container, directory: Path, prefix: str, streams: int
     return path
 
 
-def _rows_per_second(container: Container, path: Path, rows: int) -> float:
-    reconciler = reconciliation_services(container).reconciler
+def _rows_per_second(container: Services, path: Path, rows: int) -> float:
+    reconciler = container.reconciliation.get().reconciler
     started = time.perf_counter()
     session = reconciler.reconcile(read_count_file(path))
     elapsed = time.perf_counter() - started
@@ -95,7 +94,7 @@ def run(quick: bool = False) -> list[Row]:
     short_rates, long_rates = [], []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        container = build_container(load({"STOCKSTREAM_DATA": str(data)}))
+        container = services(data)
         try:
             files = [(_count_file(container, data, f"SHORT{r}", streams, SHORT),
                       _count_file(container, data, f"LONG{r}", streams, LONG))

@@ -38,13 +38,13 @@ def serve(data_dir: Path) -> None:
     """The real app on the embedded host, with conflicts counted around ``save``."""
     from application.ports import ConcurrencyConflict
     from application.settings import load
+    from composition import embedded_services
     from function_app import app
-    from functions.container import build_container
     from local.host import EmbeddedHost
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     settings = dataclasses.replace(load({}), data_dir=data_dir)
-    container = build_container(settings)
+    container = embedded_services(settings)
     conflicts = [0]
     save = container.store.save
 
@@ -56,7 +56,7 @@ def serve(data_dir: Path) -> None:
             raise
 
     container.store.save = counting_save  # type: ignore[method-assign]
-    host = EmbeddedHost(settings, port=0, app=app, container=container, with_pipeline=False)
+    host = EmbeddedHost(settings, port=0, app=app, services=container, with_pipeline=False)
     print(host.url, flush=True)
     # uvicorn re-raises SIGTERM once it has stopped; ignore it so the count gets printed.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)

@@ -20,19 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from adapters.clock import SystemClock
-from adapters.embedded_broker import EmbeddedBroker
-from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
-from application.consumer import EventConsumer, SessionConsumer
-from application.relay import Relay
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
-from bench.common import Row
-from functions.container import build_container
-from local.pipeline import _history, ensure_topology
+from bench.common import Row, files, services
+from composition import EmbeddedProcess
 from local.worker import WorkerProcess
-from projections.availability import AvailabilityProjection
 
 LOCATIONS = 200
 
@@ -43,36 +35,29 @@ def _stock(commands: StockCommands) -> None:
 
 
 def throughput(directory: Path, count: int) -> tuple[float, float, float]:
-    """(commands/s, relay events/s, projection events/s), measured one after another."""
-    store = SQLiteStockItems(directory / "events.db")
-    commands = StockCommands(store, SystemClock())
-    _stock(commands)
-    broker = EmbeddedBroker(directory / "broker.db")
-    ensure_topology(broker)
-    relay = Relay(store, broker, store.checkpoints(), SystemClock(), batch_size=256)
-    relay.drain()
+    """(commands/s, relay events/s, projection events/s), measured one after another, with
+    the pipeline's own parts (the embedded root's, as the worker runs them) driven by hand."""
+    opened = services(directory, EmbeddedProcess.PIPELINE)
+    pipeline = opened.pipeline
+    assert pipeline is not None
+    _stock(opened.commands)
+    pipeline.relay.drain()
 
     started = time.perf_counter()
     for i in range(count):
-        commands.reserve(f"SKU-{i % LOCATIONS}", "STORE-1", f"order-{i}", 1, "web")
+        opened.commands.reserve(f"SKU-{i % LOCATIONS}", "STORE-1", f"order-{i}", 1, "web")
     command_rate = count / (time.perf_counter() - started)
 
     started = time.perf_counter()
-    published = relay.drain()
+    published = pipeline.relay.drain()
     relay_rate = published / (time.perf_counter() - started)
 
-    views = SQLiteAvailabilityViews(directory / "views.db")
-    projection = AvailabilityProjection(views, _history(store))
-    consumer = SessionConsumer(broker, TOPIC, AVAILABILITY_SUBSCRIPTION,
-                               EventConsumer("availability", projection.handle), batch_size=64)
     started = time.perf_counter()
     applied = 0
-    while settled := consumer.run_once(0.0):
+    while settled := pipeline.consumer.run_once(0.0):
         applied += settled
     projection_rate = applied / (time.perf_counter() - started)
-    views.close()
-    broker.close()
-    store.close()
+    opened.close()
     return command_rate, relay_rate, projection_rate
 
 
@@ -98,16 +83,17 @@ def end_to_end_lag(directory: Path, rate: float, seconds: float) -> list[float]:
     it, under a paced load of ``rate`` commands/s from this process. The pipeline runs in
     its worker process as under ``make serve``; a third process watches the view (every
     millisecond), so the measuring competes with neither."""
-    container = build_container(load({"STOCKSTREAM_DATA": str(directory)}))
+    container = services(directory, EmbeddedProcess.HOST)  # as the HTTP process has them
     _stock(container.commands)
     worker = WorkerProcess(directory)
-    views = SQLiteAvailabilityViews(directory / "views.db")
+    views = container.availability
+    assert isinstance(views, SQLiteAvailabilityViews)
     store = container.store
     while views.events_applied() < store.max_position():  # type: ignore[attr-defined]
         time.sleep(0.01)
     stop_file, out_file = directory / "stop-watching", directory / "seen.json"
     watcher = multiprocessing.get_context("spawn").Process(
-        target=_watch_views, args=(str(directory / "views.db"), str(stop_file), str(out_file))
+        target=_watch_views, args=(str(files(directory).views), str(stop_file), str(out_file))
     )
     watcher.start()
     time.sleep(1.0)  # the watcher has started and seen the stock
@@ -135,7 +121,6 @@ def end_to_end_lag(directory: Path, rate: float, seconds: float) -> list[float]:
     watcher.join(15)
     seen = {(sku, loc, int(v)): t for sku, loc, v, t in json.loads(out_file.read_text())}
     worker.stop()
-    views.close()
     container.close()
     return [seen[key] - at for key, at in committed.items() if key in seen]
 

@@ -17,17 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from application.reconciliation import HoldPolicy, read_count_file
-from application.settings import load
-from bench.common import Row, rate
-from functions.container import build_container, reconciliation_services
+from bench.common import Row, rate, services
 
 
 def run(quick: bool = False) -> list[Row]:
     count = 5_000 if quick else 100_000
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        container = build_container(load({"STOCKSTREAM_DATA": str(data)}))
-        services = reconciliation_services(container)
+        container = services(data)
+        reconciliation = container.reconciliation.get()
 
         def receive(i: int) -> None:
             container.commands.receive(f"SKU-{i}", "STORE-1", 100)
@@ -43,7 +41,7 @@ def run(quick: bool = False) -> list[Row]:
                 counted = 100 - (i % 7) if i % 3 == 0 else 100
                 handle.write(f"SKU-{i},STORE-1,{counted},{counted_at.isoformat()},BENCH\n")
         started = time.perf_counter()
-        session = services.reconciler.reconcile(read_count_file(path), policy=HoldPolicy())
+        session = reconciliation.reconciler.reconcile(read_count_file(path), policy=HoldPolicy())
         elapsed = time.perf_counter() - started
         summary = session.summary()
         assert summary.applied == count, summary

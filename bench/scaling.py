@@ -25,14 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from adapters.clock import SystemClock
-from adapters.embedded_broker import EmbeddedBroker
 from adapters.sqlite import SQLiteStockItems
-from application.commands import StockCommands
 from application.relay import Relay
-from bench.common import Row
+from bench.common import Row, services
+from composition import EmbeddedProcess, Services
 from domain.stock_item import StockItem
-from local.pipeline import ensure_topology
 
 STREAM_COUNTS = (1, 100, 10_000)
 BIG_STREAMS = 10_000
@@ -40,10 +37,16 @@ EVENTS_PER_STREAM = 100
 STOCK_ON_HAND = 1_000_000
 
 
-def command_rate(path: Path, streams: int, count: int) -> float:
+def _store(opened: Services) -> SQLiteStockItems:
+    """The embedded root's event store, whose library application fills a store fast."""
+    assert isinstance(opened.store, SQLiteStockItems)
+    return opened.store
+
+
+def command_rate(data_dir: Path, streams: int, count: int) -> float:
     """Commands per second over ``streams`` SKU-locations (reserve, then release)."""
-    store = SQLiteStockItems(path)
-    commands = StockCommands(store, SystemClock())
+    opened = services(data_dir)
+    commands = opened.commands
     for n in range(streams):
         commands.receive(f"SKU-{n}", "STORE-1", STOCK_ON_HAND)
     started = time.perf_counter()
@@ -54,13 +57,14 @@ def command_rate(path: Path, streams: int, count: int) -> float:
         else:
             commands.release(sku, "STORE-1", f"order-{i - 1}")
     elapsed = time.perf_counter() - started
-    store.close()
+    opened.close()
     return count / elapsed
 
 
-def build_big_store(path: Path, streams: int, per_stream: int) -> int:
+def build_big_store(data_dir: Path, streams: int, per_stream: int) -> int:
     """``streams`` × ``per_stream`` real events through the library's event store."""
-    store = SQLiteStockItems(path)
+    opened = services(data_dir)
+    store = _store(opened)
     pairs = (per_stream - 2) // 2
     batch: list[StockItem.Event] = []
     snapshots = []
@@ -78,12 +82,13 @@ def build_big_store(path: Path, streams: int, per_stream: int) -> int:
             store.app.snapshots.put(snapshots)
             batch, snapshots = [], []
     total = store.max_position()
-    store.close()
+    opened.close()
     return total
 
 
-def build_small_store(path: Path, streams: int) -> int:
-    store = SQLiteStockItems(path)
+def build_small_store(data_dir: Path, streams: int) -> int:
+    opened = services(data_dir)
+    store = _store(opened)
     events: list[StockItem.Event] = []
     for s in range(streams):
         item = StockItem.create(f"SKU-{s}", "STORE-1")
@@ -91,28 +96,27 @@ def build_small_store(path: Path, streams: int) -> int:
         events.extend(item.collect_events())  # type: ignore[arg-type]
     store.app.events.put(events)
     total = store.max_position()
-    store.close()
+    opened.close()
     return total
 
 
-def cold_commands_and_relay(path: Path, streams: int, count: int) -> tuple[float, float]:
-    """(commands/s, relay events/s) on a reopened store: one reservation per stream."""
-    store = SQLiteStockItems(path)
-    checkpoints = store.checkpoints()
-    checkpoints.advance(Relay.NAME, store.max_position())
-    commands = StockCommands(store, SystemClock())
+def cold_commands_and_relay(data_dir: Path, streams: int, count: int) -> tuple[float, float]:
+    """(commands/s, relay events/s) on a reopened store: one reservation per stream, then
+    the pipeline's relay publishes them into the embedded broker."""
+    opened = services(data_dir, EmbeddedProcess.PIPELINE)
+    pipeline = opened.pipeline
+    assert pipeline is not None
+    store = _store(opened)
+    pipeline.relay.checkpoints.advance(Relay.NAME, store.max_position())
+    commands = opened.commands
     started = time.perf_counter()
     for i in range(count):
         commands.reserve(f"SKU-{(i * 7919) % streams}", "STORE-1", f"order-{i}", 1, "web")
     command_rate = count / (time.perf_counter() - started)
-    broker = EmbeddedBroker(path.parent / f"{path.stem}-broker.db")
-    ensure_topology(broker)
-    relay = Relay(store, broker, checkpoints, SystemClock(), batch_size=256)
     started = time.perf_counter()
-    published = relay.drain()
+    published = pipeline.relay.drain()
     relay_rate = published / (time.perf_counter() - started)
-    broker.close()
-    store.close()
+    opened.close()
     return command_rate, relay_rate
 
 
@@ -122,19 +126,19 @@ def run(quick: bool = False) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        rates = {n: command_rate(data / f"streams-{n}.db", n, count) for n in STREAM_COUNTS}
+        rates = {n: command_rate(data / f"streams-{n}", n, count) for n in STREAM_COUNTS}
         for n in STREAM_COUNTS:
             rows.append(Row(f"scaling: commands over {n:,} SKU-locations", "commands/s",
                             rates[n], rates[STREAM_COUNTS[0]], "",
                             "baseline: 1 SKU-location; reserve/release pairs, fsync each"))
 
         started = time.perf_counter()
-        big_events = build_big_store(data / "big.db", big_streams, EVENTS_PER_STREAM)
+        big_events = build_big_store(data / "big", big_streams, EVENTS_PER_STREAM)
         build_seconds = time.perf_counter() - started
-        small_events = build_small_store(data / "small.db", big_streams)
+        small_events = build_small_store(data / "small", big_streams)
         cold = min(count * 2, big_streams)
-        big_rate, big_relay = cold_commands_and_relay(data / "big.db", big_streams, cold)
-        small_rate, small_relay = cold_commands_and_relay(data / "small.db", big_streams, cold)
+        big_rate, big_relay = cold_commands_and_relay(data / "big", big_streams, cold)
+        small_rate, small_relay = cold_commands_and_relay(data / "small", big_streams, cold)
     rows.append(Row(f"store of {big_events:,} events: cold commands", "commands/s", big_rate,
                     small_rate, "",
                     f"baseline: {small_events:,}-event store, same {big_streams:,} streams; "
