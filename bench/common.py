@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from application.settings import load
-from composition import EmbeddedProcess, Services, embedded_services
-from composition.embedded import EmbeddedFiles
+from composition import Services
+from composition.embedded import EmbeddedFiles, EmbeddedProcess, embedded_services
 
 
 @dataclass(frozen=True)

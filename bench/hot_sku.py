@@ -38,7 +38,7 @@ def serve(data_dir: Path) -> None:
     """The real app on the embedded host, with conflicts counted around ``save``."""
     from application.ports import ConcurrencyConflict
     from application.settings import load
-    from composition import embedded_services
+    from composition.embedded import embedded_services
     from function_app import app
     from local.host import EmbeddedHost
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
 from bench.common import Row, files, services
-from composition import EmbeddedProcess
+from composition.embedded import EmbeddedProcess
 from local.worker import WorkerProcess
 
 LOCATIONS = 200

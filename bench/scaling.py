@@ -28,7 +28,8 @@ from pathlib import Path
 from adapters.sqlite import SQLiteStockItems
 from application.relay import Relay
 from bench.common import Row, services
-from composition import EmbeddedProcess, Services
+from composition import Services
+from composition.embedded import EmbeddedProcess
 from domain.stock_item import StockItem
 
 STREAM_COUNTS = (1, 100, 10_000)

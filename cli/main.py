@@ -51,14 +51,8 @@ from application.reconciliation import (
     read_count_file,
 )
 from application.settings import TOPIC, SettingsError, load
-from composition import (
-    EmbeddedProcess,
-    ReconciliationServices,
-    ReconciliationUnavailable,
-    Services,
-    build_services,
-)
-from composition.embedded import EmbeddedFiles
+from composition import ReconciliationServices, ReconciliationUnavailable, Services, build_services
+from composition.embedded import EmbeddedFiles, EmbeddedProcess
 from domain.errors import DomainError
 
 OK, ATTENTION, USAGE, UNAVAILABLE = 0, 1, 2, 3

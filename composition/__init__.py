@@ -11,10 +11,11 @@ of them constructs an adapter or patches a service afterwards.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from adapters.telemetry import Telemetry
 from application.ports import Clock
 from application.settings import Settings
-from composition.embedded import EmbeddedProcess, embedded_services
 from composition.services import (
     OpenedOnFirstUse,
     ReconciliationServices,
@@ -22,30 +23,37 @@ from composition.services import (
     Services,
 )
 
+if TYPE_CHECKING:
+    from composition.embedded import EmbeddedProcess
+
 
 def build_services(
     settings: Settings,
     clock: Clock | None = None,
     *,
     telemetry: Telemetry | None = None,
-    process: EmbeddedProcess = EmbeddedProcess.COMMANDS,
+    process: EmbeddedProcess | None = None,
 ) -> Services:
     """The services for ``settings``: Azure when ``STOCKSTREAM_EVENT_STORE=cosmos``,
-    otherwise the embedded ``process``'s (``process`` means nothing to Azure, where each
-    function reads the parts it needs)."""
+    otherwise the embedded ``process``'s (default ``COMMANDS``; ``process`` means nothing
+    to Azure, where each function reads the parts it needs).
+
+    Each root is imported when it is chosen, so importing ``function_app`` (which reaches
+    this module through ``functions.container``) loads neither host's adapters."""
     if settings.event_store == "cosmos":
         from composition.azure import azure_services
 
         return azure_services(settings, clock, telemetry=telemetry)
-    return embedded_services(settings, clock, telemetry=telemetry, process=process)
+    from composition.embedded import EmbeddedProcess, embedded_services
+
+    return embedded_services(settings, clock, telemetry=telemetry,
+                             process=process or EmbeddedProcess.COMMANDS)
 
 
 __all__ = [
-    "EmbeddedProcess",
     "OpenedOnFirstUse",
     "ReconciliationServices",
     "ReconciliationUnavailable",
     "Services",
     "build_services",
-    "embedded_services",
 ]

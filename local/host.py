@@ -36,7 +36,8 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from application.settings import Settings
-from composition import EmbeddedProcess, Services, build_services
+from composition import Services, build_services
+from composition.embedded import EmbeddedProcess
 from functions.container import use_services
 from local.asgi import FunctionsHost
 

@@ -30,7 +30,8 @@ from application.consumer import EventConsumer
 from application.ports import MessagePublisher, OutgoingMessage
 from application.replay import DeadLetterReplay
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
-from composition import EmbeddedProcess, Services, embedded_services
+from composition import Services
+from composition.embedded import EmbeddedProcess, embedded_services
 from local.pipeline import Pipeline, start_pipeline
 
 COMMANDS = int(os.environ.get("STOCKSTREAM_FAULT_STORM_COMMANDS", "400"))

@@ -37,8 +37,9 @@ from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from adapters.embedded_broker import EmbeddedBroker
 from adapters.telemetry import local_telemetry
 from application.settings import load
-from composition import EmbeddedProcess, Services, embedded_services
+from composition import Services
 from composition.azure import azure_services
+from composition.embedded import EmbeddedProcess, embedded_services
 from composition.topology import ensure_topology
 from functions.container import use_services
 from local.pipeline import Pipeline, start_pipeline

@@ -28,7 +28,8 @@ from application.ops import PipelineStatus
 from application.ports import MessagePublisher
 from application.relay import ChangeFeedRelay
 from application.settings import AVAILABILITY_SUBSCRIPTION, SETTING_NAMES, TOPIC, load
-from composition import Services, embedded_services
+from composition import Services
+from composition.embedded import embedded_services
 from composition.topology import DUPLICATE_DETECTION_WINDOW, ensure_topology
 from functions.container import use_services
 from projections.availability import AvailabilityProjection

@@ -11,7 +11,8 @@ import azure.functions as func
 import pytest
 
 from application.settings import load
-from composition import Services, embedded_services
+from composition import Services
+from composition.embedded import embedded_services
 from function_app import app
 from functions.container import use_services
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from application.settings import load
-from composition import Services, embedded_services
+from composition import Services
+from composition.embedded import embedded_services
 from functions.container import use_services
 from tests.http.conftest import SKU, call
 

@@ -26,7 +26,7 @@ from application.ports import MessagePublisher, OutgoingMessage
 from application.relay import Relay, to_message
 from application.replay import DeadLetterReplay
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
-from composition import EmbeddedProcess, embedded_services
+from composition.embedded import EmbeddedProcess, embedded_services
 from composition.topology import MAX_DELIVERY_COUNT, ensure_topology, replay_rules
 from local.pipeline import start_pipeline
 from projections.availability import AvailabilityProjection

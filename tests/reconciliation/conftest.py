@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from application.settings import load
-from composition import EmbeddedProcess, ReconciliationServices, Services, embedded_services
+from composition import ReconciliationServices, Services
+from composition.embedded import EmbeddedProcess, embedded_services
 
 
 @dataclass

@@ -13,7 +13,7 @@ from adapters.embedded_broker import EmbeddedBroker
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.ports import OutgoingMessage
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
-from composition import EmbeddedProcess, embedded_services
+from composition.embedded import EmbeddedProcess, embedded_services
 from composition.topology import ensure_topology
 from projections.availability import ViewRow
 from tests.reconciliation.conftest import count_row, csv_text, instant

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from application.settings import load
-from composition import Services, embedded_services
+from composition import Services
+from composition.embedded import embedded_services
 from functions.container import use_services
 from tests.http.conftest import SKU, call
 from tests.reconciliation.conftest import count_row, csv_text, instant
