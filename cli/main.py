@@ -42,14 +42,10 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from application.holds import HeldCount, Hold, UnknownHold
+from application.count_files import CountFileError, read_count_file
+from application.holds import HeldCount, Hold, HoldPolicy, UnknownHold
 from application.ports import BrokerUnavailable, StoreUnavailable
-from application.reconciliation import (
-    CountFileError,
-    HoldPolicy,
-    SessionResult,
-    read_count_file,
-)
+from application.reconciliation import SessionResult
 from application.settings import SettingsError, load
 from domain.errors import DomainError
 from functions.container import Container, build_container

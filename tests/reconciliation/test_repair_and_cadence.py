@@ -12,7 +12,8 @@ import pytest
 
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.cadence import CadenceError, CadencePolicy, classify
-from application.reconciliation import HoldPolicy, parse_count_rows
+from application.count_files import parse_count_rows
+from application.holds import HoldPolicy
 from contracts.cloudevents import to_cloudevent
 from functions.container import Container, ReconciliationServices
 from functions.reconciliation import projection_repair
