@@ -327,10 +327,10 @@ class Reconciler:
         return result
 
     def _applied(self, base: CountResult, result: CommandResult) -> CountResult:
-        event = next((e for e in result.events if isinstance(e, StockItem.Counted)
-                      and e.count_id == base.count_id), None)
-        if event is None:
-            return base  # the aggregate had it already: nothing emitted
+        if result.already_recorded:
+            return base  # the aggregate says it had it already: nothing emitted
+        event = next(e for e in result.events if isinstance(e, StockItem.Counted)
+                     and e.count_id == base.count_id)
         percent = drift_percent(event.delta, event.previous_on_hand)
         if self.drift is not None:
             self.drift.record_drift(event.delta, percent if percent is not None else (
