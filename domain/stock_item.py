@@ -55,6 +55,13 @@ store keeps the memos beside the events, written in the same atomic write, and t
 command service hands the aggregate this lookup."""
 
 
+CountOutcome = Literal["recorded", "superseded", "already-recorded"]
+"""What :meth:`StockItem.record_count` decided: the count corrects on hand (``recorded``),
+is older than the latest applied count and changes nothing (``superseded``; still an
+event), or its count id was already recorded with the same figures
+(``already-recorded``: a repeat, no event)."""
+
+
 def nothing_recalled(memo: str) -> str | None:
     """The recall of a stream with no memos (a new stream, or a test of one decision)."""
     return None
@@ -607,15 +614,18 @@ class StockItem(Aggregate):
         counted_at: datetime,
         movements_since: int = 0,
         recall: Recall = nothing_recalled,
-    ) -> None:
-        """Set on hand from a physical count taken at ``counted_at``.
+    ) -> CountOutcome:
+        """Set on hand from a physical count taken at ``counted_at``; returns what it
+        decided (:data:`CountOutcome`).
 
         On hand becomes ``counted`` plus ``movements_since``: the net movement recorded
         after ``counted_at`` (the service sums it with :func:`movements_after`), so sales
         rung up after the count stay on top of it, and two counts of one moment agree
         instead of correcting twice. A count taken before the latest applied one is
         recorded as superseded and changes nothing. A count id already recorded with the
-        same figures is a no-op; with others, an error.
+        same figures is a no-op (``already-recorded``); with others, an error
+        (``CountAlreadyRecorded``). Whether a count was already recorded is this method's
+        answer alone: callers ask it, they do not infer it from the events.
         """
         require_identifier("count_id", count_id)
         require_quantity("counted", counted, minimum=0)
@@ -625,18 +635,19 @@ class StockItem(Aggregate):
         seen = self._recalled(self.count_memo(count_id), recall)
         if seen is not None:
             if seen == self.count_fingerprint(counted, counted_at):
-                return
+                return "already-recorded"
             raise CountAlreadyRecorded(count_id)
         if self.last_counted_at is not None and counted_at < self.last_counted_at:
             self._trigger(self.Counted, count_id=count_id, counted=counted,
                           previous_on_hand=self.on_hand, delta=0, counted_at=counted_at,
                           superseded=True)
-            return
+            return "superseded"
         before = self.on_hand - movements_since
         delta = counted - before
         self._trigger(self.Counted, on_hand=self.on_hand + delta, count_id=count_id,
                       counted=counted, previous_on_hand=before, delta=delta,
                       counted_at=counted_at, superseded=False)
+        return "recorded"
 
     def expire_overdue(self, now: datetime) -> int:
         """Release every reservation whose expiry is at or before ``now``; returns how many."""
