@@ -64,7 +64,7 @@ def stock_up(world: World) -> None:
 
 def assert_sound(world: World) -> None:
     """No oversell anywhere, and no hold of a failed or released order."""
-    orders = {}
+    orders: dict[str, Order | None] = {}
     for sku in ("A", "B", "C"):
         item = world.stock.get(sku, "S1")
         if item is None:
@@ -233,3 +233,26 @@ def test_the_sweep_leaves_an_order_being_driven_alone_until_it_stalls(world: Wor
     now: datetime = world.clock.now()
     assert world.processes.orders.due(now, 10) == []
     assert world.processes.orders.due(now + STALL_AFTER, 10) == ["o-1"]
+
+
+def test_a_hold_taken_by_a_driver_that_lost_the_race_is_undone(world: World) -> None:
+    """Host 1 decides to hold A|S1 for a failed order placed again; before it does, host 2
+    drives the order to held and releases it. Host 1's hold then reopens the reservation;
+    its record loses the race, and as the order no longer wants the hold, it undoes it."""
+    world.commands.receive("A", "S1", 1)
+    with pytest.raises(OrderShort):
+        world.orders().place("o-1", "web", [line("A"), line("B")])
+    world.commands.receive("B", "S1", 1)
+    other_host = world.orders()
+    raced: list[str] = []
+
+    def race(name: str) -> None:
+        if name == "before-step" and not raced:
+            raced.append(other_host.release("o-1").status)
+
+    world.orders(crash_point=race).place("o-1", "web", [line("A"), line("B")])
+    assert raced == ["released"]
+    order = world.processes.orders.get("o-1")
+    assert order is not None and order.status == "released"
+    assert world.reserved("A", "S1") == world.reserved("B", "S1") == {}
+    assert_sound(world)

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from domain import StockItem
 from domain.errors import (
     InvalidRequest,
     OrderClosed,
@@ -150,7 +151,7 @@ def test_expired_holds_close_the_order_through_the_sweep(world: World) -> None:
     assert orders.get("o-1").status == "released"
     assert world.reserved("A", "S1") == {}
     assert [e.reason for e in world.stock.events("A", "S1")
-            if type(e).__name__ == "Released"] == ["expired"]  # type: ignore[attr-defined]
+            if isinstance(e, StockItem.Released)] == ["expired"]
     assert world.processes.orders.due(world.clock.now() + timedelta(days=1), 10) == []
     with pytest.raises(OrderClosed):
         orders.place("o-1", "web", [line("A", 2)], ttl_seconds=60)
