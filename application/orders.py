@@ -90,13 +90,18 @@ class OrderSteps(ProcessHandler[Order, OrderStep]):
         c = self.commands
         if step.kind == "hold":
             try:
-                c.reserve(step.sku, step.location, step.order_id, step.quantity, step.channel,
-                          expires_at=step.expires_at, reopen=step.reopen)
+                held = c.reserve(step.sku, step.location, step.order_id, step.quantity,
+                                 step.channel, expires_at=step.expires_at, reopen=step.reopen)
+                # A hold taken again (after a crash, or by another driver before a ttl
+                # change) keeps its earlier expiry; the order's is the one that counts.
+                if any(r.expires_at != step.expires_at
+                       for r in held.position_of(step.order_id).reservations):
+                    c.reschedule(step.sku, step.location, step.order_id, step.expires_at)
             except InsufficientStock as refusal:
                 available = refusal.available
                 return lambda order: order.record_refused(step, available)
-            except ReservationClosed:  # closed by a line route, or by a stale driver's race
-                return lambda order: order.record_refused(step, 0)
+            except (ReservationClosed, UnknownReservation):  # closed by a line route, or
+                return lambda order: order.record_refused(step, 0)  # by a lost race
             return lambda order: order.record_held(step)
         if step.kind == "release":
             reason = "compensation" if process.status == PLACING else (

@@ -185,3 +185,13 @@ def test_a_group_is_defined_once_and_read_back(world: World) -> None:
     defined = world.groups.define("north", ["S2", "S1"], "most_available")
     assert world.groups.get("north") == defined
     assert defined.locations == ("S2", "S1") and defined.strategy == "most_available"
+
+
+def test_a_hold_found_already_taken_gets_the_order_s_expiry(world: World) -> None:
+    world.commands.receive("A", "S1", 5)
+    world.commands.reserve("A", "S1", "o-1", 2, "web", ttl_seconds=5)  # the line route
+    answer = world.orders().place("o-1", "web", [line("A", 2)], ttl_seconds=60)
+    item = world.stock.get("A", "S1")
+    assert item is not None
+    assert item.reservations["o-1"]["expires_at"] == answer.order.expires_at == (
+        START + timedelta(seconds=60))
