@@ -161,6 +161,12 @@ class OrderRequest:
                 raise InvalidRequest(f"quantity must be at most {MAX_QUANTITY}",
                                      field=f"{where}.quantity")
             parsed.append(OrderLine(line["sku"], location, group, quantity))
+        per_sku: dict[str, int] = {}
+        for ln in parsed:  # whatever the sourcing, no hold can then exceed the bound
+            per_sku[ln.sku] = per_sku.get(ln.sku, 0) + ln.quantity
+            if per_sku[ln.sku] > MAX_QUANTITY:
+                raise InvalidRequest(f"the lines of {ln.sku} add up to more than "
+                                     f"{MAX_QUANTITY}", field="lines")
         return cls(order_id, channel, str(mode), ttl_seconds, tuple(parsed))
 
     @property

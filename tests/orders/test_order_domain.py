@@ -87,6 +87,8 @@ def names(order: Order) -> list[str]:
         ([line(sku="bad sku")], InvalidIdentifier, "lines[0].sku"),
         ([line(), line(location="x/y")], InvalidIdentifier, "lines[1].location"),
         ([line(group="no group!")], InvalidIdentifier, "lines[0].location_group"),
+        ([line(quantity=600_000_000), line(quantity=400_000_001, location="S2")],
+         InvalidRequest, "lines"),
     ],
 )
 def test_a_bad_placement_is_refused_naming_its_field(
