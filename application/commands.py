@@ -210,12 +210,29 @@ class StockCommands:
         quantity: int,
         channel: str,
         ttl_seconds: int | None = None,
+        *,
+        expires_at: datetime | None = None,
+        reopen: bool = False,
     ) -> CommandResult:
+        """Set an order's reservation (see ``StockItem.reserve``). Its expiry is
+        ``ttl_seconds`` from now, or ``expires_at`` when given (an order process gives
+        every line of an order the one expiry it recorded)."""
+
         def decide(item: StockItem, recall: Recall) -> None:
-            expires_at = StockItem.expiry(self.clock.now(), ttl_seconds)
-            item.reserve(order_id, quantity, channel, expires_at, recall)
+            expiry = expires_at if expires_at is not None else StockItem.expiry(
+                self.clock.now(), ttl_seconds)
+            item.reserve(order_id, quantity, channel, expiry, recall, reopen=reopen)
 
         return self._execute(sku, location, decide)
+
+    def reschedule(
+        self, sku: str, location: str, order_id: str, expires_at: datetime | None
+    ) -> CommandResult:
+        """Set the expiry of an open reservation (see ``StockItem.reschedule``)."""
+        return self._execute(
+            sku, location,
+            lambda item, recall: item.reschedule(order_id, expires_at, recall),
+        )
 
     def release(self, sku: str, location: str, order_id: str) -> CommandResult:
         return self._execute(

@@ -517,13 +517,17 @@ class StockItem(Aggregate):
         channel: str,
         expires_at: datetime | None = None,
         recall: Recall = nothing_recalled,
+        *,
+        reopen: bool = False,
     ) -> None:
         """Set the order's reservation to ``quantity`` (absolute, not added).
 
         Creating or increasing a reservation must fit:
         ``reserved after ≤ on hand − safety stock + oversell buffer``; decreasing always fits.
         The same quantity and channel again is a no-op (an earlier expiry stays). A
-        reservation closed within the idempotency window is never opened again.
+        reservation closed within the idempotency window is never opened again, except
+        with ``reopen`` one that was released (cancelled or expired), never a fulfilled
+        one: an order placed again after it failed (DESIGN §5.2) holds again under its id.
         """
         require_identifier("order_id", order_id)
         require_quantity("quantity", quantity, minimum=1)
@@ -532,7 +536,7 @@ class StockItem(Aggregate):
         if expires_at is not None:
             require_timestamp("expires_at", expires_at)
         outcome = self.outcome_of(order_id, recall)
-        if outcome is not None:
+        if outcome is not None and not (reopen and _outcome_word(outcome) != "fulfilled"):
             raise ReservationClosed(order_id, _outcome_word(outcome))
         current = self.reservation(order_id)
         previous = current.quantity if current else 0
@@ -551,6 +555,31 @@ class StockItem(Aggregate):
                       channel=channel,
                       expires_at=expires_at if expires_at is not None else (
                           current.expires_at if current else None))
+
+    def reschedule(
+        self, order_id: str, expires_at: datetime | None, recall: Recall = nothing_recalled
+    ) -> None:
+        """Set the expiry of an open reservation (None: it never expires), keeping its
+        quantity and channel: an order's ``ttl_seconds`` changed (DESIGN §5.2). Recorded
+        as a ``Reserved`` of the same quantity; the same expiry again is a no-op.
+
+        Raises ``UnknownReservation`` for an order that never reserved here and
+        ``ReservationClosed`` for a released or fulfilled one.
+        """
+        require_identifier("order_id", order_id)
+        if expires_at is not None:
+            require_timestamp("expires_at", expires_at)
+        current = self.reservation(order_id)
+        if current is None:
+            outcome = self.outcome_of(order_id, recall)
+            if outcome is None:
+                raise UnknownReservation(order_id)
+            raise ReservationClosed(order_id, _outcome_word(outcome))
+        if current.expires_at == expires_at:
+            return
+        self._trigger(self.Reserved, order_id=order_id, quantity=current.quantity,
+                      previous_quantity=current.quantity, channel=current.channel,
+                      expires_at=expires_at)
 
     def release(
         self, order_id: str, reason: str = "cancelled", recall: Recall = nothing_recalled
