@@ -1,7 +1,8 @@
 """The channel HTTP API (DESIGN §5) as Azure Functions HTTP triggers, in one blueprint.
 
 Each function translates: it parses the request with the models of ``functions.requests``,
-calls one application service from the container, and shapes the answer. Refusals are
+calls one application service from the container, and shapes the answer with the models
+of ``functions.responses``. Refusals are
 raised (domain errors, store failures, :class:`~functions.problems.Problem`) and turned
 into RFC 9457 problem documents in one place, :func:`answering_problems`; an unexpected
 exception is logged and answered with a 500 problem (a 5xx is a bug). The same place
@@ -45,23 +46,23 @@ from functions.container import (
 from functions.http_routes import ROUTE_PREFIX, RouteTemplate, allowed_methods, http_functions
 from functions.requests import (
     AdjustmentRequest,
-    AvailabilityOut,
-    CorrectionOut,
-    CountOut,
     CountRequest,
     EventsQuery,
     FulfilmentRequest,
-    HeldOut,
-    HoldOut,
-    OpsStatusOut,
     PolicyRequest,
-    PositionOut,
     ReceiptRequest,
-    ReplayOut,
     ReplayRequest,
     ReservationRequest,
     parse_body,
     parse_query,
+)
+from functions.responses import (
+    AvailabilityOut,
+    CountOut,
+    HeldOut,
+    OpsStatusOut,
+    PositionOut,
+    ReplayOut,
 )
 
 log = logging.getLogger("stockstream.http")
@@ -216,9 +217,7 @@ def approval_gate() -> ApprovalGate:
 
 def held_response(held: Held) -> func.HttpResponse:
     """202: the command waits for approval; nothing was recorded."""
-    return json_response(HeldOut(held=HoldOut(hold_id=held.hold.hold_id,
-                                              reason=held.hold.reason),
-                                 position=PositionOut.of(held.position)), 202)
+    return json_response(HeldOut.of(held), 202)
 
 
 def json_response(
@@ -376,12 +375,8 @@ def record_count(req: func.HttpRequest) -> func.HttpResponse:
     result = decision
     counted = next((e for e in result.events if isinstance(e, StockItem.Counted)
                     and e.count_id == body.count_id), None)
-    correction = None if counted is None else CorrectionOut(
-        count_id=counted.count_id, counted=counted.counted,
-        previous_on_hand=counted.previous_on_hand, delta=counted.delta,
-        counted_at=counted.counted_at)
-    return json_response(CountOut(position=PositionOut.of(result.position_of()),
-                                  correction=correction, already_recorded=counted is None))
+    return json_response(CountOut.of({"position": result.position_of(), "correction": counted,
+                                      "already_recorded": counted is None}))
 
 
 # ------------------------------------------------------- projections and ops

@@ -24,7 +24,8 @@ from domain.identifiers import IDENTIFIER_PATTERN
 from functions.http import ROUTES, Route
 from functions.http_routes import ROUTE_PREFIX
 from functions.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
-from functions.requests import MAX_BODY_BYTES, ProblemOut
+from functions.requests import MAX_BODY_BYTES
+from functions.responses import ProblemOut
 
 DOCUMENT_PATH = Path(__file__).resolve().parent.parent / "openapi.json"
 VERSION = "1.0.0"

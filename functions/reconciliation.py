@@ -15,6 +15,11 @@ HTTP routes (problem documents and parsing as in ``functions.http``):
   approves or dismisses every pending hold of that count id (``sku``, ``location`` narrow
   it). Approval applies the held command through the ordinary command service, once.
 
+Their bodies are the models of ``functions.responses`` read from the application's
+results. They have always been written with ``json.dumps``'s separators (``", "``,
+``": "``) and are kept byte for byte (:func:`_answer`); the stock routes write pydantic's
+compact JSON.
+
 Timers (6-field NCRONTAB): the count schedule daily at 05:00 UTC, and projection
 reconciliation every hour. Both need the reconciliation store and the view store: SQLite
 on the embedded host, Cosmos DB on Azure (``adapters.cosmos.reconciliation``; there the
@@ -29,20 +34,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.sortable_time import iso_utc
-from application.cadence import class_counts
-from application.holds import Approval, HeldCount, Hold
+from application.cadence import VelocityClass, class_counts
 from application.ports import StockItemStore
-from application.reconciliation import (
-    CountResult,
-    SessionResult,
-    parse_count_rows,
-)
+from application.reconciliation import parse_count_rows
 from domain.identifiers import require_identifier
 from functions import problems
 from functions.container import (
@@ -52,7 +51,15 @@ from functions.container import (
     reconciliation_services,
 )
 from functions.http import answering_problems, json_response, reconciliation
-from functions.requests import Identifier, PositionOut, parse_body, parse_query
+from functions.requests import Identifier, RequestBody, parse_body, parse_query
+from functions.responses import (
+    ApprovedOut,
+    CountSessionOut,
+    DismissedOut,
+    DueCountsOut,
+    HoldsOut,
+    Results,
+)
 from projections.availability import AvailabilityProjection, AvailabilityViews
 from projections.repair import ProjectionRepair
 
@@ -86,10 +93,8 @@ def _services() -> ReconciliationServices:
 # ------------------------------------------------------------------- models
 
 
-class CountBatchRequest(BaseModel):
+class CountBatchRequest(RequestBody):
     """A count session over HTTP; each count is judged like a count file's row."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     counts: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
     all_or_nothing: bool = False
@@ -98,7 +103,7 @@ class CountBatchRequest(BaseModel):
 class DueQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    velocity_class: Literal["A", "B", "C"] | None = Field(default=None, alias="class")
+    velocity_class: VelocityClass | None = Field(default=None, alias="class")
     limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
     all: bool = False
 
@@ -110,65 +115,15 @@ class HeldQuery(BaseModel):
     location: Identifier | None = None
 
 
-def hold_json(hold: Hold) -> dict[str, Any]:
-    """A held count or adjustment as JSON: what it would record and why it waits."""
-    body: dict[str, Any] = {
-        "hold_id": hold.hold_id, "kind": hold.kind, "sku": hold.sku,
-        "location": hold.location, "reason": hold.reason, "held_at": iso_utc(hold.held_at),
-        "status": hold.status, "resolved_at": iso_utc(hold.resolved_at),
-        "applied_delta": hold.applied_delta,
-    }
-    if isinstance(hold, HeldCount):
-        body.update({
-            "count_id": hold.count_id, "counted": hold.counted,
-            "counted_at": iso_utc(hold.counted_at), "on_hand_at_count": hold.on_hand_at_count,
-            "drift_units": hold.drift_units, "drift_percent": hold.drift_percent,
-            "session_id": hold.session_id or None})
-    else:
-        body.update({
-            "delta": hold.delta, "adjustment_reason": hold.adjustment_reason,
-            "note": hold.note, "idempotency_key": hold.idempotency_key,
-            "on_hand_before": hold.on_hand_before, "percent": hold.percent})
-    return body
-
-
-def approval_json(approval: Approval) -> dict[str, Any]:
-    """What approving a hold did: ``outcome`` applied (recorded now), unchanged (already
-    recorded: a repeat) or rejected (``refusal`` says why; the hold stays pending)."""
-    body = {**hold_json(approval.hold), "outcome": approval.outcome,
-            "repeated": approval.repeated, "refusal": approval.refusal}
-    if approval.result is not None:
-        body["position"] = PositionOut.of(approval.result.position_of()).model_dump(
-            mode="json")
-    return body
-
-
-def result_json(result: CountResult, position: str = "index") -> dict[str, Any]:
-    """One row's outcome as JSON (``position`` names the row's place: index or line)."""
-    return {
-        position: result.line, "sku": result.sku, "location": result.location,
-        "count_id": result.count_id, "outcome": result.outcome, "counted": result.counted,
-        "counted_at": iso_utc(result.counted_at), "on_hand_at_count": result.on_hand_at_count,
-        "drift_units": result.drift_units, "drift_percent": result.drift_percent,
-        "expired_units": result.expired_units, "reason": result.reason,
-        "hold_id": result.hold_id,
-    }
-
-
-def session_json(session: SessionResult) -> dict[str, Any]:
-    summary = session.summary()
-    return {
-        "session_id": session.session_id, "applied": summary.applied,
-        "unchanged": summary.unchanged, "held": summary.held, "rejected": summary.rejected,
-        "skipped": summary.skipped, "applied_none": session.applied_none,
-        "results": [result_json(r, session.position) for r in session.results],
-    }
-
-
 # ------------------------------------------------------------------- routes
 
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def _answer(body: BaseModel) -> func.HttpResponse:
+    """``body`` as these routes have always written it: ``json.dumps`` of its JSON form."""
+    return json_response(body.model_dump(mode="json"))
 
 
 def _http(name: str, route: str, methods: list[str],
@@ -197,7 +152,7 @@ def reconcile_counts(req: func.HttpRequest) -> func.HttpResponse:
             errors=tuple(problems.FieldError(f"counts.{r.line}", r.reason or "rejected")
                          for r in refused),
             extensions={"session_id": session.session_id})
-    return json_response(session_json(session))
+    return _answer(CountSessionOut.of(Results(session, session.summary())))
 
 
 @_http("list_due_counts", "reconciliation/due", ["GET"])
@@ -208,24 +163,19 @@ def list_due_counts(req: func.HttpRequest) -> func.HttpResponse:
     now = get_container().clock.now()
     rows = services.schedule.schedule(now, due_only=not query.all,
                                       velocity_class=query.velocity_class, limit=query.limit)
-    return json_response({
-        "generated_at": iso_utc(now),
-        "cadence_days": services.cadence.every_days,
-        "window_days": services.cadence.window_days,
-        "by_class": class_counts(rows),
-        "due": [{"sku": r.sku, "location": r.location, "velocity_class": r.velocity_class,
-                 "units_per_day": round(r.units_per_day, 3),
-                 "last_counted_at": iso_utc(r.last_counted_at), "due_at": iso_utc(r.due_at),
-                 "overdue": r.overdue} for r in rows],
-    })
+    return _answer(DueCountsOut.of({
+        "generated_at": now, "cadence_days": services.cadence.every_days,
+        "window_days": services.cadence.window_days, "by_class": class_counts(rows),
+        "due": rows}))
 
 
 @_http("list_held_counts", "reconciliation/held", ["GET"])
 def list_held_counts(req: func.HttpRequest) -> func.HttpResponse:
     """Counts and adjustments waiting for approval, oldest first."""
     query = parse_query(req, HeldQuery)
-    held = _services().gate.holds.matching(None, query.sku, query.location, "pending")
-    return json_response([hold_json(h) for h in held])
+    holds = _services().gate.holds
+    return _answer(HoldsOut.model_validate(
+        holds.matching(None, query.sku, query.location, "pending"), from_attributes=True))
 
 
 def _held_target(req: func.HttpRequest) -> tuple[str, str | None, str | None]:
@@ -241,7 +191,7 @@ def approve_held_counts(req: func.HttpRequest) -> func.HttpResponse:
     ``no-held-count`` if nothing matches, 409 ``hold-resolved`` if it was dismissed."""
     target, sku, location = _held_target(req)
     approvals = _services().gate.approve_target(target, sku, location)
-    return json_response({"approved": [approval_json(a) for a in approvals]})
+    return _answer(ApprovedOut.of({"approved": [Results(a, a.hold) for a in approvals]}))
 
 
 @_http("dismiss_held_counts", "reconciliation/held/{hold_id}/dismissal", ["POST"],
@@ -251,7 +201,7 @@ def dismiss_held_counts(req: func.HttpRequest) -> func.HttpResponse:
     if nothing matches, 409 ``hold-resolved`` if it was approved."""
     target, sku, location = _held_target(req)
     dismissed = _services().gate.dismiss_target(target, sku, location)
-    return json_response({"dismissed": [hold_json(h) for h in dismissed]})
+    return _answer(DismissedOut.of({"dismissed": dismissed}))
 
 
 # ------------------------------------------------------------------- timers
