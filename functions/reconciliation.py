@@ -1,6 +1,7 @@
 """Reconciliation as functions: count batches, the due-count schedule, holds, and timers.
 
-HTTP routes (problem documents and parsing as in ``functions.http``):
+HTTP routes (declared, parsed and answered as every HTTP function: ``functions.http_routes``,
+``functions.requests``, ``functions.responses``):
 
 * ``POST /api/reconciliation/counts`` — a count session over HTTP: ``{counts: [...],
   all_or_nothing?}``; rows are judged one by one exactly as a count file's rows (by index).
@@ -33,24 +34,24 @@ as every other service does; the ``stockstream`` CLI uses the same.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import azure.functions as func
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from application.cadence import VelocityClass, class_counts
 from application.ports import StockItemStore
-from application.reconciliation import parse_count_rows
-from domain.identifiers import require_identifier
+from application.reconciliation import COUNT_FIELDS, parse_count_rows
+from domain.identifiers import IDENTIFIER_PATTERN, require_identifier
+from domain.stock_item import MAX_QUANTITY
 from functions import problems
 from functions.container import (
-    ReconciliationServices,
     ReconciliationUnavailable,
     get_container,
     reconciliation_services,
 )
-from functions.http import answering_problems, json_response, reconciliation
+from functions.http_answers import json_response, require_reconciliation
+from functions.http_routes import HttpBlueprint
 from functions.requests import Identifier, RequestBody, parse_body, parse_query
 from functions.responses import (
     ApprovedOut,
@@ -65,7 +66,7 @@ from projections.repair import ProjectionRepair
 
 log = logging.getLogger("stockstream.reconciliation")
 
-bp = func.Blueprint()  # type: ignore[no-untyped-call]
+bp = HttpBlueprint()
 
 MAX_BATCH = 500
 """Rows in one HTTP batch (a batch must also fit the 64 KiB body limit); files have none."""
@@ -86,17 +87,32 @@ def projection_repair(store: StockItemStore, views: AvailabilityViews) -> Projec
     return ProjectionRepair(views, store, AvailabilityProjection(views, history))
 
 
-def _services() -> ReconciliationServices:
-    return reconciliation()
-
-
 # ------------------------------------------------------------------- models
+
+
+COUNT_ROW_SCHEMA = {
+    "type": "object",
+    "description": "One count, judged on its own like a count file's row: a bad row is "
+                   "refused in the answer (by index), not the batch.",
+    "properties": {
+        "sku": {"type": "string", "pattern": IDENTIFIER_PATTERN},
+        "location": {"type": "string", "pattern": IDENTIFIER_PATTERN},
+        "counted": {"type": "integer", "minimum": 0, "maximum": MAX_QUANTITY},
+        "counted_at": {"type": "string", "format": "date-time"},
+        "count_id": {"type": "string", "pattern": IDENTIFIER_PATTERN},
+    },
+    "required": list(COUNT_FIELDS),
+    "additionalProperties": False,
+}
+"""What the document says a row is; rows are still taken as any JSON value and judged by
+``application.reconciliation.parse_count_rows``."""
 
 
 class CountBatchRequest(RequestBody):
     """A count session over HTTP; each count is judged like a count file's row."""
 
-    counts: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
+    counts: list[Annotated[Any, WithJsonSchema(COUNT_ROW_SCHEMA)]] = Field(
+        min_length=1, max_length=MAX_BATCH)
     all_or_nothing: bool = False
 
 
@@ -118,30 +134,21 @@ class HeldQuery(BaseModel):
 # ------------------------------------------------------------------- routes
 
 
-Handler = Callable[[func.HttpRequest], func.HttpResponse]
-
-
 def _answer(body: BaseModel) -> func.HttpResponse:
     """``body`` as these routes have always written it: ``json.dumps`` of its JSON form."""
     return json_response(body.model_dump(mode="json"))
 
 
-def _http(name: str, route: str, methods: list[str],
-          auth_level: func.AuthLevel | None = None) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        routed = bp.route(route=route, methods=methods, auth_level=auth_level)(
-            answering_problems(handler))
-        bp.function_name(name)(routed)
-        return handler
-
-    return register
-
-
-@_http("reconcile_counts", "reconciliation/counts", ["POST"])
+@bp.http("reconcile_counts", "reconciliation/counts", ["POST"],
+         summary="Apply a batch of physical counts; each row is judged like a count file's "
+                 "row (by index), and every row's outcome is answered. With "
+                 "`all_or_nothing` and a bad row: 422 `counts-rejected` naming each bad row, "
+                 "nothing applied. Hold thresholds come from the settings only.",
+         request=CountBatchRequest, responses={200: CountSessionOut}, problems=(422, 503))
 def reconcile_counts(req: func.HttpRequest) -> func.HttpResponse:
     """Apply a batch of physical counts (see the module docstring)."""
     body = parse_body(req, CountBatchRequest)
-    services = _services()
+    services = require_reconciliation()
     session = services.reconciler.reconcile(parse_count_rows(body.counts, "http"),
                                             all_or_nothing=body.all_or_nothing)
     if session.applied_none:
@@ -155,11 +162,14 @@ def reconcile_counts(req: func.HttpRequest) -> func.HttpResponse:
     return _answer(CountSessionOut.of(Results(session, session.summary())))
 
 
-@_http("list_due_counts", "reconciliation/due", ["GET"])
+@bp.http("list_due_counts", "reconciliation/due", ["GET"],
+         summary="The SKU-locations due for a count now (with `all=true`, every one), by "
+                 "velocity class, with the cadence in force.",
+         query=DueQuery, responses={200: DueCountsOut}, problems=(422, 503))
 def list_due_counts(req: func.HttpRequest) -> func.HttpResponse:
     """The SKU-locations due for a count now (or, with ``all=true``, every one)."""
     query = parse_query(req, DueQuery)
-    services = _services()
+    services = require_reconciliation()
     now = get_container().clock.now()
     rows = services.schedule.schedule(now, due_only=not query.all,
                                       velocity_class=query.velocity_class, limit=query.limit)
@@ -169,11 +179,14 @@ def list_due_counts(req: func.HttpRequest) -> func.HttpResponse:
         "due": rows}))
 
 
-@_http("list_held_counts", "reconciliation/held", ["GET"])
+@bp.http("list_held_counts", "reconciliation/held", ["GET"],
+         summary="Counts and adjustments waiting for approval, oldest first (`sku`, "
+                 "`location` narrow the list).",
+         query=HeldQuery, responses={200: HoldsOut}, problems=(422, 503))
 def list_held_counts(req: func.HttpRequest) -> func.HttpResponse:
     """Counts and adjustments waiting for approval, oldest first."""
     query = parse_query(req, HeldQuery)
-    holds = _services().gate.holds
+    holds = require_reconciliation().gate.holds
     return _answer(HoldsOut.model_validate(
         holds.matching(None, query.sku, query.location, "pending"), from_attributes=True))
 
@@ -184,23 +197,32 @@ def _held_target(req: func.HttpRequest) -> tuple[str, str | None, str | None]:
     return target, query.sku, query.location
 
 
-@_http("approve_held_counts", "reconciliation/held/{hold_id}/approval", ["POST"],
-       func.AuthLevel.ADMIN)
+@bp.http("approve_held_counts", "reconciliation/held/{hold_id}/approval", ["POST"],
+         auth_level=func.AuthLevel.ADMIN,
+         summary="Apply a held count or adjustment through the ordinary command service, "
+                 "once: by hold id, or every pending hold of a count id (`sku`, `location` "
+                 "narrow it). 404 `no-held-count` if nothing matches, 409 `hold-resolved` "
+                 "if it was dismissed.",
+         query=HeldQuery, responses={200: ApprovedOut}, problems=(404, 409, 422, 503))
 def approve_held_counts(req: func.HttpRequest) -> func.HttpResponse:
     """Apply a held count or adjustment (by hold id, or a count id's pending holds); 404
     ``no-held-count`` if nothing matches, 409 ``hold-resolved`` if it was dismissed."""
     target, sku, location = _held_target(req)
-    approvals = _services().gate.approve_target(target, sku, location)
+    approvals = require_reconciliation().gate.approve_target(target, sku, location)
     return _answer(ApprovedOut.of({"approved": [Results(a, a.hold) for a in approvals]}))
 
 
-@_http("dismiss_held_counts", "reconciliation/held/{hold_id}/dismissal", ["POST"],
-       func.AuthLevel.ADMIN)
+@bp.http("dismiss_held_counts", "reconciliation/held/{hold_id}/dismissal", ["POST"],
+         auth_level=func.AuthLevel.ADMIN,
+         summary="Drop a held count or adjustment without recording anything (by hold id, "
+                 "or every pending hold of a count id). 404 `no-held-count` if nothing "
+                 "matches, 409 `hold-resolved` if it was approved.",
+         query=HeldQuery, responses={200: DismissedOut}, problems=(404, 409, 422, 503))
 def dismiss_held_counts(req: func.HttpRequest) -> func.HttpResponse:
     """Drop a held count or adjustment without recording anything; 404 ``no-held-count``
     if nothing matches, 409 ``hold-resolved`` if it was approved."""
     target, sku, location = _held_target(req)
-    dismissed = _services().gate.dismiss_target(target, sku, location)
+    dismissed = require_reconciliation().gate.dismiss_target(target, sku, location)
     return _answer(DismissedOut.of({"dismissed": dismissed}))
 
 
