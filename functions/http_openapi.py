@@ -51,7 +51,7 @@ _STATUS_TEXT = {
 
 
 def _documented(route: Route) -> bool:
-    return "{*" not in route.template
+    return not route.catch_all  # the catch-all is no operation of the contract
 
 
 def _models() -> list[tuple[type[BaseModel], Any]]:
