@@ -4,10 +4,11 @@ Every HTTP function of the app, whatever its blueprint, is declared with
 :meth:`HttpBlueprint.http`: it registers the Azure Functions HTTP trigger (wrapped by
 ``functions.http_answers.answering_problems``: problem documents and command metrics)
 and records a :class:`Route` with what the OpenAPI document needs (models for the body,
-the query and each response, problem statuses, headers). The blueprints' routes,
-gathered in ``functions.blueprints``, are the one route table: the Azure registration,
-``openapi.json`` (``functions.http_openapi``), the catch-all's 404/405 and the schemathesis
-fault suite all read it, so the contract, the fuzzing and the code cannot drift apart.
+the query and each response, problem statuses, headers). The blueprints' routes
+(``functions.blueprints``) and the API's own two (its document and the catch-all) make the
+one route table, ``functions.http_openapi.ROUTE_TABLE``: the Azure registration,
+``openapi.json``, the catch-all's 404/405 and the schemathesis fault suite all come from
+it, so the contract, the fuzzing and the code cannot drift apart.
 
 Azure Functions routes HTTP triggers with ASP.NET Core route templates under the prefix
 ``api``: ``stock/{sku}/{location}`` has literal segments and parameters, ``{*path}`` is a
