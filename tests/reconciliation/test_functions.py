@@ -33,8 +33,8 @@ def bindings(name: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(("name", "route", "methods", "auth"), [
     ("reconcile_counts", "reconciliation/counts", ["POST"], "FUNCTION"),
-    ("list_due_counts", "reconciliation/due", ["GET"], "FUNCTION"),
-    ("list_held_counts", "reconciliation/held", ["GET"], "FUNCTION"),
+    ("list_due_counts", "reconciliation/due", ["GET", "HEAD"], "FUNCTION"),
+    ("list_held_counts", "reconciliation/held", ["GET", "HEAD"], "FUNCTION"),
     ("approve_held_counts", "reconciliation/held/{hold_id}/approval", ["POST"], "ADMIN"),
     ("dismiss_held_counts", "reconciliation/held/{hold_id}/dismissal", ["POST"], "ADMIN"),
 ])
