@@ -86,6 +86,7 @@ class Route:
     responses: dict[int, type[BaseModel] | str | None] = field(default_factory=dict)
     problems: tuple[int, ...] = ()
     headers: tuple[str, ...] = ()
+    documented: bool = True  # False: served, but left out of openapi.json
 
     @property
     def parsed(self) -> RouteTemplate:
@@ -110,15 +111,19 @@ def _route(
     problems: tuple[int, ...] = (),
     headers: tuple[str, ...] = (),
     measured: bool = True,
+    documented: bool = True,
 ) -> Callable[[Handler], Any]:
     """Register ``handler`` as the HTTP function ``name`` and record it in ``ROUTES``.
 
-    ``measured=False`` keeps its state-changing requests out of the command metric.
+    ``measured=False`` keeps its state-changing requests out of the command metric;
+    ``documented=False`` keeps the route out of ``openapi.json`` (the console's files are
+    routes, not API).
     """
 
     def register(handler: Handler) -> Any:
         ROUTES.append(Route(name, template, tuple(methods), auth_level, summary, request,
-                            request_required, query, responses, problems, headers))
+                            request_required, query, responses, problems, headers,
+                            documented))
         # HEAD wherever GET (RFC 9110 §9.3.2): Azure routes a method only to a trigger
         # that lists it; the embedded host answers HEAD without the body.
         bound = [*methods, "HEAD"] if "GET" in methods and "HEAD" not in methods else methods
@@ -473,3 +478,9 @@ def unmatched_route(req: func.HttpRequest) -> func.HttpResponse:
     if allowed:
         raise problems.method_not_allowed(req.method, shown, allowed)
     raise problems.not_found(shown)
+
+
+# Routes declared in modules of their own, through ``_route`` like those above (so they are
+# in ``ROUTES``, the app and, unless ``documented=False``, openapi.json). Imported last:
+# they import ``_route`` from this module.
+from functions import console, drift_reports  # noqa: E402, F401

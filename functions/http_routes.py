@@ -119,8 +119,10 @@ class HttpFunction:
 
     @property
     def catch_all(self) -> bool:
-        """Whether this function takes whatever no other does (it answers 404/405)."""
-        return any(s.catch_all for s in self.template.segments)
+        """Whether this function takes whatever no other does (it answers 404/405): its
+        template is nothing but a catch-all. A catch-all under a literal prefix
+        (``console/{*path}``) is an ordinary route, whose methods ``Allow`` lists."""
+        return all(s.catch_all for s in self.template.segments)
 
 
 def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
