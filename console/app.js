@@ -62,7 +62,8 @@ async function show({ focus = true } = {}) {
   main.replaceChildren();
   const context = {
     signal: controller.signal,
-    rerender: () => show({ focus: false }),
+    // Redrawing replaces whatever had focus: the heading takes it, not the document.
+    rerender: () => show(),
     confirm,
   };
   if (!view) {
@@ -120,7 +121,7 @@ function setUpKeyPanel() {
       keyForm(() => {
         panel.open = false;
         refresh();
-        show({ focus: false });
+        show();
       }));
   };
   document.addEventListener("keychange", refresh);

@@ -82,7 +82,7 @@ export function keyForm(onSaved) {
     id, name: "key", type: "password", autocomplete: "off", spellcheck: "false",
     required: true, placeholder: "function or admin key",
   });
-  const form = h("form", { class: "key-form", "aria-label": "API key" },
+  const form = h("form", { class: "key-form", "aria-label": "Enter a key" },
     h("label", { for: id }, "API key"),
     input,
     h("button", { type: "submit" }, "Use this key"),

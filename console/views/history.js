@@ -206,7 +206,7 @@ export async function render(main, { sku, location: where }, { signal, rerender 
     tr.id = `event-${newestFirst[i].event.sequence}`;
   });
   onlyChanges.addEventListener("change", () => {
-    history.classList.toggle("only-changes", onlyChanges.checked);
+    history.querySelector("table").classList.toggle("only-changes", onlyChanges.checked);
   });
   const changed = rows.filter((r) => r.change).length;
   body.replaceChildren(...parts,

@@ -185,8 +185,9 @@ def test_the_drift_report_routes_list_a_written_report_and_serve_its_charts(
                       f"SKU-R,STORE-1,7,{moment.isoformat()},C-R\n")
     services = reconciliation_services(container)
     session = services.reconciler.reconcile(read_count_file(counts), policy=HoldPolicy())
-    write_report(session, report_directory(container.settings.data_dir),
-                 services.reconciler.history.sessions())
+    history = services.reconciler.history
+    assert history is not None
+    write_report(session, report_directory(container.settings.data_dir), history.sessions())
 
     listed = keyed.call("GET", "/api/reports/drift?limit=1")
     assert listed.status == 200
