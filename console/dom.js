@@ -62,7 +62,7 @@ export function problemBox(error, retry) {
     h("p", { class: "problem-title" }, h("strong", {}, title),
       isApi && error.status ? ` (${error.status})` : ""),
     detail ? h("p", { class: "problem-detail" }, detail) : null,
-    isApi && error.errors.length
+    isApi && error.errors.some((e) => e.message !== detail)  // not the detail again
       ? h("ul", {}, error.errors.map((e) => h("li", {}, h("code", {}, e.field), `: ${e.message}`)))
       : null);
   if (isApi && error.needsKey) {

@@ -76,11 +76,14 @@ export async function render(main, params, { signal, rerender }) {
     availability = await api(`availability/${seg(sku)}`, { signal });
   } catch (error) {
     if (error.name === "AbortError") return null;
-    results.replaceChildren(
+    results.replaceChildren(...[
       h("h2", { id: "positions-title" }, "Positions"),
       problemBox(error, rerender),
-      h("p", {}, "Without the availability projection the console cannot list the SKU's ",
-        "locations; enter a location above to read its stream directly."));
+      error.status === 503 || error.status === 0
+        ? h("p", {}, "Without the availability projection the console cannot list the SKU's ",
+          "locations; enter a location above to read its stream directly.")
+        : null,
+    ].filter(Boolean));
     results.removeAttribute("aria-busy");
     return null;
   }
