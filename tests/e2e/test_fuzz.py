@@ -40,6 +40,7 @@ IDENTIFIERS = {
     "location": ["STORE-1"],
     "order_id": ["o-1", "o-2", "o-3"],
     "subscription": ["availability", "missing"],
+    "chart": ["drift-history.png", "drift-missing-distribution.png"],
 }
 printable = st.characters(min_codepoint=32, max_codepoint=126)
 invalid_identifier = st.one_of(
