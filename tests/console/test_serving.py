@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from application.reconciliation import HoldPolicy, read_count_file
+from application.count_files import read_count_file
+from application.holds import HoldPolicy
 from functions.console import CONSOLE_DIR, console_file
 from functions.container import reconciliation_services
 from functions.http import ROUTES
