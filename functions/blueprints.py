@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from functions.console import bp as console
+from functions.drift_reports import bp as drift_reports
 from functions.http import bp as channel_api
 from functions.http_routes import HttpBlueprint, Route
 from functions.pipeline import bp as pipeline
@@ -21,6 +23,8 @@ BLUEPRINTS: tuple[func.Blueprint, ...] = (
     channel_api,  # channel HTTP API (DESIGN §5)
     pipeline,  # relay, projection consumer, expiry and metrics timers
     reconciliation,  # count sessions, due counts, holds, repair timers
+    drift_reports,  # the drift reports of count sessions, and their charts
+    console,  # the operations console's static files (not in openapi.json)
 )
 
 

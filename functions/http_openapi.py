@@ -51,7 +51,7 @@ _STATUS_TEXT = {
 
 
 def _documented(route: Route) -> bool:
-    return not route.catch_all  # the catch-all is no operation of the contract
+    return route.documented and not route.catch_all  # the catch-all is no operation
 
 
 def _models() -> list[tuple[type[BaseModel], Any]]:
@@ -107,6 +107,9 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
                 "type": "array", "items": {"$ref": _REF.format(model="CloudEvent")}}}}
         elif model == "OpenAPI":
             response["content"] = {"application/json": {"schema": {"type": "object"}}}
+        elif model == "PNG":
+            response["content"] = {"image/png": {"schema": {
+                "type": "string", "contentMediaType": "image/png"}}}
         elif model == "OpenMetrics":
             response["content"] = {OPENMETRICS_CONTENT_TYPE: {"schema": {
                 "type": "string",

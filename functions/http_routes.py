@@ -73,8 +73,10 @@ class RouteTemplate:
 
     @property
     def catch_all(self) -> bool:
-        """Whether the template ends in ``{*name}`` (it takes whatever is left)."""
-        return any(s.catch_all for s in self.segments)
+        """Whether the template is nothing but ``{*name}``: the function that takes what
+        no other does (it answers 404/405). A catch-all under a literal prefix
+        (``console/{*path}``) is an ordinary route, whose methods ``Allow`` lists."""
+        return all(s.catch_all for s in self.segments)
 
     @property
     def precedence(self) -> tuple[int, ...]:
@@ -199,7 +201,7 @@ def allowed_methods(routes: Iterable[Routed], segments: Sequence[str]) -> list[s
 
 Response = type[BaseModel] | str | None
 """What a status answers with: a model, a named non-model body (``"CloudEvents"``,
-``"OpenAPI"``, ``"OpenMetrics"``) or nothing (a 304)."""
+``"OpenAPI"``, ``"OpenMetrics"``, ``"PNG"``) or nothing (a 304)."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,9 @@ class Route:
     responses: dict[int, Response] = field(default_factory=dict)
     problems: tuple[int, ...] = ()
     headers: tuple[str, ...] = ()
+    documented: bool = True
+    """False: served, but left out of ``openapi.json`` (the console's files are routes
+    of the app, not operations of the API)."""
 
     @cached_property
     def parsed(self) -> RouteTemplate:
@@ -261,16 +266,18 @@ class HttpBlueprint(func.Blueprint):
         problems: tuple[int, ...] = (),
         headers: tuple[str, ...] = (),
         measured: bool = True,
+        documented: bool = True,
     ) -> Callable[[Handler], Any]:
         """Register the decorated handler as the HTTP function ``name`` and record its
         :class:`Route`. ``auth_level`` None is the app's (function keys); ``problems`` are
         the statuses of its own refusals (the document adds the protocol ones: 400, 401,
         404, 405, 413, 415, 422, 503 as they apply). ``measured=False`` keeps its
-        state-changing requests out of the command metric."""
+        state-changing requests out of the command metric; ``documented=False`` keeps the
+        route out of ``openapi.json``."""
 
         def register(handler: Handler) -> Any:
             route = Route(name, template, tuple(methods), auth_level, summary, request,
-                          request_required, query, responses, problems, headers)
+                          request_required, query, responses, problems, headers, documented)
             self.routes.append(route)
             routed = self.route(route=template, methods=route.bound_methods,
                                 auth_level=auth_level)(

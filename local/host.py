@@ -35,6 +35,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from application.settings import Settings
+from functions.console import HOME as CONSOLE
 from functions.container import Container, build_container, use_container
 from local.asgi import FunctionsHost
 
@@ -202,7 +203,7 @@ class EmbeddedHost:
                                   allowed_origins=settings.allowed_origins,
                                   body_timeout=settings.body_timeout_seconds, workers=workers,
                                   on_startup=self._start_services,
-                                  on_shutdown=self._stop_services)
+                                  on_shutdown=self._stop_services, home=CONSOLE)
         config = uvicorn.Config(
             self.asgi, lifespan="on", access_log=False, log_config=None,
             timeout_graceful_shutdown=10, backlog=1024,

@@ -41,6 +41,7 @@ IDENTIFIERS = {
     "order_id": ["o-1", "o-2", "o-3"],
     "subscription": ["availability", "missing"],
     "hold_id": ["C-1", "count-0123456789abcdef0123"],
+    "chart": ["drift-history.png", "drift-missing-distribution.png"],
 }
 printable = st.characters(min_codepoint=32, max_codepoint=126)
 invalid_identifier = st.one_of(
