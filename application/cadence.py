@@ -27,14 +27,13 @@ A SKU-location never counted is due now.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from application.ports import OutboxReader
+from application.ports import MovementHistory, MovementLedger, OutboxReader
 from contracts.cloudevents import from_cloudevent_type
 from domain.stock_item import StockItem
 
@@ -94,43 +93,6 @@ class LedgerBatch:
     counts: dict[StockKey, datetime]
     stock_items: set[StockKey]
     position: int
-
-
-class MovementLedger(ABC):
-    """The read side of the movement ledger, which is all the schedule needs.
-
-    Two kinds of ledger feed it: :class:`MovementHistory` from a commit-ordered log
-    (SQLite), and an event-fed ledger that applies each event on its own, guarded by the
-    stream version (Cosmos DB, which has no global commit order).
-    """
-
-    @abstractmethod
-    def units_since(self, day: date) -> dict[StockKey, int]:
-        """Units moved per SKU-location on ``day`` and after."""
-
-    @abstractmethod
-    def stock_items(self) -> dict[StockKey, datetime | None]:
-        """Every SKU-location the ledger has seen, with the time of its last count."""
-
-    @abstractmethod
-    def forget_before(self, day: date) -> None:
-        """Drop daily movements older than ``day`` (they no longer count)."""
-
-
-class MovementHistory(MovementLedger):
-    """A movement ledger fed from the event store's commit-ordered log.
-
-    ``add`` writes a batch and moves the checkpoint in one transaction, so a batch is
-    never counted twice.
-    """
-
-    @abstractmethod
-    def checkpoint(self) -> int:
-        """The log position the ledger reflects (0: nothing read yet)."""
-
-    @abstractmethod
-    def add(self, batch: LedgerBatch) -> None:
-        """Add a batch's movements and counts and set the checkpoint to its position."""
 
 
 _UNITS_FIELD: dict[type[StockItem.Event], str] = {

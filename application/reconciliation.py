@@ -35,12 +35,11 @@ import io
 import json
 import re
 import uuid
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from application.commands import CommandResult
 from application.holds import (
@@ -51,12 +50,11 @@ from application.holds import (
     Hold,
     HoldDismissed,
     HoldPolicy,
-    HoldStore,
     UnknownHold,
     drift_percent,
 )
 from application.holds import Held as Held
-from application.ports import StockItemStore
+from application.ports import DriftRecorder, HoldStore, SessionHistory, StockItemStore
 from domain.errors import DomainError
 from domain.identifiers import require_identifier
 from domain.stock_item import MAX_QUANTITY, StockItem
@@ -361,25 +359,6 @@ class SessionResult:
             mean_abs_drift_percent=sum(percents) / len(percents) if percents else None,
             max_abs_drift_units=max((abs(u) for u in units), default=0),
         )
-
-
-class SessionHistory(ABC):
-    """The summaries of past count sessions, oldest first."""
-
-    @abstractmethod
-    def record(self, summary: SessionSummary) -> None:
-        """Keep a session's summary (the same session id again replaces it)."""
-
-    @abstractmethod
-    def sessions(self, limit: int = 365) -> list[SessionSummary]:
-        """The latest ``limit`` sessions, oldest first."""
-
-
-class DriftRecorder(Protocol):
-    """Where drift metrics go (``adapters.telemetry.Telemetry`` is one)."""
-
-    def record_drift(self, units: int, percent: float) -> None: ...
-
 
 
 # ------------------------------------------------------------- drift context

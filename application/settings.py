@@ -95,13 +95,6 @@ SETTINGS: tuple[Setting, ...] = (
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
 
-TOPIC = "inventory-events"
-"""The Service Bus topic every event is published to (DESIGN §6)."""
-
-AVAILABILITY_SUBSCRIPTION = "availability"
-"""The subscription that feeds the availability projection."""
-
-
 class SettingsError(ValueError):
     """A setting has a value Stockstream cannot use; the message names it."""
 

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from application.settings import TOPIC
 from contracts.cloudevents import CONTENT_TYPE, WIRE_TYPES, WireType
 from contracts.events import CloudEvent
+from contracts.topology import TOPIC
 
 JsonDoc = dict[str, Any]
 

@@ -34,15 +34,15 @@ from typing import Annotated, Any, Literal
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.sortable_time import iso_utc
 from application.cadence import class_counts
 from application.holds import Approval, HeldCount, Hold
-from application.ports import StockItemStore
+from application.ports import AvailabilityViews, StockItemStore
 from application.reconciliation import (
     CountResult,
     SessionResult,
     parse_count_rows,
 )
+from contracts.times import iso_utc
 from domain.identifiers import require_identifier
 from functions import problems
 from functions.container import (
@@ -53,7 +53,7 @@ from functions.container import (
 )
 from functions.http import answering_problems, json_response, reconciliation
 from functions.requests import Identifier, PositionOut, parse_body, parse_query
-from projections.availability import AvailabilityProjection, AvailabilityViews
+from projections.availability import AvailabilityProjection
 from projections.repair import ProjectionRepair
 
 log = logging.getLogger("stockstream.reconciliation")

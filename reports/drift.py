@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.sortable_time import iso_utc
 from application.reconciliation import CountResult, SessionResult, SessionSummary
+from contracts.times import iso_utc
 
 TOP = 10
 CSV_COLUMNS = ("position", "sku", "location", "count_id", "outcome", "counted", "counted_at",

@@ -40,7 +40,7 @@ see docs/cosmos.md). Failures surface as ``application.ports.StoreUnavailable``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any, Literal
@@ -56,26 +56,16 @@ from adapters.cosmos.persistence import (
     unavailable_on_failure,
 )
 from adapters.sortable_time import from_text, to_text
-from application.cadence import LedgerEntry, MovementLedger, StockKey
-from application.holds import (
-    HeldCount,
-    HeldStatus,
-    Hold,
-    HoldStore,
-    hold_of_record,
-    hold_record,
-)
-from application.reconciliation import SessionHistory, SessionSummary
-from domain.stock_item import StockItem
+from application.cadence import LedgerEntry, StockKey
+from application.holds import HeldCount, HeldStatus, Hold, hold_of_record, hold_record
+from application.ports import History, HoldStore, MovementLedger, SessionHistory
+from application.reconciliation import SessionSummary
 
 HELD = "held"
 SESSIONS = "sessions"
 MOVEMENTS = "movements"
 
 Applied = Literal["applied", "duplicate"]
-
-History = Callable[[str, str, int, int], list[StockItem.Event]]
-"""Reads a stream's events with ``after < version ≤ upto`` (sku, location, after, upto)."""
 
 _RETRIES = 8
 """Re-reads after a lost race before giving up (another writer kept moving the document)."""

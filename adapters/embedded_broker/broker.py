@@ -54,10 +54,10 @@ from application.ports import (
     SessionReceiver,
     SubscriptionCounts,
 )
+from contracts.topology import MAX_ID_LENGTH
 
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
 TTL_EXPIRED = "TTLExpiredException"
-MAX_ID_LENGTH = 128  # Service Bus: MessageId and SessionId are at most 128 characters
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)

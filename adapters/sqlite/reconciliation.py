@@ -22,18 +22,17 @@ from pathlib import Path
 
 from adapters.sortable_time import from_text, to_text
 from adapters.sqlite.database import SQLiteDatabase
-from application.cadence import LedgerBatch, MovementHistory, StockKey
+from application.cadence import LedgerBatch, StockKey
 from application.holds import (
     HeldCount,
     HeldStatus,
     Hold,
-    HoldStore,
     count_hold_id,
     hold_of_record,
     hold_record,
 )
-from application.ports import StoreUnavailable
-from application.reconciliation import SessionHistory, SessionSummary
+from application.ports import HoldStore, MovementHistory, SessionHistory, StoreUnavailable
+from application.reconciliation import SessionSummary
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS holds (

@@ -27,12 +27,14 @@ from adapters.cosmos.reconciliation import (
     CosmosSessionHistory,
 )
 from adapters.sqlite.reconciliation import SQLiteReconciliation
-from application.cadence import LedgerBatch, LedgerEntry, Movement, MovementLedger
+from application.cadence import LedgerBatch, LedgerEntry, Movement
 from application.commands import StockCommands
-from application.holds import HeldAdjustment, HeldCount, HoldStore, count_hold_id
-from application.reconciliation import SessionHistory, SessionSummary
-from application.settings import AVAILABILITY_SUBSCRIPTION, load
+from application.holds import HeldAdjustment, HeldCount, count_hold_id
+from application.ports import HoldStore, MovementLedger, SessionHistory
+from application.reconciliation import SessionSummary
+from application.settings import load
 from contracts.cloudevents import to_cloudevent
+from contracts.topology import AVAILABILITY_SUBSCRIPTION
 from domain.stock_item import StockItem
 from functions.container import (
     Container,
