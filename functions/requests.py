@@ -41,8 +41,8 @@ MAX_BODY_BYTES = 64 * 1024
 
 MAX_REPLAY_MESSAGES = 1000
 
-Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, min_length=1,
-                                           max_length=MAX_IDENTIFIER_LENGTH)]
+Identifier = Annotated[
+    str, Field(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
 Amount = Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
 Delta = Annotated[int, Field(strict=True, ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
