@@ -26,12 +26,14 @@ node: $(NODE_STAMP)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench
 	$(PY) -m contracts.registry check
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench

@@ -24,11 +24,14 @@ A SKU-location never counted is due now.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from application.ports import MovementLedger
+from contracts.cloudevents import from_cloudevent_type
+from domain.stock_item import StockItem
 
 VelocityClass = Literal["A", "B", "C"]
 CLASSES: tuple[VelocityClass, ...] = ("A", "B", "C")
@@ -68,21 +71,57 @@ class CadencePolicy:
         return cls(days, window_days)
 
 
-class MovementLedger(ABC):
-    """The read side of the movement ledger, which is all the schedule needs (the
-    projection that writes it is ``projections.movements``)."""
 
-    @abstractmethod
-    def units_since(self, day: date) -> dict[StockKey, int]:
-        """Units moved per SKU-location on ``day`` and after."""
 
-    @abstractmethod
-    def stock_items(self) -> dict[StockKey, datetime | None]:
-        """Every SKU-location the ledger has seen, with the time of its last count."""
+_UNITS_FIELD: dict[type[StockItem.Event], str] = {
+    StockItem.Received: "quantity",
+    StockItem.Fulfilled: "quantity",
+    StockItem.Adjusted: "delta",
+}
+"""The field whose absolute value is the units an event moved (see the module docstring)."""
 
-    @abstractmethod
-    def forget_before(self, day: date) -> None:
-        """Drop daily movements older than ``day`` (they no longer count)."""
+
+def units_moved(event: StockItem.Event) -> int:
+    """Physical units an event moved (see the module docstring)."""
+    name = _UNITS_FIELD.get(type(event))
+    return 0 if name is None else abs(int(getattr(event, name)))
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One event's part in the ledger: its stream version, the (UTC) day and units it
+    moved, and the count time of a ``StockCounted``."""
+
+    sku: str
+    location: str
+    version: int
+    day: date
+    units: int
+    counted_at: datetime | None = None
+
+    @classmethod
+    def of_event(cls, event: StockItem.Event) -> LedgerEntry:
+        counted_at = event.counted_at if isinstance(event, StockItem.Counted) else None
+        return cls(event.sku, event.location, event.originator_version,
+                   event.timestamp.astimezone(UTC).date(), units_moved(event), counted_at)
+
+    @classmethod
+    def of_cloudevent(cls, document: Mapping[str, Any]) -> LedgerEntry:
+        """The entry of a published event (a validated CloudEvent document); an event type
+        this build does not know moves nothing."""
+        data = document["data"]
+        wire = from_cloudevent_type(str(document["type"]))
+        domain_class = None if wire is None else wire.domain_class
+        name = None if domain_class is None else _UNITS_FIELD.get(domain_class)
+        counted_at = (_time(str(data["counted_at"])) if domain_class is StockItem.Counted
+                      else None)
+        return cls(str(data["sku"]), str(data["location"]), int(document["sequence"]),
+                   _time(str(document["time"])).astimezone(UTC).date(),
+                   0 if name is None else abs(int(data[name])), counted_at)
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)

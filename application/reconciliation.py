@@ -31,11 +31,10 @@ Contracts a caller may rely on:
 from __future__ import annotations
 
 import uuid
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal
 
 from application.commands import CommandResult
 from application.count_files import CountFile, CountLine
@@ -50,7 +49,7 @@ from application.holds import (
     UnknownHold,
     drift_percent,
 )
-from application.ports import StockItemStore
+from application.ports import DriftRecorder, SessionHistory, StockItemStore
 from domain.errors import DomainError
 from domain.stock_item import StockItem
 
@@ -145,25 +144,6 @@ class SessionResult:
             mean_abs_drift_percent=sum(percents) / len(percents) if percents else None,
             max_abs_drift_units=max((abs(u) for u in units), default=0),
         )
-
-
-class SessionHistory(ABC):
-    """The summaries of past count sessions, oldest first."""
-
-    @abstractmethod
-    def record(self, summary: SessionSummary) -> None:
-        """Keep a session's summary (the same session id again replaces it)."""
-
-    @abstractmethod
-    def sessions(self, limit: int = 365) -> list[SessionSummary]:
-        """The latest ``limit`` sessions, oldest first."""
-
-
-class DriftRecorder(Protocol):
-    """Where drift metrics go (``adapters.telemetry.Telemetry`` is one)."""
-
-    def record_drift(self, units: int, percent: float) -> None: ...
-
 
 
 # ------------------------------------------------------------- drift context

@@ -22,17 +22,18 @@ from pathlib import Path
 
 from adapters.clock import SystemClock
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
 from application.consumer import EventConsumer, SessionConsumer
 from application.relay import Relay
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
+from application.settings import load
 from bench.common import Row
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from functions.container import build_container
-from local.pipeline import _history, ensure_topology
 from local.worker import WorkerProcess
-from projections.availability import AvailabilityProjection
+from projections.availability import AvailabilityProjection, stream_history
 
 LOCATIONS = 200
 
@@ -62,7 +63,7 @@ def throughput(directory: Path, count: int) -> tuple[float, float, float]:
     relay_rate = published / (time.perf_counter() - started)
 
     views = SQLiteAvailabilityViews(directory / "views.db")
-    projection = AvailabilityProjection(views, _history(store))
+    projection = AvailabilityProjection(views, stream_history(store))
     consumer = SessionConsumer(broker, TOPIC, AVAILABILITY_SUBSCRIPTION,
                                EventConsumer("availability", projection.handle), batch_size=64)
     started = time.perf_counter()

@@ -27,12 +27,12 @@ from pathlib import Path
 
 from adapters.clock import SystemClock
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite import SQLiteStockItems
 from application.commands import StockCommands
 from application.relay import Relay
 from bench.common import Row
 from domain.stock_item import StockItem
-from local.pipeline import ensure_topology
 
 STREAM_COUNTS = (1, 100, 10_000)
 BIG_STREAMS = 10_000

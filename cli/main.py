@@ -233,7 +233,7 @@ def due(args: argparse.Namespace, out: TextIO) -> int:
 def replay_deadletters(args: argparse.Namespace, out: TextIO) -> int:
     from adapters.embedded_broker import EmbeddedBroker
     from application.replay import DeadLetterReplay
-    from application.settings import TOPIC
+    from contracts.topology import TOPIC
 
     container = _container(args)
     try:

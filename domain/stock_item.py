@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 from eventsourcing.domain import Aggregate
 
@@ -36,16 +36,21 @@ from domain.errors import (
 )
 from domain.identifiers import require_identifier, require_quantity, stream_name, stream_uuid
 
-ADJUSTMENT_REASONS = (
-    "damaged", "expired", "theft", "shrinkage", "found", "returned", "correction", "other",
-)
-"""Reason codes of an adjustment (a closed set; ``StockAdjusted`` v2)."""
 AdjustmentReason = Literal[
     "damaged", "expired", "theft", "shrinkage", "found", "returned", "correction", "other",
 ]
+"""Reason codes of an adjustment (a closed set; ``StockAdjusted`` v2). The wire contract
+(``contracts.events``) and the HTTP request models use this one declaration."""
+ADJUSTMENT_REASONS: tuple[str, ...] = get_args(AdjustmentReason)
+AdjustmentReasonV1 = Literal["damaged", "shrinkage", "found", "correction", "other"]
+"""The five reason words of ``StockAdjusted`` v1 (events stored before v2, and the
+deprecated wire version published beside v2)."""
+ADJUSTMENT_REASONS_V1: tuple[str, ...] = get_args(AdjustmentReasonV1)
 MAX_NOTE_LENGTH = 500
-RELEASE_REASONS = ("cancelled", "expired")
 ReleaseReason = Literal["cancelled", "expired"]
+RELEASE_REASONS: tuple[str, ...] = get_args(ReleaseReason)
+MAX_TTL_SECONDS = 366 * 24 * 3600
+"""The longest a reservation may be held (a year, leap days included)."""
 
 Recall = Callable[[str], "str | None"]
 """What a stream recorded under a memo (see :meth:`StockItem.Event.memos`) within the
@@ -696,7 +701,7 @@ class StockItem(Aggregate):
         if ttl_seconds is None:
             return None
         require_quantity("ttl_seconds", ttl_seconds, minimum=1)
-        if ttl_seconds > 366 * 24 * 3600:
+        if ttl_seconds > MAX_TTL_SECONDS:
             raise InvalidRequest("ttl_seconds must be at most a year", field="ttl_seconds")
         return now + timedelta(seconds=ttl_seconds)
 

@@ -34,13 +34,21 @@ from application.cadence import CadencePolicy, CountSchedule
 from application.commands import CountWindow, StockCommands
 from application.consumer import EventConsumer, projection_lag_observer
 from application.expiry import ExpirySweep
-from application.holds import ApprovalGate, HoldPolicy, HoldStore
-from application.ports import Clock, MessageBroker, StockItemStore
+from application.holds import ApprovalGate, HoldPolicy
+from application.ports import (
+    AvailabilityReader,
+    Clock,
+    DeadLetterReplayer,
+    HoldStore,
+    MessageBroker,
+    OpsStatusReader,
+    SessionHistory,
+    StockItemStore,
+)
 from application.queries import StockQueries
-from application.reconciliation import Reconciler, SessionHistory
+from application.reconciliation import Reconciler
 from application.relay import ChangeFeedRelay
 from application.settings import Settings, load
-from application.views import AvailabilityReader, DeadLetterReplayer, OpsStatusReader
 from projections.movements import MovementProjection, with_movements
 
 
@@ -160,8 +168,8 @@ def _azure(
     from adapters.cosmos.availability_views import CosmosAvailabilityViews
     from adapters.cosmos.reconciliation import CosmosMovementLedger
     from application.ops import PipelineStatus
-    from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
     from application.views import ProjectionStatus
+    from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
     from projections.availability import AvailabilityProjection
 
     history = _stream_history(store)

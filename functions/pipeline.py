@@ -19,7 +19,7 @@ import time
 
 import azure.functions as func
 
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from contracts.validation import EventRejected
 from functions.container import Container, get_container
 

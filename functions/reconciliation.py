@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from application.cadence import VelocityClass, class_counts
 from application.count_files import COUNT_FIELDS, parse_count_rows
-from application.ports import StockItemStore
+from application.ports import AvailabilityViews, StockItemStore
 from domain.identifiers import IDENTIFIER_PATTERN, require_identifier
 from domain.stock_item import MAX_QUANTITY
 from functions import problems
@@ -61,7 +61,7 @@ from functions.responses import (
     HoldsOut,
     Results,
 )
-from projections.availability import AvailabilityProjection, AvailabilityViews
+from projections.availability import AvailabilityProjection
 from projections.repair import ProjectionRepair
 
 log = logging.getLogger("stockstream.reconciliation")

@@ -19,8 +19,8 @@ from typing import Annotated, Any, TypeVar
 import azure.functions as func
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from domain.identifiers import IDENTIFIER_PATTERN
-from domain.stock_item import MAX_QUANTITY, AdjustmentReason
+from domain.identifiers import IDENTIFIER_PATTERN, MAX_IDENTIFIER_LENGTH
+from domain.stock_item import MAX_NOTE_LENGTH, MAX_QUANTITY, MAX_TTL_SECONDS, AdjustmentReason
 from functions.problems import (
     FieldError,
     malformed_json,
@@ -32,10 +32,10 @@ from functions.problems import (
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted (DESIGN §5); a larger one gets 413."""
 
-MAX_TTL_SECONDS = 366 * 24 * 3600
 MAX_REPLAY_MESSAGES = 1000
 
-Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=64)]
+Identifier = Annotated[
+    str, Field(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
 Amount = Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
 Delta = Annotated[int, Field(strict=True, ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
@@ -64,7 +64,8 @@ class AdjustmentRequest(RequestBody):
     delta: Delta = Field(description="Signed, non-zero change of on hand.")
     reason: AdjustmentReason
     note: str | None = Field(
-        default=None, max_length=500, description="Free text, e.g. what happened to the goods."
+        default=None, max_length=MAX_NOTE_LENGTH,
+        description="Free text, e.g. what happened to the goods."
     )
 
 

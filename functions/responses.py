@@ -9,7 +9,7 @@ field by field. The same models give ``openapi.json`` its response schemas
 Where a body is not one result but several read together (a count session and its
 summary, an approval and its hold), :class:`Results` reads their attributes as one.
 Where the wire form is not pydantic's default, the field's type says so: ``Utc`` moments
-are converted to UTC, ``IsoUtc`` moments are written by ``adapters.sortable_time.iso_utc``
+are converted to UTC, ``IsoUtc`` moments are written by ``contracts.times.iso_utc``
 (``+00:00``, the reconciliation answers' form since they were first written).
 """
 
@@ -29,10 +29,10 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from adapters.sortable_time import iso_utc
 from application.cadence import VelocityClass
 from application.holds import HeldStatus, HoldKind
 from application.reconciliation import Outcome
+from contracts.times import iso_utc
 
 
 class Results:
@@ -69,7 +69,7 @@ IsoUtc = Annotated[
     PlainSerializer(iso_utc, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
 ]
-"""A moment written as ``adapters.sortable_time.iso_utc`` does (``...+00:00``)."""
+"""A moment written as ``contracts.times.iso_utc`` does (``...+00:00``)."""
 
 
 # ------------------------------------------------------------------ positions

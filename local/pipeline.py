@@ -26,11 +26,11 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.openmetrics import read_snapshot, write_snapshot
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
@@ -40,16 +40,14 @@ from application.expiry import ExpirySweep
 from application.ops import PipelineStatus
 from application.relay import Relay
 from application.replay import DeadLetterReplay
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from domain.stock_item import StockItem
 from functions.container import Container, embedded_movements
-from projections.availability import AvailabilityProjection, projection_status
+from projections.availability import AvailabilityProjection, projection_status, stream_history
 from projections.movements import MovementProjection, with_movements
 
 log = logging.getLogger(__name__)
 
-DUPLICATE_DETECTION_WINDOW = timedelta(days=1)
-MAX_DELIVERY_COUNT = 10
 CONSUMER_BATCH = 32
 METRICS_INTERVAL_SECONDS = 10.0
 """How often the metrics loop samples the outbox and the subscriptions (Azure: a minute)."""
@@ -58,31 +56,6 @@ METRICS_INTERVAL_SECONDS = 10.0
 def worker_metrics_path(data_dir: Path) -> Path:
     """Where the pipeline worker keeps the snapshot of what it measured."""
     return data_dir / "metrics" / "worker.json"
-
-
-def replay_rules(subscription: str) -> list[dict[str, str | int]]:
-    """The rules every subscription has: normal traffic, and replays meant for it alone."""
-    return [{"replayTarget": "all"}, {"replayTarget": subscription}]
-
-
-def ensure_topology(broker: EmbeddedBroker) -> None:
-    """The topic and the availability subscription, as Bicep declares them in Azure."""
-    broker.create_topic(TOPIC, duplicate_detection_window=DUPLICATE_DETECTION_WINDOW)
-    broker.create_subscription(
-        TOPIC,
-        AVAILABILITY_SUBSCRIPTION,
-        rules=replay_rules(AVAILABILITY_SUBSCRIPTION),
-        requires_session=True,
-        max_delivery_count=MAX_DELIVERY_COUNT,
-        lock_duration=timedelta(seconds=30),
-    )
-
-
-def _history(store: SQLiteStockItems) -> Callable[[str, str, int, int], list[StockItem.Event]]:
-    def read(sku: str, location: str, after: int, upto: int) -> list[StockItem.Event]:
-        return store.events(sku, location, after=after, limit=upto - after)
-
-    return read
 
 
 @dataclass
@@ -209,7 +182,7 @@ def start_pipeline(
     broker = EmbeddedBroker(data / "broker.db", prefetch=CONSUMER_BATCH)
     ensure_topology(broker)
     views = SQLiteAvailabilityViews(data / "views.db")
-    projection = AvailabilityProjection(views, _history(store))
+    projection = AvailabilityProjection(views, stream_history(store))
     movements = embedded_movements(container)
     relay = Relay(store, broker, store.checkpoints(), container.clock,
                   deprecated_versions_until=container.settings.deprecated_versions_until)

@@ -22,9 +22,9 @@ from types import FrameType
 
 from adapters.clock import SystemClock
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite import SQLiteStockItems
 from application.relay import Relay
-from local.pipeline import ensure_topology
 
 
 class CheckpointFirstRelay(Relay):

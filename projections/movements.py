@@ -26,101 +26,17 @@ and never asks.
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from collections.abc import Callable
 from typing import Any, Literal
 
-from application.cadence import MovementLedger
-from application.ports import OutboxReader
-from contracts.cloudevents import from_cloudevent_type
-from domain.stock_item import StockItem
+from application.cadence import LedgerEntry
+from application.ports import History, MovementLedgerStore, OutboxReader
 
 NAME = "movements"
 
 Outcome = Literal["applied", "duplicate", "caught-up"]
 
-History = Callable[[str, str, int, int], list[StockItem.Event]]
-"""Reads a stream's events with ``after < version ≤ upto`` (sku, location, after, upto)."""
-
 Handler = Callable[[dict[str, Any]], object]
-
-_UNITS_FIELD: dict[type[StockItem.Event], str] = {
-    StockItem.Received: "quantity",
-    StockItem.Fulfilled: "quantity",
-    StockItem.Adjusted: "delta",
-}
-"""The field whose absolute value is the units an event moved (see the module docstring)."""
-
-
-def units_moved(event: StockItem.Event) -> int:
-    """Physical units an event moved (see the module docstring)."""
-    name = _UNITS_FIELD.get(type(event))
-    return 0 if name is None else abs(int(getattr(event, name)))
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One event's part in the ledger: its stream version, the (UTC) day and units it
-    moved, and the count time of a ``StockCounted``."""
-
-    sku: str
-    location: str
-    version: int
-    day: date
-    units: int
-    counted_at: datetime | None = None
-
-    @classmethod
-    def of_event(cls, event: StockItem.Event) -> LedgerEntry:
-        counted_at = event.counted_at if isinstance(event, StockItem.Counted) else None
-        return cls(event.sku, event.location, event.originator_version,
-                   event.timestamp.astimezone(UTC).date(), units_moved(event), counted_at)
-
-    @classmethod
-    def of_cloudevent(cls, document: Mapping[str, Any]) -> LedgerEntry:
-        """The entry of a published event (a validated CloudEvent document); an event type
-        this build does not know moves nothing."""
-        data = document["data"]
-        wire = from_cloudevent_type(str(document["type"]))
-        domain_class = None if wire is None else wire.domain_class
-        name = None if domain_class is None else _UNITS_FIELD.get(domain_class)
-        counted_at = (_time(str(data["counted_at"])) if domain_class is StockItem.Counted
-                      else None)
-        return cls(str(data["sku"]), str(data["location"]), int(document["sequence"]),
-                   _time(str(document["time"])).astimezone(UTC).date(),
-                   0 if name is None else abs(int(data[name])), counted_at)
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-class MovementLedgerStore(MovementLedger):
-    """Storage of the movement ledger (SQLite embedded, Cosmos DB in Azure): the read side
-    the schedule needs, and the version-guarded write this projection makes."""
-
-    @abstractmethod
-    def version_of(self, sku: str, location: str) -> int:
-        """The stream version the SKU-location's ledger reflects (0 if none)."""
-
-    @abstractmethod
-    def apply(self, entry: LedgerEntry) -> bool:
-        """Add the entry if the SKU-location's ledger is exactly at ``entry.version - 1``,
-        atomically with the version; False (and nothing written) otherwise."""
-
-    def needs_rebuild(self) -> bool:
-        """True when the ledger must be rebuilt from the event store once (see the module
-        docstring). A store that is only ever fed per event answers False."""
-        return False
-
-    def rebuilt(self) -> None:
-        """Record that the rebuild finished (the next :meth:`needs_rebuild` is False)."""
-
-    def close(self) -> None:
-        """Release connections."""
-
 
 class MovementProjection:
     """Applies events to the movement ledger, idempotently and without holes."""

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.sortable_time import iso_utc
 from application.reconciliation import CountResult, SessionResult, SessionSummary
+from contracts.times import iso_utc
 
 log = logging.getLogger(__name__)
 

@@ -55,17 +55,10 @@ from adapters.cosmos.persistence import (
     unavailable_on_failure,
 )
 from adapters.sortable_time import from_text, to_text
-from application.cadence import StockKey
-from application.holds import (
-    HeldCount,
-    HeldStatus,
-    Hold,
-    HoldStore,
-    hold_of_record,
-    hold_record,
-)
-from application.reconciliation import SessionHistory, SessionSummary
-from projections.movements import LedgerEntry, MovementLedgerStore
+from application.cadence import LedgerEntry, StockKey
+from application.holds import HeldCount, HeldStatus, Hold, hold_of_record, hold_record
+from application.ports import HoldStore, MovementLedgerStore, SessionHistory
+from application.reconciliation import SessionSummary
 
 HELD = "held"
 SESSIONS = "sessions"

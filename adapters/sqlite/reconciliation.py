@@ -31,19 +31,17 @@ from pathlib import Path
 
 from adapters.sortable_time import from_text, to_text
 from adapters.sqlite.database import SQLiteDatabase
-from application.cadence import StockKey
+from application.cadence import LedgerEntry, StockKey
 from application.holds import (
     HeldCount,
     HeldStatus,
     Hold,
-    HoldStore,
     count_hold_id,
     hold_of_record,
     hold_record,
 )
-from application.ports import StoreUnavailable
-from application.reconciliation import SessionHistory, SessionSummary
-from projections.movements import LedgerEntry, MovementLedgerStore
+from application.ports import HoldStore, MovementLedgerStore, SessionHistory, StoreUnavailable
+from application.reconciliation import SessionSummary
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS holds (

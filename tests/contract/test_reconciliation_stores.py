@@ -27,11 +27,14 @@ from adapters.cosmos.reconciliation import (
     CosmosSessionHistory,
 )
 from adapters.sqlite.reconciliation import SQLiteMovementLedger, SQLiteReconciliation
+from application.cadence import LedgerEntry
 from application.commands import StockCommands
-from application.holds import HeldAdjustment, HeldCount, HoldStore, count_hold_id
-from application.reconciliation import SessionHistory, SessionSummary
-from application.settings import AVAILABILITY_SUBSCRIPTION, load
+from application.holds import HeldAdjustment, HeldCount, count_hold_id
+from application.ports import HoldStore, MovementLedgerStore, SessionHistory
+from application.reconciliation import SessionSummary
+from application.settings import load
 from contracts.cloudevents import to_cloudevent
+from contracts.topology import AVAILABILITY_SUBSCRIPTION
 from domain.stock_item import StockItem
 from functions.container import (
     Container,
@@ -39,7 +42,7 @@ from functions.container import (
     reconciliation_services,
     use_container,
 )
-from projections.movements import LedgerEntry, MovementLedgerStore, MovementProjection
+from projections.movements import MovementProjection
 from tests.cosmos_server import CosmosServer
 from tests.http.conftest import call
 

@@ -21,14 +21,14 @@ import pytest
 
 from adapters.clock import SystemClock
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
 from application.consumer import EventConsumer, SessionConsumer
 from application.relay import Relay
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
-from local.pipeline import _history, ensure_topology, replay_rules
-from projections.availability import AvailabilityProjection
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC, replay_rules
+from projections.availability import AvailabilityProjection, stream_history
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT = "audit"
@@ -144,7 +144,7 @@ def test_killing_the_relay_at_random_loses_nothing_and_counts_nothing_twice(
 
     broker = EmbeddedBroker(data / "broker.db")
     views = SQLiteAvailabilityViews(data / "views.db")
-    projection = AvailabilityProjection(views, _history(store))
+    projection = AvailabilityProjection(views, stream_history(store))
     consumer = SessionConsumer(broker, TOPIC, AVAILABILITY_SUBSCRIPTION,
                                EventConsumer("availability", projection.handle))
     while consumer.run_once(0.0):

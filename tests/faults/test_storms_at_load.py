@@ -29,7 +29,8 @@ from adapters.sqlite import SQLiteStockItems
 from application.consumer import EventConsumer
 from application.ports import MessagePublisher, OutgoingMessage
 from application.replay import DeadLetterReplay
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
+from application.settings import load
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from functions.container import Container, build_container
 from local.pipeline import Pipeline, start_pipeline
 

@@ -35,12 +35,12 @@ from adapters import telemetry as names
 from adapters.clock import ManualClock
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.telemetry import local_telemetry
 from application.settings import load
 from functions.container import Container, build_container, use_container
 from local.pipeline import (
     Pipeline,
-    ensure_topology,
     open_pipeline_readers,
     start_pipeline,
     worker_metrics_path,

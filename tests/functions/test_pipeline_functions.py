@@ -20,16 +20,17 @@ from adapters.clock import ManualClock, SystemClock
 from adapters.cosmos.change_feed import stored_event_from_document
 from adapters.cosmos.persistence import event_document
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.consumer import EventConsumer
 from application.expiry import ExpirySweep
 from application.ops import PipelineStatus
 from application.ports import MessagePublisher
 from application.relay import ChangeFeedRelay
-from application.settings import AVAILABILITY_SUBSCRIPTION, SETTING_NAMES, TOPIC, load
+from application.settings import SETTING_NAMES, load
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, DUPLICATE_DETECTION_WINDOW, TOPIC
 from functions.container import Container, build_container, use_container
-from local.pipeline import DUPLICATE_DETECTION_WINDOW, _history, ensure_topology
-from projections.availability import AvailabilityProjection
+from projections.availability import AvailabilityProjection, stream_history
 
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
 
@@ -51,7 +52,7 @@ def azure_like(
     ensure_topology(broker)
     views = SQLiteAvailabilityViews(tmp_path / "views.db")
     store = container.store
-    projection = AvailabilityProjection(views, _history(store))  # type: ignore[arg-type]
+    projection = AvailabilityProjection(views, stream_history(store))  # type: ignore[arg-type]
 
     def decode(document: dict[str, Any]) -> Any:
         stored = stored_event_from_document(document)

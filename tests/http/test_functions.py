@@ -11,14 +11,17 @@ import azure.functions as func
 import pytest
 
 from application.commands import RetryPolicy
-from application.ports import ConcurrencyConflict, StoreUnavailable
+from application.ports import (
+    AvailabilityReader,
+    ConcurrencyConflict,
+    DeadLetterReplayer,
+    OpsStatusReader,
+    StoreUnavailable,
+)
 from application.views import (
     Availability,
-    AvailabilityReader,
-    DeadLetterReplayer,
     LocationAvailability,
     OpsStatus,
-    OpsStatusReader,
     OutboxStatus,
     ProjectionStatus,
     SubscriptionStatus,

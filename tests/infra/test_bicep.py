@@ -13,7 +13,8 @@ import re
 import pytest
 
 from adapters import telemetry
-from application.settings import AVAILABILITY_SUBSCRIPTION, SETTINGS, TOPIC
+from application.settings import SETTINGS
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from tests.infra import bicep_model as bm
 
 ROLE = {

@@ -18,6 +18,7 @@ import pytest
 
 from adapters.clock import SystemClock
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
@@ -25,16 +26,11 @@ from application.consumer import EventConsumer, SessionConsumer
 from application.ports import MessagePublisher, OutgoingMessage
 from application.relay import Relay, to_message
 from application.replay import DeadLetterReplay
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
+from application.settings import load
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, MAX_DELIVERY_COUNT, TOPIC, replay_rules
 from functions.container import build_container
-from local.pipeline import (
-    MAX_DELIVERY_COUNT,
-    _history,
-    ensure_topology,
-    replay_rules,
-    start_pipeline,
-)
-from projections.availability import AvailabilityProjection
+from local.pipeline import start_pipeline
+from projections.availability import AvailabilityProjection, stream_history
 
 DOWNSTREAM = "downstream-team"
 
@@ -78,7 +74,7 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
     ensure_topology(broker)
     broker.create_subscription(TOPIC, DOWNSTREAM, rules=replay_rules(DOWNSTREAM))
     views = SQLiteAvailabilityViews(tmp_path / "views.db")
-    projection = AvailabilityProjection(views, _history(store))
+    projection = AvailabilityProjection(views, stream_history(store))
     commands = StockCommands(store, SystemClock())
     relay = Relay(store, broker, store.checkpoints(), SystemClock(), batch_size=7)
     consumer = SessionConsumer(

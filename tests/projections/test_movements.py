@@ -8,7 +8,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from application.cadence import DueCount
+from application.cadence import DueCount, LedgerEntry
 from application.settings import load
 from contracts.cloudevents import to_cloudevent
 from functions.container import (
@@ -18,7 +18,6 @@ from functions.container import (
     reconciliation_services,
 )
 from local.pipeline import Pipeline, start_pipeline
-from projections.movements import LedgerEntry
 
 
 def project(pipeline: Pipeline) -> None:

@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.ports import OutgoingMessage
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
+from application.settings import load
+from application.views import ViewRow
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from functions.container import build_container
 from functions.reconciliation import projection_repair
-from local.pipeline import ensure_topology, start_pipeline
-from projections.availability import ViewRow
+from local.pipeline import start_pipeline
 from tests.reconciliation.conftest import count_row, csv_text, instant, project
 
 ROOT = Path(__file__).resolve().parents[2]

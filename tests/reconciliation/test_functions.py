@@ -12,10 +12,10 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
+from application.views import ViewRow
 from functions.container import Container, use_container
 from functions.reconciliation import MAX_BATCH, projection_repair
 from local.pipeline import Pipeline
-from projections.availability import ViewRow
 from tests.http.conftest import FUNCTIONS, call
 from tests.reconciliation.conftest import count_row, instant, project
 

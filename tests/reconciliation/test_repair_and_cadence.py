@@ -14,11 +14,11 @@ from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.cadence import CadenceError, CadencePolicy, classify
 from application.count_files import parse_count_rows
 from application.holds import HoldPolicy
+from application.views import ViewRow
 from contracts.cloudevents import to_cloudevent
 from functions.container import Container, ReconciliationServices
 from functions.reconciliation import projection_repair
 from local.pipeline import Pipeline
-from projections.availability import ViewRow
 from reports.drift import write_report
 from tests.reconciliation.conftest import count_row, instant, project
 
