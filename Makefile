@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck bench mutation faults serve clean venv node schemas schemas-check openapi
+.PHONY: test lint typecheck bench mutation faults serve clean venv node schemas schemas-check openapi \
+	console-screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,12 +26,14 @@ node: $(NODE_STAMP)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench composition
 	$(PY) -m contracts.registry check
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench composition
@@ -48,6 +51,10 @@ schemas-check: $(STAMP)
 # PORT, STOCKSTREAM_DATA and STOCKSTREAM_API_KEYS configure it; see docs/http-api.md.
 serve: $(STAMP)
 	$(PY) -m local
+
+# Screenshots of every console page for docs/console.md (Debian's Chromium, real host).
+console-screenshots: $(STAMP)
+	$(PY) -m tests.console.screenshots
 
 # Regenerate openapi.json from the HTTP functions and their models.
 openapi: $(STAMP)

@@ -1,7 +1,9 @@
 """The Azure Functions app: the only entry point in Azure (Python v2 programming model).
 
-Functions are grouped in blueprints under ``functions/``; this file only creates the app
-and registers them. Keys are required by default (``AuthLevel.FUNCTION``): channels send
+Functions are grouped in blueprints under ``functions/`` (listed in
+``functions.blueprints``); this file only creates the app and registers them, then the
+API's own routes (``functions.http_openapi``: ``openapi.json`` and the catch-all 404/405),
+last and once. Keys are required by default (``AuthLevel.FUNCTION``): channels send
 ``x-functions-key``. The embedded host (``python -m local``) reads this same app's route
 table, so local and Azure routes are one list.
 """
@@ -12,9 +14,8 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.http import bp as http_api
-from functions.pipeline import bp as pipeline
-from functions.reconciliation import bp as reconciliation
+from functions import http_openapi
+from functions.blueprints import BLUEPRINTS
 
 
 class StockstreamApp(func.FunctionApp):
@@ -38,7 +39,8 @@ class StockstreamApp(func.FunctionApp):
 
 app = StockstreamApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-# Blueprints, one per concern. Add new ones here, one line each.
-app.register_functions(http_api)  # channel HTTP API (DESIGN §5)
-app.register_functions(pipeline)  # relay, projection consumer, expiry and metrics timers
-app.register_functions(reconciliation)  # count sessions, due counts, holds, repair timers
+# Blueprints, one per concern (add new ones to functions.blueprints.BLUEPRINTS), then
+# the routes that read the whole route table: the document and the catch-all.
+for blueprint in BLUEPRINTS:
+    app.register_functions(blueprint)
+app.register_functions(http_openapi.bp)

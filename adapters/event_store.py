@@ -26,6 +26,7 @@ from eventsourcing.persistence import (
     PersistenceError,
     StoredEvent,
 )
+from eventsourcing.utils import Environment, EnvType
 
 from adapters.memos import MEMOS, MemoRecorder, StreamMemo
 from application.ports import (
@@ -65,6 +66,20 @@ class StockstreamApplication(Application):  # type: ignore[type-arg]
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {StockItem: SNAPSHOT_INTERVAL}
 
     memo_window: timedelta = IDEMPOTENCY_WINDOW
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """The library's settings exactly as the store was given them.
+
+        ``eventsourcing`` would merge the process environment under them (and let
+        ``STOCKSTREAM_<KEY>`` variables override them): here it is left out, so the
+        environment is read in one place, ``application.settings``, and reaches a store
+        only through the arguments its composition root passes.
+        """
+        _env: dict[str, str] = dict(type(self).env)
+        if type(self).is_snapshotting_enabled or type(self).snapshotting_intervals:
+            _env["IS_SNAPSHOTTING_ENABLED"] = "y"
+        _env.update(env or {})
+        return Environment(name, _env)
 
     def save_one(self, item: StockItem) -> None:
         """``Application.save`` for one known aggregate: record (events and their memos in
@@ -187,7 +202,8 @@ class EventSourcedStockItems(StockItemStore):
 
     def history(self, sku: str, location: str, after: int, upto: int) -> list[StockItem.Event]:
         """A stream's events with ``after < version <= upto``, oldest first: what a
-        projection reads to fill a gap (``projections.availability.History``)."""
+        projection reads to fill a gap (``application.ports.History``): the availability and
+        movement projections' history on both hosts."""
         return self.events(sku, location, after=after, limit=upto - after)
 
     def events_since(

@@ -20,13 +20,3 @@ def from_text(text: str) -> datetime:
     """The aware UTC datetime of a ``to_text`` string."""
     return datetime.strptime(text, FORMAT).replace(tzinfo=UTC)
 
-
-def iso_utc(moment: datetime | None) -> str | None:
-    """ISO-8601 in UTC for reports and answers; a moment whose UTC form is out of range
-    (year 1 at +01:00, year 9999 at -14:00) as given, never an error."""
-    if moment is None:
-        return None
-    try:
-        return moment.astimezone(UTC).isoformat()
-    except (OverflowError, ValueError):
-        return moment.isoformat()

@@ -17,9 +17,17 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from application.ports import Clock, LockLost, MessageBroker, ReceivedMessage, SessionReceiver
+from application.ports import (
+    Clock,
+    EventHandler,
+    LockLost,
+    MessageBroker,
+    ProjectionMetrics,
+    ReceivedMessage,
+    SessionReceiver,
+)
 from contracts.validation import (
     EventRejected,
     SchemaValidationFailed,
@@ -29,16 +37,11 @@ from contracts.validation import (
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], object]
 Observer = Callable[[dict[str, Any], object], None]
 """Called with each applied document and what the handler returned."""
 
 APPLIED_OUTCOMES = frozenset({"applied", "caught-up"})
 """Handler outcomes that changed the projection (a duplicate or a skipped type did not)."""
-
-
-class ProjectionMetrics(Protocol):
-    def record_projection_lag(self, name: str, seconds: float) -> None: ...
 
 
 def projection_lag_observer(metrics: ProjectionMetrics, name: str, clock: Clock) -> Observer:
@@ -64,7 +67,7 @@ class EventConsumer:
     that fails is logged and never fails the message, which is applied already.
     """
 
-    def __init__(self, name: str, handler: Handler,
+    def __init__(self, name: str, handler: EventHandler,
                  observers: tuple[Observer, ...] = ()) -> None:
         self.name = name
         self.handler = handler

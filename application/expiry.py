@@ -9,16 +9,11 @@ every consumer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
 
 from application.commands import StockCommands
-from application.ports import Clock
+from application.ports import Clock, Overdue
 
 log = logging.getLogger(__name__)
-
-Overdue = Callable[[datetime, int], list[tuple[str, str]]]
-
 
 class ExpirySweep:
     """Expires every overdue reservation the index knows of, one stream at a time."""

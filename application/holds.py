@@ -38,14 +38,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from application.commands import CommandResult, CountWindow, StockCommands
-from application.ports import Clock, ConcurrencyConflict, Recalled, StockItemStore
+from application.ports import Clock, ConcurrencyConflict, HoldStore, Recalled, StockItemStore
 from domain.errors import DomainError, IdempotencyKeyReused
 from domain.stock_item import Position, StockItem
 
@@ -195,37 +194,6 @@ def hold_of_record(record: Mapping[str, Any], parse_time: Callable[[str], dateti
     for name in ("status",):
         values[name] = values[name] or "pending"
     return kind(**values)
-
-
-class HoldStore(ABC):
-    """Durable store of held counts and adjustments (SQLite embedded, Cosmos DB on Azure).
-
-    A hold is keyed by its ``hold_id``; holding the same id again is a no-op.
-    """
-
-    @abstractmethod
-    def hold(self, held: Hold) -> bool:
-        """Store a pending hold; False (and nothing written) if its id is already held."""
-
-    @abstractmethod
-    def get(self, hold_id: str) -> Hold | None:
-        """The hold with this id, whatever its status."""
-
-    @abstractmethod
-    def find(self, sku: str, location: str, count_id: str) -> HeldCount | None:
-        """The hold of one count, whatever its status."""
-
-    @abstractmethod
-    def matching(self, count_id: str | None = None, sku: str | None = None,
-                 location: str | None = None,
-                 status: HeldStatus | None = "pending") -> list[Hold]:
-        """Holds matching every given filter, oldest first (a ``count_id``: counts only)."""
-
-    @abstractmethod
-    def resolve(self, held: Hold, expected: HeldStatus = "pending") -> bool:
-        """Store ``held``'s status, ``resolved_at`` and ``applied_delta`` if the stored hold
-        is still in status ``expected``; False (nothing written) if it is not, or if no such
-        hold exists. Two approvers racing: one wins."""
 
 
 # ------------------------------------------------------------------- refusals
@@ -592,6 +560,8 @@ class ApprovalGate:
 
 def _delta_of(hold: Hold, result: CommandResult) -> int | None:
     """The change of on hand the approved command recorded (None: it recorded nothing)."""
+    if isinstance(hold, HeldCount) and result.already_recorded:
+        return None  # the aggregate says the count was recorded before
     for event in result.events:
         if isinstance(hold, HeldCount) and isinstance(event, StockItem.Counted) and (
                 event.count_id == hold.count_id):

@@ -6,14 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from application.ports import Clock, MessageBroker
-from application.relay import RelayStatus
+from application.ports import Clock, MessageBroker, OpsStatusReader, PipelineMetrics
 from application.views import (
     OpsStatus,
-    OpsStatusReader,
     OutboxStatus,
-    PipelineMetrics,
     ProjectionStatus,
+    RelayStatus,
     SubscriptionStatus,
 )
 

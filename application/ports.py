@@ -1,21 +1,54 @@
 """The ports: every contract the application services need from the outside world.
 
 One module states them all, as ``eventsourcing.persistence`` does for its recorders.
-Each adapter (``adapters/sqlite``, ``adapters/cosmos``, the embedded broker, Service Bus)
-implements one or more of them, and proves it by passing the contract suite for that
-port in ``tests/contract``. The exceptions say *what kind* of failure happened, never
-which SDK raised it, so services and HTTP functions can act on them.
+Each adapter (``adapters/sqlite``, ``adapters/cosmos``, the embedded broker, Service Bus,
+telemetry) implements one or more of them, and proves it by passing the contract suite
+for that port in ``tests/contract``. The exceptions say *what kind* of failure happened,
+never which SDK raised it, so services and HTTP functions can act on them.
+
+Every port is a ``typing.Protocol``, in one style, because the ports come in two shapes
+and only a Protocol states both: objects (stores, brokers, readers) and single functions
+(:class:`History`, :class:`Overdue`, :class:`EventDecoder`, :class:`EventHandler`),
+which a bound method or a closure satisfies as it is. A test double needs no base class.
+An adapter class still names the ports it implements as its bases: it then inherits
+the defaults written here (``close``, ``complete_all``, the context manager, ``sample``)
+and cannot be constructed while an ``@abstractmethod`` is missing, as with an ABC. The
+two ports a host checks at run time (:class:`OutboxReader`, :class:`AvailabilityViews`)
+are ``runtime_checkable``.
+
+Callbacks a service only *notifies* (the relay's published-batch observers, progress
+callbacks) are not ports: they are plain ``Callable`` parameters where they are used.
+
+The records a port exchanges live here, or in ``application.views`` (read-model
+shapes), or beside the service that gives them meaning (holds, count sessions, the
+movement ledger); those last are imported for type checking only, so this module
+imports nothing of the application but ``views`` at run time and any module may
+import it.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from eventsourcing.domain import Aggregate
+
+from application.views import (
+    Availability,
+    AvailabilityChange,
+    OpsStatus,
+    RelayStatus,
+    ViewRow,
+)
 from domain.stock_item import StockItem
+
+if TYPE_CHECKING:
+    from application.cadence import LedgerEntry, StockKey
+    from application.holds import HeldCount, HeldStatus, Hold
+    from application.reconciliation import SessionSummary
 
 # --------------------------------------------------------------------- failures
 
@@ -57,7 +90,7 @@ class Recalled:
     version: int
 
 
-class StockItemStore(ABC):
+class StockItemStore(Protocol):
     """Streams of ``StockItem`` events, one per SKU-location.
 
     ``save`` appends the item's pending events atomically and only if nobody appended
@@ -108,8 +141,9 @@ class StockItemStore(ABC):
         memo at a version the caller's state has reached is always found.
         """
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections; the default holds none."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -120,7 +154,8 @@ class OutboxRecord:
     event: StockItem.Event
 
 
-class OutboxReader(ABC):
+@runtime_checkable
+class OutboxReader(Protocol):
     """Reads committed events in commit order, for the relay of a store that has one.
 
     Positions rise in commit order without interleaving (gaps allowed), so a reader that
@@ -213,7 +248,7 @@ class SubscriptionCounts:
     oldest_active_enqueued_at: datetime | None = None
 
 
-class MessagePublisher(ABC):
+class MessagePublisher(Protocol):
     """Publishes messages to a topic (the relay's and the dead-letter replay's port)."""
 
     @abstractmethod
@@ -224,11 +259,12 @@ class MessagePublisher(ABC):
         been accepted, so callers publish again and rely on duplicate detection.
         """
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections; the default holds none."""
+        return None
 
 
-class SessionReceiver(ABC):
+class SessionReceiver(Protocol):
     """Holds one session of a subscription exclusively until closed (or its lock expires).
 
     Messages of the session arrive in FIFO order; an abandoned message is the next one
@@ -278,7 +314,7 @@ class SessionReceiver(ABC):
         self.close()
 
 
-class DeadLetterReceiver(ABC):
+class DeadLetterReceiver(Protocol):
     """Reads a subscription's dead-letter queue (not sessionful, as on Service Bus)."""
 
     @abstractmethod
@@ -300,7 +336,7 @@ class DeadLetterReceiver(ABC):
         self.close()
 
 
-class MessageBroker(MessagePublisher):
+class MessageBroker(MessagePublisher, Protocol):
     """A topic with session subscriptions: the embedded broker and Service Bus both are one.
 
     Topology (subscriptions, their filters, max delivery count, lock duration) is set up
@@ -329,3 +365,303 @@ class MessageBroker(MessagePublisher):
     @abstractmethod
     def subscriptions(self, topic: str) -> list[str]:
         """The names of the topic's subscriptions."""
+
+
+# ------------------------------------------------------------------------ relay
+
+
+class Checkpoints(Protocol):
+    """Where a relay remembers the last position it published (monotonic)."""
+
+    @abstractmethod
+    def position(self, name: str) -> int:
+        """The last position recorded for ``name`` (0 if none)."""
+
+    @abstractmethod
+    def advance(self, name: str, position: int) -> None:
+        """Record ``position`` for ``name``; a position not beyond the recorded one is ignored."""
+
+
+class RelayPosition(Protocol):
+    """How far a relay that is handed batches (the change feed) has published, kept where
+    a metrics timer on another instance can compare it with the store."""
+
+    @abstractmethod
+    def advance(self, documents: Sequence[dict[str, Any]]) -> None:
+        """These documents are published: move the position past them (never back)."""
+
+    @abstractmethod
+    def status(self) -> RelayStatus:
+        """The events committed beyond the position: how many, and the oldest one's age."""
+
+
+class EventDecoder(Protocol):
+    """Turns a stored document of a store without a commit order (a Cosmos DB change-feed
+    document) into its event; None for a document that is not an event."""
+
+    def __call__(self, document: dict[str, Any], /) -> StockItem.Event | None: ...
+
+
+# ---------------------------------------------------------------- read models
+
+
+class AvailabilityReader(Protocol):
+    """Reads the availability projection."""
+
+    @abstractmethod
+    def for_sku(self, sku: str) -> Availability:
+        """Totals and per-location rows of ``sku``; a SKU never seen has no rows and zeros."""
+
+
+@runtime_checkable
+class AvailabilityViews(AvailabilityReader, Protocol):
+    """Storage of the availability view (SQLite embedded, Cosmos DB in Azure)."""
+
+    @abstractmethod
+    def version_of(self, sku: str, location: str) -> int:
+        """The stream version the SKU-location's row reflects (0 if none)."""
+
+    @abstractmethod
+    def apply(self, change: AvailabilityChange) -> bool:
+        """Write the change if the row is exactly at ``change.version - 1``, atomically
+        with the version. Returns False (and writes nothing) otherwise."""
+
+    @abstractmethod
+    def overdue_reservations(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """SKU-locations holding a reservation whose expiry is at or before ``now``."""
+
+    @abstractmethod
+    def rows(self, sku: str | None = None) -> Iterable[ViewRow]:
+        """Every row (of one SKU), for reconciliation."""
+
+    @abstractmethod
+    def replace(self, row: ViewRow, expiries: dict[str, datetime]) -> None:
+        """Overwrite a row and its reservations' expiries (repair after reconciliation)."""
+
+    @abstractmethod
+    def events_applied(self) -> int:
+        """How many events the view reflects (the sum of the rows' versions)."""
+
+    def last_lag_seconds(self) -> float | None:
+        """Commit-to-view lag of the last event applied, if this store keeps it."""
+        return None
+
+    def close(self) -> None:
+        """Release connections."""
+        return None
+
+
+class History(Protocol):
+    """Reads a stream's events with ``after < version ≤ upto``, oldest first: what a
+    projection catches up from when an event arrives beyond the next version."""
+
+    def __call__(
+        self, sku: str, location: str, after: int, upto: int, /
+    ) -> list[StockItem.Event]: ...
+
+
+class Overdue(Protocol):
+    """Up to ``limit`` SKU-locations holding a reservation whose expiry is at or before
+    ``now`` (the availability view's expiry index)."""
+
+    def __call__(self, now: datetime, limit: int, /) -> list[tuple[str, str]]: ...
+
+
+class EventHandler(Protocol):
+    """Applies one validated CloudEvent document (a projection's ``handle``); what it
+    returns is the outcome ("applied", "duplicate", ...)."""
+
+    def __call__(self, document: dict[str, Any], /) -> object: ...
+
+
+class OpsStatusReader(Protocol):
+    """Assembles the operator's status page from the outbox, broker and projections."""
+
+    @abstractmethod
+    def status(self) -> OpsStatus:
+        """The current status; never raises for a component that is merely idle."""
+
+    def sample(self, metrics: PipelineMetrics) -> None:
+        """Record the sampled figures (outbox, each subscription's counts) as metrics."""
+        status = self.status()
+        metrics.record_outbox(status.outbox.depth, status.outbox.oldest_age_seconds)
+        for subscription in status.subscriptions:
+            metrics.record_backlog(subscription.name, subscription.active)
+            metrics.record_dead_letter_depth(subscription.name, subscription.dead_lettered)
+
+
+class DeadLetterReplayer(Protocol):
+    """Replays one subscription's dead letters to that subscription only."""
+
+    @abstractmethod
+    def replay(self, subscription: str, max_messages: int | None = None) -> int:
+        """Re-publish up to ``max_messages`` dead-lettered messages; returns how many.
+
+        Raises ``KeyError`` for an unknown subscription.
+        """
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+class PipelineMetrics(Protocol):
+    """Where sampled pipeline figures are recorded (``adapters.telemetry.Telemetry``)."""
+
+    def record_outbox(self, depth: int, oldest_age_seconds: float | None) -> None: ...
+
+    def record_backlog(self, subscription: str, count: int) -> None: ...
+
+    def record_dead_letter_depth(self, subscription: str, count: int) -> None: ...
+
+
+class ProjectionMetrics(Protocol):
+    """Where projection lag is recorded (``adapters.telemetry.Telemetry``)."""
+
+    def record_projection_lag(self, name: str, seconds: float) -> None: ...
+
+
+class DriftRecorder(Protocol):
+    """Where drift metrics go (``adapters.telemetry.Telemetry`` is one)."""
+
+    def record_drift(self, units: int, percent: float) -> None: ...
+
+
+# --------------------------------------------------------------- reconciliation
+
+
+class MovementLedger(Protocol):
+    """The read side of the movement ledger, which is all the count schedule needs.
+
+    The projection ``projections.movements`` feeds it (:class:`MovementLedgerStore`),
+    per event and guarded by the stream version, on both hosts.
+    """
+
+    @abstractmethod
+    def units_since(self, day: date) -> dict[StockKey, int]:
+        """Units moved per SKU-location on ``day`` and after."""
+
+    @abstractmethod
+    def stock_items(self) -> dict[StockKey, datetime | None]:
+        """Every SKU-location the ledger has seen, with the time of its last count."""
+
+    @abstractmethod
+    def forget_before(self, day: date) -> None:
+        """Drop daily movements older than ``day`` (they no longer count)."""
+
+
+class MovementLedgerStore(MovementLedger, Protocol):
+    """Storage of the movement ledger (SQLite embedded, Cosmos DB in Azure): the read side
+    the schedule needs, and the version-guarded write of its projection
+    (``projections.movements``)."""
+
+    @abstractmethod
+    def version_of(self, sku: str, location: str) -> int:
+        """The stream version the SKU-location's ledger reflects (0 if none)."""
+
+    @abstractmethod
+    def apply(self, entry: LedgerEntry) -> bool:
+        """Add the entry if the SKU-location's ledger is exactly at ``entry.version - 1``,
+        atomically with the version; False (and nothing written) otherwise."""
+
+    def needs_rebuild(self) -> bool:
+        """True when the ledger must be rebuilt from the event store once (see
+        ``projections.movements``). A store only ever fed per event answers False."""
+        return False
+
+    def rebuilt(self) -> None:
+        """Record that the rebuild finished (the next :meth:`needs_rebuild` is False)."""
+        return None
+
+    def close(self) -> None:
+        """Release connections."""
+        return None
+
+
+class SessionHistory(Protocol):
+    """The summaries of past count sessions, oldest first."""
+
+    @abstractmethod
+    def record(self, summary: SessionSummary) -> None:
+        """Keep a session's summary (the same session id again replaces it)."""
+
+    @abstractmethod
+    def sessions(self, limit: int = 365) -> list[SessionSummary]:
+        """The latest ``limit`` sessions, oldest first."""
+
+
+class HoldStore(Protocol):
+    """Durable store of held counts and adjustments (SQLite embedded, Cosmos DB on Azure).
+
+    A hold is keyed by its ``hold_id``; holding the same id again is a no-op.
+    """
+
+    @abstractmethod
+    def hold(self, held: Hold) -> bool:
+        """Store a pending hold; False (and nothing written) if its id is already held."""
+
+    @abstractmethod
+    def get(self, hold_id: str) -> Hold | None:
+        """The hold with this id, whatever its status."""
+
+    @abstractmethod
+    def find(self, sku: str, location: str, count_id: str) -> HeldCount | None:
+        """The hold of one count, whatever its status."""
+
+    @abstractmethod
+    def matching(self, count_id: str | None = None, sku: str | None = None,
+                 location: str | None = None,
+                 status: HeldStatus | None = "pending") -> list[Hold]:
+        """Holds matching every given filter, oldest first (a ``count_id``: counts only)."""
+
+    @abstractmethod
+    def resolve(self, held: Hold, expected: HeldStatus = "pending") -> bool:
+        """Store ``held``'s status, ``resolved_at`` and ``applied_delta`` if the stored hold
+        is still in status ``expected``; False (nothing written) if it is not, or if no such
+        hold exists. Two approvers racing: one wins."""
+
+
+# ============================================================ processes (issue 15)
+# Streams of processes that span stock streams (orders; transfers will follow) and of
+# location groups.
+
+Streamed = TypeVar("Streamed", bound=Aggregate)
+
+
+class AggregateStreams(Protocol, Generic[Streamed]):
+    """Streams of one aggregate type, each found by its key (an order id, a group name).
+
+    ``save`` appends the aggregate's pending events in one atomic write, only if nobody
+    appended since it was read (``ConcurrencyConflict``); ``StoreUnavailable`` if the
+    store cannot take it. Either way nothing is written.
+    """
+
+    @abstractmethod
+    def get(self, key: str) -> Streamed | None:
+        """The stream's current state (every committed event), or None if it has none."""
+
+    @abstractmethod
+    def save(self, aggregate: Streamed) -> None:
+        """Append the pending events atomically."""
+
+
+class ProcessStreams(Protocol, Generic[Streamed]):
+    """Streams of processes, with an index of those a sweep must look at.
+
+    Each save also sets, in the same atomic write, when the process wants looking at
+    (``wake_at``: soon while work is under way, its expiry while it holds stock, None
+    once it is at rest for good), so a process killed between two steps is always found.
+    """
+
+    @abstractmethod
+    def get(self, key: str) -> Streamed | None:
+        """The stream's current state (every committed event), or None if it has none."""
+
+    @abstractmethod
+    def save(self, aggregate: Streamed, *, wake_at: datetime | None) -> None:
+        """Append the pending events and set the process's wake-up, atomically;
+        ``ConcurrencyConflict`` / ``StoreUnavailable`` as ``AggregateStreams.save``."""
+
+    @abstractmethod
+    def due(self, now: datetime, limit: int) -> list[str]:
+        """Keys of up to ``limit`` processes whose wake-up is at or before ``now``,
+        the longest overdue first."""

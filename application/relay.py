@@ -18,15 +18,21 @@ import json
 import logging
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from application.ports import Clock, MessagePublisher, OutboxReader, OutgoingMessage
-from application.settings import TOPIC
+from application.ports import (
+    Checkpoints,
+    Clock,
+    EventDecoder,
+    MessagePublisher,
+    OutboxReader,
+    OutgoingMessage,
+    RelayPosition,
+)
+from application.views import RelayStatus
 from contracts.cloudevents import (
     CONTENT_TYPE,
     WireType,
@@ -34,14 +40,11 @@ from contracts.cloudevents import (
     wire_type,
     wire_versions,
 )
+from contracts.topology import ALL_SUBSCRIBERS, MAX_ID_LENGTH, TOPIC
 from domain.identifiers import event_id, stream_name
 from domain.stock_item import StockItem
 
 log = logging.getLogger(__name__)
-
-MAX_ID_LENGTH = 128
-"""Service Bus caps MessageId and SessionId at 128 characters."""
-
 
 def broker_id(value: str) -> str:
     """``value`` if it fits a Service Bus id, else a stable digest-based stand-in.
@@ -57,7 +60,7 @@ def broker_id(value: str) -> str:
 
 
 def to_message(
-    event: StockItem.Event, replay_target: str = "all", wire: WireType | None = None
+    event: StockItem.Event, replay_target: str = ALL_SUBSCRIBERS, wire: WireType | None = None
 ) -> OutgoingMessage:
     """The broker message of an event: CloudEvents body, session = stream, id = event id.
 
@@ -90,43 +93,8 @@ def to_messages(event: StockItem.Event, *, with_deprecated: bool) -> list[Outgoi
     return [to_message(event, wire=wire) for wire in versions]
 
 
-class Checkpoints(ABC):
-    """Where a relay remembers the last position it published (monotonic)."""
-
-    @abstractmethod
-    def position(self, name: str) -> int:
-        """The last position recorded for ``name`` (0 if none)."""
-
-    @abstractmethod
-    def advance(self, name: str, position: int) -> None:
-        """Record ``position`` for ``name``; a position not beyond the recorded one is ignored."""
-
-
-@dataclass(frozen=True)
-class RelayStatus:
-    """The outbox as the relay sees it."""
-
-    depth: int
-    oldest_age_seconds: float | None
-    published_total: int = 0
-    publish_rate: float = 0.0
-
-
 PublishedObserver = Callable[[Sequence[StockItem.Event]], None]
 """Told about the events of every batch the relay published (metrics)."""
-
-
-class RelayPosition(ABC):
-    """How far a relay that is handed batches (the change feed) has published, kept where
-    a metrics timer on another instance can compare it with the store."""
-
-    @abstractmethod
-    def advance(self, documents: Sequence[dict[str, Any]]) -> None:
-        """These documents are published: move the position past them (never back)."""
-
-    @abstractmethod
-    def status(self) -> RelayStatus:
-        """The events committed beyond the position: how many, and the oldest one's age."""
 
 
 class Relay:
@@ -228,7 +196,7 @@ class ChangeFeedRelay:
 
     def __init__(
         self,
-        decode: Callable[[dict[str, Any]], StockItem.Event | None],
+        decode: EventDecoder,
         publisher: MessagePublisher,
         clock: Clock,
         *,

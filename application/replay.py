@@ -11,10 +11,9 @@ which consumers absorb by their per-stream version checks.
 
 from __future__ import annotations
 
-from application.ports import MessageBroker, OutgoingMessage, ReceivedMessage
+from application.ports import DeadLetterReplayer, MessageBroker, OutgoingMessage, ReceivedMessage
 from application.relay import broker_id
-from application.settings import TOPIC
-from application.views import DeadLetterReplayer
+from contracts.topology import TOPIC
 
 DEFAULT_MAX = 1000
 

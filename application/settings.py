@@ -1,9 +1,14 @@
 """Every setting Stockstream reads, in one place, with defaults and validation.
 
-``SETTINGS`` is the declaration: name, default, where it applies and what it does. The
-README, ``local.settings.example.json`` and the Bicep app settings are checked against
-it by tests, so an operator finds every setting where they look. Code reads settings only
-through :func:`load` (or ``Settings`` fields), never ``os.environ`` directly.
+``SETTINGS`` is the declaration: name, default, where it applies and what it does; each
+default is written here only (:func:`load` falls back to it, ``Settings`` has no defaults
+of its own). :attr:`Setting.documented_in` says where an operator finds a setting:
+``docs/deploy.md``'s table and ``local.settings.example.json`` always, and the function
+app's Bicep app settings for what Azure reads; tests check all three against
+``SETTINGS``. :func:`load` validates every value and is the only reader of the process
+environment: code uses ``Settings`` fields, never ``os.environ`` (a test scans the code
+for reads of undeclared names), and the ``eventsourcing`` stores are handed complete
+settings instead of reading the environment themselves.
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from application.cadence import DEFAULT_CADENCE, CadenceError, CadencePolicy
+
 Scope = Literal["local", "azure", "both"]
+
+DEPLOY_DOC = "docs/deploy.md"
+LOCAL_SETTINGS = "local.settings.example.json"
+AZURE_APP_SETTINGS = "bicep/modules/functionapp.bicep"
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,12 @@ class Setting:
     default: str | None
     scope: Scope
     description: str
+
+    @property
+    def documented_in(self) -> tuple[str, ...]:
+        """The files that list this setting (checked by ``tests/infra``)."""
+        azure = (AZURE_APP_SETTINGS,) if self.scope in ("azure", "both") else ()
+        return (DEPLOY_DOC, LOCAL_SETTINGS, *azure)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -77,7 +94,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STOCKSTREAM_DRIFT_HOLD_PERCENT", "50", "both",
             "Counts whose drift exceeds this percent of the on hand at count time are held "
             "for approval; empty: no percent limit."),
-    Setting("STOCKSTREAM_COUNT_CADENCE", "A=1,B=7,C=30", "both",
+    Setting("STOCKSTREAM_COUNT_CADENCE", DEFAULT_CADENCE, "both",
             "Days between physical counts for each velocity class (A fast, C slow movers)."),
     Setting("STOCKSTREAM_IDEMPOTENCY_WINDOW", "7d", "both",
             "How long a SKU-location recognises an Idempotency-Key, a closed reservation's "
@@ -94,13 +111,6 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
-
-TOPIC = "inventory-events"
-"""The Service Bus topic every event is published to (DESIGN §6)."""
-
-AVAILABILITY_SUBSCRIPTION = "availability"
-"""The subscription that feeds the availability projection."""
-
 
 class SettingsError(ValueError):
     """A setting has a value Stockstream cannot use; the message names it."""
@@ -119,30 +129,41 @@ class Settings:
     servicebus_namespace: str | None
     azure_client_id: str | None
     appinsights_connection_string: str | None
-    deprecated_versions_until: date | None = None
-    port: int = 7071
-    drift_hold_units: int | None = None
-    drift_hold_percent: float | None = 50.0
-    count_cadence: str = "A=1,B=7,C=30"
-    idempotency_window: timedelta = timedelta(days=7)
-    count_max_age: timedelta = timedelta(days=7)
-    admin_keys: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    header_timeout_seconds: int = 10
-    body_timeout_seconds: int = 30
-    idle_timeout_seconds: int = 5
-    adjustment_hold_units: int | None = None
-    adjustment_hold_percent: float | None = None
+    deprecated_versions_until: date | None
+    port: int
+    drift_hold_units: int | None
+    drift_hold_percent: float | None
+    count_cadence: str
+    idempotency_window: timedelta
+    count_max_age: timedelta
+    admin_keys: tuple[str, ...]
+    allowed_origins: tuple[str, ...]
+    header_timeout_seconds: int
+    body_timeout_seconds: int
+    idle_timeout_seconds: int
+    adjustment_hold_units: int | None
+    adjustment_hold_percent: float | None
+
+
+_DECLARED = {s.name: s for s in SETTINGS}
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
-    if name not in SETTING_NAMES:
+    """The setting's value, stripped; its declared default when unset or blank."""
+    if name not in _DECLARED:
         raise KeyError(f"{name} is not a declared setting")
     value = env.get(name)
     if value is None or value.strip() == "":
-        default = next(s.default for s in SETTINGS if s.name == name)
-        return default
+        return _DECLARED[name].default
     return value.strip()
+
+
+def _text(env: Mapping[str, str], name: str) -> str:
+    """A setting that always has a value (its declaration has a default)."""
+    value = _get(env, name)
+    if value is None:
+        raise KeyError(f"{name} has no default")
+    return value
 
 
 def _port(value: str) -> int:
@@ -154,35 +175,31 @@ def _port(value: str) -> int:
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
-    store = _get(env, "STOCKSTREAM_EVENT_STORE") or "sqlite"
+    store = _text(env, "STOCKSTREAM_EVENT_STORE")
     if store not in ("sqlite", "cosmos"):
         raise SettingsError(f"STOCKSTREAM_EVENT_STORE must be 'sqlite' or 'cosmos'; got {store!r}")
     endpoint = _get(env, "COSMOS__accountEndpoint")
     if store == "cosmos" and not endpoint:
         raise SettingsError("STOCKSTREAM_EVENT_STORE=cosmos needs COSMOS__accountEndpoint")
-    raw_keys = _get(env, "STOCKSTREAM_API_KEYS") or ""
-    keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip())
     return Settings(
-        data_dir=Path(_get(env, "STOCKSTREAM_DATA") or "./data"),
-        api_keys=keys,
+        data_dir=Path(_text(env, "STOCKSTREAM_DATA")),
+        api_keys=_list(env, "STOCKSTREAM_API_KEYS"),
         event_store=store,  # type: ignore[arg-type]
         cosmos_endpoint=endpoint,
         cosmos_key=_get(env, "COSMOS_KEY"),
-        cosmos_database=_get(env, "COSMOS_DATABASE") or "stockstream",
+        cosmos_database=_text(env, "COSMOS_DATABASE"),
         servicebus_namespace=_get(env, "SERVICEBUS__fullyQualifiedNamespace"),
         azure_client_id=_get(env, "AZURE_CLIENT_ID"),
         appinsights_connection_string=_get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
-        port=_port(_get(env, "PORT") or "7071"),
+        port=_port(_text(env, "PORT")),
         drift_hold_units=_limit(env, "STOCKSTREAM_DRIFT_HOLD_UNITS", int),
         drift_hold_percent=_limit(env, "STOCKSTREAM_DRIFT_HOLD_PERCENT", float),
-        count_cadence=_cadence(_get(env, "STOCKSTREAM_COUNT_CADENCE") or "A=1,B=7,C=30"),
+        count_cadence=_cadence(_text(env, "STOCKSTREAM_COUNT_CADENCE")),
         adjustment_hold_units=_limit(env, "STOCKSTREAM_ADJUSTMENT_HOLD_UNITS", int),
         adjustment_hold_percent=_limit(env, "STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT", float),
         deprecated_versions_until=_date(env, "STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL"),
-        idempotency_window=_duration("STOCKSTREAM_IDEMPOTENCY_WINDOW",
-                                     _get(env, "STOCKSTREAM_IDEMPOTENCY_WINDOW") or "7d"),
-        count_max_age=_duration("STOCKSTREAM_COUNT_MAX_AGE",
-                                _get(env, "STOCKSTREAM_COUNT_MAX_AGE") or "7d"),
+        idempotency_window=_duration(env, "STOCKSTREAM_IDEMPOTENCY_WINDOW"),
+        count_max_age=_duration(env, "STOCKSTREAM_COUNT_MAX_AGE"),
         admin_keys=_list(env, "STOCKSTREAM_ADMIN_KEYS"),
         allowed_origins=_list(env, "STOCKSTREAM_ALLOWED_ORIGINS"),
         header_timeout_seconds=_seconds(env, "STOCKSTREAM_HEADER_TIMEOUT_SECONDS"),
@@ -198,7 +215,7 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 def _seconds(env: Mapping[str, str], name: str) -> int:
     """A timeout: whole seconds, at least 1."""
-    value = _get(env, name) or ""
+    value = _text(env, name)
     if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise SettingsError(f"{name} must be a whole number of seconds >= 1; got {value!r}")
     return int(value)
@@ -233,8 +250,9 @@ def _limit(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _duration(name: str, value: str) -> timedelta:
+def _duration(env: Mapping[str, str], name: str) -> timedelta:
     """``7d``, ``36h``, ``90m``, ``30s`` or a whole number of seconds; more than zero."""
+    value = _text(env, name)
     text = value.strip().lower()
     number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
     if not number.isdigit() or int(number) == 0 or int(number) * _UNITS[unit] > 10 * 365 * 86400:
@@ -245,9 +263,9 @@ def _duration(name: str, value: str) -> timedelta:
 
 
 def _cadence(value: str) -> str:
-    parts = dict(p.strip().partition("=")[::2] for p in value.split(","))
-    if sorted(parts) != ["A", "B", "C"] or not all(
-            v.strip().isdigit() and int(v) >= 1 for v in parts.values()):
-        raise SettingsError(
-            f"STOCKSTREAM_COUNT_CADENCE must look like A=1,B=7,C=30 (days >= 1); got {value!r}")
+    """Validated by the count schedule's own parser (one rule, not two)."""
+    try:
+        CadencePolicy.parse(value)
+    except CadenceError as error:
+        raise SettingsError(f"STOCKSTREAM_COUNT_CADENCE: {error}") from None
     return value

@@ -6,10 +6,9 @@ layer serialises them with ``dataclasses.asdict``.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,72 @@ class Availability:
 
 
 @dataclass(frozen=True)
+class ViewRow:
+    """A stored row, for reconciliation and status."""
+
+    sku: str
+    location: str
+    version: int
+    on_hand: int
+    reserved: int
+    available: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AvailabilityChange:
+    """One event's effect on the view: the position at ``version`` and any expiry change."""
+
+    sku: str
+    location: str
+    version: int
+    on_hand: int
+    reserved: int
+    available: int
+    occurred_at: datetime
+    reservation_expiry: tuple[str, datetime | None] | None = None
+    closed_reservation: str | None = None
+
+    @classmethod
+    def from_cloudevent(cls, document: dict[str, Any]) -> AvailabilityChange:
+        """The change an event document makes; accepts every known event type."""
+        data = document["data"]
+        expiry: tuple[str, datetime | None] | None = None
+        closed: str | None = None
+        name = str(document["type"]).split(".")[1]
+        if name == "StockReserved":
+            expires_at = data.get("expires_at")
+            expiry = (data["order_id"], _parse_time(expires_at) if expires_at else None)
+        elif name in ("ReservationReleased", "ReservationFulfilled"):
+            closed = data["order_id"]
+        return cls(
+            sku=data["sku"],
+            location=data["location"],
+            version=int(document["sequence"]),
+            on_hand=int(data["on_hand"]),
+            reserved=int(data["reserved"]),
+            available=int(data["available"]),
+            occurred_at=_parse_time(document["time"]),
+            reservation_expiry=expiry,
+            closed_reservation=closed,
+        )
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class RelayStatus:
+    """The outbox as the relay sees it."""
+
+    depth: int
+    oldest_age_seconds: float | None
+    published_total: int = 0
+    publish_rate: float = 0.0
+
+
+@dataclass(frozen=True)
 class OutboxStatus:
     depth: int
     oldest_age_seconds: float | None
@@ -74,48 +139,3 @@ class OpsStatus:
     outbox: OutboxStatus
     subscriptions: list[SubscriptionStatus]
     projections: list[ProjectionStatus]
-
-
-class AvailabilityReader(ABC):
-    """Reads the availability projection."""
-
-    @abstractmethod
-    def for_sku(self, sku: str) -> Availability:
-        """Totals and per-location rows of ``sku``; a SKU never seen has no rows and zeros."""
-
-
-class PipelineMetrics(Protocol):
-    """Where sampled pipeline figures are recorded (``adapters.telemetry.Telemetry``)."""
-
-    def record_outbox(self, depth: int, oldest_age_seconds: float | None) -> None: ...
-
-    def record_backlog(self, subscription: str, count: int) -> None: ...
-
-    def record_dead_letter_depth(self, subscription: str, count: int) -> None: ...
-
-
-class OpsStatusReader(ABC):
-    """Assembles the operator's status page from the outbox, broker and projections."""
-
-    @abstractmethod
-    def status(self) -> OpsStatus:
-        """The current status; never raises for a component that is merely idle."""
-
-    def sample(self, metrics: PipelineMetrics) -> None:
-        """Record the sampled figures (outbox, each subscription's counts) as metrics."""
-        status = self.status()
-        metrics.record_outbox(status.outbox.depth, status.outbox.oldest_age_seconds)
-        for subscription in status.subscriptions:
-            metrics.record_backlog(subscription.name, subscription.active)
-            metrics.record_dead_letter_depth(subscription.name, subscription.dead_lettered)
-
-
-class DeadLetterReplayer(ABC):
-    """Replays one subscription's dead letters to that subscription only."""
-
-    @abstractmethod
-    def replay(self, subscription: str, max_messages: int | None = None) -> int:
-        """Re-publish up to ``max_messages`` dead-lettered messages; returns how many.
-
-        Raises ``KeyError`` for an unknown subscription.
-        """

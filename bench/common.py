@@ -13,7 +13,8 @@ from typing import Any
 
 from application.settings import load
 from composition import Services
-from composition.embedded import EmbeddedFiles, EmbeddedProcess, embedded_services
+from composition.embedded import EmbeddedProcess, embedded_services
+from composition.files import EmbeddedFiles
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ param duplicateDetectionWindowDays int = 1
 @maxValue(2000)
 param maxDeliveryCount int = 10
 
-@description('Downstream teams\' subscriptions: [{ name, requiresSession, filter }], filter being { correlationProperties: { <application property>: <value> } } or { sql: <SQL filter expression> }. Each also gets the two replayTarget rules.')
+@description('Downstream teams\' subscriptions: [{ name, requiresSession, filter, principalId?, principalType? }], filter being { correlationProperties: { <application property>: <value> } } or { sql: <SQL filter expression> }. Each also gets the two replayTarget rules, and its principal (principalType ServicePrincipal by default, or Group, User) Azure Service Bus Data Receiver on that subscription.')
 param downstreamSubscriptions array = []
 
 @description('Until this date (inclusive, ISO-8601) the relay also publishes deprecated event versions next to the current ones (app setting STOCKSTREAM_DEPRECATED_VERSIONS_UNTIL).')

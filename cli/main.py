@@ -42,17 +42,15 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from application.holds import HeldCount, Hold, UnknownHold
+from application.count_files import CountFileError, read_count_file
+from application.holds import HeldCount, Hold, HoldPolicy, UnknownHold
 from application.ports import BrokerUnavailable, StoreUnavailable
-from application.reconciliation import (
-    CountFileError,
-    HoldPolicy,
-    SessionResult,
-    read_count_file,
-)
-from application.settings import TOPIC, SettingsError, load
+from application.reconciliation import SessionResult
+from application.settings import SettingsError, load
 from composition import ReconciliationServices, ReconciliationUnavailable, Services, build_services
-from composition.embedded import EmbeddedFiles, EmbeddedProcess
+from composition.embedded import EmbeddedProcess
+from composition.files import EmbeddedFiles
+from contracts.topology import TOPIC
 from domain.errors import DomainError
 
 OK, ATTENTION, USAGE, UNAVAILABLE = 0, 1, 2, 3
@@ -224,10 +222,6 @@ def due(args: argparse.Namespace, out: TextIO) -> int:
     opened = _open(args)
     try:
         services = _reconciliation(opened)
-        tracker = services.schedule.tracker
-        if tracker is not None:
-            with _progress(None, "event", "reading movements") as advance:
-                advance(tracker.catch_up())
         rows = services.schedule.schedule(opened.clock.now(), due_only=not args.all,
                                           velocity_class=args.velocity_class,
                                           limit=args.limit)
@@ -276,10 +270,7 @@ def rebuild_projection(args: argparse.Namespace, out: TextIO) -> int:
         if repair is None:
             raise UsageError("this host has no availability view to rebuild")
         services = _reconciliation(opened)
-        known: list[tuple[str, str]] = []
-        if services.schedule.tracker is not None:
-            services.schedule.tracker.catch_up()
-            known = list(services.schedule.history.stock_items())
+        known = list(services.schedule.history.stock_items())
         total = sum(1 for _ in repair.views.rows(args.sku))
         with _progress(total, "row", "comparing") as advance:
             report = repair.run(args.sku, known, fix=not args.check, progress=advance)

@@ -23,11 +23,13 @@ from application.ports import Clock, MessageBroker
 from application.queries import StockQueries
 from application.relay import ChangeFeedRelay
 from application.replay import DeadLetterReplay
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, Settings
+from application.settings import Settings
 from application.views import ProjectionStatus
 from composition.core import reconciler, stock_commands
 from composition.services import OpenedOnFirstUse, ReconciliationServices, Services
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from projections.availability import AvailabilityProjection
+from projections.movements import MovementProjection, with_movements
 from projections.repair import ProjectionRepair
 
 
@@ -83,16 +85,10 @@ def azure_services(
     # (its gaps filled from the stream), indexing expiries for the sweep.
     views = CosmosAvailabilityViews(cosmos)
     projection = AvailabilityProjection(views, store.history)
-    # The movement ledger (count cadence) has no commit-ordered log to read in Cosmos DB,
-    # so the availability subscription feeds it too: each message is applied to the view,
-    # then to the ledger; both are idempotent per stream version, so a redelivery after a
-    # failure between the two changes nothing in the one that already has it.
-    ledger = CosmosMovementLedger(cosmos, store.history)
-
-    def availability_and_movements(document: dict[str, Any]) -> object:
-        outcome = projection.handle(document)
-        ledger.apply(document)
-        return outcome
+    # The movement ledger projection (count cadence) is fed by the availability
+    # subscription too, as on the embedded host (projections.movements.with_movements).
+    ledger = CosmosMovementLedger(cosmos)
+    movements = MovementProjection(ledger, store.history)
 
     def projections() -> list[ProjectionStatus]:
         # The lag is the last event *this instance* applied (None if it applied none; on
@@ -102,12 +98,12 @@ def azure_services(
 
     def open_reconciliation() -> ReconciliationServices:
         # Holds and sessions in Cosmos DB; the schedule reads the ledger the availability
-        # consumer feeds, so it has no tracker to run (nothing is read from a log).
+        # consumer feeds.
         cadence = CadencePolicy.parse(settings.count_cadence)
         return ReconciliationServices(
             reconciler=reconciler(settings, commands, clock, telemetry, CosmosHolds(cosmos),
                                   CosmosSessionHistory(cosmos)),
-            schedule=CountSchedule(ledger, cadence, tracker=None),
+            schedule=CountSchedule(ledger, cadence),
             cadence=cadence,
         )
 
@@ -122,7 +118,7 @@ def azure_services(
         broker=broker,
         change_feed_relay=change_feed_relay,
         consumers=MappingProxyType({AVAILABILITY_SUBSCRIPTION: EventConsumer(
-            projection.name, availability_and_movements,
+            projection.name, with_movements(projection.handle, movements),
             observers=(projection_lag_observer(telemetry, projection.name, clock),))}),
         expiry_sweep=ExpirySweep(views.overdue_reservations, commands, clock),
         closers=(store,) if broker is None else (broker, store),

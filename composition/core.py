@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 
 from adapters.telemetry import Telemetry, note_commit
 from application.commands import CountWindow, StockCommands
-from application.holds import ApprovalGate, HoldPolicy, HoldStore
-from application.ports import Clock, StockItemStore
-from application.reconciliation import Reconciler, SessionHistory
+from application.holds import ApprovalGate, HoldPolicy
+from application.ports import Clock, HoldStore, SessionHistory, StockItemStore
+from application.reconciliation import Reconciler
 from application.settings import Settings
 from domain.stock_item import StockItem
 

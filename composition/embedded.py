@@ -17,7 +17,7 @@ The embedded host is split into processes as Azure splits its functions, and eac
 
 ``local.pipeline`` runs the pipeline's parts (threads, stop order); :func:`embedded_relay`
 is the standalone relay process (``python -m local.relay``). Every file of the data
-directory is named once, in :class:`EmbeddedFiles`.
+directory is named once, in :class:`~composition.files.EmbeddedFiles`.
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ from types import MappingProxyType
 
 from adapters.clock import SystemClock
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.openmetrics import Family, read_snapshot
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
-from adapters.sqlite.reconciliation import SQLiteReconciliation
+from adapters.sqlite.reconciliation import SQLiteMovementLedger, SQLiteReconciliation
 from adapters.telemetry import Telemetry, configure_telemetry
-from application.cadence import CadencePolicy, CountSchedule, MovementTracker
+from application.cadence import CadencePolicy, CountSchedule
 from application.commands import StockCommands
 from application.consumer import EventConsumer, SessionConsumer, projection_lag_observer
 from application.expiry import ExpirySweep
@@ -46,12 +47,19 @@ from application.ports import Clock
 from application.queries import StockQueries
 from application.relay import Relay
 from application.replay import DeadLetterReplay
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, Settings
+from application.settings import Settings
 from composition.core import CommitObserver, reconciler, stock_commands
-from composition.services import OpenedOnFirstUse, ReconciliationServices, Services
-from composition.topology import ensure_topology
+from composition.files import EmbeddedFiles
+from composition.services import (
+    Closeable,
+    OpenedOnFirstUse,
+    ReconciliationServices,
+    Services,
+)
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from domain.stock_item import StockItem
 from projections.availability import AvailabilityProjection, projection_status
+from projections.movements import MovementProjection, with_movements
 from projections.repair import ProjectionRepair
 
 CONSUMER_BATCH = 32
@@ -62,43 +70,6 @@ CONSUMER_WORKERS = 1
 anyway, and more threads only queued on them (four threads used almost twice the CPU of
 one, and multiplied the lag, measured with ``bench/pipeline_lag.py``)."""
 STANDALONE_RELAY_BATCH = 64
-
-
-@dataclass(frozen=True)
-class EmbeddedFiles:
-    """The files of the embedded host under its data directory (the one place they are
-    named). SQLite files are safe to share between the host's processes."""
-
-    data_dir: Path
-
-    @property
-    def events(self) -> Path:
-        """The event store, which is the outbox (and keeps the relay's checkpoint)."""
-        return self.data_dir / "events.db"
-
-    @property
-    def broker(self) -> Path:
-        return self.data_dir / "broker.db"
-
-    @property
-    def views(self) -> Path:
-        """The availability projection."""
-        return self.data_dir / "views.db"
-
-    @property
-    def reconciliation(self) -> Path:
-        """Holds, count sessions and the movement ledger."""
-        return self.data_dir / "reconciliation.db"
-
-    @property
-    def worker_metrics(self) -> Path:
-        """The snapshot of what the pipeline worker measured, served by the host."""
-        return self.data_dir / "metrics" / "worker.json"
-
-    @property
-    def reports(self) -> Path:
-        """Where ``stockstream reconcile`` writes drift reports by default."""
-        return self.data_dir / "reports"
 
 
 class EmbeddedProcess(enum.Enum):
@@ -115,15 +86,19 @@ class EmbeddedProcess(enum.Enum):
 class EmbeddedPipeline:
     """The parts of the embedded pipeline, run by ``local.pipeline.Pipeline``.
 
-    ``wake`` is set by every commit in this process (the relay waits on it, polling as a
-    fallback for other processes' commits); with ``metrics_snapshot`` the metrics loop
-    also writes what it measured there, for another process to serve.
+    ``consumer`` applies each message of the availability subscription to ``projection``
+    (the availability view), then to ``movements`` (the movement ledger the count schedule
+    reads), as the Azure availability consumer does. ``wake`` is set by every commit in
+    this process (the relay waits on it, polling as a fallback for other processes'
+    commits); with ``metrics_snapshot`` the metrics loop also writes what it measured
+    there, for another process to serve.
     """
 
     relay: Relay
     broker: EmbeddedBroker
     views: SQLiteAvailabilityViews
     projection: AvailabilityProjection
+    movements: MovementProjection
     consumer: SessionConsumer
     sweep: ExpirySweep
     status: PipelineStatus
@@ -187,10 +162,19 @@ def embedded_services(
             pipeline=pipeline,
             metrics_sources=MappingProxyType(
                 {} if readers is None else dict(readers.metrics_sources)),
-            closers=(store,) if readers is None else (readers.views, readers.broker, store),
+            closers=_closers(store, readers, pipeline),
         )
         opened.pop_all()
     return services
+
+
+def _closers(store: SQLiteStockItems, readers: _Readers | None,
+             pipeline: EmbeddedPipeline | None) -> tuple[Closeable, ...]:
+    """What the services close, in order: the pipeline's movement ledger, the readers'
+    files, the event store last."""
+    ledger: tuple[Closeable, ...] = () if pipeline is None else (pipeline.movements.ledger,)
+    files: tuple[Closeable, ...] = () if readers is None else (readers.views, readers.broker)
+    return (*ledger, *files, store)
 
 
 def _readers(files: EmbeddedFiles, store: SQLiteStockItems, clock: Clock, opened: ExitStack,
@@ -219,13 +203,15 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
               wake: threading.Event, snapshot: Path | None, opened: ExitStack,
               ) -> EmbeddedPipeline:
     """The pipeline's parts, recording the Azure metrics by the same code paths: the relay
-    each published event's age, the projection each applied event's age."""
+    each published event's age, the projection each applied event's age. The availability
+    subscription's consumer feeds the movement ledger too (``with_movements``)."""
     broker = EmbeddedBroker(files.broker, prefetch=CONSUMER_BATCH)
     opened.callback(broker.close)
     ensure_topology(broker)
     views = SQLiteAvailabilityViews(files.views)
     opened.callback(views.close)
     projection = AvailabilityProjection(views, store.history)
+    movements = _movements(files, store, opened)
     relay = Relay(store, broker, store.checkpoints(), clock,
                   deprecated_versions_until=settings.deprecated_versions_until)
 
@@ -236,12 +222,13 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
     relay.on_published.append(published)
     consumer = SessionConsumer(
         broker, TOPIC, AVAILABILITY_SUBSCRIPTION,
-        EventConsumer(projection.name, projection.handle,
+        EventConsumer(projection.name, with_movements(projection.handle, movements),
                       observers=(projection_lag_observer(telemetry, projection.name, clock),)),
         workers=CONSUMER_WORKERS, batch_size=CONSUMER_BATCH,
     )
     return EmbeddedPipeline(
-        relay=relay, broker=broker, views=views, projection=projection, consumer=consumer,
+        relay=relay, broker=broker, views=views, projection=projection,
+        movements=movements, consumer=consumer,
         sweep=ExpirySweep(views.overdue_reservations, commands, clock),
         status=PipelineStatus(clock, relay.status, broker, TOPIC,
                               lambda: [projection.status()]),
@@ -255,22 +242,45 @@ def _repair(views: SQLiteAvailabilityViews, store: SQLiteStockItems) -> Projecti
     return ProjectionRepair(views, store, AvailabilityProjection(views, store.history))
 
 
+def _movements(files: EmbeddedFiles, store: SQLiteStockItems,
+               opened: ExitStack) -> MovementProjection:
+    """The movement ledger projection on ``reconciliation.db`` (closed by ``opened``): the
+    pipeline's availability consumer feeds it, the count schedule reads its ledger.
+
+    The first process to open a ledger that needs it (a new one beside an existing event
+    store, or one written by earlier versions) rebuilds it from the event store's log, once
+    (``projections.movements``); the version guard makes a concurrent rebuild and feed safe.
+    """
+    ledger = SQLiteMovementLedger(files.reconciliation)
+    opened.callback(ledger.close)
+    movements = MovementProjection(ledger, store.history)
+    if ledger.needs_rebuild():
+        movements.rebuild(store)
+    return movements
+
+
 def _reconciliation(
     settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
     commands: StockCommands, clock: Clock, telemetry: Telemetry,
 ) -> OpenedOnFirstUse[ReconciliationServices]:
-    """Holds, sessions and the movement ledger in ``reconciliation.db``; the ledger is fed
-    by reading the event store's commit-ordered log (``MovementTracker``)."""
+    """Holds, sessions and the movement ledger in ``reconciliation.db``. The schedule reads
+    the ledger that the pipeline's availability consumer feeds (``_movements``; this
+    process's own connection to it, rebuilt from the log first if it needs it)."""
 
     def open_tables() -> ReconciliationServices:
-        tables = SQLiteReconciliation(files.reconciliation)
-        cadence = CadencePolicy.parse(settings.count_cadence)
-        return ReconciliationServices(
-            reconciler=reconciler(settings, commands, clock, telemetry, tables, tables),
-            schedule=CountSchedule(tables, cadence, MovementTracker(store, tables)),
-            cadence=cadence,
-            closers=(tables,),
-        )
+        with ExitStack() as opened:
+            tables = SQLiteReconciliation(files.reconciliation)
+            opened.callback(tables.close)
+            ledger = _movements(files, store, opened).ledger
+            cadence = CadencePolicy.parse(settings.count_cadence)
+            services = ReconciliationServices(
+                reconciler=reconciler(settings, commands, clock, telemetry, tables, tables),
+                schedule=CountSchedule(ledger, cadence),
+                cadence=cadence,
+                closers=(tables, ledger),
+            )
+            opened.pop_all()
+        return services
 
     return OpenedOnFirstUse(open_tables, ReconciliationServices.close)
 

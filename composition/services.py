@@ -24,12 +24,18 @@ from application.commands import StockCommands
 from application.consumer import EventConsumer
 from application.expiry import ExpirySweep
 from application.holds import ApprovalGate, HoldPolicy
-from application.ports import Clock, MessageBroker, StockItemStore
+from application.ports import (
+    AvailabilityReader,
+    Clock,
+    DeadLetterReplayer,
+    MessageBroker,
+    OpsStatusReader,
+    StockItemStore,
+)
 from application.queries import StockQueries
 from application.reconciliation import Reconciler
 from application.relay import ChangeFeedRelay
 from application.settings import Settings
-from application.views import AvailabilityReader, DeadLetterReplayer, OpsStatusReader
 from projections.repair import ProjectionRepair
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from contracts.events import (
     StockReservedV1,
 )
 from domain.identifiers import event_id, stream_name
-from domain.stock_item import StockItem
+from domain.stock_item import ADJUSTMENT_REASONS_V1, StockItem
 
 SOURCE = "urn:stockstream:inventory"
 PRODUCER = "stockstream"
@@ -62,13 +62,10 @@ class WireType:
         return f"urn:stockstream:schemas:{self.name}:v{self.version}"
 
 
-_V1_ADJUSTMENT_REASONS = ("damaged", "shrinkage", "found", "correction", "other")
-
-
 def _adjusted_v1(fields: Fields) -> Fields:
     """v1 of a v2 adjustment: ``reason`` is the code if v1 knew it, else ``other``."""
     code = fields["reason_code"]
-    return {**fields, "reason": code if code in _V1_ADJUSTMENT_REASONS else "other"}
+    return {**fields, "reason": code if code in ADJUSTMENT_REASONS_V1 else "other"}
 
 
 WIRE_TYPES: tuple[WireType, ...] = (

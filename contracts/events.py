@@ -13,7 +13,15 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-Identifier = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+from domain.identifiers import IDENTIFIER_PATTERN
+from domain.stock_item import (
+    MAX_NOTE_LENGTH,
+    AdjustmentReason,
+    AdjustmentReasonV1,
+    ReleaseReason,
+)
+
+Identifier = Field(pattern=IDENTIFIER_PATTERN)
 
 
 class EventData(BaseModel):
@@ -49,17 +57,15 @@ class StockAdjustedV1(EventData):
     """
 
     delta: int
-    reason: Literal["damaged", "shrinkage", "found", "correction", "other"]
+    reason: AdjustmentReasonV1
 
 
 class StockAdjustedV2(EventData):
     """On hand was corrected by ``delta``, with a reason code and an optional note."""
 
     delta: int
-    reason_code: Literal[
-        "damaged", "expired", "theft", "shrinkage", "found", "returned", "correction", "other"
-    ]
-    note: str | None = Field(default=None, max_length=500)
+    reason_code: AdjustmentReason
+    note: str | None = Field(default=None, max_length=MAX_NOTE_LENGTH)
 
 
 class StockReservedV1(EventData):
@@ -77,7 +83,7 @@ class ReservationReleasedV1(EventData):
 
     order_id: str = Identifier
     quantity: int = Field(ge=1)
-    reason: Literal["cancelled", "expired"]
+    reason: ReleaseReason
 
 
 class ReservationFulfilledV1(EventData):

@@ -43,9 +43,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from application.settings import TOPIC
 from contracts.cloudevents import CONTENT_TYPE, WIRE_TYPES, WireType
 from contracts.events import CloudEvent
+from contracts.topology import TOPIC
+from domain.identifiers import IDENTIFIER_PATTERN
 
 JsonDoc = dict[str, Any]
 
@@ -601,7 +602,7 @@ def asyncapi_document(wire_types: Sequence[WireType] = WIRE_TYPES) -> JsonDoc:
 
 
 def _application_properties(types: Sequence[str]) -> JsonDoc:
-    identifier = r"^[A-Za-z0-9._-]{1,64}$"
+    identifier = IDENTIFIER_PATTERN
     return {
         "type": "object",
         "description": "Service Bus application properties of every message: what a "

@@ -14,7 +14,11 @@ from uuid import UUID, uuid5
 
 from domain.errors import InvalidIdentifier, InvalidQuantity
 
-IDENTIFIER_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+MAX_IDENTIFIER_LENGTH = 64
+"""Longest SKU, location or order id (a stream name is two of them and a ``|``)."""
+IDENTIFIER_PATTERN = rf"^[A-Za-z0-9._-]{{1,{MAX_IDENTIFIER_LENGTH}}}$"
+"""What a SKU, location or order id looks like: the domain checks it, and the wire
+contract, the HTTP models and ``openapi.json`` state it, all from here."""
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 # Fixed forever: stored streams are found by uuid5(NAMESPACE, stream name).
@@ -25,7 +29,8 @@ def require_identifier(kind: str, value: Any) -> str:
     """Return ``value`` if it is a valid identifier, else raise :class:`InvalidIdentifier`."""
     if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
         raise InvalidIdentifier(
-            f"{kind} must be 1 to 64 characters of letters, digits, '.', '_' or '-'; "
+            f"{kind} must be 1 to {MAX_IDENTIFIER_LENGTH} characters of letters, digits, "
+            f"'.', '_' or '-'; "
             f"got {value!r}",
             field=kind,
             value=value if isinstance(value, str | int) else repr(value),

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 from eventsourcing.domain import Aggregate
 
@@ -36,16 +36,21 @@ from domain.errors import (
 )
 from domain.identifiers import require_identifier, require_quantity, stream_name, stream_uuid
 
-ADJUSTMENT_REASONS = (
-    "damaged", "expired", "theft", "shrinkage", "found", "returned", "correction", "other",
-)
-"""Reason codes of an adjustment (a closed set; ``StockAdjusted`` v2)."""
 AdjustmentReason = Literal[
     "damaged", "expired", "theft", "shrinkage", "found", "returned", "correction", "other",
 ]
+"""Reason codes of an adjustment (a closed set; ``StockAdjusted`` v2). The wire contract
+(``contracts.events``) and the HTTP request models use this one declaration."""
+ADJUSTMENT_REASONS: tuple[str, ...] = get_args(AdjustmentReason)
+AdjustmentReasonV1 = Literal["damaged", "shrinkage", "found", "correction", "other"]
+"""The five reason words of ``StockAdjusted`` v1 (events stored before v2, and the
+deprecated wire version published beside v2)."""
+ADJUSTMENT_REASONS_V1: tuple[str, ...] = get_args(AdjustmentReasonV1)
 MAX_NOTE_LENGTH = 500
-RELEASE_REASONS = ("cancelled", "expired")
 ReleaseReason = Literal["cancelled", "expired"]
+RELEASE_REASONS: tuple[str, ...] = get_args(ReleaseReason)
+MAX_TTL_SECONDS = 366 * 24 * 3600
+"""The longest a reservation may be held (a year, leap days included)."""
 
 Recall = Callable[[str], "str | None"]
 """What a stream recorded under a memo (see :meth:`StockItem.Event.memos`) within the
@@ -53,6 +58,13 @@ idempotency window, or None. The aggregate remembers no ids itself: a hot SKU-lo
 sees thousands of orders a day, and its state (and snapshot) must not grow with them. The
 store keeps the memos beside the events, written in the same atomic write, and the
 command service hands the aggregate this lookup."""
+
+
+CountOutcome = Literal["recorded", "superseded", "already-recorded"]
+"""What :meth:`StockItem.record_count` decided: the count corrects on hand (``recorded``),
+is older than the latest applied count and changes nothing (``superseded``; still an
+event), or its count id was already recorded with the same figures
+(``already-recorded``: a repeat, no event)."""
 
 
 def nothing_recalled(memo: str) -> str | None:
@@ -510,13 +522,17 @@ class StockItem(Aggregate):
         channel: str,
         expires_at: datetime | None = None,
         recall: Recall = nothing_recalled,
+        *,
+        reopen: bool = False,
     ) -> None:
         """Set the order's reservation to ``quantity`` (absolute, not added).
 
         Creating or increasing a reservation must fit:
         ``reserved after ≤ on hand − safety stock + oversell buffer``; decreasing always fits.
         The same quantity and channel again is a no-op (an earlier expiry stays). A
-        reservation closed within the idempotency window is never opened again.
+        reservation closed within the idempotency window is never opened again, except
+        with ``reopen`` one that was released (cancelled or expired), never a fulfilled
+        one: an order placed again after it failed (DESIGN §5.2) holds again under its id.
         """
         require_identifier("order_id", order_id)
         require_quantity("quantity", quantity, minimum=1)
@@ -525,7 +541,7 @@ class StockItem(Aggregate):
         if expires_at is not None:
             require_timestamp("expires_at", expires_at)
         outcome = self.outcome_of(order_id, recall)
-        if outcome is not None:
+        if outcome is not None and not (reopen and _outcome_word(outcome) != "fulfilled"):
             raise ReservationClosed(order_id, _outcome_word(outcome))
         current = self.reservation(order_id)
         previous = current.quantity if current else 0
@@ -544,6 +560,31 @@ class StockItem(Aggregate):
                       channel=channel,
                       expires_at=expires_at if expires_at is not None else (
                           current.expires_at if current else None))
+
+    def reschedule(
+        self, order_id: str, expires_at: datetime | None, recall: Recall = nothing_recalled
+    ) -> None:
+        """Set the expiry of an open reservation (None: it never expires), keeping its
+        quantity and channel: an order's ``ttl_seconds`` changed (DESIGN §5.2). Recorded
+        as a ``Reserved`` of the same quantity; the same expiry again is a no-op.
+
+        Raises ``UnknownReservation`` for an order that never reserved here and
+        ``ReservationClosed`` for a released or fulfilled one.
+        """
+        require_identifier("order_id", order_id)
+        if expires_at is not None:
+            require_timestamp("expires_at", expires_at)
+        current = self.reservation(order_id)
+        if current is None:
+            outcome = self.outcome_of(order_id, recall)
+            if outcome is None:
+                raise UnknownReservation(order_id)
+            raise ReservationClosed(order_id, _outcome_word(outcome))
+        if current.expires_at == expires_at:
+            return
+        self._trigger(self.Reserved, order_id=order_id, quantity=current.quantity,
+                      previous_quantity=current.quantity, channel=current.channel,
+                      expires_at=expires_at)
 
     def release(
         self, order_id: str, reason: str = "cancelled", recall: Recall = nothing_recalled
@@ -607,15 +648,18 @@ class StockItem(Aggregate):
         counted_at: datetime,
         movements_since: int = 0,
         recall: Recall = nothing_recalled,
-    ) -> None:
-        """Set on hand from a physical count taken at ``counted_at``.
+    ) -> CountOutcome:
+        """Set on hand from a physical count taken at ``counted_at``; returns what it
+        decided (:data:`CountOutcome`).
 
         On hand becomes ``counted`` plus ``movements_since``: the net movement recorded
         after ``counted_at`` (the service sums it with :func:`movements_after`), so sales
         rung up after the count stay on top of it, and two counts of one moment agree
         instead of correcting twice. A count taken before the latest applied one is
         recorded as superseded and changes nothing. A count id already recorded with the
-        same figures is a no-op; with others, an error.
+        same figures is a no-op (``already-recorded``); with others, an error
+        (``CountAlreadyRecorded``). Whether a count was already recorded is this method's
+        answer alone: callers ask it, they do not infer it from the events.
         """
         require_identifier("count_id", count_id)
         require_quantity("counted", counted, minimum=0)
@@ -625,18 +669,19 @@ class StockItem(Aggregate):
         seen = self._recalled(self.count_memo(count_id), recall)
         if seen is not None:
             if seen == self.count_fingerprint(counted, counted_at):
-                return
+                return "already-recorded"
             raise CountAlreadyRecorded(count_id)
         if self.last_counted_at is not None and counted_at < self.last_counted_at:
             self._trigger(self.Counted, count_id=count_id, counted=counted,
                           previous_on_hand=self.on_hand, delta=0, counted_at=counted_at,
                           superseded=True)
-            return
+            return "superseded"
         before = self.on_hand - movements_since
         delta = counted - before
         self._trigger(self.Counted, on_hand=self.on_hand + delta, count_id=count_id,
                       counted=counted, previous_on_hand=before, delta=delta,
                       counted_at=counted_at, superseded=False)
+        return "recorded"
 
     def expire_overdue(self, now: datetime) -> int:
         """Release every reservation whose expiry is at or before ``now``; returns how many."""
@@ -656,7 +701,7 @@ class StockItem(Aggregate):
         if ttl_seconds is None:
             return None
         require_quantity("ttl_seconds", ttl_seconds, minimum=1)
-        if ttl_seconds > 366 * 24 * 3600:
+        if ttl_seconds > MAX_TTL_SECONDS:
             raise InvalidRequest("ttl_seconds must be at most a year", field="ttl_seconds")
         return now + timedelta(seconds=ttl_seconds)
 

@@ -1,9 +1,15 @@
-"""The OpenAPI 3.1 document of the channel API, generated from ``ROUTES`` and the models.
+"""The API as a whole: its route table, its OpenAPI 3.1 document, and the two routes that
+belong to no blueprint — the document itself and the catch-all answering 404/405.
+
+:data:`ROUTE_TABLE` is every route the blueprints declare (``functions.blueprints``) and
+these two. The document is generated from it and the models; the catch-all reads it to
+tell a wrong method (405, with ``Allow``) from an unknown path (404). ``function_app``
+registers :data:`bp` after the blueprints, so nothing imports ``function_app``.
 
 Run ``python -m functions.http_openapi`` to (re)write ``openapi.json`` at the repository
 root; a test fails when the committed file differs from what this module generates, and
 ``GET /api/openapi.json`` serves the same document. Nothing here is written by hand per
-route: paths, methods, auth, bodies and responses all come from ``functions.http``.
+route: paths, methods, auth, bodies and responses all come from the route declarations.
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ from pydantic.json_schema import models_json_schema
 from adapters.openmetrics import CONTENT_TYPE as OPENMETRICS_CONTENT_TYPE
 from contracts.events import CloudEvent
 from domain.identifiers import IDENTIFIER_PATTERN
-from functions.http import ROUTES, Route
-from functions.http_routes import ROUTE_PREFIX
+from functions import problems
+from functions.blueprints import blueprint_routes
+from functions.http_answers import json_response
+from functions.http_routes import ROUTE_PREFIX, HttpBlueprint, Route, allowed_methods
 from functions.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
-from functions.requests import MAX_BODY_BYTES, ProblemOut
+from functions.requests import MAX_BODY_BYTES
+from functions.responses import ProblemOut
 
 DOCUMENT_PATH = Path(__file__).resolve().parent.parent / "openapi.json"
 VERSION = "1.0.0"
@@ -42,13 +51,13 @@ _STATUS_TEXT = {
 
 
 def _documented(route: Route) -> bool:
-    return "{*" not in route.template
+    return route.documented and not route.catch_all  # the catch-all is no operation
 
 
 def _models() -> list[tuple[type[BaseModel], Any]]:
     models: list[tuple[type[BaseModel], Any]] = [(ProblemOut, "serialization"),
                                                   (CloudEvent, "serialization")]
-    for route in filter(_documented, ROUTES):
+    for route in filter(_documented, ROUTE_TABLE):
         if route.request is not None:
             models.append((route.request, "validation"))
         models.extend((m, "serialization") for m in route.responses.values()
@@ -98,6 +107,9 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
                 "type": "array", "items": {"$ref": _REF.format(model="CloudEvent")}}}}
         elif model == "OpenAPI":
             response["content"] = {"application/json": {"schema": {"type": "object"}}}
+        elif model == "PNG":
+            response["content"] = {"image/png": {"schema": {
+                "type": "string", "contentMediaType": "image/png"}}}
         elif model == "OpenMetrics":
             response["content"] = {OPENMETRICS_CONTENT_TYPE: {"schema": {
                 "type": "string",
@@ -139,7 +151,7 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (deterministic: same code, same document)."""
     _, schemas = models_json_schema(_models(), ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
-    for route in filter(_documented, ROUTES):
+    for route in filter(_documented, ROUTE_TABLE):
         item = paths.setdefault(f"/{ROUTE_PREFIX}/{route.template}", {})
         for method in route.methods:
             item[method.lower()] = _operation(route, method)
@@ -188,6 +200,38 @@ def main(argv: list[str]) -> int:
     DOCUMENT_PATH.write_text(text, encoding="utf-8")
     print(f"wrote {DOCUMENT_PATH}")
     return 0
+
+
+# ------------------------------------------------- the API's own routes, last
+
+
+bp = HttpBlueprint()
+
+
+@bp.http("get_openapi", "openapi.json", ["GET"], auth_level=func.AuthLevel.ANONYMOUS,
+         summary="This API's OpenAPI 3.1 document.", responses={200: "OpenAPI"})
+def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response(openapi_document())
+
+
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+@bp.http("unmatched_route", "{*path}", ALL_METHODS,
+         summary="Answers every request no other function takes: 405 on a known path, "
+                 "else 404.", responses={}, measured=False)
+def unmatched_route(req: func.HttpRequest) -> func.HttpResponse:
+    path = req.route_params.get("path") or ""
+    segments = [s for s in path.split("/") if s != ""]
+    shown = f"/{ROUTE_PREFIX}/{path}"
+    allowed = allowed_methods(ROUTE_TABLE, segments)
+    if allowed:
+        raise problems.method_not_allowed(req.method, shown, allowed)
+    raise problems.not_found(shown)
+
+
+ROUTE_TABLE: tuple[Route, ...] = (*blueprint_routes(), *bp.routes)
+"""Every HTTP function of the app, in registration order: the one route table."""
 
 
 if __name__ == "__main__":

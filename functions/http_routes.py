@@ -1,4 +1,14 @@
-"""Route templates as Azure Functions reads them, and matching a path against them.
+"""The route mechanism of every HTTP function: declaring a route, and matching a path.
+
+Every HTTP function of the app, whatever its blueprint, is declared with
+:meth:`HttpBlueprint.http`: it registers the Azure Functions HTTP trigger (wrapped by
+``functions.http_answers.answering_problems``: problem documents and command metrics)
+and records a :class:`Route` with what the OpenAPI document needs (models for the body,
+the query and each response, problem statuses, headers). The blueprints' routes
+(``functions.blueprints``) and the API's own two (its document and the catch-all) make the
+one route table, ``functions.http_openapi.ROUTE_TABLE``: the Azure registration,
+``openapi.json``, the catch-all's 404/405 and the schemathesis fault suite all come from
+it, so the contract, the fuzzing and the code cannot drift apart.
 
 Azure Functions routes HTTP triggers with ASP.NET Core route templates under the prefix
 ``api``: ``stock/{sku}/{location}`` has literal segments and parameters, ``{*path}`` is a
@@ -15,12 +25,16 @@ A route that takes GET takes HEAD too (RFC 9110 §9.3.2: HEAD is GET without the
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import azure.functions as func
+from pydantic import BaseModel
+
+from functions.http_answers import Handler, answering_problems
 
 ROUTE_PREFIX = "api"
 """host.json's ``extensions.http.routePrefix`` (the Azure default)."""
@@ -56,6 +70,13 @@ class RouteTemplate:
             else:
                 segments.append(Segment(part))
         return cls(template, tuple(segments))
+
+    @property
+    def catch_all(self) -> bool:
+        """Whether the template is nothing but ``{*name}``: the function that takes what
+        no other does (it answers 404/405). A catch-all under a literal prefix
+        (``console/{*path}``) is an ordinary route, whose methods ``Allow`` lists."""
+        return all(s.catch_all for s in self.segments)
 
     @property
     def precedence(self) -> tuple[int, ...]:
@@ -120,7 +141,10 @@ class HttpFunction:
     @property
     def catch_all(self) -> bool:
         """Whether this function takes whatever no other does (it answers 404/405)."""
-        return any(s.catch_all for s in self.template.segments)
+        return self.template.catch_all
+
+    def match(self, segments: Sequence[str]) -> dict[str, str] | None:
+        return self.template.match(segments)
 
 
 def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
@@ -146,15 +170,118 @@ def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
     return sorted(found, key=lambda f: f.template.precedence)
 
 
-def allowed_methods(functions: Iterable[HttpFunction], segments: Sequence[str]) -> list[str]:
+class Routed(Protocol):
+    """What :func:`allowed_methods` reads of a route: a declared :class:`Route` or a
+    function of the app as the host sees it (:class:`HttpFunction`)."""
+
+    @property
+    def methods(self) -> Collection[str] | None: ...
+
+    @property
+    def catch_all(self) -> bool: ...
+
+    def match(self, segments: Sequence[str]) -> dict[str, str] | None: ...
+
+
+def allowed_methods(routes: Iterable[Routed], segments: Sequence[str]) -> list[str]:
     """Every method some route other than a catch-all accepts at ``segments`` (sorted),
     HEAD included where GET is."""
     allowed: set[str] = set()
-    for function in functions:
-        if function.catch_all or function.methods is None:
+    for route in routes:
+        if route.catch_all or route.methods is None:
             continue
-        if function.template.match(segments) is not None:
-            allowed.update(function.methods)
+        if route.match(segments) is not None:
+            allowed.update(route.methods)
     if "GET" in allowed:
         allowed.add("HEAD")
     return sorted(allowed)
+
+
+# ------------------------------------------------------------ declaring routes
+
+Response = type[BaseModel] | str | None
+"""What a status answers with: a model, a named non-model body (``"CloudEvents"``,
+``"OpenAPI"``, ``"OpenMetrics"``, ``"PNG"``) or nothing (a 304)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP function: its binding and what the OpenAPI document says about it."""
+
+    name: str
+    template: str
+    methods: tuple[str, ...]
+    auth_level: func.AuthLevel | None
+    summary: str
+    request: type[BaseModel] | None = None
+    request_required: bool = True
+    query: type[BaseModel] | None = None
+    responses: dict[int, Response] = field(default_factory=dict)
+    problems: tuple[int, ...] = ()
+    headers: tuple[str, ...] = ()
+    documented: bool = True
+    """False: served, but left out of ``openapi.json`` (the console's files are routes
+    of the app, not operations of the API)."""
+
+    @cached_property
+    def parsed(self) -> RouteTemplate:
+        return RouteTemplate.parse(self.template)
+
+    @property
+    def catch_all(self) -> bool:
+        return self.parsed.catch_all
+
+    def match(self, segments: Sequence[str]) -> dict[str, str] | None:
+        return self.parsed.match(segments)
+
+    @property
+    def bound_methods(self) -> list[str]:
+        """The methods its trigger lists: HEAD wherever GET (RFC 9110 §9.3.2), because
+        Azure routes a method only to a trigger that lists it (the embedded host answers
+        HEAD without the body)."""
+        methods = list(self.methods)
+        return [*methods, "HEAD"] if "GET" in methods and "HEAD" not in methods else methods
+
+
+class HttpBlueprint(func.Blueprint):
+    """A blueprint whose HTTP functions are declared with :meth:`http` and listed in
+    :attr:`routes`. Its other triggers (timers, queues) are declared as on any blueprint."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.routes: list[Route] = []
+
+    def http(
+        self,
+        name: str,
+        template: str,
+        methods: list[str],
+        *,
+        summary: str,
+        auth_level: func.AuthLevel | None = None,
+        request: type[BaseModel] | None = None,
+        request_required: bool = True,
+        query: type[BaseModel] | None = None,
+        responses: dict[int, Response],
+        problems: tuple[int, ...] = (),
+        headers: tuple[str, ...] = (),
+        measured: bool = True,
+        documented: bool = True,
+    ) -> Callable[[Handler], Any]:
+        """Register the decorated handler as the HTTP function ``name`` and record its
+        :class:`Route`. ``auth_level`` None is the app's (function keys); ``problems`` are
+        the statuses of its own refusals (the document adds the protocol ones: 400, 401,
+        404, 405, 413, 415, 422, 503 as they apply). ``measured=False`` keeps its
+        state-changing requests out of the command metric; ``documented=False`` keeps the
+        route out of ``openapi.json``."""
+
+        def register(handler: Handler) -> Any:
+            route = Route(name, template, tuple(methods), auth_level, summary, request,
+                          request_required, query, responses, problems, headers, documented)
+            self.routes.append(route)
+            routed = self.route(route=template, methods=route.bound_methods,
+                                auth_level=auth_level)(
+                answering_problems(handler, measured=measured))
+            return self.function_name(name)(routed)
+
+        return register

@@ -19,8 +19,8 @@ import time
 
 import azure.functions as func
 
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
 from composition import Services
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from contracts.validation import EventRejected
 from functions.container import get_services
 

@@ -1,6 +1,7 @@
 """Reconciliation as functions: count batches, the due-count schedule, holds, and timers.
 
-HTTP routes (problem documents and parsing as in ``functions.http``):
+HTTP routes (declared, parsed and answered as every HTTP function: ``functions.http_routes``,
+``functions.requests``, ``functions.responses``):
 
 * ``POST /api/reconciliation/counts`` — a count session over HTTP: ``{counts: [...],
   all_or_nothing?}``; rows are judged one by one exactly as a count file's rows (by index).
@@ -15,6 +16,11 @@ HTTP routes (problem documents and parsing as in ``functions.http``):
   approves or dismisses every pending hold of that count id (``sku``, ``location`` narrow
   it). Approval applies the held command through the ordinary command service, once.
 
+Their bodies are the models of ``functions.responses`` read from the application's
+results. They have always been written with ``json.dumps``'s separators (``", "``,
+``": "``) and are kept byte for byte (:func:`_answer`); the stock routes write pydantic's
+compact JSON.
+
 Timers (6-field NCRONTAB): the count schedule daily at 05:00 UTC, and projection
 reconciliation every hour. Both need the reconciliation store and the view store: SQLite
 on the embedded host, Cosmos DB on Azure (``adapters.cosmos.reconciliation``; there the
@@ -28,30 +34,33 @@ The services come from the composition root (``composition``, through
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import azure.functions as func
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from adapters.sortable_time import iso_utc
-from application.cadence import class_counts
-from application.holds import Approval, HeldCount, Hold
-from application.reconciliation import (
-    CountResult,
-    SessionResult,
-    parse_count_rows,
-)
-from composition import ReconciliationServices, ReconciliationUnavailable
-from domain.identifiers import require_identifier
+from application.cadence import VelocityClass, class_counts
+from application.count_files import COUNT_FIELDS, parse_count_rows
+from composition import ReconciliationUnavailable
+from domain.identifiers import IDENTIFIER_PATTERN, require_identifier
+from domain.stock_item import MAX_QUANTITY
 from functions import problems
 from functions.container import get_services
-from functions.http import answering_problems, json_response, reconciliation
-from functions.requests import Identifier, PositionOut, parse_body, parse_query
+from functions.http_answers import json_response, require_reconciliation
+from functions.http_routes import HttpBlueprint
+from functions.requests import Identifier, RequestBody, parse_body, parse_query
+from functions.responses import (
+    ApprovedOut,
+    CountSessionOut,
+    DismissedOut,
+    DueCountsOut,
+    HoldsOut,
+    Results,
+)
 
 log = logging.getLogger("stockstream.reconciliation")
 
-bp = func.Blueprint()  # type: ignore[no-untyped-call]
+bp = HttpBlueprint()
 
 MAX_BATCH = 500
 """Rows in one HTTP batch (a batch must also fit the 64 KiB body limit); files have none."""
@@ -60,29 +69,39 @@ SCHEDULE_TIMER = "0 0 5 * * *"
 REPAIR_TIMER = "0 15 * * * *"
 
 
-# ------------------------------------------------------------------ services
-
-
-def _services() -> ReconciliationServices:
-    return reconciliation()
-
-
 # ------------------------------------------------------------------- models
 
 
-class CountBatchRequest(BaseModel):
+COUNT_ROW_SCHEMA = {
+    "type": "object",
+    "description": "One count, judged on its own like a count file's row: a bad row is "
+                   "refused in the answer (by index), not the batch.",
+    "properties": {
+        "sku": {"type": "string", "pattern": IDENTIFIER_PATTERN},
+        "location": {"type": "string", "pattern": IDENTIFIER_PATTERN},
+        "counted": {"type": "integer", "minimum": 0, "maximum": MAX_QUANTITY},
+        "counted_at": {"type": "string", "format": "date-time"},
+        "count_id": {"type": "string", "pattern": IDENTIFIER_PATTERN},
+    },
+    "required": list(COUNT_FIELDS),
+    "additionalProperties": False,
+}
+"""What the document says a row is; rows are still taken as any JSON value and judged by
+``application.reconciliation.parse_count_rows``."""
+
+
+class CountBatchRequest(RequestBody):
     """A count session over HTTP; each count is judged like a count file's row."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    counts: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
+    counts: list[Annotated[Any, WithJsonSchema(COUNT_ROW_SCHEMA)]] = Field(
+        min_length=1, max_length=MAX_BATCH)
     all_or_nothing: bool = False
 
 
 class DueQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    velocity_class: Literal["A", "B", "C"] | None = Field(default=None, alias="class")
+    velocity_class: VelocityClass | None = Field(default=None, alias="class")
     limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
     all: bool = False
 
@@ -94,83 +113,24 @@ class HeldQuery(BaseModel):
     location: Identifier | None = None
 
 
-def hold_json(hold: Hold) -> dict[str, Any]:
-    """A held count or adjustment as JSON: what it would record and why it waits."""
-    body: dict[str, Any] = {
-        "hold_id": hold.hold_id, "kind": hold.kind, "sku": hold.sku,
-        "location": hold.location, "reason": hold.reason, "held_at": iso_utc(hold.held_at),
-        "status": hold.status, "resolved_at": iso_utc(hold.resolved_at),
-        "applied_delta": hold.applied_delta,
-    }
-    if isinstance(hold, HeldCount):
-        body.update({
-            "count_id": hold.count_id, "counted": hold.counted,
-            "counted_at": iso_utc(hold.counted_at), "on_hand_at_count": hold.on_hand_at_count,
-            "drift_units": hold.drift_units, "drift_percent": hold.drift_percent,
-            "session_id": hold.session_id or None})
-    else:
-        body.update({
-            "delta": hold.delta, "adjustment_reason": hold.adjustment_reason,
-            "note": hold.note, "idempotency_key": hold.idempotency_key,
-            "on_hand_before": hold.on_hand_before, "percent": hold.percent})
-    return body
-
-
-def approval_json(approval: Approval) -> dict[str, Any]:
-    """What approving a hold did: ``outcome`` applied (recorded now), unchanged (already
-    recorded: a repeat) or rejected (``refusal`` says why; the hold stays pending)."""
-    body = {**hold_json(approval.hold), "outcome": approval.outcome,
-            "repeated": approval.repeated, "refusal": approval.refusal}
-    if approval.result is not None:
-        body["position"] = PositionOut.of(approval.result.position_of()).model_dump(
-            mode="json")
-    return body
-
-
-def result_json(result: CountResult, position: str = "index") -> dict[str, Any]:
-    """One row's outcome as JSON (``position`` names the row's place: index or line)."""
-    return {
-        position: result.line, "sku": result.sku, "location": result.location,
-        "count_id": result.count_id, "outcome": result.outcome, "counted": result.counted,
-        "counted_at": iso_utc(result.counted_at), "on_hand_at_count": result.on_hand_at_count,
-        "drift_units": result.drift_units, "drift_percent": result.drift_percent,
-        "expired_units": result.expired_units, "reason": result.reason,
-        "hold_id": result.hold_id,
-    }
-
-
-def session_json(session: SessionResult) -> dict[str, Any]:
-    summary = session.summary()
-    return {
-        "session_id": session.session_id, "applied": summary.applied,
-        "unchanged": summary.unchanged, "held": summary.held, "rejected": summary.rejected,
-        "skipped": summary.skipped, "applied_none": session.applied_none,
-        "results": [result_json(r, session.position) for r in session.results],
-    }
-
-
 # ------------------------------------------------------------------- routes
 
 
-Handler = Callable[[func.HttpRequest], func.HttpResponse]
+def _answer(body: BaseModel) -> func.HttpResponse:
+    """``body`` as these routes have always written it: ``json.dumps`` of its JSON form."""
+    return json_response(body.model_dump(mode="json"))
 
 
-def _http(name: str, route: str, methods: list[str],
-          auth_level: func.AuthLevel | None = None) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        routed = bp.route(route=route, methods=methods, auth_level=auth_level)(
-            answering_problems(handler))
-        bp.function_name(name)(routed)
-        return handler
-
-    return register
-
-
-@_http("reconcile_counts", "reconciliation/counts", ["POST"])
+@bp.http("reconcile_counts", "reconciliation/counts", ["POST"],
+         summary="Apply a batch of physical counts; each row is judged like a count file's "
+                 "row (by index), and every row's outcome is answered. With "
+                 "`all_or_nothing` and a bad row: 422 `counts-rejected` naming each bad row, "
+                 "nothing applied. Hold thresholds come from the settings only.",
+         request=CountBatchRequest, responses={200: CountSessionOut}, problems=(422, 503))
 def reconcile_counts(req: func.HttpRequest) -> func.HttpResponse:
     """Apply a batch of physical counts (see the module docstring)."""
     body = parse_body(req, CountBatchRequest)
-    services = _services()
+    services = require_reconciliation()
     session = services.reconciler.reconcile(parse_count_rows(body.counts, "http"),
                                             all_or_nothing=body.all_or_nothing)
     if session.applied_none:
@@ -181,35 +141,36 @@ def reconcile_counts(req: func.HttpRequest) -> func.HttpResponse:
             errors=tuple(problems.FieldError(f"counts.{r.line}", r.reason or "rejected")
                          for r in refused),
             extensions={"session_id": session.session_id})
-    return json_response(session_json(session))
+    return _answer(CountSessionOut.of(Results(session, session.summary())))
 
 
-@_http("list_due_counts", "reconciliation/due", ["GET"])
+@bp.http("list_due_counts", "reconciliation/due", ["GET"],
+         summary="The SKU-locations due for a count now (with `all=true`, every one), by "
+                 "velocity class, with the cadence in force.",
+         query=DueQuery, responses={200: DueCountsOut}, problems=(422, 503))
 def list_due_counts(req: func.HttpRequest) -> func.HttpResponse:
     """The SKU-locations due for a count now (or, with ``all=true``, every one)."""
     query = parse_query(req, DueQuery)
-    services = _services()
+    services = require_reconciliation()
     now = get_services().clock.now()
     rows = services.schedule.schedule(now, due_only=not query.all,
                                       velocity_class=query.velocity_class, limit=query.limit)
-    return json_response({
-        "generated_at": iso_utc(now),
-        "cadence_days": services.cadence.every_days,
-        "window_days": services.cadence.window_days,
-        "by_class": class_counts(rows),
-        "due": [{"sku": r.sku, "location": r.location, "velocity_class": r.velocity_class,
-                 "units_per_day": round(r.units_per_day, 3),
-                 "last_counted_at": iso_utc(r.last_counted_at), "due_at": iso_utc(r.due_at),
-                 "overdue": r.overdue} for r in rows],
-    })
+    return _answer(DueCountsOut.of({
+        "generated_at": now, "cadence_days": services.cadence.every_days,
+        "window_days": services.cadence.window_days, "by_class": class_counts(rows),
+        "due": rows}))
 
 
-@_http("list_held_counts", "reconciliation/held", ["GET"])
+@bp.http("list_held_counts", "reconciliation/held", ["GET"],
+         summary="Counts and adjustments waiting for approval, oldest first (`sku`, "
+                 "`location` narrow the list).",
+         query=HeldQuery, responses={200: HoldsOut}, problems=(422, 503))
 def list_held_counts(req: func.HttpRequest) -> func.HttpResponse:
     """Counts and adjustments waiting for approval, oldest first."""
     query = parse_query(req, HeldQuery)
-    held = _services().gate.holds.matching(None, query.sku, query.location, "pending")
-    return json_response([hold_json(h) for h in held])
+    holds = require_reconciliation().gate.holds
+    return _answer(HoldsOut.model_validate(
+        holds.matching(None, query.sku, query.location, "pending"), from_attributes=True))
 
 
 def _held_target(req: func.HttpRequest) -> tuple[str, str | None, str | None]:
@@ -218,24 +179,33 @@ def _held_target(req: func.HttpRequest) -> tuple[str, str | None, str | None]:
     return target, query.sku, query.location
 
 
-@_http("approve_held_counts", "reconciliation/held/{hold_id}/approval", ["POST"],
-       func.AuthLevel.ADMIN)
+@bp.http("approve_held_counts", "reconciliation/held/{hold_id}/approval", ["POST"],
+         auth_level=func.AuthLevel.ADMIN,
+         summary="Apply a held count or adjustment through the ordinary command service, "
+                 "once: by hold id, or every pending hold of a count id (`sku`, `location` "
+                 "narrow it). 404 `no-held-count` if nothing matches, 409 `hold-resolved` "
+                 "if it was dismissed.",
+         query=HeldQuery, responses={200: ApprovedOut}, problems=(404, 409, 422, 503))
 def approve_held_counts(req: func.HttpRequest) -> func.HttpResponse:
     """Apply a held count or adjustment (by hold id, or a count id's pending holds); 404
     ``no-held-count`` if nothing matches, 409 ``hold-resolved`` if it was dismissed."""
     target, sku, location = _held_target(req)
-    approvals = _services().gate.approve_target(target, sku, location)
-    return json_response({"approved": [approval_json(a) for a in approvals]})
+    approvals = require_reconciliation().gate.approve_target(target, sku, location)
+    return _answer(ApprovedOut.of({"approved": [Results(a, a.hold) for a in approvals]}))
 
 
-@_http("dismiss_held_counts", "reconciliation/held/{hold_id}/dismissal", ["POST"],
-       func.AuthLevel.ADMIN)
+@bp.http("dismiss_held_counts", "reconciliation/held/{hold_id}/dismissal", ["POST"],
+         auth_level=func.AuthLevel.ADMIN,
+         summary="Drop a held count or adjustment without recording anything (by hold id, "
+                 "or every pending hold of a count id). 404 `no-held-count` if nothing "
+                 "matches, 409 `hold-resolved` if it was approved.",
+         query=HeldQuery, responses={200: DismissedOut}, problems=(404, 409, 422, 503))
 def dismiss_held_counts(req: func.HttpRequest) -> func.HttpResponse:
     """Drop a held count or adjustment without recording anything; 404 ``no-held-count``
     if nothing matches, 409 ``hold-resolved`` if it was approved."""
     target, sku, location = _held_target(req)
-    dismissed = _services().gate.dismiss_target(target, sku, location)
-    return json_response({"dismissed": [hold_json(h) for h in dismissed]})
+    dismissed = require_reconciliation().gate.dismiss_target(target, sku, location)
+    return _answer(DismissedOut.of({"dismissed": dismissed}))
 
 
 # ------------------------------------------------------------------- timers

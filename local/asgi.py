@@ -21,6 +21,7 @@ logged as received (percent-encoded, so ``%0a`` stays three characters), with
 backslashes, control and non-printable characters escaped and the length capped, so no
 request can forge or flood log lines.
 
+``GET /`` redirects to ``home`` when one is given (the embedded host: the console).
 HEAD is served by every GET route; a 200 with an ``ETag`` that ``If-None-Match`` names
 becomes a 304; a method no function takes is 405 with ``Allow`` on a known path, else 404.
 
@@ -108,8 +109,10 @@ class FunctionsHost:
         workers: int = 32,
         on_startup: Callable[[], None] | None = None,
         on_shutdown: Callable[[], None] | None = None,
+        home: str | None = None,
     ) -> None:
         self.functions = http_functions(app)
+        self.home = home  # where GET / redirects (the console), else / is a 404
         self._function_keys = tuple(k.encode() for k in api_keys)
         self._admin_keys = tuple(k.encode() for k in admin_keys)
         self.keyed = bool(self._function_keys or self._admin_keys)
@@ -160,6 +163,10 @@ class FunctionsHost:
 
     async def _http(self, scope: Scope, request: _Request, receive: Receive,
                     send: Send) -> int:
+        if self.home and request.raw_path == "/" and request.method in ("GET", "HEAD"):
+            # Outside the route prefix, so no function's: a redirect, which opens nothing.
+            return await self._send(scope, func.HttpResponse(
+                status_code=302, headers={"Location": self.home}), send)
         admitted = self._admit(scope, request)
         if isinstance(admitted, problems.Problem):
             # Answered from the head alone: an announced body is never read, so the

@@ -38,6 +38,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from application.settings import Settings
 from composition import Services, build_services
 from composition.embedded import EmbeddedProcess
+from functions.console import HOME as CONSOLE
 from functions.container import use_services
 from local.asgi import FunctionsHost
 
@@ -194,7 +195,7 @@ class EmbeddedHost:
                                   allowed_origins=settings.allowed_origins,
                                   body_timeout=settings.body_timeout_seconds, workers=workers,
                                   on_startup=self._start_services,
-                                  on_shutdown=self._stop_services)
+                                  on_shutdown=self._stop_services, home=CONSOLE)
         config = uvicorn.Config(
             self.asgi, lifespan="on", access_log=False, log_config=None,
             timeout_graceful_shutdown=10, backlog=1024,

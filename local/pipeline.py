@@ -2,9 +2,11 @@
 
 The parts are built by the composition root (``composition.embedded``, for the
 ``WORKER`` or ``PIPELINE`` process): the SQLite event store's commit-ordered log as the
-outbox, the embedded broker as Service Bus, SQLite views. This module runs them. The
-relay is woken by every commit in this process (and polls as a fallback), so a command
-reaches the projection in milliseconds.
+outbox, the embedded broker as Service Bus, SQLite views. As on Azure, the availability
+subscription's consumer applies each message to the availability view, then to the
+movement ledger projection (``projections.movements``) that the count schedule reads.
+This module runs them. The relay is woken by every commit in this process (and polls as a
+fallback), so a command reaches the projections in milliseconds.
 
 Shutdown (``Pipeline.stop``) stops taking new work, lets each worker finish and settle
 the message in hand, and publishes what is committed; closing the files is the
@@ -36,6 +38,7 @@ from application.relay import Relay
 from composition import Services
 from composition.embedded import EmbeddedPipeline
 from projections.availability import AvailabilityProjection
+from projections.movements import MovementProjection
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,10 @@ class Pipeline:
     @property
     def projection(self) -> AvailabilityProjection:
         return self.parts.projection
+
+    @property
+    def movements(self) -> MovementProjection:
+        return self.parts.movements
 
     @property
     def consumer(self) -> SessionConsumer:

@@ -14,13 +14,11 @@ find overdue reservations without reading every stream.
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from application.views import AvailabilityReader, ProjectionStatus
+from application.ports import AvailabilityViews, History
+from application.views import AvailabilityChange, ProjectionStatus, ViewRow
 from contracts.cloudevents import to_cloudevent
 from domain.stock_item import StockItem
 
@@ -29,106 +27,10 @@ NAME = "availability"
 Outcome = Literal["applied", "duplicate", "caught-up"]
 
 
-@dataclass(frozen=True)
-class AvailabilityChange:
-    """One event's effect on the view: the position at ``version`` and any expiry change."""
-
-    sku: str
-    location: str
-    version: int
-    on_hand: int
-    reserved: int
-    available: int
-    occurred_at: datetime
-    reservation_expiry: tuple[str, datetime | None] | None = None
-    closed_reservation: str | None = None
-
-    @classmethod
-    def from_cloudevent(cls, document: dict[str, Any]) -> AvailabilityChange:
-        """The change an event document makes; accepts every known event type."""
-        data = document["data"]
-        expiry: tuple[str, datetime | None] | None = None
-        closed: str | None = None
-        name = str(document["type"]).split(".")[1]
-        if name == "StockReserved":
-            expires_at = data.get("expires_at")
-            expiry = (data["order_id"], _parse_time(expires_at) if expires_at else None)
-        elif name in ("ReservationReleased", "ReservationFulfilled"):
-            closed = data["order_id"]
-        return cls(
-            sku=data["sku"],
-            location=data["location"],
-            version=int(document["sequence"]),
-            on_hand=int(data["on_hand"]),
-            reserved=int(data["reserved"]),
-            available=int(data["available"]),
-            occurred_at=_parse_time(document["time"]),
-            reservation_expiry=expiry,
-            closed_reservation=closed,
-        )
-
-
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-@dataclass(frozen=True)
-class ViewRow:
-    """A stored row, for reconciliation and status."""
-
-    sku: str
-    location: str
-    version: int
-    on_hand: int
-    reserved: int
-    available: int
-    updated_at: datetime
-
-
-class AvailabilityViews(AvailabilityReader):
-    """Storage of the availability view (SQLite embedded, Cosmos DB in Azure)."""
-
-    @abstractmethod
-    def version_of(self, sku: str, location: str) -> int:
-        """The stream version the SKU-location's row reflects (0 if none)."""
-
-    @abstractmethod
-    def apply(self, change: AvailabilityChange) -> bool:
-        """Write the change if the row is exactly at ``change.version - 1``, atomically
-        with the version. Returns False (and writes nothing) otherwise."""
-
-    @abstractmethod
-    def overdue_reservations(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        """SKU-locations holding a reservation whose expiry is at or before ``now``."""
-
-    @abstractmethod
-    def rows(self, sku: str | None = None) -> Iterable[ViewRow]:
-        """Every row (of one SKU), for reconciliation."""
-
-    @abstractmethod
-    def replace(self, row: ViewRow, expiries: dict[str, datetime]) -> None:
-        """Overwrite a row and its reservations' expiries (repair after reconciliation)."""
-
-    @abstractmethod
-    def events_applied(self) -> int:
-        """How many events the view reflects (the sum of the rows' versions)."""
-
-    def last_lag_seconds(self) -> float | None:
-        """Commit-to-view lag of the last event applied, if this store keeps it."""
-        return None
-
-    def close(self) -> None:
-        """Release connections."""
-
-
 def projection_status(views: AvailabilityViews, lag: float | None = None) -> ProjectionStatus:
     """The projection's status as its views tell it (from any process)."""
     stored = views.last_lag_seconds()
     return ProjectionStatus(NAME, views.events_applied(), lag if stored is None else stored)
-
-
-History = Callable[[str, str, int, int], list[StockItem.Event]]
-"""Reads a stream's events with ``after < version ≤ upto`` (sku, location, after, upto)."""
 
 
 class AvailabilityProjection:

@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from application.ports import StockItemStore
-from projections.availability import AvailabilityProjection, AvailabilityViews, ViewRow
+from application.ports import AvailabilityViews, StockItemStore
+from application.views import ViewRow
+from projections.availability import AvailabilityProjection
 
 MismatchKind = Literal["corrupt", "behind", "ahead", "missing"]
 

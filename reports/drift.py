@@ -11,19 +11,26 @@ Files written by :func:`write_report` into a directory, named after the session:
 ``drift-<session>.json``, ``drift-<session>.csv``, ``drift-<session>-distribution.png``
 and ``drift-history.png`` (drift over time across sessions). Charts need matplotlib
 (a development requirement); without it they are skipped and the JSON says so.
+
+:func:`latest_reports` and :func:`chart_file` read them back (the HTTP routes of
+``functions.drift_reports``, which the operations console shows).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.sortable_time import iso_utc
 from application.reconciliation import CountResult, SessionResult, SessionSummary
+from contracts.times import iso_utc
+
+log = logging.getLogger(__name__)
 
 TOP = 10
 CSV_COLUMNS = ("position", "sku", "location", "count_id", "outcome", "counted", "counted_at",
@@ -139,3 +146,57 @@ def write_report(session: SessionResult, directory: Path,
     csv_path = directory / f"{stem}.csv"
     write_csv(session, csv_path)
     return WrittenReport(json_path, csv_path, charts, skipped)
+
+
+# ------------------------------------------------------------------- reading
+
+
+_CHART_NAME = re.compile(r"drift-[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.png")
+
+
+def latest_reports(directory: Path, limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` most recently written drift reports in ``directory`` (the documents
+    :func:`report_document` made, with ``charts``), newest first.
+
+    A file that cannot be read or parsed is skipped (and logged), so a report being
+    written, or one damaged by hand, never hides the others. No directory: no reports.
+    """
+    try:
+        candidates = [p for p in directory.glob("drift-*.json") if p.is_file()]
+    except OSError:
+        return []
+    candidates.sort(key=lambda p: (_mtime(p), p.name), reverse=True)
+    found: list[dict[str, Any]] = []
+    for path in candidates:
+        if len(found) >= limit:
+            break
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            log.warning("skipping drift report %s: %s", path.name, error)
+            continue
+        if isinstance(document, dict) and isinstance(document.get("session_id"), str):
+            found.append(document)
+    return found
+
+
+def chart_file(directory: Path, name: str) -> Path | None:
+    """The chart ``name`` (``drift-….png``) in ``directory``, or None when there is no
+    such chart. Only a plain file directly in ``directory`` with a chart's name is ever
+    returned: no other name, no path, no symbolic link leading out of it."""
+    if not _CHART_NAME.fullmatch(name) or ".." in name:
+        return None
+    path = directory / name
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None
+    except OSError:
+        return None
+    return path
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -47,8 +47,8 @@ from adapters.cosmos.persistence import (
     unavailable_on_failure,
 )
 from adapters.sortable_time import from_text, to_text
-from application.views import Availability, LocationAvailability
-from projections.availability import AvailabilityChange, AvailabilityViews, ViewRow
+from application.ports import AvailabilityViews
+from application.views import Availability, AvailabilityChange, LocationAvailability, ViewRow
 
 
 def view_document(row: ViewRow, expiries: dict[str, str]) -> dict[str, Any]:

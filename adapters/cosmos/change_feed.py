@@ -24,8 +24,8 @@ from adapters.cosmos.persistence import (
     lost_race,
     unavailable_on_failure,
 )
-from application.ports import Clock
-from application.relay import RelayPosition, RelayStatus
+from application.ports import Clock, RelayPosition
+from application.views import RelayStatus
 
 
 def stored_event_from_document(document: dict[str, Any]) -> StoredEvent | None:

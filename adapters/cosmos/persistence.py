@@ -141,52 +141,59 @@ class CosmosSettings:
 
     @classmethod
     def from_env(cls, env: Environment) -> CosmosSettings:
-        """Read the ``COSMOS_*`` keys (see :data:`ENV_KEYS`); raises ``OSError`` if incomplete."""
+        """Read the ``COSMOS_*`` keys (see :data:`ENV_KEYS`) of the library settings this
+        factory was given; raises ``OSError`` if incomplete.
+
+        These are the persistence module's parameters, not process settings: the store
+        builds them from ``application.settings`` (:func:`adapters.cosmos.cosmos_env`)
+        and the process environment is not merged in
+        (``StockstreamApplication.construct_env``). A key left unset takes the field's
+        default above.
+        """
 
         def text(key: str) -> str | None:
             value = env.get(key)
             return value.strip() if value and value.strip() else None
 
-        endpoint = text("COSMOS_ENDPOINT") or text("COSMOS__accountEndpoint")
-        if not endpoint:
-            raise OSError("Cosmos DB endpoint not found in environment key COSMOS_ENDPOINT")
-        id_type = text("ORIGINATOR_ID_TYPE") or "uuid"
-        if id_type not in ("uuid", "text"):
-            raise OSError(f"ORIGINATOR_ID_TYPE must be 'uuid' or 'text'; got {id_type!r}")
-        timeout = text("COSMOS_CONNECTION_TIMEOUT")
-        retry_total = text("COSMOS_RETRY_TOTAL")
-        return cls(
-            endpoint=endpoint,
-            database=text("COSMOS_DATABASE") or "stockstream",
-            key=text("COSMOS_KEY"),
-            client_id=text("AZURE_CLIENT_ID"),
-            verify_tls=strtobool(text("COSMOS_VERIFY_TLS") or "y"),
-            connection_timeout=float(timeout) if timeout else None,
-            retry_total=int(retry_total) if retry_total else None,
-            events_container=text("COSMOS_EVENTS_CONTAINER") or "events",
-            snapshots_container=text("COSMOS_SNAPSHOTS_CONTAINER") or "snapshots",
-            tracking_container=text("COSMOS_TRACKING_CONTAINER") or "tracking",
-            views_container=text("COSMOS_VIEWS_CONTAINER") or "views",
-            reconciliation_container=text("COSMOS_RECONCILIATION_CONTAINER") or "reconciliation",
-            originator_id_type="text" if id_type == "text" else "uuid",
-        )
+        endpoint = text("COSMOS_ENDPOINT")
+        database = text("COSMOS_DATABASE")
+        if not endpoint or not database:
+            raise OSError("Cosmos DB settings need COSMOS_ENDPOINT and COSMOS_DATABASE")
+        values: dict[str, Any] = {"endpoint": endpoint, "database": database}
+        for name, key in _OPTIONAL_KEYS.items():
+            value = text(key)
+            if value is not None:
+                values[name] = value
+        if values.get("originator_id_type", "uuid") not in ("uuid", "text"):
+            raise OSError("ORIGINATOR_ID_TYPE must be 'uuid' or 'text'; "
+                          f"got {values['originator_id_type']!r}")
+        if "verify_tls" in values:
+            values["verify_tls"] = strtobool(values["verify_tls"])
+        if "connection_timeout" in values:
+            values["connection_timeout"] = float(values["connection_timeout"])
+        if "retry_total" in values:
+            values["retry_total"] = int(values["retry_total"])
+        return cls(**values)
 
 
-ENV_KEYS = (
-    "COSMOS_ENDPOINT",
-    "COSMOS_KEY",
-    "COSMOS_DATABASE",
-    "AZURE_CLIENT_ID",
-    "COSMOS_VERIFY_TLS",
-    "COSMOS_CONNECTION_TIMEOUT",
-    "COSMOS_RETRY_TOTAL",
-    "COSMOS_EVENTS_CONTAINER",
-    "COSMOS_SNAPSHOTS_CONTAINER",
-    "COSMOS_TRACKING_CONTAINER",
-    "COSMOS_VIEWS_CONTAINER",
-    "COSMOS_RECONCILIATION_CONTAINER",
-)
-"""The environment keys :class:`CosmosFactory` reads (``<APP>_KEY`` wins over ``KEY``)."""
+_OPTIONAL_KEYS = {
+    "key": "COSMOS_KEY",
+    "client_id": "AZURE_CLIENT_ID",
+    "verify_tls": "COSMOS_VERIFY_TLS",
+    "connection_timeout": "COSMOS_CONNECTION_TIMEOUT",
+    "retry_total": "COSMOS_RETRY_TOTAL",
+    "events_container": "COSMOS_EVENTS_CONTAINER",
+    "snapshots_container": "COSMOS_SNAPSHOTS_CONTAINER",
+    "tracking_container": "COSMOS_TRACKING_CONTAINER",
+    "views_container": "COSMOS_VIEWS_CONTAINER",
+    "reconciliation_container": "COSMOS_RECONCILIATION_CONTAINER",
+    "originator_id_type": "ORIGINATOR_ID_TYPE",
+}
+"""The ``CosmosSettings`` fields a library setting may override, and its key."""
+
+
+ENV_KEYS = ("COSMOS_ENDPOINT", "COSMOS_DATABASE", *_OPTIONAL_KEYS.values())
+"""The library settings :class:`CosmosFactory` reads (``<APP>_KEY`` wins over ``KEY``)."""
 
 
 def is_loopback(endpoint: str) -> bool:

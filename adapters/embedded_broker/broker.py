@@ -42,6 +42,7 @@ from typing import TypeVar
 
 from adapters.clock import SystemClock
 from adapters.embedded_broker.schema import SCHEMA_VERSION, STATEMENTS
+from adapters.sqlite.database import write_lock, write_transaction
 from application.ports import (
     BrokerUnavailable,
     Clock,
@@ -54,10 +55,10 @@ from application.ports import (
     SessionReceiver,
     SubscriptionCounts,
 )
+from contracts.topology import MAX_ID_LENGTH
 
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
 TTL_EXPIRED = "TTLExpiredException"
-MAX_ID_LENGTH = 128  # Service Bus: MessageId and SessionId are at most 128 characters
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -109,19 +110,11 @@ class SubscriptionSettings:
 
 
 class _Signal:
-    """A generation counter with a condition: "something may have become available";
-    and the file's in-process write lock.
-
-    Writers of one process queue on ``writing`` rather than on SQLite's busy handler,
-    which sleeps in growing steps (1, 2, 5, 10 … 100 ms) while another connection holds
-    the file: with several consumer threads that sleeping, not the work, was the latency.
-    Other processes still meet the busy handler, which is fine for rare writers.
-    """
+    """A generation counter with a condition: "something may have become available"."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._generation = 0
-        self.writing = threading.Lock()
 
     def generation(self) -> int:
         with self._condition:
@@ -225,6 +218,7 @@ class EmbeddedBroker(MessageBroker):
         first ``receive`` then needs no second transaction). 0, the default, as Service
         Bus's ``prefetchCount``: prefetched messages count a delivery when locked."""
         self._signal = _signal_for(self.path)
+        self._writing = write_lock(self.path)
         self._connections = _Connections(self.path, busy_timeout)
         self._create_schema()
 
@@ -266,27 +260,14 @@ class EmbeddedBroker(MessageBroker):
         durable commit syncs them anyway. It saves an fsync per message received.
         """
         connection = self._connections.take()
-        self._signal.writing.acquire()
         try:
-            if not durable:
-                connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(
+                connection, self._writing, BrokerUnavailable, f"embedded broker {self.path}",
+                synchronous=None if durable else ("NORMAL", "FULL"),
+            ):
                 yield connection
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as error:  # locked, disk full, I/O: nothing was written
-            raise BrokerUnavailable(f"embedded broker {self.path}: {error}") from error
         finally:
-            try:
-                if not durable:
-                    connection.execute("PRAGMA synchronous=FULL")
-            finally:
-                self._signal.writing.release()
-                self._connections.give(connection)
+            self._connections.give(connection)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

@@ -22,9 +22,7 @@ from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus.amqp import AmqpMessageBodyType
 
 from application.ports import MessageRejected, OutgoingMessage, ReceivedMessage
-
-MAX_ID_LENGTH = 128
-"""Service Bus limit for ``MessageId`` and ``SessionId`` (quotas table)."""
+from contracts.topology import MAX_ID_LENGTH
 
 DEAD_LETTER_REASON = "DeadLetterReason"
 DEAD_LETTER_ERROR_DESCRIPTION = "DeadLetterErrorDescription"

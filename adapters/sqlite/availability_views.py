@@ -10,8 +10,8 @@ from pathlib import Path
 
 from adapters.sortable_time import from_text, to_text
 from adapters.sqlite.database import SQLiteDatabase
-from application.views import Availability, LocationAvailability
-from projections.availability import AvailabilityChange, AvailabilityViews, ViewRow
+from application.ports import AvailabilityViews
+from application.views import Availability, AvailabilityChange, LocationAvailability, ViewRow
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS availability (

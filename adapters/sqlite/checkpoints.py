@@ -6,7 +6,7 @@ from contextlib import suppress
 
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 
-from application.relay import Checkpoints
+from application.ports import Checkpoints
 
 
 class SQLiteCheckpoints(Checkpoints):

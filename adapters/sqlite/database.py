@@ -1,7 +1,9 @@
 """A SQLite file shared by many threads: one connection per thread, explicit transactions.
 
-The embedded views and the reconciliation store use it (the event store and the broker
-have their own pools, from ``eventsourcing`` and ``adapters.embedded_broker``).
+The embedded views and the reconciliation store use :class:`SQLiteDatabase` (the event
+store and the broker have their own pools, from ``eventsourcing`` and
+``adapters.embedded_broker``). Every write of ours to a SQLite file, the broker's
+included, goes through :func:`write_transaction` under the file's :func:`write_lock`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -20,12 +22,52 @@ _write_locks: dict[str, threading.Lock] = {}
 _write_locks_guard = threading.Lock()
 
 
-def _write_lock(path: str) -> threading.Lock:
+def write_lock(path: str | Path) -> threading.Lock:
     """One lock per file in this process: threads queue on it, not on SQLite's busy
-    handler, which sleeps in growing steps (up to 100 ms) while the file is locked."""
+    handler, which sleeps in growing steps (1, 2, 5, 10 … 100 ms) while another
+    connection holds the file; with several writer threads that sleeping, not the work,
+    was the latency. Other processes still meet the busy handler (rare writers)."""
     key = os.path.realpath(path)
     with _write_locks_guard:
         return _write_locks.setdefault(key, threading.Lock())
+
+
+@contextmanager
+def write_transaction(
+    db: sqlite3.Connection,
+    lock: threading.Lock,
+    unavailable: Callable[[str], Exception],
+    where: str,
+    *,
+    synchronous: tuple[str, str] | None = None,
+) -> Iterator[sqlite3.Connection]:
+    """One write transaction on ``db`` (autocommit mode), under the file's ``lock``.
+
+    ``BEGIN IMMEDIATE`` takes SQLite's write lock up front, so two writers never both
+    read and then collide on upgrade. The transaction commits when the block ends and
+    rolls back if it raises. A SQLite error (locked past the busy timeout, disk full,
+    I/O) means nothing was written and is raised as ``unavailable("<where>: <error>")``.
+    ``synchronous`` = (level for this transaction, level to restore after it), for a
+    write that may skip the fsync.
+    """
+    with lock:
+        try:
+            try:
+                if synchronous is not None:
+                    db.execute(f"PRAGMA synchronous={synchronous[0]}")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:  # nothing was written
+                raise unavailable(f"{where}: {error}") from error
+        finally:
+            if synchronous is not None:
+                db.execute(f"PRAGMA synchronous={synchronous[1]}")
 
 
 class SQLiteDatabase:
@@ -38,7 +80,7 @@ class SQLiteDatabase:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
-        self._writing = _write_lock(self.path)
+        self._writing = write_lock(self.path)
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.connection()
@@ -61,19 +103,9 @@ class SQLiteDatabase:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``); rolled back if the block raises."""
-        db = self.connection()
-        with self._writing:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as error:  # locked, disk full, I/O: nothing was written
-                raise StoreUnavailable(f"{self.path}: {error}") from error
+        with write_transaction(self.connection(), self._writing, StoreUnavailable,
+                               self.path) as db:
+            yield db
 
     def close(self) -> None:
         with self._lock:

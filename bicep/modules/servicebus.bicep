@@ -43,7 +43,7 @@ param duplicateDetectionWindowDays int
 @maxValue(2000)
 param maxDeliveryCount int
 
-@description('Downstream subscriptions: [{ name, requiresSession, filter: { correlationProperties: {...} } | { sql: \'...\' } }].')
+@description('Downstream subscriptions: [{ name, requiresSession, filter: { correlationProperties: {...} } | { sql: \'...\' }, principalId?, principalType? }]. A team with a principalId gets Azure Service Bus Data Receiver on its own subscription only.')
 param downstreamSubscriptions array
 
 @description('Principal id of the function app identity.')
@@ -200,6 +200,29 @@ resource downstreamSelf 'Microsoft.ServiceBus/namespaces/topics/subscriptions/ru
         replayTarget: team.name
       })
     }
+  }
+}]
+
+// A team's principal (its consumer's managed identity, a service principal or an Entra group)
+// may receive from its own subscription and from nothing else: SAS keys are off, so this
+// role assignment is a team's only way in.
+var teamsWithPrincipal = filter(downstreamSubscriptions, team => contains(team, 'principalId'))
+
+resource teamSubscription 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2024-01-01' existing = [for team in teamsWithPrincipal: {
+  parent: topic
+  name: team.name
+}]
+
+resource downstreamReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (team, i) in teamsWithPrincipal: {
+  name: guid(teamSubscription[i].id, team.principalId, roleIds.dataReceiver)
+  scope: teamSubscription[i]
+  dependsOn: [
+    downstream
+  ]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.dataReceiver)
+    principalId: team.principalId
+    principalType: team.?principalType ?? 'ServicePrincipal'
   }
 }]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adapters.sqlite import SQLiteStockItems
-from application.relay import Checkpoints
+from application.ports import Checkpoints
 
 
 def in_the_event_store(path: Path) -> tuple[Checkpoints, Callable[[], None]]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
-from composition.topology import MAX_DELIVERY_COUNT, replay_rules
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, MAX_DELIVERY_COUNT, TOPIC, replay_rules
 from tests.contract.broker_contract import SUBSCRIPTIONS
 from tests.contract.broker_contract import TOPIC as CONTRACT_TOPIC
 

@@ -23,11 +23,13 @@ from adapters.cosmos.availability_views import CosmosAvailabilityViews
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from application.commands import StockCommands
 from application.ports import StoreUnavailable
-from application.settings import AVAILABILITY_SUBSCRIPTION, load
+from application.settings import load
+from application.views import ViewRow
 from composition.azure import azure_services
 from contracts.cloudevents import to_cloudevent
+from contracts.topology import AVAILABILITY_SUBSCRIPTION
 from domain.stock_item import StockItem
-from projections.availability import AvailabilityProjection, ViewRow
+from projections.availability import AvailabilityProjection
 from tests.contract.view_store_contract import (
     HOUR,
     LOCATION,

@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from projections.availability import AvailabilityChange, AvailabilityViews, ViewRow
+from application.ports import AvailabilityViews
+from application.views import AvailabilityChange, ViewRow
 
 LOCATION = "STORE-1"
 OTHER_LOCATION = "STORE-2"

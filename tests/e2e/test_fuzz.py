@@ -40,6 +40,8 @@ IDENTIFIERS = {
     "location": ["STORE-1"],
     "order_id": ["o-1", "o-2", "o-3"],
     "subscription": ["availability", "missing"],
+    "hold_id": ["C-1", "count-0123456789abcdef0123"],
+    "chart": ["drift-history.png", "drift-missing-distribution.png"],
 }
 printable = st.characters(min_codepoint=32, max_codepoint=126)
 invalid_identifier = st.one_of(
@@ -70,8 +72,9 @@ def schema(name: str) -> dict[str, Any]:
 
 
 def from_schema(node: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """Values valid for the JSON Schema subset our request models use (flat objects of
-    bounded integers, patterned or enumerated strings, date-times, nullable members)."""
+    """Values valid for the JSON Schema subset our request models use (objects of bounded
+    integers, booleans, patterned or enumerated strings, date-times, nullable members, and
+    short arrays of such objects)."""
     if "anyOf" in node:
         return st.one_of([from_schema(option) for option in node["anyOf"]])
     if "enum" in node:
@@ -79,6 +82,12 @@ def from_schema(node: dict[str, Any]) -> st.SearchStrategy[Any]:
     kind = node.get("type")
     if kind == "null":
         return st.none()
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "array":
+        low = node.get("minItems", 0)
+        return st.lists(from_schema(node.get("items", {})), min_size=low,
+                        max_size=max(low, min(node.get("maxItems", 3), 3)))
     if kind == "integer":  # mostly small, so commands succeed too; sometimes the bounds
         low, high = node.get("minimum"), node.get("maximum")
         small = st.integers(low if low is not None else -3, min(high or 5, (low or 0) + 5))

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from adapters.embedded_broker import EmbeddedBroker
-from application.settings import TOPIC
-from composition.topology import ensure_topology, replay_rules
+from adapters.embedded_broker.topology import ensure_topology
 from contracts.cloudevents import WIRE_TYPES
+from contracts.topology import TOPIC, replay_rules
 from contracts.validation import validate_cloudevent
 from tests.e2e.conftest import start_host
 

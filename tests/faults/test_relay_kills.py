@@ -21,13 +21,13 @@ import pytest
 
 from adapters.clock import SystemClock
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
 from application.consumer import EventConsumer, SessionConsumer
 from application.relay import Relay
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
-from composition.topology import ensure_topology, replay_rules
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC, replay_rules
 from projections.availability import AvailabilityProjection
 
 ROOT = Path(__file__).resolve().parents[2]

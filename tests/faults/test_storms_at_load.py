@@ -29,9 +29,10 @@ from adapters.sqlite import SQLiteStockItems
 from application.consumer import EventConsumer
 from application.ports import MessagePublisher, OutgoingMessage
 from application.replay import DeadLetterReplay
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
+from application.settings import load
 from composition import Services
 from composition.embedded import EmbeddedProcess, embedded_services
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from local.pipeline import Pipeline, start_pipeline
 
 COMMANDS = int(os.environ.get("STOCKSTREAM_FAULT_STORM_COMMANDS", "400"))

@@ -35,12 +35,12 @@ from adapters import telemetry as names
 from adapters.clock import ManualClock
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.telemetry import local_telemetry
 from application.settings import load
 from composition import Services
 from composition.azure import azure_services
 from composition.embedded import EmbeddedProcess, embedded_services
-from composition.topology import ensure_topology
 from functions.container import use_services
 from local.pipeline import Pipeline, start_pipeline
 from tests.functions.test_pipeline_functions import as_binding, received

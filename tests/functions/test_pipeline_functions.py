@@ -21,16 +21,17 @@ from adapters.clock import ManualClock, SystemClock
 from adapters.cosmos.change_feed import stored_event_from_document
 from adapters.cosmos.persistence import event_document
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.consumer import EventConsumer
 from application.expiry import ExpirySweep
 from application.ops import PipelineStatus
 from application.ports import MessagePublisher
 from application.relay import ChangeFeedRelay
-from application.settings import AVAILABILITY_SUBSCRIPTION, SETTING_NAMES, TOPIC, load
+from application.settings import SETTING_NAMES, load
 from composition import Services
 from composition.embedded import embedded_services
-from composition.topology import DUPLICATE_DETECTION_WINDOW, ensure_topology
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, DUPLICATE_DETECTION_WINDOW, TOPIC
 from functions.container import use_services
 from projections.availability import AvailabilityProjection
 

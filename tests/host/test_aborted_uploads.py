@@ -12,10 +12,11 @@ import re
 
 import pytest
 
-from functions.http import ROUTES, Route
+from functions.http_openapi import ROUTE_TABLE
+from functions.http_routes import Route
 from tests.host.conftest import LocalHost, fresh_sku
 
-OPTIONAL_BODY = [r for r in ROUTES if r.request is not None and not r.request_required]
+OPTIONAL_BODY = [r for r in ROUTE_TABLE if r.request is not None and not r.request_required]
 ORDER_ID = "o-ab"
 
 

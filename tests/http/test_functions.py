@@ -12,14 +12,17 @@ import azure.functions as func
 import pytest
 
 from application.commands import RetryPolicy
-from application.ports import ConcurrencyConflict, StoreUnavailable
+from application.ports import (
+    AvailabilityReader,
+    ConcurrencyConflict,
+    DeadLetterReplayer,
+    OpsStatusReader,
+    StoreUnavailable,
+)
 from application.views import (
     Availability,
-    AvailabilityReader,
-    DeadLetterReplayer,
     LocationAvailability,
     OpsStatus,
-    OpsStatusReader,
     OutboxStatus,
     ProjectionStatus,
     SubscriptionStatus,
@@ -48,7 +51,15 @@ EXPECTED_BINDINGS = {
     "get_ops_status": ("ops/status", ["GET", "HEAD"], "FUNCTION"),
     "get_ops_metrics": ("ops/metrics", ["GET", "HEAD"], "FUNCTION"),
     "replay_dead_letters": ("ops/deadletters/{subscription}/replay", ["POST"], "ADMIN"),
+    "reconcile_counts": ("reconciliation/counts", ["POST"], "FUNCTION"),
+    "list_due_counts": ("reconciliation/due", ["GET", "HEAD"], "FUNCTION"),
+    "list_held_counts": ("reconciliation/held", ["GET", "HEAD"], "FUNCTION"),
+    "approve_held_counts": ("reconciliation/held/{hold_id}/approval", ["POST"], "ADMIN"),
+    "dismiss_held_counts": ("reconciliation/held/{hold_id}/dismissal", ["POST"], "ADMIN"),
     "get_openapi": ("openapi.json", ["GET", "HEAD"], "ANONYMOUS"),
+    "list_drift_reports": ("reports/drift", ["GET", "HEAD"], "FUNCTION"),
+    "get_drift_chart": ("reports/drift/charts/{chart}", ["GET", "HEAD"], "FUNCTION"),
+    "console": ("console/{*path}", ["GET", "HEAD"], "ANONYMOUS"),  # not in openapi.json
     "unmatched_route": ("{*path}", ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
                         "FUNCTION"),
 }
@@ -528,12 +539,13 @@ def test_the_openapi_route_serves_the_committed_document_which_is_current():
     assert answer.body["openapi"] == "3.1.0"
 
 
-def test_the_openapi_document_lists_every_route_but_the_catch_all():
+def test_the_openapi_document_lists_every_route_but_the_catch_all_and_the_console():
     document = json.loads(DOCUMENT_PATH.read_text(encoding="utf-8"))
     operations = {(path, method) for path, item in document["paths"].items() for method in item}
     expected = {(f"/api/{route}", method.lower())
                 for name, (route, methods, _) in EXPECTED_BINDINGS.items()
-                if name != "unmatched_route" for method in methods if method != "HEAD"}
+                if name not in ("unmatched_route", "console")
+                for method in methods if method != "HEAD"}
     assert operations == expected
     reserve = document["paths"]["/api/stock/{sku}/{location}/reservations/{order_id}"]["put"]
     assert set(reserve["responses"]) >= {"200", "201", "400", "409", "413", "415", "422"}

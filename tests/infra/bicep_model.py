@@ -45,6 +45,8 @@ class Resource:
     body: dict[str, Any]
     loop: dict[str, Any] | None
     condition: Any
+    existing: bool = False
+    """A reference to a resource (``existing``), not one the template deploys."""
 
     @property
     def properties(self) -> dict[str, Any]:
@@ -62,7 +64,7 @@ def resources(parsed: dict[str, Any], file: str = "") -> Iterator[Resource]:
             condition = config.get("condition")
             config = config["config"]
         yield Resource(file, symbol, resource["type"], resource["api_version"], config, loop,
-                       condition)
+                       condition, bool(resource.get("existing")))
 
 
 def all_resources() -> list[Resource]:
@@ -71,8 +73,9 @@ def all_resources() -> list[Resource]:
 
 
 def of_type(resource_type: str, parsed: dict[str, Any] | None = None) -> list[Resource]:
+    """The resources of ``resource_type`` the templates deploy (references left out)."""
     pool = all_resources() if parsed is None else list(resources(parsed))
-    return [r for r in pool if r.type.lower() == resource_type.lower()]
+    return [r for r in pool if r.type.lower() == resource_type.lower() and not r.existing]
 
 
 def one(resource_type: str, parsed: dict[str, Any] | None = None, **where: Any) -> Resource:

@@ -13,7 +13,8 @@ import re
 import pytest
 
 from adapters import telemetry
-from application.settings import AVAILABILITY_SUBSCRIPTION, SETTINGS, TOPIC
+from application.settings import SETTINGS
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from tests.infra import bicep_model as bm
 
 ROLE = {
@@ -237,8 +238,12 @@ def _role_assignments():
     return out
 
 
+def _function_role_assignments():
+    return [(f, role, r) for f, role, r in _role_assignments() if r.symbol != "downstreamReceiver"]
+
+
 def test_the_function_identity_gets_exactly_the_least_privilege_roles():
-    assignments = _role_assignments()
+    assignments = _function_role_assignments()
     roles = {(file, role, r.body["scope"]) for file, role, r in assignments}
     assert roles == {
         ("servicebus.bicep", ROLE["servicebus_data_sender"], "topic"),
@@ -253,10 +258,34 @@ def test_the_function_identity_gets_exactly_the_least_privilege_roles():
         assert r.properties["principalType"] == "ServicePrincipal"
 
 
+def test_a_downstream_team_receives_from_its_own_subscription_only():
+    # SAS keys are off: the role assignment is a team's only way in, and it reaches no
+    # other subscription than the team's (not the topic, not the namespace).
+    (team,) = [r for _, _, r in _role_assignments() if r.symbol == "downstreamReceiver"]
+    parsed = bm.module("servicebus")
+    assert bm.resolve_role_id(team.properties["roleDefinitionId"], parsed) == ROLE[
+        "servicebus_data_receiver"]
+    assert team.loop["detail"]["array_name"] == "teamsWithPrincipal"
+    scope = team.body["scope"]["operator"]
+    assert scope["operands"] == {"operand_1": "teamSubscription", "operand_2": "i"}
+    (subscription,) = [r for r in bm.resources(parsed) if r.symbol == "teamSubscription"]
+    assert subscription.type == "Microsoft.ServiceBus/namespaces/topics/subscriptions"
+    assert subscription.existing  # the team's own subscription, deployed by `downstream`
+    assert subscription.body["parent"] == "topic"
+    assert bm.accessor(subscription.body["name"]) == ["team", "name"]
+    assert subscription.loop["detail"]["array_name"] == "teamsWithPrincipal"
+    chosen = parsed["variables"]["teamsWithPrincipal"]["value"]["function"]
+    assert chosen["type"] == "filter"
+    assert chosen["parameters"]["input_array"] == "downstreamSubscriptions"
+    assert bm.accessor(team.properties["principalId"]) == ["team", "principalId"]
+    assert "downstream" in team.body["dependsOn"]
+
+
 def test_service_bus_manage_right_is_granted_unconditionally_on_the_topic():
     # The trigger and the metrics timer (subscription runtime counts) need the Manage claim;
     # a switch to leave it out would silently empty the backlog and dead-letter metrics.
-    (owner,) = [r for _, role, r in _role_assignments() if role == ROLE["servicebus_data_owner"]]
+    (owner,) = [r for _, role, r in _function_role_assignments()
+                if role == ROLE["servicebus_data_owner"]]
     assert owner.condition is None and owner.body["scope"] == "topic"
     assert not any("manage" in name.lower() for name in bm.parse(bm.MAIN)["parameters"])
 

@@ -126,8 +126,8 @@ def test_parameter_files_name_real_parameters_with_allowed_values(path):
     for name, entry in given.items():
         value = entry["value"]
         if isinstance(value, str) and "${" in value:
-            value = re.sub(r"\$\{[A-Z_]+=?([^}]*)\}", r"\1", value)  # azd's default
-            if not value:
+            value = _azd_default(value, declared[name]["type"])
+            if value == "":
                 continue
         rules = _decorators(declared[name])
         if "allowed" in rules:
@@ -136,8 +136,24 @@ def test_parameter_files_name_real_parameters_with_allowed_values(path):
             assert value >= rules["min_value"], (name, value)
         if "max_value" in rules:
             assert value <= rules["max_value"], (name, value)
-    for team in given.get("downstreamSubscriptions", {"value": []})["value"]:
+    teams = given.get("downstreamSubscriptions", {"value": []})["value"]
+    if isinstance(teams, str):
+        teams = _azd_default(teams, "array")
+    for team in teams:
         assert downstream_subscription_problems(team) == [], team
+
+
+AZD_VALUE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?:=(.*))?\}")
+
+
+def _azd_default(value: str, kind: str) -> object:
+    """The value azd passes for ``${NAME=default}`` when the environment has no NAME: the
+    default as written, parsed as JSON for array and object parameters (azd since
+    February 2026, Azure/azure-dev#6694)."""
+    match = AZD_VALUE.fullmatch(value)
+    assert match, value
+    default = match.group(2) or ""
+    return json.loads(default) if kind in ("array", "object") else default
 
 
 def test_azd_parameters_take_name_and_region_from_the_azd_environment():
@@ -146,13 +162,61 @@ def test_azd_parameters_take_name_and_region_from_the_azd_environment():
     assert given["location"]["value"] == "${AZURE_LOCATION}"
 
 
+AZD_ONLY_BY_TEMPLATE = {"resourceGroupName", "tags"}
+"""Parameters azd environments leave to the template: azd names the resource group itself,
+and tags are fixed by the template (azd-env-name, application)."""
+
+
+def test_azd_passes_every_string_and_array_parameter_with_the_template_default():
+    # An operator or a team changes a deployment by an azd environment value (or a pull
+    # request to the template's default); a parameter main.parameters.json does not pass
+    # would change nothing for an azd environment. Integer parameters (capacity, alert
+    # thresholds) are set in the parameter files or as template defaults: azd passes
+    # environment values as strings, and an int parameter would refuse them.
+    declared = _main_parameters()
+    given = json.loads((bm.BICEP / "main.parameters.json").read_text())["parameters"]
+    expected = {name for name, p in declared.items()
+                if p["type"] in ("string", "array", "object")} - AZD_ONLY_BY_TEMPLATE
+    assert set(given) == expected
+    names = set()
+    for name, entry in given.items():
+        match = AZD_VALUE.fullmatch(entry["value"])
+        assert match, (name, entry)
+        names.add(match.group(1))
+        if declared[name].get("default") is not None:  # None: required, no default
+            assert _azd_default(entry["value"], declared[name]["type"]) == (
+                declared[name]["default"]), name
+    assert len(names) == len(given)  # one environment value per parameter
+
+
+def test_the_deploy_guide_names_every_azd_environment_value():
+    given = json.loads((bm.BICEP / "main.parameters.json").read_text())["parameters"]
+    guide = (bm.ROOT / "docs" / "deploy.md").read_text()
+    table = dict(re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \| `([A-Za-z]+)` \|", guide, re.MULTILINE))
+    for name, entry in given.items():
+        env = AZD_VALUE.fullmatch(entry["value"]).group(1)
+        if env.startswith("AZURE_"):
+            continue
+        assert table.get(env) == name, (env, name)
+
+
 def downstream_subscription_problems(team: object) -> list[str]:
     """Why a downstreamSubscriptions entry would not deploy as intended (empty: fine)."""
     if not isinstance(team, dict):
         return ["not an object"]
     problems = []
-    if set(team) != {"name", "requiresSession", "filter"}:
-        problems.append(f"keys must be name, requiresSession, filter; got {sorted(team)}")
+    if not {"name", "requiresSession", "filter"} <= set(team) <= {
+            "name", "requiresSession", "filter", "principalId", "principalType"}:
+        problems.append("keys must be name, requiresSession, filter and optionally "
+                        f"principalId, principalType; got {sorted(team)}")
+    if "principalId" in team and not re.fullmatch(
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            str(team["principalId"]).lower()):
+        problems.append("principalId must be the object id (a GUID) of the team's principal")
+    if team.get("principalType", "ServicePrincipal") not in ("ServicePrincipal", "Group", "User"):
+        problems.append("principalType must be ServicePrincipal, Group or User")
+    if "principalType" in team and "principalId" not in team:
+        problems.append("principalType needs a principalId")
     name = team.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,48}[A-Za-z0-9]",
                                                      name):
@@ -191,6 +255,16 @@ def downstream_subscription_problems(team: object) -> list[str]:
       "filter": {"correlationProperties": {"replayTarget": "erp-sync"}}}, False),
     ({"name": "erp-sync", "requiresSession": "yes", "filter": {"sql": "1=1"}}, False),
     ({"name": "erp-sync", "requiresSession": True, "filter": {}}, False),
+    ({"name": "finance", "requiresSession": False, "filter": {"sql": "type LIKE '%Adjusted%'"},
+      "principalId": "3f2504e0-4f89-11d3-9a0c-0305e82c3301"}, True),
+    ({"name": "finance", "requiresSession": False, "filter": {"sql": "1=1"},
+      "principalId": "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "principalType": "Group"}, True),
+    ({"name": "finance", "requiresSession": False, "filter": {"sql": "1=1"},
+      "principalId": "finance-team"}, False),
+    ({"name": "finance", "requiresSession": False, "filter": {"sql": "1=1"},
+      "principalType": "Group"}, False),
+    ({"name": "finance", "requiresSession": False, "filter": {"sql": "1=1"},
+      "principalId": "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "principalType": "Robot"}, False),
 ])
 def test_downstream_subscription_entries_are_checked(team, ok):
     assert (downstream_subscription_problems(team) == []) is ok

@@ -18,6 +18,7 @@ import pytest
 
 from adapters.clock import SystemClock
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
@@ -25,9 +26,9 @@ from application.consumer import EventConsumer, SessionConsumer
 from application.ports import MessagePublisher, OutgoingMessage
 from application.relay import Relay, to_message
 from application.replay import DeadLetterReplay
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
+from application.settings import load
 from composition.embedded import EmbeddedProcess, embedded_services
-from composition.topology import MAX_DELIVERY_COUNT, ensure_topology, replay_rules
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, MAX_DELIVERY_COUNT, TOPIC, replay_rules
 from local.pipeline import start_pipeline
 from projections.availability import AvailabilityProjection
 

@@ -19,14 +19,10 @@ from adapters.clock import ManualClock
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
+from application.views import AvailabilityChange, ViewRow
 from contracts.cloudevents import to_cloudevent
 from domain import StockItem
-from projections.availability import (
-    AvailabilityChange,
-    AvailabilityProjection,
-    ViewRow,
-    projection_status,
-)
+from projections.availability import AvailabilityProjection, projection_status
 
 SKU, LOCATION = "SKU-1", "STORE-1"
 FAR = timedelta(days=30)

@@ -15,6 +15,7 @@ import pytest
 from application.settings import load
 from composition import ReconciliationServices, Services
 from composition.embedded import EmbeddedProcess, embedded_services
+from local.pipeline import Pipeline, start_pipeline
 
 
 @dataclass
@@ -65,10 +66,11 @@ def clock() -> MovableClock:
 
 @pytest.fixture
 def container(tmp_path: Path, clock: MovableClock) -> Iterator[Services]:
-    """The services ``stockstream`` works with: the command path, reconciliation, and the
-    pipeline's files (the availability view, and its repair)."""
+    """The services of a data directory: the command path, reconciliation, the availability
+    view and its repair, and the pipeline's parts (not running: the ``pipeline`` fixture
+    and :func:`project` move events, as ``make serve``'s worker does)."""
     c = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path)}), clock,
-                          process=EmbeddedProcess.OPERATOR)
+                          process=EmbeddedProcess.PIPELINE)
     yield c
     c.close()
 
@@ -76,3 +78,19 @@ def container(tmp_path: Path, clock: MovableClock) -> Iterator[Services]:
 @pytest.fixture
 def services(container: Services) -> ReconciliationServices:
     return container.reconciliation.get()
+
+
+@pytest.fixture
+def pipeline(container: Services) -> Iterator[Pipeline]:
+    """The embedded pipeline, wired and not started: tests move events with :func:`project`."""
+    p = start_pipeline(container, autostart=False)
+    yield p
+    p.stop()
+
+
+def project(pipeline: Pipeline) -> None:
+    """Publish what is committed and let the availability subscription's consumer apply it
+    (to the availability view and the movement ledger), as the running pipeline does."""
+    pipeline.relay.drain()
+    while pipeline.consumer.run_once(0.0):
+        pass

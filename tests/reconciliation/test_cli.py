@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.ports import OutgoingMessage
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
+from application.settings import load
+from application.views import ViewRow
 from composition.embedded import EmbeddedProcess, embedded_services
-from composition.topology import ensure_topology
-from projections.availability import ViewRow
-from tests.reconciliation.conftest import count_row, csv_text, instant
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
+from local.pipeline import start_pipeline
+from tests.reconciliation.conftest import count_row, csv_text, instant, project
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,8 +166,12 @@ def test_replay_deadletters_replays_to_the_subscription_and_refuses_unknown_ones
 
 def test_due_lists_the_schedule(tmp_path: Path):
     data = tmp_path / "data"
-    container = embedded_services(load({"STOCKSTREAM_DATA": str(data)}))
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(data)}),
+                                  process=EmbeddedProcess.PIPELINE)
+    pipeline = start_pipeline(container, autostart=False)
     container.commands.receive("SKU-1", "STORE-1", 10)
+    project(pipeline)
+    pipeline.stop()
     container.close()
     result = stockstream(data, "due")
     assert result.returncode == 0, result.stderr

@@ -12,13 +12,14 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
+from application.views import ViewRow
 from composition import Services
 from composition.services import no_reconciliation
 from functions.container import use_services
 from functions.reconciliation import MAX_BATCH
-from projections.availability import ViewRow
+from local.pipeline import Pipeline
 from tests.http.conftest import FUNCTIONS, call
-from tests.reconciliation.conftest import count_row, instant
+from tests.reconciliation.conftest import count_row, instant, project
 
 
 @pytest.fixture
@@ -34,8 +35,8 @@ def bindings(name: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(("name", "route", "methods", "auth"), [
     ("reconcile_counts", "reconciliation/counts", ["POST"], "FUNCTION"),
-    ("list_due_counts", "reconciliation/due", ["GET"], "FUNCTION"),
-    ("list_held_counts", "reconciliation/held", ["GET"], "FUNCTION"),
+    ("list_due_counts", "reconciliation/due", ["GET", "HEAD"], "FUNCTION"),
+    ("list_held_counts", "reconciliation/held", ["GET", "HEAD"], "FUNCTION"),
     ("approve_held_counts", "reconciliation/held/{hold_id}/approval", ["POST"], "ADMIN"),
     ("dismiss_held_counts", "reconciliation/held/{hold_id}/dismissal", ["POST"], "ADMIN"),
 ])
@@ -120,8 +121,10 @@ def test_held_counts_are_listed_approved_and_applied_over_http(installed: Servic
     assert call("approve_held_counts", "POST", {"hold_id": "bad id"}).status == 422
 
 
-def test_due_counts_are_listed_with_their_class_and_bad_queries_get_422(installed: Services):
+def test_due_counts_are_listed_with_their_class_and_bad_queries_get_422(installed: Services,
+                                                                        pipeline: Pipeline):
     installed.commands.receive("SKU-1", "STORE-1", 10)
+    project(pipeline)
     answer = call("list_due_counts", "GET")
     assert answer.status == 200
     assert [(d["sku"], d["velocity_class"], d["overdue"]) for d in answer.body["due"]] == [
@@ -133,8 +136,10 @@ def test_due_counts_are_listed_with_their_class_and_bad_queries_get_422(installe
         assert (bad.status, bad.problem_code) == (422, "validation-failed"), params
 
 
-def test_the_schedule_timer_runs_against_the_ledger(installed: Services, caplog):
+def test_the_schedule_timer_runs_against_the_ledger(installed: Services, pipeline: Pipeline,
+                                                    caplog):
     installed.commands.receive("SKU-1", "STORE-1", 10)
+    project(pipeline)
     with caplog.at_level("INFO", logger="stockstream.reconciliation"):
         FUNCTIONS["schedule_counts"].get_user_function()(TimerRequest(past_due=False))
     assert "counts due: 1 (A=1 B=0 C=0)" in caplog.text

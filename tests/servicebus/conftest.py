@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.servicebus import ServiceBusBroker
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from tests.servicebus.fakes import FakeAdministrationClient, FakeServiceBusClient
 
 DOWNSTREAM = "replenishment"

@@ -22,7 +22,7 @@ from azure.servicebus.exceptions import (
 import adapters.servicebus.broker as broker_module
 from adapters.servicebus import ServiceBusBroker, to_service_bus_message
 from application.ports import BrokerUnavailable, MessageRejected, OutgoingMessage, PublishFailed
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from tests.servicebus.builders import event_message
 from tests.servicebus.fakes import FakeServiceBusClient, text
 

@@ -27,7 +27,7 @@ from azure.servicebus.exceptions import (
 from adapters.servicebus import ServiceBusBroker
 from adapters.servicebus.receivers import MAX_DESCRIPTION_CHARS, MIN_WAIT_SECONDS
 from application.ports import BrokerUnavailable, LockLost, OutgoingMessage, ReceivedMessage
-from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from tests.servicebus.builders import event_message
 from tests.servicebus.conftest import DOWNSTREAM
 from tests.servicebus.fakes import ENQUEUED_MS, FakeServiceBusClient

@@ -14,10 +14,10 @@ from adapters.clock import ManualClock
 from adapters.sqlite import SQLiteStockItems
 from application.commands import StockCommands
 from application.relay import Relay, to_messages
+from application.views import AvailabilityChange
 from contracts.cloudevents import to_cloudevent, wire_versions
 from contracts.validation import validate_cloudevent
 from domain import StockItem, stream_uuid
-from projections.availability import AvailabilityChange
 
 
 def _v1_stream(store: SQLiteStockItems) -> None:

@@ -1,0 +1,119 @@
+"""How every HTTP function answers, whatever blueprint declares it.
+
+Refusals are raised anywhere in a handler (domain errors, store failures,
+:class:`~functions.problems.Problem`) and turned into RFC 9457 problem documents in one
+place, :func:`answering_problems`; an unexpected exception is logged and answered with a
+500 problem (a 5xx is a bug). The same place records every state-changing request as a
+command metric (its function's name, how long it took and how it ended).
+``functions.http_routes`` wraps every function it registers with it, so no blueprint can
+forget either.
+
+Bodies are written by :func:`json_response` from the models of ``functions.responses``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+import azure.functions as func
+from pydantic import BaseModel
+
+from adapters.telemetry import counting_commits
+from application.ports import ConcurrencyConflict, StoreUnavailable
+from composition import ReconciliationServices, ReconciliationUnavailable
+from domain.errors import DomainError
+from functions import problems
+from functions.container import get_services
+
+log = logging.getLogger("stockstream.http")
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Requests with these methods change nothing, so they are not commands."""
+
+
+def answering_problems(handler: Handler, *, measured: bool = True) -> Handler:
+    """Turn every refusal ``handler`` raises into its problem document, and record each
+    state-changing request as the command ``handler.__name__`` with its duration and
+    outcome (``adapters.telemetry.COMMAND_OUTCOMES``): ``applied`` when a save happened,
+    ``unchanged`` when it succeeded without one (an idempotent repeat), ``rejected`` for a
+    4xx, ``conflict`` when optimistic-concurrency retries ran out, ``error`` for a 5xx.
+
+    ``measured=False`` keeps its requests out of the command metric."""
+    command = handler.__name__
+
+    @functools.wraps(handler)
+    def answer(req: func.HttpRequest) -> func.HttpResponse:
+        if not measured or (req.method or "").upper() in SAFE_METHODS:
+            return _answer(handler, req)[0]
+        started = time.perf_counter()
+        with counting_commits() as commits:
+            response, outcome = _answer(handler, req)
+        if outcome == "succeeded":
+            outcome = "applied" if commits[0] else "unchanged"
+        _record_command(command, time.perf_counter() - started, outcome)
+        return response
+
+    return answer
+
+
+def _answer(handler: Handler, req: func.HttpRequest) -> tuple[func.HttpResponse, str]:
+    """The answer to ``req`` and how it ended: succeeded, rejected, conflict or error."""
+    try:
+        response = handler(req)
+    except problems.Problem as problem:
+        return problem.response(), "error" if problem.status >= 500 else "rejected"
+    except DomainError as error:
+        return problems.from_domain(error).response(), "rejected"
+    except (StoreUnavailable, ConcurrencyConflict) as error:
+        log.warning("%s %s: %s", req.method, loggable_url(req.url), error)
+        outcome = "conflict" if isinstance(error, ConcurrencyConflict) else "error"
+        return problems.from_store(error).response(), outcome
+    except Exception:
+        log.exception("unexpected failure in %s %s", req.method, loggable_url(req.url))
+        return problems.internal_error().response(), "error"
+    status = int(response.status_code)
+    return response, "error" if status >= 500 else "rejected" if status >= 400 else "succeeded"
+
+
+def loggable_url(url: str) -> str:
+    """``url`` without its ``code`` query parameters (a function key, as Azure accepts it)
+    and capped, so a key never reaches a log and a long URL never floods one."""
+    parts = urlsplit(url)
+    kept = [p for p in parts.query.split("&") if p and unquote_plus(p.partition("=")[0]) != "code"]
+    shown = urlunsplit(parts._replace(query="&".join(kept)))
+    return shown if len(shown) <= 1024 else shown[:1024] + "…"
+
+
+def _record_command(command: str, seconds: float, outcome: str) -> None:
+    try:
+        get_services().telemetry.record_command(command, seconds, outcome)
+    except Exception:  # the answer is decided: a metric never changes it
+        log.exception("could not record the command metric of %s", command)
+
+
+def json_response(
+    body: BaseModel | list[Any] | dict[str, Any], status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> func.HttpResponse:
+    """A JSON answer: a model as pydantic writes it, a list or dict as ``json.dumps`` does."""
+    text = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)
+    return func.HttpResponse(text, status_code=status, headers=headers or {},
+                             mimetype="application/json", charset="utf-8")
+
+
+def require_reconciliation() -> ReconciliationServices:
+    """The process's reconciliation services (holds, sessions, schedule); a 503
+    problem on a host without a reconciliation store."""
+    try:
+        return get_services().reconciliation.get()
+    except ReconciliationUnavailable as error:
+        raise problems.Problem(503, "reconciliation-unavailable", "Service unavailable",
+                               str(error)) from None
