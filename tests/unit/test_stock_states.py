@@ -510,5 +510,5 @@ def test_units_are_conserved_across_the_two_locations_and_the_transfer() -> None
     in_transit = 2
     assert source.on_hand + store.on_hand + in_transit == total
     store.record_transit_loss("transfer-1", 2, "DC-1")
-    lost = [e for e in store.collect_events() if isinstance(e, StockItem.TransitLost)][0]
+    lost = next(e for e in store.collect_events() if isinstance(e, StockItem.TransitLost))
     assert source.on_hand + store.on_hand + lost.quantity == total
