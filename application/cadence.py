@@ -6,17 +6,14 @@ frequently for high-velocity SKUs").
 
 Source of velocity. The availability view keeps no history, and folding every stream on
 every schedule would cost a read per SKU-location. So a small *movement ledger* keeps
-units moved per SKU-location per day, plus each SKU-location's last count. It is fed
-from the event store's commit-ordered log (the same outbox the relay reads) after its
-own checkpoint, so catching up is incremental, idempotent (the checkpoint moves in the
-same transaction as the figures) and never misses a late commit. Where there is no
-commit-ordered log (Cosmos DB), an event-fed ledger applies each published event on its
-own (:class:`LedgerEntry`), at most once per stream version; both kinds share the read
-side, :class:`MovementLedger`.
+units moved per SKU-location per day, plus each SKU-location's last count. It is a
+projection (``projections.movements``), fed from the availability subscription on both
+hosts, idempotent per stream version; :class:`MovementLedger` is the read side the
+schedule needs.
 
-Units moved by an event: a receipt's quantity, a fulfilment's quantity, an adjustment's
-``|delta|``. Reservations move nothing physically; count corrections are drift, not
-movement, and would make a drifting item look busy.
+Units moved by an event (``projections.movements.units_moved``): a receipt's quantity, a
+fulfilment's quantity, an adjustment's ``|delta|``. Reservations move nothing physically;
+count corrections are drift, not movement, and would make a drifting item look busy.
 
 Classes (ABC analysis by share of movement over the window): the SKU-locations that
 together make the first ``a_share`` of all units moved are class A, the next up to
@@ -28,15 +25,10 @@ A SKU-location never counted is due now.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
-
-from application.ports import OutboxReader
-from contracts.cloudevents import from_cloudevent_type
-from domain.stock_item import StockItem
+from datetime import date, datetime, timedelta
+from typing import Literal
 
 VelocityClass = Literal["A", "B", "C"]
 CLASSES: tuple[VelocityClass, ...] = ("A", "B", "C")
@@ -76,33 +68,9 @@ class CadencePolicy:
         return cls(days, window_days)
 
 
-@dataclass(frozen=True)
-class Movement:
-    """Units moved at one SKU-location on one (UTC) day."""
-
-    sku: str
-    location: str
-    day: date
-    units: int
-
-
-@dataclass(frozen=True)
-class LedgerBatch:
-    """What one stretch of the log adds to the ledger, and the position it reaches."""
-
-    movements: list[Movement]
-    counts: dict[StockKey, datetime]
-    stock_items: set[StockKey]
-    position: int
-
-
 class MovementLedger(ABC):
-    """The read side of the movement ledger, which is all the schedule needs.
-
-    Two kinds of ledger feed it: :class:`MovementHistory` from a commit-ordered log
-    (SQLite), and an event-fed ledger that applies each event on its own, guarded by the
-    stream version (Cosmos DB, which has no global commit order).
-    """
+    """The read side of the movement ledger, which is all the schedule needs (the
+    projection that writes it is ``projections.movements``)."""
 
     @abstractmethod
     def units_since(self, day: date) -> dict[StockKey, int]:
@@ -115,109 +83,6 @@ class MovementLedger(ABC):
     @abstractmethod
     def forget_before(self, day: date) -> None:
         """Drop daily movements older than ``day`` (they no longer count)."""
-
-
-class MovementHistory(MovementLedger):
-    """A movement ledger fed from the event store's commit-ordered log.
-
-    ``add`` writes a batch and moves the checkpoint in one transaction, so a batch is
-    never counted twice.
-    """
-
-    @abstractmethod
-    def checkpoint(self) -> int:
-        """The log position the ledger reflects (0: nothing read yet)."""
-
-    @abstractmethod
-    def add(self, batch: LedgerBatch) -> None:
-        """Add a batch's movements and counts and set the checkpoint to its position."""
-
-
-_UNITS_FIELD: dict[type[StockItem.Event], str] = {
-    StockItem.Received: "quantity",
-    StockItem.Fulfilled: "quantity",
-    StockItem.Adjusted: "delta",
-}
-"""The field whose absolute value is the units an event moved (see the module docstring)."""
-
-
-def units_moved(event: StockItem.Event) -> int:
-    """Physical units an event moved (see the module docstring)."""
-    name = _UNITS_FIELD.get(type(event))
-    return 0 if name is None else abs(int(getattr(event, name)))
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One event's part in an event-fed ledger: its stream version, the (UTC) day and
-    units it moved, and the count time of a ``StockCounted``."""
-
-    sku: str
-    location: str
-    version: int
-    day: date
-    units: int
-    counted_at: datetime | None = None
-
-    @classmethod
-    def of_event(cls, event: StockItem.Event) -> LedgerEntry:
-        counted_at = event.counted_at if isinstance(event, StockItem.Counted) else None
-        return cls(event.sku, event.location, event.originator_version,
-                   event.timestamp.astimezone(UTC).date(), units_moved(event), counted_at)
-
-    @classmethod
-    def of_cloudevent(cls, document: Mapping[str, Any]) -> LedgerEntry:
-        """The entry of a published event (a validated CloudEvent document); an event type
-        this build does not know moves nothing."""
-        data = document["data"]
-        wire = from_cloudevent_type(str(document["type"]))
-        domain_class = None if wire is None else wire.domain_class
-        name = None if domain_class is None else _UNITS_FIELD.get(domain_class)
-        counted_at = (_time(str(data["counted_at"])) if domain_class is StockItem.Counted
-                      else None)
-        return cls(str(data["sku"]), str(data["location"]), int(document["sequence"]),
-                   _time(str(document["time"])).astimezone(UTC).date(),
-                   0 if name is None else abs(int(data[name])), counted_at)
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-class MovementTracker:
-    """Keeps a :class:`MovementHistory` caught up with the event store's log."""
-
-    def __init__(self, log: OutboxReader, history: MovementHistory, batch: int = 5000) -> None:
-        self.log = log
-        self.history = history
-        self.batch = batch
-
-    def catch_up(self) -> int:
-        """Read every event committed since the checkpoint; returns how many."""
-        read = 0
-        while True:
-            position = self.history.checkpoint()
-            records = self.log.read_after(position, self.batch)
-            if not records:
-                return read
-            moved: dict[tuple[str, str, date], int] = defaultdict(int)
-            counts: dict[StockKey, datetime] = {}
-            items: set[StockKey] = set()
-            for record in records:
-                event = record.event
-                key = (event.sku, event.location)
-                items.add(key)
-                units = units_moved(event)
-                if units:
-                    moved[(*key, event.timestamp.date())] += units
-                if isinstance(event, StockItem.Counted):
-                    latest = counts.get(key)
-                    if latest is None or event.counted_at > latest:
-                        counts[key] = event.counted_at
-            self.history.add(LedgerBatch(
-                [Movement(s, loc, d, u) for (s, loc, d), u in moved.items()], counts, items,
-                records[-1].position))
-            read += len(records)
 
 
 @dataclass(frozen=True)
@@ -252,18 +117,14 @@ def classify(units: dict[StockKey, int], policy: CadencePolicy) -> dict[StockKey
 class CountSchedule:
     """The schedule of due counts, from the movement ledger and the cadence policy."""
 
-    def __init__(self, history: MovementLedger, policy: CadencePolicy,
-                 tracker: MovementTracker | None = None) -> None:
+    def __init__(self, history: MovementLedger, policy: CadencePolicy) -> None:
         self.history = history
         self.policy = policy
-        self.tracker = tracker
 
     def schedule(self, now: datetime, *, due_only: bool = True,
                  velocity_class: VelocityClass | None = None,
                  limit: int | None = None) -> list[DueCount]:
         """Every SKU-location (or only those due at ``now``), most overdue first."""
-        if self.tracker is not None:
-            self.tracker.catch_up()
         since = (now - timedelta(days=self.policy.window_days)).date()
         moved = self.history.units_since(since)
         items = self.history.stock_items()

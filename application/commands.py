@@ -16,7 +16,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from domain.errors import DomainError, InvalidRequest
 from domain.identifiers import stream_name
 from domain.stock_item import (
     SELLABLE,
+    CountOutcome,
     Position,
     Recall,
     StockItem,
@@ -115,6 +116,10 @@ class CommandResult:
     location: str
     item: StockItem | None
     events: list[StockItem.Event] = field(default_factory=list)
+    already_recorded: bool = False
+    """A count only: the aggregate answered that this count id was already recorded with
+    these figures (a repeat; nothing recorded for it). Callers ask this; they never infer
+    it from ``events``."""
 
     @property
     def changed(self) -> bool:
@@ -222,12 +227,29 @@ class StockCommands:
         quantity: int,
         channel: str,
         ttl_seconds: int | None = None,
+        *,
+        expires_at: datetime | None = None,
+        reopen: bool = False,
     ) -> CommandResult:
+        """Set an order's reservation (see ``StockItem.reserve``). Its expiry is
+        ``ttl_seconds`` from now, or ``expires_at`` when given (an order process gives
+        every line of an order the one expiry it recorded)."""
+
         def decide(item: StockItem, recall: Recall) -> None:
-            expires_at = StockItem.expiry(self.clock.now(), ttl_seconds)
-            item.reserve(order_id, quantity, channel, expires_at, recall)
+            expiry = expires_at if expires_at is not None else StockItem.expiry(
+                self.clock.now(), ttl_seconds)
+            item.reserve(order_id, quantity, channel, expiry, recall, reopen=reopen)
 
         return self._execute(sku, location, decide)
+
+    def reschedule(
+        self, sku: str, location: str, order_id: str, expires_at: datetime | None
+    ) -> CommandResult:
+        """Set the expiry of an open reservation (see ``StockItem.reschedule``)."""
+        return self._execute(
+            sku, location,
+            lambda item, recall: item.reschedule(order_id, expires_at, recall),
+        )
 
     def release(self, sku: str, location: str, order_id: str) -> CommandResult:
         return self._execute(
@@ -257,13 +279,18 @@ class StockCommands:
         ``counted_at`` must lie inside the count window (:class:`CountWindow`)."""
         self.check_counted_at(counted_at)
         require_state("state", state)
+        outcomes: list[CountOutcome] = []
 
         def decide(item: StockItem, recall: Recall) -> None:
-            item.record_count(count_id, counted, counted_at,
-                              self._movements_since(item, counted_at, state), recall,
-                              state=state)
+            outcomes.append(item.record_count(count_id, counted, counted_at,
+                                              self._movements_since(item, counted_at, state),
+                                              recall, state=state))
 
-        return self._execute(sku, location, decide)
+        result = self._execute(sku, location, decide)
+        # The last decision is the one that stands: earlier ones were taken on a state
+        # that was then read again (stale cache, conflict), and _execute returns only
+        # after a decision on the state it saved or confirmed.
+        return replace(result, already_recorded=outcomes[-1] == "already-recorded")
 
     def move_state(
         self,

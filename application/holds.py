@@ -592,6 +592,8 @@ class ApprovalGate:
 
 def _delta_of(hold: Hold, result: CommandResult) -> int | None:
     """The change of on hand the approved command recorded (None: it recorded nothing)."""
+    if isinstance(hold, HeldCount) and result.already_recorded:
+        return None  # the aggregate says the count was recorded before
     for event in result.events:
         if isinstance(hold, HeldCount) and isinstance(event, StockItem.Counted) and (
                 event.count_id == hold.count_id):

@@ -13,7 +13,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
+
+from eventsourcing.domain import Aggregate
 
 from domain.stock_item import StockItem
 
@@ -329,3 +331,50 @@ class MessageBroker(MessagePublisher):
     @abstractmethod
     def subscriptions(self, topic: str) -> list[str]:
         """The names of the topic's subscriptions."""
+
+
+# ============================================================ processes (issue 15)
+# Streams of processes that span stock streams (orders; transfers will follow) and of
+# location groups. One block, appended: the rest of this module is being reorganised.
+
+Streamed = TypeVar("Streamed", bound=Aggregate)
+
+
+class AggregateStreams(ABC, Generic[Streamed]):
+    """Streams of one aggregate type, each found by its key (an order id, a group name).
+
+    ``save`` appends the aggregate's pending events in one atomic write, only if nobody
+    appended since it was read (``ConcurrencyConflict``); ``StoreUnavailable`` if the
+    store cannot take it. Either way nothing is written.
+    """
+
+    @abstractmethod
+    def get(self, key: str) -> Streamed | None:
+        """The stream's current state (every committed event), or None if it has none."""
+
+    @abstractmethod
+    def save(self, aggregate: Streamed) -> None:
+        """Append the pending events atomically."""
+
+
+class ProcessStreams(ABC, Generic[Streamed]):
+    """Streams of processes, with an index of those a sweep must look at.
+
+    Each save also sets, in the same atomic write, when the process wants looking at
+    (``wake_at``: soon while work is under way, its expiry while it holds stock, None
+    once it is at rest for good), so a process killed between two steps is always found.
+    """
+
+    @abstractmethod
+    def get(self, key: str) -> Streamed | None:
+        """The stream's current state (every committed event), or None if it has none."""
+
+    @abstractmethod
+    def save(self, aggregate: Streamed, *, wake_at: datetime | None) -> None:
+        """Append the pending events and set the process's wake-up, atomically;
+        ``ConcurrencyConflict`` / ``StoreUnavailable`` as ``AggregateStreams.save``."""
+
+    @abstractmethod
+    def due(self, now: datetime, limit: int) -> list[str]:
+        """Keys of up to ``limit`` processes whose wake-up is at or before ``now``,
+        the longest overdue first."""

@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from application.reconciliation import read_count_file
+from application.count_files import read_count_file
 from application.settings import load
 from bench.common import Row
 from domain.stock_item import StockItem

@@ -16,7 +16,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from application.reconciliation import HoldPolicy, read_count_file
+from application.count_files import read_count_file
+from application.holds import HoldPolicy
 from application.settings import load
 from bench.common import Row, rate
 from functions.container import build_container, reconciliation_services

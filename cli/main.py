@@ -42,14 +42,10 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from application.holds import HeldCount, Hold, UnknownHold
+from application.count_files import CountFileError, read_count_file
+from application.holds import HeldCount, Hold, HoldPolicy, UnknownHold
 from application.ports import BrokerUnavailable, StoreUnavailable
-from application.reconciliation import (
-    CountFileError,
-    HoldPolicy,
-    SessionResult,
-    read_count_file,
-)
+from application.reconciliation import SessionResult
 from application.settings import SettingsError, load
 from domain.errors import DomainError
 from functions.container import Container, build_container
@@ -220,10 +216,6 @@ def due(args: argparse.Namespace, out: TextIO) -> int:
     container = _container(args)
     try:
         services = _services(container)
-        tracker = services.schedule.tracker
-        if tracker is not None:
-            with _progress(None, "event", "reading movements") as advance:
-                advance(tracker.catch_up())
         rows = services.schedule.schedule(container.clock.now(), due_only=not args.all,
                                           velocity_class=args.velocity_class,
                                           limit=args.limit)
@@ -285,10 +277,7 @@ def rebuild_projection(args: argparse.Namespace, out: TextIO) -> int:
         raise StoreUnavailable(str(error)) from error
     try:
         services = _services(container)
-        known: list[tuple[str, str]] = []
-        if services.schedule.tracker is not None:
-            services.schedule.tracker.catch_up()
-            known = list(services.schedule.history.stock_items())
+        known = list(services.schedule.history.stock_items())
         repair = projection_repair(container.store, views)
         total = sum(1 for _ in views.rows(args.sku))
         with _progress(total, "row", "comparing") as advance:

@@ -201,3 +201,95 @@ class TransferConflict(DomainError):
     def __init__(self, transfer_id: str, why: str) -> None:
         super().__init__(f"transfer {transfer_id!r}: {why}", transfer_id=transfer_id)
         self.transfer_id = transfer_id
+
+
+# ------------------------------------------------------- orders and location groups
+
+
+class UnknownLocationGroup(InvalidRequest):
+    """An order line names a location group that was never defined (a field error: 422)."""
+
+    code = "unknown-location-group"
+
+    def __init__(self, group: str, *, field: str = "location_group") -> None:
+        super().__init__(f"no location group {group!r}", field=field, location_group=group)
+        self.group = group
+
+
+class UnknownOrder(DomainError):
+    """No order with this id was ever placed."""
+
+    code = "unknown-order"
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"no order {order_id!r}", order_id=order_id)
+        self.order_id = order_id
+
+
+class UnknownGroup(DomainError):
+    """No location group with this name was ever defined (a read of it: 404)."""
+
+    code = "unknown-location-group"
+
+    def __init__(self, group: str) -> None:
+        super().__init__(f"no location group {group!r}", location_group=group)
+        self.group = group
+
+
+class OrderConflict(DomainError):
+    """The order id is open with another request (anything but ``ttl_seconds`` differs)."""
+
+    code = "order-conflict"
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(
+            f"order {order_id!r} is open with a different request", order_id=order_id
+        )
+        self.order_id = order_id
+
+
+class OrderClosed(DomainError):
+    """The order was released or fulfilled (or failed, for a fulfilment) and cannot take
+    this command."""
+
+    code = "order-closed"
+
+    def __init__(self, order_id: str, status: str) -> None:
+        super().__init__(f"order {order_id!r} is closed ({status})",
+                         order_id=order_id, status=status)
+        self.order_id = order_id
+        self.status = status
+
+
+class OrderInProgress(DomainError):
+    """The order is still being placed or fulfilled; drive it to rest, then ask again.
+    (The order service does that first, so callers only see it under a race.)"""
+
+    code = "order-in-progress"
+
+    def __init__(self, order_id: str, status: str) -> None:
+        super().__init__(f"order {order_id!r} is {status}; try again",
+                         order_id=order_id, status=status)
+        self.order_id = order_id
+        self.status = status
+
+
+class OrderShort(InsufficientStock):
+    """An order could not be held: all-or-nothing with a short line, or partial with no
+    line held. ``lines`` names each short line as sent
+    (``{sku, location | location_group, requested, available}``); nothing stays held."""
+
+    code = "insufficient-stock"
+
+    def __init__(self, order_id: str, lines: list[dict[str, Any]]) -> None:
+        DomainError.__init__(
+            self,
+            f"order {order_id!r} cannot be held: {len(lines)} line(s) short",
+            order_id=order_id,
+            lines=lines,
+        )
+        self.order_id = order_id
+        self.lines = lines
+        self.requested = sum(int(line["requested"]) for line in lines)
+        self.available = min((int(line["available"]) for line in lines), default=0)
+        self.reservable = max(self.available, 0)

@@ -79,6 +79,13 @@ store keeps the memos beside the events, written in the same atomic write, and t
 command service hands the aggregate this lookup."""
 
 
+CountOutcome = Literal["recorded", "superseded", "already-recorded"]
+"""What :meth:`StockItem.record_count` decided: the count corrects on hand (``recorded``),
+is older than the latest applied count and changes nothing (``superseded``; still an
+event), or its count id was already recorded with the same figures
+(``already-recorded``: a repeat, no event)."""
+
+
 def nothing_recalled(memo: str) -> str | None:
     """The recall of a stream with no memos (a new stream, or a test of one decision)."""
     return None
@@ -841,6 +848,8 @@ class StockItem(Aggregate):
         channel: str,
         expires_at: datetime | None = None,
         recall: Recall = nothing_recalled,
+        *,
+        reopen: bool = False,
     ) -> None:
         """Set the order's reservation to ``quantity`` (absolute, not added).
 
@@ -848,7 +857,9 @@ class StockItem(Aggregate):
         ``reserved after ≤ sellable − safety stock + oversell buffer``; decreasing always
         fits. Held stock (damaged, quality control) is never reserved.
         The same quantity and channel again is a no-op (an earlier expiry stays). A
-        reservation closed within the idempotency window is never opened again.
+        reservation closed within the idempotency window is never opened again, except
+        with ``reopen`` one that was released (cancelled or expired), never a fulfilled
+        one: an order placed again after it failed (DESIGN §5.2) holds again under its id.
         """
         require_identifier("order_id", order_id)
         require_quantity("quantity", quantity, minimum=1)
@@ -857,7 +868,7 @@ class StockItem(Aggregate):
         if expires_at is not None:
             require_timestamp("expires_at", expires_at)
         outcome = self.outcome_of(order_id, recall)
-        if outcome is not None:
+        if outcome is not None and not (reopen and _outcome_word(outcome) != "fulfilled"):
             raise ReservationClosed(order_id, _outcome_word(outcome))
         current = self.reservation(order_id)
         previous = current.quantity if current else 0
@@ -876,6 +887,31 @@ class StockItem(Aggregate):
                       channel=channel,
                       expires_at=expires_at if expires_at is not None else (
                           current.expires_at if current else None))
+
+    def reschedule(
+        self, order_id: str, expires_at: datetime | None, recall: Recall = nothing_recalled
+    ) -> None:
+        """Set the expiry of an open reservation (None: it never expires), keeping its
+        quantity and channel: an order's ``ttl_seconds`` changed (DESIGN §5.2). Recorded
+        as a ``Reserved`` of the same quantity; the same expiry again is a no-op.
+
+        Raises ``UnknownReservation`` for an order that never reserved here and
+        ``ReservationClosed`` for a released or fulfilled one.
+        """
+        require_identifier("order_id", order_id)
+        if expires_at is not None:
+            require_timestamp("expires_at", expires_at)
+        current = self.reservation(order_id)
+        if current is None:
+            outcome = self.outcome_of(order_id, recall)
+            if outcome is None:
+                raise UnknownReservation(order_id)
+            raise ReservationClosed(order_id, _outcome_word(outcome))
+        if current.expires_at == expires_at:
+            return
+        self._trigger(self.Reserved, order_id=order_id, quantity=current.quantity,
+                      previous_quantity=current.quantity, channel=current.channel,
+                      expires_at=expires_at)
 
     def release(
         self, order_id: str, reason: str = "cancelled", recall: Recall = nothing_recalled
@@ -942,9 +978,9 @@ class StockItem(Aggregate):
         recall: Recall = nothing_recalled,
         *,
         state: str = SELLABLE,
-    ) -> None:
+    ) -> CountOutcome:
         """Set the stock in ``state`` (sellable by default) from a physical count taken at
-        ``counted_at``.
+        ``counted_at``; returns what it decided (:data:`CountOutcome`).
 
         It becomes ``counted`` plus ``movements_since``: the net movement of that state
         recorded after ``counted_at`` (the service sums it with :func:`movements_after`),
@@ -952,7 +988,9 @@ class StockItem(Aggregate):
         agree instead of correcting twice. A count taken before the latest applied count
         of the same state is recorded as superseded and changes nothing; each state's
         counts compose on their own. A count id already recorded with the same figures is
-        a no-op; with others, an error.
+        a no-op (``already-recorded``); with others, an error (``CountAlreadyRecorded``).
+        Whether a count was already recorded is this method's answer alone: callers ask
+        it, they do not infer it from the events.
         """
         require_identifier("count_id", count_id)
         require_quantity("counted", counted, minimum=0)
@@ -963,7 +1001,7 @@ class StockItem(Aggregate):
         seen = self._recalled(self.count_memo(count_id), recall)
         if seen is not None:
             if seen == self.count_fingerprint(counted, counted_at, state):
-                return
+                return "already-recorded"
             raise CountAlreadyRecorded(count_id)
         units = self.units(state)
         latest = self.last_counted_at if state == SELLABLE else self.held_counted_at.get(state)
@@ -971,12 +1009,13 @@ class StockItem(Aggregate):
             self._trigger(self.Counted, count_id=count_id, counted=counted,
                           previous_on_hand=units, delta=0, counted_at=counted_at,
                           superseded=True, state=state)
-            return
+            return "superseded"
         before = units - movements_since
         delta = counted - before
         self._trigger(self.Counted, **{state: units + delta}, count_id=count_id,
                       counted=counted, previous_on_hand=before, delta=delta,
                       counted_at=counted_at, superseded=False, state=state)
+        return "recorded"
 
     # ------------------------------------------------------- states and incoming
 

@@ -11,8 +11,8 @@ Two shapes, chosen by settings (``STOCKSTREAM_EVENT_STORE``):
   adds the relay, the embedded broker, views and timers.
 - **cosmos** — Azure: Cosmos DB event store; with ``SERVICEBUS__fullyQualifiedNamespace``
   also the Service Bus broker, the change-feed relay, the availability consumer (which also
-  feeds the movement ledger), the expiry sweep and replay, which the functions in
-  ``functions/pipeline.py`` call.
+  feeds the movement ledger projection, as the embedded pipeline's does), the expiry sweep
+  and replay, which the functions in ``functions/pipeline.py`` call.
 
 Metrics are wired here too, once per shape: every save is counted for the HTTP layer's
 command outcome (``note_commit``), each applied event's age is recorded by the projection's
@@ -30,17 +30,18 @@ from typing import Any
 from adapters.clock import SystemClock
 from adapters.openmetrics import Family
 from adapters.telemetry import Telemetry, configure_telemetry, local_telemetry, note_commit
-from application.cadence import CadencePolicy, CountSchedule, MovementTracker
+from application.cadence import CadencePolicy, CountSchedule
 from application.commands import CountWindow, StockCommands
 from application.consumer import EventConsumer, projection_lag_observer
 from application.expiry import ExpirySweep
 from application.holds import ApprovalGate, HoldPolicy, HoldStore
-from application.ports import Clock, MessageBroker, OutboxReader, StockItemStore
+from application.ports import Clock, MessageBroker, StockItemStore
 from application.queries import StockQueries
 from application.reconciliation import Reconciler, SessionHistory
 from application.relay import ChangeFeedRelay
 from application.settings import Settings, load
 from application.views import AvailabilityReader, DeadLetterReplayer, OpsStatusReader
+from projections.movements import MovementProjection, with_movements
 
 
 @dataclass
@@ -163,26 +164,18 @@ def _azure(
     from application.views import ProjectionStatus
     from projections.availability import AvailabilityProjection
 
-    def history(sku: str, loc: str, after: int, upto: int) -> list[Any]:
-        return store.events(sku, loc, after=after, limit=upto - after)
-
+    history = _stream_history(store)
     views = CosmosAvailabilityViews(store.factory.settings)
     projection = AvailabilityProjection(views, history)
-    # The movement ledger (count cadence) has no commit-ordered log to read in Cosmos DB,
-    # so the availability subscription feeds it too: each message is applied to the view,
-    # then to the ledger; both are idempotent per stream version, so a redelivery after a
-    # failure between the two changes nothing in the one that already has it.
-    ledger = CosmosMovementLedger(store.factory.settings, history)
+    # The movement ledger projection (count cadence) is fed by the availability
+    # subscription too, as on the embedded host (projections.movements.with_movements).
+    ledger = CosmosMovementLedger(store.factory.settings)
     container.extras["movement_ledger"] = ledger
-
-    def availability_and_movements(document: dict[str, Any]) -> object:
-        outcome = projection.handle(document)
-        ledger.apply(document)
-        return outcome
+    movements = MovementProjection(ledger, history)
 
     container.availability = views
     container.consumers[AVAILABILITY_SUBSCRIPTION] = EventConsumer(
-        projection.name, availability_and_movements,
+        projection.name, with_movements(projection.handle, movements),
         observers=(projection_lag_observer(telemetry, projection.name, clock),),
     )
     container.expiry_sweep = ExpirySweep(views.overdue_reservations, commands, clock)
@@ -242,28 +235,28 @@ def reconciliation_services(container: Container) -> ReconciliationServices:
         services = _cosmos_services(container)
         container.extras["reconciliation"] = services
         return services
-    if settings.event_store != "sqlite" or not isinstance(container.store, OutboxReader):
+    if settings.event_store != "sqlite":
         raise ReconciliationUnavailable(
             "reconciliation needs the embedded (SQLite) data directory or Cosmos DB")
     from adapters.sqlite.reconciliation import SQLiteReconciliation
 
     tables = SQLiteReconciliation(settings.data_dir / "reconciliation.db")
+    ledger = embedded_movements(container).ledger
     cadence = CadencePolicy.parse(settings.count_cadence)
     services = ReconciliationServices(
         reconciler=_reconciler(container, tables, tables),
-        schedule=CountSchedule(tables, cadence, MovementTracker(container.store, tables)),
+        schedule=CountSchedule(ledger, cadence),
         cadence=cadence,
-        closers=(tables,),
+        closers=(tables, ledger),
     )
     container.extras["reconciliation"] = services
     return services
 
 
 def _cosmos_services(container: Container) -> ReconciliationServices:
-    """Azure: holds, sessions and the per-event movement ledger in Cosmos DB.
+    """Azure: holds, sessions and the movement ledger in Cosmos DB.
 
-    The ledger is the one the availability consumer feeds (``functions.container``); the
-    schedule has no tracker to run, since nothing is read from a log.
+    The ledger is the one the availability consumer feeds (``_azure``).
     """
     from adapters.cosmos import CosmosStockItems
     from adapters.cosmos.reconciliation import (
@@ -283,9 +276,40 @@ def _cosmos_services(container: Container) -> ReconciliationServices:
     cadence = CadencePolicy.parse(settings.count_cadence)
     return ReconciliationServices(
         reconciler=_reconciler(container, CosmosHolds(cosmos), CosmosSessionHistory(cosmos)),
-        schedule=CountSchedule(ledger, cadence, tracker=None),
+        schedule=CountSchedule(ledger, cadence),
         cadence=cadence,
     )
+
+
+def embedded_movements(container: Container) -> MovementProjection:
+    """The embedded host's movement ledger projection, on ``reconciliation.db``: the
+    pipeline feeds it from the availability subscription, the schedule reads its ledger.
+
+    The first process to open a ledger that needs it (a new one beside an existing event
+    store, or one written by earlier versions) rebuilds it from the event store's log, once
+    (``projections.movements``); the version guard makes a concurrent rebuild and feed safe.
+    The caller closes ``ledger``.
+    """
+    from adapters.sqlite import SQLiteStockItems
+    from adapters.sqlite.reconciliation import SQLiteMovementLedger
+
+    store = container.store
+    if not isinstance(store, SQLiteStockItems):
+        raise ReconciliationUnavailable("the embedded movement ledger needs the SQLite store")
+    ledger = SQLiteMovementLedger(container.settings.data_dir / "reconciliation.db")
+    movements = MovementProjection(ledger, _stream_history(store))
+    if ledger.needs_rebuild():
+        movements.rebuild(store)
+    return movements
+
+
+def _stream_history(store: StockItemStore) -> Callable[[str, str, int, int], list[Any]]:
+    """What the projections fill a gap with: a stream's events ``after < v <= upto``."""
+
+    def history(sku: str, location: str, after: int, upto: int) -> list[Any]:
+        return store.events(sku, location, after=after, limit=upto - after)
+
+    return history
 
 
 def _reconciler(container: Container, holds: HoldStore, history: SessionHistory) -> Reconciler:

@@ -381,7 +381,8 @@ def record_count(req: func.HttpRequest) -> func.HttpResponse:
         previous_on_hand=counted.previous_on_hand, delta=counted.delta,
         counted_at=counted.counted_at)
     return json_response(CountOut(position=PositionOut.of(result.position_of()),
-                                  correction=correction, already_recorded=counted is None))
+                                  correction=correction,
+                                  already_recorded=result.already_recorded))
 
 
 # ------------------------------------------------------- projections and ops

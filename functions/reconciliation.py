@@ -36,13 +36,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.sortable_time import iso_utc
 from application.cadence import class_counts
+from application.count_files import parse_count_rows
 from application.holds import Approval, HeldCount, Hold
 from application.ports import StockItemStore
-from application.reconciliation import (
-    CountResult,
-    SessionResult,
-    parse_count_rows,
-)
+from application.reconciliation import CountResult, SessionResult
 from domain.identifiers import require_identifier
 from functions import problems
 from functions.container import (

@@ -2,8 +2,11 @@
 
 ``start_pipeline(container)`` wires the same application services that Azure runs as
 functions, on local parts: the SQLite event store's commit-ordered log as the outbox, the
-embedded broker as Service Bus, SQLite views. The relay is woken by every commit (and
-polls as a fallback), so a command reaches the projection in milliseconds.
+embedded broker as Service Bus, SQLite views. As on Azure, the availability subscription's
+consumer applies each message to the availability view, then to the movement ledger
+projection (``projections.movements``) that the count schedule reads. The relay is woken
+by every commit (and polls as a fallback), so a command reaches the projections in
+milliseconds.
 
 Shutdown (``Pipeline.stop``) stops taking new work, lets each worker finish and settle
 the message in hand, publishes what is committed, and closes the databases. Nothing is
@@ -39,8 +42,9 @@ from application.relay import Relay
 from application.replay import DeadLetterReplay
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC
 from domain.stock_item import StockItem
-from functions.container import Container
+from functions.container import Container, embedded_movements
 from projections.availability import AvailabilityProjection, projection_status
+from projections.movements import MovementProjection, with_movements
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +101,7 @@ class Pipeline:
     sweep_interval: float = 1.0
     metrics_interval: float = METRICS_INTERVAL_SECONDS
     metrics_snapshot: Path | None = None
+    movements: MovementProjection | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -169,6 +174,8 @@ class Pipeline:
         except Exception:
             log.exception("could not record the pipeline's last metrics")
         self.views.close()
+        if self.movements is not None:
+            self.movements.ledger.close()
         self.broker.close()
 
 
@@ -203,6 +210,7 @@ def start_pipeline(
     ensure_topology(broker)
     views = SQLiteAvailabilityViews(data / "views.db")
     projection = AvailabilityProjection(views, _history(store))
+    movements = embedded_movements(container)
     relay = Relay(store, broker, store.checkpoints(), container.clock,
                   deprecated_versions_until=container.settings.deprecated_versions_until)
     telemetry = container.telemetry
@@ -215,7 +223,7 @@ def start_pipeline(
     relay.on_published.append(published)
     consumer = SessionConsumer(
         broker, TOPIC, AVAILABILITY_SUBSCRIPTION,
-        EventConsumer(projection.name, projection.handle,
+        EventConsumer(projection.name, with_movements(projection.handle, movements),
                       observers=(projection_lag_observer(telemetry, projection.name, clock),)),
         workers=workers, batch_size=CONSUMER_BATCH,
     )
@@ -224,7 +232,8 @@ def start_pipeline(
         container.clock, relay.status, broker, TOPIC, lambda: [projection.status()]
     )
     pipeline = Pipeline(relay, broker, views, projection, consumer, sweep, status, telemetry,
-                        relay_interval=relay_interval, metrics_snapshot=metrics_snapshot)
+                        relay_interval=relay_interval, metrics_snapshot=metrics_snapshot,
+                        movements=movements)
     container.commands.after_commit.append(pipeline.wake_relay)
     container.availability = views
     container.replay = DeadLetterReplay(broker)

@@ -19,15 +19,14 @@ carries a ``kind``, and every query filters on it, so a SKU that happens to be n
   ``hold_id``: they are still found by count, and by their derived hold id (a scan of the
   pending holds, only when no document has that id), and a resolution rewrites them with
   their hold id.
-- The movement ledger is **fed per event**, not from a log: Cosmos DB has no global
-  commit order, so there is no checkpoint to keep. Each SKU-location's document records
-  the last stream version it reflects, and :meth:`CosmosMovementLedger.apply` adds an
-  event only if its ``sequence`` is beyond it, writing with the read ``_etag``
-  (``IfNotModified``; a first write is a create). A lost race (409/412) re-reads and
-  tries again, where the event is then usually a duplicate. A redelivered message
-  therefore changes nothing. A gap (an event that never arrived, e.g. dead-lettered) is
-  filled from the stream when a ``history`` reader is given, as the availability
-  projection does.
+- The movement ledger is the store of ``projections.movements``, **fed per event** from
+  the availability subscription (as on the embedded host). Each SKU-location's document
+  records the last stream version it reflects, and :meth:`CosmosMovementLedger.apply`
+  adds an entry only if the document is at the entry's version less one, writing with the
+  read ``_etag`` (``IfNotModified``; a first write is a create). A lost race (409/412)
+  answers False, and the projection reads the version again: a redelivered message
+  therefore changes nothing, and a gap is filled from the stream by the projection.
+  Cosmos DB has no global commit order, so this ledger is never rebuilt from a log.
 - The ledger lives here, not in ``views``: a ``views`` document already has ``pk`` = SKU
   and ``id`` = location (the availability row), and the view's whole-container queries
   (``SUM(c.version)``, the overdue sweep, ``rows()``) would have to learn to skip it.
@@ -40,10 +39,10 @@ see docs/cosmos.md). Failures surface as ``application.ports.StoreUnavailable``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy
@@ -56,7 +55,7 @@ from adapters.cosmos.persistence import (
     unavailable_on_failure,
 )
 from adapters.sortable_time import from_text, to_text
-from application.cadence import LedgerEntry, MovementLedger, StockKey
+from application.cadence import StockKey
 from application.holds import (
     HeldCount,
     HeldStatus,
@@ -66,16 +65,11 @@ from application.holds import (
     hold_record,
 )
 from application.reconciliation import SessionHistory, SessionSummary
-from domain.stock_item import StockItem
+from projections.movements import LedgerEntry, MovementLedgerStore
 
 HELD = "held"
 SESSIONS = "sessions"
 MOVEMENTS = "movements"
-
-Applied = Literal["applied", "duplicate"]
-
-History = Callable[[str, str, int, int], list[StockItem.Event]]
-"""Reads a stream's events with ``after < version ≤ upto`` (sku, location, after, upto)."""
 
 _RETRIES = 8
 """Re-reads after a lost race before giving up (another writer kept moving the document)."""
@@ -237,13 +231,8 @@ class CosmosSessionHistory(_Reconciliation, SessionHistory):
 # ------------------------------------------------------------ movement ledger
 
 
-class CosmosMovementLedger(_Reconciliation, MovementLedger):
-    """The movement ledger, one document per SKU-location, fed per event (see the module
-    docstring). ``history`` (optional) fills a gap in a stream's versions from the store."""
-
-    def __init__(self, settings: CosmosSettings, history: History | None = None) -> None:
-        super().__init__(settings)
-        self._history = history
+class CosmosMovementLedger(_Reconciliation, MovementLedgerStore):
+    """The movement ledger, one document per SKU-location (see the module docstring)."""
 
     def _document(self, sku: str, location: str) -> dict[str, Any] | None:
         found = self._query(sku, MOVEMENTS, " AND c.id = @location",
@@ -251,62 +240,41 @@ class CosmosMovementLedger(_Reconciliation, MovementLedger):
         return found[0] if found else None
 
     def version_of(self, sku: str, location: str) -> int:
-        """The last stream version the ledger reflects (0: none)."""
         with unavailable_on_failure():
             document = self._document(sku, location)
         return int(document["version"]) if document else 0
 
-    def apply(self, document: dict[str, Any]) -> Applied:
-        """Add one published event (a validated CloudEvent document), at most once."""
-        return self.apply_entry(LedgerEntry.of_cloudevent(document))
-
-    def apply_entry(self, entry: LedgerEntry) -> Applied:
-        """Add ``entry`` (and any versions missing before it) if it is beyond the stored
-        version; ``duplicate`` if the ledger already reflects it."""
+    def apply(self, entry: LedgerEntry) -> bool:
         with unavailable_on_failure():
-            for _ in range(_RETRIES):
-                current = self._document(entry.sku, entry.location)
-                version = int(current["version"]) if current else 0
-                if entry.version <= version:
-                    return "duplicate"
-                entries = [entry]
-                if entry.version > version + 1 and self._history is not None:
-                    missing = self._history(entry.sku, entry.location, version,
-                                            entry.version - 1)
-                    entries = [LedgerEntry.of_event(e) for e in missing
-                               if e.originator_version > version] + entries
-                if self._write(current, entry, entries):
-                    return "applied"
-        return "duplicate"  # others kept moving the document: it is past this event
-
-    def _write(self, current: dict[str, Any] | None, entry: LedgerEntry,
-               entries: list[LedgerEntry]) -> bool:
-        days: dict[str, int] = dict(current["days"]) if current else {}
-        last_counted = current["last_counted_at"] if current else None
-        for e in entries:
-            if e.units:
-                day = e.day.isoformat()
-                days[day] = days.get(day, 0) + e.units
-            if e.counted_at is not None:
-                counted = to_text(e.counted_at)
+            current = self._document(entry.sku, entry.location)
+            if (int(current["version"]) if current else 0) != entry.version - 1:
+                return False
+            days: dict[str, int] = dict(current["days"]) if current else {}
+            last_counted = current["last_counted_at"] if current else None
+            if entry.units:
+                day = entry.day.isoformat()
+                days[day] = days.get(day, 0) + entry.units
+            if entry.counted_at is not None:
+                counted = to_text(entry.counted_at)
                 if last_counted is None or counted > last_counted:
                     last_counted = counted
-        document = {
-            "id": entry.location, "pk": entry.sku, "kind": MOVEMENTS, "sku": entry.sku,
-            "location": entry.location, "version": entry.version,
-            "last_counted_at": last_counted, "days": days,
-        }
-        try:
-            if current is None:
-                self._container.create_item(document)
-            else:
-                self._container.replace_item(entry.location, document, etag=current["_etag"],
-                                             match_condition=MatchConditions.IfNotModified)
-        except CosmosHttpResponseError as error:
-            if lost_race(error):
-                return False
-            raise
-        return True
+            document = {
+                "id": entry.location, "pk": entry.sku, "kind": MOVEMENTS, "sku": entry.sku,
+                "location": entry.location, "version": entry.version,
+                "last_counted_at": last_counted, "days": days,
+            }
+            try:
+                if current is None:
+                    self._container.create_item(document)
+                else:
+                    self._container.replace_item(
+                        entry.location, document, etag=current["_etag"],
+                        match_condition=MatchConditions.IfNotModified)
+            except CosmosHttpResponseError as error:
+                if lost_race(error):
+                    return False
+                raise
+            return True
 
     def _all(self) -> Iterator[dict[str, Any]]:
         """Every ledger document (cross-partition; pages fetched while iterating)."""

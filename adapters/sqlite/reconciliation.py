@@ -1,15 +1,24 @@
 """Reconciliation's own tables in SQLite (``reconciliation.db`` under the data directory).
 
-Holds (counts and adjustments waiting for approval), the session history and the movement
-ledger (see ``application.cadence``). None of them is a source of truth for stock: streams
-are. Holds are the one thing here that cannot be rebuilt (they wait for a person), so the
-file is fsynced (``synchronous=FULL``) like the event store. Cosmos DB implements the same
-ports in ``adapters.cosmos.reconciliation``.
+Holds (counts and adjustments waiting for approval), the session history
+(:class:`SQLiteReconciliation`) and the movement ledger (:class:`SQLiteMovementLedger`, the
+store of ``projections.movements``). None of them is a source of truth for stock: streams
+are. Holds are the one thing here that cannot be rebuilt (they wait for a person), so their
+connection fsyncs every commit (``synchronous=FULL``) like the event store; the ledger is a
+projection, written per event by the pipeline, and its connection uses ``NORMAL`` like the
+availability view's (a commit lost to a power cut is a gap the projection fills from the
+stream). Cosmos DB implements the same ports in ``adapters.cosmos.reconciliation``.
 
 A hold is one row keyed by its hold id, with the columns its queries filter on and the
 whole hold as JSON (``application.holds.hold_record``). A file written before adjustments
 could be held has a ``held_counts`` table instead; it is moved into ``holds`` (hold ids
 derived) when the file is opened, in one transaction.
+
+The ledger keeps, per SKU-location, the stream version it reflects (``stock_items.version``),
+written in the same transaction as the figures. A file written by earlier versions has a
+log-fed ledger instead (a ``ledger_checkpoint`` and no versions); it is emptied when the
+file is opened, in one transaction, and :meth:`SQLiteMovementLedger.needs_rebuild` then
+answers True until the host has rebuilt it from the event store once.
 """
 
 from __future__ import annotations
@@ -17,12 +26,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import AbstractContextManager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from adapters.sortable_time import from_text, to_text
 from adapters.sqlite.database import SQLiteDatabase
-from application.cadence import LedgerBatch, MovementHistory, StockKey
+from application.cadence import StockKey
 from application.holds import (
     HeldCount,
     HeldStatus,
@@ -34,6 +43,7 @@ from application.holds import (
 )
 from application.ports import StoreUnavailable
 from application.reconciliation import SessionHistory, SessionSummary
+from projections.movements import LedgerEntry, MovementLedgerStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS holds (
@@ -49,17 +59,22 @@ CREATE TABLE IF NOT EXISTS count_sessions (
     net_drift_units INTEGER NOT NULL, mean_abs_drift_percent REAL,
     max_abs_drift_units INTEGER NOT NULL
 );
+"""
+
+_STOCK_ITEMS = """CREATE TABLE IF NOT EXISTS stock_items (
+    sku TEXT NOT NULL, location TEXT NOT NULL, last_counted_at TEXT,
+    version INTEGER NOT NULL, PRIMARY KEY (sku, location)
+) WITHOUT ROWID"""
+
+_LEDGER_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS movements (
     sku TEXT NOT NULL, location TEXT NOT NULL, day TEXT NOT NULL, units INTEGER NOT NULL,
     PRIMARY KEY (sku, location, day)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS movements_by_day ON movements (day);
-CREATE TABLE IF NOT EXISTS stock_items (
-    sku TEXT NOT NULL, location TEXT NOT NULL, last_counted_at TEXT,
-    PRIMARY KEY (sku, location)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ledger_checkpoint (
-    id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL
+{_STOCK_ITEMS};
+CREATE TABLE IF NOT EXISTS ledger_rebuilt (
+    id INTEGER PRIMARY KEY CHECK (id = 1), rebuilt_at TEXT NOT NULL
 );
 """
 
@@ -91,8 +106,8 @@ def _hold(document: object) -> Hold:
     return hold_of_record(json.loads(str(document)), from_text)
 
 
-class SQLiteReconciliation(HoldStore, SessionHistory, MovementHistory):
-    """The three reconciliation ports in one SQLite file; each write is one transaction."""
+class SQLiteReconciliation(HoldStore, SessionHistory):
+    """Holds and the session history in one SQLite file; each write is one transaction."""
 
     def __init__(self, path: str | Path) -> None:
         self._database = SQLiteDatabase(path, "FULL")
@@ -176,26 +191,80 @@ class SQLiteReconciliation(HoldStore, SessionHistory, MovementHistory):
             " ORDER BY finished_at", (limit,)).fetchall()
         return [SessionSummary(r[0], from_text(r[1]), *r[2:12]) for r in rows]
 
-    # -------------------------------------------------------- movement ledger
+    def close(self) -> None:
+        self._database.close()
 
-    def checkpoint(self) -> int:
-        row = self._db().execute("SELECT position FROM ledger_checkpoint").fetchone()
-        return int(row[0]) if row else 0
 
-    def add(self, batch: LedgerBatch) -> None:
-        with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO movements VALUES (?, ?, ?, ?) ON CONFLICT (sku, location, day)"
-                " DO UPDATE SET units = units + excluded.units",
-                [(m.sku, m.location, m.day.isoformat(), m.units) for m in batch.movements])
-            db.executemany("INSERT OR IGNORE INTO stock_items VALUES (?, ?, NULL)",
-                           sorted(batch.stock_items))
-            db.executemany(
-                "UPDATE stock_items SET last_counted_at = ? WHERE sku = ? AND location = ?"
-                " AND (last_counted_at IS NULL OR last_counted_at < ?)",
-                [(to_text(at), s, loc, to_text(at)) for (s, loc), at in batch.counts.items()])
-            db.execute("INSERT OR REPLACE INTO ledger_checkpoint VALUES (1, ?)",
-                       (batch.position,))
+class SQLiteMovementLedger(MovementLedgerStore):
+    """The movement ledger's tables in the same file (see the module docstring); each
+    event is one transaction, guarded by the SKU-location's stream version."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._database = SQLiteDatabase(path, "NORMAL")
+        try:
+            self._database.connection().executescript(_LEDGER_SCHEMA)
+            self._migrate()
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"movement ledger cannot be opened: {error}") from error
+
+    def _db(self) -> sqlite3.Connection:
+        return self._database.connection()
+
+    def _migrate(self) -> None:
+        """Empty a log-fed ledger of earlier versions (no stream versions), once; it is
+        rebuilt from the event store by the host (``needs_rebuild``)."""
+        def legacy(db: sqlite3.Connection) -> bool:
+            return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                              " AND name = 'ledger_checkpoint'").fetchone() is not None
+
+        if not legacy(self._db()):
+            return
+        with self._database.transaction() as tx:
+            if not legacy(tx):  # another process migrated it meanwhile
+                return
+            tx.execute("DELETE FROM movements")
+            tx.execute("DROP TABLE stock_items")
+            tx.execute("DROP TABLE ledger_checkpoint")
+            tx.execute("DELETE FROM ledger_rebuilt")
+            tx.execute(_STOCK_ITEMS)
+
+    def version_of(self, sku: str, location: str) -> int:
+        row = self._db().execute(
+            "SELECT version FROM stock_items WHERE sku = ? AND location = ?",
+            (sku, location)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def apply(self, entry: LedgerEntry) -> bool:
+        with self._database.transaction() as db:
+            row = db.execute(
+                "SELECT version, last_counted_at FROM stock_items WHERE sku = ? AND location = ?",
+                (entry.sku, entry.location)).fetchone()
+            if (0 if row is None else int(row[0])) != entry.version - 1:
+                return False
+            last = None if row is None else row[1]
+            if entry.counted_at is not None:
+                counted = to_text(entry.counted_at)
+                if last is None or counted > last:
+                    last = counted
+            db.execute(
+                "INSERT INTO stock_items VALUES (?, ?, ?, ?) ON CONFLICT (sku, location)"
+                " DO UPDATE SET last_counted_at = excluded.last_counted_at,"
+                " version = excluded.version",
+                (entry.sku, entry.location, last, entry.version))
+            if entry.units:
+                db.execute(
+                    "INSERT INTO movements VALUES (?, ?, ?, ?) ON CONFLICT (sku, location, day)"
+                    " DO UPDATE SET units = units + excluded.units",
+                    (entry.sku, entry.location, entry.day.isoformat(), entry.units))
+            return True
+
+    def needs_rebuild(self) -> bool:
+        return self._db().execute("SELECT 1 FROM ledger_rebuilt").fetchone() is None
+
+    def rebuilt(self) -> None:
+        with self._database.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO ledger_rebuilt VALUES (1, ?)",
+                       (to_text(datetime.now(UTC)),))
 
     def units_since(self, day: date) -> dict[StockKey, int]:
         rows = self._db().execute(
@@ -208,7 +277,7 @@ class SQLiteReconciliation(HoldStore, SessionHistory, MovementHistory):
         return {(r[0], r[1]): None if r[2] is None else from_text(r[2]) for r in rows}
 
     def forget_before(self, day: date) -> None:
-        with self._transaction() as db:
+        with self._database.transaction() as db:
             db.execute("DELETE FROM movements WHERE day < ?", (day.isoformat(),))
 
     def close(self) -> None:

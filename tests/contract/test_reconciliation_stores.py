@@ -1,8 +1,8 @@
 """The reconciliation stores' contract (holds of counts and adjustments, session history, the
-movement ledger's read side), passed by SQLite and by Cosmos DB (the real SDK against the
-test server), plus what only one back end has: holds written before hold ids, the per-event
-ledger's idempotence over a real command sequence, its gap filling from the stream, and the
-reconciliation functions on Azure.
+movement ledger's store), passed by SQLite and by Cosmos DB (the real SDK against the
+test server), plus what only one back end has: holds written before hold ids, the movement
+projection's idempotence over a real command sequence on Cosmos DB, its gap filling from the
+stream, and the reconciliation functions on Azure.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from adapters.cosmos.reconciliation import (
     CosmosMovementLedger,
     CosmosSessionHistory,
 )
-from adapters.sqlite.reconciliation import SQLiteReconciliation
-from application.cadence import LedgerBatch, LedgerEntry, Movement, MovementLedger
+from adapters.sqlite.reconciliation import SQLiteMovementLedger, SQLiteReconciliation
 from application.commands import StockCommands
 from application.holds import HeldAdjustment, HeldCount, HoldStore, count_hold_id
 from application.reconciliation import SessionHistory, SessionSummary
@@ -40,6 +39,7 @@ from functions.container import (
     reconciliation_services,
     use_container,
 )
+from projections.movements import LedgerEntry, MovementLedgerStore, MovementProjection
 from tests.cosmos_server import CosmosServer
 from tests.http.conftest import call
 
@@ -75,12 +75,13 @@ class ReconciliationStoresContract(ABC):
     """Every clause the reconciler and the schedule rely on."""
 
     @abstractmethod
-    def stores(self) -> tuple[HoldStore, SessionHistory, MovementLedger]:
+    def stores(self) -> tuple[HoldStore, SessionHistory, MovementLedgerStore]:
         """Fresh, empty stores."""
 
-    @abstractmethod
-    def feed(self, ledger: MovementLedger, entries: list[LedgerEntry]) -> None:
-        """Put ``entries`` into the ledger the way this back end is fed."""
+    def feed(self, ledger: MovementLedgerStore, entries: list[LedgerEntry]) -> None:
+        """Put ``entries`` into the ledger, each at its stream's next version."""
+        for e in entries:
+            assert ledger.apply(e) is True
 
     # ------------------------------------------------------------ held counts
 
@@ -199,24 +200,76 @@ class ReconciliationStoresContract(ABC):
         assert ledger.units_since(day1) == {("SKU-1", "STORE-1"): 3, ("SKU-1", "STORE-2"): 5}
         assert len(ledger.stock_items()) == 3  # forgetting movements keeps the items
 
+    def test_the_ledger_takes_only_the_next_version_of_a_stream(self) -> None:
+        _, _, ledger = self.stores()
+        day = T0.date()
+        assert ledger.version_of("SKU-1", "STORE-1") == 0
+        assert ledger.apply(LedgerEntry("SKU-1", "STORE-1", 2, day, 7)) is False  # a gap
+        assert ledger.stock_items() == {}
+        self.feed(ledger, [LedgerEntry("SKU-1", "STORE-1", 1, day, 10),
+                           LedgerEntry("SKU-1", "STORE-1", 2, day, 4, counted_at=T0)])
+        assert ledger.version_of("SKU-1", "STORE-1") == 2
+        assert ledger.version_of("SKU-1", "STORE-2") == 0
+
+        for stale in (LedgerEntry("SKU-1", "STORE-1", 2, day, 4),  # a redelivery
+                      LedgerEntry("SKU-1", "STORE-1", 1, day, 10),
+                      LedgerEntry("SKU-1", "STORE-1", 4, day, 1)):  # a gap
+            assert ledger.apply(stale) is False
+
+        assert ledger.units_since(day) == {("SKU-1", "STORE-1"): 14}
+        assert ledger.stock_items() == {("SKU-1", "STORE-1"): T0}
+        assert ledger.version_of("SKU-1", "STORE-1") == 2
+
 
 class TestSQLiteReconciliationStores(ReconciliationStoresContract):
     @pytest.fixture(autouse=True)
     def _directory(self, tmp_path: Path) -> Iterator[None]:
         self.tables = SQLiteReconciliation(tmp_path / "reconciliation.db")
+        self.ledger = SQLiteMovementLedger(tmp_path / "reconciliation.db")
         yield
+        self.ledger.close()
         self.tables.close()
 
-    def stores(self) -> tuple[HoldStore, SessionHistory, MovementLedger]:
-        return self.tables, self.tables, self.tables
+    def stores(self) -> tuple[HoldStore, SessionHistory, MovementLedgerStore]:
+        return self.tables, self.tables, self.ledger
 
-    def feed(self, ledger: MovementLedger, entries: list[LedgerEntry]) -> None:
-        assert isinstance(ledger, SQLiteReconciliation)
-        for position, e in enumerate(entries, start=ledger.checkpoint() + 1):
-            ledger.add(LedgerBatch(
-                [Movement(e.sku, e.location, e.day, e.units)] if e.units else [],
-                {(e.sku, e.location): e.counted_at} if e.counted_at else {},
-                {(e.sku, e.location)}, position))
+
+def test_a_sqlite_ledger_fed_from_the_log_by_earlier_versions_is_emptied_for_a_rebuild(
+        tmp_path: Path):
+    import sqlite3
+
+    path = tmp_path / "reconciliation.db"
+    legacy = sqlite3.connect(path)
+    legacy.executescript("""
+        CREATE TABLE movements (
+            sku TEXT NOT NULL, location TEXT NOT NULL, day TEXT NOT NULL,
+            units INTEGER NOT NULL, PRIMARY KEY (sku, location, day)) WITHOUT ROWID;
+        CREATE TABLE stock_items (
+            sku TEXT NOT NULL, location TEXT NOT NULL, last_counted_at TEXT,
+            PRIMARY KEY (sku, location)) WITHOUT ROWID;
+        CREATE TABLE ledger_checkpoint (
+            id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL);
+        INSERT INTO movements VALUES ('SKU-1', 'STORE-1', '2026-03-01', 10);
+        INSERT INTO stock_items VALUES ('SKU-1', 'STORE-1', NULL);
+        INSERT INTO ledger_checkpoint VALUES (1, 3);
+    """)
+    legacy.commit()
+    legacy.close()
+
+    ledger = SQLiteMovementLedger(path)
+    try:
+        assert ledger.needs_rebuild() is True
+        assert (ledger.units_since(EVER), ledger.stock_items()) == ({}, {})
+        assert ledger.apply(LedgerEntry("SKU-1", "STORE-1", 1, T0.date(), 10)) is True
+        ledger.rebuilt()
+    finally:
+        ledger.close()
+    reopened = SQLiteMovementLedger(path)  # emptied once; opening again keeps what it has
+    try:
+        assert reopened.needs_rebuild() is False
+        assert reopened.units_since(EVER) == {("SKU-1", "STORE-1"): 10}
+    finally:
+        reopened.close()
 
 
 def test_sqlite_holds_written_before_hold_ids_are_moved_over_when_opened(tmp_path: Path):
@@ -268,14 +321,9 @@ class TestCosmosReconciliationStores(ReconciliationStoresContract):
     def _database(self, settings: CosmosSettings) -> None:
         self.settings = settings
 
-    def stores(self) -> tuple[HoldStore, SessionHistory, MovementLedger]:
+    def stores(self) -> tuple[HoldStore, SessionHistory, MovementLedgerStore]:
         return (CosmosHolds(self.settings), CosmosSessionHistory(self.settings),
                 CosmosMovementLedger(self.settings))
-
-    def feed(self, ledger: MovementLedger, entries: list[LedgerEntry]) -> None:
-        assert isinstance(ledger, CosmosMovementLedger)
-        for e in entries:
-            assert ledger.apply_entry(e) == "applied"
 
     def test_a_count_held_before_hold_ids_is_found_and_resolved_by_its_hold_id(self) -> None:
         holds, _, _ = self.stores()
@@ -305,7 +353,13 @@ class TestCosmosReconciliationStores(ReconciliationStoresContract):
                                                  ("sessions", "STORE-1"): 3}
 
 
-# ------------------------------------------- the per-event ledger over real events
+# ------------------------------------- the movement projection over real events
+
+
+def _projection(settings: CosmosSettings, store: CosmosStockItems) -> MovementProjection:
+    return MovementProjection(
+        CosmosMovementLedger(settings),
+        lambda s, loc, after, upto: store.events(s, loc, after=after, limit=upto - after))
 
 
 def _command_sequence(commands: StockCommands, sku: str) -> list[StockItem.Event]:
@@ -328,11 +382,12 @@ def test_the_ledger_applied_twice_over_a_real_command_sequence_equals_once(
     assert [type(e).__name__ for e in events] == [
         "Created", "Received", "Reserved", "Fulfilled", "Adjusted", "Counted", "Created",
         "Received"]
-    ledger = CosmosMovementLedger(settings)
+    projection = _projection(settings, store)
+    ledger = projection.ledger
 
-    outcomes = [ledger.apply(to_cloudevent(e)) for e in events]
+    outcomes = [projection.handle(to_cloudevent(e)) for e in events]
     once = (ledger.units_since(EVER), ledger.stock_items())
-    again = [ledger.apply(to_cloudevent(e)) for e in events]
+    again = [projection.handle(to_cloudevent(e)) for e in events]
 
     assert set(outcomes) == {"applied"} and set(again) == {"duplicate"}
     assert (ledger.units_since(EVER), ledger.stock_items()) == once
@@ -349,10 +404,12 @@ def test_consumers_racing_over_the_same_events_count_each_event_once(
     sku = f"SKU-{uuid4().hex[:8]}"
     documents = [to_cloudevent(e) for e in _command_sequence(StockCommands(store, SystemClock()),
                                                               sku)]
-    ledger = CosmosMovementLedger(settings)
+    projection = _projection(settings, store)
+    ledger = projection.ledger
 
     with ThreadPoolExecutor(4) as pool:
-        outcomes = list(pool.map(lambda _: [ledger.apply(d) for d in documents], range(4)))
+        outcomes = list(pool.map(lambda _: [projection.handle(d) for d in documents],
+                                 range(4)))
 
     assert sum(o.count("applied") for o in outcomes) <= len(documents)
     assert ledger.units_since(EVER) == {(sku, "STORE-1"): 16, (sku, "STORE-2"): 5}
@@ -366,17 +423,16 @@ def test_a_gap_in_a_streams_versions_is_filled_from_the_stream(
     commands = StockCommands(store, SystemClock())
     sku = f"SKU-{uuid4().hex[:8]}"
     events = _command_sequence(commands, sku)[:5]  # up to the adjustment, one stream
-    with_history = CosmosMovementLedger(
-        settings, lambda s, loc, after, upto: store.events(s, loc, after=after,
-                                                           limit=upto - after))
-    with_history.apply(to_cloudevent(events[0]))
+    projection = _projection(settings, store)
+    ledger = projection.ledger
+    projection.handle(to_cloudevent(events[0]))
 
-    assert with_history.apply(to_cloudevent(events[-1])) == "applied"  # 2..4 never came
+    assert projection.handle(to_cloudevent(events[-1])) == "caught-up"  # 2..4 never came
 
-    assert with_history.units_since(EVER) == {(sku, "STORE-1"): 16}
-    assert with_history.version_of(sku, "STORE-1") == 5
-    assert {with_history.apply(to_cloudevent(e)) for e in events} == {"duplicate"}
-    assert with_history.units_since(EVER) == {(sku, "STORE-1"): 16}
+    assert ledger.units_since(EVER) == {(sku, "STORE-1"): 16}
+    assert ledger.version_of(sku, "STORE-1") == 5
+    assert {projection.handle(to_cloudevent(e)) for e in events} == {"duplicate"}
+    assert ledger.units_since(EVER) == {(sku, "STORE-1"): 16}
 
 
 # ---------------------------------------------------- the functions on Azure
@@ -406,7 +462,6 @@ def _deliver(container: Container, events: list[Any]) -> None:
 def test_reconciliation_functions_work_on_azure(azure: Container) -> None:
     services = reconciliation_services(azure)
     assert isinstance(services.schedule.history, CosmosMovementLedger)
-    assert services.schedule.tracker is None
     sku = f"SKU-{uuid4().hex[:8]}"
     received = azure.commands.receive(sku, "STORE-1", 10).events
     _deliver(azure, received)

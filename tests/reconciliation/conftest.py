@@ -19,6 +19,7 @@ from functions.container import (
     build_container,
     reconciliation_services,
 )
+from local.pipeline import Pipeline, start_pipeline
 
 
 @dataclass
@@ -77,3 +78,19 @@ def container(tmp_path: Path, clock: MovableClock) -> Iterator[Container]:
 @pytest.fixture
 def services(container: Container) -> ReconciliationServices:
     return reconciliation_services(container)
+
+
+@pytest.fixture
+def pipeline(container: Container) -> Iterator[Pipeline]:
+    """The embedded pipeline, wired and not started: tests move events with :func:`project`."""
+    p = start_pipeline(container, autostart=False)
+    yield p
+    p.stop()
+
+
+def project(pipeline: Pipeline) -> None:
+    """Publish what is committed and let the availability subscription's consumer apply it
+    (to the availability view and the movement ledger), as the running pipeline does."""
+    pipeline.relay.drain()
+    while pipeline.consumer.run_once(0.0):
+        pass

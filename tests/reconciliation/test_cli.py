@@ -15,9 +15,9 @@ from application.ports import OutgoingMessage
 from application.settings import AVAILABILITY_SUBSCRIPTION, TOPIC, load
 from functions.container import build_container
 from functions.reconciliation import projection_repair
-from local.pipeline import ensure_topology
+from local.pipeline import ensure_topology, start_pipeline
 from projections.availability import ViewRow
-from tests.reconciliation.conftest import count_row, csv_text, instant
+from tests.reconciliation.conftest import count_row, csv_text, instant, project
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,7 +166,10 @@ def test_replay_deadletters_replays_to_the_subscription_and_refuses_unknown_ones
 def test_due_lists_the_schedule(tmp_path: Path):
     data = tmp_path / "data"
     container = build_container(load({"STOCKSTREAM_DATA": str(data)}))
+    pipeline = start_pipeline(container, autostart=False)
     container.commands.receive("SKU-1", "STORE-1", 10)
+    project(pipeline)
+    pipeline.stop()
     container.close()
     result = stockstream(data, "due")
     assert result.returncode == 0, result.stderr

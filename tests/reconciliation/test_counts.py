@@ -11,12 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from application.reconciliation import (
-    CountFileError,
-    HoldPolicy,
-    parse_count_rows,
-    read_count_file,
-)
+from application.count_files import CountFileError, parse_count_rows, read_count_file
+from application.holds import HoldPolicy
 from domain.stock_item import StockItem
 from functions.container import Container, ReconciliationServices
 from tests.reconciliation.conftest import MovableClock, count_row, csv_text, instant

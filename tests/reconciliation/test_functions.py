@@ -14,9 +14,10 @@ from azure.functions.timer import TimerRequest
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from functions.container import Container, use_container
 from functions.reconciliation import MAX_BATCH, projection_repair
+from local.pipeline import Pipeline
 from projections.availability import ViewRow
 from tests.http.conftest import FUNCTIONS, call
-from tests.reconciliation.conftest import count_row, instant
+from tests.reconciliation.conftest import count_row, instant, project
 
 
 @pytest.fixture
@@ -119,8 +120,10 @@ def test_held_counts_are_listed_approved_and_applied_over_http(installed: Contai
     assert call("approve_held_counts", "POST", {"hold_id": "bad id"}).status == 422
 
 
-def test_due_counts_are_listed_with_their_class_and_bad_queries_get_422(installed: Container):
+def test_due_counts_are_listed_with_their_class_and_bad_queries_get_422(installed: Container,
+                                                                       pipeline: Pipeline):
     installed.commands.receive("SKU-1", "STORE-1", 10)
+    project(pipeline)
     answer = call("list_due_counts", "GET")
     assert answer.status == 200
     assert [(d["sku"], d["velocity_class"], d["overdue"]) for d in answer.body["due"]] == [
@@ -132,8 +135,10 @@ def test_due_counts_are_listed_with_their_class_and_bad_queries_get_422(installe
         assert (bad.status, bad.problem_code) == (422, "validation-failed"), params
 
 
-def test_the_schedule_timer_runs_against_the_ledger(installed: Container, caplog):
+def test_the_schedule_timer_runs_against_the_ledger(installed: Container, pipeline: Pipeline,
+                                                    caplog):
     installed.commands.receive("SKU-1", "STORE-1", 10)
+    project(pipeline)
     with caplog.at_level("INFO", logger="stockstream.reconciliation"):
         FUNCTIONS["schedule_counts"].get_user_function()(TimerRequest(past_due=False))
     assert "counts due: 1 (A=1 B=0 C=0)" in caplog.text

@@ -12,13 +12,15 @@ import pytest
 
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.cadence import CadenceError, CadencePolicy, classify
-from application.reconciliation import HoldPolicy, parse_count_rows
+from application.count_files import parse_count_rows
+from application.holds import HoldPolicy
 from contracts.cloudevents import to_cloudevent
 from functions.container import Container, ReconciliationServices
 from functions.reconciliation import projection_repair
+from local.pipeline import Pipeline
 from projections.availability import ViewRow
 from reports.drift import write_report
-from tests.reconciliation.conftest import count_row, instant
+from tests.reconciliation.conftest import count_row, instant, project
 
 
 @pytest.fixture
@@ -129,7 +131,7 @@ def test_a_cadence_that_misses_a_class_or_a_day_count_is_refused(text: str):
 
 
 def test_the_schedule_counts_fast_movers_more_often(
-        container: Container, services: ReconciliationServices):
+        container: Container, services: ReconciliationServices, pipeline: Pipeline):
     c = container.commands
     for _ in range(20):
         c.receive("FAST", "STORE-1", 50)
@@ -138,6 +140,7 @@ def test_the_schedule_counts_fast_movers_more_often(
     t = instant()
     services.reconciler.reconcile(parse_count_rows([
         count_row("FAST", 1000, t), count_row("SLOW", 1, t)]), policy=HoldPolicy())
+    project(pipeline)
     schedule = services.schedule
     now = container.clock.now()
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from application.reconciliation import HoldPolicy, read_count_file
+from application.count_files import read_count_file
+from application.holds import HoldPolicy
 from functions.container import Container, ReconciliationServices
 from reports.drift import write_report
 from tests.reconciliation.conftest import count_row, instant

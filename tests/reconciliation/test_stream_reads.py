@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from application.reconciliation import HoldPolicy, parse_count_rows
+from application.count_files import parse_count_rows
+from application.holds import HoldPolicy
 from domain.stock_item import StockItem
 from functions.container import Container, ReconciliationServices
 from tests.reconciliation.conftest import count_row, instant

@@ -274,6 +274,7 @@ def test_a_count_through_the_service_records_when_it_was_taken(
 ) -> None:
     counted_at = clock.now() - timedelta(hours=1)
     result = commands.record_count("SKU-1", "STORE-1", "count-1", 6, counted_at)
+    assert not result.already_recorded
     (_, counted) = result.events
     assert isinstance(counted, StockItem.Counted)
     assert (counted.count_id, counted.counted, counted.counted_at) == ("count-1", 6, counted_at)
@@ -288,6 +289,7 @@ def test_a_count_repeated_through_the_service_is_recognised(
     commands.receive("SKU-1", "STORE-1", 2)
     repeat = commands.record_count("SKU-1", "STORE-1", "count-1", 6, counted_at)
     assert not repeat.changed and repeat.position.on_hand == 8
+    assert repeat.already_recorded  # the aggregate's answer, not inferred from the events
     with pytest.raises(CountAlreadyRecorded):
         commands.record_count("SKU-1", "STORE-1", "count-1", 5, counted_at)
 

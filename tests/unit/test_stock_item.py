@@ -302,7 +302,7 @@ def test_a_count_older_than_the_latest_applied_one_is_superseded() -> None:
     item = stocked(100)
     item.record_count("count-new", 90, NOW)
     item.collect_events()
-    item.record_count("count-old", 40, NOW - timedelta(hours=1))
+    assert item.record_count("count-old", 40, NOW - timedelta(hours=1)) == "superseded"
     (superseded,) = item.collect_events()
     assert isinstance(superseded, StockItem.Counted) and superseded.superseded
     assert (superseded.delta, superseded.on_hand, item.on_hand) == (0, 90, 90)
@@ -312,9 +312,9 @@ def test_a_count_older_than_the_latest_applied_one_is_superseded() -> None:
 
 def test_a_count_repeated_changes_nothing_but_different_figures_are_refused() -> None:
     item, memos = stocked(10), Memos()
-    item.record_count("count-1", 8, NOW)
+    assert item.record_count("count-1", 8, NOW) == "recorded"
     memos.save(item)
-    item.record_count("count-1", 8, NOW, recall=memos.recall)
+    assert item.record_count("count-1", 8, NOW, recall=memos.recall) == "already-recorded"
     assert new_events(item) == []
     with pytest.raises(CountAlreadyRecorded):
         item.record_count("count-1", 9, NOW, recall=memos.recall)

@@ -1,0 +1,1 @@
+"""Runnable samples for people who build on Stockstream (downstream teams, channels)."""
