@@ -24,11 +24,13 @@ from application.ports import Clock, ConcurrencyConflict, StockItemStore
 from domain.errors import DomainError, InvalidRequest
 from domain.identifiers import stream_name
 from domain.stock_item import (
+    SELLABLE,
     CountOutcome,
     Position,
     Recall,
     StockItem,
     movements_after,
+    require_state,
     require_timestamp,
 )
 
@@ -148,7 +150,15 @@ class _StripedLocks:
 
 
 class StockCommands:
-    """The channel commands of DESIGN §5, each one atomic on one SKU-location stream."""
+    """The channel commands of DESIGN §5, each one atomic on one SKU-location stream.
+
+    Stock states and incoming supply (§5.3): receipts, adjustments and counts take an
+    optional ``state`` (sellable by default); :meth:`move_state` and :meth:`set_incoming`
+    are commands of their own. The transfer-side commands (:meth:`ship_transfer`,
+    :meth:`expect_transfer`, :meth:`receive_transfer`, :meth:`record_transit_loss`) are
+    the steps a transfer process asks of the two locations' streams, each idempotent by
+    the transfer id, so driving a transfer again after a crash is safe.
+    """
 
     def __init__(
         self,
@@ -175,10 +185,14 @@ class StockCommands:
         quantity: int,
         reference: str | None = None,
         idempotency_key: str | None = None,
+        *,
+        state: str = SELLABLE,
     ) -> CommandResult:
+        """Receive into ``state``; a ``reference`` naming an open incoming entry reduces it."""
         return self._execute(
             sku, location,
-            lambda item, recall: item.receive(quantity, reference, idempotency_key, recall),
+            lambda item, recall: item.receive(quantity, reference, idempotency_key, recall,
+                                              state=state),
         )
 
     def adjust(
@@ -189,10 +203,13 @@ class StockCommands:
         reason: str,
         idempotency_key: str | None = None,
         note: str | None = None,
+        *,
+        state: str = SELLABLE,
     ) -> CommandResult:
         return self._execute(
             sku, location,
-            lambda item, recall: item.adjust(delta, reason, idempotency_key, note, recall),
+            lambda item, recall: item.adjust(delta, reason, idempotency_key, note, recall,
+                                             state=state),
         )
 
     def set_policy(
@@ -247,23 +264,114 @@ class StockCommands:
         )
 
     def record_count(
-        self, sku: str, location: str, count_id: str, counted: int, counted_at: datetime
+        self,
+        sku: str,
+        location: str,
+        count_id: str,
+        counted: int,
+        counted_at: datetime,
+        *,
+        state: str = SELLABLE,
     ) -> CommandResult:
-        """Apply a physical count taken at ``counted_at``; see ``StockItem.record_count``.
+        """Apply a physical count of ``state`` (sellable by default) taken at
+        ``counted_at``; see ``StockItem.record_count``.
 
         ``counted_at`` must lie inside the count window (:class:`CountWindow`)."""
         self.check_counted_at(counted_at)
+        require_state("state", state)
         outcomes: list[CountOutcome] = []
 
         def decide(item: StockItem, recall: Recall) -> None:
             outcomes.append(item.record_count(count_id, counted, counted_at,
-                                              self._movements_since(item, counted_at), recall))
+                                              self._movements_since(item, counted_at, state),
+                                              recall, state=state))
 
         result = self._execute(sku, location, decide)
         # The last decision is the one that stands: earlier ones were taken on a state
         # that was then read again (stale cache, conflict), and _execute returns only
         # after a decision on the state it saved or confirmed.
         return replace(result, already_recorded=outcomes[-1] == "already-recorded")
+
+    def move_state(
+        self,
+        sku: str,
+        location: str,
+        quantity: int,
+        from_state: str,
+        to_state: str,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> CommandResult:
+        """Move units between states (``StockItem.move``): reserved units never leave
+        sellable; a repeated ``idempotency_key`` is a no-op."""
+        return self._execute(
+            sku, location,
+            lambda item, recall: item.move(quantity, from_state, to_state, reason,
+                                           idempotency_key, recall),
+        )
+
+    def set_incoming(
+        self, sku: str, location: str, reference: str, quantity: int, expected_at: datetime
+    ) -> CommandResult:
+        """Set an expected receipt (absolute; 0 cancels); the same figures again change
+        nothing. A transfer's entry raises ``IncomingConflict``."""
+        return self._execute(
+            sku, location,
+            lambda item, recall: item.set_incoming(reference, quantity, expected_at),
+        )
+
+    def ship_transfer(
+        self, sku: str, location: str, transfer_id: str, quantity: int, to_location: str
+    ) -> CommandResult:
+        """At the source: take ``quantity`` available sellable units out for the transfer."""
+        return self._execute(
+            sku, location,
+            lambda item, recall: item.ship_transfer(transfer_id, quantity, to_location,
+                                                    recall),
+        )
+
+    def expect_transfer(
+        self,
+        sku: str,
+        location: str,
+        transfer_id: str,
+        quantity: int,
+        expected_at: datetime,
+        from_location: str,
+    ) -> CommandResult:
+        """At the destination: the transfer's incoming entry (reference = transfer id)."""
+        return self._execute(
+            sku, location,
+            lambda item, recall: item.expect_transfer(transfer_id, quantity, expected_at,
+                                                      from_location, recall),
+        )
+
+    def receive_transfer(
+        self,
+        sku: str,
+        location: str,
+        transfer_id: str,
+        quantity: int,
+        shipped: int,
+        from_location: str,
+    ) -> CommandResult:
+        """At the destination: the transfer's one receipt (sellable + quantity, its
+        incoming entry closed)."""
+        return self._execute(
+            sku, location,
+            lambda item, recall: item.receive_transfer(transfer_id, quantity, shipped,
+                                                       from_location, recall),
+        )
+
+    def record_transit_loss(
+        self, sku: str, location: str, transfer_id: str, lost: int, from_location: str
+    ) -> CommandResult:
+        """At the destination, on the transfer's close: what never arrived is lost."""
+        return self._execute(
+            sku, location,
+            lambda item, recall: item.record_transit_loss(transfer_id, lost, from_location,
+                                                          recall),
+        )
 
     def check_counted_at(self, counted_at: datetime) -> None:
         """Refuse a count time outside the window (``InvalidRequest``, field counted_at)."""
@@ -276,13 +384,17 @@ class StockCommands:
 
     # ---------------------------------------------------------------- mechanics
 
-    def _movements_since(self, item: StockItem, moment: datetime) -> int:
-        """The movements the stream recorded after ``moment`` (no read if none can be)."""
+    def _movements_since(
+        self, item: StockItem, moment: datetime, state: str = SELLABLE
+    ) -> int:
+        """The movements of ``state`` the stream recorded after ``moment`` (no read if
+        none can be)."""
         if item.version == 0 or moment >= item.modified_on:
             return 0
         return movements_after(
             self.store.events_since(item.sku, item.location, moment, version=item.version),
             moment,
+            state,
         )
 
     def _recall(self, item: StockItem) -> Recall:

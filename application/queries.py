@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 from application.ports import Clock, StockItemStore
 from domain.identifiers import require_quantity, stream_name
+from domain.promise import DEFAULT_PROMISE_DAYS, AvailableToPromise, available_to_promise
 from domain.stock_item import Position, StockItem
 
 MAX_EVENTS_PER_PAGE = 1000
@@ -41,3 +43,20 @@ class StockQueries:
         require_quantity("after", after, minimum=0)
         require_quantity("limit", limit, minimum=1)
         return self.store.events(sku, location, after=after, limit=min(limit, MAX_EVENTS_PER_PAGE))
+
+    def available_to_promise(
+        self,
+        sku: str,
+        location: str,
+        days: int = DEFAULT_PROMISE_DAYS,
+        as_of: datetime | None = None,
+    ) -> AvailableToPromise:
+        """ATP per UTC day from ``as_of`` (default: the clock's now) over the current
+        position (:func:`domain.promise.available_to_promise`); an unknown SKU-location
+        promises nothing but what it does not have (all zeros)."""
+        if as_of is None:
+            if self.clock is None:
+                raise ValueError("available_to_promise needs as_of or a clock")
+            as_of = self.clock.now()
+        return available_to_promise(self.position(sku, location), as_of, days)
+

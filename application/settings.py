@@ -93,7 +93,7 @@ SETTINGS: tuple[Setting, ...] = (
             "unit limit (docs/reconciliation.md)."),
     Setting("STOCKSTREAM_DRIFT_HOLD_PERCENT", "50", "both",
             "Counts whose drift exceeds this percent of the on hand at count time are held "
-            "for approval; empty: no percent limit."),
+            "for approval; empty: the default, 50; off: no percent limit."),
     Setting("STOCKSTREAM_COUNT_CADENCE", DEFAULT_CADENCE, "both",
             "Days between physical counts for each velocity class (A fast, C slow movers)."),
     Setting("STOCKSTREAM_IDEMPOTENCY_WINDOW", "7d", "both",
@@ -107,7 +107,7 @@ SETTINGS: tuple[Setting, ...] = (
             "no unit limit (docs/http-api.md)."),
     Setting("STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT", None, "both",
             "Adjustments whose delta exceeds this percent of the on hand before them are "
-            "held for approval; empty: no percent limit."),
+            "held for approval; empty or off: no percent limit."),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -235,15 +235,17 @@ def _date(env: Mapping[str, str], name: str) -> date | None:
 
 
 def _limit(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> Any:
+    """A hold threshold: a number >= 0, or None for no limit (``off``, or empty where the
+    declared default is empty)."""
     value = _get(env, name)
-    if value is None:
+    if value is None or value.lower() == "off":
         return None
     try:
         number = kind(value)
     except ValueError:
         number = -1
     if not 0 <= number < float("inf"):
-        raise SettingsError(f"{name} must be a number >= 0 or empty; got {value!r}")
+        raise SettingsError(f"{name} must be a number >= 0, off or empty; got {value!r}")
     return number
 
 

@@ -67,7 +67,7 @@ param deprecatedVersionsUntil string = '2027-05-31'
 @description('Counts whose drift exceeds this many units are held for approval; empty: no unit limit (app setting STOCKSTREAM_DRIFT_HOLD_UNITS).')
 param driftHoldUnits string = ''
 
-@description('Counts whose drift exceeds this percent of the on hand at count time are held for approval; empty: no percent limit (app setting STOCKSTREAM_DRIFT_HOLD_PERCENT).')
+@description('Counts whose drift exceeds this percent of the on hand at count time are held for approval; empty: the default, 50; off: no percent limit (app setting STOCKSTREAM_DRIFT_HOLD_PERCENT).')
 param driftHoldPercent string = '50'
 
 @description('Days between physical counts per velocity class (app setting STOCKSTREAM_COUNT_CADENCE).')
@@ -79,7 +79,7 @@ param idempotencyWindow string = '7d'
 @description('Adjustments whose delta exceeds this many units are held for approval; empty: no unit limit (app setting STOCKSTREAM_ADJUSTMENT_HOLD_UNITS).')
 param adjustmentHoldUnits string = ''
 
-@description('Adjustments whose delta exceeds this percent of the on hand before them are held for approval; empty: no percent limit (app setting STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT).')
+@description('Adjustments whose delta exceeds this percent of the on hand before them are held for approval; empty or off: no percent limit (app setting STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT).')
 param adjustmentHoldPercent string = ''
 
 @description('How far back a count\'s counted_at may be, e.g. 7d, 36h, 90m (app setting STOCKSTREAM_COUNT_MAX_AGE).')

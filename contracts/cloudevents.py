@@ -19,10 +19,15 @@ from contracts.events import (
     StockAdjustedV1,
     StockAdjustedV2,
     StockCountedV1,
+    StockIncomingSetV1,
     StockItemCreatedV1,
     StockPolicyChangedV1,
     StockReceivedV1,
     StockReservedV1,
+    StockStateMovedV1,
+    StockTransferReceivedV1,
+    StockTransferShippedV1,
+    StockTransitLostV1,
 )
 from domain.identifiers import event_id, stream_name
 from domain.stock_item import ADJUSTMENT_REASONS_V1, StockItem
@@ -78,6 +83,11 @@ WIRE_TYPES: tuple[WireType, ...] = (
     WireType("ReservationFulfilled", 1, ReservationFulfilledV1, StockItem.Fulfilled),
     WireType("StockCounted", 1, StockCountedV1, StockItem.Counted),
     WireType("StockPolicyChanged", 1, StockPolicyChangedV1, StockItem.PolicyChanged),
+    WireType("StockStateMoved", 1, StockStateMovedV1, StockItem.StateMoved),
+    WireType("StockIncomingSet", 1, StockIncomingSetV1, StockItem.IncomingSet),
+    WireType("StockTransferShipped", 1, StockTransferShippedV1, StockItem.TransferShipped),
+    WireType("StockTransferReceived", 1, StockTransferReceivedV1, StockItem.TransferReceived),
+    WireType("StockTransitLost", 1, StockTransitLostV1, StockItem.TransitLost),
 )
 _BY_TYPE = {w.type: w for w in WIRE_TYPES}
 _VERSIONS: dict[type[StockItem.Event], list[WireType]] = {}
@@ -100,11 +110,22 @@ def from_cloudevent_type(type_: str) -> WireType | None:
     return _BY_TYPE.get(type_)
 
 
+def _position_after(event: StockItem.Event) -> Fields:
+    """The position members added with stock states, read through the event's attributes
+    (an event stored before them has none in its ``vars``, and reads as their defaults)."""
+    return {
+        "sellable": event.sellable,
+        "held": {"damaged": event.damaged, "quality_control": event.quality_control},
+        "incoming_total": event.incoming_total,
+        "in_transit": event.in_transit,
+    }
+
+
 def to_cloudevent(event: StockItem.Event, wire: WireType | None = None) -> dict[str, Any]:
     """The CloudEvents JSON document (as a dict ready for ``json.dumps``) of ``event``,
     as its current wire type or as ``wire`` (one of ``wire_versions(event)``)."""
     wire = wire or wire_type(event)
-    derived = wire.derive(dict(vars(event)))
+    derived = wire.derive({**vars(event), **_position_after(event)})
     fields = {k: v for k, v in derived.items() if k in wire.model.model_fields}
     data = wire.model.model_validate(fields)
     envelope = CloudEvent(

@@ -1,9 +1,15 @@
 """Payload models of every published event type and version (the ``data`` member).
 
 Every payload names its SKU-location and carries the position *after* the event
-(``on_hand``, ``reserved``, ``available``), so a consumer can set rather than add.
+(``on_hand``, ``reserved``, ``available``, and since stock states ``sellable``, ``held``,
+``incoming_total`` and ``in_transit``), so a consumer can set rather than add.
 Unknown members are ignored when reading (tolerant reader): producers may add optional
 fields without breaking anyone.
+
+Stock states (DESIGN §5.3) were added without a new version: every new member is
+optional, and its default says what a document published before them meant — stock in
+no state was sellable, nothing was held or incoming (``sellable`` absent: equal to
+``on_hand``).
 """
 
 from __future__ import annotations
@@ -19,9 +25,19 @@ from domain.stock_item import (
     AdjustmentReason,
     AdjustmentReasonV1,
     ReleaseReason,
+    StockState,
 )
 
 Identifier = Field(pattern=IDENTIFIER_PATTERN)
+
+
+class Held(BaseModel):
+    """On-hand stock that is not for sale, by state."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    damaged: int = Field(default=0, description="Damaged units on hand.")
+    quality_control: int = Field(default=0, description="Units on hand in quality control.")
 
 
 class EventData(BaseModel):
@@ -31,10 +47,27 @@ class EventData(BaseModel):
 
     sku: str = Identifier
     location: str = Identifier
-    on_hand: int = Field(description="Units on hand after this event.")
+    on_hand: int = Field(
+        description="Units on hand after this event, in every state: sellable + held."
+    )
     reserved: int = Field(ge=0, description="Units held by open reservations after this event.")
     available: int = Field(
-        description="Available to sell after this event: on_hand - reserved - safety_stock."
+        description="Available to sell after this event: sellable - reserved - safety_stock."
+    )
+    sellable: int | None = Field(
+        default=None,
+        description="Sellable units after this event: on_hand less held. Absent from "
+        "documents published before stock states, when all of on_hand was sellable.",
+    )
+    held: Held = Field(
+        default_factory=Held,
+        description="On-hand units not for sale after this event, by state.",
+    )
+    incoming_total: int = Field(
+        default=0, ge=0, description="Units expected (incoming supply) after this event."
+    )
+    in_transit: int = Field(
+        default=0, ge=0, description="The part of incoming_total that transfers bring."
     )
 
 
@@ -43,10 +76,17 @@ class StockItemCreatedV1(EventData):
 
 
 class StockReceivedV1(EventData):
-    """Goods were received: on hand went up by ``quantity``."""
+    """Goods were received: on hand went up by ``quantity``, in ``state``."""
 
     quantity: int = Field(ge=1)
     reference: str | None = Field(default=None, max_length=200)
+    state: StockState = Field(default="sellable", description="The state received into.")
+    incoming_remaining: int | None = Field(
+        default=None,
+        ge=0,
+        description="When reference named an open incoming entry: what it still expects "
+        "after this receipt (0: closed). Absent or null otherwise.",
+    )
 
 
 class StockAdjustedV1(EventData):
@@ -66,6 +106,7 @@ class StockAdjustedV2(EventData):
     delta: int
     reason_code: AdjustmentReason
     note: str | None = Field(default=None, max_length=MAX_NOTE_LENGTH)
+    state: StockState = Field(default="sellable", description="The state corrected.")
 
 
 class StockReservedV1(EventData):
@@ -106,6 +147,10 @@ class StockCountedV1(EventData):
         description="True when a count taken later was already applied: this one is "
         "recorded and changes nothing (delta 0).",
     )
+    state: StockState = Field(
+        default="sellable",
+        description="The state counted; counted, previous_on_hand and delta are its units.",
+    )
 
 
 class StockPolicyChangedV1(EventData):
@@ -113,6 +158,57 @@ class StockPolicyChangedV1(EventData):
 
     safety_stock: int = Field(ge=0)
     oversell_buffer: int = Field(ge=0)
+
+
+class StockStateMovedV1(EventData):
+    """``quantity`` units moved from one state to another; on hand is unchanged."""
+
+    quantity: int = Field(ge=1)
+    from_state: StockState
+    to_state: StockState
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class StockIncomingSetV1(EventData):
+    """The expected receipt ``reference`` was set to ``quantity`` due at ``expected_at``."""
+
+    reference: str = Identifier
+    quantity: int = Field(ge=0, description="Units now expected; 0: cancelled or closed.")
+    previous_quantity: int = Field(ge=0)
+    expected_at: AwareDatetime
+    transfer_from: str | None = Field(
+        default=None,
+        pattern=IDENTIFIER_PATTERN,
+        description="The source location when the entry belongs to a transfer (the "
+        "reference is the transfer id).",
+    )
+
+
+class StockTransferShippedV1(EventData):
+    """A transfer took ``quantity`` sellable units out of this location to ``to_location``."""
+
+    transfer_id: str = Identifier
+    quantity: int = Field(ge=1)
+    to_location: str = Identifier
+
+
+class StockTransferReceivedV1(EventData):
+    """A transfer's receipt added ``quantity`` sellable units here; its incoming closed."""
+
+    transfer_id: str = Identifier
+    quantity: int = Field(ge=1)
+    from_location: str = Identifier
+    incoming_closed: int = Field(ge=0, description="What the incoming entry expected.")
+
+
+class StockTransitLostV1(EventData):
+    """A transfer closed: ``quantity`` units it shipped here never arrived (lost)."""
+
+    transfer_id: str = Identifier
+    quantity: int = Field(ge=0)
+    received: int = Field(ge=0, description="What the transfer's receipt brought here.")
+    from_location: str = Identifier
+    incoming_closed: int = Field(ge=0, description="What the incoming entry still expected.")
 
 
 class CloudEvent(BaseModel):

@@ -57,18 +57,57 @@ class InsufficientStock(DomainError):
         self.reservable = reservable
 
 
+class InsufficientSellable(InsufficientStock):
+    """A move out of sellable or a transfer shipment would take units it may not take:
+    units that open reservations hold (and, for a shipment, safety stock)."""
+
+    def __init__(self, *, action: str, requested: int, available: int, free: int) -> None:
+        DomainError.__init__(
+            self,
+            f"cannot {action} {requested}: {available} available to sell, "
+            f"at most {free} can be taken",
+            requested=requested,
+            available=available,
+            free=free,
+        )
+        self.requested = requested
+        self.available = available
+        self.reservable = free
+
+
 class InsufficientOnHand(DomainError):
-    """An adjustment would take on hand below zero (only a physical count may do that)."""
+    """An adjustment would take on hand (or the stock in one state) below zero; only a
+    physical count may do that."""
 
     code = "insufficient-on-hand"
 
-    def __init__(self, *, delta: int, on_hand: int) -> None:
+    def __init__(self, *, delta: int, on_hand: int, state: str | None = None) -> None:
+        where = "on hand" if state is None else f"{state.replace('_', ' ')} stock"
+        details: dict[str, Any] = {"delta": delta, "on_hand": on_hand}
+        if state is not None:
+            details["state"] = state
         super().__init__(
-            f"an adjustment of {delta} would take on hand from {on_hand} below zero",
-            delta=delta,
-            on_hand=on_hand,
+            f"an adjustment of {delta} would take {where} from {on_hand} below zero",
+            **details,
         )
         self.on_hand = on_hand
+        self.state = state
+
+
+class InsufficientInState(InsufficientOnHand):
+    """A move out of a held state (damaged, quality_control) asks for more than it holds."""
+
+    def __init__(self, *, requested: int, state: str, on_hand: int) -> None:
+        DomainError.__init__(
+            self,
+            f"cannot move {requested} out of {state.replace('_', ' ')}: it holds {on_hand}",
+            requested=requested,
+            state=state,
+            on_hand=on_hand,
+        )
+        self.requested = requested
+        self.on_hand = on_hand
+        self.state = state
 
 
 class UnknownReservation(DomainError):
@@ -138,6 +177,30 @@ class FulfilmentConflict(DomainError):
         self.order_id = order_id
         self.fulfilled = fulfilled
         self.requested = requested
+
+
+class IncomingConflict(DomainError):
+    """An expected receipt's reference is taken: a transfer's incoming entry belongs to
+    the transfer (a client may neither set it nor receive against it), and a transfer
+    cannot take over a client's entry."""
+
+    code = "incoming-conflict"
+
+    def __init__(self, reference: str, why: str) -> None:
+        super().__init__(f"incoming {reference!r}: {why}", reference=reference)
+        self.reference = reference
+
+
+class TransferConflict(DomainError):
+    """A transfer step repeated with other figures than the ones that took effect, or a
+    step the transfer's state here no longer allows (a receipt after the loss was
+    recorded)."""
+
+    code = "transfer-conflict"
+
+    def __init__(self, transfer_id: str, why: str) -> None:
+        super().__init__(f"transfer {transfer_id!r}: {why}", transfer_id=transfer_id)
+        self.transfer_id = transfer_id
 
 
 # ------------------------------------------------------- orders and location groups

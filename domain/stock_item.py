@@ -6,18 +6,30 @@ that the command already took effect (no event), or triggers events. Each event'
 ``apply`` only mutates state and cannot fail, because it runs again on every replay.
 
 Every event carries the SKU, the location and the position *after* it (on hand,
-reserved, available), so a consumer can apply "at version V the position is X" as an
-absolute, idempotent state transition without holding the stream.
+reserved, available, and the stock in each state and incoming), so a consumer can apply
+"at version V the position is X" as an absolute, idempotent state transition without
+holding the stream.
+
+Stock states (DESIGN §5.3). On hand is split into ``sellable``, ``damaged`` and
+``quality_control``; ``on_hand`` is their sum, and only sellable stock is available to
+sell: ``available = sellable − reserved − safety_stock``. Receipts, adjustments and
+counts act on sellable unless they name a state; moves between states keep on hand.
+Incoming supply is a set of expected receipts by reference (a purchase order, or a
+transfer on its way here), which available-to-promise (:mod:`domain.promise`) adds up.
 
 Topics are explicit (``stockstream:StockReserved``), never module paths, so this module
 can move without breaking stored streams. An event's schema version is its
-``class_version``; stored older versions are upcast on read (see ``Adjusted``).
+``class_version``; stored older versions are upcast on read (see ``Adjusted``). Fields
+added to an event type after it was first stored (a receipt's ``state``, the position's
+``damaged``, ``quality_control``, ``incoming_total`` and ``in_transit``) have a default
+that says what the older events meant — sellable stock, nothing held, nothing incoming —
+and a stored event without them reads as that default, so old streams load unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast, get_args
 
@@ -27,11 +39,15 @@ from domain.errors import (
     CountAlreadyRecorded,
     FulfilmentConflict,
     IdempotencyKeyReused,
+    IncomingConflict,
+    InsufficientInState,
     InsufficientOnHand,
+    InsufficientSellable,
     InsufficientStock,
     InvalidQuantity,
     InvalidRequest,
     ReservationClosed,
+    TransferConflict,
     UnknownReservation,
 )
 from domain.identifiers import require_identifier, require_quantity, stream_name, stream_uuid
@@ -51,6 +67,14 @@ ReleaseReason = Literal["cancelled", "expired"]
 RELEASE_REASONS: tuple[str, ...] = get_args(ReleaseReason)
 MAX_TTL_SECONDS = 366 * 24 * 3600
 """The longest a reservation may be held (a year, leap days included)."""
+
+SELLABLE = "sellable"
+HELD_STATES = ("damaged", "quality_control")
+"""States of stock that is on hand but not for sale."""
+STATES = (SELLABLE, *HELD_STATES)
+"""The states on-hand stock is in (DESIGN §5.3): on hand is their sum."""
+StockState = Literal["sellable", "damaged", "quality_control"]
+MAX_REASON_LENGTH = 200
 
 Recall = Callable[[str], "str | None"]
 """What a stream recorded under a memo (see :meth:`StockItem.Event.memos`) within the
@@ -92,8 +116,26 @@ class Reservation:
 
 
 @dataclass(frozen=True)
+class IncomingEntry:
+    """An expected receipt: ``quantity`` units under ``reference`` due at ``expected_at``.
+
+    ``transfer_from`` names the source location when the entry belongs to a transfer (its
+    reference is the transfer id); such an entry is set and closed by the transfer only.
+    """
+
+    reference: str
+    quantity: int
+    expected_at: datetime
+    transfer_from: str | None = None
+
+
+@dataclass(frozen=True)
 class Position:
-    """What a channel may rely on for one SKU-location at one stream version."""
+    """What a channel may rely on for one SKU-location at one stream version.
+
+    ``on_hand`` is all stock on hand, ``damaged`` and ``quality_control`` the part of it
+    that is held (not for sale); the rest is ``sellable``.
+    """
 
     sku: str
     location: str
@@ -105,11 +147,35 @@ class Position:
     reservations: tuple[Reservation, ...] = ()
     open_reservations: int = 0
     """How many reservations are open; ``reservations`` may list only some of them."""
+    damaged: int = 0
+    quality_control: int = 0
+    incoming: tuple[IncomingEntry, ...] = ()
+    """Expected receipts, by ``expected_at`` then reference."""
+
+    @property
+    def sellable(self) -> int:
+        """On hand less the held states."""
+        return self.on_hand - self.damaged - self.quality_control
 
     @property
     def available(self) -> int:
-        """Available to sell: on hand less reserved less safety stock (may be negative)."""
-        return self.on_hand - self.reserved - self.safety_stock
+        """Available to sell: sellable less reserved less safety stock (may be negative)."""
+        return self.sellable - self.reserved - self.safety_stock
+
+    @property
+    def held(self) -> dict[str, int]:
+        """The held states' stock: ``{damaged, quality_control}``."""
+        return {"damaged": self.damaged, "quality_control": self.quality_control}
+
+    @property
+    def incoming_total(self) -> int:
+        """Units expected, over every incoming entry."""
+        return sum(e.quantity for e in self.incoming)
+
+    @property
+    def in_transit(self) -> int:
+        """The part of ``incoming_total`` that transfers bring."""
+        return sum(e.quantity for e in self.incoming if e.transfer_from is not None)
 
     @classmethod
     def empty(cls, sku: str, location: str) -> Position:
@@ -118,10 +184,24 @@ class Position:
         return cls(sku, location, 0, 0, 0, 0, 0)
 
 
-def movements_after(events: Iterable[StockItem.Event], moment: datetime) -> int:
-    """The net change to on hand of the movements (receipts, adjustments, fulfilments)
-    recorded after ``moment``; counts are not movements. ``events`` in any order."""
-    return sum(e.movement for e in events if e.timestamp > moment)
+def movements_after(
+    events: Iterable[StockItem.Event], moment: datetime, state: str = SELLABLE
+) -> int:
+    """The net change to ``state``'s stock (sellable by default) of the movements
+    (receipts, adjustments, fulfilments, moves between states, transfers) recorded after
+    ``moment``; counts are not movements. ``events`` in any order.
+
+    On a stream that never used states every movement is a sellable one, so this is the
+    net change to on hand, as it was before states existed."""
+    return sum(e.movement_in(state) for e in events if e.timestamp > moment)
+
+
+def require_state(kind: str, value: Any) -> str:
+    """Return ``value`` if it names a stock state (:data:`STATES`)."""
+    if value not in STATES:
+        raise InvalidRequest(f"{kind} must be one of {', '.join(STATES)}; got {value!r}",
+                             field=kind)
+    return cast(str, value)
 
 
 def require_timestamp(kind: str, value: Any) -> datetime:
@@ -144,9 +224,10 @@ class StockItem(Aggregate):
     """Stock of one SKU at one location, as an event stream ``{sku}|{location}``."""
 
     TOPIC = "stockstream:StockItem"
-    class_version = 3
+    class_version = 4
     """The snapshot state's version: v2 added the running ``reserved`` figure; v3 moved the
-    remembered ids out of the state (the store's memos) and added ``last_counted_at``."""
+    remembered ids out of the state (the store's memos) and added ``last_counted_at``; v4
+    split ``on_hand`` into states and added incoming supply."""
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -163,8 +244,23 @@ class StockItem(Aggregate):
         moments = [datetime.fromisoformat(f.split(":", 2)[2]) for f in counts.values()]
         state["last_counted_at"] = max(moments) if moments else None
 
+    @staticmethod
+    def upcast_v3_v4(state: dict[str, Any]) -> None:
+        """Before states, all stock on hand was sellable, nothing was held or incoming,
+        and the one count time was the sellable stock's."""
+        state["sellable"] = state.pop("on_hand")
+        state["damaged"] = 0
+        state["quality_control"] = 0
+        state["held_counted_at"] = {}
+        state["incoming"] = {}
+
     class Event(Aggregate.Event):
-        """Every event names its SKU-location and the position after it."""
+        """Every event names its SKU-location and the position after it.
+
+        The position's later members (keyword-only, with defaults) say what an event
+        stored before states meant: nothing held, nothing incoming, so all of on hand
+        was sellable.
+        """
 
         TOPIC = "stockstream:StockItem.Event"
         sku: str
@@ -172,16 +268,32 @@ class StockItem(Aggregate):
         on_hand: int
         reserved: int
         available: int
+        _: KW_ONLY
+        damaged: int = 0
+        quality_control: int = 0
+        incoming_total: int = 0
+        in_transit: int = 0
+        """The part of ``incoming_total`` that transfers bring."""
+
+        @property
+        def sellable(self) -> int:
+            """Sellable stock after this event: on hand less the held states."""
+            return self.on_hand - self.damaged - self.quality_control
 
         def memos(self) -> tuple[tuple[str, str], ...]:
             """What this event makes a repeat recognisable by, as (memo, value) pairs:
-            an idempotency key, a closed order, a count id. The store keeps them for the
-            idempotency window, in the same atomic write as the event."""
+            an idempotency key, a closed order, a count id, a transfer's step. The store
+            keeps them for the idempotency window, in the same atomic write as the event."""
             return ()
 
         @property
         def movement(self) -> int:
-            """How much this event moved on hand (counts set it, so they are not movements)."""
+            """How much this event moved on hand (counts set it, so they are not movements;
+            a move between states keeps on hand)."""
+            return sum(self.movement_in(state) for state in STATES)
+
+        def movement_in(self, state: str) -> int:
+            """How much this event moved the stock in ``state`` (counts set it)."""
             return 0
 
     class Created(Event, Aggregate.Created):
@@ -190,25 +302,33 @@ class StockItem(Aggregate):
         TOPIC = "stockstream:StockItemCreated"
 
     class Received(Event):
-        """A receipt of goods increased on hand (wire type ``StockReceived``)."""
+        """A receipt of goods increased the stock in ``state`` (wire type ``StockReceived``).
+
+        When ``reference`` named an open incoming entry, ``incoming_remaining`` is what the
+        entry still expects after this receipt (0: closed); otherwise None.
+        """
 
         TOPIC = "stockstream:StockReceived"
         quantity: int
         reference: str | None
         idempotency_key: str | None
+        state: str = SELLABLE
+        incoming_remaining: int | None = None
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.on_hand += self.quantity
+            aggregate.add_units(self.state, self.quantity)
+            if self.incoming_remaining is not None and self.reference is not None:
+                aggregate.set_incoming_entry(self.reference, self.incoming_remaining)
 
         def memos(self) -> tuple[tuple[str, str], ...]:
             if self.idempotency_key is None:
                 return ()
             return ((StockItem.key_memo(self.idempotency_key),
-                     StockItem.receipt_fingerprint(self.quantity, self.reference)),)
+                     StockItem.receipt_fingerprint(self.quantity, self.reference,
+                                                   self.state)),)
 
-        @property
-        def movement(self) -> int:
-            return self.quantity
+        def movement_in(self, state: str) -> int:
+            return self.quantity if state == self.state else 0
 
     class Adjusted(Event):
         """On hand was corrected by a delta for a reason code, with an optional note
@@ -224,6 +344,8 @@ class StockItem(Aggregate):
         reason_code: str
         note: str | None
         idempotency_key: str | None
+        state: str = SELLABLE
+        """The state corrected (events stored before states corrected sellable)."""
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -231,18 +353,17 @@ class StockItem(Aggregate):
             state["note"] = None
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.on_hand += self.delta
+            aggregate.add_units(self.state, self.delta)
 
         def memos(self) -> tuple[tuple[str, str], ...]:
             if self.idempotency_key is None:
                 return ()
             return ((StockItem.key_memo(self.idempotency_key),
                      StockItem.adjustment_fingerprint(self.delta, self.reason_code,
-                                                      self.note)),)
+                                                      self.note, self.state)),)
 
-        @property
-        def movement(self) -> int:
-            return self.delta
+        def movement_in(self, state: str) -> int:
+            return self.delta if state == self.state else 0
 
     class Reserved(Event):
         """An order's reservation was set to ``quantity`` (wire type ``StockReserved``)."""
@@ -292,25 +413,27 @@ class StockItem(Aggregate):
             closed = aggregate.reservations.pop(self.order_id, None)
             if closed is not None:
                 aggregate.reserved -= closed["quantity"]
-            aggregate.on_hand -= self.quantity
+            aggregate.sellable -= self.quantity
 
         def memos(self) -> tuple[tuple[str, str], ...]:
             return ((StockItem.order_memo(self.order_id), f"fulfilled:{self.quantity}"),)
 
-        @property
-        def movement(self) -> int:
-            return -self.quantity
+        def movement_in(self, state: str) -> int:
+            return -self.quantity if state == SELLABLE else 0
 
     class Counted(Event):
-        """A physical count set on hand absolutely (wire type ``StockCounted``).
+        """A physical count set the stock in ``state`` absolutely (wire type
+        ``StockCounted``); sellable unless the count named another state.
 
-        On hand after counts is the figure of the count with the latest ``counted_at``
-        plus every movement recorded after that moment. So ``previous_on_hand`` is on hand
-        less the movements recorded after ``counted_at`` (what the stream says the shelf
-        held then), and ``delta`` the correction, applied now. A count taken before the
-        latest applied one is ``superseded``: recorded, with delta 0, changing nothing.
+        The stock of a state after counts is the figure of its count with the latest
+        ``counted_at`` plus every movement of that state recorded after that moment. So
+        ``previous_on_hand`` is the state's stock less those movements (what the stream
+        says the shelf held then), and ``delta`` the correction, applied now. A count
+        taken before the latest applied count of its state is ``superseded``: recorded,
+        with delta 0, changing nothing. Each state's counts compose on their own.
 
-        Version 2 added ``superseded``; stored v1 counts were all applied.
+        Version 2 added ``superseded``; stored v1 counts were all applied. Counts stored
+        before states counted sellable stock (all of on hand then).
         """
 
         TOPIC = "stockstream:StockCounted"
@@ -321,19 +444,24 @@ class StockItem(Aggregate):
         delta: int
         counted_at: datetime
         superseded: bool
+        state: str = SELLABLE
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["superseded"] = False
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.on_hand += self.delta
+            aggregate.add_units(self.state, self.delta)
             if not self.superseded:
-                aggregate.last_counted_at = self.counted_at
+                if self.state == SELLABLE:
+                    aggregate.last_counted_at = self.counted_at
+                else:
+                    aggregate.held_counted_at[self.state] = self.counted_at
 
         def memos(self) -> tuple[tuple[str, str], ...]:
             return ((StockItem.count_memo(self.count_id),
-                     StockItem.count_fingerprint(self.counted, self.counted_at)),)
+                     StockItem.count_fingerprint(self.counted, self.counted_at,
+                                                 self.state)),)
 
     class PolicyChanged(Event):
         """Safety stock and oversell buffer were set (wire type ``StockPolicyChanged``)."""
@@ -346,13 +474,133 @@ class StockItem(Aggregate):
             aggregate.safety_stock = self.safety_stock
             aggregate.oversell_buffer = self.oversell_buffer
 
+    class StateMoved(Event):
+        """``quantity`` units moved from one state to another, on hand unchanged
+        (wire type ``StockStateMoved``)."""
+
+        TOPIC = "stockstream:StockStateMoved"
+        quantity: int
+        from_state: str
+        to_state: str
+        reason: str | None
+        idempotency_key: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.add_units(self.from_state, -self.quantity)
+            aggregate.add_units(self.to_state, self.quantity)
+
+        def memos(self) -> tuple[tuple[str, str], ...]:
+            if self.idempotency_key is None:
+                return ()
+            return ((StockItem.key_memo(self.idempotency_key),
+                     StockItem.move_fingerprint(self.quantity, self.from_state,
+                                                self.to_state, self.reason)),)
+
+        def movement_in(self, state: str) -> int:
+            if state == self.from_state:
+                return -self.quantity
+            return self.quantity if state == self.to_state else 0
+
+    class IncomingSet(Event):
+        """The expected receipt ``reference`` was set to ``quantity`` due at
+        ``expected_at`` (0: cancelled, or closed by its transfer); it expected
+        ``previous_quantity`` before (wire type ``StockIncomingSet``).
+
+        ``transfer_from`` names the source location when the entry belongs to a transfer
+        (the reference is the transfer id). Incoming stock is not on hand: nothing moves.
+        """
+
+        TOPIC = "stockstream:StockIncomingSet"
+        reference: str
+        quantity: int
+        previous_quantity: int
+        expected_at: datetime
+        transfer_from: str | None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.set_incoming_entry(self.reference, self.quantity, self.expected_at,
+                                         self.transfer_from)
+
+    class TransferShipped(Event):
+        """A transfer took ``quantity`` sellable units out of this (source) location on
+        their way to ``to_location`` (wire type ``StockTransferShipped``).
+
+        Units are conserved: they leave on hand here and are in transit, under the
+        transfer's id, until the destination receives them or the transfer records the
+        rest as lost (shipped = received + lost + in transit).
+        """
+
+        TOPIC = "stockstream:StockTransferShipped"
+        transfer_id: str
+        quantity: int
+        to_location: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.sellable -= self.quantity
+
+        def memos(self) -> tuple[tuple[str, str], ...]:
+            return ((StockItem.transfer_memo(self.transfer_id), f"shipped:{self.quantity}"),)
+
+        def movement_in(self, state: str) -> int:
+            return -self.quantity if state == SELLABLE else 0
+
+    class TransferReceived(Event):
+        """The transfer's one receipt added ``quantity`` sellable units at this
+        (destination) location and closed its incoming entry, which expected
+        ``incoming_closed`` (wire type ``StockTransferReceived``).
+
+        Whatever was shipped and not received stays in transit, in the transfer, until it
+        closes and records it as lost (:class:`TransitLost`).
+        """
+
+        TOPIC = "stockstream:StockTransferReceived"
+        transfer_id: str
+        quantity: int
+        from_location: str
+        incoming_closed: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.sellable += self.quantity
+            aggregate.incoming.pop(self.transfer_id, None)
+
+        def memos(self) -> tuple[tuple[str, str], ...]:
+            return ((StockItem.transfer_memo(self.transfer_id), f"received:{self.quantity}"),)
+
+        def movement_in(self, state: str) -> int:
+            return self.quantity if state == SELLABLE else 0
+
+    class TransitLost(Event):
+        """A transfer closed: ``quantity`` units it shipped to this (destination) location
+        never arrived and are recorded as lost in transit; its incoming entry, if still
+        open, closed (it expected ``incoming_closed``) (wire type ``StockTransitLost``).
+
+        Lost units had left on hand at the source when shipped, so nothing moves here:
+        the record closes the books (shipped = received + lost).
+        """
+
+        TOPIC = "stockstream:StockTransitLost"
+        transfer_id: str
+        quantity: int
+        received: int
+        from_location: str
+        incoming_closed: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.incoming.pop(self.transfer_id, None)
+
+        def memos(self) -> tuple[tuple[str, str], ...]:
+            return ((StockItem.transfer_memo(self.transfer_id),
+                     f"closed:{self.received}:{self.quantity}"),)
+
     class Snapshot(Aggregate.Snapshot):  # type: ignore[valid-type,misc]
         TOPIC = "stockstream:StockItem.Snapshot"
 
     # Declared for type checkers; the state is set in __init__ and by events.
     sku: str
     location: str
-    on_hand: int
+    sellable: int
+    damaged: int
+    quality_control: int
     reserved: int
     """Units held by open reservations: kept as a running figure (summing thousands of
     open reservations on every command would make a flash sale's hot SKU slow)."""
@@ -360,25 +608,34 @@ class StockItem(Aggregate):
     oversell_buffer: int
     reservations: dict[str, dict[str, Any]]
     last_counted_at: datetime | None
-    """When the latest applied count was taken: an older count is superseded."""
+    """When the latest applied count of sellable stock was taken: an older one is
+    superseded."""
+    held_counted_at: dict[str, datetime]
+    """The same, per held state that was ever counted."""
+    incoming: dict[str, dict[str, Any]]
+    """Expected receipts by reference: ``quantity``, ``expected_at``, ``transfer_from``."""
 
     def __init__(self, sku: str, location: str) -> None:
         self.sku = sku
         self.location = location
-        self.on_hand = 0
+        self.sellable = 0
+        self.damaged = 0
+        self.quality_control = 0
         self.reserved = 0
         self.safety_stock = 0
         self.oversell_buffer = 0
         self.reservations = {}
         self.last_counted_at = None
+        self.held_counted_at = {}
+        self.incoming = {}
 
     def __deepcopy__(self, memo: dict[int, Any]) -> StockItem:
         """A copy whose state can be mutated without touching this one.
 
         Much faster than the generic deep copy (the store copies an aggregate per command):
         every attribute is immutable but the dicts and the pending list, whose entries are
-        never changed in place (events replace a reservation's dict, never update it), so
-        copying the containers is enough.
+        never changed in place (events replace a reservation's or an incoming entry's
+        dict, never update it), so copying the containers is enough.
         """
         clone = object.__new__(type(self))
         for name, value in vars(self).items():
@@ -404,9 +661,44 @@ class StockItem(Aggregate):
     # ------------------------------------------------------------------ derived
 
     @property
+    def on_hand(self) -> int:
+        """All stock on hand: sellable plus the held states."""
+        return self.sellable + self.damaged + self.quality_control
+
+    @property
     def available(self) -> int:
-        """Available to sell: on hand less reserved less safety stock."""
-        return self.on_hand - self.reserved - self.safety_stock
+        """Available to sell: sellable less reserved less safety stock."""
+        return self.sellable - self.reserved - self.safety_stock
+
+    def units(self, state: str) -> int:
+        """The stock in ``state`` (one of :data:`STATES`)."""
+        return cast(int, getattr(self, state))
+
+    def add_units(self, state: str, quantity: int) -> None:
+        """Evolve: add ``quantity`` (may be negative) to ``state``'s stock."""
+        setattr(self, state, cast(int, getattr(self, state)) + quantity)
+
+    def set_incoming_entry(
+        self,
+        reference: str,
+        quantity: int,
+        expected_at: datetime | None = None,
+        transfer_from: str | None = None,
+    ) -> None:
+        """Evolve: the entry ``reference`` now expects ``quantity`` (0 closes it); without
+        ``expected_at`` the entry keeps its time and owner (a receipt reduced it)."""
+        if quantity == 0:
+            self.incoming.pop(reference, None)
+            return
+        current = self.incoming.get(reference)
+        if expected_at is None:
+            if current is None:
+                return
+            expected_at, transfer_from = current["expected_at"], current["transfer_from"]
+        # A new dict, never an update in place: copies of the aggregate share entries.
+        self.incoming[reference] = {
+            "quantity": quantity, "expected_at": expected_at, "transfer_from": transfer_from,
+        }
 
     @property
     def stream(self) -> str:
@@ -432,7 +724,18 @@ class StockItem(Aggregate):
             version=self.version,
             reservations=tuple(self._reservation(o) for o in listed),
             open_reservations=len(self.reservations),
+            damaged=self.damaged,
+            quality_control=self.quality_control,
+            incoming=self.incoming_entries(),
         )
+
+    def incoming_entries(self) -> tuple[IncomingEntry, ...]:
+        """The expected receipts, by ``expected_at`` then reference."""
+        entries = (
+            IncomingEntry(reference, int(e["quantity"]), e["expected_at"], e["transfer_from"])
+            for reference, e in self.incoming.items()
+        )
+        return tuple(sorted(entries, key=lambda e: (e.expected_at, e.reference)))
 
     def _reservation(self, order_id: str) -> Reservation:
         r = self.reservations[order_id]
@@ -456,18 +759,38 @@ class StockItem(Aggregate):
         reference: str | None = None,
         idempotency_key: str | None = None,
         recall: Recall = nothing_recalled,
+        *,
+        state: str = SELLABLE,
     ) -> None:
-        """Record a receipt of ``quantity`` ≥ 1 units; a repeated idempotency key is a no-op."""
+        """Record a receipt of ``quantity`` ≥ 1 units into ``state`` (sellable by default);
+        a repeated idempotency key is a no-op.
+
+        A ``reference`` naming an open incoming entry reduces it by the quantity received
+        (closing it at 0). A transfer's entry is the transfer's to close: naming it raises
+        ``IncomingConflict`` (the transfer's receipt brings those units).
+        """
         require_quantity("quantity", quantity, minimum=1)
         self._check_bounds("quantity", quantity)
         if reference is not None and (not isinstance(reference, str) or len(reference) > 200):
             raise InvalidRequest("reference must be text of at most 200 characters",
                                  field="reference")
-        if self._already_done(idempotency_key, self.receipt_fingerprint(quantity, reference),
-                              recall):
+        require_state("state", state)
+        if self._already_done(idempotency_key,
+                              self.receipt_fingerprint(quantity, reference, state), recall):
             return
-        self._trigger(self.Received, on_hand=self.on_hand + quantity, quantity=quantity,
-                      reference=reference, idempotency_key=idempotency_key)
+        entry = self.incoming.get(reference) if reference is not None else None
+        remaining: int | None = None
+        incoming = self.incoming
+        if entry is not None and reference is not None:
+            if entry["transfer_from"] is not None:
+                raise IncomingConflict(reference, "it belongs to a transfer, whose receipt "
+                                       "brings its units; receive them through the transfer")
+            remaining = max(int(entry["quantity"]) - quantity, 0)
+            incoming = _with_entry(self.incoming, reference, remaining)
+        self._trigger(self.Received, **{state: self.units(state) + quantity},
+                      incoming=incoming, quantity=quantity, reference=reference,
+                      idempotency_key=idempotency_key, state=state,
+                      incoming_remaining=remaining)
 
     def adjust(
         self,
@@ -476,9 +799,12 @@ class StockItem(Aggregate):
         idempotency_key: str | None = None,
         note: str | None = None,
         recall: Recall = nothing_recalled,
+        *,
+        state: str = SELLABLE,
     ) -> None:
-        """Correct on hand by a non-zero ``delta`` for a reason code (and an optional note);
-        refuses to go below zero."""
+        """Correct the stock in ``state`` (sellable by default) by a non-zero ``delta`` for
+        a reason code (and an optional note); refuses to take it below zero
+        (``InsufficientOnHand``). Moving units between states is :meth:`move`, not this."""
         require_quantity("delta", delta)
         if delta == 0:
             raise InvalidRequest("delta must not be zero", field="delta")
@@ -495,13 +821,18 @@ class StockItem(Aggregate):
                 f"note must be printable text of at most {MAX_NOTE_LENGTH} characters",
                 field="note",
             )
-        fingerprint = self.adjustment_fingerprint(delta, reason, note)
+        require_state("state", state)
+        fingerprint = self.adjustment_fingerprint(delta, reason, note, state)
         if self._already_done(idempotency_key, fingerprint, recall):
             return
-        if self.on_hand + delta < 0:
-            raise InsufficientOnHand(delta=delta, on_hand=self.on_hand)
-        self._trigger(self.Adjusted, on_hand=self.on_hand + delta, delta=delta,
-                      reason_code=reason, note=note, idempotency_key=idempotency_key)
+        units = self.units(state)
+        if units + delta < 0:
+            # Named by its state once anything is held; before, sellable was all on hand.
+            held = self.damaged or self.quality_control or state != SELLABLE
+            raise InsufficientOnHand(delta=delta, on_hand=units, state=state if held else None)
+        self._trigger(self.Adjusted, **{state: units + delta}, delta=delta,
+                      reason_code=reason, note=note, idempotency_key=idempotency_key,
+                      state=state)
 
     def set_policy(self, safety_stock: int, oversell_buffer: int) -> None:
         """Set safety stock and oversell buffer (both ≥ 0); the same values again is a no-op."""
@@ -513,7 +844,7 @@ class StockItem(Aggregate):
             return
         self._trigger(self.PolicyChanged, safety_stock=safety_stock,
                       oversell_buffer=oversell_buffer,
-                      available=self.on_hand - self.reserved - safety_stock)
+                      available=self.sellable - self.reserved - safety_stock)
 
     def reserve(
         self,
@@ -528,7 +859,8 @@ class StockItem(Aggregate):
         """Set the order's reservation to ``quantity`` (absolute, not added).
 
         Creating or increasing a reservation must fit:
-        ``reserved after ≤ on hand − safety stock + oversell buffer``; decreasing always fits.
+        ``reserved after ≤ sellable − safety stock + oversell buffer``; decreasing always
+        fits. Held stock (damaged, quality control) is never reserved.
         The same quantity and channel again is a no-op (an earlier expiry stays). A
         reservation closed within the idempotency window is never opened again, except
         with ``reopen`` one that was released (cancelled or expired), never a fulfilled
@@ -548,7 +880,7 @@ class StockItem(Aggregate):
         if current is not None and current.quantity == quantity and current.channel == channel:
             return
         if quantity > previous:
-            reservable = self.on_hand - self.safety_stock + self.oversell_buffer - (
+            reservable = self.sellable - self.safety_stock + self.oversell_buffer - (
                 self.reserved - previous
             )
             if quantity > reservable:
@@ -614,8 +946,9 @@ class StockItem(Aggregate):
     ) -> None:
         """Ship ``quantity`` (default: all reserved) of an open reservation and close it.
 
-        Any remainder returns to available. Repeating a fulfilment without a quantity or
-        with the one shipped is a no-op, with another raises ``FulfilmentConflict``;
+        The shipped units leave sellable stock; any remainder returns to available.
+        Repeating a fulfilment without a quantity or with the one shipped is a no-op,
+        with another raises ``FulfilmentConflict``;
         fulfilling a released reservation raises ``ReservationClosed``.
         """
         require_identifier("order_id", order_id)
@@ -637,7 +970,7 @@ class StockItem(Aggregate):
                 f"cannot fulfil {shipped}: the reservation holds {current.quantity}",
                 field="quantity",
             )
-        self._trigger(self.Fulfilled, on_hand=self.on_hand - shipped,
+        self._trigger(self.Fulfilled, sellable=self.sellable - shipped,
                       reserved=self.reserved - current.quantity,
                       order_id=order_id, quantity=shipped)
 
@@ -648,40 +981,256 @@ class StockItem(Aggregate):
         counted_at: datetime,
         movements_since: int = 0,
         recall: Recall = nothing_recalled,
+        *,
+        state: str = SELLABLE,
     ) -> CountOutcome:
-        """Set on hand from a physical count taken at ``counted_at``; returns what it
-        decided (:data:`CountOutcome`).
+        """Set the stock in ``state`` (sellable by default) from a physical count taken at
+        ``counted_at``; returns what it decided (:data:`CountOutcome`).
 
-        On hand becomes ``counted`` plus ``movements_since``: the net movement recorded
-        after ``counted_at`` (the service sums it with :func:`movements_after`), so sales
-        rung up after the count stay on top of it, and two counts of one moment agree
-        instead of correcting twice. A count taken before the latest applied one is
-        recorded as superseded and changes nothing. A count id already recorded with the
-        same figures is a no-op (``already-recorded``); with others, an error
-        (``CountAlreadyRecorded``). Whether a count was already recorded is this method's
-        answer alone: callers ask it, they do not infer it from the events.
+        It becomes ``counted`` plus ``movements_since``: the net movement of that state
+        recorded after ``counted_at`` (the service sums it with :func:`movements_after`),
+        so sales rung up after the count stay on top of it, and two counts of one moment
+        agree instead of correcting twice. A count taken before the latest applied count
+        of the same state is recorded as superseded and changes nothing; each state's
+        counts compose on their own. A count id already recorded with the same figures is
+        a no-op (``already-recorded``); with others, an error (``CountAlreadyRecorded``).
+        Whether a count was already recorded is this method's answer alone: callers ask
+        it, they do not infer it from the events.
         """
         require_identifier("count_id", count_id)
         require_quantity("counted", counted, minimum=0)
         self._check_bounds("counted", counted)
         require_timestamp("counted_at", counted_at)
         require_quantity("movements_since", movements_since)
+        require_state("state", state)
         seen = self._recalled(self.count_memo(count_id), recall)
         if seen is not None:
-            if seen == self.count_fingerprint(counted, counted_at):
+            if seen == self.count_fingerprint(counted, counted_at, state):
                 return "already-recorded"
             raise CountAlreadyRecorded(count_id)
-        if self.last_counted_at is not None and counted_at < self.last_counted_at:
+        units = self.units(state)
+        latest = self.last_counted_at if state == SELLABLE else self.held_counted_at.get(state)
+        if latest is not None and counted_at < latest:
             self._trigger(self.Counted, count_id=count_id, counted=counted,
-                          previous_on_hand=self.on_hand, delta=0, counted_at=counted_at,
-                          superseded=True)
+                          previous_on_hand=units, delta=0, counted_at=counted_at,
+                          superseded=True, state=state)
             return "superseded"
-        before = self.on_hand - movements_since
+        before = units - movements_since
         delta = counted - before
-        self._trigger(self.Counted, on_hand=self.on_hand + delta, count_id=count_id,
+        self._trigger(self.Counted, **{state: units + delta}, count_id=count_id,
                       counted=counted, previous_on_hand=before, delta=delta,
-                      counted_at=counted_at, superseded=False)
+                      counted_at=counted_at, superseded=False, state=state)
         return "recorded"
+
+    # ------------------------------------------------------- states and incoming
+
+    def move(
+        self,
+        quantity: int,
+        from_state: str,
+        to_state: str,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+        recall: Recall = nothing_recalled,
+    ) -> None:
+        """Move ``quantity`` ≥ 1 units from one state to another; on hand stays.
+
+        Units that open reservations hold never leave sellable: a move out of sellable
+        takes at most ``sellable − reserved`` (``InsufficientStock``, code
+        ``insufficient-stock``). Safety stock is no units of anyone's, so dented units in
+        it can be put aside: available may then drop below zero by at most the safety
+        stock, which is what it says (below the cushion). A move out of a held state takes
+        at most what it holds (``InsufficientOnHand``). A repeated idempotency key is a
+        no-op.
+        """
+        require_quantity("quantity", quantity, minimum=1)
+        self._check_bounds("quantity", quantity)
+        require_state("from", from_state)
+        require_state("to", to_state)
+        if from_state == to_state:
+            raise InvalidRequest("from and to must be different states", field="to")
+        if reason is not None and (
+            not isinstance(reason, str) or not 1 <= len(reason) <= MAX_REASON_LENGTH
+            or not reason.isprintable()
+        ):
+            raise InvalidRequest(
+                f"reason must be printable text of 1 to {MAX_REASON_LENGTH} characters",
+                field="reason",
+            )
+        fingerprint = self.move_fingerprint(quantity, from_state, to_state, reason)
+        if self._already_done(idempotency_key, fingerprint, recall):
+            return
+        if from_state == SELLABLE:
+            free = self.sellable - self.reserved
+            if quantity > free:
+                raise InsufficientSellable(action="move out of sellable", requested=quantity,
+                                           available=self.available, free=max(free, 0))
+        elif quantity > self.units(from_state):
+            raise InsufficientInState(requested=quantity, state=from_state,
+                                      on_hand=self.units(from_state))
+        self._trigger(self.StateMoved, **{from_state: self.units(from_state) - quantity,
+                                          to_state: self.units(to_state) + quantity},
+                      quantity=quantity, from_state=from_state, to_state=to_state,
+                      reason=reason, idempotency_key=idempotency_key)
+
+    def set_incoming(self, reference: str, quantity: int, expected_at: datetime) -> None:
+        """Set the expected receipt ``reference`` to ``quantity`` units due at
+        ``expected_at`` (absolute: 0 cancels it). The same figures again, or cancelling
+        an entry that is not open, is a no-op. A transfer's entry (its reference is the
+        transfer id) is the transfer's: setting it raises ``IncomingConflict``.
+        """
+        require_identifier("reference", reference)
+        require_quantity("quantity", quantity, minimum=0)
+        self._check_bounds("quantity", quantity)
+        require_timestamp("expected_at", expected_at)
+        current = self.incoming.get(reference)
+        if current is not None and current["transfer_from"] is not None:
+            raise IncomingConflict(reference, "it belongs to a transfer and changes only "
+                                   "with it")
+        self._set_incoming(reference, quantity, expected_at, None)
+
+    # ------------------------------------------------------- transfers, this side
+
+    def ship_transfer(
+        self, transfer_id: str, quantity: int, to_location: str, recall: Recall = nothing_recalled
+    ) -> None:
+        """At the source: take ``quantity`` sellable units out for transfer ``transfer_id``.
+
+        Needs them available (``sellable − reserved − safety_stock``): a shipment never
+        takes reserved units or safety stock (``InsufficientStock``). Idempotent by the
+        transfer id: a repeat with the same quantity is a no-op, with another a
+        ``TransferConflict``.
+        """
+        require_identifier("transfer_id", transfer_id)
+        require_quantity("quantity", quantity, minimum=1)
+        self._check_bounds("quantity", quantity)
+        require_identifier("to_location", to_location)
+        if to_location == self.location:
+            raise InvalidRequest("a transfer goes to another location", field="to_location")
+        seen = self._recalled(self.transfer_memo(transfer_id), recall)
+        if seen is not None:
+            if seen == f"shipped:{quantity}":
+                return
+            raise TransferConflict(transfer_id, f"already {_describe(seen)} here")
+        if quantity > self.available:
+            raise InsufficientSellable(action="ship", requested=quantity,
+                                       available=self.available, free=max(self.available, 0))
+        self._trigger(self.TransferShipped, sellable=self.sellable - quantity,
+                      transfer_id=transfer_id, quantity=quantity, to_location=to_location)
+
+    def expect_transfer(
+        self,
+        transfer_id: str,
+        quantity: int,
+        expected_at: datetime,
+        from_location: str,
+        recall: Recall = nothing_recalled,
+    ) -> None:
+        """At the destination: the transfer's incoming entry (reference = transfer id)
+        expects ``quantity`` units due at ``expected_at``.
+
+        Absolute and idempotent: the same figures again, or any call once the transfer
+        was received or closed here, is a no-op (its entry must not open again). A
+        client's entry under the same reference raises ``IncomingConflict``.
+        """
+        require_identifier("transfer_id", transfer_id)
+        require_quantity("quantity", quantity, minimum=1)
+        self._check_bounds("quantity", quantity)
+        require_timestamp("expected_at", expected_at)
+        require_identifier("from_location", from_location)
+        if from_location == self.location:
+            raise InvalidRequest("a transfer comes from another location",
+                                 field="from_location")
+        current = self.incoming.get(transfer_id)
+        if current is not None and current["transfer_from"] is None:
+            raise IncomingConflict(transfer_id, "a client's expected receipt has this "
+                                   "reference")
+        if self._recalled(self.transfer_memo(transfer_id), recall) is not None:
+            return
+        self._set_incoming(transfer_id, quantity, expected_at, from_location)
+
+    def receive_transfer(
+        self,
+        transfer_id: str,
+        quantity: int,
+        shipped: int,
+        from_location: str,
+        recall: Recall = nothing_recalled,
+    ) -> None:
+        """At the destination: the transfer's one receipt adds ``quantity`` (1 ≤ quantity ≤
+        ``shipped``) sellable units and closes its incoming entry.
+
+        The rest stays in transit, in the transfer, until it closes. A repeat with the
+        same quantity is a no-op; with another, or after the transfer closed without
+        this receipt, a ``TransferConflict``.
+        """
+        require_identifier("transfer_id", transfer_id)
+        require_quantity("quantity", quantity, minimum=1)
+        require_quantity("shipped", shipped, minimum=1)
+        self._check_bounds("shipped", shipped)
+        require_identifier("from_location", from_location)
+        if quantity > shipped:
+            raise InvalidRequest(f"cannot receive {quantity}: the transfer shipped {shipped}",
+                                 field="quantity")
+        seen = self._recalled(self.transfer_memo(transfer_id), recall)
+        if seen is not None:
+            if _received_of(seen) == quantity:
+                return
+            raise TransferConflict(transfer_id, f"already {_describe(seen)} here")
+        entry = self.incoming.get(transfer_id)
+        if entry is not None and entry["transfer_from"] is None:
+            raise IncomingConflict(transfer_id, "a client's expected receipt has this "
+                                   "reference")
+        self._trigger(self.TransferReceived, sellable=self.sellable + quantity,
+                      incoming=_with_entry(self.incoming, transfer_id, 0),
+                      transfer_id=transfer_id, quantity=quantity, from_location=from_location,
+                      incoming_closed=int(entry["quantity"]) if entry else 0)
+
+    def record_transit_loss(
+        self, transfer_id: str, lost: int, from_location: str, recall: Recall = nothing_recalled
+    ) -> None:
+        """At the destination, when the transfer closes: ``lost`` units it shipped here
+        never arrived. Records them (shipped = received + lost) and closes the transfer's
+        incoming entry if no receipt did. Nothing is recorded when nothing was lost and
+        the entry is closed already. A repeat is a no-op; with another figure, a
+        ``TransferConflict``.
+        """
+        require_identifier("transfer_id", transfer_id)
+        require_quantity("lost", lost, minimum=0)
+        self._check_bounds("lost", lost)
+        require_identifier("from_location", from_location)
+        seen = self._recalled(self.transfer_memo(transfer_id), recall)
+        if seen is not None and seen.startswith("closed:"):
+            if int(seen.rsplit(":", 1)[1]) == lost:
+                return
+            raise TransferConflict(transfer_id, f"already {_describe(seen)} here")
+        entry = self.incoming.get(transfer_id)
+        if entry is not None and entry["transfer_from"] is None:
+            raise IncomingConflict(transfer_id, "a client's expected receipt has this "
+                                   "reference")
+        if lost == 0 and entry is None:
+            return
+        self._trigger(self.TransitLost, incoming=_with_entry(self.incoming, transfer_id, 0),
+                      transfer_id=transfer_id, quantity=lost,
+                      received=_received_of(seen) if seen is not None else 0,
+                      from_location=from_location,
+                      incoming_closed=int(entry["quantity"]) if entry else 0)
+
+    def _set_incoming(
+        self, reference: str, quantity: int, expected_at: datetime, transfer_from: str | None
+    ) -> None:
+        current = self.incoming.get(reference)
+        if current is None and quantity == 0:
+            return
+        if current is not None and (current["quantity"], current["expected_at"],
+                                    current["transfer_from"]) == (
+                quantity, expected_at, transfer_from):
+            return
+        self._trigger(self.IncomingSet,
+                      incoming=_with_entry(self.incoming, reference, quantity, transfer_from),
+                      reference=reference, quantity=quantity,
+                      previous_quantity=int(current["quantity"]) if current else 0,
+                      expected_at=expected_at, transfer_from=transfer_from)
 
     def expire_overdue(self, now: datetime) -> int:
         """Release every reservation whose expiry is at or before ``now``; returns how many."""
@@ -723,17 +1272,34 @@ class StockItem(Aggregate):
         return f"count:{count_id}"
 
     @staticmethod
-    def receipt_fingerprint(quantity: int, reference: str | None) -> str:
-        return f"receipt:{quantity}:{reference or ''}"
+    def transfer_memo(transfer_id: str) -> str:
+        """The memo of a transfer's step here: ``shipped:{q}`` at the source;
+        ``received:{q}``, then ``closed:{received}:{lost}`` at the destination."""
+        return f"transfer:{transfer_id}"
+
+    # Fingerprints of sellable stock are as they were before states, so a repeat of a
+    # command sent before states is still recognised; another state is named up front,
+    # where free text (a reference, a note) cannot reach.
 
     @staticmethod
-    def adjustment_fingerprint(delta: int, reason: str, note: str | None = None) -> str:
-        return f"adjustment:{delta}:{reason}:{note or ''}"
+    def receipt_fingerprint(quantity: int, reference: str | None, state: str = SELLABLE) -> str:
+        return f"receipt{_state_tag(state)}:{quantity}:{reference or ''}"
 
     @staticmethod
-    def count_fingerprint(counted: int, counted_at: datetime) -> str:
+    def adjustment_fingerprint(
+        delta: int, reason: str, note: str | None = None, state: str = SELLABLE
+    ) -> str:
+        return f"adjustment{_state_tag(state)}:{delta}:{reason}:{note or ''}"
+
+    @staticmethod
+    def count_fingerprint(counted: int, counted_at: datetime, state: str = SELLABLE) -> str:
         # counted_at is bounded (require_timestamp), so converting to UTC cannot overflow.
-        return f"count:{counted}:{counted_at.astimezone(UTC).isoformat()}"
+        return f"count{_state_tag(state)}:{counted}:{counted_at.astimezone(UTC).isoformat()}"
+
+    @staticmethod
+    def move_fingerprint(quantity: int, from_state: str, to_state: str,
+                         reason: str | None) -> str:
+        return f"move:{quantity}:{from_state}:{to_state}:{reason or ''}"
 
     @staticmethod
     def _check_bounds(kind: str, value: int) -> None:
@@ -765,19 +1331,33 @@ class StockItem(Aggregate):
     def _trigger(self, event_class: type[Aggregate.Event], **fields: Any) -> None:
         """Trigger an event carrying the SKU-location and the position after it.
 
-        Callers pass whichever of ``on_hand``/``reserved``/``available`` the event changes;
-        the rest are computed from the current state with those overrides.
+        Callers pass whichever of the states (``sellable``, ``damaged``,
+        ``quality_control``), ``reserved``, ``available`` and ``incoming`` (the entries
+        after it) the event changes; the rest are computed from the current state with
+        those overrides.
         """
-        on_hand = fields.pop("on_hand", self.on_hand)
+        sellable = fields.pop("sellable", self.sellable)
+        damaged = fields.pop("damaged", self.damaged)
+        quality_control = fields.pop("quality_control", self.quality_control)
         reserved = fields.pop("reserved", self.reserved)
-        available = fields.pop("available", on_hand - reserved - self.safety_stock)
+        available = fields.pop("available", sellable - reserved - self.safety_stock)
+        incoming: Mapping[str, Mapping[str, Any]] = fields.pop("incoming", self.incoming)
+        incoming_total = in_transit = 0
+        for entry in incoming.values():
+            incoming_total += entry["quantity"]
+            if entry["transfer_from"] is not None:
+                in_transit += entry["quantity"]
         self.trigger_event(
             event_class,
             sku=self.sku,
             location=self.location,
-            on_hand=on_hand,
+            on_hand=sellable + damaged + quality_control,
             reserved=reserved,
             available=available,
+            damaged=damaged,
+            quality_control=quality_control,
+            incoming_total=incoming_total,
+            in_transit=in_transit,
             **fields,
         )
 
@@ -785,3 +1365,43 @@ class StockItem(Aggregate):
 def _outcome_word(outcome: str) -> str:
     """``fulfilled`` of ``fulfilled:{quantity}``; other outcomes are words already."""
     return outcome.partition(":")[0]
+
+
+def _state_tag(state: str) -> str:
+    """How a fingerprint names a state: not at all for sellable (as before states)."""
+    return "" if state == SELLABLE else f".{state}"
+
+
+def _with_entry(
+    incoming: Mapping[str, dict[str, Any]],
+    reference: str,
+    quantity: int,
+    transfer_from: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``incoming`` with the entry ``reference`` expecting ``quantity`` (0: without it),
+    for the position an event declares (its ``incoming_total`` and ``in_transit``)."""
+    changed = dict(incoming)
+    if quantity == 0:
+        changed.pop(reference, None)
+    else:
+        changed[reference] = {"quantity": quantity, "transfer_from": transfer_from}
+    return changed
+
+
+def _received_of(memo: str) -> int | None:
+    """What a destination's transfer memo says was received (``received:{q}`` or
+    ``closed:{received}:{lost}``); None for another memo (a source's ``shipped``)."""
+    word, _, rest = memo.partition(":")
+    if word == "received":
+        return int(rest)
+    if word == "closed":
+        return int(rest.split(":")[0])
+    return None
+
+
+def _describe(memo: str) -> str:
+    word, _, rest = memo.partition(":")
+    if word == "closed":
+        received, lost = rest.split(":")
+        return f"closed with {received} received and {lost} lost"
+    return f"{word} {rest}"

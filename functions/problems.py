@@ -23,12 +23,19 @@ from domain.errors import (
     DomainError,
     FulfilmentConflict,
     IdempotencyKeyReused,
+    IncomingConflict,
     InsufficientOnHand,
     InsufficientStock,
     InvalidIdentifier,
     InvalidQuantity,
     InvalidRequest,
+    OrderClosed,
+    OrderConflict,
+    OrderInProgress,
     ReservationClosed,
+    TransferConflict,
+    UnknownGroup,
+    UnknownOrder,
     UnknownReservation,
 )
 
@@ -207,6 +214,13 @@ _DOMAIN_STATUS: tuple[tuple[type[DomainError], int, str], ...] = (
     (HoldDismissed, 409, "Hold dismissed"),
     (HoldResolved, 409, "Hold already resolved"),
     (UnknownHold, 404, "Not found"),
+    (IncomingConflict, 409, "Incoming entry conflict"),
+    (TransferConflict, 409, "Transfer conflict"),
+    (UnknownOrder, 404, "Unknown order"),
+    (UnknownGroup, 404, "Unknown location group"),
+    (OrderConflict, 409, "Order conflict"),
+    (OrderClosed, 409, "Order closed"),
+    (OrderInProgress, 409, "Order in progress"),
 )
 
 

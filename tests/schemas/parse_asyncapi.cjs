@@ -33,8 +33,9 @@ const SEVERITIES = ['error', 'warning', 'information', 'hint'];
     }
   }
   console.log(JSON.stringify(summary));
-  process.exit(errors === 0 && document ? 0 : 1);
+  // exitCode, not exit(): exit() cuts a piped stdout off at 64 KiB, mid-summary.
+  process.exitCode = errors === 0 && document ? 0 : 1;
 })().catch((err) => {
   console.log(JSON.stringify({ severity: 'error', code: 'crash', message: String(err && err.stack || err), path: '' }));
-  process.exit(1);
+  process.exitCode = 1;
 });

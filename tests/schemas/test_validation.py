@@ -41,7 +41,16 @@ def a_day_of_trading() -> list[StockItem.Event]:
     item.reserve("order-3", 1, "wms", expires_at=T0)
     item.expire_overdue(T0 + timedelta(seconds=1))
     item.record_count("count-1", 15, T0)
-    return [cast(StockItem.Event, e) for e in item.collect_events()]
+    item.move(2, "sellable", "damaged", reason="dented in the stockroom")
+    item.set_incoming("PO-2002", 10, T0 + timedelta(days=2))
+    item.receive(4, reference="PO-2002", state="quality_control")
+    item.record_count("count-2", 1, T0, state="damaged")
+    item.ship_transfer("transfer-1", 3, "store-8")
+    store = StockItem.create("SKU-42", "store-8")
+    store.expect_transfer("transfer-1", 3, T0 + timedelta(days=1), "store-7")
+    store.receive_transfer("transfer-1", 2, 3, "store-7")
+    store.record_transit_loss("transfer-1", 1, "store-7")
+    return [cast(StockItem.Event, e) for e in [*item.collect_events(), *store.collect_events()]]
 
 
 def a_reservation() -> dict[str, Any]:

@@ -141,6 +141,14 @@ class _Collector:
         pass
 
 
+def _as_before_states(state: dict[str, object]) -> dict[str, object]:
+    """A snapshot state as v3 code (before stock states) wrote it: one ``on_hand``."""
+    state["on_hand"] = state.pop("sellable")
+    for name in ("damaged", "quality_control", "held_counted_at", "incoming"):
+        del state[name]
+    return state
+
+
 def test_a_snapshot_taken_before_reserved_was_kept_is_upcast() -> None:
     from tests.unit.test_stock_item_properties import MAPPER
 
@@ -151,6 +159,7 @@ def test_a_snapshot_taken_before_reserved_was_kept_is_upcast() -> None:
     item.collect_events()
     stored = MAPPER.to_stored_event(StockItem.Snapshot.take(item))
     old = json.loads(stored.state)
+    _as_before_states(old["state"])
     del old["state"]["reserved"], old["state"]["class_version"]  # as v1 code wrote it
     v1 = StoredEvent(stored.originator_id, stored.originator_version, stored.topic,
                      json.dumps(old).encode())
@@ -170,7 +179,7 @@ def test_a_snapshot_that_remembered_ids_in_its_state_is_upcast_to_memos() -> Non
     item.collect_events()
     stored = MAPPER.to_stored_event(StockItem.Snapshot.take(item))
     old = json.loads(stored.state)
-    state = old["state"]
+    state = _as_before_states(old["state"])
     del state["last_counted_at"]
     state["class_version"] = 2  # as v2 code wrote it: ids in the state, no last_counted_at
     state["closed_reservations"] = {"order-0": "cancelled"}

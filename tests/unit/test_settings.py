@@ -178,3 +178,17 @@ def test_the_declared_defaults_are_the_components_defaults() -> None:
     assert settings.count_max_age == COUNT_MAX_AGE
     assert settings.idempotency_window == IDEMPOTENCY_WINDOW
     assert settings.port == 7071 and settings.cosmos_database == "stockstream"
+
+
+@pytest.mark.parametrize("name", ["STOCKSTREAM_DRIFT_HOLD_PERCENT",
+                                  "STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT",
+                                  "STOCKSTREAM_DRIFT_HOLD_UNITS"])
+def test_off_turns_a_hold_threshold_off_and_empty_means_its_default(name):
+    field = name.removeprefix("STOCKSTREAM_").lower()
+    assert getattr(load({name: "off"}), field) is None
+    assert getattr(load({name: "OFF"}), field) is None
+    default = next(s.default for s in SETTINGS if s.name == name)
+    expected = None if default is None else float(default)
+    assert getattr(load({name: ""}), field) == expected
+    with pytest.raises(SettingsError):
+        load({name: "never"})
