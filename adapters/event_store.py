@@ -200,12 +200,6 @@ class EventSourcedStockItems(StockItemStore):
         except _UNAVAILABLE as error:
             raise StoreUnavailable(str(error)) from error
 
-    def history(self, sku: str, location: str, after: int, upto: int) -> list[StockItem.Event]:
-        """A stream's events with ``after < version <= upto``, oldest first: what a
-        projection reads to fill a gap (``application.ports.History``): the availability and
-        movement projections' history on both hosts."""
-        return self.events(sku, location, after=after, limit=upto - after)
-
     def events_since(
         self, sku: str, location: str, moment: datetime, *, version: int
     ) -> list[StockItem.Event]:

@@ -122,6 +122,11 @@ class StockItemStore(Protocol):
     ) -> list[StockItem.Event]:
         """The stream's events with version > ``after``, oldest first."""
 
+    def history(self, sku: str, location: str, after: int, upto: int) -> list[StockItem.Event]:
+        """The events with ``after < version <= upto``, oldest first: what a projection
+        reads to fill a gap (a :class:`History`)."""
+        return self.events(sku, location, after=after, limit=upto - after)
+
     @abstractmethod
     def events_since(
         self, sku: str, location: str, moment: datetime, *, version: int
