@@ -15,16 +15,16 @@ find overdue reservations without reading every stream.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from application.ports import AvailabilityViews, History
 from application.views import AvailabilityChange, ProjectionStatus, ViewRow
 from contracts.cloudevents import to_cloudevent
 from domain.stock_item import StockItem
+from projections.versioned import Outcome, apply_in_order
 
 NAME = "availability"
 
-Outcome = Literal["applied", "duplicate", "caught-up"]
 
 
 def projection_status(views: AvailabilityViews, lag: float | None = None) -> ProjectionStatus:
@@ -50,21 +50,16 @@ class AvailabilityProjection:
     def handle(self, document: dict[str, Any]) -> Outcome:
         """Apply one CloudEvent document (already validated against the registry)."""
         change = AvailabilityChange.from_cloudevent(document)
-        for _ in range(8):
-            # The next version is the common case, so try it first: apply() itself
-            # checks the version atomically, and only a refusal needs a second look.
-            if self.views.apply(change):
-                lag = (datetime.now(UTC) - change.occurred_at).total_seconds()
-                self.last_lag_seconds = max(lag, 0.0)
-                return "applied"
-            current = self.views.version_of(change.sku, change.location)
-            if change.version <= current:
-                return "duplicate"
-            if change.version > current + 1:
-                self._catch_up(change, current)
-                return "caught-up"
-        # Another writer kept moving the row; it is at or past this event by now.
-        return "duplicate"
+        outcome = apply_in_order(
+            change, change.version, self.views.apply,
+            lambda: self.views.version_of(change.sku, change.location),
+            lambda current: [AvailabilityChange.from_cloudevent(to_cloudevent(event))
+                             for event in self.history(change.sku, change.location, current,
+                                                       change.version)])
+        if outcome == "applied":
+            lag = (datetime.now(UTC) - change.occurred_at).total_seconds()
+            self.last_lag_seconds = max(lag, 0.0)
+        return outcome
 
     def rebuild_stream(self, sku: str, location: str, events: list[StockItem.Event]) -> None:
         """Overwrite one row from the stream's full history (repair)."""
@@ -89,10 +84,3 @@ class AvailabilityProjection:
             ),
             expiries,
         )
-
-    def _catch_up(self, change: AvailabilityChange, current: int) -> None:
-        missing = self.history(change.sku, change.location, current, change.version)
-        for event in missing:
-            if event.originator_version <= self.views.version_of(change.sku, change.location):
-                continue
-            self.views.apply(AvailabilityChange.from_cloudevent(to_cloudevent(event)))

@@ -27,14 +27,14 @@ and never asks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from application.cadence import LedgerEntry
 from application.ports import History, MovementLedgerStore, OutboxReader
+from projections.versioned import Outcome, apply_in_order
 
 NAME = "movements"
 
-Outcome = Literal["applied", "duplicate", "caught-up"]
 
 Handler = Callable[[dict[str, Any]], object]
 
@@ -65,26 +65,11 @@ class MovementProjection:
         return read
 
     def _handle(self, entry: LedgerEntry) -> Outcome:
-        for _ in range(8):
-            # The next version is the common case, so try it first: apply() itself
-            # checks the version atomically, and only a refusal needs a second look.
-            if self.ledger.apply(entry):
-                return "applied"
-            current = self.ledger.version_of(entry.sku, entry.location)
-            if entry.version <= current:
-                return "duplicate"
-            if entry.version > current + 1:
-                self._catch_up(entry, current)
-                return "caught-up"
-        # Another writer kept moving the ledger; it is at or past this event by now.
-        return "duplicate"
-
-    def _catch_up(self, entry: LedgerEntry, current: int) -> None:
-        for event in self.history(entry.sku, entry.location, current, entry.version):
-            missing = LedgerEntry.of_event(event)
-            if missing.version > self.ledger.version_of(entry.sku, entry.location):
-                self.ledger.apply(missing)
-        self.ledger.apply(entry)  # in case the read did not reach it yet (a no-op if it did)
+        return apply_in_order(
+            entry, entry.version, self.ledger.apply,
+            lambda: self.ledger.version_of(entry.sku, entry.location),
+            lambda current: [LedgerEntry.of_event(event) for event in self.history(
+                entry.sku, entry.location, current, entry.version)])
 
 
 def with_movements(handler: Handler, movements: MovementProjection) -> Handler:
