@@ -11,8 +11,30 @@ from datetime import datetime
 from typing import Any
 
 
+class StockStates:
+    """What the stock-state figures of a row mean (DESIGN §5.3): the held part of on hand,
+    and the supply expected. Rows written before stock states read as nothing held or
+    incoming. A mixin: each dataclass below declares the fields, with these defaults."""
+
+    on_hand: int
+    damaged: int
+    quality_control: int
+    incoming_total: int
+    in_transit: int
+
+    @property
+    def sellable(self) -> int:
+        """On hand less the held states."""
+        return self.on_hand - self.damaged - self.quality_control
+
+    @property
+    def held(self) -> dict[str, int]:
+        """The held states' stock: ``{damaged, quality_control}``."""
+        return {"damaged": self.damaged, "quality_control": self.quality_control}
+
+
 @dataclass(frozen=True)
-class LocationAvailability:
+class LocationAvailability(StockStates):
     """One SKU-location row of the availability projection."""
 
     location: str
@@ -21,10 +43,15 @@ class LocationAvailability:
     available: int
     version: int
     updated_at: datetime
+    damaged: int = 0
+    quality_control: int = 0
+    incoming_total: int = 0
+    in_transit: int = 0
+    """The part of ``incoming_total`` that transfers bring."""
 
 
 @dataclass(frozen=True)
-class Availability:
+class Availability(StockStates):
     """A SKU across locations: totals and a row per location (eventually consistent)."""
 
     sku: str
@@ -32,6 +59,10 @@ class Availability:
     reserved: int
     available: int
     locations: list[LocationAvailability] = field(default_factory=list)
+    damaged: int = 0
+    quality_control: int = 0
+    incoming_total: int = 0
+    in_transit: int = 0
 
     @classmethod
     def of(cls, sku: str, locations: list[LocationAvailability]) -> Availability:
@@ -42,11 +73,15 @@ class Availability:
             reserved=sum(r.reserved for r in locations),
             available=sum(r.available for r in locations),
             locations=locations,
+            damaged=sum(r.damaged for r in locations),
+            quality_control=sum(r.quality_control for r in locations),
+            incoming_total=sum(r.incoming_total for r in locations),
+            in_transit=sum(r.in_transit for r in locations),
         )
 
 
 @dataclass(frozen=True)
-class ViewRow:
+class ViewRow(StockStates):
     """A stored row, for reconciliation and status."""
 
     sku: str
@@ -56,10 +91,14 @@ class ViewRow:
     reserved: int
     available: int
     updated_at: datetime
+    damaged: int = 0
+    quality_control: int = 0
+    incoming_total: int = 0
+    in_transit: int = 0
 
 
 @dataclass(frozen=True)
-class AvailabilityChange:
+class AvailabilityChange(StockStates):
     """One event's effect on the view: the position at ``version`` and any expiry change."""
 
     sku: str
@@ -71,6 +110,10 @@ class AvailabilityChange:
     occurred_at: datetime
     reservation_expiry: tuple[str, datetime | None] | None = None
     closed_reservation: str | None = None
+    damaged: int = 0
+    quality_control: int = 0
+    incoming_total: int = 0
+    in_transit: int = 0
 
     @classmethod
     def from_cloudevent(cls, document: dict[str, Any]) -> AvailabilityChange:
@@ -84,6 +127,9 @@ class AvailabilityChange:
             expiry = (data["order_id"], _parse_time(expires_at) if expires_at else None)
         elif name in ("ReservationReleased", "ReservationFulfilled"):
             closed = data["order_id"]
+        # Documents published before stock states have none of these: nothing held or
+        # incoming, all of on hand sellable.
+        held = data.get("held") or {}
         return cls(
             sku=data["sku"],
             location=data["location"],
@@ -94,6 +140,10 @@ class AvailabilityChange:
             occurred_at=_parse_time(document["time"]),
             reservation_expiry=expiry,
             closed_reservation=closed,
+            damaged=int(held.get("damaged", 0)),
+            quality_control=int(held.get("quality_control", 0)),
+            incoming_total=int(data.get("incoming_total", 0)),
+            in_transit=int(data.get("in_transit", 0)),
         )
 
 

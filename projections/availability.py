@@ -8,6 +8,11 @@ idempotent (an event at or below the recorded version is a no-op) and gap-proof 
 event beyond the next version first reads the missing events from the event store, so
 a dead-lettered or lost message cannot leave a hole).
 
+Since stock states (DESIGN §5.3) each row also holds the held part of on hand
+(``damaged``, ``quality_control``), ``incoming_total`` and ``in_transit``, read from the
+same "position after" members of the event (absent from documents published before
+states: nothing held or incoming).
+
 The projection also keeps the open reservations' expiry times, so the expiry sweep can
 find overdue reservations without reading every stream.
 """
@@ -24,8 +29,6 @@ from domain.stock_item import StockItem
 from projections.versioned import Outcome, apply_in_order
 
 NAME = "availability"
-
-
 
 def projection_status(views: AvailabilityViews, lag: float | None = None) -> ProjectionStatus:
     """The projection's status as its views tell it (from any process)."""
@@ -80,7 +83,8 @@ class AvailabilityProjection:
         self.views.replace(
             ViewRow(
                 sku, location, last.originator_version, last.on_hand, last.reserved,
-                last.available, last.timestamp,
+                last.available, last.timestamp, last.damaged, last.quality_control,
+                last.incoming_total, last.in_transit,
             ),
             expiries,
         )

@@ -9,6 +9,10 @@ hold. Each row is compared; a row that differs is a *mismatch*:
 * ``ahead`` — a version the stream does not have (a restored stream, or a bad write);
 * ``missing`` — a stream the caller knows of has no row.
 
+Figures are on hand, reserved, available and, since stock states, the held states,
+incoming and in transit (a row written before them holds zeros there, so a stream that
+holds stock shows up as a mismatch and is rebuilt).
+
 Repair rebuilds the row from the stream's full history with
 :meth:`AvailabilityProjection.rebuild_stream`, which also rebuilds the reservations'
 expiry index. Rebuilding is safe while the consumer runs: the row moves to the stream's
@@ -23,6 +27,7 @@ from typing import Literal
 
 from application.ports import AvailabilityViews, StockItemStore
 from application.views import ViewRow
+from domain.stock_item import StockItem
 from projections.availability import AvailabilityProjection
 
 MismatchKind = Literal["corrupt", "behind", "ahead", "missing"]
@@ -30,10 +35,31 @@ MismatchKind = Literal["corrupt", "behind", "ahead", "missing"]
 
 @dataclass(frozen=True)
 class Figures:
+    """What a row and its stream are compared on: every figure the row holds."""
+
     version: int
     on_hand: int
     reserved: int
     available: int
+    damaged: int = 0
+    quality_control: int = 0
+    incoming_total: int = 0
+    in_transit: int = 0
+
+    @classmethod
+    def of_row(cls, row: ViewRow) -> Figures:
+        return cls(row.version, row.on_hand, row.reserved, row.available, row.damaged,
+                   row.quality_control, row.incoming_total, row.in_transit)
+
+    @classmethod
+    def of_stream(cls, item: StockItem | None) -> Figures:
+        """The figures of the stream's state (all zeros for a stream with no events)."""
+        if item is None:
+            return cls(0, 0, 0, 0)
+        position = item.position(only=())
+        return cls(item.version, item.on_hand, item.reserved, item.available,
+                   position.damaged, position.quality_control, position.incoming_total,
+                   position.in_transit)
 
 
 @dataclass(frozen=True)
@@ -68,9 +94,8 @@ class ProjectionRepair:
     def compare(self, row: ViewRow) -> Mismatch | None:
         """The mismatch of one row with its stream, or None if they agree."""
         item = self.store.get(row.sku, row.location)
-        stream = Figures(0, 0, 0, 0) if item is None else Figures(
-            item.version, item.on_hand, item.reserved, item.available)
-        figures = Figures(row.version, row.on_hand, row.reserved, row.available)
+        stream = Figures.of_stream(item)
+        figures = Figures.of_row(row)
         if figures == stream:
             return None
         kind: MismatchKind = ("corrupt" if row.version == stream.version
@@ -103,8 +128,8 @@ class ProjectionRepair:
                 continue
             item = self.store.get(*key)
             if item is not None:
-                mismatches.append(Mismatch(key[0], key[1], "missing", None, Figures(
-                    item.version, item.on_hand, item.reserved, item.available)))
+                mismatches.append(Mismatch(key[0], key[1], "missing", None,
+                                           Figures.of_stream(item)))
         return checked, mismatches
 
     def repair(self, mismatches: Iterable[Mismatch]) -> int:

@@ -5,10 +5,15 @@ Layout (container ``views``, partition key ``/pk``; Bicep provisions it, and
 
     {"id": "<location>", "pk": "<sku>", "sku": "<sku>", "location": "<location>",
      "version": 7, "on_hand": 20, "reserved": 3, "available": 17,
+     "held": {"damaged": 2, "quality_control": 0}, "incoming_total": 12, "in_transit": 10,
      "updated_at": "2026-03-01T09:00:00.000000Z",
      "expiries": {"order-1": "2026-03-01T10:00:00.000000Z"},
      "next_expiry": "2026-03-01T10:00:00.000000Z"}
 
+- ``held``, ``incoming_total`` and ``in_transit`` (stock states, DESIGN §5.3) came after
+  the first documents were written: a document without them reads as nothing held or
+  incoming (what every row then meant), and the next write of its row adds them. No
+  migration pass is needed; sellable is on hand less held, so it is not stored.
 - One SKU is one logical partition, so ``for_sku`` is a single-partition query.
   ``id`` is the location: ids are unique within a partition, so a SKU-location has
   exactly one document, and two first writers cannot both create it (409).
@@ -62,6 +67,9 @@ def view_document(row: ViewRow, expiries: dict[str, str]) -> dict[str, Any]:
         "on_hand": row.on_hand,
         "reserved": row.reserved,
         "available": row.available,
+        "held": row.held,
+        "incoming_total": row.incoming_total,
+        "in_transit": row.in_transit,
         "updated_at": to_text(row.updated_at),
         "expiries": expiries,
         "next_expiry": min(expiries.values()) if expiries else None,
@@ -69,6 +77,7 @@ def view_document(row: ViewRow, expiries: dict[str, str]) -> dict[str, Any]:
 
 
 def _row(document: dict[str, Any]) -> ViewRow:
+    held = document.get("held") or {}
     return ViewRow(
         sku=str(document["sku"]),
         location=str(document["location"]),
@@ -77,6 +86,10 @@ def _row(document: dict[str, Any]) -> ViewRow:
         reserved=int(document["reserved"]),
         available=int(document["available"]),
         updated_at=from_text(str(document["updated_at"])),
+        damaged=int(held.get("damaged", 0)),
+        quality_control=int(held.get("quality_control", 0)),
+        incoming_total=int(document.get("incoming_total", 0)),
+        in_transit=int(document.get("in_transit", 0)),
     )
 
 
@@ -132,7 +145,9 @@ class CosmosAvailabilityViews(AvailabilityViews):
                 expiries.pop(change.closed_reservation, None)
             document = view_document(
                 ViewRow(change.sku, change.location, change.version, change.on_hand,
-                        change.reserved, change.available, change.occurred_at),
+                        change.reserved, change.available, change.occurred_at,
+                        change.damaged, change.quality_control, change.incoming_total,
+                        change.in_transit),
                 expiries,
             )
             try:
@@ -154,7 +169,8 @@ class CosmosAvailabilityViews(AvailabilityViews):
     def for_sku(self, sku: str) -> Availability:
         locations = [
             LocationAvailability(r.location, r.on_hand, r.reserved, r.available, r.version,
-                                 r.updated_at)
+                                 r.updated_at, r.damaged, r.quality_control, r.incoming_total,
+                                 r.in_transit)
             for r in self.rows(sku)
         ]
         return Availability.of(sku, locations)

@@ -1,4 +1,11 @@
-"""The availability view in SQLite: one row per SKU-location, versioned, plus expiries."""
+"""The availability view in SQLite: one row per SKU-location, versioned, plus expiries.
+
+The stock-state columns (``damaged``, ``quality_control``, ``incoming_total``,
+``in_transit``; DESIGN §5.3) came after the first files were written: opening a file
+without them adds them (:func:`_migrate`), at 0, which is what every row written before
+them meant (no route could hold or expect stock then). Sellable is on hand less held, so
+it is not stored.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +29,10 @@ CREATE TABLE IF NOT EXISTS availability (
     reserved INTEGER NOT NULL,
     available INTEGER NOT NULL,
     updated_at TEXT NOT NULL,
+    damaged INTEGER NOT NULL DEFAULT 0,
+    quality_control INTEGER NOT NULL DEFAULT 0,
+    incoming_total INTEGER NOT NULL DEFAULT 0,
+    in_transit INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (sku, location)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reservation_expiries (
@@ -38,9 +49,34 @@ CREATE TABLE IF NOT EXISTS projection_lag (
 );
 """
 
+_STATE_COLUMNS = ("damaged", "quality_control", "incoming_total", "in_transit")
+"""Columns added with stock states, in this order after ``updated_at``."""
+_COLUMNS = ("sku, location, version, on_hand, reserved, available, updated_at, "
+            + ", ".join(_STATE_COLUMNS))
+_UPSERT = (
+    f"INSERT INTO availability ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (sku, location) DO UPDATE SET version = excluded.version,"
+    " on_hand = excluded.on_hand, reserved = excluded.reserved,"
+    " available = excluded.available, updated_at = excluded.updated_at, "
+    + ", ".join(f"{c} = excluded.{c}" for c in _STATE_COLUMNS)
+)
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the stock-state columns to a file written before them (at 0: nothing held or
+    incoming, as every row then was). Idempotent; a new file has them already."""
+    present = {str(r[1]) for r in db.execute("PRAGMA table_info(availability)")}
+    for column in _STATE_COLUMNS:
+        if column not in present:
+            db.execute(f"ALTER TABLE availability ADD COLUMN {column} INTEGER NOT NULL"
+                       " DEFAULT 0")
 
+
+def _values(row: ViewRow | AvailabilityChange, version: int,
+            updated_at: datetime) -> tuple[object, ...]:
+    return (row.sku, row.location, version, row.on_hand, row.reserved, row.available,
+            to_text(updated_at), row.damaged, row.quality_control, row.incoming_total,
+            row.in_transit)
 
 
 class SQLiteAvailabilityViews(AvailabilityViews):
@@ -50,6 +86,8 @@ class SQLiteAvailabilityViews(AvailabilityViews):
         # synchronous=NORMAL: a view can always be rebuilt from the event store.
         self._database = SQLiteDatabase(path, "NORMAL")
         self._connection().executescript(_SCHEMA)
+        with self._transaction() as db:
+            _migrate(db)
 
     def _connection(self) -> sqlite3.Connection:
         return self._database.connection()
@@ -71,14 +109,7 @@ class SQLiteAvailabilityViews(AvailabilityViews):
             ).fetchone()
             if (int(row[0]) if row else 0) != change.version - 1:
                 return False
-            db.execute(
-                "INSERT INTO availability VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (sku, location) DO UPDATE SET version = excluded.version,"
-                " on_hand = excluded.on_hand, reserved = excluded.reserved,"
-                " available = excluded.available, updated_at = excluded.updated_at",
-                (change.sku, change.location, change.version, change.on_hand, change.reserved,
-                 change.available, to_text(change.occurred_at)),
-            )
+            db.execute(_UPSERT, _values(change, change.version, change.occurred_at))
             if change.reservation_expiry is not None:
                 order_id, expires_at = change.reservation_expiry
                 if expires_at is None:
@@ -104,13 +135,11 @@ class SQLiteAvailabilityViews(AvailabilityViews):
         )
 
     def for_sku(self, sku: str) -> Availability:
-        rows = self._connection().execute(
-            "SELECT location, on_hand, reserved, available, version, updated_at"
-            " FROM availability WHERE sku = ? ORDER BY location",
-            (sku,),
-        ).fetchall()
         locations = [
-            LocationAvailability(r[0], r[1], r[2], r[3], r[4], from_text(r[5])) for r in rows
+            LocationAvailability(r.location, r.on_hand, r.reserved, r.available, r.version,
+                                 r.updated_at, r.damaged, r.quality_control, r.incoming_total,
+                                 r.in_transit)
+            for r in self.rows(sku)
         ]
         return Availability.of(sku, locations)
 
@@ -123,22 +152,17 @@ class SQLiteAvailabilityViews(AvailabilityViews):
         return [(r[0], r[1]) for r in rows]
 
     def rows(self, sku: str | None = None) -> Iterator[ViewRow]:
-        query = "SELECT sku, location, version, on_hand, reserved, available, updated_at" \
-            " FROM availability"
+        query = f"SELECT {_COLUMNS} FROM availability"
         args: tuple[str, ...] = ()
         if sku is not None:
             query += " WHERE sku = ?"
             args = (sku,)
         for r in self._connection().execute(query + " ORDER BY sku, location", args):
-            yield ViewRow(r[0], r[1], r[2], r[3], r[4], r[5], from_text(r[6]))
+            yield ViewRow(r[0], r[1], r[2], r[3], r[4], r[5], from_text(r[6]), *r[7:11])
 
     def replace(self, row: ViewRow, expiries: dict[str, datetime]) -> None:
         with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO availability VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (row.sku, row.location, row.version, row.on_hand, row.reserved, row.available,
-                 to_text(row.updated_at)),
-            )
+            db.execute(_UPSERT, _values(row, row.version, row.updated_at))
             db.execute(
                 "DELETE FROM reservation_expiries WHERE sku = ? AND location = ?",
                 (row.sku, row.location),

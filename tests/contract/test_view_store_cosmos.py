@@ -100,6 +100,31 @@ def test_a_sku_location_is_one_document_in_the_skus_partition(settings: CosmosSe
     assert document["updated_at"] == "2026-03-01T09:03:00.000000Z"
 
 
+def test_the_document_holds_the_states_and_one_written_before_them_reads_as_none_held(
+    settings: CosmosSettings,
+) -> None:
+    views = CosmosAvailabilityViews(settings)
+    sku = f"SKU-{uuid4().hex[:8]}"
+    views.apply(change(sku, 1, 10, damaged=3, incoming_total=7, in_transit=4))
+    container = _views_container(settings)
+    [document] = container.query_items(
+        "SELECT * FROM c WHERE c.pk = @sku", parameters=[{"name": "@sku", "value": sku}],
+        partition_key=sku)
+    assert (document["held"], document["incoming_total"], document["in_transit"]) == (
+        {"damaged": 3, "quality_control": 0}, 7, 4)
+
+    # A document as the store wrote it before stock states: no held, incoming, in transit.
+    old = {k: v for k, v in document.items()
+           if not k.startswith("_") and k not in ("held", "incoming_total", "in_transit")}
+    container.upsert_item(old)
+
+    [row] = views.rows(sku)
+    assert (row.on_hand, row.sellable, row.held, row.incoming_total, row.in_transit) == (
+        10, 10, {"damaged": 0, "quality_control": 0}, 0, 0)
+    assert views.apply(change(sku, 2, 10, quality_control=2))
+    assert views.for_sku(sku).held == {"damaged": 0, "quality_control": 2}
+
+
 # ------------------------------------------------------------------ lost races
 
 

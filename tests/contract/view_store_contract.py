@@ -37,18 +37,26 @@ def change(
     expiry: tuple[str, datetime | None] | None = None,
     closed: str | None = None,
     at: datetime | None = None,
+    damaged: int = 0,
+    quality_control: int = 0,
+    incoming_total: int = 0,
+    in_transit: int = 0,
 ) -> AvailabilityChange:
-    """The change an event at ``version`` makes (available = on hand − reserved)."""
+    """The change an event at ``version`` makes (available = sellable − reserved)."""
     return AvailabilityChange(
         sku=sku,
         location=location,
         version=version,
         on_hand=on_hand,
         reserved=reserved,
-        available=on_hand - reserved,
+        available=on_hand - damaged - quality_control - reserved,
         occurred_at=at or T0 + timedelta(minutes=version),
         reservation_expiry=expiry,
         closed_reservation=closed,
+        damaged=damaged,
+        quality_control=quality_control,
+        incoming_total=incoming_total,
+        in_transit=in_transit,
     )
 
 
@@ -215,6 +223,57 @@ class ViewStoreContract(ABC):
         assert {(r.sku, r.location) for r in views.rows()} == {
             (self.sku, LOCATION), (self.sku, OTHER_LOCATION), (other_sku, LOCATION)
         }
+
+    # ------------------------------------------------------------ stock states (§5.3)
+
+    def test_the_row_keeps_held_incoming_and_in_transit_and_the_totals_add_them(self) -> None:
+        views = self.views()
+        self.apply_all(
+            views,
+            change(self.sku, 1, 0),
+            change(self.sku, 2, 20),
+            change(self.sku, 3, 20, 2, damaged=5, quality_control=1, incoming_total=12,
+                   in_transit=10),
+            change(self.sku, 1, 0, location=OTHER_LOCATION),
+            change(self.sku, 2, 8, location=OTHER_LOCATION, quality_control=3,
+                   incoming_total=4),
+        )
+
+        row = self.row(views)
+        availability = views.for_sku(self.sku)
+
+        assert (row.damaged, row.quality_control, row.incoming_total, row.in_transit) == \
+            (5, 1, 12, 10)
+        assert (row.sellable, row.available) == (14, 12)
+        first, second = availability.locations
+        assert (first.sellable, first.held, first.incoming_total, first.in_transit) == \
+            (14, {"damaged": 5, "quality_control": 1}, 12, 10)
+        assert (second.sellable, second.held, second.incoming_total, second.in_transit) == \
+            (5, {"damaged": 0, "quality_control": 3}, 4, 0)
+        assert (availability.on_hand, availability.sellable, availability.held,
+                availability.incoming_total, availability.in_transit, availability.available) \
+            == (28, 19, {"damaged": 5, "quality_control": 4}, 16, 10, 17)
+
+    def test_a_later_change_sets_the_states_absolutely(self) -> None:
+        views = self.views()
+        self.apply_all(views, change(self.sku, 1, 10, damaged=4, incoming_total=6, in_transit=6),
+                       change(self.sku, 2, 10))
+
+        row = self.row(views)
+
+        assert (row.damaged, row.quality_control, row.incoming_total, row.in_transit) == \
+            (0, 0, 0, 0)
+        assert row.sellable == 10
+
+    def test_replace_writes_the_states_too(self) -> None:
+        views = self.views()
+        repaired = ViewRow(self.sku, LOCATION, 3, 9, 1, 4, T0, damaged=2,
+                           quality_control=1, incoming_total=5, in_transit=5)
+
+        views.replace(repaired, {})
+
+        assert self.row(views) == repaired
+        assert views.for_sku(self.sku).held == {"damaged": 2, "quality_control": 1}
 
     def test_events_applied_is_the_sum_of_the_rows_versions(self) -> None:
         views = self.views()

@@ -323,3 +323,45 @@ def test_a_view_store_that_keeps_the_lag_is_believed_over_this_process(tmp_path:
     assert projection_status(views, 999.0).lag_seconds == stored
     assert projection_status(views).position == 2
     parts.close()
+
+
+# ------------------------------------------------------------ stock states (§5.3)
+
+
+def test_the_row_follows_moves_incoming_and_transfers_and_a_rebuild_agrees(
+        parts: Parts) -> None:
+    now = parts.clock.now()
+    parts.commands.receive(SKU, LOCATION, 20)
+    parts.commands.move_state(SKU, LOCATION, 5, "sellable", "damaged", "dented")
+    parts.commands.move_state(SKU, LOCATION, 2, "sellable", "quality_control")
+    parts.commands.set_incoming(SKU, LOCATION, "PO-1", 8, now + timedelta(days=2))
+    parts.commands.expect_transfer(SKU, LOCATION, "T-1", 6, now + timedelta(days=1), "DC-1")
+
+    assert parts.deliver() == ["applied"] * 6
+    row = parts.row()
+    assert (row.on_hand, row.sellable, row.held, row.available) == (
+        20, 13, {"damaged": 5, "quality_control": 2}, 13)
+    assert (row.incoming_total, row.in_transit) == (14, 6)
+
+    parts.commands.receive_transfer(SKU, LOCATION, "T-1", 6, 6, "DC-1")
+    parts.commands.receive(SKU, LOCATION, 3, "PO-1")
+    assert parts.deliver(after=6) == ["applied", "applied"]
+    row = parts.row()
+    assert (row.on_hand, row.sellable, row.incoming_total, row.in_transit) == (29, 22, 5, 0)
+
+    events = parts.store.events(SKU, LOCATION)
+    parts.views.replace(ViewRow(SKU, LOCATION, 1, 0, 0, 0, now), {})
+    parts.projection.rebuild_stream(SKU, LOCATION, events)
+    assert parts.row() == row
+
+
+def test_a_document_published_before_stock_states_reads_as_nothing_held(parts: Parts) -> None:
+    parts.commands.receive(SKU, LOCATION, 4)
+    document = parts.documents()[-1]
+    data = {k: v for k, v in document["data"].items()
+            if k not in ("sellable", "held", "incoming_total", "in_transit")}
+
+    change = AvailabilityChange.from_cloudevent({**document, "data": data})
+
+    assert (change.on_hand, change.sellable, change.held, change.incoming_total,
+            change.in_transit) == (4, 4, {"damaged": 0, "quality_control": 0}, 0, 0)
