@@ -46,7 +46,7 @@ from typing import Any, ClassVar, Literal
 from application.commands import CommandResult, CountWindow, StockCommands
 from application.ports import Clock, ConcurrencyConflict, HoldStore, Recalled, StockItemStore
 from domain.errors import DomainError, IdempotencyKeyReused
-from domain.stock_item import Position, StockItem
+from domain.stock_item import SELLABLE, Position, StockItem
 
 HeldStatus = Literal["pending", "approved", "dismissed"]
 HoldKind = Literal["count", "adjustment"]
@@ -127,13 +127,15 @@ class HeldCount:
     status: HeldStatus = "pending"
     resolved_at: datetime | None = None
     applied_delta: int | None = None
+    state: str = SELLABLE
+    """The state counted (holds stored before stock states counted sellable)."""
 
     @property
     def hold_id(self) -> str:
         return count_hold_id(self.sku, self.location, self.count_id)
 
-    def same_count(self, counted: int, counted_at: datetime) -> bool:
-        return (self.counted, self.counted_at) == (counted, counted_at)
+    def same_count(self, counted: int, counted_at: datetime, state: str = SELLABLE) -> bool:
+        return (self.counted, self.counted_at, self.state) == (counted, counted_at, state)
 
 
 @dataclass(frozen=True)
@@ -157,9 +159,13 @@ class HeldAdjustment:
     status: HeldStatus = "pending"
     resolved_at: datetime | None = None
     applied_delta: int | None = None
+    state: str = SELLABLE
+    """The state corrected (holds stored before stock states corrected sellable)."""
 
-    def same_adjustment(self, delta: int, reason: str, note: str | None) -> bool:
-        return (self.delta, self.adjustment_reason, self.note) == (delta, reason, note)
+    def same_adjustment(self, delta: int, reason: str, note: str | None,
+                        state: str = SELLABLE) -> bool:
+        return (self.delta, self.adjustment_reason, self.note, self.state) == (
+            delta, reason, note, state)
 
     @property
     def approval_key(self) -> str:
@@ -191,8 +197,8 @@ def hold_of_record(record: Mapping[str, Any], parse_time: Callable[[str], dateti
         if f.name in _TIMES and value is not None:
             value = parse_time(str(value))
         values[f.name] = value
-    for name in ("status",):
-        values[name] = values[name] or "pending"
+    for name, default in (("status", "pending"), ("state", SELLABLE)):
+        values[name] = values[name] or default
     return kind(**values)
 
 
@@ -342,7 +348,8 @@ class ApprovalGate:
 
     def record_count(self, sku: str, location: str, count_id: str, counted: int,
                      counted_at: datetime, *, policy: HoldPolicy | None = None,
-                     session_id: str = "", dry_run: bool = False) -> Decision:
+                     session_id: str = "", dry_run: bool = False,
+                     state: str = SELLABLE) -> Decision:
         """Record a physical count, or hold it (see the module docstring).
 
         Raises ``InvalidRequest`` for a ``counted_at`` outside the window, the domain's
@@ -355,7 +362,7 @@ class ApprovalGate:
         self.window.check(counted_at, now)
         existing = self.holds.find(sku, location, count_id)
         if existing is not None:
-            if not existing.same_count(counted, counted_at):
+            if not existing.same_count(counted, counted_at, state):
                 raise HoldConflict(existing)
             if existing.status == "pending":
                 return Held(existing, self._position(sku, location), repeated=True)
@@ -366,8 +373,10 @@ class ApprovalGate:
         if existing is not None or not policy.active:
             if dry_run:
                 return self._dry(sku, location, lambda c: c.record_count(
-                    sku, location, count_id, counted, counted_at), lambda events: None)
-            return self.commands.record_count(sku, location, count_id, counted, counted_at)
+                    sku, location, count_id, counted, counted_at, state=state),
+                    lambda events: None)
+            return self.commands.record_count(sku, location, count_id, counted, counted_at,
+                                              state=state)
 
         def judge(events: list[StockItem.Event]) -> Hold | None:
             event = next((e for e in events if isinstance(e, StockItem.Counted)
@@ -380,10 +389,11 @@ class ApprovalGate:
                 return None
             return HeldCount(sku, location, count_id, counted, counted_at,
                              event.previous_on_hand, event.delta, percent, why, session_id,
-                             now)
+                             now, state=state)
 
         def command(commands: StockCommands) -> CommandResult:
-            return commands.record_count(sku, location, count_id, counted, counted_at)
+            return commands.record_count(sku, location, count_id, counted, counted_at,
+                                         state=state)
 
         if dry_run:
             return self._dry(sku, location, command, judge)
@@ -393,7 +403,7 @@ class ApprovalGate:
 
     def adjust(self, sku: str, location: str, delta: int, reason: str,
                idempotency_key: str | None = None, note: str | None = None, *,
-               policy: HoldPolicy | None = None) -> Decision:
+               policy: HoldPolicy | None = None, state: str = SELLABLE) -> Decision:
         """Record an adjustment, or hold it (see the module docstring).
 
         Raises the domain's refusals (``IdempotencyKeyReused`` also when the key is held
@@ -402,17 +412,18 @@ class ApprovalGate:
         if idempotency_key is not None:
             existing = self.holds.get(adjustment_hold_id(sku, location, idempotency_key))
             if isinstance(existing, HeldAdjustment):
-                if not existing.same_adjustment(delta, reason, note):
+                if not existing.same_adjustment(delta, reason, note, state):
                     raise IdempotencyKeyReused(idempotency_key)
                 if existing.status == "pending":
                     return Held(existing, self._position(sku, location), repeated=True)
                 if existing.status == "dismissed":
                     raise HoldDismissed(existing)
                 return self.commands.adjust(sku, location, delta, reason, idempotency_key,
-                                            note)
+                                            note, state=state)
         policy = policy or self.adjustments
         if not policy.active:
-            return self.commands.adjust(sku, location, delta, reason, idempotency_key, note)
+            return self.commands.adjust(sku, location, delta, reason, idempotency_key, note,
+                                        state=state)
         now = self.clock.now()
 
         def judge(events: list[StockItem.Event]) -> Hold | None:
@@ -426,10 +437,10 @@ class ApprovalGate:
                 return None
             return HeldAdjustment(adjustment_hold_id(sku, location, idempotency_key), sku,
                                   location, delta, reason, note, idempotency_key, before,
-                                  percent, why, now)
+                                  percent, why, now, state=state)
 
         return self._gated(sku, location, lambda commands: commands.adjust(
-            sku, location, delta, reason, idempotency_key, note), judge)
+            sku, location, delta, reason, idempotency_key, note, state=state), judge)
 
     # ------------------------------------------------------------- approvals
 
@@ -518,9 +529,10 @@ class ApprovalGate:
     def _apply(self, hold: Hold) -> CommandResult:
         if isinstance(hold, HeldCount):
             return self.commands.record_count(hold.sku, hold.location, hold.count_id,
-                                              hold.counted, hold.counted_at)
+                                              hold.counted, hold.counted_at, state=hold.state)
         return self.commands.adjust(hold.sku, hold.location, hold.delta,
-                                    hold.adjustment_reason, hold.approval_key, hold.note)
+                                    hold.adjustment_reason, hold.approval_key, hold.note,
+                                    state=hold.state)
 
     def _position(self, sku: str, location: str) -> Position:
         item = self.commands.store.get(sku, location)

@@ -29,15 +29,19 @@ from functions.requests import (
     CountRequest,
     EventsQuery,
     FulfilmentRequest,
+    IncomingRequest,
     PolicyRequest,
+    PromiseQuery,
     ReceiptRequest,
     ReplayRequest,
     ReservationRequest,
+    StateMoveRequest,
     parse_body,
     parse_query,
 )
 from functions.responses import (
     AvailabilityOut,
+    AvailableToPromiseOut,
     CountOut,
     HeldOut,
     OpsStatusOut,
@@ -111,19 +115,22 @@ def list_events(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.http("receive_stock", STOCK + "/receipts", ["POST"],
-         summary="Record a receipt of goods. Honours `Idempotency-Key`.",
+         summary="Record a receipt of goods (into `state`, sellable by default); a "
+                 "`reference` naming an open incoming entry reduces it. Honours "
+                 "`Idempotency-Key`.",
          request=ReceiptRequest, responses={200: PositionOut}, problems=(409, 422),
          headers=("Idempotency-Key",))
 def receive_stock(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     body = parse_body(req, ReceiptRequest)
     result = services().commands.receive(sku, location, body.quantity, body.reference,
-                                         req.headers.get("idempotency-key"))
+                                         req.headers.get("idempotency-key"), state=body.state)
     return _position(result.position_of())
 
 
 @bp.http("adjust_stock", STOCK + "/adjustments", ["POST"],
-         summary="Correct on hand by a delta for a reason; 409 if it would go below zero. "
+         summary="Correct on hand (the stock in `state`, sellable by default) by a delta "
+                 "for a reason; 409 if it would go below zero. "
                  "Honours `Idempotency-Key`. 202 when held for approval (the adjustment hold "
                  "policy): nothing recorded until an admin approves it.",
          request=AdjustmentRequest, responses={200: PositionOut, 202: HeldOut},
@@ -132,7 +139,8 @@ def adjust_stock(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     body = parse_body(req, AdjustmentRequest)
     decision = approval_gate().adjust(sku, location, body.delta, body.reason,
-                                      req.headers.get("idempotency-key"), body.note)
+                                      req.headers.get("idempotency-key"), body.note,
+                                      state=body.state)
     if isinstance(decision, Held):
         return held_response(decision)
     return _position(decision.position_of())
@@ -195,7 +203,8 @@ def fulfil_reservation(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.http("record_count", STOCK + "/counts", ["POST"],
-         summary="Record a physical count; answers the position and the correction it made "
+         summary="Record a physical count (of `state`, sellable by default: it corrects "
+                 "that state only); answers the position and the correction it made "
                  "(null, with `already_recorded`, when the count id was seen). 202 when its "
                  "drift is held for approval (the same hold policy as count files): nothing "
                  "recorded until an admin approves it. `counted_at` at most "
@@ -205,7 +214,7 @@ def record_count(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     body = parse_body(req, CountRequest)
     decision = approval_gate().record_count(sku, location, body.count_id, body.counted,
-                                            body.counted_at)
+                                            body.counted_at, state=body.state)
     if isinstance(decision, Held):
         return held_response(decision)
     result = decision
@@ -213,6 +222,51 @@ def record_count(req: func.HttpRequest) -> func.HttpResponse:
                     and e.count_id == body.count_id), None)
     return json_response(CountOut.of({"position": result.position_of(), "correction": counted,
                                       "already_recorded": result.already_recorded}))
+
+
+# ------------------------------------------- stock states and incoming (DESIGN §5.3)
+
+
+@bp.http("move_stock_state", STOCK + "/state-moves", ["POST"],
+         summary="Move units between stock states (sellable, damaged, quality_control); on "
+                 "hand stays. Reserved units never leave sellable (409 "
+                 "`insufficient-stock`). Honours `Idempotency-Key`.",
+         request=StateMoveRequest, responses={200: PositionOut}, problems=(409, 422),
+         headers=("Idempotency-Key",))
+def move_stock_state(req: func.HttpRequest) -> func.HttpResponse:
+    sku, location = _stock_item(req)
+    body = parse_body(req, StateMoveRequest)
+    result = services().commands.move_state(sku, location, body.quantity, body.from_state,
+                                            body.to_state, body.reason,
+                                            req.headers.get("idempotency-key"))
+    return _position(result.position_of())
+
+
+@bp.http("set_incoming", STOCK + "/incoming/{reference}", ["PUT"],
+         summary="Set the expected receipt `reference` (absolute): `quantity` units due at "
+                 "`expected_at`; quantity 0 cancels it, the same figures again change "
+                 "nothing. A transfer's entry changes only with its transfer (409 "
+                 "`incoming-conflict`).",
+         request=IncomingRequest, responses={200: PositionOut}, problems=(409, 422))
+def set_incoming(req: func.HttpRequest) -> func.HttpResponse:
+    sku, location = _stock_item(req)
+    reference = require_identifier("reference", req.route_params.get("reference"))
+    body = parse_body(req, IncomingRequest)
+    result = services().commands.set_incoming(sku, location, reference, body.quantity,
+                                              body.expected_at)
+    return _position(result.position_of())
+
+
+@bp.http("get_available_to_promise", STOCK + "/atp", ["GET"],
+         summary="Available to promise per UTC day for `days` days (1 to 90, default 14) "
+                 "from today: sellable - reserved - safety_stock + incoming due before the "
+                 "end of the day (overdue included); not clamped at 0. Strongly consistent.",
+         query=PromiseQuery, responses={200: AvailableToPromiseOut}, problems=(422,))
+def get_available_to_promise(req: func.HttpRequest) -> func.HttpResponse:
+    sku, location = _stock_item(req)
+    query = parse_query(req, PromiseQuery)
+    promise = services().queries.available_to_promise(sku, location, query.days)
+    return json_response(AvailableToPromiseOut.of(promise))
 
 
 # ------------------------------------------------------- projections and ops

@@ -20,7 +20,15 @@ import azure.functions as func
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from domain.identifiers import IDENTIFIER_PATTERN, MAX_IDENTIFIER_LENGTH
-from domain.stock_item import MAX_NOTE_LENGTH, MAX_QUANTITY, MAX_TTL_SECONDS, AdjustmentReason
+from domain.promise import DEFAULT_PROMISE_DAYS, MAX_PROMISE_DAYS
+from domain.stock_item import (
+    MAX_NOTE_LENGTH,
+    MAX_QUANTITY,
+    MAX_REASON_LENGTH,
+    MAX_TTL_SECONDS,
+    AdjustmentReason,
+    StockState,
+)
 from functions.problems import (
     FieldError,
     malformed_json,
@@ -54,8 +62,10 @@ class ReceiptRequest(RequestBody):
 
     quantity: Quantity = Field(description="Units received (1 to 10^9).")
     reference: str | None = Field(
-        default=None, max_length=200, description="Delivery note, ASN or PO reference."
+        default=None, max_length=200, description="Delivery note, ASN or PO reference. "
+        "Naming an open incoming entry reduces it by the quantity received."
     )
+    state: StockState = Field(default="sellable", description="The state received into.")
 
 
 class AdjustmentRequest(RequestBody):
@@ -67,6 +77,7 @@ class AdjustmentRequest(RequestBody):
         default=None, max_length=MAX_NOTE_LENGTH,
         description="Free text, e.g. what happened to the goods."
     )
+    state: StockState = Field(default="sellable", description="The state corrected.")
 
 
 class PolicyRequest(RequestBody):
@@ -98,6 +109,36 @@ class CountRequest(RequestBody):
     count_id: Identifier = Field(description="The count's id; repeating it is a no-op.")
     counted: Amount
     counted_at: AwareDatetime = Field(description="When the count was taken (ISO-8601, zoned).")
+    state: StockState = Field(default="sellable",
+                              description="The state counted; the count corrects it only.")
+
+
+# ------------------------------------------- stock states and incoming (DESIGN §5.3)
+
+
+class StateMoveRequest(RequestBody):
+    """Move units from one stock state to another; on hand stays."""
+
+    quantity: Quantity
+    from_state: StockState = Field(alias="from", description="The state the units leave.")
+    to_state: StockState = Field(alias="to", description="The state the units enter.")
+    reason: str | None = Field(default=None, min_length=1, max_length=MAX_REASON_LENGTH,
+                               description="Why, e.g. 'dented in delivery'.")
+
+
+class IncomingRequest(RequestBody):
+    """An expected receipt, set absolutely: ``quantity`` 0 cancels it."""
+
+    quantity: Amount = Field(description="Units expected (0 cancels the entry).")
+    expected_at: AwareDatetime = Field(description="When the units are due (ISO-8601, zoned).")
+
+
+class PromiseQuery(BaseModel):
+    """Query string of the available-to-promise route: how many UTC days."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    days: Annotated[int, Field(ge=1, le=MAX_PROMISE_DAYS)] = DEFAULT_PROMISE_DAYS
 
 
 class ReplayRequest(RequestBody):

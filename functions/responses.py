@@ -15,7 +15,7 @@ are converted to UTC, ``IsoUtc`` moments are written by ``contracts.times.iso_ut
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -72,6 +72,38 @@ IsoUtc = Annotated[
 """A moment written as ``contracts.times.iso_utc`` does (``...+00:00``)."""
 
 
+# ------------------------------------------- stock states and incoming (DESIGN §5.3)
+
+
+class HeldStockOut(ResponseBody):
+    """On-hand units that are not for sale, by state."""
+
+    damaged: int
+    quality_control: int
+
+
+class IncomingOut(ResponseBody):
+    """An expected receipt: ``quantity`` units under ``reference`` due at ``expected_at``."""
+
+    reference: str
+    quantity: int
+    expected_at: Utc
+
+
+class PromiseDayOut(ResponseBody):
+    date: date
+    available_to_promise: int
+
+
+class AvailableToPromiseOut(ResponseBody):
+    """Available to promise per UTC day from the day of ``as_of`` (not clamped at 0)."""
+
+    sku: str
+    location: str
+    as_of: Utc
+    days: list[PromiseDayOut]
+
+
 # ------------------------------------------------------------------ positions
 
 
@@ -97,6 +129,11 @@ class PositionOut(ResponseBody):
         description="Open reservations: all of them on GET; on a command's answer only the "
                     "reservation the command concerns (see `open_reservations`).")
     open_reservations: int = Field(ge=0, description="How many reservations are open.")
+    sellable: int = Field(description="On hand less held: the stock that may be sold.")
+    held: HeldStockOut = Field(description="On hand not for sale, by state.")
+    incoming: list[IncomingOut] = Field(
+        description="Expected receipts, by expected_at then reference.")
+    incoming_total: int = Field(ge=0, description="Units expected, over every entry.")
 
 
 class CorrectionOut(ResponseBody):
@@ -107,6 +144,7 @@ class CorrectionOut(ResponseBody):
     previous_on_hand: int
     delta: int
     counted_at: datetime
+    state: str = Field(description="The state counted (the figures are that state's).")
 
 
 class CountOut(ResponseBody):
@@ -143,6 +181,10 @@ class LocationAvailabilityOut(ResponseBody):
     available: int
     version: int
     updated_at: datetime
+    sellable: int
+    held: HeldStockOut
+    incoming_total: int
+    in_transit: int = Field(description="The part of incoming_total that transfers bring.")
 
 
 class AvailabilityOut(ResponseBody):
@@ -153,6 +195,10 @@ class AvailabilityOut(ResponseBody):
     reserved: int
     available: int
     locations: list[LocationAvailabilityOut]
+    sellable: int
+    held: HeldStockOut
+    incoming_total: int
+    in_transit: int = Field(description="The part of incoming_total that transfers bring.")
 
 
 class OutboxOut(ResponseBody):
@@ -254,6 +300,7 @@ class HoldRecordOut(ResponseBody):
     status: HeldStatus
     resolved_at: IsoUtc | None
     applied_delta: int | None
+    state: str = Field(description="The stock state the command concerns.")
 
 
 class CountHoldOut(HoldRecordOut):

@@ -47,6 +47,9 @@ EXPECTED_BINDINGS = {
     "fulfil_reservation": ("stock/{sku}/{location}/reservations/{order_id}/fulfilment",
                            ["POST"], "FUNCTION"),
     "record_count": ("stock/{sku}/{location}/counts", ["POST"], "FUNCTION"),
+    "move_stock_state": ("stock/{sku}/{location}/state-moves", ["POST"], "FUNCTION"),
+    "set_incoming": ("stock/{sku}/{location}/incoming/{reference}", ["PUT"], "FUNCTION"),
+    "get_available_to_promise": ("stock/{sku}/{location}/atp", ["GET", "HEAD"], "FUNCTION"),
     "get_availability": ("availability/{sku}", ["GET", "HEAD"], "FUNCTION"),
     "get_ops_status": ("ops/status", ["GET", "HEAD"], "FUNCTION"),
     "get_ops_metrics": ("ops/metrics", ["GET", "HEAD"], "FUNCTION"),
@@ -89,7 +92,9 @@ def test_an_unknown_stock_item_is_all_zeros_at_version_0_with_an_etag(container:
     assert answer.status == 200
     assert answer.body == {"sku": "SKU-1", "location": "STORE-1", "on_hand": 0, "reserved": 0,
                            "safety_stock": 0, "oversell_buffer": 0, "available": 0,
-                           "version": 0, "reservations": [], "open_reservations": 0}
+                           "version": 0, "reservations": [], "open_reservations": 0,
+                           "sellable": 0, "held": {"damaged": 0, "quality_control": 0},
+                           "incoming": [], "incoming_total": 0}
     assert answer.headers["ETag"] == '"0"'
 
 
@@ -444,8 +449,10 @@ def test_without_the_pipeline_availability_ops_and_replay_are_503_not_a_crash(
 
 class _Availability(AvailabilityReader):
     def for_sku(self, sku: str) -> Availability:
-        row = LocationAvailability("STORE-1", 5, 2, 3, 7, datetime(2026, 1, 1, tzinfo=UTC))
-        return Availability(sku, 5, 2, 3, [row])
+        row = LocationAvailability("STORE-1", 5, 2, 3, 7, datetime(2026, 1, 1, tzinfo=UTC),
+                                   damaged=1, quality_control=0, incoming_total=6,
+                                   in_transit=4)
+        return Availability.of(sku, [row])
 
 
 class _Ops(OpsStatusReader):
@@ -466,10 +473,12 @@ def test_availability_ops_and_replay_shape_what_the_pipeline_readers_return(
     use_services(dataclasses.replace(container, availability=_Availability(), ops=_Ops(),
                                      replay=_Replay()))
     availability = call("get_availability", "GET", {"sku": "SKU-1"})
+    states = {"sellable": 4, "held": {"damaged": 1, "quality_control": 0},
+              "incoming_total": 6, "in_transit": 4}
     assert availability.body == {
-        "sku": "SKU-1", "on_hand": 5, "reserved": 2, "available": 3,
+        "sku": "SKU-1", "on_hand": 5, "reserved": 2, "available": 3, **states,
         "locations": [{"location": "STORE-1", "on_hand": 5, "reserved": 2, "available": 3,
-                       "version": 7, "updated_at": "2026-01-01T00:00:00Z"}]}
+                       "version": 7, "updated_at": "2026-01-01T00:00:00Z", **states}]}
     assert call("get_ops_status", "GET").body == {
         "outbox": {"depth": 2, "oldest_age_seconds": 1.5},
         "subscriptions": [{"name": "availability", "active": 1, "dead_lettered": 0,
