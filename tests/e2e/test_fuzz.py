@@ -42,6 +42,7 @@ IDENTIFIERS = {
     "subscription": ["availability", "missing"],
     "hold_id": ["C-1", "count-0123456789abcdef0123"],
     "chart": ["drift-history.png", "drift-missing-distribution.png"],
+    "reference": ["PO-1", "PO-2"],
 }
 printable = st.characters(min_codepoint=32, max_codepoint=126)
 invalid_identifier = st.one_of(
@@ -160,6 +161,8 @@ def requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], dict[str, str],
                                           | st.text(printable, max_size=250).map(str.strip))
     if "after" in names and draw(st.booleans()):
         query["after"] = draw(st.integers(-3, 40).map(str) | st.text(printable, max_size=8))
+    if "days" in names and draw(st.booleans()):
+        query["days"] = draw(st.integers(-3, 120).map(str) | st.text(printable, max_size=8))
     if "limit" in names and draw(st.booleans()):
         query["limit"] = draw(st.integers(-3, 2000).map(str) | st.text(printable, max_size=8))
     content_type, body = draw(body_strategy(operation))

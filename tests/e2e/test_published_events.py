@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from adapters.embedded_broker import EmbeddedBroker
@@ -22,11 +22,10 @@ from tests.e2e.conftest import start_host
 TEAM = "downstream-team"
 
 NOT_YET_ROUTED = {
-    "Stockstream.StockStateMoved.v1", "Stockstream.StockIncomingSet.v1",
     "Stockstream.StockTransferShipped.v1", "Stockstream.StockTransferReceived.v1",
     "Stockstream.StockTransitLost.v1",
 }
-"""Event types of stock states (issue 17) whose HTTP routes come with the wiring rework:
+"""Event types of transfers (issue 17), whose routes come with the transfer process stream:
 until then tests/schemas/test_validation.py publishes them from real commands. Remove a
 type from here when its route exists, so this test drives it over HTTP."""
 
@@ -54,6 +53,12 @@ def test_every_published_event_validates_against_the_registry(tmp_path: Path) ->
         ok(client.delete(f"{base}/reservations/o-2"))
         ok(client.post(f"{base}/counts", json={
             "count_id": "c-1", "counted": 15, "counted_at": datetime.now(UTC).isoformat()}))
+        ok(client.post(f"{base}/state-moves", json={"quantity": 2, "from": "sellable",
+                                                     "to": "damaged", "reason": "dented"}))
+        ok(client.put(f"{base}/incoming/PO-2", json={
+            "quantity": 6, "expected_at": (datetime.now(UTC) + timedelta(days=3)).isoformat()}))
+        ok(client.post(f"{base}/receipts", json={"quantity": 2, "reference": "PO-2",
+                                                 "state": "quality_control"}))
         version = client.get(base).json()["version"]
         deadline = time.monotonic() + 10
         while client.get("/api/ops/status").json()["outbox"]["depth"] and \
