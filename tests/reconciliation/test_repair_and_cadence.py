@@ -69,6 +69,31 @@ def test_a_corrupted_projection_row_is_detected_and_repaired_from_the_stream(
     assert repair.run().mismatches == []
 
 
+def test_a_row_that_lost_its_held_and_incoming_figures_is_repaired_from_the_stream(
+        container: Services, views: SQLiteAvailabilityViews):
+    """A row written without the stock-state figures (as before the columns existed)
+    disagrees with a stream that holds stock, and the repair restores them."""
+    c = container.commands
+    c.receive("SKU-1", "STORE-1", 10)
+    c.move_state("SKU-1", "STORE-1", 4, "sellable", "damaged")
+    c.set_incoming("SKU-1", "STORE-1", "PO-1", 6, datetime.now(UTC) + timedelta(days=1))
+    project_everything(container, views)
+    repair = projection_repair(container)
+    assert repair.run().mismatches == []
+    [good] = views.rows("SKU-1")
+    views.replace(ViewRow(good.sku, good.location, good.version, good.on_hand, good.reserved,
+                          good.available, good.updated_at), {})
+
+    report = repair.run()
+
+    (mismatch,) = report.mismatches
+    assert mismatch.kind == "corrupt"
+    assert mismatch.row is not None and (mismatch.row.damaged, mismatch.row.incoming_total) \
+        == (0, 0)
+    assert (mismatch.stream.damaged, mismatch.stream.incoming_total) == (4, 6)
+    assert list(views.rows("SKU-1")) == [good]
+
+
 def test_rows_behind_and_streams_without_a_row_are_reported_and_check_only_repairs_nothing(
         container: Services, views: SQLiteAvailabilityViews):
     c = container.commands
