@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from application.holds import HeldAdjustment, HeldCount, hold_of_record, hold_record
 from application.settings import load
 from composition import Services
 from composition.embedded import embedded_services
@@ -347,3 +348,16 @@ def test_a_held_adjustment_of_a_state_is_approved_into_that_state(strict: Servic
     position = call("get_position", "GET", SKU).body
     assert (position["on_hand"], position["sellable"],
             position["held"]["quality_control"]) == (150, 100, 50)
+
+
+def test_a_hold_stored_before_stock_states_reads_as_one_of_sellable():
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    count = HeldCount("SKU-1", "STORE-1", "c-1", 5, at, 9, -4, 44.4, "drift", "", at,
+                      state="damaged")
+    adjustment = HeldAdjustment("adj-1", "SKU-1", "STORE-1", 50, "returned", None, None, 10,
+                                500.0, "units", at)
+    for hold in (count, adjustment):
+        record = hold_record(hold, datetime.isoformat)
+        assert hold_of_record(record, datetime.fromisoformat) == hold
+        older = {k: v for k, v in record.items() if k != "state"}
+        assert hold_of_record(older, datetime.fromisoformat).state == "sellable"
