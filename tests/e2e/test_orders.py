@@ -8,11 +8,19 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.e2e.conftest import RunningHost
+from adapters.clock import ManualClock
+from application.commands import StockCommands
+from application.processes import STALL_AFTER
+from tests.e2e.conftest import RunningHost, start_host
+from tests.orders.conftest import open_world
+from tests.orders.test_order_recovery import FAILING, Crash, CrashingCommands, stock_up
 
 
 def receive(c: httpx.Client, sku: str, location: str, quantity: int) -> None:
@@ -254,3 +262,36 @@ def test_racing_carts_never_oversell_and_all_or_nothing_holds_all_or_none(host: 
 
 def code_of(body: dict[str, Any]) -> str:
     return str(body["type"]).rsplit(":", 1)[-1]
+
+
+def test_an_order_a_crash_left_part_way_is_compensated_by_the_workers_sweep(
+        tmp_path: Path):
+    """A placement killed after its first hold (its stream says "placing"), then the host
+    started with a 1 s sweep: within STALL_AFTER plus an interval the hold is released
+    and the order failed, without any request for it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    world = open_world(data)
+    world.clock = ManualClock(datetime.now(UTC))
+    world.commands = StockCommands(world.stock, world.clock)
+    stock_up(world)
+    crashing = CrashingCommands(world, "reserve", 2, "before")
+    with pytest.raises(Crash):
+        world.orders(crashing).place("CRASHED", "web", FAILING)
+    assert world.reserved("A", "S1") == {"CRASHED": 2}
+    world.stock.close()
+    world.processes.close()
+
+    host = start_host(tmp_path, env={"STOCKSTREAM_ORDER_SWEEP_INTERVAL": "1"})
+    try:
+        with host.client() as c:
+            deadline = time.monotonic() + STALL_AFTER.total_seconds() + 30
+            while position(c, "A", "S1")["reserved"]:
+                assert time.monotonic() < deadline, host.log()
+                time.sleep(0.2)
+            order = c.get("/api/orders/CRASHED/reservation").json()
+            assert order["status"] == "failed"
+            assert "order sweep drove 1 orders" in host.log()
+            assert all(position(c, sku, "S1")["reserved"] == 0 for sku in ("A", "B", "C"))
+    finally:
+        assert host.stop() == 0, host.log()
