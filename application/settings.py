@@ -108,6 +108,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT", None, "both",
             "Adjustments whose delta exceeds this percent of the on hand before them are "
             "held for approval; empty or off: no percent limit."),
+    Setting("STOCKSTREAM_ORDER_SWEEP_INTERVAL", "60", "both",
+            "How often the order sweep drives orders left part way (a crash) to their end "
+            "and releases expired ones (e.g. 60, 90s, 2m; at least 1 second): no hold of a "
+            "failed, released or interrupted order outlives it (docs/orders.md). Azure's "
+            "timer runs every minute whatever it says."),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
@@ -143,6 +148,7 @@ class Settings:
     idle_timeout_seconds: int
     adjustment_hold_units: int | None
     adjustment_hold_percent: float | None
+    order_sweep_interval: timedelta
 
 
 _DECLARED = {s.name: s for s in SETTINGS}
@@ -205,6 +211,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         header_timeout_seconds=_seconds(env, "STOCKSTREAM_HEADER_TIMEOUT_SECONDS"),
         body_timeout_seconds=_seconds(env, "STOCKSTREAM_BODY_TIMEOUT_SECONDS"),
         idle_timeout_seconds=_seconds(env, "STOCKSTREAM_IDLE_TIMEOUT_SECONDS"),
+        order_sweep_interval=_duration(env, "STOCKSTREAM_ORDER_SWEEP_INTERVAL"),
     )
 
 

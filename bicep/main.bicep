@@ -85,6 +85,9 @@ param adjustmentHoldPercent string = ''
 @description('How far back a count\'s counted_at may be, e.g. 7d, 36h, 90m (app setting STOCKSTREAM_COUNT_MAX_AGE).')
 param countMaxAge string = '7d'
 
+@description('How often the order sweep runs, e.g. 60, 90s, 2m (app setting STOCKSTREAM_ORDER_SWEEP_INTERVAL; the Azure timer runs every minute).')
+param orderSweepInterval string = '60'
+
 @description('Maximum instances of the Flex Consumption app (40-1000).')
 @minValue(40)
 @maxValue(1000)
@@ -249,6 +252,7 @@ module functionApp 'modules/functionapp.bicep' = {
     adjustmentHoldUnits: adjustmentHoldUnits
     adjustmentHoldPercent: adjustmentHoldPercent
     countMaxAge: countMaxAge
+    orderSweepInterval: orderSweepInterval
     maximumInstanceCount: functionMaximumInstanceCount
     instanceMemoryMB: functionInstanceMemoryMB
   }

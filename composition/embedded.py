@@ -4,20 +4,26 @@ embedded broker, and the pipeline that Azure runs as functions.
 The embedded host is split into processes as Azure splits its functions, and each asks
 :func:`embedded_services` for the parts it runs (:class:`EmbeddedProcess`):
 
-- ``COMMANDS`` — the command path and reconciliation only (``stockstream`` commands
+- ``COMMANDS`` — the command path (orders and location groups included) and
+  reconciliation only (``stockstream`` commands
   that need nothing else, the Functions worker on SQLite settings, tests);
-- ``HOST`` — the HTTP process of ``make serve``: the command path, and readers of the
+- ``HOST`` — the HTTP process of ``make serve``: the command path (orders too), and readers of the
   pipeline that its worker process runs (availability view, status, dead-letter replay,
   projection repair, the worker's metrics snapshot);
 - ``OPERATOR`` — the ``stockstream`` commands that read the pipeline's files: as
   ``HOST``, but it declares no topology and serves no metrics;
 - ``WORKER`` — the pipeline worker (``python -m local.worker``): relay, availability
-  consumer, expiry sweep and metrics, writing its metrics snapshot for the host;
+  consumer, expiry and order sweeps and metrics, writing its metrics snapshot for the host;
 - ``PIPELINE`` — HTTP and the pipeline in one process (tests, benchmarks).
 
 ``local.pipeline`` runs the pipeline's parts (threads, stop order); :func:`embedded_relay`
 is the standalone relay process (``python -m local.relay``). Every file of the data
 directory is named once, in :class:`~composition.files.EmbeddedFiles`.
+
+Orders and location groups live in ``processes.db`` beside the event store
+(:class:`~adapters.sqlite.process_streams.SQLiteProcessStore`); every process but
+``OPERATOR`` opens it, and the pipeline (``WORKER``, ``PIPELINE``) sweeps its orders every
+``STOCKSTREAM_ORDER_SWEEP_INTERVAL``.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from adapters.embedded_broker.topology import ensure_topology
 from adapters.openmetrics import Family, read_snapshot
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
+from adapters.sqlite.process_streams import SQLiteProcessStore
 from adapters.sqlite.reconciliation import SQLiteMovementLedger, SQLiteReconciliation
 from adapters.telemetry import Telemetry, configure_telemetry
 from application.cadence import CadencePolicy, CountSchedule
@@ -43,6 +50,7 @@ from application.commands import StockCommands
 from application.consumer import EventConsumer, SessionConsumer, projection_lag_observer
 from application.expiry import ExpirySweep
 from application.ops import PipelineStatus
+from application.orders import LocationGroups, Orders
 from application.ports import Clock
 from application.queries import StockQueries
 from application.relay import Relay
@@ -102,6 +110,7 @@ class EmbeddedPipeline:
     consumer: SessionConsumer
     sweep: ExpirySweep
     status: PipelineStatus
+    orders: Orders | None
     wake: threading.Event
     metrics_snapshot: Path | None = None
 
@@ -140,12 +149,20 @@ def embedded_services(
         store = SQLiteStockItems(files.events, memo_window=settings.idempotency_window)
         opened.callback(store.close)
         commands = stock_commands(store, clock, settings, observers)
+        processes: SQLiteProcessStore | None = None
+        orders: Orders | None = None
+        groups: LocationGroups | None = None
+        if process is not EmbeddedProcess.OPERATOR:
+            processes = SQLiteProcessStore(files.processes)
+            opened.callback(processes.close)
+            orders = Orders(processes.orders, processes.groups, commands, store, clock)
+            groups = LocationGroups(processes.groups)
         pipeline: EmbeddedPipeline | None = None
         readers: _Readers | None = None
         if runs_pipeline:
             snapshot = files.worker_metrics if process is EmbeddedProcess.WORKER else None
             pipeline = _pipeline(settings, files, store, commands, clock, telemetry, wake,
-                                 snapshot, opened)
+                                 snapshot, opened, orders)
             readers = _Readers(pipeline.broker, pipeline.views, pipeline.status, {})
         elif process in (EmbeddedProcess.HOST, EmbeddedProcess.OPERATOR):
             readers = _readers(files, store, clock, opened,
@@ -160,21 +177,25 @@ def embedded_services(
             repair=None if readers is None else _repair(readers.views, store),
             broker=None if readers is None else readers.broker,
             pipeline=pipeline,
+            orders=orders,
+            location_groups=groups,
             metrics_sources=MappingProxyType(
                 {} if readers is None else dict(readers.metrics_sources)),
-            closers=_closers(store, readers, pipeline),
+            closers=_closers(store, readers, pipeline, processes),
         )
         opened.pop_all()
     return services
 
 
 def _closers(store: SQLiteStockItems, readers: _Readers | None,
-             pipeline: EmbeddedPipeline | None) -> tuple[Closeable, ...]:
+             pipeline: EmbeddedPipeline | None,
+             processes: SQLiteProcessStore | None) -> tuple[Closeable, ...]:
     """What the services close, in order: the pipeline's movement ledger, the readers'
-    files, the event store last."""
+    files, the order streams, the event store last."""
     ledger: tuple[Closeable, ...] = () if pipeline is None else (pipeline.movements.ledger,)
     files: tuple[Closeable, ...] = () if readers is None else (readers.views, readers.broker)
-    return (*ledger, *files, store)
+    orders: tuple[Closeable, ...] = () if processes is None else (processes,)
+    return (*ledger, *files, *orders, store)
 
 
 def _readers(files: EmbeddedFiles, store: SQLiteStockItems, clock: Clock, opened: ExitStack,
@@ -201,7 +222,7 @@ def _readers(files: EmbeddedFiles, store: SQLiteStockItems, clock: Clock, opened
 def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
               commands: StockCommands, clock: Clock, telemetry: Telemetry,
               wake: threading.Event, snapshot: Path | None, opened: ExitStack,
-              ) -> EmbeddedPipeline:
+              orders: Orders | None) -> EmbeddedPipeline:
     """The pipeline's parts, recording the Azure metrics by the same code paths: the relay
     each published event's age, the projection each applied event's age. The availability
     subscription's consumer feeds the movement ledger too (``with_movements``)."""
@@ -232,7 +253,7 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
         sweep=ExpirySweep(views.overdue_reservations, commands, clock),
         status=PipelineStatus(clock, relay.status, broker, TOPIC,
                               lambda: [projection.status()]),
-        wake=wake, metrics_snapshot=snapshot,
+        orders=orders, wake=wake, metrics_snapshot=snapshot,
     )
 
 

@@ -37,6 +37,12 @@ class EmbeddedFiles:
         return self.data_dir / "reconciliation.db"
 
     @property
+    def processes(self) -> Path:
+        """Order and location-group streams, with the orders' wake-up index
+        (``adapters.sqlite.process_streams``)."""
+        return self.data_dir / "processes.db"
+
+    @property
     def worker_metrics(self) -> Path:
         """The snapshot of what the pipeline worker measured, served by the host."""
         return self.data_dir / "metrics" / "worker.json"

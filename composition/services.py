@@ -24,6 +24,7 @@ from application.commands import StockCommands
 from application.consumer import EventConsumer
 from application.expiry import ExpirySweep
 from application.holds import ApprovalGate, HoldPolicy
+from application.orders import LocationGroups, Orders
 from application.ports import (
     AvailabilityReader,
     Clock,
@@ -152,6 +153,10 @@ class Services:
     change_feed_relay: ChangeFeedRelay | None = None
     consumers: Mapping[str, EventConsumer] = field(default_factory=_nothing)
     expiry_sweep: ExpirySweep | None = None
+    # Orders and location groups (DESIGN §5.2): None where this host has no store of
+    # order streams (Azure, until Cosmos DB keeps them); the routes answer 503 then.
+    orders: Orders | None = None
+    location_groups: LocationGroups | None = None
     # The embedded pipeline's parts, when this process runs it (``local.pipeline``).
     pipeline: EmbeddedPipeline | None = None
     metrics_sources: Mapping[str, Callable[[], list[Family]]] = field(

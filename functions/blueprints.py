@@ -16,11 +16,13 @@ from functions.console import bp as console
 from functions.drift_reports import bp as drift_reports
 from functions.http import bp as channel_api
 from functions.http_routes import HttpBlueprint, Route
+from functions.orders import bp as orders
 from functions.pipeline import bp as pipeline
 from functions.reconciliation import bp as reconciliation
 
 BLUEPRINTS: tuple[func.Blueprint, ...] = (
     channel_api,  # channel HTTP API (DESIGN §5)
+    orders,  # orders and location groups (DESIGN §5.2), the order sweep's timer
     pipeline,  # relay, projection consumer, expiry and metrics timers
     reconciliation,  # count sessions, due counts, holds, repair timers
     drift_reports,  # the drift reports of count sessions, and their charts

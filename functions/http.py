@@ -16,6 +16,7 @@ import azure.functions as func
 
 from adapters.openmetrics import CONTENT_TYPE as OPENMETRICS_CONTENT_TYPE
 from application.holds import ApprovalGate, Held
+from application.views import Availability
 from composition import Services
 from contracts.cloudevents import to_cloudevent
 from domain.identifiers import require_identifier
@@ -24,8 +25,10 @@ from functions import problems
 from functions.container import get_services
 from functions.http_answers import json_response, require_reconciliation
 from functions.http_routes import ROUTE_PREFIX, HttpBlueprint
+from functions.orders import group_locations
 from functions.requests import (
     AdjustmentRequest,
+    AvailabilityQuery,
     CountRequest,
     EventsQuery,
     FulfilmentRequest,
@@ -274,14 +277,22 @@ def get_available_to_promise(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.http("get_availability", "availability/{sku}", ["GET"],
          summary="Availability of a SKU across locations, from the projection (eventually "
-                 "consistent; each row says the version it reflects).",
-         responses={200: AvailabilityOut}, problems=(422, 503))
+                 "consistent; each row says the version it reflects). With "
+                 "`location_group`, the rows and totals of the group's locations only "
+                 "(404 for an unknown group).",
+         query=AvailabilityQuery, responses={200: AvailabilityOut}, problems=(404, 422, 503))
 def get_availability(req: func.HttpRequest) -> func.HttpResponse:
     sku = require_identifier("sku", req.route_params.get("sku"))
+    query = parse_query(req, AvailabilityQuery)
     reader = services().availability
     if reader is None:
         raise problems.pipeline_not_running("availability")
-    return json_response(AvailabilityOut.of(reader.for_sku(sku)))
+    availability = reader.for_sku(sku)
+    if query.location_group is not None:
+        wanted = group_locations(query.location_group)
+        availability = Availability.of(
+            sku, [row for row in availability.locations if row.location in wanted])
+    return json_response(AvailabilityOut.of(availability))
 
 
 @bp.http("get_ops_status", "ops/status", ["GET"],

@@ -188,6 +188,15 @@ def pipeline_not_running(what: str) -> Problem:
     )
 
 
+def orders_unavailable() -> Problem:
+    return Problem(
+        503, "orders-unavailable", "Service unavailable",
+        "orders and location groups need a store of order streams, and this host has none "
+        "(on Azure they wait for the Cosmos DB order streams; the embedded host has them)",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def unknown_subscription(name: str) -> Problem:
     return Problem(404, "unknown-subscription", "Not found", f"no subscription named {name!r}")
 
@@ -264,8 +273,16 @@ def from_store(error: StoreUnavailable | ConcurrencyConflict) -> Problem:
 
 def _json_safe(details: dict[str, Any]) -> dict[str, Any]:
     reserved = {"type", "title", "status", "detail", "errors"}
-    return {
-        k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
-        for k, v in details.items()
-        if k not in reserved
-    }
+    return {k: _json_value(v) for k, v in details.items() if k not in reserved}
+
+
+def _json_value(value: Any) -> Any:
+    """A detail as JSON: scalars as they are, lists and string-keyed mappings of them
+    member by member (an order's short ``lines``), anything else as text."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return str(value)

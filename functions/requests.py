@@ -156,6 +156,18 @@ class EventsQuery(BaseModel):
     limit: Annotated[int, Field(ge=1, le=1000)] = 1000
 
 
+# ---------------------------------------------------- availability (orders, §5.2)
+
+
+class AvailabilityQuery(BaseModel):
+    """Query string of the availability route: totals over a location group's locations
+    only (``location_group``), or over every location (absent)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    location_group: Identifier | None = None
+
+
 # -------------------------------------------------------------------- parsing
 
 M = TypeVar("M", bound=BaseModel)

@@ -18,6 +18,10 @@ published event's age, the projection each applied event's age, and a metrics lo
 Azure metrics timer's counterpart) samples the outbox against the relay's checkpoint and
 each subscription's counts. The worker process writes what it measured to a snapshot file
 that the host's ``GET /api/ops/metrics`` serves beside its own (label ``process``).
+
+The order sweep (``Orders.sweep``: orders a crash left part way are driven to their end,
+expired ones released) runs every ``STOCKSTREAM_ORDER_SWEEP_INTERVAL``, the Azure timer's
+counterpart (``functions.orders``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ log = logging.getLogger(__name__)
 
 METRICS_INTERVAL_SECONDS = 10.0
 """How often the metrics loop samples the outbox and the subscriptions (Azure: a minute)."""
+ORDER_SWEEP_BATCH = 100
+"""Orders one ``Orders.sweep`` call drives; the loop repeats while a batch comes back full,"""
+ORDER_SWEEP_ROUNDS = 10
+"""up to this many batches a run (the rest wait for the next interval)."""
 
 
 @dataclass
@@ -55,6 +63,7 @@ class Pipeline:
     relay_interval: float = 0.05
     sweep_interval: float = 1.0
     metrics_interval: float = METRICS_INTERVAL_SECONDS
+    order_sweep_interval: float = 60.0
     _stopping: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -94,6 +103,8 @@ class Pipeline:
         self._spawn("relay", self._relay_loop)
         self._spawn("expiry-sweep", self._sweep_loop)
         self._spawn("metrics", self._metrics_loop)
+        if self.parts.orders is not None:
+            self._spawn("order-sweep", self._order_sweep_loop)
         self.consumer.start()
 
     def record_metrics(self) -> None:
@@ -127,6 +138,30 @@ class Pipeline:
                 self.sweep.run_once()
             except Exception:
                 log.exception("expiry sweep failed; it runs again")
+
+    def sweep_orders(self) -> int:
+        """One order sweep: the due orders driven to their end, in batches while a batch
+        comes back full (at most ``ORDER_SWEEP_ROUNDS``); how many it drove (0 without
+        orders)."""
+        orders = self.parts.orders
+        if orders is None:
+            return 0
+        total = 0
+        for _ in range(ORDER_SWEEP_ROUNDS):
+            swept = orders.sweep(ORDER_SWEEP_BATCH)
+            total += swept
+            if swept < ORDER_SWEEP_BATCH or self._stopping.is_set():
+                break
+        return total
+
+    def _order_sweep_loop(self) -> None:
+        while not self._stopping.wait(self.order_sweep_interval):
+            try:
+                swept = self.sweep_orders()
+                if swept:
+                    log.info("order sweep drove %d orders to their end", swept)
+            except Exception:
+                log.exception("order sweep failed; it runs again")
 
     def _metrics_loop(self) -> None:
         while True:
@@ -172,7 +207,9 @@ def start_pipeline(
     if services.pipeline is None:
         raise RuntimeError("these services run no embedded pipeline (ask the embedded root "
                            "for the WORKER or PIPELINE process)")
-    pipeline = Pipeline(services.pipeline, services.telemetry, relay_interval=relay_interval)
+    pipeline = Pipeline(
+        services.pipeline, services.telemetry, relay_interval=relay_interval,
+        order_sweep_interval=services.settings.order_sweep_interval.total_seconds())
     if autostart:
         pipeline.start()
     return pipeline

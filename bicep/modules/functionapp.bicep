@@ -68,6 +68,9 @@ param adjustmentHoldPercent string
 @description('How far back a count may be taken (e.g. 7d, 36h); older counts get 422.')
 param countMaxAge string
 
+@description('How often the order sweep runs (e.g. 60, 2m).')
+param orderSweepInterval string
+
 @description('Upper bound of instances Flex may scale out to (40-1000).')
 @minValue(40)
 @maxValue(1000)
@@ -177,6 +180,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     STOCKSTREAM_ADJUSTMENT_HOLD_UNITS: adjustmentHoldUnits
     STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT: adjustmentHoldPercent
     STOCKSTREAM_COUNT_MAX_AGE: countMaxAge
+    STOCKSTREAM_ORDER_SWEEP_INTERVAL: orderSweepInterval
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     // The host's identity-based connections (Cosmos DB trigger 'COSMOS', Service Bus trigger
     // 'SERVICEBUS', host storage) authenticate as the user-assigned identity.

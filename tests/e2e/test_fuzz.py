@@ -39,6 +39,7 @@ IDENTIFIERS = {
     "sku": ["SKU-1", "SKU-2"],
     "location": ["STORE-1"],
     "order_id": ["o-1", "o-2", "o-3"],
+    "group": ["EAST", "WEST"],
     "subscription": ["availability", "missing"],
     "hold_id": ["C-1", "count-0123456789abcdef0123"],
     "chart": ["drift-history.png", "drift-missing-distribution.png"],
@@ -76,6 +77,8 @@ def from_schema(node: dict[str, Any]) -> st.SearchStrategy[Any]:
     """Values valid for the JSON Schema subset our request models use (objects of bounded
     integers, booleans, patterned or enumerated strings, date-times, nullable members, and
     short arrays of such objects)."""
+    if "$ref" in node:  # a nested model (an order's lines)
+        return from_schema(SCHEMAS[node["$ref"].rsplit("/", 1)[-1]])
     if "anyOf" in node:
         return st.one_of([from_schema(option) for option in node["anyOf"]])
     if "enum" in node:
@@ -163,6 +166,9 @@ def requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], dict[str, str],
         query["after"] = draw(st.integers(-3, 40).map(str) | st.text(printable, max_size=8))
     if "days" in names and draw(st.booleans()):
         query["days"] = draw(st.integers(-3, 120).map(str) | st.text(printable, max_size=8))
+    if "location_group" in names and draw(st.booleans()):
+        query["location_group"] = draw(st.sampled_from(IDENTIFIERS["group"])
+                                       | invalid_identifier)
     if "limit" in names and draw(st.booleans()):
         query["limit"] = draw(st.integers(-3, 2000).map(str) | st.text(printable, max_size=8))
     content_type, body = draw(body_strategy(operation))

@@ -151,7 +151,7 @@ def test_the_projection_trigger_reads_the_availability_subscription_without_sess
 
 
 def test_the_timers_use_six_field_schedules() -> None:
-    for name in ("sweep_expired_reservations", "publish_pipeline_metrics"):
+    for name in ("sweep_expired_reservations", "publish_pipeline_metrics", "sweep_orders"):
         (trigger,) = bindings(name)
         assert trigger["type"] == "timerTrigger"
         assert len(trigger["schedule"].split()) == 6
