@@ -136,9 +136,12 @@ class FunctionsHost:
             request = _Request.of(scope)
             status = await self._http(scope, request, receive, send)
             if log.isEnabledFor(logging.INFO):
-                log.info("%s %s %d %.1fms", _printable(request.method, 32),
-                         _printable(request.target, LOGGED_TARGET_LIMIT), status,
-                         (time.perf_counter() - started) * 1000)
+                # A record made directly: ``log.info`` would walk the stack for the caller.
+                log.handle(log.makeRecord(
+                    log.name, logging.INFO, __file__, 0, "%s %s %d %.1fms",
+                    (_printable(request.method, 32),
+                     _printable(request.target, LOGGED_TARGET_LIMIT), status,
+                     (time.perf_counter() - started) * 1000), None))
 
     # ------------------------------------------------------------- lifespan
 
@@ -179,7 +182,8 @@ class FunctionsHost:
             # host read its body, nor get a 100 Continue: uvicorn sends that on receive).
             return await self._send(scope, admitted.response(), send,
                                     close=_announces_body(request.headers))
-        body = await self._read_body(request.headers, receive)
+        body = await self._read_body(request.headers, receive) \
+            if _announces_body(request.headers) else b""
         if body is _Unread.DISCONNECTED:
             return CLIENT_CLOSED_REQUEST  # nobody to answer, and nothing may run
         if body is _Unread.TIMED_OUT:

@@ -113,7 +113,7 @@ async def _answer(send: Send, status: int, document: dict[str, Any]) -> None:
 
 
 
-def serve(app: Any, *, lifespan: str = "off") -> None:
+def serve(app: Any) -> None:
     """Serve ``app`` on a free loopback port with uvicorn's defaults (uvloop and httptools
     when installed), no access log; print the URL first."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -121,7 +121,7 @@ def serve(app: Any, *, lifespan: str = "off") -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(app, lifespan=lifespan, access_log=False, log_level="warning",
+    config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning",
                             backlog=1024)
     uvicorn.Server(config).run(sockets=[sock])
 
