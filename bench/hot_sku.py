@@ -1,6 +1,6 @@
 """A hot SKU-location: 32 concurrent HTTP clients reserving on one stream, vs the same
 clients spread over 256 SKU-locations, both against the real ``function_app`` served by
-the embedded host in its own process (as in ``bench.http_reservations``).
+the embedded host in its own process.
 
 A flash sale keeps reservations open (a checkout holds stock for minutes), so the hot
 stream carries every reservation made during the run. Reported: the hot rate and its
@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -26,12 +27,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.common import Row, ServerProcess
-from bench.http_reservations import _client
 
 CLIENTS = 32
 UNIFORM_ITEMS = 256
 STOCK_ON_HAND = 10_000_000
+
+
+
+def _client(url: str) -> httpx.Client:
+    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    return httpx.Client(base_url=url, timeout=60.0, transport=transport)
 
 
 def serve(data_dir: Path) -> None:

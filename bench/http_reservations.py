@@ -1,19 +1,22 @@
-"""HTTP path: reservations per second over HTTP vs a minimal CRUD handler on the same stack.
+"""HTTP path, measured with ``wrk`` (Debian's package) against separate server processes.
 
-Both servers are the embedded host (``local.host.EmbeddedHost``: uvicorn, the ASGI
-dispatch of ``local.asgi``, a ``func.HttpRequest`` to a registered Functions handler on a
-worker thread, per-request logging), each in its own process, driven in turn by the same
-16 concurrent keep-alive clients from this process:
+Every server is its own process on the same uvicorn, driven in alternating rounds by the
+same ``wrk`` (one thread, 16 keep-alive connections), so the load generator is not a
+Python client competing for the same cores:
 
-- scenario: ``PUT /api/stock/{sku}/{location}/reservations/{order_id}`` of the real
-  ``function_app`` (parse and validate with pydantic, load the stream, decide, append the
-  events with an fsync, shape the position);
-- baseline: ``PUT /api/crud/{sku}/{location}/reservations/{order_id}`` of a one-function
-  app that does one SQLite ``UPDATE`` of a stock row (same WAL and ``synchronous=FULL``).
+- ours: the embedded host as ``make serve`` runs it (``local.host.EmbeddedHost``, the
+  real ``function_app``, INFO logging to a file, every request logged), without the
+  event pipeline (``bench.pipeline_lag`` measures that);
+- ``bench.baselines.crud_reservations``: a plain ASGI + SQLite CRUD reservation service
+  that imports nothing of ours (one transaction with ``synchronous=FULL`` per request);
+- ``bench.baselines.hello``: a hello-world ASGI app;
+- the old baseline (full runs): a one-function CRUD app served by our own host.
 
-Reservations spread over 256 SKU-locations (the pipeline is not started, so only the
-HTTP command path is measured). The ratio of the two rates is the figure; the goal is
-at least 0.6. Run alone with ``python -m bench.http_reservations [--quick]``.
+Scenarios: ``PUT .../reservations/{order_id}`` with a new order id every request over 256
+SKU-locations (ours vs the CRUD service, and vs the old in-host CRUD), and ``GET`` of a
+route that answers 404 vs the hello world. Each figure is the median over the rounds.
+Without ``wrk`` the benchmark is skipped with a message (``apt-get install -y wrk``).
+Run alone with ``python -m bench.http_reservations [--quick]``.
 """
 
 from __future__ import annotations
@@ -21,30 +24,48 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import socket
+import re
+import shutil
 import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
+import urllib.request
 from pathlib import Path
 
 import azure.functions as func
-import httpx
 
 from bench.common import Row, ServerProcess
 
-CLIENTS = 16
+CONNECTIONS = 16
 STOCK_ITEMS = 256
 STOCK_ON_HAND = 1_000_000
 
+RESERVE_LUA = """
+local prefix, tag = "/api/stock", "r"
+local n = 0
+local body = '{"quantity": 1, "channel": "web"}'
+local headers = {["Content-Type"] = "application/json"}
+function init(args)
+  prefix, tag = args[1], args[2]
+end
+function request()
+  n = n + 1
+  local path = string.format("%s/SKU-%d/STORE-1/reservations/%s-%d", prefix,
+                             n % 256, tag, n)
+  return wrk.format("PUT", path, headers, body)
+end
+"""
 
-# ------------------------------------------------------------------ baseline
+
+# ------------------------------------------------------------------ old baseline
 
 
 def crud_app(path: Path) -> func.FunctionApp:
-    """A one-function app: reserve by one SQLite UPDATE of the stock row, or 409."""
+    """The old baseline: a one-function app served by our own host, reserving by one
+    SQLite UPDATE of the stock row (WAL, ``synchronous=FULL``), or 409."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("CREATE TABLE IF NOT EXISTS stock (sku TEXT, location TEXT, on_hand INTEGER,"
@@ -84,13 +105,16 @@ def crud_app(path: Path) -> func.FunctionApp:
 
 
 def serve(kind: str, data_dir: Path) -> None:
-    """Run one server in this process (``--serve api|crud DIR``); prints its URL first."""
+    """Run our host in this process (``--serve ours|old-crud DIR``); prints its URL first.
+
+    Logging as ``python -m local`` sets it: INFO, so every request is logged."""
     from application.settings import load
     from local.host import EmbeddedHost
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = dataclasses.replace(load({}), data_dir=data_dir)
-    if kind == "crud":
+    if kind == "old-crud":
         app = crud_app(data_dir / "crud.db")
     else:
         from function_app import app
@@ -99,76 +123,137 @@ def serve(kind: str, data_dir: Path) -> None:
     host.run()
 
 
-def Server(kind: str, data_dir: Path) -> ServerProcess:
-    """A server subprocess of this module (``kind``: the real app or the CRUD baseline)."""
-    return ServerProcess("bench.http_reservations", data_dir, kind)
+def servers(data_dir: Path, kinds: list[str]) -> dict[str, ServerProcess]:
+    started: dict[str, ServerProcess] = {}
+    for kind in kinds:
+        directory = data_dir / kind
+        if kind in ("ours", "old-crud"):
+            started[kind] = ServerProcess("bench.http_reservations", directory, kind)
+        else:
+            started[kind] = ServerProcess(f"bench.baselines.{kind}", directory)
+    return started
 
 
-# ------------------------------------------------------------------- clients
+# ------------------------------------------------------------------- load
 
 
-def _client(url: str) -> httpx.Client:
-    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-    return httpx.Client(base_url=url, timeout=60.0, transport=transport)
+@dataclasses.dataclass(frozen=True)
+class WrkRun:
+    rate: float
+    requests: int
+    unexpected: int  # non-2xx/3xx answers, socket errors
+
+    @classmethod
+    def parse(cls, output: str, *, errors_expected: bool) -> WrkRun:
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+        requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+        sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                            r"timeout (\d+)", output)
+        unexpected = sum(int(g) for g in sockets.groups()) if sockets else 0
+        if non2xx and not errors_expected:
+            unexpected += int(non2xx.group(1))
+        return cls(rate, requests, unexpected)
 
 
-def reservation_rate(url: str, prefix: str, count: int, tag: str) -> float:
-    """Reservations per second by ``CLIENTS`` keep-alive clients, ``count`` in all."""
-    per_client = count // CLIENTS
-    start = threading.Barrier(CLIENTS + 1)
-    failures: list[str] = []
-
-    def client(k: int) -> None:
-        with _client(url) as c:
-            c.put(f"{prefix}/SKU-{k}/STORE-1/reservations/warm-{tag}-{k}",
-                  json={"quantity": 1, "channel": "web"})
-            start.wait()
-            for i in range(per_client):
-                n = k * per_client + i
-                answer = c.put(
-                    f"{prefix}/SKU-{n % STOCK_ITEMS}/STORE-1/reservations/{tag}-{n}",
-                    json={"quantity": 1, "channel": "web"})
-                if answer.status_code not in (200, 201):
-                    failures.append(f"{answer.status_code} {answer.text[:200]}")
-
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        running = [pool.submit(client, k) for k in range(CLIENTS)]
-        start.wait()
-        started = time.perf_counter()
-        for future in running:
-            future.result()
-        elapsed = time.perf_counter() - started
-    if failures:
-        raise RuntimeError(f"{len(failures)} reservations failed, e.g. {failures[0]}")
-    return per_client * CLIENTS / elapsed
+def wrk(url: str, seconds: float, *, script: Path | None = None,
+        args: tuple[str, ...] = (), errors_expected: bool = False) -> WrkRun:
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s",
+               "--timeout", "10s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    command.append(url)
+    if args:
+        command += ["--", *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return WrkRun.parse(done.stdout, errors_expected=errors_expected)
 
 
-def _receive_stock(url: str) -> None:
-    with _client(url) as c:
-        for n in range(STOCK_ITEMS):
-            answer = c.post(f"/api/stock/SKU-{n}/STORE-1/receipts",
-                            json={"quantity": STOCK_ON_HAND})
-            answer.raise_for_status()
+def receive_stock(url: str) -> None:
+    """Stock every SKU-location of our host (the CRUD baselines create theirs)."""
+    for n in range(STOCK_ITEMS):
+        request = urllib.request.Request(
+            f"{url}/api/stock/SKU-{n}/STORE-1/receipts", method="POST",
+            data=json.dumps({"quantity": STOCK_ON_HAND}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status in (200, 201), answer.status
+
+
+def alternate(targets: dict[str, tuple[str, dict[str, object]]], rounds: int,
+              seconds: float) -> dict[str, list[WrkRun]]:
+    """Each target's runs: every round runs every target once, the order alternating."""
+    runs: dict[str, list[WrkRun]] = {name: [] for name in targets}
+    names = list(targets)
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else list(reversed(names)):
+            url, options = targets[name]
+            run = wrk(url, seconds, **options)  # type: ignore[arg-type]
+            if run.unexpected:
+                raise RuntimeError(f"{name}: {run.unexpected} unexpected answers or errors")
+            runs[name].append(run)
+    return runs
+
+
+def median_rate(runs: list[WrkRun]) -> float:
+    return statistics.median(r.rate for r in runs)
 
 
 def run(quick: bool = False) -> list[Row]:
-    count = 1600 if quick else 6400
+    if shutil.which("wrk") is None:
+        print("skipping bench.http_reservations: wrk is not installed "
+              "(apt-get install -y wrk)", file=sys.stderr)
+        return []
+    rounds, seconds = (2, 3.0) if quick else (5, 8.0)
+    kinds = ["ours", "crud_reservations", "hello"] + ([] if quick else ["old-crud"])
     with tempfile.TemporaryDirectory() as tmp:
-        with Server("crud", Path(tmp) / "crud") as crud:
-            crud_rate = reservation_rate(crud.url, "/api/crud", count, "crud")
-        with Server("api", Path(tmp) / "api") as api:
-            _receive_stock(api.url)
-            api_rate = reservation_rate(api.url, "/api/stock", count, "api")
-    return [
-        Row(
-            scenario=f"HTTP path: reservations, {CLIENTS} clients, {STOCK_ITEMS} SKU-locations",
-            unit="reservations/s",
-            value=api_rate,
-            baseline=crud_rate,
-            goal=">= 0.6",
-            note="baseline: one SQLite UPDATE of a stock row behind the same HTTP stack",
-        )
+        script = Path(tmp) / "reserve.lua"
+        script.write_text(RESERVE_LUA)
+        running = servers(Path(tmp), kinds)
+        try:
+            receive_stock(running["ours"].url)
+
+            def reserving(name: str, prefix: str) -> tuple[str, dict[str, object]]:
+                tag = name.replace("_", "-")
+                return running[name].url, {"script": script, "args": (prefix, tag)}
+
+            writers = {"ours": reserving("ours", "/api/stock"),
+                       "crud_reservations": reserving("crud_reservations", "/api/crud")}
+            if "old-crud" in running:
+                writers["old-crud"] = reserving("old-crud", "/api/crud")
+            for name, (url, options) in writers.items():  # warm-up, new order ids
+                wrk(url, 1, script=script, args=(options["args"][0], f"warm-{name}"))  # type: ignore[index]
+            for name, (_url, options) in writers.items():
+                options["args"] = (options["args"][0], f"{name}-measured")  # type: ignore[index]
+            writes = alternate(writers, rounds, seconds)
+            reads = alternate({
+                "ours": (f"{running['ours'].url}/api/no-such-route",
+                         {"errors_expected": True}),
+                "hello": (running["hello"].url, {}),
+            }, rounds, seconds)
+        finally:
+            for server in running.values():
+                server.stop()
+    ours_rate = median_rate(writes["ours"])
+    rows = [
+        Row(scenario=f"HTTP (wrk): new reservations, {CONNECTIONS} conns, "
+                     f"{STOCK_ITEMS} SKU-locations",
+            unit="reservations/s", value=ours_rate,
+            baseline=median_rate(writes["crud_reservations"]), goal=">= 1.0",
+            note="baseline: a plain ASGI + SQLite CRUD service (fsync per request), own "
+                 "process, same uvicorn"),
+        Row(scenario="HTTP (wrk): a route that answers 404 vs hello world",
+            unit="requests/s", value=median_rate(reads["ours"]),
+            baseline=median_rate(reads["hello"]), goal=">= 0.5",
+            note="baseline: a hello-world ASGI app on the same uvicorn"),
     ]
+    if "old-crud" in writes:
+        rows.append(Row(
+            scenario="HTTP (wrk): reservations vs the old in-host CRUD baseline",
+            unit="reservations/s", value=ours_rate,
+            baseline=median_rate(writes["old-crud"]), goal=">= 0.6",
+            note="old baseline: one SQLite UPDATE in a one-function app on our own host"))
+    return rows
 
 
 def main(argv: list[str]) -> int:

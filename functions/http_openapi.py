@@ -2,9 +2,12 @@
 belong to no blueprint — the document itself and the catch-all answering 404/405.
 
 :data:`ROUTE_TABLE` is every route the blueprints declare (``functions.blueprints``) and
-these two. The document is generated from it and the models; the catch-all reads it to
-tell a wrong method (405, with ``Allow``) from an unknown path (404). ``function_app``
-registers :data:`bp` after the blueprints, so nothing imports ``function_app``.
+these two. The document is generated from it and the models; the catch-all reads it,
+indexed once (:data:`ROUTE_INDEX`), to tell a wrong method (405, with ``Allow``) from an
+unknown path (404); it answers from memory, so the embedded host runs it on its event loop
+(``blocking=False``); the document's first build takes a while, so it stays on a thread.
+``function_app`` registers :data:`bp` after the blueprints, so nothing imports
+``function_app``.
 
 Run ``python -m functions.http_openapi`` to (re)write ``openapi.json`` at the repository
 root; a test fails when the committed file differs from what this module generates, and
@@ -30,7 +33,7 @@ from domain.identifiers import IDENTIFIER_PATTERN
 from functions import problems
 from functions.blueprints import blueprint_routes
 from functions.http_answers import json_response
-from functions.http_routes import ROUTE_PREFIX, HttpBlueprint, Route, allowed_methods
+from functions.http_routes import ROUTE_PREFIX, HttpBlueprint, Route, RouteIndex
 from functions.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
 from functions.requests import MAX_BODY_BYTES
 from functions.responses import ProblemOut
@@ -219,12 +222,12 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 @bp.http("unmatched_route", "{*path}", ALL_METHODS,
          summary="Answers every request no other function takes: 405 on a known path, "
-                 "else 404.", responses={}, measured=False)
+                 "else 404.", responses={}, measured=False, blocking=False)
 def unmatched_route(req: func.HttpRequest) -> func.HttpResponse:
     path = req.route_params.get("path") or ""
     segments = [s for s in path.split("/") if s != ""]
     shown = f"/{ROUTE_PREFIX}/{path}"
-    allowed = allowed_methods(ROUTE_TABLE, segments)
+    allowed = ROUTE_INDEX.allowed_methods(segments)
     if allowed:
         raise problems.method_not_allowed(req.method, shown, allowed)
     raise problems.not_found(shown)
@@ -232,6 +235,9 @@ def unmatched_route(req: func.HttpRequest) -> func.HttpResponse:
 
 ROUTE_TABLE: tuple[Route, ...] = (*blueprint_routes(), *bp.routes)
 """Every HTTP function of the app, in registration order: the one route table."""
+
+ROUTE_INDEX: RouteIndex[Route] = RouteIndex(ROUTE_TABLE)
+"""The table indexed once, for the catch-all's 404/405 (no walk of the table per request)."""
 
 
 if __name__ == "__main__":

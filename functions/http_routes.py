@@ -18,6 +18,11 @@ several templates match, literal segments win over parameters and parameters ove
 catch-all, as in ASP.NET. The embedded host dispatches with this module, and the
 catch-all function answers 404 or 405 with it, so both agree on what matches.
 
+Routes are matched through a :class:`RouteIndex`, built once from the table (by the
+embedded host at start-up, by the catch-all at import): a dict from a literal first
+segment to the routes that may match under it, in precedence order, so a request tries
+only those few templates, each parsed once.
+
 A route that takes GET takes HEAD too (RFC 9110 §9.3.2: HEAD is GET without the body), and
 ``Allow`` says so.
 """
@@ -28,13 +33,16 @@ import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import unquote
 
 import azure.functions as func
 from pydantic import BaseModel
 
 from functions.http_answers import Handler, answering_problems
+
+NONBLOCKING = "stockstream_nonblocking"
+"""The attribute :meth:`HttpBlueprint.http` sets on a function declared ``blocking=False``."""
 
 ROUTE_PREFIX = "api"
 """host.json's ``extensions.http.routePrefix`` (the Azure default)."""
@@ -133,6 +141,9 @@ class HttpFunction:
     arg_name: str
     user_function: Callable[..., Any]
     admin: bool = False  # AuthLevel.ADMIN: only an admin (master) key opens it
+    blocking: bool = True
+    """False: it never waits on I/O (declared ``blocking=False``), so the embedded host
+    runs it on its event loop instead of handing it to a worker thread."""
 
     def accepts(self, method: str) -> bool:
         return self.methods is None or method in self.methods or (
@@ -166,6 +177,7 @@ def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
             arg_name=trigger.name,
             user_function=function.get_user_function(),
             admin=auth == func.AuthLevel.ADMIN,
+            blocking=not getattr(function.get_user_function(), NONBLOCKING, False),
         ))
     return sorted(found, key=lambda f: f.template.precedence)
 
@@ -195,6 +207,72 @@ def allowed_methods(routes: Iterable[Routed], segments: Sequence[str]) -> list[s
     if "GET" in allowed:
         allowed.add("HEAD")
     return sorted(allowed)
+
+
+R = TypeVar("R", bound=Routed)
+
+
+class RouteIndex(Generic[R]):
+    """The routes of a table, indexed once by their literal first segment.
+
+    ``candidates`` gives, in the table's order, only the routes that may match a path: those
+    whose first segment is the path's first segment (case-insensitively, as ASP.NET) and
+    those whose first segment is a parameter or a catch-all. The table's order is kept, so
+    the first route that matches and takes the method is the one a walk of the whole table
+    would have chosen.
+    """
+
+    def __init__(self, routes: Iterable[R]) -> None:
+        self.routes: tuple[R, ...] = tuple(routes)
+        literal: dict[str, list[int]] = {}
+        anywhere: list[int] = []
+        for index, route in enumerate(self.routes):
+            first = _first_literal(route)
+            if first is None:
+                anywhere.append(index)
+            else:
+                literal.setdefault(first, []).append(index)
+        self._anywhere = tuple(self.routes[i] for i in anywhere)
+        self._by_first = {
+            first: tuple(self.routes[i] for i in sorted({*indexes, *anywhere}))
+            for first, indexes in literal.items()}
+        self._described = tuple(r for r in self.routes
+                                if not r.catch_all and r.methods is not None)
+        self._described_by_first = {
+            first: tuple(r for r in routes if not r.catch_all and r.methods is not None)
+            for first, routes in self._by_first.items()}
+        self._described_anywhere = tuple(r for r in self._anywhere
+                                         if not r.catch_all and r.methods is not None)
+
+    def candidates(self, segments: Sequence[str]) -> tuple[R, ...]:
+        """The routes that may match ``segments``, in the table's order."""
+        if not segments:
+            return self.routes
+        return self._by_first.get(segments[0].lower(), self._anywhere)
+
+    def matches(self, segments: Sequence[str]) -> list[tuple[R, dict[str, str]]]:
+        """Every route that matches ``segments`` with its parameters, in the table's order."""
+        return [(route, params) for route in self.candidates(segments)
+                if (params := route.match(segments)) is not None]
+
+    def allowed_methods(self, segments: Sequence[str]) -> list[str]:
+        """:func:`allowed_methods` of the whole table, from the candidates only."""
+        if not segments:
+            routes = self._described
+        else:
+            routes = self._described_by_first.get(segments[0].lower(),
+                                                  self._described_anywhere)
+        return allowed_methods(routes, segments)
+
+
+def _first_literal(route: Routed) -> str | None:
+    """The route's literal first segment, lower-cased; None when it is a parameter."""
+    template = getattr(route, "template", None)
+    parsed = template if isinstance(template, RouteTemplate) else getattr(route, "parsed", None)
+    if not isinstance(parsed, RouteTemplate) or not parsed.segments:
+        return None
+    first = parsed.segments[0]
+    return None if first.literal is None else first.literal.lower()
 
 
 # ------------------------------------------------------------ declaring routes
@@ -267,21 +345,26 @@ class HttpBlueprint(func.Blueprint):
         headers: tuple[str, ...] = (),
         measured: bool = True,
         documented: bool = True,
+        blocking: bool = True,
     ) -> Callable[[Handler], Any]:
         """Register the decorated handler as the HTTP function ``name`` and record its
         :class:`Route`. ``auth_level`` None is the app's (function keys); ``problems`` are
         the statuses of its own refusals (the document adds the protocol ones: 400, 401,
         404, 405, 413, 415, 422, 503 as they apply). ``measured=False`` keeps its
         state-changing requests out of the command metric; ``documented=False`` keeps the
-        route out of ``openapi.json``."""
+        route out of ``openapi.json``; ``blocking=False`` says the handler never waits on
+        I/O (no store, no file, no lock held by a writer), so the embedded host may run it
+        on its event loop: only for handlers that answer from memory."""
 
         def register(handler: Handler) -> Any:
             route = Route(name, template, tuple(methods), auth_level, summary, request,
                           request_required, query, responses, problems, headers, documented)
             self.routes.append(route)
+            answer = answering_problems(handler, measured=measured)
+            if not blocking:
+                setattr(answer, NONBLOCKING, True)
             routed = self.route(route=template, methods=route.bound_methods,
-                                auth_level=auth_level)(
-                answering_problems(handler, measured=measured))
+                                auth_level=auth_level)(answer)
             return self.function_name(name)(routed)
 
         return register

@@ -1,10 +1,12 @@
 """An ASGI application that serves an Azure Functions app's HTTP triggers.
 
 The route table is read from the app itself (``FunctionApp.get_functions()``): each HTTP
-trigger's route template, methods, auth level and user function. A request is matched as
-Azure matches it (``functions.http_routes``), converted to a real ``func.HttpRequest``,
-handed to the function on a worker thread (the application services are synchronous),
-and the ``func.HttpResponse`` is converted back. So the local routes are the Azure routes.
+trigger's route template, methods, auth level and user function, indexed once at start-up
+(``functions.http_routes.RouteIndex``). A request is matched as Azure matches it, converted
+to a real ``func.HttpRequest``, handed to the function on a worker thread (the application
+services are synchronous and wait on the store) or, for a function declared
+``blocking=False`` (the catch-all: it answers from memory), run on the event loop, and the
+``func.HttpResponse`` is converted back. So the local routes are the Azure routes.
 
 What the Functions host does before a function runs is done here too: the ``api`` route
 prefix, keys unless the function is anonymous, and a cap on the request body (larger
@@ -19,7 +21,8 @@ Every request is logged in one line: method, target, status, milliseconds; 499 (
 "client closed request") names a request abandoned before it arrived whole. The target is
 logged as received (percent-encoded, so ``%0a`` stays three characters), with
 backslashes, control and non-printable characters escaped and the length capped, so no
-request can forge or flood log lines.
+request can forge or flood log lines. With INFO off for ``stockstream.host`` the line is
+not even formatted.
 
 ``GET /`` redirects to ``home`` when one is given (the embedded host: the console).
 HEAD is served by every GET route; a 200 with an ``ETag`` that ``If-None-Match`` names
@@ -57,7 +60,7 @@ from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit
 import azure.functions as func
 
 from functions import problems
-from functions.http_routes import HttpFunction, allowed_methods, http_functions, split_path
+from functions.http_routes import HttpFunction, RouteIndex, http_functions, split_path
 from functions.requests import MAX_BODY_BYTES, is_json_media_type
 
 log = logging.getLogger("stockstream.host")
@@ -112,6 +115,7 @@ class FunctionsHost:
         home: str | None = None,
     ) -> None:
         self.functions = http_functions(app)
+        self.routes = RouteIndex(self.functions)  # compiled once: no walk per request
         self.home = home  # where GET / redirects (the console), else / is a 404
         self._function_keys = tuple(k.encode() for k in api_keys)
         self._admin_keys = tuple(k.encode() for k in admin_keys)
@@ -131,9 +135,13 @@ class FunctionsHost:
             started = time.perf_counter()
             request = _Request.of(scope)
             status = await self._http(scope, request, receive, send)
-            log.info("%s %s %d %.1fms", _printable(request.method, 32),
+            if log.isEnabledFor(logging.INFO):
+                # A record made directly: ``log.info`` would walk the stack for the caller.
+                log.handle(log.makeRecord(
+                    log.name, logging.INFO, __file__, 0, "%s %s %d %.1fms",
+                    (_printable(request.method, 32),
                      _printable(request.target, LOGGED_TARGET_LIMIT), status,
-                     (time.perf_counter() - started) * 1000)
+                     (time.perf_counter() - started) * 1000), None))
 
     # ------------------------------------------------------------- lifespan
 
@@ -174,7 +182,8 @@ class FunctionsHost:
             # host read its body, nor get a 100 Continue: uvicorn sends that on receive).
             return await self._send(scope, admitted.response(), send,
                                     close=_announces_body(request.headers))
-        body = await self._read_body(request.headers, receive)
+        body = await self._read_body(request.headers, receive) \
+            if _announces_body(request.headers) else b""
         if body is _Unread.DISCONNECTED:
             return CLIENT_CLOSED_REQUEST  # nobody to answer, and nothing may run
         if body is _Unread.TIMED_OUT:
@@ -223,10 +232,7 @@ class FunctionsHost:
         """
         method, raw_path, headers = request.method, request.raw_path, request.headers
         segments = split_path(raw_path)
-        matches = [] if segments is None else [
-            (f, params) for f in self.functions
-            if (params := f.template.match(segments)) is not None
-        ]
+        matches = [] if segments is None else self.routes.matches(segments)
         chosen = next(((f, p) for f, p in matches if f.accepts(method)), None)
         anonymous = chosen is not None and chosen[0].anonymous
         if not self.keyed and not _own_host(headers.get("host"), scope):
@@ -241,7 +247,7 @@ class FunctionsHost:
         if origin is not None and not self._origin_allowed(origin, headers, scope):
             return problems.origin_not_allowed(origin)
         if chosen is None:  # a method no function takes, not even the catch-all
-            allowed = [] if segments is None else allowed_methods(self.functions, segments)
+            allowed = [] if segments is None else self.routes.allowed_methods(segments)
             if allowed:
                 return problems.method_not_allowed(method, raw_path, allowed)
             return problems.not_found(raw_path)
@@ -286,7 +292,8 @@ class FunctionsHost:
 
     async def _call(self, scope: Scope, request: _Request, function: HttpFunction,
                     params: dict[str, str], body: bytes) -> func.HttpResponse:
-        """Run ``function`` on a worker thread with a real ``func.HttpRequest``."""
+        """Run ``function`` with a real ``func.HttpRequest``: on a worker thread, or on
+        the event loop when it is declared non-blocking."""
         http_request = func.HttpRequest(
             method=request.method,
             url=_url(scope, request.headers, request.raw_path, request.query),
@@ -297,7 +304,10 @@ class FunctionsHost:
         )
         call = functools.partial(function.user_function, **{function.arg_name: http_request})
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+            if function.blocking:
+                result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+            else:
+                result = call()
         except Exception:
             log.exception("function %s failed", function.name)
             return problems.internal_error().response()
@@ -359,6 +369,8 @@ def _printable(text: str, limit: int) -> str:
     """``text`` for a log line: ``\\`` for a backslash, ``\\n``, ``\\r``, ``\\t`` and
     ``\\xNN`` for other control and non-ASCII characters; at most ``limit`` characters,
     an ellipsis marking a cut."""
+    if text.isascii() and text.isprintable() and "\\" not in text:
+        return text if len(text) <= limit else text[:limit] + "…"  # nothing to escape
     escaped = text.encode("unicode_escape", "backslashreplace").decode("ascii")
     return escaped if len(escaped) <= limit else escaped[:limit] + "…"
 

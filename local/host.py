@@ -10,14 +10,18 @@ background thread (tests and benchmarks).
 Safety: without keys (``STOCKSTREAM_API_KEYS`` or ``STOCKSTREAM_ADMIN_KEYS``) nobody is
 authenticated, so the host refuses to listen anywhere but loopback and says so at start-up.
 
+Speed: uvicorn runs on uvloop and parses with httptools (``uvicorn[standard]``) when they
+are installed (requirements.txt has them), else on asyncio and h11; either way the header
+timeout below holds (:func:`http_protocol`).
+
 Slow clients: three timeouts (settings) bound what a connection may hold. Idle: a
 connection with no request under way is closed after ``idle_timeout_seconds`` — uvicorn's
 ``timeout_keep_alive``, which uvicorn arms only after an answer; this host arms it when a
 connection opens too. Headers: once a request's first byte arrived, its headers must be
 complete within ``header_timeout_seconds`` (uvicorn has no such timeout:
-:class:`HeaderTimeoutH11Protocol` adds it). Body: the ASGI application
-(``FunctionsHost``) gives the body ``body_timeout_seconds`` once the request is admitted
-and answers 408 after that.
+:class:`HeaderTimeoutHttpToolsProtocol` and :class:`HeaderTimeoutH11Protocol` add it).
+Body: the ASGI application (``FunctionsHost``) gives the body ``body_timeout_seconds`` once
+the request is admitted and answers 408 after that.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import socket
 import threading
 import time
@@ -128,6 +133,112 @@ class HeaderTimeoutH11Protocol(H11Protocol):
             self.transport.close()  # nothing parsed, so no answer: as on a bad request line
 
 
+_COMMON_METHOD = re.compile(
+    rb"(?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)(?: |$)|(?:G|GE|H|HE|HEA|P|PO|POS|PU|PA|PAT|PATC"
+    rb"|D|DE|DEL|DELE|DELET|O|OP|OPT|OPTI|OPTIO|OPTION)$|\r?\n")
+"""What httptools parses as a request's start (or a prefix of one; blank lines between
+requests are skipped); anything else is served by h11."""
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools is not installed: h11 serves
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+if HttpToolsProtocol is not None:
+    class HeaderTimeoutHttpToolsProtocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol with the same header and idle timeouts as
+        :class:`HeaderTimeoutH11Protocol`.
+
+        httptools calls ``on_message_begin`` at a request's first byte and
+        ``on_headers_complete`` once its head is parsed: the timer runs in between, from
+        the first byte, whatever arrives meanwhile. A pipelined request begun while the one
+        before it is still being answered gets its timer once that answer is complete (as
+        h11 only reads it then).
+
+        httptools (llhttp) knows a fixed list of methods and refuses any other with a bare
+        400, where h11 takes any token and the host answers 405 with ``Allow``. So a
+        connection whose next request does not begin with a common method is handed to
+        :class:`HeaderTimeoutH11Protocol` (as uvicorn hands one to a WebSocket protocol).
+        """
+
+        header_timeout: float = 10.0
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._header_timer: asyncio.TimerHandle | None = None
+            self._in_head = False
+
+        @classmethod
+        def with_timeout(cls, seconds: float) -> type[HeaderTimeoutHttpToolsProtocol]:
+            return type(cls.__name__, (cls,), {"header_timeout": seconds})
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+        def data_received(self, data: bytes) -> None:
+            between = (not self._in_head and (self.cycle is None or self.cycle.response_complete)
+                       and not self.pipeline)
+            if between and not _COMMON_METHOD.match(data):
+                self._hand_to_h11(data)
+                return
+            super().data_received(data)
+
+        def _hand_to_h11(self, data: bytes) -> None:
+            self._stop_header_timer()
+            self._unset_keepalive_if_required()
+            self.connections.discard(self)
+            protocol = HeaderTimeoutH11Protocol.with_timeout(self.header_timeout)(
+                config=self.config, server_state=self.server_state, app_state=self.app_state,
+                _loop=self.loop)
+            protocol.connection_made(self.transport)
+            self.transport.set_protocol(protocol)
+            protocol.data_received(data)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head = True
+            if self.cycle is None or self.cycle.response_complete:
+                self._start_header_timer()
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._stop_header_timer()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self._in_head:  # a pipelined request is half-buffered already
+                self._start_header_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_header_timer()
+            super().connection_lost(exc)
+
+        def _start_header_timer(self) -> None:
+            if self._header_timer is None and not self.transport.is_closing():
+                self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+
+        def _stop_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()  # nothing parsed, so no answer
+
+
+def http_protocol(header_timeout: float) -> type[Any]:
+    """The uvicorn HTTP protocol with a header timeout: httptools when installed (about
+    twice as fast to parse as h11), else h11."""
+    if HttpToolsProtocol is not None:
+        return HeaderTimeoutHttpToolsProtocol.with_timeout(header_timeout)
+    return HeaderTimeoutH11Protocol.with_timeout(header_timeout)
+
+
 def start_pipeline(services: Services) -> PipelineHandle | None:
     """Start the embedded pipeline (relay, broker, projections, timers) on SQLite, in its
     own worker process (``python -m local.worker``); ``services`` (the embedded root's
@@ -199,7 +310,7 @@ class EmbeddedHost:
         config = uvicorn.Config(
             self.asgi, lifespan="on", access_log=False, log_config=None,
             timeout_graceful_shutdown=10, backlog=1024,
-            http=HeaderTimeoutH11Protocol.with_timeout(settings.header_timeout_seconds),
+            http=http_protocol(settings.header_timeout_seconds), loop="auto",
             timeout_keep_alive=settings.idle_timeout_seconds)
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

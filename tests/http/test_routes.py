@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from function_app import app
-from functions.http_routes import RouteTemplate, allowed_methods, split_path
+from functions.http_openapi import ROUTE_INDEX, ROUTE_TABLE
+from functions.http_routes import RouteIndex, RouteTemplate, allowed_methods, split_path
 from local.asgi import http_functions
+
+FUNCTIONS = http_functions(app)
+INDEX = RouteIndex(FUNCTIONS)
+
+
+def _paths() -> list[list[str]]:
+    """A path for every template (parameters filled, case changed), and near misses."""
+    found: list[list[str]] = [[], [""], ["nowhere"], ["STOCK"], ["openapi.json", "x"]]
+    for route in ROUTE_TABLE:
+        filled = re.sub(r"\{\*?(\w+)[^}]*\}", "v", route.template).split("/")
+        found += [filled, [p.upper() for p in filled], filled[:-1], [*filled, "extra"]]
+    return found
+
+
+def _walk(segments: list[str]) -> list[tuple[str, dict[str, str]]]:
+    return [(f.name, p) for f in FUNCTIONS if (p := f.template.match(segments)) is not None]
+
+
+def test_the_index_finds_what_a_walk_of_the_whole_table_finds_in_the_same_order():
+    for segments in _paths():
+        assert [(f.name, p) for f, p in INDEX.matches(segments)] == _walk(segments), segments
+        assert INDEX.allowed_methods(segments) == allowed_methods(FUNCTIONS, segments)
+        assert ROUTE_INDEX.allowed_methods(segments) == allowed_methods(ROUTE_TABLE, segments)
+
+
+@given(st.lists(st.sampled_from(["stock", "Stock", "ops", "console", "A", "B", "events",
+                                 "reservations", "openapi.json", "", "x"]), max_size=7))
+def test_the_index_agrees_with_a_walk_on_any_path(segments: list[str]):
+    assert [(f.name, p) for f, p in INDEX.matches(segments)] == _walk(segments)
+    assert INDEX.allowed_methods(segments) == allowed_methods(FUNCTIONS, segments)
 
 
 def test_parameters_match_one_segment_and_literals_ignore_case():
@@ -44,3 +80,7 @@ def test_allowed_methods_ignores_the_catch_all():
     functions = http_functions(app)
     assert allowed_methods(functions, ["stock", "A", "B"]) == ["GET", "HEAD"]
     assert allowed_methods(functions, ["nowhere"]) == []
+
+
+def test_only_the_catch_all_runs_on_the_hosts_event_loop():
+    assert {f.name for f in FUNCTIONS if not f.blocking} == {"unmatched_route"}
