@@ -33,7 +33,7 @@ import re
 import socket
 import threading
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import azure.functions as func
 import h11
@@ -75,52 +75,47 @@ def keyed(settings: Settings) -> bool:
     return bool(settings.api_keys or settings.admin_keys)
 
 
-class HeaderTimeoutH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a header timeout, and the idle timeout from the start.
+class HeaderTimer:
+    """A header timeout for a uvicorn HTTP protocol, and the idle timeout from the start.
 
     uvicorn cancels its keep-alive (idle) timer on every byte and re-arms it only after an
     answer, so a client that sends half a request line, or never its last header, holds
-    the connection for ever. Here, while h11 waits for a request (``their_state`` IDLE)
-    and has part of one buffered, a timer runs from the first byte; it is not reset by
-    further bytes, and is cancelled once h11 has parsed the whole head. The h11 protocol
-    is chosen explicitly (not ``auto``) because this class watches h11's state.
+    the connection for ever. A protocol mixing this in starts the header timer at a
+    request's first byte (:meth:`_start_header_timer`) and stops it once the head is parsed
+    (:meth:`_stop_header_timer`); further bytes do not reset it, and when it fires the
+    connection is closed without an answer (nothing was parsed), as on a bad request line.
     """
 
     header_timeout: float = 10.0
+    if TYPE_CHECKING:  # what the uvicorn protocols this is mixed into provide
+        loop: asyncio.AbstractEventLoop
+        transport: asyncio.Transport
+        timeout_keep_alive: int
+        timeout_keep_alive_task: asyncio.TimerHandle | None
+
+        def timeout_keep_alive_handler(self) -> None: ...
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
 
     @classmethod
-    def with_timeout(cls, seconds: float) -> type[HeaderTimeoutH11Protocol]:
+    def with_timeout(cls, seconds: float) -> type[Self]:
         """This protocol with a header timeout of ``seconds`` (uvicorn takes a class)."""
         return type(cls.__name__, (cls,), {"header_timeout": seconds})
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # type: ignore[arg-type]
+        super().connection_made(transport)  # type: ignore[misc]
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._watch_head()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._watch_head()  # a pipelined request may be half-buffered already
-
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
-    def _watch_head(self) -> None:
-        waiting = (self.conn.their_state is h11.IDLE and not self.transport.is_closing()
-                   and bool(self.conn.trailing_data[0]))
-        if waiting and self._header_timer is None:
+    def _start_header_timer(self) -> None:
+        if self._header_timer is None and not self.transport.is_closing():
             self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
-        elif not waiting:
-            self._stop_header_timer()
 
     def _stop_header_timer(self) -> None:
         if self._header_timer is not None:
@@ -131,6 +126,31 @@ class HeaderTimeoutH11Protocol(H11Protocol):
         self._header_timer = None
         if not self.transport.is_closing():
             self.transport.close()  # nothing parsed, so no answer: as on a bad request line
+
+
+class HeaderTimeoutH11Protocol(HeaderTimer, H11Protocol):
+    """uvicorn's h11 protocol with the header and idle timeouts of :class:`HeaderTimer`.
+
+    The timer runs while h11 waits for a request (``their_state`` IDLE) and has part of one
+    buffered. The h11 protocol is chosen explicitly (not ``auto``) because this class
+    watches h11's state.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_head()  # a pipelined request may be half-buffered already
+
+    def _watch_head(self) -> None:
+        waiting = (self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+                   and bool(self.conn.trailing_data[0]))
+        if waiting:
+            self._start_header_timer()
+        else:
+            self._stop_header_timer()
 
 
 _COMMON_METHOD = re.compile(
@@ -145,9 +165,9 @@ except ImportError:  # httptools is not installed: h11 serves
     HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
 if HttpToolsProtocol is not None:
-    class HeaderTimeoutHttpToolsProtocol(HttpToolsProtocol):
-        """uvicorn's httptools protocol with the same header and idle timeouts as
-        :class:`HeaderTimeoutH11Protocol`.
+    class HeaderTimeoutHttpToolsProtocol(HeaderTimer, HttpToolsProtocol):
+        """uvicorn's httptools protocol with the header and idle timeouts of
+        :class:`HeaderTimer`.
 
         httptools calls ``on_message_begin`` at a request's first byte and
         ``on_headers_complete`` once its head is parsed: the timer runs in between, from
@@ -161,21 +181,9 @@ if HttpToolsProtocol is not None:
         :class:`HeaderTimeoutH11Protocol` (as uvicorn hands one to a WebSocket protocol).
         """
 
-        header_timeout: float = 10.0
-
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._header_timer: asyncio.TimerHandle | None = None
             self._in_head = False
-
-        @classmethod
-        def with_timeout(cls, seconds: float) -> type[HeaderTimeoutHttpToolsProtocol]:
-            return type(cls.__name__, (cls,), {"header_timeout": seconds})
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)  # type: ignore[arg-type]
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
         def data_received(self, data: bytes) -> None:
             between = (not self._in_head and (self.cycle is None or self.cycle.response_complete)
@@ -211,24 +219,6 @@ if HttpToolsProtocol is not None:
             super().on_response_complete()
             if self._in_head:  # a pipelined request is half-buffered already
                 self._start_header_timer()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._stop_header_timer()
-            super().connection_lost(exc)
-
-        def _start_header_timer(self) -> None:
-            if self._header_timer is None and not self.transport.is_closing():
-                self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
-
-        def _stop_header_timer(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _too_slow(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()  # nothing parsed, so no answer
 
 
 def http_protocol(header_timeout: float) -> type[Any]:
