@@ -150,7 +150,7 @@ class _StripedLocks:
 
 
 class StockCommands:
-    """The channel commands of DESIGN §5, each one atomic on one SKU-location stream.
+    """The channel commands (docs/http-api.md), each one atomic on one SKU-location stream.
 
     Stock states and incoming supply (§5.3): receipts, adjustments and counts take an
     optional ``state`` (sellable by default); :meth:`move_state` and :meth:`set_incoming`

@@ -1,7 +1,7 @@
 """Holds: counts and adjustments that wait for a person before anything is recorded.
 
 Every count and every adjustment that a channel, a count file or the CLI sends passes one
-gate, :class:`ApprovalGate`, so one hold policy applies whatever the route (DESIGN §5):
+gate, :class:`ApprovalGate`, so one hold policy applies whatever the route:
 counts by :class:`HoldPolicy` on their drift (``STOCKSTREAM_DRIFT_HOLD_*``), adjustments by
 their own thresholds (``STOCKSTREAM_ADJUSTMENT_HOLD_*``, off by default).
 

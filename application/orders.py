@@ -1,4 +1,4 @@
-"""Orders and location groups: the application side of DESIGN §5.2.
+"""Orders and location groups: the application side (docs/orders.md).
 
 :class:`Orders` places, releases and fulfils orders. An order is a process
 (:mod:`domain.order`) driven by the process-manager loop (:mod:`application.processes`):
@@ -147,7 +147,7 @@ class OrderSteps(ProcessHandler[Order, OrderStep]):
 
 
 class Orders:
-    """Orders across SKU-locations (DESIGN §5.2), on any store behind the ports."""
+    """Orders across SKU-locations, on any store behind the ports."""
 
     def __init__(
         self,

@@ -4,7 +4,7 @@ A *count session* is one batch of physical counts (a count file, or an HTTP batc
 row ``sku, location, counted, counted_at, count_id`` goes through the approval gate
 (:class:`~application.holds.ApprovalGate`) that every count passes, whatever its route,
 and from there through :meth:`StockCommands.record_count`, which folds the stream and
-decides; reconciliation reads no stream to decide anything (DESIGN §1, "Reconciliation").
+decides; reconciliation reads no stream to decide anything.
 
 Contracts a caller may rely on:
 

@@ -6,7 +6,7 @@ re-publishes the same messages with the same message ids, which the topic's dupl
 detection drops and consumers' version checks absorb: at least once on the wire,
 exactly once in effect.
 
-``to_message`` is the one mapping from an event to a broker message (DESIGN §4), used by
+``to_message`` is the one mapping from an event to a broker message, used by
 both relays: this poller (embedded, any store with a commit order) and the Cosmos DB
 change-feed function in Azure.
 """

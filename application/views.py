@@ -1,4 +1,4 @@
-"""Read-model shapes the channels and operators see (DESIGN §5), independent of storage.
+"""Read-model shapes the channels and operators see, independent of storage.
 
 Field names are part of the HTTP contract; services return these dataclasses and the HTTP
 layer serialises them with ``dataclasses.asdict``.
@@ -12,7 +12,7 @@ from typing import Any
 
 
 class StockStates:
-    """What the stock-state figures of a row mean (DESIGN §5.3): the held part of on hand,
+    """What the stock-state figures of a row mean: the held part of on hand,
     and the supply expected. Rows written before stock states read as nothing held or
     incoming. A mixin: each dataclass below declares the fields, with these defaults."""
 

@@ -153,7 +153,7 @@ class Services:
     change_feed_relay: ChangeFeedRelay | None = None
     consumers: Mapping[str, EventConsumer] = field(default_factory=_nothing)
     expiry_sweep: ExpirySweep | None = None
-    # Orders and location groups (DESIGN §5.2): None where this host has no store of
+    # Orders and location groups: None where this host has no store of
     # order streams (Azure, until Cosmos DB keeps them); the routes answer 503 then.
     orders: Orders | None = None
     location_groups: LocationGroups | None = None

@@ -1,4 +1,4 @@
-"""The wire contract: what downstream teams receive (CloudEvents 1.0, DESIGN §4).
+"""The wire contract: what downstream teams receive (CloudEvents 1.0, docs/downstream.md).
 
 The pydantic models here are the single source of truth for the event schemas; the
 registry in ``schemas/`` is generated from them.

@@ -1,4 +1,4 @@
-"""The pure mapping from stored domain events to CloudEvents (DESIGN §4).
+"""The pure mapping from stored domain events to CloudEvents.
 
 ``to_cloudevent`` is deterministic: the same stored event always gives the same document,
 so a relay that publishes an event twice publishes the same message twice, and Service

@@ -6,7 +6,7 @@ Every payload names its SKU-location and carries the position *after* the event
 Unknown members are ignored when reading (tolerant reader): producers may add optional
 fields without breaking anyone.
 
-Stock states (DESIGN §5.3) were added without a new version: every new member is
+Stock states were added without a new version: every new member is
 optional, and its default says what a document published before them meant — stock in
 no state was sellable, nothing was held or incoming (``sellable`` absent: equal to
 ``on_hand``).

@@ -1,4 +1,4 @@
-"""The Service Bus topology downstream teams build against (DESIGN §6), stated once.
+"""The Service Bus topology downstream teams build against, stated once.
 
 The topic and subscription names, the duplicate-detection window, the delivery limit
 and the replay rules are part of the published contract (``asyncapi.yaml`` names the

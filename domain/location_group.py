@@ -1,7 +1,7 @@
 """The ``LocationGroup`` aggregate: locations an order line may be sourced from.
 
 A group is its own small stream, ``location-group:{group}``: a list of 1–50 locations
-and a strategy (DESIGN §5.2). ``priority`` takes the first location in the list that can
+and a strategy. ``priority`` takes the first location in the list that can
 hold a whole line; ``most_available`` the one that can hold the most. A line is never
 split across locations. Sourcing itself is the pure function :func:`choose_location`,
 given what each location can hold; reading positions is the application's job.

@@ -1,4 +1,4 @@
-"""The ``Order`` process: one reservation across many SKU-locations (DESIGN §5.2).
+"""The ``Order`` process: one reservation across many SKU-locations.
 
 There is no transaction across streams, so an order is a process with a stream of its
 own, ``order:{order_id}``, that records
@@ -127,7 +127,7 @@ class OrderRequest:
         mode: Any = "all_or_nothing",
         ttl_seconds: Any = None,
     ) -> OrderRequest:
-        """Validate a placement (DESIGN §5.2): 1–100 lines, identifiers by the domain's
+        """Validate a placement: 1–100 lines, identifiers by the domain's
         rule, quantities ≥ 1, exactly one of ``location`` / ``location_group`` per line.
 
         Raises ``InvalidIdentifier``, ``InvalidQuantity`` or ``InvalidRequest`` (a 422),
@@ -213,7 +213,7 @@ class OrderLineView:
 
 @dataclass(frozen=True)
 class OrderView:
-    """What a client sees of an order (DESIGN §5.2's order shape)."""
+    """What a client sees of an order (the order shape of docs/orders.md)."""
 
     order_id: str
     status: str
@@ -570,7 +570,7 @@ class Order(Aggregate):
         groups: Mapping[str, GroupDefinition],
         capacity: Capacity,
     ) -> None:
-        """Decide a placement (DESIGN §5.2).
+        """Decide a placement.
 
         A new order, or a failed one placed again, starts an attempt: its intent and the
         sourcing of its lines (``capacity`` is asked only then; ``groups`` must define

@@ -1,4 +1,4 @@
-"""Available to promise: what a SKU-location can promise per UTC day (DESIGN §5.3).
+"""Available to promise: what a SKU-location can promise per UTC day.
 
 For each day d = 0 .. N−1, day 0 being the UTC day of ``as_of``::
 

@@ -10,7 +10,7 @@ reserved, available, and the stock in each state and incoming), so a consumer ca
 "at version V the position is X" as an absolute, idempotent state transition without
 holding the stream.
 
-Stock states (DESIGN §5.3). On hand is split into ``sellable``, ``damaged`` and
+Stock states. On hand is split into ``sellable``, ``damaged`` and
 ``quality_control``; ``on_hand`` is their sum, and only sellable stock is available to
 sell: ``available = sellable − reserved − safety_stock``. Receipts, adjustments and
 counts act on sellable unless they name a state; moves between states keep on hand.
@@ -72,7 +72,7 @@ SELLABLE = "sellable"
 HELD_STATES = ("damaged", "quality_control")
 """States of stock that is on hand but not for sale."""
 STATES = (SELLABLE, *HELD_STATES)
-"""The states on-hand stock is in (DESIGN §5.3): on hand is their sum."""
+"""The states on-hand stock is in: on hand is their sum."""
 StockState = Literal["sellable", "damaged", "quality_control"]
 MAX_REASON_LENGTH = 200
 
@@ -864,7 +864,7 @@ class StockItem(Aggregate):
         The same quantity and channel again is a no-op (an earlier expiry stays). A
         reservation closed within the idempotency window is never opened again, except
         with ``reopen`` one that was released (cancelled or expired), never a fulfilled
-        one: an order placed again after it failed (DESIGN §5.2) holds again under its id.
+        one: an order placed again after it failed holds again under its id.
         """
         require_identifier("order_id", order_id)
         require_quantity("quantity", quantity, minimum=1)
@@ -897,7 +897,7 @@ class StockItem(Aggregate):
         self, order_id: str, expires_at: datetime | None, recall: Recall = nothing_recalled
     ) -> None:
         """Set the expiry of an open reservation (None: it never expires), keeping its
-        quantity and channel: an order's ``ttl_seconds`` changed (DESIGN §5.2). Recorded
+        quantity and channel: an order's ``ttl_seconds`` changed. Recorded
         as a ``Reserved`` of the same quantity; the same expiry again is a no-op.
 
         Raises ``UnknownReservation`` for an order that never reserved here and

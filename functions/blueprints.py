@@ -21,8 +21,8 @@ from functions.pipeline import bp as pipeline
 from functions.reconciliation import bp as reconciliation
 
 BLUEPRINTS: tuple[func.Blueprint, ...] = (
-    channel_api,  # channel HTTP API (DESIGN §5)
-    orders,  # orders and location groups (DESIGN §5.2), the order sweep's timer
+    channel_api,  # channel HTTP API
+    orders,  # orders and location groups, the order sweep's timer
     pipeline,  # relay, projection consumer, expiry and metrics timers
     reconciliation,  # count sessions, due counts, holds, repair timers
     drift_reports,  # the drift reports of count sessions, and their charts

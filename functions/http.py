@@ -1,4 +1,4 @@
-"""The channel HTTP API (DESIGN §5) as Azure Functions HTTP triggers, in one blueprint.
+"""The channel HTTP API as Azure Functions HTTP triggers, in one blueprint.
 
 Each function translates: it parses the request with the models of ``functions.requests``,
 calls one application service of the process's services (``functions.container``), and
@@ -227,7 +227,7 @@ def record_count(req: func.HttpRequest) -> func.HttpResponse:
                                       "already_recorded": result.already_recorded}))
 
 
-# ------------------------------------------- stock states and incoming (DESIGN §5.3)
+# ------------------------------------------- stock states and incoming
 
 
 @bp.http("move_stock_state", STOCK + "/state-moves", ["POST"],

@@ -1,4 +1,4 @@
-"""Orders and location groups (DESIGN §5.2) as Azure Functions HTTP triggers, and the
+"""Orders and location groups as Azure Functions HTTP triggers, and the
 order sweep's timer.
 
 The routes call :class:`~application.orders.Orders` and
@@ -108,7 +108,7 @@ class OrderLineOut(ResponseBody):
 
 
 class OrderOut(ResponseBody):
-    """An order (DESIGN §5.2): its status and each line as sent, with what it holds."""
+    """An order: its status and each line as sent, with what it holds."""
 
     order_id: str
     status: Literal["placing", "held", "partially_held", "releasing", "released",

@@ -38,7 +38,7 @@ from functions.problems import (
 )
 
 MAX_BODY_BYTES = 64 * 1024
-"""Largest request body accepted (DESIGN §5); a larger one gets 413."""
+"""Largest request body accepted; a larger one gets 413."""
 
 MAX_REPLAY_MESSAGES = 1000
 
@@ -113,7 +113,7 @@ class CountRequest(RequestBody):
                               description="The state counted; the count corrects it only.")
 
 
-# ------------------------------------------- stock states and incoming (DESIGN §5.3)
+# ------------------------------------------- stock states and incoming
 
 
 class StateMoveRequest(RequestBody):

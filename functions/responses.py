@@ -72,7 +72,7 @@ IsoUtc = Annotated[
 """A moment written as ``contracts.times.iso_utc`` does (``...+00:00``)."""
 
 
-# ------------------------------------------- stock states and incoming (DESIGN §5.3)
+# ------------------------------------------- stock states and incoming
 
 
 class HeldStockOut(ResponseBody):

@@ -8,7 +8,7 @@ idempotent (an event at or below the recorded version is a no-op) and gap-proof 
 event beyond the next version first reads the missing events from the event store, so
 a dead-lettered or lost message cannot leave a hole).
 
-Since stock states (DESIGN §5.3) each row also holds the held part of on hand
+Since stock states each row also holds the held part of on hand
 (``damaged``, ``quality_control``), ``incoming_total`` and ``in_transit``, read from the
 same "position after" members of the event (absent from documents published before
 states: nothing held or incoming).

@@ -10,7 +10,7 @@ Layout (container ``views``, partition key ``/pk``; Bicep provisions it, and
      "expiries": {"order-1": "2026-03-01T10:00:00.000000Z"},
      "next_expiry": "2026-03-01T10:00:00.000000Z"}
 
-- ``held``, ``incoming_total`` and ``in_transit`` (stock states, DESIGN §5.3) came after
+- ``held``, ``incoming_total`` and ``in_transit`` (stock states, docs/stock-states.md) came after
   the first documents were written: a document without them reads as nothing held or
   incoming (what every row then meant), and the next write of its row adds them. No
   migration pass is needed; sellable is on hand less held, so it is not stored.

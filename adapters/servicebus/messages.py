@@ -1,4 +1,4 @@
-"""The mapping between the port's messages and the ``azure-servicebus`` SDK's (DESIGN §4).
+"""The mapping between the port's messages and the ``azure-servicebus`` SDK's.
 
 Outgoing: an :class:`~application.ports.OutgoingMessage` becomes a real
 ``azure.servicebus.ServiceBusMessage`` with every field the output binding cannot set

@@ -1,7 +1,7 @@
 """The availability view in SQLite: one row per SKU-location, versioned, plus expiries.
 
 The stock-state columns (``damaged``, ``quality_control``, ``incoming_total``,
-``in_transit``; DESIGN §5.3) came after the first files were written: opening a file
+``in_transit``, docs/stock-states.md) came after the first files were written: opening a file
 without them adds them (:func:`_migrate`), at 0, which is what every row written before
 them meant (no route could hold or expect stock then). Sellable is on hand less held, so
 it is not stored.

@@ -1,5 +1,5 @@
 """Orders over real sockets against the embedded host (``python -m local``): every answer
-of DESIGN §5.2, and carts racing for scarce stock."""
+of docs/orders.md, and carts racing for scarce stock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stock states and incoming supply (DESIGN §5.3) over real sockets against the embedded
+"""Stock states and incoming supply over real sockets against the embedded
 host (``python -m local``, pipeline on): the position from the stream, the availability
 projection fed by the relay, repeats that record nothing and bad input that records
 nothing."""

@@ -1,4 +1,4 @@
-"""A request whose body did not arrive whole never runs (DESIGN §5).
+"""A request whose body did not arrive whole never runs.
 
 The client announces a body and goes away before all of it arrived: a shorter body
 than its ``Content-Length``, or a chunked body without its last chunk. Every route whose

@@ -1,4 +1,4 @@
-"""The order and location-group functions (DESIGN §5.2), called with real
+"""The order and location-group functions, called with real
 ``func.HttpRequest`` objects through the objects ``function_app.app`` registered, against
 real SQLite stores (the embedded root's ``processes.db`` beside ``events.db``)."""
 

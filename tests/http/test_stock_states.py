@@ -1,4 +1,4 @@
-"""The stock-state routes of DESIGN §5.3 (state moves, incoming supply, available to
+"""The stock-state routes of docs/stock-states.md (state moves, incoming supply, available to
 promise, and ``state`` on receipts, adjustments and counts), called through the functions
 ``function_app`` registered with real ``func.HttpRequest`` objects, against a real SQLite
 event store. Every refusal is checked to record nothing."""

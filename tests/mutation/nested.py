@@ -3,7 +3,7 @@
 mutmut puts a trampoline on every top-level function and every method of a top-level
 class, and leaves the methods of a class nested in another (``StockItem.Received.apply``)
 as they are: it makes their mutations, then drops them. Our events are nested classes
-by design (``eventsourcing``'s shape, DESIGN §3), and their ``apply`` is the "evolve"
+by design (``eventsourcing``'s shape), and their ``apply`` is the "evolve"
 half of the domain, so this hook gives those methods trampolines too, the way mutmut does
 for a top-level class:
 

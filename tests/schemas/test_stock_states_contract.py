@@ -1,4 +1,4 @@
-"""Stock states change the event contract additively (DESIGN §5.3, docs/downstream.md).
+"""Stock states change the event contract additively (docs/stock-states.md, docs/downstream.md).
 
 ``fixtures/before_states`` is the registry as published before states (commit ec0bb73).
 The registry generated now must be backward compatible with it, a document published

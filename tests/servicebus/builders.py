@@ -1,4 +1,4 @@
-"""Outgoing messages shaped as the relay publishes them (DESIGN §4)."""
+"""Outgoing messages shaped as the relay publishes them."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ What is real and what is faked:
   previous deliveries) is encoded, decoded and wrapped with the receiver and a lock token.
   So application properties come back with ``bytes`` keys, as they do off the wire.
 - Runtime properties are the SDK's own model objects.
-- The namespace itself (routing by the ``replayTarget`` correlation filters of DESIGN §6,
+- The namespace itself (routing by the ``replayTarget`` correlation filters of docs/servicebus.md,
   sessions, locks, delivery counts, dead-lettering) is a small simulation here.
 
 ``get_subscription_receiver`` checks its arguments as the SDK does (``session_id`` with
@@ -113,7 +113,7 @@ class Subscription:
     def accepts(self, wire: Message) -> bool:
         """Correlation rules, OR-ed; each rule's properties must all match.
 
-        Without explicit rules: DESIGN §6's ``replayTarget = 'all'`` or ``= '<name>'``.
+        Without explicit rules: the template's ``replayTarget = 'all'`` or ``= '<name>'``.
         """
         props = {text(k): text(v) for k, v in (wire.application_properties or {}).items()}
         rules = self.rules if self.rules is not None else [

@@ -1,4 +1,4 @@
-"""Counts compose by when they were taken, not by when they arrived (DESIGN §5).
+"""Counts compose by when they were taken, not by when they arrived.
 
 On hand = the figure of the count with the latest ``counted_at`` plus every non-count
 movement recorded after that moment. A count older than the latest applied one is

@@ -1,5 +1,5 @@
 """Stock states, incoming supply and the stock-item side of transfers, by example
-(DESIGN §5.3, one SKU-location at a time)."""
+(docs/stock-states.md, one SKU-location at a time)."""
 
 from __future__ import annotations
 
