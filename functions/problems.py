@@ -105,6 +105,12 @@ def malformed_json(detail: str) -> Problem:
     return Problem(400, "malformed-json", "Malformed JSON", detail)
 
 
+def malformed_request(detail: str) -> Problem:
+    """A request the HTTP parser refused (a bad request line, a forbidden byte in a header):
+    nothing was routed, so nothing ran."""
+    return Problem(400, "malformed-request", "Malformed request", detail)
+
+
 def unauthorized() -> Problem:
     return Problem(
         401, "unauthorized", "Unauthorized",

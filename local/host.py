@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import re
 import socket
@@ -43,6 +44,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from application.settings import Settings
 from composition import Services, build_services
 from composition.embedded import EmbeddedProcess
+from functions import problems
 from functions.console import HOME as CONSOLE
 from functions.container import use_services
 from local.asgi import FunctionsHost
@@ -125,7 +127,18 @@ class HeaderTimer:
     def _too_slow(self) -> None:
         self._header_timer = None
         if not self.transport.is_closing():
-            self.transport.close()  # nothing parsed, so no answer: as on a bad request line
+            self.transport.close()  # nothing parsed, so no answer
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser refused gets a problem document like every other 400
+        (uvicorn's own answer is plain text), then the connection closes."""
+        body = json.dumps(problems.malformed_request(msg).to_json()).encode()
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: "
+            + problems.PROBLEM_CONTENT_TYPE.encode() + b"; charset=utf-8\r\n"
+            + b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
+            + body)
+        self.transport.close()
 
 
 class HeaderTimeoutH11Protocol(HeaderTimer, H11Protocol):

@@ -94,3 +94,21 @@ def test_any_method_on_an_unknown_path_is_404(keyless: LocalHost, method: str, p
     if method != "HEAD":
         assert reply.problem_code == "not-found"
     assert "allow" not in reply.headers
+
+
+@pytest.mark.parametrize(("method", "header"), [
+    ("GET", b"If-None-Match: a\x7fb"),  # httptools parses GET and refuses DEL
+    ("GET", b"X-Thing: \x00"),
+    ("FOO", b"X-Thing: \x00"),  # handed to h11 (an uncommon method), which refuses NUL
+])
+def test_a_request_the_parser_refuses_gets_a_problem_document(
+        keyless: LocalHost, method: str, header: bytes):
+    # A forbidden byte in a header value (DEL, NUL) is refused before any routing: the
+    # answer is still a 400 problem document, as every other 4xx, and nothing ran.
+    with keyless.raw() as raw:
+        raw.send(method.encode() + b" /api/stock/SKU-1/STORE-1 HTTP/1.1\r\n"
+                 b"Host: 127.0.0.1\r\n" + header + b"\r\n\r\n")
+        reply = raw.reply()
+    assert (reply.status, reply.problem_code) == (400, "malformed-request"), reply
+    assert reply.headers["content-type"].startswith("application/problem+json")
+    assert reply.json()["status"] == 400
