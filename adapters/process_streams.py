@@ -26,7 +26,9 @@ from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
 )
+from eventsourcing.utils import Environment, EnvType
 
+from adapters.event_store import StockstreamApplication
 from application.ports import (
     AggregateStreams,
     ConcurrencyConflict,
@@ -74,6 +76,12 @@ class ProcessesApplication(Application):  # type: ignore[type-arg]
     name = "StockstreamProcesses"
     is_snapshotting_enabled = False
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {}
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """The settings exactly as given, the process environment left out, as for the
+        stock store (``StockstreamApplication.construct_env``, the one place that says
+        why)."""
+        return StockstreamApplication.construct_env(self, name, env)  # type: ignore[arg-type]
 
     def _record(self, processing_event: ProcessingEvent[Any]) -> Any:
         if len({e.originator_id for e in processing_event.events}) > 1:

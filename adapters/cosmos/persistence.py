@@ -504,6 +504,7 @@ class CosmosAggregateRecorder(AggregateRecorder):
         documents = [event_document(e) for e in stored_events]
         memos: Sequence[StreamMemo] = kwargs.get(MEMOS) or ()
         now = datetime.now(tz=memos[0].expires_at.tzinfo) if memos else None
+        companions = self.companion_operations(partition, **kwargs)
         container = self.container
         with mapped_errors():
             if self.upsert:
@@ -511,10 +512,11 @@ class CosmosAggregateRecorder(AggregateRecorder):
                 for document in documents:
                     container.upsert_item(document)
             else:
-                if len(documents) + len(memos) > MAX_BATCH_OPERATIONS:
+                extra = len(memos) + len(companions)
+                if len(documents) + extra > MAX_BATCH_OPERATIONS:
                     raise ProgrammingError(
-                        f"a save may write at most {MAX_BATCH_OPERATIONS} events and memos "
-                        f"(one transactional batch); got {len(documents) + len(memos)}"
+                        f"a save may write at most {MAX_BATCH_OPERATIONS} events, memos and "
+                        f"companions (one transactional batch); got {len(documents) + extra}"
                     )
                 # All or nothing, and a 409 if any version exists: the OCC check. The
                 # memos ride in the same batch, so they commit exactly with their events.
@@ -525,8 +527,19 @@ class CosmosAggregateRecorder(AggregateRecorder):
                     ("create", (memo_document(partition, memo, now),))
                     for memo in memos if now is not None
                 ]
+                # Companions last: on a conflict the creates fail first, so not even a
+                # store whose batches are not atomic (the test server) writes them.
+                operations += companions
                 container.execute_item_batch(operations, partition_key=partition)
         return None
+
+    def companion_operations(
+        self, partition: str, **kwargs: Any
+    ) -> list[tuple[str, tuple[dict[str, Any]]]]:
+        """Batch operations a subclass adds to a save in the stream's own partition (a
+        process's wake-up, ``adapters.cosmos.process_streams``), committed exactly with
+        its events. None here."""
+        return []
 
     def select_events(
         self,
