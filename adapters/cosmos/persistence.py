@@ -137,6 +137,7 @@ class CosmosSettings:
     views_container: str = "views"
     reconciliation_container: str = "reconciliation"
     leases_container: str = "leases"
+    processes_container: str = "processes"
     originator_id_type: Literal["uuid", "text"] = "uuid"
 
     @classmethod
@@ -187,6 +188,7 @@ _OPTIONAL_KEYS = {
     "tracking_container": "COSMOS_TRACKING_CONTAINER",
     "views_container": "COSMOS_VIEWS_CONTAINER",
     "reconciliation_container": "COSMOS_RECONCILIATION_CONTAINER",
+    "processes_container": "COSMOS_PROCESSES_CONTAINER",
     "originator_id_type": "ORIGINATOR_ID_TYPE",
 }
 """The ``CosmosSettings`` fields a library setting may override, and its key."""
@@ -396,6 +398,9 @@ class CosmosDatastore:
                 # The change-feed trigger's leases, and the relay's published position
                 # (adapters.cosmos.change_feed).
                 (s.leases_container, "/id", None),
+                # Order and location-group streams with their wake-ups
+                # (adapters.cosmos.process_streams).
+                (s.processes_container, "/originator_id", EVENTS_INDEXING_POLICY),
             ):
                 options: dict[str, Any] = {"partition_key": PartitionKey(path=key)}
                 if policy is not None:

@@ -37,9 +37,6 @@ from adapters.process_streams import PROCESS_INDEX, ProcessStore, WakeUp
 from adapters.sortable_time import to_text
 from application.settings import Settings
 
-PROCESSES_CONTAINER = "processes"
-"""The container of process streams (Bicep ``bicep/modules/cosmos.bicep``)."""
-
 WAKE_UP_ID = "wake-up"
 """The id of a stream's companion wake-up document (one per process partition)."""
 
@@ -86,7 +83,7 @@ class CosmosProcessFactory(CosmosFactory):
     """The Cosmos DB persistence module with the process index (``processes`` container)."""
 
     def application_recorder(self) -> CosmosProcessIndexRecorder:
-        return CosmosProcessIndexRecorder(self.datastore, self.settings.events_container)
+        return CosmosProcessIndexRecorder(self.datastore, self.settings.processes_container)
 
 
 class CosmosProcessStore(ProcessStore):
@@ -111,7 +108,6 @@ class CosmosProcessStore(ProcessStore):
         super().__init__({
             **settings,
             "PERSISTENCE_MODULE": f"{__name__}:CosmosProcessFactory",
-            "COSMOS_EVENTS_CONTAINER": PROCESSES_CONTAINER,
             **(env or {}),
         })
 
@@ -122,7 +118,8 @@ class CosmosProcessStore(ProcessStore):
         return factory
 
     def create_containers_if_missing(self) -> None:
-        """Create the database and the ``processes`` container (tests; Bicep in Azure)."""
+        """Create the database and its containers, ``processes`` among them (tests;
+        Bicep in Azure)."""
         self.factory.create_containers_if_missing()
 
 

@@ -17,11 +17,7 @@ from uuid import uuid4
 import pytest
 from azure.cosmos import CosmosClient
 
-from adapters.cosmos.process_streams import (
-    PROCESSES_CONTAINER,
-    WAKE_UP_ID,
-    CosmosProcessStore,
-)
+from adapters.cosmos.process_streams import WAKE_UP_ID, CosmosProcessStore
 from domain.order import order_uuid
 from tests.contract.process_store_contract import FAR_PAST, ProcessStoreContract
 from tests.cosmos_server import CosmosServer
@@ -71,7 +67,7 @@ class TestCosmosProcessStore(ProcessStoreContract):
         client = CosmosClient(self.server.endpoint, credential=self.server.key,
                               connection_verify=False)
         container = client.get_database_client(self.database).get_container_client(
-            PROCESSES_CONTAINER)
+            "processes")
 
         documents = list(container.query_items(
             "SELECT * FROM c WHERE c.originator_id = @id",
