@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from contracts.events import (
     CloudEvent,
-    EventData,
     ReservationFulfilledV1,
     ReservationReleasedV1,
     StockAdjustedV1,
@@ -46,7 +47,8 @@ def _same(fields: Fields) -> Fields:
 
 @dataclass(frozen=True)
 class WireType:
-    """One published event type and version, and the domain event it comes from.
+    """One published event type and version, and the domain event it comes from (a
+    stock event here; a process's, such as an order's, in ``contracts.processes``).
 
     ``derive`` turns the domain event's fields into this version's: the identity for the
     current version, a down-conversion for a deprecated one still published in parallel.
@@ -54,8 +56,8 @@ class WireType:
 
     name: str
     version: int
-    model: type[EventData]
-    domain_class: type[StockItem.Event]
+    model: type[BaseModel]
+    domain_class: type[Any]
     derive: Callable[[Fields], Fields] = _same
 
     @property
@@ -90,7 +92,7 @@ WIRE_TYPES: tuple[WireType, ...] = (
     WireType("StockTransitLost", 1, StockTransitLostV1, StockItem.TransitLost),
 )
 _BY_TYPE = {w.type: w for w in WIRE_TYPES}
-_VERSIONS: dict[type[StockItem.Event], list[WireType]] = {}
+_VERSIONS: dict[type[Any], list[WireType]] = {}
 for _wire in sorted(WIRE_TYPES, key=lambda w: -w.version):
     _VERSIONS.setdefault(_wire.domain_class, []).append(_wire)
 
