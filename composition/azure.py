@@ -76,6 +76,7 @@ def azure_services(
             settings.servicebus_namespace, client_id=settings.azure_client_id
         )
     change_feed_relay: ChangeFeedRelay | None = None
+    process_relay: ChangeFeedRelay | None = None
     if broker is not None:
 
         def decode(document: dict[str, Any]) -> Any:
@@ -87,6 +88,16 @@ def azure_services(
             deprecated_versions_until=settings.deprecated_versions_until,
             position=relay_position,
         )
+
+        def decode_process(document: dict[str, Any]) -> Any:
+            # Wake-up companions are not events; location-group events are not published.
+            stored = stored_event_from_document(document)
+            return None if stored is None else processes.publishable(
+                processes.app.mapper.to_domain_event(stored))
+
+        # The processes container's own change feed (functions.pipeline.relay_process_events);
+        # no position: the outbox metrics are the stock relay's.
+        process_relay = ChangeFeedRelay(decode_process, broker, clock)
     # The availability view in Cosmos DB: read by the API, fed by the Service Bus trigger
     # (its gaps filled from the stream), indexing expiries for the sweep.
     views = CosmosAvailabilityViews(cosmos)
@@ -123,6 +134,7 @@ def azure_services(
         repair=ProjectionRepair(views, store, AvailabilityProjection(views, store.history)),
         broker=broker,
         change_feed_relay=change_feed_relay,
+        process_relay=process_relay,
         consumers=MappingProxyType({AVAILABILITY_SUBSCRIPTION: EventConsumer(
             projection.name, with_movements(projection.handle, movements),
             observers=(projection_lag_observer(telemetry, projection.name, clock),))}),

@@ -76,6 +76,39 @@ def relay_events(documents: func.DocumentList) -> None:
             container.telemetry.record_outbox_lag(now - ts)
 
 
+PROCESS_RELAY_LEASE_PREFIX = "process-relay-"
+"""The process relay's leases, apart from the stock relay's in the same container."""
+
+
+@bp.function_name("relay_process_events")
+@bp.retry(
+    strategy="exponential_backoff",
+    max_retry_count="-1",  # as the stock relay: a failed batch is retried, never skipped
+    minimum_interval="00:00:01",
+    maximum_interval="00:01:00",
+)
+@bp.cosmos_db_trigger(
+    arg_name="documents",
+    connection="COSMOS",
+    database_name="%COSMOS_DATABASE%",
+    container_name="processes",
+    lease_container_name="leases",
+    lease_container_prefix=PROCESS_RELAY_LEASE_PREFIX,
+    create_lease_container_if_not_exists=False,
+    start_from_beginning=True,  # type: ignore[arg-type]  # the SDK annotates it as a time
+    feed_poll_delay=RELAY_POLL_DELAY_MS,
+    max_items_per_invocation=RELAY_MAX_ITEMS,
+)
+def relay_process_events(documents: func.DocumentList) -> None:
+    """Publish a change-feed batch of the processes container (order events, in their
+    sessions ``order:{order_id}``); raising redelivers the whole batch."""
+    container = services()
+    if container.process_relay is None:
+        raise RuntimeError("the relay needs SERVICEBUS__fullyQualifiedNamespace")
+    events = container.process_relay.publish_documents([d.to_dict() for d in documents])
+    container.telemetry.record_published(len(events))
+
+
 @bp.function_name("project_availability")
 @bp.service_bus_topic_trigger(
     arg_name="message",

@@ -5,21 +5,28 @@ services of the Azure composition root over the Cosmos test server (stock stream
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
 from adapters.clock import ManualClock
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from adapters.cosmos.process_streams import CosmosProcessStore
+from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from application.orders import Orders
 from application.processes import STALL_AFTER
 from application.settings import load
 from composition import Services
 from composition.azure import azure_services
+from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
+from contracts.validation import validate_cloudevent
 from functions.container import use_services
 from tests.cosmos_server import CosmosServer
 from tests.http.conftest import FUNCTIONS, call
@@ -37,7 +44,17 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def azure(cosmos_server: CosmosServer, clock: ManualClock) -> Iterator[Services]:
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """The embedded broker standing in for Service Bus (same topology, same semantics)."""
+    b = EmbeddedBroker(tmp_path / "broker.db")
+    ensure_topology(b)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def azure(cosmos_server: CosmosServer, clock: ManualClock,
+          broker: EmbeddedBroker) -> Iterator[Services]:
     settings = CosmosSettings(endpoint=cosmos_server.endpoint,
                               database=f"orders-{uuid4().hex[:8]}",
                               key=cosmos_server.key, verify_tls=False)
@@ -47,11 +64,35 @@ def azure(cosmos_server: CosmosServer, clock: ManualClock) -> Iterator[Services]
         "COSMOS__accountEndpoint": settings.endpoint,
         "COSMOS_KEY": settings.key or "",
         "COSMOS_DATABASE": settings.database,
-    }), clock)
+    }), clock, broker=broker)
     use_services(container)
     yield container
     use_services(None)
     container.close()
+
+
+def processes_change_feed(azure: Services) -> func.DocumentList:
+    """Every document of the processes container, as the change-feed trigger hands them
+    over (the test server's change feed is a stub, so they are queried): order and group
+    events and the orders' wake-up companions."""
+    assert azure.orders is not None
+    store: Any = azure.orders.orders
+    container = store.app.factory.datastore.container("processes")
+    documents = list(container.query_items("SELECT * FROM c", enable_cross_partition_query=True))
+    return func.DocumentList([func.Document.from_dict(d) for d in documents])
+
+
+def published(broker: EmbeddedBroker) -> list[Any]:
+    """Every message the availability subscription received (it accepts every
+    ``replayTarget = 'all'`` message), completed."""
+    messages: list[Any] = []
+    while receiver := broker.accept_next_session(TOPIC, AVAILABILITY_SUBSCRIPTION, 0.0):
+        with receiver:
+            while batch := receiver.receive(100, 0.0):
+                for message in batch:
+                    receiver.complete(message)
+                messages.extend(batch)
+    return messages
 
 
 def reservations(azure: Services, sku: str, location: str) -> dict[str, int]:
@@ -137,3 +178,73 @@ def test_the_sweep_timer_drives_an_interrupted_order_to_its_end(
 
 def test_the_process_store_of_the_azure_root_is_the_cosmos_one(azure: Services) -> None:
     assert any(isinstance(c, CosmosProcessStore) for c in azure.closers)
+
+
+# ------------------------------------------------------------- order events relayed
+
+
+def test_the_process_relay_has_its_own_leases_and_an_infinite_retry_policy() -> None:
+    function = FUNCTIONS["relay_process_events"]
+    retry = function.get_settings_dict("retry_policy")
+    assert retry is not None
+    assert (retry["strategy"], retry["max_retry_count"]) == ("exponential_backoff", "-1")
+    (trigger,) = [json.loads(b) if isinstance(b, str) else b
+                  for b in function.get_raw_bindings()]
+    assert trigger["type"] == "cosmosDBTrigger" and trigger["connection"] == "COSMOS"
+    assert (trigger["containerName"], trigger["leaseContainerName"]) == ("processes", "leases")
+    assert trigger["leaseContainerPrefix"] == "process-relay-"
+    (stock,) = [json.loads(b) if isinstance(b, str) else b
+                for b in FUNCTIONS["relay_events"].get_raw_bindings()]
+    assert stock["leaseContainerPrefix"] != trigger["leaseContainerPrefix"]
+    assert trigger["startFromBeginning"] is True
+
+
+def test_an_orders_events_go_out_in_its_session_valid_against_the_registry(
+        azure: Services, broker: EmbeddedBroker) -> None:
+    sku = f"SKU-{uuid4().hex[:8]}"
+    azure.commands.receive(sku, "S1", 5)
+    assert call("define_location_group", "PUT", {"group": "EAST"},
+                {"locations": ["S1"], "strategy": "priority"}).status == 200
+    assert call("place_order", "PUT", {"order_id": "ORD-7"}, {
+        "channel": "web", "lines": [{"sku": sku, "location_group": "EAST", "quantity": 2}],
+    }).status == 201
+    assert azure.orders is not None
+    order = azure.orders.orders.get("ORD-7")
+    assert order is not None
+    feed = processes_change_feed(azure)
+
+    FUNCTIONS["relay_process_events"].get_user_function()(documents=feed)
+    FUNCTIONS["relay_process_events"].get_user_function()(documents=feed)  # redelivered
+
+    messages = published(broker)
+    assert sorted(m.message_id for m in messages) == sorted(
+        f"order:ORD-7:{v}" for v in range(1, order.version + 1))  # no group, no wake-up
+    assert {m.session_id for m in messages} == {"order:ORD-7"}
+    documents = [json.loads(m.body) for m in messages]
+    types = [validate_cloudevent(d).cloudevents_type for d in documents]
+    assert "Stockstream.OrderLineHeld.v1" in types and "Stockstream.OrderPlaced.v1" in types
+    assert {d["data"]["order_id"] for d in documents} == {"ORD-7"}
+    for m in messages:
+        properties = dict(m.application_properties)
+        assert (properties["process"], properties["processId"]) == ("order", "ORD-7")
+        assert "sku" not in properties and "location" not in properties
+    placed = next(d for d in documents if d["type"] == "Stockstream.OrderPlaced.v1")
+    assert placed["data"]["groups"] == {"EAST": {"locations": ["S1"], "strategy": "priority"}}
+
+
+def test_the_availability_consumer_skips_order_events(
+        azure: Services, broker: EmbeddedBroker) -> None:
+    sku = f"SKU-{uuid4().hex[:8]}"
+    azure.commands.receive(sku, "S1", 5)
+    assert call("place_order", "PUT", {"order_id": "ORD-8"},
+                cart(sku, ("S1", 1))).status == 201
+    FUNCTIONS["relay_process_events"].get_user_function()(
+        documents=processes_change_feed(azure))
+    consumer = azure.consumers[AVAILABILITY_SUBSCRIPTION]
+    assert azure.availability is not None
+    before = azure.availability.for_sku(sku)  # type: ignore[attr-defined]
+
+    outcomes = {consumer.process(m.body) for m in published(broker)}
+
+    assert outcomes == {"skipped"}
+    assert azure.availability.for_sku(sku) == before  # type: ignore[attr-defined]
