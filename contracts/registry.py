@@ -45,12 +45,12 @@ from pathlib import Path
 from typing import Any
 
 from contracts.cloudevents import CONTENT_TYPE, WireType
+from contracts.events import CloudEvent
 from contracts.processes import (
     PROCESS_KINDS,
     PROCESS_WIRE_TYPES,
     PUBLISHED_WIRE_TYPES,
 )
-from contracts.events import CloudEvent
 from contracts.topology import TOPIC
 from domain.identifiers import IDENTIFIER_PATTERN
 

@@ -19,8 +19,8 @@ import pytest
 from jsonschema import Draft7Validator, Draft202012Validator
 
 from contracts.cloudevents import WIRE_TYPES, WireType
-from contracts.processes import PUBLISHED_WIRE_TYPES
 from contracts.events import StockReceivedV1
+from contracts.processes import PUBLISHED_WIRE_TYPES
 from contracts.registry import (
     EXIT_INCOMPATIBLE,
     EXIT_OK,
