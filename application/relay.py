@@ -8,7 +8,9 @@ exactly once in effect.
 
 ``to_message`` is the one mapping from an event to a broker message, used by
 both relays: this poller (embedded, any store with a commit order) and the Cosmos DB
-change-feed function in Azure.
+change-feed functions in Azure. A process's event (an order's, ``contracts.processes``)
+goes out in its process's session, ``order:{order_id}``; the poller reads the process
+store after a checkpoint of its own, Azure the ``processes`` container's change feed.
 """
 
 from __future__ import annotations
