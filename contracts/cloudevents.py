@@ -128,13 +128,23 @@ def to_cloudevent(event: StockItem.Event, wire: WireType | None = None) -> dict[
     as its current wire type or as ``wire`` (one of ``wire_versions(event)``)."""
     wire = wire or wire_type(event)
     derived = wire.derive({**vars(event), **_position_after(event)})
-    fields = {k: v for k, v in derived.items() if k in wire.model.model_fields}
-    data = wire.model.model_validate(fields)
+    return cloudevent_document(
+        wire, derived, event_id(event.sku, event.location, event.originator_version),
+        stream_name(event.sku, event.location), event)
+
+
+def cloudevent_document(wire: WireType, fields: Fields, id_: str, subject: str,
+                        event: Any) -> dict[str, Any]:
+    """The envelope of any published event (stock or process) as ``wire``: ``fields``
+    validated by its model (members it does not know left out), the stored ``event``'s
+    time and version as ``time`` and ``sequence``."""
+    data = wire.model.model_validate(
+        {k: v for k, v in fields.items() if k in wire.model.model_fields})
     envelope = CloudEvent(
-        id=event_id(event.sku, event.location, event.originator_version),
+        id=id_,
         type=wire.type,
         source=SOURCE,
-        subject=stream_name(event.sku, event.location),
+        subject=subject,
         time=event.timestamp,
         dataschema=wire.schema_uri,
         sequence=event.originator_version,

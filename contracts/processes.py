@@ -27,9 +27,8 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from contracts.cloudevents import PRODUCER, SOURCE, WIRE_TYPES, WireType
+from contracts.cloudevents import WIRE_TYPES, WireType, cloudevent_document
 from contracts.events import (
-    CloudEvent,
     OrderConcludedV1,
     OrderCreatedV1,
     OrderFulfilmentRequestedV1,
@@ -124,19 +123,8 @@ def is_published(event: object) -> bool:
 
 def process_cloudevent(published: ProcessEvent) -> dict[str, Any]:
     """The CloudEvents document of a process event (deterministic, as for stock)."""
-    event, kind, wire = published.event, published.kind, published.wire
-    fields = {**vars(event), kind.id_field: published.key}
-    data = wire.model.model_validate(
-        {k: v for k, v in fields.items() if k in wire.model.model_fields})
-    envelope = CloudEvent(
-        id=kind.event_id(published.key, event.originator_version),
-        type=wire.type,
-        source=SOURCE,
-        subject=kind.session_id(published.key),
-        time=event.timestamp,
-        dataschema=wire.schema_uri,
-        sequence=event.originator_version,
-        producer=PRODUCER,
-        data=data.model_dump(mode="json"),
-    )
-    return envelope.model_dump(mode="json")
+    event, kind = published.event, published.kind
+    return cloudevent_document(
+        published.wire, {**vars(event), kind.id_field: published.key},
+        kind.event_id(published.key, event.originator_version),
+        kind.session_id(published.key), event)

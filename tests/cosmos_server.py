@@ -134,3 +134,11 @@ def _wait_until_answering(server: CosmosServer) -> None:
             if server.process.poll() is not None or time.monotonic() > deadline:
                 raise CosmosServerError(f"cosmosdb-server does not answer: {error}") from error
             time.sleep(0.05)  # a connect loop: nothing to await but the socket itself
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released: connecting is refused), for a
+    store that must be unreachable."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -89,24 +89,12 @@ class CosmosProcessFactory(CosmosFactory):
 class CosmosProcessStore(ProcessStore):
     """Order and location-group streams in the ``processes`` container of a database."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        database: str,
-        *,
-        key: str | None = None,
-        client_id: str | None = None,
-        verify_tls: bool = True,
-        connection_timeout: float | None = None,
-        retry_total: int | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        settings = cosmos_env(
-            endpoint, database, key=key, client_id=client_id, verify_tls=verify_tls,
-            connection_timeout=connection_timeout, retry_total=retry_total,
-        )
+    def __init__(self, endpoint: str, database: str, *,
+                 env: Mapping[str, str] | None = None, **connection: Any) -> None:
+        """``connection``: the keyword arguments of :func:`adapters.cosmos.cosmos_env`
+        (key or identity, TLS, timeouts), as for ``CosmosStockItems``."""
         super().__init__({
-            **settings,
+            **cosmos_env(endpoint, database, **connection),
             "PERSISTENCE_MODULE": f"{__name__}:CosmosProcessFactory",
             **(env or {}),
         })

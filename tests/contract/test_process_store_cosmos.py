@@ -9,7 +9,6 @@ key); real Cosmos DB needs no such thing.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from uuid import uuid4
@@ -20,7 +19,7 @@ from azure.cosmos import CosmosClient
 from adapters.cosmos.process_streams import WAKE_UP_ID, CosmosProcessStore
 from domain.order import order_uuid
 from tests.contract.process_store_contract import FAR_PAST, ProcessStoreContract
-from tests.cosmos_server import CosmosServer
+from tests.cosmos_server import CosmosServer, closed_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
@@ -35,12 +34,6 @@ def process_database(cosmos_server: CosmosServer) -> Iterator[str]:
     yield name
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class TestCosmosProcessStore(ProcessStoreContract):
     @pytest.fixture(autouse=True)
     def _database(self, cosmos_server: CosmosServer, process_database: str) -> None:
@@ -51,7 +44,7 @@ class TestCosmosProcessStore(ProcessStoreContract):
         if reachable:
             return CosmosProcessStore(self.server.endpoint, self.database,
                                       key=self.server.key, verify_tls=False)
-        return CosmosProcessStore(f"https://127.0.0.1:{_closed_port()}", self.database,
+        return CosmosProcessStore(f"https://127.0.0.1:{closed_port()}", self.database,
                                   key=self.server.key, verify_tls=False,
                                   connection_timeout=1.0, retry_total=0)
 

@@ -6,14 +6,11 @@ duplicate detection drops them)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters.embedded_broker import EmbeddedBroker
-from adapters.embedded_broker.topology import ensure_topology
 from application.ports import OutgoingMessage
 from application.relay import Relay
 from contracts.processes import is_process_type
@@ -33,14 +30,6 @@ class Recording:
         self.messages.extend(messages)
         if self.lose_order_answers and any(is_process_type(m.subject) for m in messages):
             raise ConnectionError("the answer was lost after the broker took the batch")
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    b = EmbeddedBroker(tmp_path / "broker.db")
-    ensure_topology(b)
-    yield b
-    b.close()
 
 
 def relay(world: World, publisher: Any) -> Relay:

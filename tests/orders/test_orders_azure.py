@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -19,16 +18,16 @@ from adapters.clock import ManualClock
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from adapters.cosmos.process_streams import CosmosProcessStore
 from adapters.embedded_broker import EmbeddedBroker
-from adapters.embedded_broker.topology import ensure_topology
 from application.orders import Orders
 from application.processes import STALL_AFTER
 from application.settings import load
 from composition import Services
 from composition.azure import azure_services
-from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
+from contracts.topology import AVAILABILITY_SUBSCRIPTION
 from contracts.validation import validate_cloudevent
 from functions.container import use_services
 from tests.cosmos_server import CosmosServer
+from tests.functions.test_pipeline_functions import received
 from tests.http.conftest import FUNCTIONS, call
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
@@ -41,15 +40,6 @@ class Crash(Exception):
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """The embedded broker standing in for Service Bus (same topology, same semantics)."""
-    b = EmbeddedBroker(tmp_path / "broker.db")
-    ensure_topology(b)
-    yield b
-    b.close()
 
 
 @pytest.fixture
@@ -80,19 +70,6 @@ def processes_change_feed(azure: Services) -> func.DocumentList:
     container = store.app.factory.datastore.container("processes")
     documents = list(container.query_items("SELECT * FROM c", enable_cross_partition_query=True))
     return func.DocumentList([func.Document.from_dict(d) for d in documents])
-
-
-def published(broker: EmbeddedBroker) -> list[Any]:
-    """Every message the availability subscription received (it accepts every
-    ``replayTarget = 'all'`` message), completed."""
-    messages: list[Any] = []
-    while receiver := broker.accept_next_session(TOPIC, AVAILABILITY_SUBSCRIPTION, 0.0):
-        with receiver:
-            while batch := receiver.receive(100, 0.0):
-                for message in batch:
-                    receiver.complete(message)
-                messages.extend(batch)
-    return messages
 
 
 def reservations(azure: Services, sku: str, location: str) -> dict[str, int]:
@@ -216,7 +193,7 @@ def test_an_orders_events_go_out_in_its_session_valid_against_the_registry(
     FUNCTIONS["relay_process_events"].get_user_function()(documents=feed)
     FUNCTIONS["relay_process_events"].get_user_function()(documents=feed)  # redelivered
 
-    messages = published(broker)
+    messages = received(broker)
     assert sorted(m.message_id for m in messages) == sorted(
         f"order:ORD-7:{v}" for v in range(1, order.version + 1))  # no group, no wake-up
     assert {m.session_id for m in messages} == {"order:ORD-7"}
@@ -244,7 +221,7 @@ def test_the_availability_consumer_skips_order_events(
     assert azure.availability is not None
     before = azure.availability.for_sku(sku)  # type: ignore[attr-defined]
 
-    outcomes = {consumer.process(m.body) for m in published(broker)}
+    outcomes = {consumer.process(m.body) for m in received(broker)}
 
     assert outcomes == {"skipped"}
     assert azure.availability.for_sku(sku) == before  # type: ignore[attr-defined]
