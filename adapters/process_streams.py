@@ -14,6 +14,8 @@ module implements for it.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol, cast, runtime_checkable
@@ -26,7 +28,9 @@ from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
 )
+from eventsourcing.utils import Environment, EnvType, get_topic
 
+from adapters.event_store import StockstreamApplication
 from application.ports import (
     AggregateStreams,
     ConcurrencyConflict,
@@ -34,6 +38,12 @@ from application.ports import (
     ProcessStreams,
     StoreUnavailable,
     Streamed,
+)
+from contracts.processes import (
+    PROCESS_WIRE_TYPES,
+    ProcessEvent,
+    is_published,
+    kind_of_event,
 )
 from domain.location_group import LocationGroup, group_uuid
 from domain.order import Order, order_uuid
@@ -74,6 +84,12 @@ class ProcessesApplication(Application):  # type: ignore[type-arg]
     name = "StockstreamProcesses"
     is_snapshotting_enabled = False
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {}
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """The settings exactly as given, the process environment left out, as for the
+        stock store (``StockstreamApplication.construct_env``, the one place that says
+        why)."""
+        return StockstreamApplication.construct_env(self, name, env)  # type: ignore[arg-type]
 
     def _record(self, processing_event: ProcessingEvent[Any]) -> Any:
         if len({e.originator_id for e in processing_event.events}) > 1:
@@ -139,6 +155,12 @@ class EventSourcedOrders(_Streams[Order], ProcessStreams[Order]):
             raise StoreUnavailable(str(error)) from error
 
 
+PUBLISHED_TOPICS = tuple(get_topic(w.domain_class) for w in PROCESS_WIRE_TYPES)
+"""The stored topics of the process events the relay publishes (not location groups')."""
+
+_KEY_CACHE_SIZE = 10_000
+
+
 class ProcessStore:
     """The order and group streams of one store, and its closing."""
 
@@ -149,6 +171,34 @@ class ProcessStore:
             raise StoreUnavailable(f"process store cannot be opened: {error}") from error
         self.orders = EventSourcedOrders(self.app)
         self.groups = EventSourcedGroups(self.app)
+        self._keys: OrderedDict[UUID, str] = OrderedDict()
+        self._keys_lock = threading.Lock()
+
+    def publishable(self, event: object) -> ProcessEvent | None:
+        """``event`` with the id of its process, ready to publish (None: a kind that is
+        not published, such as a location group's).
+
+        Only a stream's ``Created`` names its process, so for a later event the id is
+        read from the stream's first event once and remembered (a bounded cache).
+        """
+        if not is_published(event):
+            return None
+        kind = kind_of_event(event)
+        stream = cast(UUID, getattr(event, "originator_id"))  # noqa: B009
+        key = getattr(event, kind.id_field, None)
+        with self._keys_lock:
+            key = key or self._keys.get(stream)
+        if key is None:
+            try:
+                first: Any = self.app.repository.get(stream, version=1)
+            except _UNAVAILABLE as error:
+                raise StoreUnavailable(str(error)) from error
+            key = getattr(first, kind.id_field)
+        with self._keys_lock:
+            self._keys[stream] = str(key)
+            if len(self._keys) > _KEY_CACHE_SIZE:
+                self._keys.popitem(last=False)
+        return ProcessEvent(kind, str(key), event)
 
     def close(self) -> None:
         self.app.close()

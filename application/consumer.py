@@ -28,6 +28,7 @@ from application.ports import (
     ReceivedMessage,
     SessionReceiver,
 )
+from contracts.processes import is_process_type
 from contracts.validation import (
     EventRejected,
     SchemaValidationFailed,
@@ -76,7 +77,8 @@ class EventConsumer:
     def process(self, body: bytes) -> object:
         """Apply one message. Raises ``EventRejected`` (``SchemaValidationFailed``) for a
         message that can never be applied; returns ``"skipped"`` for an event type this
-        build does not know (a newer producer), which must not block the session."""
+        build does not know (a newer producer), which must not block the session, and
+        for a process's event (an order's), which a stock consumer does not apply."""
         try:
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -85,6 +87,10 @@ class EventConsumer:
             validate_cloudevent(document)
         except UnknownEventType as unknown:
             log.warning("%s skips an event type it does not know: %s", self.name, unknown)
+            return "skipped"
+        if is_process_type(document["type"]):
+            # An order's event (valid, on the same topic): stock consumers have nothing to
+            # apply, and a subscription accepting replayTarget = 'all' receives it.
             return "skipped"
         outcome = self.handler(document)
         for observe in self.observers:

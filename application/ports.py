@@ -32,7 +32,15 @@ from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+    runtime_checkable,
+)
 
 from eventsourcing.domain import Aggregate
 
@@ -49,6 +57,7 @@ if TYPE_CHECKING:
     from application.cadence import LedgerEntry, StockKey
     from application.holds import HeldCount, HeldStatus, Hold
     from application.reconciliation import SessionSummary
+    from contracts.processes import ProcessEvent
 
 # --------------------------------------------------------------------- failures
 
@@ -151,12 +160,38 @@ class StockItemStore(Protocol):
         return None
 
 
+Publishable: TypeAlias = "StockItem.Event | ProcessEvent"
+"""What a relay publishes: a stock event, or a process's (an order's) with its id."""
+
+
 @dataclass(frozen=True)
 class OutboxRecord:
     """One committed event at its position in the store's commit order."""
 
     position: int
     event: StockItem.Event
+
+
+@dataclass(frozen=True)
+class ProcessOutboxRecord:
+    """One committed process event (with its process's id) at its position in the
+    process store's commit order."""
+
+    position: int
+    event: ProcessEvent
+
+
+@runtime_checkable
+class ProcessOutboxReader(Protocol):
+    """Reads committed process events in commit order (as :class:`OutboxReader`)."""
+
+    @abstractmethod
+    def read_after(self, position: int, limit: int) -> Sequence[ProcessOutboxRecord]:
+        """Up to ``limit`` records with position > ``position``, in commit order."""
+
+    @abstractmethod
+    def max_position(self) -> int:
+        """The position of the last committed event (0 for an empty store)."""
 
 
 @runtime_checkable
@@ -404,7 +439,7 @@ class EventDecoder(Protocol):
     """Turns a stored document of a store without a commit order (a Cosmos DB change-feed
     document) into its event; None for a document that is not an event."""
 
-    def __call__(self, document: dict[str, Any], /) -> StockItem.Event | None: ...
+    def __call__(self, document: dict[str, Any], /) -> Publishable | None: ...
 
 
 # ---------------------------------------------------------------- read models

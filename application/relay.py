@@ -8,7 +8,9 @@ exactly once in effect.
 
 ``to_message`` is the one mapping from an event to a broker message, used by
 both relays: this poller (embedded, any store with a commit order) and the Cosmos DB
-change-feed function in Azure.
+change-feed functions in Azure. A process's event (an order's, ``contracts.processes``)
+goes out in its process's session, ``order:{order_id}``; the poller reads the process
+store after a checkpoint of its own, Azure the ``processes`` container's change feed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from application.ports import (
     MessagePublisher,
     OutboxReader,
     OutgoingMessage,
+    ProcessOutboxReader,
+    Publishable,
     RelayPosition,
 )
 from application.views import RelayStatus
@@ -40,6 +44,7 @@ from contracts.cloudevents import (
     wire_type,
     wire_versions,
 )
+from contracts.processes import ProcessEvent, process_cloudevent
 from contracts.topology import ALL_SUBSCRIBERS, MAX_ID_LENGTH, TOPIC
 from domain.identifiers import event_id, stream_name
 from domain.stock_item import StockItem
@@ -60,13 +65,17 @@ def broker_id(value: str) -> str:
 
 
 def to_message(
-    event: StockItem.Event, replay_target: str = ALL_SUBSCRIBERS, wire: WireType | None = None
+    event: Publishable, replay_target: str = ALL_SUBSCRIBERS, wire: WireType | None = None
 ) -> OutgoingMessage:
     """The broker message of an event: CloudEvents body, session = stream, id = event id.
 
     ``wire`` picks a deprecated version published in parallel; its message id gets a
     ``:v<N>`` suffix, or duplicate detection would drop it as a copy of the current one.
+    A process's event (an order's) goes out in its process's session
+    (:func:`process_message`).
     """
+    if isinstance(event, ProcessEvent):
+        return process_message(event, replay_target)
     document = to_cloudevent(event, wire)
     message_id = event_id(event.sku, event.location, event.originator_version)
     if wire is not None and wire != wire_type(event):
@@ -87,20 +96,50 @@ def to_message(
     )
 
 
-def to_messages(event: StockItem.Event, *, with_deprecated: bool) -> list[OutgoingMessage]:
+def process_message(event: ProcessEvent, replay_target: str = ALL_SUBSCRIBERS
+                    ) -> OutgoingMessage:
+    """The broker message of a process event: session ``{kind}:{id}``, message id
+    ``{kind}:{id}:{version}``, and application properties ``process`` / ``processId`` in
+    place of ``sku`` / ``location`` (``contracts.processes``)."""
+    document = process_cloudevent(event)
+    return OutgoingMessage(
+        message_id=broker_id(document["id"]),
+        session_id=broker_id(document["subject"]),
+        subject=document["type"],
+        body=json.dumps(document, separators=(",", ":")).encode(),
+        content_type=CONTENT_TYPE,
+        application_properties={
+            "type": document["type"],
+            "process": event.kind.name,
+            "processId": event.key,
+            "sequence": document["sequence"],
+            "replayTarget": replay_target,
+        },
+    )
+
+
+def to_messages(event: Publishable, *, with_deprecated: bool) -> list[OutgoingMessage]:
     """The current version's message and, during a deprecation period, the older ones'."""
+    if isinstance(event, ProcessEvent):
+        return [process_message(event)]
     versions = wire_versions(event) if with_deprecated else [wire_type(event)]
     return [to_message(event, wire=wire) for wire in versions]
 
 
 PublishedObserver = Callable[[Sequence[StockItem.Event]], None]
-"""Told about the events of every batch the relay published (metrics)."""
+"""Told about the stock events of every batch the relay published (metrics)."""
 
 
 class Relay:
-    """Publishes the outbox in commit order; safe to run as one instance per store."""
+    """Publishes the outbox in commit order; safe to run as one instance per store.
+
+    With ``processes`` it also publishes a store of process streams (orders), read after
+    a checkpoint of its own (``PROCESSES_NAME``): each store has its own commit order, and
+    a process event's session is its process's, so the two interleave freely.
+    """
 
     NAME = "relay"
+    PROCESSES_NAME = "relay-processes"
 
     def __init__(
         self,
@@ -112,8 +151,10 @@ class Relay:
         topic: str = TOPIC,
         batch_size: int = 256,
         deprecated_versions_until: date | None = None,
+        processes: ProcessOutboxReader | None = None,
     ) -> None:
         self.outbox = outbox
+        self.processes = processes
         self.publisher = publisher
         self.checkpoints = checkpoints
         self.clock = clock
@@ -132,24 +173,33 @@ class Relay:
         with the checkpoint untouched, so the batch is published again next time.
         """
         with self._lock:
-            after = self.checkpoints.position(self.NAME)
-            records = self.outbox.read_after(after, self.batch_size)
-            if not records:
+            published = self._pump(self.outbox, self.NAME)
+            if self.processes is not None:
+                published += self._pump(self.processes, self.PROCESSES_NAME)
+            if not published:
                 return 0
-            messages = [m for r in records for m in self.messages(r.event)]
-            self.publisher.publish(self.topic, messages)
-            self.checkpoints.advance(self.NAME, records[-1].position)
-            self.published_total += len(records)
-            self._recent.append((time.monotonic(), len(records)))
-            events = [r.event for r in records]
-        for observe in self.on_published:
+            self.published_total += len(published)
+            self._recent.append((time.monotonic(), len(published)))
+        events = [e for e in published if isinstance(e, StockItem.Event)]
+        for observe in self.on_published if events else ():
             try:
                 observe(events)
             except Exception:
                 log.exception("an observer of the relay failed")
-        return len(records)
+        return len(published)
 
-    def messages(self, event: StockItem.Event) -> list[OutgoingMessage]:
+    def _pump(self, outbox: OutboxReader | ProcessOutboxReader, name: str
+              ) -> list[Publishable]:
+        after = self.checkpoints.position(name)
+        records = outbox.read_after(after, self.batch_size)
+        if not records:
+            return []
+        messages = [m for r in records for m in self.messages(r.event)]
+        self.publisher.publish(self.topic, messages)
+        self.checkpoints.advance(name, records[-1].position)
+        return [r.event for r in records]
+
+    def messages(self, event: Publishable) -> list[OutgoingMessage]:
         """What this relay publishes for ``event`` today (deprecated versions included
         until the end of their deprecation period)."""
         until = self.deprecated_versions_until
@@ -211,7 +261,7 @@ class ChangeFeedRelay:
         self.deprecated_versions_until = deprecated_versions_until
         self.position = position
 
-    def publish_documents(self, documents: Sequence[dict[str, Any]]) -> list[StockItem.Event]:
+    def publish_documents(self, documents: Sequence[dict[str, Any]]) -> list[Publishable]:
         """Publish every event document of a change-feed batch, in feed order.
 
         Documents that are not events (``decode`` returns None) are skipped. Returns the

@@ -19,6 +19,7 @@ from application.cadence import CadencePolicy, CountSchedule
 from application.consumer import EventConsumer, projection_lag_observer
 from application.expiry import ExpirySweep
 from application.ops import PipelineStatus
+from application.orders import LocationGroups, Orders
 from application.ports import Clock, MessageBroker
 from application.queries import StockQueries
 from application.relay import ChangeFeedRelay
@@ -50,6 +51,7 @@ def azure_services(
     from adapters.cosmos import open_cosmos_stock_items
     from adapters.cosmos.availability_views import CosmosAvailabilityViews
     from adapters.cosmos.change_feed import CosmosRelayPosition, stored_event_from_document
+    from adapters.cosmos.process_streams import open_cosmos_process_store
     from adapters.cosmos.reconciliation import (
         CosmosHolds,
         CosmosMovementLedger,
@@ -61,6 +63,10 @@ def azure_services(
     store = open_cosmos_stock_items(settings)
     cosmos = store.factory.settings
     commands = stock_commands(store, clock, settings)
+    # Orders and location groups: their streams in the processes container, the sweep
+    # timer reading its wake-ups (adapters.cosmos.process_streams).
+    processes = open_cosmos_process_store(settings)
+    orders = Orders(processes.orders, processes.groups, commands, store, clock)
     # How far the change-feed relay has published, for the outbox metrics and status.
     relay_position = CosmosRelayPosition(cosmos, clock)
     if broker is None and settings.servicebus_namespace:
@@ -70,6 +76,7 @@ def azure_services(
             settings.servicebus_namespace, client_id=settings.azure_client_id
         )
     change_feed_relay: ChangeFeedRelay | None = None
+    process_relay: ChangeFeedRelay | None = None
     if broker is not None:
 
         def decode(document: dict[str, Any]) -> Any:
@@ -81,6 +88,16 @@ def azure_services(
             deprecated_versions_until=settings.deprecated_versions_until,
             position=relay_position,
         )
+
+        def decode_process(document: dict[str, Any]) -> Any:
+            # Wake-up companions are not events; location-group events are not published.
+            stored = stored_event_from_document(document)
+            return None if stored is None else processes.publishable(
+                processes.app.mapper.to_domain_event(stored))
+
+        # The processes container's own change feed (functions.pipeline.relay_process_events);
+        # no position: the outbox metrics are the stock relay's.
+        process_relay = ChangeFeedRelay(decode_process, broker, clock)
     # The availability view in Cosmos DB: read by the API, fed by the Service Bus trigger
     # (its gaps filled from the stream), indexing expiries for the sweep.
     views = CosmosAvailabilityViews(cosmos)
@@ -117,13 +134,12 @@ def azure_services(
         repair=ProjectionRepair(views, store, AvailabilityProjection(views, store.history)),
         broker=broker,
         change_feed_relay=change_feed_relay,
+        process_relay=process_relay,
         consumers=MappingProxyType({AVAILABILITY_SUBSCRIPTION: EventConsumer(
             projection.name, with_movements(projection.handle, movements),
             observers=(projection_lag_observer(telemetry, projection.name, clock),))}),
         expiry_sweep=ExpirySweep(views.overdue_reservations, commands, clock),
-        # No orders or location groups yet: they need order streams in Cosmos DB (issue
-        # 15, point 6). Their routes answer 503 orders-unavailable, the sweep timer logs.
-        orders=None,
-        location_groups=None,
-        closers=(store,) if broker is None else (broker, store),
+        orders=orders,
+        location_groups=LocationGroups(processes.groups),
+        closers=(processes, store) if broker is None else (broker, processes, store),
     )

@@ -162,7 +162,7 @@ def embedded_services(
         if runs_pipeline:
             snapshot = files.worker_metrics if process is EmbeddedProcess.WORKER else None
             pipeline = _pipeline(settings, files, store, commands, clock, telemetry, wake,
-                                 snapshot, opened, orders)
+                                 snapshot, opened, orders, processes)
             readers = _Readers(pipeline.broker, pipeline.views, pipeline.status, {})
         elif process in (EmbeddedProcess.HOST, EmbeddedProcess.OPERATOR):
             readers = _readers(files, store, clock, opened,
@@ -222,10 +222,12 @@ def _readers(files: EmbeddedFiles, store: SQLiteStockItems, clock: Clock, opened
 def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
               commands: StockCommands, clock: Clock, telemetry: Telemetry,
               wake: threading.Event, snapshot: Path | None, opened: ExitStack,
-              orders: Orders | None) -> EmbeddedPipeline:
+              orders: Orders | None, processes: SQLiteProcessStore | None
+              ) -> EmbeddedPipeline:
     """The pipeline's parts, recording the Azure metrics by the same code paths: the relay
     each published event's age, the projection each applied event's age. The availability
-    subscription's consumer feeds the movement ledger too (``with_movements``)."""
+    subscription's consumer feeds the movement ledger too (``with_movements``). The relay
+    publishes the order events of ``processes`` too, after a checkpoint of their own."""
     broker = EmbeddedBroker(files.broker, prefetch=CONSUMER_BATCH)
     opened.callback(broker.close)
     ensure_topology(broker)
@@ -234,7 +236,8 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
     projection = AvailabilityProjection(views, store.history)
     movements = _movements(files, store, opened)
     relay = Relay(store, broker, store.checkpoints(), clock,
-                  deprecated_versions_until=settings.deprecated_versions_until)
+                  deprecated_versions_until=settings.deprecated_versions_until,
+                  processes=processes)
 
     def published(events: Sequence[StockItem.Event]) -> None:
         now = clock.now()
@@ -313,9 +316,11 @@ class RelayProcess:
     store: SQLiteStockItems
     broker: EmbeddedBroker
     relay: Relay
+    processes: SQLiteProcessStore
 
     def close(self) -> None:
         self.broker.close()
+        self.processes.close()
         self.store.close()
 
 
@@ -336,7 +341,10 @@ def embedded_relay(
         broker = EmbeddedBroker(files.broker)
         opened.callback(broker.close)
         ensure_topology(broker)
+        processes = SQLiteProcessStore(files.processes)
+        opened.callback(processes.close)
         relay = relay_type(store, broker, store.checkpoints(), clock, batch_size=batch_size,
-                           deprecated_versions_until=settings.deprecated_versions_until)
+                           deprecated_versions_until=settings.deprecated_versions_until,
+                           processes=processes)
         opened.pop_all()
-    return RelayProcess(store, broker, relay)
+    return RelayProcess(store, broker, relay, processes)

@@ -151,10 +151,12 @@ class Services:
     """The broker this process reads or publishes to (Service Bus, or the embedded one)."""
     # The Azure pipeline's parts, called by the functions of ``functions.pipeline``.
     change_feed_relay: ChangeFeedRelay | None = None
+    # Azure: the relay of the processes container's change feed (order events).
+    process_relay: ChangeFeedRelay | None = None
     consumers: Mapping[str, EventConsumer] = field(default_factory=_nothing)
     expiry_sweep: ExpirySweep | None = None
-    # Orders and location groups: None where this host has no store of
-    # order streams (Azure, until Cosmos DB keeps them); the routes answer 503 then.
+    # Orders and location groups: both hosts keep them (None only in the embedded
+    # operator's process, which serves no HTTP).
     orders: Orders | None = None
     location_groups: LocationGroups | None = None
     # The embedded pipeline's parts, when this process runs it (``local.pipeline``).

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from contracts.events import (
     CloudEvent,
-    EventData,
     ReservationFulfilledV1,
     ReservationReleasedV1,
     StockAdjustedV1,
@@ -46,7 +47,8 @@ def _same(fields: Fields) -> Fields:
 
 @dataclass(frozen=True)
 class WireType:
-    """One published event type and version, and the domain event it comes from.
+    """One published event type and version, and the domain event it comes from (a
+    stock event here; a process's, such as an order's, in ``contracts.processes``).
 
     ``derive`` turns the domain event's fields into this version's: the identity for the
     current version, a down-conversion for a deprecated one still published in parallel.
@@ -54,8 +56,8 @@ class WireType:
 
     name: str
     version: int
-    model: type[EventData]
-    domain_class: type[StockItem.Event]
+    model: type[BaseModel]
+    domain_class: type[Any]
     derive: Callable[[Fields], Fields] = _same
 
     @property
@@ -90,7 +92,7 @@ WIRE_TYPES: tuple[WireType, ...] = (
     WireType("StockTransitLost", 1, StockTransitLostV1, StockItem.TransitLost),
 )
 _BY_TYPE = {w.type: w for w in WIRE_TYPES}
-_VERSIONS: dict[type[StockItem.Event], list[WireType]] = {}
+_VERSIONS: dict[type[Any], list[WireType]] = {}
 for _wire in sorted(WIRE_TYPES, key=lambda w: -w.version):
     _VERSIONS.setdefault(_wire.domain_class, []).append(_wire)
 
@@ -126,13 +128,23 @@ def to_cloudevent(event: StockItem.Event, wire: WireType | None = None) -> dict[
     as its current wire type or as ``wire`` (one of ``wire_versions(event)``)."""
     wire = wire or wire_type(event)
     derived = wire.derive({**vars(event), **_position_after(event)})
-    fields = {k: v for k, v in derived.items() if k in wire.model.model_fields}
-    data = wire.model.model_validate(fields)
+    return cloudevent_document(
+        wire, derived, event_id(event.sku, event.location, event.originator_version),
+        stream_name(event.sku, event.location), event)
+
+
+def cloudevent_document(wire: WireType, fields: Fields, id_: str, subject: str,
+                        event: Any) -> dict[str, Any]:
+    """The envelope of any published event (stock or process) as ``wire``: ``fields``
+    validated by its model (members it does not know left out), the stored ``event``'s
+    time and version as ``time`` and ``sequence``."""
+    data = wire.model.model_validate(
+        {k: v for k, v in fields.items() if k in wire.model.model_fields})
     envelope = CloudEvent(
-        id=event_id(event.sku, event.location, event.originator_version),
+        id=id_,
         type=wire.type,
         source=SOURCE,
-        subject=stream_name(event.sku, event.location),
+        subject=subject,
         time=event.timestamp,
         dataschema=wire.schema_uri,
         sequence=event.originator_version,

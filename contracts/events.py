@@ -217,13 +217,150 @@ class CloudEvent(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     specversion: Literal["1.0"] = "1.0"
-    id: str = Field(description="{sku}|{location}:{version}; also the Service Bus MessageId.")
+    id: str = Field(description="{sku}|{location}:{version} ({kind}:{id}:{version} for a "
+                    "process's event, e.g. an order's); also the Service Bus MessageId.")
     type: str = Field(pattern=r"^Stockstream\.[A-Za-z]+\.v[0-9]+$")
     source: str
-    subject: str = Field(description="{sku}|{location}; also the Service Bus SessionId.")
+    subject: str = Field(description="{sku}|{location} ({kind}:{id} for a process's "
+                         "event); also the Service Bus SessionId.")
     time: datetime = Field(description="When the event occurred (UTC).")
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str
     sequence: int = Field(ge=1, description="The stream version of this event.")
     producer: str
     data: dict[str, object]
+
+
+# ------------------------------------------------------------------ order events
+#
+# An order is a process with a stream of its own (``order:{order_id}``); its events are
+# published on the same topic, in sessions of their own (``contracts.processes``). They
+# carry no SKU-location or position: stock consumers skip them. Each names its order.
+
+
+class OrderLineData(BaseModel):
+    """A line as the client sent it: exactly one of ``location`` / ``location_group``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sku: str = Identifier
+    location: str | None = Field(default=None, pattern=IDENTIFIER_PATTERN)
+    location_group: str | None = Field(default=None, pattern=IDENTIFIER_PATTERN)
+    quantity: int = Field(ge=1)
+
+
+class OrderGroupData(BaseModel):
+    """A location group as the order used it when it was placed."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    locations: list[str]
+    strategy: str
+
+
+class OrderFulfilmentLineData(BaseModel):
+    """A hold to ship, and how many of its units."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sku: str = Identifier
+    location: str = Identifier
+    quantity: int = Field(ge=0)
+
+
+class OrderEventData(BaseModel):
+    """Members common to every order event payload."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    order_id: str = Identifier
+
+
+class OrderCreatedV1(OrderEventData):
+    """The first event of an order's stream."""
+
+
+class OrderPlacedV1(OrderEventData):
+    """Intent: attempt ``attempt`` to hold the order's lines as sent."""
+
+    attempt: int = Field(ge=1)
+    channel: str
+    mode: Literal["all_or_nothing", "partial"]
+    ttl_seconds: int | None = None
+    expires_at: AwareDatetime | None = None
+    lines: list[OrderLineData]
+    groups: dict[str, OrderGroupData] = Field(default_factory=dict)
+
+
+class OrderSourcedV1(OrderEventData):
+    """Each line's location (as sent, or chosen from its group; null: none could hold it)."""
+
+    attempt: int = Field(ge=1)
+    locations: list[str | None]
+    available: list[int | None]
+
+
+class OrderLineStep(OrderEventData):
+    """Members of a step on one SKU-location's hold."""
+
+    attempt: int = Field(ge=1)
+    sku: str = Identifier
+    location: str = Identifier
+
+
+class OrderLineHeldV1(OrderLineStep):
+    """Step: the order's hold was taken on its SKU-location (the reservation keyed by
+    the order id)."""
+
+    quantity: int = Field(ge=1)
+    expires_at: AwareDatetime | None = None
+
+
+class OrderLineRefusedV1(OrderLineStep):
+    """Step: the SKU-location could not hold the order's summed quantity there."""
+
+    quantity: int = Field(ge=1)
+    available: int
+
+
+class OrderLineReleasedV1(OrderLineStep):
+    """Step: the order's hold on the SKU-location is released."""
+
+    reason: str
+
+
+class OrderLineFulfilledV1(OrderLineStep):
+    """Step: the order's hold on the SKU-location shipped ``quantity`` and closed."""
+
+    quantity: int = Field(ge=0)
+
+
+class OrderLineRescheduledV1(OrderLineStep):
+    """Step: the hold's expiry was set to the order's."""
+
+    expires_at: AwareDatetime | None = None
+
+
+class OrderReleaseRequestedV1(OrderEventData):
+    """Intent: release every hold of the order (``cancelled`` or ``expired``)."""
+
+    reason: str
+
+
+class OrderFulfilmentRequestedV1(OrderEventData):
+    """Intent: ship these holds."""
+
+    lines: list[OrderFulfilmentLineData]
+
+
+class OrderRescheduledV1(OrderEventData):
+    """Intent: the order's ``ttl_seconds`` changed; its holds expire at ``expires_at``."""
+
+    ttl_seconds: int | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class OrderConcludedV1(OrderEventData):
+    """Outcome: the work under way ended with ``status``."""
+
+    status: Literal["held", "partially_held", "failed", "released", "fulfilled"]

@@ -10,8 +10,9 @@ The registry under ``schemas/`` is what downstream teams build against:
 - ``asyncapi.yaml`` (repository root): the topic, its messages (by reference to the files
   above), the Service Bus properties and the replay semantics.
 
-The single source of truth is :data:`contracts.cloudevents.WIRE_TYPES` and the pydantic
-models in :mod:`contracts.events`. The highest version of an event name is ``current``;
+The single source of truth is :data:`contracts.processes.PUBLISHED_WIRE_TYPES` (the stock
+types of :data:`contracts.cloudevents.WIRE_TYPES` and every published process kind's) and
+the pydantic models in :mod:`contracts.events`. The highest version of an event name is ``current``;
 every lower version still listed is ``deprecated`` (published in parallel until it is
 retired). Publishing a breaking change is therefore one new ``WireType`` line next to the
 old one, plus ``make schemas``.
@@ -43,8 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.cloudevents import CONTENT_TYPE, WIRE_TYPES, WireType
+from contracts.cloudevents import CONTENT_TYPE, WireType
 from contracts.events import CloudEvent
+from contracts.processes import (
+    PROCESS_KINDS,
+    PROCESS_WIRE_TYPES,
+    PUBLISHED_WIRE_TYPES,
+)
 from contracts.topology import TOPIC
 from domain.identifiers import IDENTIFIER_PATTERN
 
@@ -136,7 +142,7 @@ def index_document(wire_types: Sequence[WireType]) -> JsonDoc:
     }
 
 
-def build_registry(wire_types: Sequence[WireType] = WIRE_TYPES) -> dict[str, JsonDoc]:
+def build_registry(wire_types: Sequence[WireType] = PUBLISHED_WIRE_TYPES) -> dict[str, JsonDoc]:
     """Every registry file (path relative to ``schemas/``) and its document."""
     status = statuses(wire_types)
     files: dict[str, JsonDoc] = {
@@ -479,7 +485,7 @@ def message_key(wire: WireType) -> str:
     return f"{wire.name}V{wire.version}"
 
 
-def asyncapi_document(wire_types: Sequence[WireType] = WIRE_TYPES) -> JsonDoc:
+def asyncapi_document(wire_types: Sequence[WireType] = PUBLISHED_WIRE_TYPES) -> JsonDoc:
     """The AsyncAPI 3.0 document of the ``inventory-events`` topic, from ``wire_types``.
 
     Message payloads reference the registry files; the schema format is declared as
@@ -502,7 +508,9 @@ def asyncapi_document(wire_types: Sequence[WireType] = WIRE_TYPES) -> JsonDoc:
             + (" (deprecated)" if deprecated else ""),
             "summary": summary,
             "contentType": CONTENT_TYPE,
-            "headers": {"$ref": "#/components/schemas/ApplicationProperties"},
+            "headers": {"$ref": "#/components/schemas/" + (
+                "ProcessApplicationProperties" if wire in PROCESS_WIRE_TYPES
+                else "ApplicationProperties")},
             "correlationId": {"$ref": "#/components/correlationIds/EventId"},
             "payload": {
                 "schemaFormat": "application/schema+json;version=draft-07",
@@ -525,7 +533,8 @@ def asyncapi_document(wire_types: Sequence[WireType] = WIRE_TYPES) -> JsonDoc:
             },
             "tags": [{"name": DEPRECATED if deprecated else CURRENT}],
         }
-    types = [w.type for w in ordered]
+    types = [w.type for w in ordered if w not in PROCESS_WIRE_TYPES]
+    process_types = [w.type for w in ordered if w in PROCESS_WIRE_TYPES]
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -562,6 +571,8 @@ def asyncapi_document(wire_types: Sequence[WireType] = WIRE_TYPES) -> JsonDoc:
                     "supportOrdering": True,
                     "messageId": "{sku}|{location}:{sequence}",
                     "sessionId": "{sku}|{location}",
+                    "processMessageId": "{process}:{processId}:{sequence}",
+                    "processSessionId": "{process}:{processId}",
                     "subject": "the CloudEvents type",
                     "contentType": CONTENT_TYPE,
                     "exampleSubscription": _example_subscription(types),
@@ -588,10 +599,15 @@ def asyncapi_document(wire_types: Sequence[WireType] = WIRE_TYPES) -> JsonDoc:
             },
         },
         "components": {
-            "schemas": {"ApplicationProperties": _application_properties(types)},
+            "schemas": {
+                "ApplicationProperties": _application_properties(types),
+                "ProcessApplicationProperties": _process_application_properties(
+                    process_types),
+            },
             "correlationIds": {
                 "EventId": {
-                    "description": "The CloudEvents id `{sku}|{location}:{sequence}`: the "
+                    "description": "The CloudEvents id `{sku}|{location}:{sequence}` (a "
+                    "process's event: `{process}:{processId}:{sequence}`): the "
                     "same for an original and its replays, so consumers dedupe on it.",
                     "location": "$message.payload#/id",
                 }
@@ -632,6 +648,45 @@ def _application_properties(types: Sequence[str]) -> JsonDoc:
     }
 
 
+def _process_application_properties(types: Sequence[str]) -> JsonDoc:
+    kinds = [kind.name for kind in PROCESS_KINDS]
+    return {
+        "type": "object",
+        "description": "Service Bus application properties of a process's event (an "
+        "order's): no `sku` or `location`, so a rule on those, or on stock types, never "
+        "selects it; filter on `process` (or `type`) to receive them.",
+        "required": ["type", "process", "processId", "sequence", "replayTarget"],
+        "properties": {
+            "type": {
+                "type": "string",
+                "description": "The CloudEvents type, `Stockstream.<Name>.v<N>`.",
+                "examples": list(types),
+            },
+            "process": {
+                "type": "string",
+                "enum": kinds,
+                "description": "The kind of process; the prefix of the session id.",
+            },
+            "processId": {
+                "type": "string",
+                "pattern": IDENTIFIER_PATTERN,
+                "description": "The process's id (an order's `order_id`).",
+            },
+            "sequence": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "The process stream's version of the event (1, 2, ... per "
+                "process, without gaps).",
+            },
+            "replayTarget": {
+                "type": "string",
+                "description": "`all` on a normal publication; the name of one "
+                "subscription on a replay of a dead-lettered event.",
+            },
+        },
+    }
+
+
 def _example_subscription(types: Sequence[str]) -> JsonDoc:
     wanted = [t for t in types if ".StockReserved." in t or ".ReservationReleased." in t
               or ".ReservationFulfilled." in t] or list(types[:1])
@@ -661,17 +716,19 @@ def _example_subscription(types: Sequence[str]) -> JsonDoc:
 
 
 _ASYNCAPI_INFO = """\
-Every change to the stock of a SKU at a location, published by Stockstream as a
-CloudEvents 1.0 JSON document (structured mode) on one Azure Service Bus topic.
+Every change to the stock of a SKU at a location, and every step of an order across
+SKU-locations, published by Stockstream as a CloudEvents 1.0 JSON document (structured
+mode) on one Azure Service Bus topic.
 
 Generated by `python -m contracts.registry generate` (`make schemas`) from the contract
 models; do not edit by hand. The JSON Schemas live in `schemas/` (draft 2020-12;
 `schemas/index.json` lists every type, version and status). A guide for downstream teams
 is in `docs/downstream.md`.
 
-Every event's `data` carries the SKU, the location and the position *after* the event
-(`on_hand`, `reserved`, `available`): apply it as "at sequence V the position is X" (set,
-not add), which is idempotent by construction.
+Every stock event's `data` carries the SKU, the location and the position *after* the
+event (`on_hand`, `reserved`, `available`): apply it as "at sequence V the position is X"
+(set, not add), which is idempotent by construction. An order's events (`Stockstream.Order*`)
+name the order instead, in sessions `order:{order_id}`.
 """
 
 _ASYNCAPI_CHANNEL = """\
@@ -684,6 +741,14 @@ One topic for every event. Sessions partition it by SKU-location:
 - **Subject** the CloudEvents `type`; **content type** `application/cloudevents+json`.
 - **Application properties** `type`, `sku`, `location`, `sequence`, `replayTarget`, for
   subscription rules (see `ApplicationProperties`).
+
+Processes (orders) publish on the same topic in sessions of their own: message id
+`{process}:{processId}:{sequence}` (`order:ORD-1:3`), session id `{process}:{processId}`
+(`order:ORD-1`), and application properties `type`, `process`, `processId`, `sequence`,
+`replayTarget` (see `ProcessApplicationProperties`) without `sku` or `location`, so a
+rule filtering on those or on stock types never selects them. Filter on
+`process = 'order'` to receive them. Their `data` names the process (`order_id`) and
+carries no position.
 
 Every subscription needs two kinds of rule (rules are OR'ed): one accepting
 `replayTarget = 'all'` (normal traffic) and one accepting `replayTarget = '<its own name>'`
@@ -729,7 +794,7 @@ def render_yaml(doc: JsonDoc) -> str:
         "Do not edit.\n" + text
 
 
-def expected_files(wire_types: Sequence[WireType] = WIRE_TYPES) -> dict[str, str]:
+def expected_files(wire_types: Sequence[WireType] = PUBLISHED_WIRE_TYPES) -> dict[str, str]:
     """Every generated file (path relative to the repository root) and its text."""
     files = {
         f"{REGISTRY_DIR}/{path}": render_json(doc)
@@ -814,7 +879,7 @@ def check(root: Path, out: Any = sys.stdout) -> int:
             print(f"  {line}", file=out)
         print("Run `make schemas` and commit the result.", file=out)
     else:
-        count = len(WIRE_TYPES)
+        count = len(PUBLISHED_WIRE_TYPES)
         print(f"Schema registry matches the contract models ({count} event versions).",
               file=out)
     return report.exit_code

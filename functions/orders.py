@@ -7,8 +7,8 @@ and answer models are here, apart from ``functions.requests`` / ``functions.resp
 because nothing else uses them. Refusals are the domain's (``functions.problems`` maps
 them: 409 ``insufficient-stock`` with ``lines``, ``order-conflict``, ``order-closed``;
 404 ``unknown-order`` / ``unknown-location-group``; 422 for anything invalid, nothing
-recorded). A host without a store of order streams (Azure, until Cosmos DB keeps them)
-answers 503 ``orders-unavailable``, and its sweep timer only logs.
+recorded). Both hosts keep order streams (SQLite ``processes.db``; the Cosmos DB
+``processes`` container), so every host that serves HTTP has them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from domain.identifiers import require_identifier
 from domain.location_group import MAX_LOCATIONS
 from domain.order import MAX_LINES
 from domain.stock_item import MAX_TTL_SECONDS
-from functions import problems
 from functions.container import get_services
 from functions.http_answers import json_response
 from functions.http_routes import ROUTE_PREFIX, HttpBlueprint
@@ -130,15 +129,15 @@ class LocationGroupOut(ResponseBody):
 
 def _orders() -> Orders:
     orders = get_services().orders
-    if orders is None:
-        raise problems.orders_unavailable()
+    if orders is None:  # a composition root that serves HTTP always builds them
+        raise RuntimeError("this host's services have no order streams")
     return orders
 
 
 def _groups() -> LocationGroups:
     groups = get_services().location_groups
     if groups is None:
-        raise problems.orders_unavailable()
+        raise RuntimeError("this host's services have no location-group streams")
     return groups
 
 
@@ -235,7 +234,7 @@ def get_location_group(req: func.HttpRequest) -> func.HttpResponse:
 
 def group_locations(group: str) -> frozenset[str]:
     """The locations of ``group`` (for ``GET /api/availability/{sku}?location_group=``):
-    404 ``unknown-location-group`` if never defined, 503 without order streams."""
+    404 ``unknown-location-group`` if never defined."""
     return frozenset(_groups().get(group).locations)
 
 
@@ -246,11 +245,8 @@ def group_locations(group: str) -> frozenset[str]:
 @bp.timer_trigger(arg_name="timer", schedule=ORDER_SWEEP_SCHEDULE, run_on_startup=False)
 def sweep_orders(timer: func.TimerRequest) -> None:
     """Every minute: drive orders a crash left part way to their end, release expired
-    ones. Without order streams (Azure today) it only says so."""
-    orders = get_services().orders
-    if orders is None:
-        log.info("order sweep: this host keeps no order streams (orders unavailable)")
-        return
+    ones."""
+    orders = _orders()
     started = datetime.now()
     swept = orders.sweep(ORDER_SWEEP_BATCH)
     log.info("order sweep drove %d orders to their end in %.3fs", swept,

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import azure.functions as func
 
@@ -40,27 +42,39 @@ def services() -> Services:
     return get_services()
 
 
-@bp.function_name("relay_events")
-@bp.retry(
-    strategy="exponential_backoff",
-    max_retry_count="-1",  # without a retry policy the trigger skips a failed batch
-    minimum_interval="00:00:01",
-    maximum_interval="00:01:00",
-)
-@bp.cosmos_db_trigger(
-    arg_name="documents",
-    connection="COSMOS",
-    database_name="%COSMOS_DATABASE%",
-    container_name="events",
-    lease_container_name="leases",
-    lease_container_prefix=RELAY_LEASE_PREFIX,
-    create_lease_container_if_not_exists=False,
-    # Without leases (first start, a new prefix, a lease reset) read the whole feed, not
-    # only what is written from now on. A reset republishes the history: docs/runbook.md.
-    start_from_beginning=True,  # type: ignore[arg-type]  # the SDK annotates it as a time
-    feed_poll_delay=RELAY_POLL_DELAY_MS,
-    max_items_per_invocation=RELAY_MAX_ITEMS,
-)
+def _change_feed_relay(name: str, container: str, lease_prefix: str
+                       ) -> Callable[[Callable[[func.DocumentList], None]], Any]:
+    """The trigger of a relay function: the change feed of ``container`` with leases of
+    its own prefix, an infinite retry policy, and the capacity settings above."""
+
+    def register(function: Callable[[func.DocumentList], None]) -> Any:
+        triggered = bp.cosmos_db_trigger(
+            arg_name="documents",
+            connection="COSMOS",
+            database_name="%COSMOS_DATABASE%",
+            container_name=container,
+            lease_container_name="leases",
+            lease_container_prefix=lease_prefix,
+            create_lease_container_if_not_exists=False,
+            # Without leases (first start, a new prefix, a lease reset) read the whole
+            # feed, not only what is written from now on. A reset republishes the
+            # history: docs/runbook.md.
+            start_from_beginning=True,  # type: ignore[arg-type]  # annotated as a time
+            feed_poll_delay=RELAY_POLL_DELAY_MS,
+            max_items_per_invocation=RELAY_MAX_ITEMS,
+        )(function)
+        retried = bp.retry(
+            strategy="exponential_backoff",
+            max_retry_count="-1",  # without a retry policy the trigger skips a failed batch
+            minimum_interval="00:00:01",
+            maximum_interval="00:01:00",
+        )(triggered)
+        return bp.function_name(name)(retried)
+
+    return register
+
+
+@_change_feed_relay("relay_events", "events", RELAY_LEASE_PREFIX)
 def relay_events(documents: func.DocumentList) -> None:
     """Publish a change-feed batch of new events; raising redelivers the whole batch."""
     container = services()
@@ -74,6 +88,21 @@ def relay_events(documents: func.DocumentList) -> None:
         ts = document.get("_ts")
         if "originator_version" in document and isinstance(ts, int | float):
             container.telemetry.record_outbox_lag(now - ts)
+
+
+PROCESS_RELAY_LEASE_PREFIX = "process-relay-"
+"""The process relay's leases, apart from the stock relay's in the same container."""
+
+
+@_change_feed_relay("relay_process_events", "processes", PROCESS_RELAY_LEASE_PREFIX)
+def relay_process_events(documents: func.DocumentList) -> None:
+    """Publish a change-feed batch of the processes container (order events, in their
+    sessions ``order:{order_id}``); raising redelivers the whole batch."""
+    container = services()
+    if container.process_relay is None:
+        raise RuntimeError("the relay needs SERVICEBUS__fullyQualifiedNamespace")
+    events = container.process_relay.publish_documents([d.to_dict() for d in documents])
+    container.telemetry.record_published(len(events))
 
 
 @bp.function_name("project_availability")

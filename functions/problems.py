@@ -194,15 +194,6 @@ def pipeline_not_running(what: str) -> Problem:
     )
 
 
-def orders_unavailable() -> Problem:
-    return Problem(
-        503, "orders-unavailable", "Service unavailable",
-        "orders and location groups need a store of order streams, and this host has none "
-        "(on Azure they wait for the Cosmos DB order streams; the embedded host has them)",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
-
-
 def unknown_subscription(name: str) -> Problem:
     return Problem(404, "unknown-subscription", "Not found", f"no subscription named {name!r}")
 

@@ -103,7 +103,8 @@ class Movements:
         before it are read from the stream first (when a backfill is configured)."""
         subject, sequence = event["subject"], int(event["sequence"])
         contiguous = self.contiguous(subject)
-        if self.backfill is not None and sequence > contiguous + 1:
+        # Only a stock stream can be read back (an order's events name no SKU-location).
+        if self.backfill is not None and sequence > contiguous + 1 and "sku" in event["data"]:
             data = event["data"]
             for missing in self.backfill(data["sku"], data["location"], contiguous):
                 if int(missing["sequence"]) < sequence:

@@ -25,6 +25,7 @@ SERVER_BIN = ROOT / "node_modules" / ".bin" / "cosmosdb-server"
 ACCOUNT_KEY = (
     "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
 )
+PATCHES = Path(__file__).resolve().parent / "cosmos_server_patches.js"
 _READY = re.compile(rb"Ready to accept HTTPS connections at [^\s]*:(\d+)")
 START_TIMEOUT_SECONDS = 30.0
 
@@ -72,7 +73,8 @@ def start_cosmos_server() -> CosmosServer:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, "NODE_NO_WARNINGS": "1"},
+        # Test-only fixes of the server's own bugs (tests/cosmos_server_patches.js).
+        env={**os.environ, "NODE_NO_WARNINGS": "1", "NODE_OPTIONS": f"--require {PATCHES}"},
     )
     try:
         port = _read_port(process)
@@ -132,3 +134,11 @@ def _wait_until_answering(server: CosmosServer) -> None:
             if server.process.poll() is not None or time.monotonic() > deadline:
                 raise CosmosServerError(f"cosmosdb-server does not answer: {error}") from error
             time.sleep(0.05)  # a connect loop: nothing to await but the socket itself
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released: connecting is refused), for a
+    store that must be unreachable."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from adapters.cosmos.persistence import CosmosFactory, CosmosSettings, is_loopback
 from adapters.event_store import IDEMPOTENCY_WINDOW, EventSourcedStockItems
@@ -96,16 +97,22 @@ def open_cosmos_stock_items(settings: Settings) -> CosmosStockItems:
     on this machine (the emulators and ``@vercel/cosmosdb-server`` use self-signed
     certificates); a remote endpoint is always verified.
     """
+    return CosmosStockItems(**cosmos_connection(settings),
+                            memo_window=settings.idempotency_window)
+
+
+def cosmos_connection(settings: Settings) -> dict[str, Any]:
+    """Where and how the stores of the Azure root reach Cosmos DB (endpoint, database,
+    key or identity, TLS rule: see :func:`open_cosmos_stock_items`), from ``settings``."""
     if not settings.cosmos_endpoint:
         raise ValueError("the Cosmos DB event store needs COSMOS__accountEndpoint")
-    return CosmosStockItems(
-        settings.cosmos_endpoint,
-        settings.cosmos_database,
-        key=settings.cosmos_key,
-        client_id=settings.azure_client_id,
-        verify_tls=not (settings.cosmos_key and is_loopback(settings.cosmos_endpoint)),
-        memo_window=settings.idempotency_window,
-    )
+    return {
+        "endpoint": settings.cosmos_endpoint,
+        "database": settings.cosmos_database,
+        "key": settings.cosmos_key,
+        "client_id": settings.azure_client_id,
+        "verify_tls": not (settings.cosmos_key and is_loopback(settings.cosmos_endpoint)),
+    }
 
 
 __all__ = [
@@ -113,6 +120,7 @@ __all__ = [
     "CosmosFactory",
     "CosmosSettings",
     "CosmosStockItems",
+    "cosmos_connection",
     "cosmos_env",
     "open_cosmos_stock_items",
 ]

@@ -137,6 +137,7 @@ class CosmosSettings:
     views_container: str = "views"
     reconciliation_container: str = "reconciliation"
     leases_container: str = "leases"
+    processes_container: str = "processes"
     originator_id_type: Literal["uuid", "text"] = "uuid"
 
     @classmethod
@@ -187,6 +188,7 @@ _OPTIONAL_KEYS = {
     "tracking_container": "COSMOS_TRACKING_CONTAINER",
     "views_container": "COSMOS_VIEWS_CONTAINER",
     "reconciliation_container": "COSMOS_RECONCILIATION_CONTAINER",
+    "processes_container": "COSMOS_PROCESSES_CONTAINER",
     "originator_id_type": "ORIGINATOR_ID_TYPE",
 }
 """The ``CosmosSettings`` fields a library setting may override, and its key."""
@@ -396,6 +398,9 @@ class CosmosDatastore:
                 # The change-feed trigger's leases, and the relay's published position
                 # (adapters.cosmos.change_feed).
                 (s.leases_container, "/id", None),
+                # Order and location-group streams with their wake-ups
+                # (adapters.cosmos.process_streams).
+                (s.processes_container, "/originator_id", EVENTS_INDEXING_POLICY),
             ):
                 options: dict[str, Any] = {"partition_key": PartitionKey(path=key)}
                 if policy is not None:
@@ -504,6 +509,7 @@ class CosmosAggregateRecorder(AggregateRecorder):
         documents = [event_document(e) for e in stored_events]
         memos: Sequence[StreamMemo] = kwargs.get(MEMOS) or ()
         now = datetime.now(tz=memos[0].expires_at.tzinfo) if memos else None
+        companions = self.companion_operations(partition, **kwargs)
         container = self.container
         with mapped_errors():
             if self.upsert:
@@ -511,10 +517,11 @@ class CosmosAggregateRecorder(AggregateRecorder):
                 for document in documents:
                     container.upsert_item(document)
             else:
-                if len(documents) + len(memos) > MAX_BATCH_OPERATIONS:
+                extra = len(memos) + len(companions)
+                if len(documents) + extra > MAX_BATCH_OPERATIONS:
                     raise ProgrammingError(
-                        f"a save may write at most {MAX_BATCH_OPERATIONS} events and memos "
-                        f"(one transactional batch); got {len(documents) + len(memos)}"
+                        f"a save may write at most {MAX_BATCH_OPERATIONS} events, memos and "
+                        f"companions (one transactional batch); got {len(documents) + extra}"
                     )
                 # All or nothing, and a 409 if any version exists: the OCC check. The
                 # memos ride in the same batch, so they commit exactly with their events.
@@ -525,8 +532,19 @@ class CosmosAggregateRecorder(AggregateRecorder):
                     ("create", (memo_document(partition, memo, now),))
                     for memo in memos if now is not None
                 ]
+                # Companions last: on a conflict the creates fail first, so not even a
+                # store whose batches are not atomic (the test server) writes them.
+                operations += companions
                 container.execute_item_batch(operations, partition_key=partition)
         return None
+
+    def companion_operations(
+        self, partition: str, **kwargs: Any
+    ) -> list[tuple[str, tuple[dict[str, Any]]]]:
+        """Batch operations a subclass adds to a save in the stream's own partition (a
+        process's wake-up, ``adapters.cosmos.process_streams``), committed exactly with
+        its events. None here."""
+        return []
 
     def select_events(
         self,

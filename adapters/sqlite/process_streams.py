@@ -9,21 +9,23 @@ killed between two steps is due for the sweep as surely as its events are stored
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.sqlite import SQLiteCursor
 
-from adapters.process_streams import PROCESS_INDEX, ProcessStore, WakeUp
+from adapters.process_streams import PROCESS_INDEX, PUBLISHED_TOPICS, ProcessStore, WakeUp
 from adapters.sortable_time import to_text
 from adapters.sqlite.event_store import (
     LOCK_TIMEOUT_SECONDS,
     DurableSQLiteFactory,
     MemoSQLiteApplicationRecorder,
 )
+from application.ports import ProcessOutboxReader, ProcessOutboxRecord, StoreUnavailable
 
 INDEX_TABLE = "process_index"
 
@@ -72,8 +74,30 @@ class ProcessSQLiteFactory(DurableSQLiteFactory):
     application_recorder_class = ProcessIndexSQLiteRecorder
 
 
-class SQLiteProcessStore(ProcessStore):
-    """Order and location-group streams in one SQLite file (e.g. ``data/processes.db``)."""
+class SQLiteProcessStore(ProcessStore, ProcessOutboxReader):
+    """Order and location-group streams in one SQLite file (e.g. ``data/processes.db``);
+    its commit-ordered log is the outbox of the published process events (orders'), which
+    the relay reads after a checkpoint of its own."""
+
+    def read_after(self, position: int, limit: int) -> Sequence[ProcessOutboxRecord]:
+        try:
+            notifications = self.app.recorder.select_notifications(
+                start=position, limit=limit, topics=PUBLISHED_TOPICS,
+                inclusive_of_start=False)
+        except (OperationalError, InterfaceError, sqlite3.Error) as error:
+            raise StoreUnavailable(str(error)) from error
+        records = []
+        for n in notifications:
+            published = self.publishable(self.app.mapper.to_domain_event(n))
+            assert published is not None  # the topics are the published ones
+            records.append(ProcessOutboxRecord(n.id, published))
+        return records
+
+    def max_position(self) -> int:
+        try:
+            return self.app.recorder.max_notification_id() or 0
+        except (OperationalError, InterfaceError, sqlite3.Error) as error:
+            raise StoreUnavailable(str(error)) from error
 
     def __init__(
         self,

@@ -251,6 +251,46 @@ resource leases 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2
   }
 }
 
+// Order and location-group streams (process streams): stored as stock events are (one
+// immutable document per event, partitioned by the stream id), in a container of their
+// own so that the stock relay's change feed carries stock events only. Each process's
+// wake-up is a companion document (id 'wake-up') in its stream's partition, upserted in
+// the batch of its events; the order sweep queries it across partitions by kind and
+// wake_at, so those stay indexed and the opaque /state is not.
+resource processes 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2025-04-15' = {
+  parent: database
+  name: 'processes'
+  properties: {
+    resource: {
+      id: 'processes'
+      partitionKey: {
+        paths: [
+          '/originator_id'
+        ]
+        kind: 'Hash'
+        version: 2
+      }
+      indexingPolicy: {
+        indexingMode: 'consistent'
+        automatic: true
+        includedPaths: [
+          {
+            path: '/*'
+          }
+        ]
+        excludedPaths: [
+          {
+            path: '/state/?'
+          }
+          {
+            path: '/"_etag"/?'
+          }
+        ]
+      }
+    }
+  }
+}
+
 resource dataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = {
   parent: account
   name: guid(account.id, functionPrincipalId, dataContributorRoleId)

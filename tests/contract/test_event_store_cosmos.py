@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ from application.settings import load
 from domain.identifiers import stream_uuid
 from domain.stock_item import StockItem
 from tests.contract.event_store_contract import LOCATION, EventStoreContract
-from tests.cosmos_server import CosmosServer
+from tests.cosmos_server import CosmosServer, closed_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
@@ -53,13 +52,6 @@ def cosmos_database(cosmos_server: CosmosServer) -> Iterator[str]:
     yield name
 
 
-def _closed_port() -> int:
-    """A port nothing listens on (bound, then released: connecting is refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class TestCosmosEventStore(EventStoreContract):
     @pytest.fixture(autouse=True)
     def _database(self, cosmos_server: CosmosServer, cosmos_database: str) -> None:
@@ -72,7 +64,7 @@ class TestCosmosEventStore(EventStoreContract):
                 self.server.endpoint, self.database, key=self.server.key, verify_tls=False
             )
         return CosmosStockItems(
-            f"https://127.0.0.1:{_closed_port()}",
+            f"https://127.0.0.1:{closed_port()}",
             self.database,
             key=self.server.key,
             verify_tls=False,

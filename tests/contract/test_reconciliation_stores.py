@@ -17,7 +17,6 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from azure.functions.timer import TimerRequest
 
 from adapters.clock import SystemClock
 from adapters.cosmos import CosmosStockItems
@@ -42,7 +41,7 @@ from domain.stock_item import StockItem
 from functions.container import use_services
 from projections.movements import MovementProjection
 from tests.cosmos_server import CosmosServer
-from tests.http.conftest import FUNCTIONS, call
+from tests.http.conftest import call
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
@@ -516,14 +515,3 @@ def test_held_counts_are_approved_over_http_on_azure(azure: Services,
     assert azure.queries.position(sku, "STORE-1").on_hand == 50
     assert call("list_held_counts", "GET").body == []
     assert call("approve_held_counts", "POST", {"hold_id": "BIG"}).status == 404
-
-
-def test_on_azure_the_order_routes_are_503_orders_unavailable_until_cosmos_keeps_them(
-        azure: Services) -> None:
-    assert azure.orders is None and azure.location_groups is None
-    body = {"channel": "web", "lines": [{"sku": "SKU-1", "location": "S1", "quantity": 1}]}
-    placed = call("place_order", "PUT", {"order_id": "ORD-1"}, body)
-    assert (placed.status, placed.problem_code) == (503, "orders-unavailable")
-    group = call("get_location_group", "GET", {"group": "EAST"})
-    assert (group.status, group.problem_code) == (503, "orders-unavailable")
-    FUNCTIONS["sweep_orders"].get_user_function()(TimerRequest(past_due=False))  # logs only

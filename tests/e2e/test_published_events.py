@@ -1,4 +1,5 @@
-"""Every message the running service publishes validates against its registered schema.
+"""Every message the running service publishes validates against its registered schema,
+stock events and order events alike.
 
 A downstream team's subscription (with the standard replay rules) is created before the
 host starts; the test drives every kind of command over HTTP, stops the host, and reads
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from adapters.embedded_broker import EmbeddedBroker
 from adapters.embedded_broker.topology import ensure_topology
-from contracts.cloudevents import WIRE_TYPES
+from contracts.processes import PUBLISHED_WIRE_TYPES
 from contracts.topology import TOPIC, replay_rules
 from contracts.validation import validate_cloudevent
 from tests.e2e.conftest import start_host
@@ -59,6 +60,19 @@ def test_every_published_event_validates_against_the_registry(tmp_path: Path) ->
             "quantity": 6, "expected_at": (datetime.now(UTC) + timedelta(days=3)).isoformat()}))
         ok(client.post(f"{base}/receipts", json={"quantity": 2, "reference": "PO-2",
                                                  "state": "quality_control"}))
+        # Orders: every order event type, on a SKU-location of their own.
+        orders = "/api/orders"
+        ok(client.post("/api/stock/SKU-ORD/STORE-1/receipts", json={"quantity": 5}))
+        cart = {"channel": "web", "ttl_seconds": 600,
+                "lines": [{"sku": "SKU-ORD", "location": "STORE-1", "quantity": 2}]}
+        ok(client.put(f"{orders}/ORD-A/reservation", json=cart))
+        ok(client.put(f"{orders}/ORD-A/reservation", json={**cart, "ttl_seconds": 900}))
+        ok(client.post(f"{orders}/ORD-A/fulfilment", json={}))
+        ok(client.put(f"{orders}/ORD-B/reservation", json=cart))
+        ok(client.delete(f"{orders}/ORD-B/reservation"))
+        short = client.put(f"{orders}/ORD-C/reservation", json={
+            **cart, "lines": [{"sku": "SKU-ORD", "location": "STORE-1", "quantity": 99}]})
+        assert short.status_code == 409, short.text
         version = client.get(base).json()["version"]
         deadline = time.monotonic() + 10
         while client.get("/api/ops/status").json()["outbox"]["depth"] and \
@@ -78,8 +92,14 @@ def test_every_published_event_validates_against_the_registry(tmp_path: Path) ->
     broker.close()
 
     types = {validate_cloudevent(document).cloudevents_type for document in documents}
-    assert types == {w.type for w in WIRE_TYPES} - NOT_YET_ROUTED, (
+    assert types == {w.type for w in PUBLISHED_WIRE_TYPES} - NOT_YET_ROUTED, (
         "a command kind was not exercised")
-    current = [d for d in documents if d["type"] != "Stockstream.StockAdjusted.v1"]
+    current = [d for d in documents if d["type"] != "Stockstream.StockAdjusted.v1"
+               and d["subject"] == "SKU-E2E|STORE-1"]
     assert sorted(d["sequence"] for d in current) == list(range(1, version + 1))
+    for order_id in ("ORD-A", "ORD-B", "ORD-C"):  # each order: its session, every version
+        mine = [d for d in documents if d["subject"] == f"order:{order_id}"]
+        assert sorted(d["sequence"] for d in mine) == list(range(1, len(mine) + 1))
+        assert {d["id"] for d in mine} == {f"order:{order_id}:{d['sequence']}" for d in mine}
+        assert {d["data"]["order_id"] for d in mine} == {order_id}
     assert dead == 0, "the projection's consumer dead-lettered a published message"

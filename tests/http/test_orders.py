@@ -280,33 +280,6 @@ def test_availability_of_a_group_totals_its_locations_only(container: Services):
     assert bad.status == 422
 
 
-# -------------------------------------------------------- without order streams
-
-
-def test_without_order_streams_the_routes_are_503_and_the_sweep_only_logs(
-        container: Services, caplog: pytest.LogCaptureFixture):
-    use_services(dataclasses.replace(container, orders=None, location_groups=None,
-                                     availability=_Availability()))
-    for name, method, params, body in [
-        ("place_order", "PUT", {"order_id": "ORD-1"}, cart(line(A, 1))),
-        ("get_order", "GET", {"order_id": "ORD-1"}, None),
-        ("release_order", "DELETE", {"order_id": "ORD-1"}, None),
-        ("fulfil_order", "POST", {"order_id": "ORD-1"}, None),
-        ("define_location_group", "PUT", {"group": "G"},
-         {"locations": ["S1"], "strategy": "priority"}),
-        ("get_location_group", "GET", {"group": "G"}, None),
-    ]:
-        answer = call(name, method, params, body)
-        assert (answer.status, answer.problem_code) == (503, "orders-unavailable"), name
-        assert answer.headers["Retry-After"]
-    grouped = call("get_availability", "GET", {"sku": "SKU-A"},
-                   params={"location_group": "G"})
-    assert (grouped.status, grouped.problem_code) == (503, "orders-unavailable")
-    with caplog.at_level(logging.INFO):
-        FUNCTIONS["sweep_orders"].get_user_function()(TimerRequest(past_due=False))
-    assert "orders unavailable" in caplog.text
-
-
 def test_the_sweep_timer_drives_due_orders(stocked: Services,
                                            caplog: pytest.LogCaptureFixture):
     assert place("ORD-1", cart(line(A, 1))).status == 201

@@ -97,7 +97,7 @@ def _container(name):
 
 @pytest.mark.parametrize(("name", "key"), [
     ("events", "/originator_id"), ("snapshots", "/originator_id"), ("views", "/pk"),
-    ("leases", "/id"), ("reconciliation", "/pk"),
+    ("leases", "/id"), ("reconciliation", "/pk"), ("processes", "/originator_id"),
 ])
 def test_cosmos_containers_have_the_partition_keys_the_code_uses(name, key):
     resource = _container(name).properties["resource"]
@@ -106,10 +106,20 @@ def test_cosmos_containers_have_the_partition_keys_the_code_uses(name, key):
     assert resource["partitionKey"]["kind"] == "Hash"
 
 
-def test_event_payloads_are_not_indexed():
-    policy = _container("events").properties["resource"]["indexingPolicy"]
+@pytest.mark.parametrize("name", ["events", "processes"])
+def test_event_payloads_are_not_indexed(name):
+    policy = _container(name).properties["resource"]["indexingPolicy"]
     assert {"path": "/state/?"} in policy["excludedPaths"]
     assert policy["indexingMode"] == "consistent"
+
+
+def test_the_order_sweeps_query_paths_stay_indexed_on_the_processes_container():
+    """The due query filters on kind and wake_at and orders by wake_at across
+    partitions (adapters.cosmos.process_streams): excluding them would scan."""
+    policy = _container("processes").properties["resource"]["indexingPolicy"]
+    assert policy["includedPaths"] == [{"path": "/*"}]
+    excluded = {p["path"] for p in policy["excludedPaths"]}
+    assert not excluded & {"/kind/?", "/wake_at/?", "/*"}
 
 
 def test_cosmos_account_has_continuous_backup_and_capacity_by_parameter():

@@ -73,7 +73,8 @@ def test_every_cosmos_container_the_bicep_declares_is_documented():
                 bm.of_type("Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers")}
     text = DEPLOY_DOC.read_text()
     documented = set(re.findall(r"^\| `([a-z]+)` \| `/", text, re.MULTILINE))
-    assert declared == documented == {"events", "snapshots", "views", "reconciliation", "leases"}
+    assert declared == documented == {"events", "snapshots", "views", "reconciliation", "leases",
+                                     "processes"}
     for name in declared:
         assert f"`{name}`" in text.split("| `modules/cosmos.bicep` |", 1)[1].split("\n", 1)[0]
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from adapters.clock import ManualClock
+from adapters.embedded_broker import EmbeddedBroker
+from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.process_streams import SQLiteProcessStore
 from application.commands import StockCommands
@@ -71,3 +73,12 @@ def line(sku: str, quantity: int = 1, location: str | None = "S1",
     if group is not None:
         return {"sku": sku, "quantity": quantity, "location_group": group}
     return {"sku": sku, "quantity": quantity, "location": location}
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """The embedded broker with the service's topology (standing in for Service Bus)."""
+    b = EmbeddedBroker(tmp_path / "broker.db")
+    ensure_topology(b)
+    yield b
+    b.close()

@@ -184,3 +184,23 @@ def test_an_unknown_event_type_is_skipped_not_failed(store, broker, client):
 
     assert settled == {"skipped": 1}
     assert client.topics[TOPIC].subscriptions[TEAM].dead_letters == []
+
+
+def test_a_movement_consumer_records_an_order_event_after_a_gap_without_backfilling_it(
+        store) -> None:
+    """An order's events name no SKU-location: a gap in an order's session is left to
+    the replay, never read back from a stock stream."""
+    asked: list[tuple[str, str]] = []
+
+    def backfill(sku: str, location: str, after: int) -> list[dict[str, object]]:
+        asked.append((sku, location))
+        return []
+
+    movements = sample.Movements(consumer_db(), backfill)
+    event = {"id": "order:ORD-1:3", "subject": "order:ORD-1", "sequence": 3,
+             "type": "Stockstream.OrderConcluded.v1",
+             "data": {"order_id": "ORD-1", "status": "held"}}
+
+    assert movements.apply(event) is True
+    assert movements.recorded("order:ORD-1") == [(3, "Stockstream.OrderConcluded.v1")]
+    assert asked == []

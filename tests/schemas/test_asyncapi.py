@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from contracts.cloudevents import WIRE_TYPES
+from contracts.processes import PUBLISHED_WIRE_TYPES as WIRE_TYPES
 from contracts.registry import ASYNCAPI_FILE, asyncapi_document, message_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +82,11 @@ def test_it_documents_the_filterable_properties_and_the_replay_semantics() -> No
     channel = doc["channels"]["inventoryEvents"]
 
     assert set(headers["required"]) == {"type", "sku", "location", "sequence", "replayTarget"}
+    process_headers = doc["components"]["schemas"]["ProcessApplicationProperties"]
+    assert set(process_headers["required"]) == {"type", "process", "processId", "sequence",
+                                                "replayTarget"}
+    assert channel["x-servicebus"]["processMessageId"] == "{process}:{processId}:{sequence}"
+    assert channel["x-servicebus"]["processSessionId"] == "{process}:{processId}"
     assert channel["address"] == "inventory-events"
     assert channel["x-servicebus"]["messageId"] == "{sku}|{location}:{sequence}"
     assert channel["x-servicebus"]["sessionId"] == "{sku}|{location}"
@@ -89,6 +94,18 @@ def test_it_documents_the_filterable_properties_and_the_replay_semantics() -> No
     assert any("replayTarget = 'all'" in r["sqlExpression"] for r in rules)
     assert any("replayTarget = 'web-shop'" in r["sqlExpression"] for r in rules)
     assert "<id>:replay:<n>" in doc["operations"]["replayDeadLetteredEvent"]["description"]
+
+
+def test_stock_messages_keep_their_headers_and_order_messages_have_their_own() -> None:
+    """Existing subscriptions filter on ``sku`` / ``location`` / stock types: a stock
+    message's headers are unchanged, and an order message's lack ``sku`` and ``location``
+    so no such rule can select it."""
+    messages = asyncapi_document()["components"]["messages"]
+    for wire in WIRE_TYPES:
+        ref = messages[message_key(wire)]["headers"]["$ref"]
+        expected = ("ProcessApplicationProperties" if wire.name.startswith("Order")
+                    else "ApplicationProperties")
+        assert ref == f"#/components/schemas/{expected}", wire.type
 
 
 def test_the_parser_reports_a_broken_reference_as_an_error(tmp_path: Path) -> None:
