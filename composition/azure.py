@@ -125,5 +125,8 @@ def azure_services(
         # 15, point 6). Their routes answer 503 orders-unavailable, the sweep timer logs.
         orders=None,
         location_groups=None,
+        # No transfers either, for the same reason (their streams are processes too):
+        # their routes answer 503 transfers-unavailable, the sweep timer logs.
+        transfers=None,
         closers=(store,) if broker is None else (broker, store),
     )

@@ -34,9 +34,11 @@ from domain.errors import (
     OrderInProgress,
     ReservationClosed,
     TransferConflict,
+    TransferStatusConflict,
     UnknownGroup,
     UnknownOrder,
     UnknownReservation,
+    UnknownTransfer,
 )
 
 ECHO_LIMIT = 256
@@ -203,6 +205,15 @@ def orders_unavailable() -> Problem:
     )
 
 
+def transfers_unavailable() -> Problem:
+    return Problem(
+        503, "transfers-unavailable", "Service unavailable",
+        "transfers need a store of transfer streams, and this host has none (on Azure "
+        "they wait for the Cosmos DB process streams; the embedded host has them)",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def unknown_subscription(name: str) -> Problem:
     return Problem(404, "unknown-subscription", "Not found", f"no subscription named {name!r}")
 
@@ -231,6 +242,8 @@ _DOMAIN_STATUS: tuple[tuple[type[DomainError], int, str], ...] = (
     (UnknownHold, 404, "Not found"),
     (IncomingConflict, 409, "Incoming entry conflict"),
     (TransferConflict, 409, "Transfer conflict"),
+    (TransferStatusConflict, 409, "Not allowed in the transfer's status"),
+    (UnknownTransfer, 404, "Unknown transfer"),
     (UnknownOrder, 404, "Unknown order"),
     (UnknownGroup, 404, "Unknown location group"),
     (OrderConflict, 409, "Order conflict"),

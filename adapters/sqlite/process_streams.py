@@ -1,8 +1,8 @@
-"""The embedded store of order and location-group streams: a SQLite file beside the
+"""The embedded store of order, transfer and location-group streams: a SQLite file beside the
 stock event store's, built the same way (``DurableSQLiteFactory``: WAL, ``synchronous=FULL``,
 the same pool, transcoding and memo table), plus the process index.
 
-The index (table ``process_index``) says when each order wants looking at; it is written
+The index (table ``process_index``) says when each process wants looking at; it is written
 in the *same* transaction as the order's events, so it is never behind them: an order
 killed between two steps is due for the sweep as surely as its events are stored.
 """
@@ -73,7 +73,8 @@ class ProcessSQLiteFactory(DurableSQLiteFactory):
 
 
 class SQLiteProcessStore(ProcessStore):
-    """Order and location-group streams in one SQLite file (e.g. ``data/processes.db``)."""
+    """Order, transfer and location-group streams in one SQLite file (e.g.
+    ``data/processes.db``)."""
 
     def __init__(
         self,
