@@ -166,12 +166,12 @@ class Pipeline:
         """The process sweep: orders, then transfers, each on its own (one failing does
         not keep the other from its turn), every ``order_sweep_interval``."""
         while not self._stopping.wait(self.order_sweep_interval):
-            for kind, sweep in (("orders", self.sweep_orders),
-                                ("transfers", self.sweep_transfers)):
+            for kind, sweep in (("order", self.sweep_orders),
+                                ("transfer", self.sweep_transfers)):
                 try:
                     swept = sweep()
                     if swept:
-                        log.info("process sweep drove %d %s to their end", swept, kind)
+                        log.info("%s sweep drove %d %ss to their end", kind, swept, kind)
                 except Exception:
                     log.exception("%s sweep failed; it runs again", kind)
 

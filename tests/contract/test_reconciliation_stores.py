@@ -527,3 +527,14 @@ def test_on_azure_the_order_routes_are_503_orders_unavailable_until_cosmos_keeps
     group = call("get_location_group", "GET", {"group": "EAST"})
     assert (group.status, group.problem_code) == (503, "orders-unavailable")
     FUNCTIONS["sweep_orders"].get_user_function()(TimerRequest(past_due=False))  # logs only
+
+
+def test_on_azure_the_transfer_routes_are_503_transfers_unavailable_until_cosmos_keeps_them(
+        azure: Services) -> None:
+    assert azure.transfers is None
+    body = {"sku": "SKU-1", "from_location": "DC-1", "to_location": "S1", "quantity": 1}
+    requested = call("request_transfer", "PUT", {"transfer_id": "T-1"}, body)
+    assert (requested.status, requested.problem_code) == (503, "transfers-unavailable")
+    shipped = call("ship_transfer", "POST", {"transfer_id": "T-1"})
+    assert (shipped.status, shipped.problem_code) == (503, "transfers-unavailable")
+    FUNCTIONS["sweep_transfers"].get_user_function()(TimerRequest(past_due=False))  # logs
