@@ -34,9 +34,21 @@ from datetime import datetime, timedelta
 from application.commands import RetryPolicy, StockCommands
 from application.ports import Clock, ProcessStreams
 from application.processes import STALL_AFTER, ProcessDriver, ProcessHandler, Record, no_crash
-from domain.errors import InsufficientSellable, InsufficientStock, UnknownTransfer
+from domain.errors import (
+    IncomingConflict,
+    InsufficientSellable,
+    InsufficientStock,
+    UnknownTransfer,
+)
 from domain.identifiers import require_identifier
-from domain.transfer import REQUESTED, Transfer, TransferRequest, TransferStep, TransferView
+from domain.transfer import (
+    CANCELLED,
+    REQUESTED,
+    Transfer,
+    TransferRequest,
+    TransferStep,
+    TransferView,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +126,7 @@ class Transfers:
         crash_point: Callable[[str], None] = no_crash,
     ) -> None:
         self.transfers = transfers
+        self.commands = commands
         self.clock = clock
         self.driver: ProcessDriver[Transfer, TransferStep] = ProcessDriver(
             transfers, TransferSteps(commands), clock, stall_after=stall_after, retry=retry,
@@ -126,6 +139,8 @@ class Transfers:
         def decide(transfer: Transfer | None) -> Transfer:
             nonlocal created
             created = transfer is None
+            if created:
+                self._refuse_a_clients_entry(request)
             transfer = transfer or Transfer.create(request.transfer_id)
             transfer.place(request)
             return transfer
@@ -169,6 +184,26 @@ class Transfers:
     def sweep(self, limit: int = 100) -> int:
         """Drive every transfer a crash left part way to its end; how many."""
         return self.driver.sweep(limit)
+
+    def refuse_reference(self, sku: str, location: str, reference: str) -> None:
+        """Raise ``IncomingConflict`` (409) when ``reference`` is the id of a transfer
+        (not cancelled) of ``sku`` to ``location``: its incoming entry is the transfer's,
+        before shipment too, and a client's entry under it would keep the transfer from
+        adding its own. (The stock stream refuses it on its own once the entry exists.)"""
+        transfer = self.transfers.get(reference)
+        if (transfer is not None and transfer.status != CANCELLED
+                and (transfer.sku, transfer.to_location) == (sku, location)):
+            raise IncomingConflict(reference, f"it is transfer {reference}'s "
+                                   f"({transfer.status}); it changes only with the transfer")
+
+    def _refuse_a_clients_entry(self, request: TransferRequest) -> None:
+        """A new transfer whose id is the reference of a client's open entry at the
+        destination could never add its own: ``IncomingConflict`` (409), nothing recorded."""
+        item = self.commands.store.get(request.sku, request.to_location)
+        entry = None if item is None else item.incoming.get(request.transfer_id)
+        if entry is not None and entry["transfer_from"] is None:
+            raise IncomingConflict(request.transfer_id, "the destination expects a "
+                                   "client's receipt under this reference")
 
     def _run(self, transfer_id: str, act: Callable[[Transfer], None] | None) -> Transfer:
         require_identifier("transfer_id", transfer_id)

@@ -269,6 +269,32 @@ def test_a_client_may_not_set_the_incoming_entry_of_a_transfer(stocked: Services
     assert position(STORE)["incoming_total"] == 10
 
 
+def test_the_reference_of_a_requested_transfer_is_the_transfers_before_shipment_too(
+        stocked: Services):
+    put("T-1", BODY)
+    entry = {"quantity": 5, "expected_at": "2026-12-10T08:00:00+00:00"}
+    taken = call("set_incoming", "PUT", {"sku": "SKU-T", "location": STORE,
+                                         "reference": "T-1"}, entry)
+    assert (taken.status, taken.problem_code) == (409, "incoming-conflict")
+    assert position(STORE)["version"] == 0
+    # The same reference elsewhere (another SKU, the source) is a client's to use.
+    assert call("set_incoming", "PUT", {"sku": "SKU-T", "location": DC,
+                                        "reference": "T-1"}, entry).status == 200
+    assert call("set_incoming", "PUT", {"sku": "SKU-U", "location": STORE,
+                                        "reference": "T-1"}, entry).status == 200
+    assert act("ship_transfer", "T-1").body["status"] == "shipped"
+
+
+def test_a_transfer_whose_id_is_a_clients_open_entry_at_the_destination_is_409(
+        stocked: Services):
+    entry = {"quantity": 5, "expected_at": "2026-12-10T08:00:00+00:00"}
+    assert call("set_incoming", "PUT", {"sku": "SKU-T", "location": STORE,
+                                        "reference": "PO-9"}, entry).status == 200
+    answer = put("PO-9", BODY)
+    assert (answer.status, answer.problem_code) == (409, "incoming-conflict")
+    assert transfer_events(stocked, "PO-9") == []
+
+
 # ------------------------------------------------------ hosts and the sweep
 
 
