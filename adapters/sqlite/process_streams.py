@@ -3,7 +3,7 @@ stock event store's, built the same way (``DurableSQLiteFactory``: WAL, ``synchr
 the same pool, transcoding and memo table), plus the process index.
 
 The index (table ``process_index``) says when each process wants looking at; it is written
-in the *same* transaction as the order's events, so it is never behind them: an order
+in the *same* transaction as the process's events, so it is never behind them: a process
 killed between two steps is due for the sweep as surely as its events are stored.
 """
 
