@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -180,6 +181,18 @@ def test_a_transfer_without_expected_at_is_expected_at_its_shipment_time(
     assert shipped.body["expected_at"] is not None
     assert entry["expected_at"].replace("Z", "") == shipped.body["expected_at"].replace(
         "Z", "")
+
+
+def test_units_in_transit_are_promised_at_the_destination_from_their_expected_day(
+        stocked: Services):
+    due = datetime.now(UTC) + timedelta(days=3)
+    put("T-1", {**BODY, "expected_at": due.isoformat()})
+    act("ship_transfer", "T-1")
+    answer = call("get_available_to_promise", "GET", {"sku": "SKU-T", "location": STORE},
+                  params={"days": "5"})
+    assert answer.status == 200
+    promised = [d["available_to_promise"] for d in answer.body["days"]]
+    assert promised == [0, 0, 0, 10, 10]
 
 
 def test_close_without_receipt_records_everything_lost_and_closes_the_incoming_entry(
