@@ -1,4 +1,4 @@
-"""Order and location-group streams (and, later, transfers) on the ``eventsourcing`` library.
+"""Order, transfer and location-group streams on the ``eventsourcing`` library.
 
 These streams live in a store of their own, beside the stock event store and built the
 same way (the same persistence modules, transcoding and pool settings): the stock store's
@@ -47,6 +47,8 @@ from contracts.processes import (
 )
 from domain.location_group import LocationGroup, group_uuid
 from domain.order import Order, order_uuid
+from domain.transfer import KIND as TRANSFER_KIND
+from domain.transfer import Transfer, transfer_uuid
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +135,23 @@ class EventSourcedGroups(_Streams[LocationGroup], AggregateStreams[LocationGroup
         self._save(aggregate)
 
 
-class EventSourcedOrders(_Streams[Order], ProcessStreams[Order]):
-    """Orders, one stream each (``order:{order_id}``), with their wake-ups indexed."""
+class EventSourcedProcesses(_Streams[Streamed], ProcessStreams[Streamed]):
+    """Processes of one kind, one stream each (``{kind}:{key}``), with their wake-ups
+    indexed under the kind. A kind of process is one subclass naming its ``KIND``, how
+    its key maps to a stream id and how a process names its key."""
 
-    KIND = "order"
+    KIND: ClassVar[str]
 
-    def __init__(self, app: ProcessesApplication) -> None:
-        super().__init__(app, order_uuid)
+    def __init__(self, app: ProcessesApplication, id_of: Callable[[str], UUID],
+                 key_of: Callable[[Streamed], str]) -> None:
+        super().__init__(app, id_of)
         if not isinstance(app.recorder, ProcessIndexRecorder):
             raise TypeError(f"{type(app.recorder).__name__} keeps no process index")
         self.index: ProcessIndexRecorder = app.recorder
+        self.key_of = key_of
 
-    def save(self, aggregate: Order, *, wake_at: datetime | None) -> None:
-        self._save(aggregate, **{PROCESS_INDEX: [WakeUp(self.KIND, aggregate.order_id,
+    def save(self, aggregate: Streamed, *, wake_at: datetime | None) -> None:
+        self._save(aggregate, **{PROCESS_INDEX: [WakeUp(self.KIND, self.key_of(aggregate),
                                                         wake_at)]})
 
     def due(self, now: datetime, limit: int) -> list[str]:
@@ -155,6 +161,24 @@ class EventSourcedOrders(_Streams[Order], ProcessStreams[Order]):
             raise StoreUnavailable(str(error)) from error
 
 
+class EventSourcedOrders(EventSourcedProcesses[Order]):
+    """Orders, one stream each (``order:{order_id}``)."""
+
+    KIND = "order"
+
+    def __init__(self, app: ProcessesApplication) -> None:
+        super().__init__(app, order_uuid, lambda order: order.order_id)
+
+
+class EventSourcedTransfers(EventSourcedProcesses[Transfer]):
+    """Transfers, one stream each (``transfer:{transfer_id}``)."""
+
+    KIND = TRANSFER_KIND
+
+    def __init__(self, app: ProcessesApplication) -> None:
+        super().__init__(app, transfer_uuid, lambda transfer: transfer.transfer_id)
+
+
 PUBLISHED_TOPICS = tuple(get_topic(w.domain_class) for w in PROCESS_WIRE_TYPES)
 """The stored topics of the process events the relay publishes (not location groups')."""
 
@@ -162,7 +186,7 @@ _KEY_CACHE_SIZE = 10_000
 
 
 class ProcessStore:
-    """The order and group streams of one store, and its closing."""
+    """The order, transfer and group streams of one store, and its closing."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         try:
@@ -170,6 +194,7 @@ class ProcessStore:
         except (*_UNAVAILABLE, OSError) as error:
             raise StoreUnavailable(f"process store cannot be opened: {error}") from error
         self.orders = EventSourcedOrders(self.app)
+        self.transfers = EventSourcedTransfers(self.app)
         self.groups = EventSourcedGroups(self.app)
         self._keys: OrderedDict[UUID, str] = OrderedDict()
         self._keys_lock = threading.Lock()

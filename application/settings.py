@@ -109,10 +109,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Adjustments whose delta exceeds this percent of the on hand before them are "
             "held for approval; empty or off: no percent limit."),
     Setting("STOCKSTREAM_ORDER_SWEEP_INTERVAL", "60", "both",
-            "How often the order sweep drives orders left part way (a crash) to their end "
-            "and releases expired ones (e.g. 60, 90s, 2m; at least 1 second): no hold of a "
-            "failed, released or interrupted order outlives it (docs/orders.md). Azure's "
-            "timer runs every minute whatever it says."),
+            "How often the process sweep drives orders and transfers left part way (a "
+            "crash) to their end and releases expired orders (e.g. 60, 90s, 2m; at least "
+            "1 second): no hold of a failed, released or interrupted order outlives it "
+            "(docs/orders.md). Azure's timer runs every minute whatever it says."),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)

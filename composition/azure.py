@@ -25,6 +25,7 @@ from application.queries import StockQueries
 from application.relay import ChangeFeedRelay
 from application.replay import DeadLetterReplay
 from application.settings import Settings
+from application.transfers import Transfers
 from application.views import ProjectionStatus
 from composition.core import reconciler, stock_commands
 from composition.services import OpenedOnFirstUse, ReconciliationServices, Services
@@ -141,5 +142,6 @@ def azure_services(
         expiry_sweep=ExpirySweep(views.overdue_reservations, commands, clock),
         orders=orders,
         location_groups=LocationGroups(processes.groups),
+        transfers=Transfers(processes.transfers, commands, clock),
         closers=(processes, store) if broker is None else (broker, processes, store),
     )

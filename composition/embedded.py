@@ -4,7 +4,7 @@ embedded broker, and the pipeline that Azure runs as functions.
 The embedded host is split into processes as Azure splits its functions, and each asks
 :func:`embedded_services` for the parts it runs (:class:`EmbeddedProcess`):
 
-- ``COMMANDS`` — the command path (orders and location groups included) and
+- ``COMMANDS`` — the command path (orders, transfers and location groups included) and
   reconciliation only (``stockstream`` commands
   that need nothing else, the Functions worker on SQLite settings, tests);
 - ``HOST`` — the HTTP process of ``make serve``: the command path (orders too), and readers of the
@@ -13,17 +13,18 @@ The embedded host is split into processes as Azure splits its functions, and eac
 - ``OPERATOR`` — the ``stockstream`` commands that read the pipeline's files: as
   ``HOST``, but it declares no topology and serves no metrics;
 - ``WORKER`` — the pipeline worker (``python -m local.worker``): relay, availability
-  consumer, expiry and order sweeps and metrics, writing its metrics snapshot for the host;
+  consumer, expiry sweep, the process sweep (orders and transfers) and metrics, writing
+  its metrics snapshot for the host;
 - ``PIPELINE`` — HTTP and the pipeline in one process (tests, benchmarks).
 
 ``local.pipeline`` runs the pipeline's parts (threads, stop order); :func:`embedded_relay`
 is the standalone relay process (``python -m local.relay``). Every file of the data
 directory is named once, in :class:`~composition.files.EmbeddedFiles`.
 
-Orders and location groups live in ``processes.db`` beside the event store
+Orders, transfers and location groups live in ``processes.db`` beside the event store
 (:class:`~adapters.sqlite.process_streams.SQLiteProcessStore`); every process but
-``OPERATOR`` opens it, and the pipeline (``WORKER``, ``PIPELINE``) sweeps its orders every
-``STOCKSTREAM_ORDER_SWEEP_INTERVAL``.
+``OPERATOR`` opens it, and the pipeline (``WORKER``, ``PIPELINE``) sweeps its orders and
+transfers every ``STOCKSTREAM_ORDER_SWEEP_INTERVAL``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from application.queries import StockQueries
 from application.relay import Relay
 from application.replay import DeadLetterReplay
 from application.settings import Settings
+from application.transfers import Transfers
 from composition.core import CommitObserver, reconciler, stock_commands
 from composition.files import EmbeddedFiles
 from composition.services import (
@@ -111,6 +113,7 @@ class EmbeddedPipeline:
     sweep: ExpirySweep
     status: PipelineStatus
     orders: Orders | None
+    transfers: Transfers | None
     wake: threading.Event
     metrics_snapshot: Path | None = None
 
@@ -152,17 +155,19 @@ def embedded_services(
         processes: SQLiteProcessStore | None = None
         orders: Orders | None = None
         groups: LocationGroups | None = None
+        transfers: Transfers | None = None
         if process is not EmbeddedProcess.OPERATOR:
             processes = SQLiteProcessStore(files.processes)
             opened.callback(processes.close)
             orders = Orders(processes.orders, processes.groups, commands, store, clock)
             groups = LocationGroups(processes.groups)
+            transfers = Transfers(processes.transfers, commands, clock)
         pipeline: EmbeddedPipeline | None = None
         readers: _Readers | None = None
         if runs_pipeline:
             snapshot = files.worker_metrics if process is EmbeddedProcess.WORKER else None
             pipeline = _pipeline(settings, files, store, commands, clock, telemetry, wake,
-                                 snapshot, opened, orders, processes)
+                                 snapshot, opened, orders, transfers, processes)
             readers = _Readers(pipeline.broker, pipeline.views, pipeline.status, {})
         elif process in (EmbeddedProcess.HOST, EmbeddedProcess.OPERATOR):
             readers = _readers(files, store, clock, opened,
@@ -179,6 +184,7 @@ def embedded_services(
             pipeline=pipeline,
             orders=orders,
             location_groups=groups,
+            transfers=transfers,
             metrics_sources=MappingProxyType(
                 {} if readers is None else dict(readers.metrics_sources)),
             closers=_closers(store, readers, pipeline, processes),
@@ -222,7 +228,8 @@ def _readers(files: EmbeddedFiles, store: SQLiteStockItems, clock: Clock, opened
 def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
               commands: StockCommands, clock: Clock, telemetry: Telemetry,
               wake: threading.Event, snapshot: Path | None, opened: ExitStack,
-              orders: Orders | None, processes: SQLiteProcessStore | None
+              orders: Orders | None, transfers: Transfers | None,
+              processes: SQLiteProcessStore | None
               ) -> EmbeddedPipeline:
     """The pipeline's parts, recording the Azure metrics by the same code paths: the relay
     each published event's age, the projection each applied event's age. The availability
@@ -256,7 +263,7 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
         sweep=ExpirySweep(views.overdue_reservations, commands, clock),
         status=PipelineStatus(clock, relay.status, broker, TOPIC,
                               lambda: [projection.status()]),
-        orders=orders, wake=wake, metrics_snapshot=snapshot,
+        orders=orders, transfers=transfers, wake=wake, metrics_snapshot=snapshot,
     )
 
 

@@ -37,6 +37,7 @@ from application.queries import StockQueries
 from application.reconciliation import Reconciler
 from application.relay import ChangeFeedRelay
 from application.settings import Settings
+from application.transfers import Transfers
 from projections.repair import ProjectionRepair
 
 if TYPE_CHECKING:
@@ -159,6 +160,9 @@ class Services:
     # operator's process, which serves no HTTP).
     orders: Orders | None = None
     location_groups: LocationGroups | None = None
+    transfers: Transfers | None = None
+    """Transfers between locations: None where this host has no store of transfer
+    streams (Azure, until Cosmos DB keeps them); the routes answer 503 then."""
     # The embedded pipeline's parts, when this process runs it (``local.pipeline``).
     pipeline: EmbeddedPipeline | None = None
     metrics_sources: Mapping[str, Callable[[], list[Family]]] = field(

@@ -198,8 +198,34 @@ class TransferConflict(DomainError):
 
     code = "transfer-conflict"
 
-    def __init__(self, transfer_id: str, why: str) -> None:
-        super().__init__(f"transfer {transfer_id!r}: {why}", transfer_id=transfer_id)
+    def __init__(self, transfer_id: str, why: str, **details: Any) -> None:
+        super().__init__(f"transfer {transfer_id!r}: {why}", transfer_id=transfer_id,
+                         **details)
+        self.transfer_id = transfer_id
+
+
+class TransferStatusConflict(DomainError):
+    """A transfer command its status does not allow (a shipment of a cancelled transfer,
+    a cancel after shipment, a receipt before it); ``transfer_status`` (the problem
+    document's member too) says where the transfer is."""
+
+    code = "transfer-status-conflict"
+
+    def __init__(self, transfer_id: str, status: str, action: str) -> None:
+        super().__init__(f"transfer {transfer_id!r} is {status}: it cannot {action}",
+                         transfer_id=transfer_id, transfer_status=status, action=action)
+        self.transfer_id = transfer_id
+        self.status = status
+        self.action = action
+
+
+class UnknownTransfer(DomainError):
+    """No transfer with this id was ever requested."""
+
+    code = "unknown-transfer"
+
+    def __init__(self, transfer_id: str) -> None:
+        super().__init__(f"no transfer {transfer_id!r}", transfer_id=transfer_id)
         self.transfer_id = transfer_id
 
 

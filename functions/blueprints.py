@@ -19,10 +19,12 @@ from functions.http_routes import HttpBlueprint, Route
 from functions.orders import bp as orders
 from functions.pipeline import bp as pipeline
 from functions.reconciliation import bp as reconciliation
+from functions.transfers import bp as transfers
 
 BLUEPRINTS: tuple[func.Blueprint, ...] = (
     channel_api,  # channel HTTP API
     orders,  # orders and location groups, the order sweep's timer
+    transfers,  # transfers between locations, the transfer sweep's timer
     pipeline,  # relay, projection consumer, expiry and metrics timers
     reconciliation,  # count sessions, due counts, holds, repair timers
     drift_reports,  # the drift reports of count sessions, and their charts

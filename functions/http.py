@@ -255,6 +255,8 @@ def set_incoming(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     reference = require_identifier("reference", req.route_params.get("reference"))
     body = parse_body(req, IncomingRequest)
+    if (transfers := services().transfers) is not None:
+        transfers.refuse_reference(sku, location, reference)
     result = services().commands.set_incoming(sku, location, reference, body.quantity,
                                               body.expected_at)
     return _position(result.position_of())

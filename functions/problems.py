@@ -34,9 +34,11 @@ from domain.errors import (
     OrderInProgress,
     ReservationClosed,
     TransferConflict,
+    TransferStatusConflict,
     UnknownGroup,
     UnknownOrder,
     UnknownReservation,
+    UnknownTransfer,
 )
 
 ECHO_LIMIT = 256
@@ -222,6 +224,8 @@ _DOMAIN_STATUS: tuple[tuple[type[DomainError], int, str], ...] = (
     (UnknownHold, 404, "Not found"),
     (IncomingConflict, 409, "Incoming entry conflict"),
     (TransferConflict, 409, "Transfer conflict"),
+    (TransferStatusConflict, 409, "Not allowed in the transfer's status"),
+    (UnknownTransfer, 404, "Unknown transfer"),
     (UnknownOrder, 404, "Unknown order"),
     (UnknownGroup, 404, "Unknown location group"),
     (OrderConflict, 409, "Order conflict"),

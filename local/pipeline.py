@@ -19,9 +19,10 @@ Azure metrics timer's counterpart) samples the outbox against the relay's checkp
 each subscription's counts. The worker process writes what it measured to a snapshot file
 that the host's ``GET /api/ops/metrics`` serves beside its own (label ``process``).
 
-The order sweep (``Orders.sweep``: orders a crash left part way are driven to their end,
-expired ones released) runs every ``STOCKSTREAM_ORDER_SWEEP_INTERVAL``, the Azure timer's
-counterpart (``functions.orders``).
+The process sweep (``Orders.sweep``: orders a crash left part way are driven to their end,
+expired ones released; ``Transfers.sweep``: the same for transfers) runs every
+``STOCKSTREAM_ORDER_SWEEP_INTERVAL``, the Azure timers' counterpart (``functions.orders``,
+``functions.transfers``).
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ class Pipeline:
         self._spawn("relay", self._relay_loop)
         self._spawn("expiry-sweep", self._sweep_loop)
         self._spawn("metrics", self._metrics_loop)
-        if self.parts.orders is not None:
-            self._spawn("order-sweep", self._order_sweep_loop)
+        if self.parts.orders is not None or self.parts.transfers is not None:
+            self._spawn("process-sweep", self._order_sweep_loop)
         self.consumer.start()
 
     def record_metrics(self) -> None:
@@ -144,24 +145,35 @@ class Pipeline:
         comes back full (at most ``ORDER_SWEEP_ROUNDS``); how many it drove (0 without
         orders)."""
         orders = self.parts.orders
-        if orders is None:
-            return 0
+        return 0 if orders is None else self._sweep_batches(orders.sweep)
+
+    def sweep_transfers(self) -> int:
+        """One transfer sweep: the transfers a crash left part way driven to their end,
+        batched as :meth:`sweep_orders`; how many (0 without transfers)."""
+        transfers = self.parts.transfers
+        return 0 if transfers is None else self._sweep_batches(transfers.sweep)
+
+    def _sweep_batches(self, sweep: Callable[[int], int]) -> int:
         total = 0
         for _ in range(ORDER_SWEEP_ROUNDS):
-            swept = orders.sweep(ORDER_SWEEP_BATCH)
+            swept = sweep(ORDER_SWEEP_BATCH)
             total += swept
             if swept < ORDER_SWEEP_BATCH or self._stopping.is_set():
                 break
         return total
 
     def _order_sweep_loop(self) -> None:
+        """The process sweep: orders, then transfers, each on its own (one failing does
+        not keep the other from its turn), every ``order_sweep_interval``."""
         while not self._stopping.wait(self.order_sweep_interval):
-            try:
-                swept = self.sweep_orders()
-                if swept:
-                    log.info("order sweep drove %d orders to their end", swept)
-            except Exception:
-                log.exception("order sweep failed; it runs again")
+            for kind, sweep in (("order", self.sweep_orders),
+                                ("transfer", self.sweep_transfers)):
+                try:
+                    swept = sweep()
+                    if swept:
+                        log.info("%s sweep drove %d %ss to their end", kind, swept, kind)
+                except Exception:
+                    log.exception("%s sweep failed; it runs again", kind)
 
     def _metrics_loop(self) -> None:
         while True:

@@ -1,9 +1,9 @@
-"""The embedded store of order and location-group streams: a SQLite file beside the
+"""The embedded store of order, transfer and location-group streams: a SQLite file beside the
 stock event store's, built the same way (``DurableSQLiteFactory``: WAL, ``synchronous=FULL``,
 the same pool, transcoding and memo table), plus the process index.
 
-The index (table ``process_index``) says when each order wants looking at; it is written
-in the *same* transaction as the order's events, so it is never behind them: an order
+The index (table ``process_index``) says when each process wants looking at; it is written
+in the *same* transaction as the process's events, so it is never behind them: a process
 killed between two steps is due for the sweep as surely as its events are stored.
 """
 
@@ -75,7 +75,7 @@ class ProcessSQLiteFactory(DurableSQLiteFactory):
 
 
 class SQLiteProcessStore(ProcessStore, ProcessOutboxReader):
-    """Order and location-group streams in one SQLite file (e.g. ``data/processes.db``);
+    """Order, transfer and location-group streams in one SQLite file (e.g. ``data/processes.db``);
     its commit-ordered log is the outbox of the published process events (orders'), which
     the relay reads after a checkpoint of its own."""
 

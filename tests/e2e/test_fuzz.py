@@ -44,6 +44,7 @@ IDENTIFIERS = {
     "hold_id": ["C-1", "count-0123456789abcdef0123"],
     "chart": ["drift-history.png", "drift-missing-distribution.png"],
     "reference": ["PO-1", "PO-2"],
+    "transfer_id": ["t-1", "t-2"],
 }
 printable = st.characters(min_codepoint=32, max_codepoint=126)
 invalid_identifier = st.one_of(

@@ -151,7 +151,8 @@ def test_the_projection_trigger_reads_the_availability_subscription_without_sess
 
 
 def test_the_timers_use_six_field_schedules() -> None:
-    for name in ("sweep_expired_reservations", "publish_pipeline_metrics", "sweep_orders"):
+    for name in ("sweep_expired_reservations", "publish_pipeline_metrics", "sweep_orders",
+                 "sweep_transfers"):
         (trigger,) = bindings(name)
         assert trigger["type"] == "timerTrigger"
         assert len(trigger["schedule"].split()) == 6
