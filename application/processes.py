@@ -60,10 +60,16 @@ Record = Callable[[P], None]
 process, possibly reloaded after a conflict)."""
 
 
+CRASH_POINTS = ("after-intent", "before-step", "after-step", "after-record")
+"""The named points where the driver calls its crash hook: ``after-intent`` (the
+command's intent saved, nothing driven yet), ``before-step``, ``after-step`` (performed,
+not yet recorded), ``after-record``. Declared once, so the tests that crash at each one
+can check they cover every point the driver has."""
+
+
 def no_crash(point: str) -> None:
-    """The default crash hook: no crash. Tests pass one that raises at a named point:
-    ``before-step``, ``after-step`` (performed, not yet recorded), ``after-record``,
-    ``after-intent`` (the command's intent saved, nothing driven yet)."""
+    """The default crash hook: no crash. Tests pass one that raises at a named point
+    (one of :data:`CRASH_POINTS`)."""
 
 
 class ProcessHandler(ABC, Generic[P, S]):

@@ -3,6 +3,7 @@ the next request or the sweep, leaving no hold of a failed order and never overs
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from collections import Counter
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from application.commands import CommandResult, StockCommands
-from application.processes import STALL_AFTER
+from application.processes import CRASH_POINTS, STALL_AFTER
 from domain.errors import OrderShort
 from domain.order import Order
 from tests.orders.conftest import World, line
@@ -139,7 +140,22 @@ def test_a_succeeding_order_killed_between_steps_ends_holding_every_line_once(
     assert_sound(world)
 
 
-POINTS = ("after-intent", "before-step", "after-step", "after-record")
+POINTS = CRASH_POINTS
+
+
+@pytest.mark.parametrize("lines", [FAILING, SUCCEEDING], ids=["failing", "succeeding"])
+def test_a_placement_passes_every_named_crash_point_and_no_other(
+    world: World, lines: list[dict[str, Any]]
+) -> None:
+    """The crash tests below cover every point: a placement (a held one, and one that
+    fails and compensates) reaches each declared point, and the driver has no other."""
+    stock_up(world)
+    hits: Counter[str] = Counter()
+    with contextlib.suppress(OrderShort):
+        world.orders(crash_point=lambda name: hits.update([name])).place("o-1", "web", lines)
+    assert set(hits) == set(CRASH_POINTS), hits
+    assert hits["after-intent"] == 1
+    assert hits["before-step"] == hits["after-step"] == hits["after-record"] >= 3
 
 
 @pytest.mark.parametrize("point", POINTS)
