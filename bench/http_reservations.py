@@ -47,7 +47,11 @@ local n = 0
 local body = '{"quantity": 1, "channel": "web"}'
 local headers = {["Content-Type"] = "application/json"}
 function init(args)
-  prefix, tag = args[1], args[2]
+  -- A tag of its own per run: rounds reuse the arguments, and an order id already
+  -- reserved would be a repeat (200, nothing written), not a new reservation.
+  math.randomseed(os.time())
+  prefix = args[1]
+  tag = string.format("%s-%d-%d", args[2], os.time(), math.random(1000000))
 end
 function request()
   n = n + 1
