@@ -56,6 +56,24 @@ def rate(operation: Callable[[int], None], count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def interleaved_rates(operations: dict[str, Callable[[int], None]],
+                      count: int) -> dict[str, float]:
+    """Operations per second of each ``operation(i)``, for i in range(count), run
+    interleaved: the i-th of every operation in turn (the order rotating), each timed on
+    its own. Drift on a shared machine (other processes, fsync latency that varies from
+    second to second) then falls on every operation alike, which blocks of rounds
+    cannot promise when one fsync costs 0.3 ms in one second and 1.5 ms in the next."""
+    names = list(operations)
+    spent = dict.fromkeys(names, 0.0)
+    for i in range(count):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            operations[name](i)
+            spent[name] += time.perf_counter() - started
+    return {name: count / seconds for name, seconds in spent.items()}
+
+
 class ServerProcess:
     """A benchmark's HTTP server as a subprocess (``python -m MODULE --serve ARGS``): it
     prints its URL on its first line; ``stop`` sends SIGTERM and returns what it printed

@@ -6,7 +6,7 @@ at ≥ 0.7 of the rate of single-line reservations, measured side by side in one
 the same stock spread (256 SKU-locations, a line on each of 5 consecutive ones):
 
 - in process: ``Orders.place`` vs 5 × ``StockCommands.reserve``, from the embedded
-  composition root, in alternating rounds (median);
+  composition root, an order and its 5 reservations interleaved (each timed alone);
 - over HTTP: ``wrk`` (one thread, 16 keep-alive connections) against one embedded host
   process (``bench.http_reservations``' server, without the pipeline), alternating
   ``PUT /api/orders/{id}/reservation`` (5 lines) and ``PUT .../reservations/{id}``
@@ -19,12 +19,11 @@ Run alone with ``python -m bench.orders [--quick]``.
 from __future__ import annotations
 
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import Row, rate, services
+from bench.common import Row, interleaved_rates, services
 from bench.http_reservations import (
     CONNECTIONS,
     RESERVE_LUA,
@@ -68,8 +67,9 @@ def cart(n: int) -> list[dict[str, object]]:
              "quantity": 1} for k in range(LINES)]
 
 
-def in_process(rounds: int, orders_per_round: int) -> tuple[float, float]:
-    """(lines held per second by orders, single reservations per second): medians."""
+def in_process(count: int) -> tuple[float, float]:
+    """(lines held per second by orders, single reservations per second), an order and
+    its 5 single reservations interleaved (``interleaved_rates``)."""
     with tempfile.TemporaryDirectory() as tmp:
         built = services(Path(tmp))
         try:
@@ -78,27 +78,18 @@ def in_process(rounds: int, orders_per_round: int) -> tuple[float, float]:
             for n in range(STOCK_ITEMS):
                 commands.receive(f"SKU-{n}", "STORE-1", STOCK_ON_HAND)
 
-            def place(i: int, tag: str) -> None:
-                answer = orders.place(f"{tag}-{i}", "web", cart(i))
+            def place(i: int) -> None:
+                answer = orders.place(f"o-{i}", "web", cart(i))
                 assert answer.created
 
-            def reserve(i: int, tag: str) -> None:
+            def reserve(i: int) -> None:
                 for k, line in enumerate(cart(i)):
-                    commands.reserve(str(line["sku"]), "STORE-1", f"{tag}-{i}-{k}", 1, "web")
+                    commands.reserve(str(line["sku"]), "STORE-1", f"r-{i}-{k}", 1, "web")
 
-            place(0, "warm")
-            reserve(0, "warm")
-            by_order: list[float] = []
-            single: list[float] = []
-            for round_ in range(rounds):
-                runs = [(by_order, place, "o"), (single, reserve, "r")]
-                for figures, operation, tag in runs if round_ % 2 == 0 else runs[::-1]:
-                    figures.append(LINES * rate(
-                        lambda i, op=operation, t=f"{tag}{round_}": op(i, t),  # type: ignore[misc]
-                        orders_per_round))
+            rates = interleaved_rates({"orders": place, "single": reserve}, count)
         finally:
             built.close()
-    return statistics.median(by_order), statistics.median(single)
+    return LINES * rates["orders"], LINES * rates["single"]
 
 
 def over_http(rounds: int, seconds: float) -> tuple[float, float] | None:
@@ -127,13 +118,12 @@ def over_http(rounds: int, seconds: float) -> tuple[float, float] | None:
 
 
 def run(quick: bool = False) -> list[Row]:
-    rounds, orders_per_round = (5, 60) if quick else (15, 200)
-    lines, single = in_process(rounds, orders_per_round)
+    lines, single = in_process(200 if quick else 2000)
     rows = [Row(
         scenario=f"orders in process: lines held/s, {LINES}-line orders vs single",
         unit="lines/s", value=lines, baseline=single, goal=GOAL,
         note=f"{LINES}-line all-or-nothing orders (Orders.place) vs {LINES} single-line "
-             "reservations (StockCommands.reserve), alternating rounds, same stock spread")]
+             "reservations (StockCommands.reserve), interleaved, same stock spread")]
     http_rounds, seconds = (2, 3.0) if quick else (5, 8.0)
     measured = over_http(http_rounds, seconds)
     if measured is not None:

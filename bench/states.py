@@ -1,6 +1,7 @@
 """Stock states and incoming supply: what they cost the command path (issue 17).
 
-Two sets of 256 SKU-locations in one store, measured in alternating rounds (median):
+Two sets of 256 SKU-locations in one store, measured command by command interleaved
+(``bench.common.interleaved_rates``):
 
 - plain: sellable stock only, as before issue 17;
 - in use: each also holds damaged and quality-control units and three expected
@@ -19,7 +20,6 @@ Run alone with ``python -m bench.states [--quick]``.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
 from collections.abc import Callable
@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from application.commands import StockCommands
-from bench.common import Row, rate, services
+from bench.common import Row, interleaved_rates, services
 
 ITEMS = 256
 GOAL = ">= 0.9"
@@ -88,44 +88,38 @@ def state_commands(commands: StockCommands, due: datetime,
     return with_states, without
 
 
-def measure(rounds: int, count: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Medians of ((channel commands/s in use, plain), (state commands/s, old kinds/s))."""
+def measure(count: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((channel commands/s in use, plain), (state commands/s, old kinds/s)), the four
+    interleaved command by command (``interleaved_rates``)."""
     due = datetime.now(UTC) + timedelta(days=2)
-    figures: dict[str, list[float]] = {"in use": [], "plain": [], "states": [], "old": []}
     with tempfile.TemporaryDirectory() as tmp:
         built = services(Path(tmp))
         try:
             commands = built.commands
             stock_up(commands, due)
-            for round_ in range(rounds):
-                tag = f"r{round_}"
-                with_states, without = state_commands(commands, due, tag)
-                runs: list[tuple[str, Callable[[int], None]]] = [
-                    ("in use", channel_commands(commands, IN_USE, tag)),
-                    ("plain", channel_commands(commands, PLAIN, tag)),
-                    ("states", with_states),
-                    ("old", without),
-                ]
-                for name, command in runs if round_ % 2 == 0 else runs[::-1]:
-                    figures[name].append(rate(command, count))
+            with_states, without = state_commands(commands, due, "m")
+            m = interleaved_rates({
+                "in use": channel_commands(commands, IN_USE, "m"),
+                "plain": channel_commands(commands, PLAIN, "m"),
+                "states": with_states,
+                "old": without,
+            }, count)
         finally:
             built.close()
-    m = {name: statistics.median(values) for name, values in figures.items()}
     return (m["in use"], m["plain"]), (m["states"], m["old"])
 
 
 def run(quick: bool = False) -> list[Row]:
-    rounds, count = (5, 300) if quick else (15, 1000)
-    (in_use, plain), (states, old) = measure(rounds, count)
+    (in_use, plain), (states, old) = measure(1000 if quick else 10_000)
     return [
         Row(scenario="channel commands, stock in states + incoming vs plain",
             unit="commands/s", value=in_use, baseline=plain, goal=GOAL,
             note="reserve, receive, fulfil, release on SKU-locations holding damaged and QC "
-                 "units and 3 expected receipts vs sellable only; alternating rounds"),
+                 "units and 3 expected receipts vs sellable only; interleaved"),
         Row(scenario="state moves + expected receipts vs adjustments + receipts",
             unit="commands/s", value=states, baseline=old, goal=GOAL,
             note="move_state / set_incoming on the in-use set vs adjust / receive on the "
-                 "plain set, one write each; alternating rounds"),
+                 "plain set, one write each; interleaved"),
     ]
 
 
