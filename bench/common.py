@@ -38,6 +38,14 @@ class Row:
         return {**asdict(self), "ratio": self.ratio}
 
 
+def print_rows(rows: list[Row]) -> None:
+    """A module run alone (``python -m bench.MODULE``) prints its rows, each with its ratio."""
+    for row in rows:
+        against = (f" vs baseline {row.baseline:,.0f} -> ratio {row.ratio:.2f}"
+                   if row.ratio is not None and row.baseline is not None else "")
+        print(f"{row.scenario}: {row.value:,.0f} {row.unit}{against} (goal {row.goal})")
+
+
 def services(data_dir: Path, process: EmbeddedProcess = EmbeddedProcess.COMMANDS) -> Services:
     """The embedded services of ``process`` on ``data_dir`` (default settings otherwise)."""
     return embedded_services(load({"STOCKSTREAM_DATA": str(data_dir)}), process=process)

@@ -35,7 +35,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from bench.common import Row, ServerProcess
+from bench.common import Row, ServerProcess, print_rows
 
 CONNECTIONS = 16
 STOCK_ITEMS = 256
@@ -210,9 +210,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--serve"]:
         serve(argv[1], Path(argv[2]))
         return 0
-    for row in run(quick="--quick" in argv):
-        print(f"{row.scenario}: {row.value:,.0f} {row.unit} vs baseline {row.baseline:,.0f}"
-              f" -> ratio {row.ratio:.2f} (goal {row.goal})")
+    print_rows(run(quick="--quick" in argv))
     return 0
 
 

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import Row, interleaved_rates, services
+from bench.common import Row, interleaved_rates, print_rows, services
 from bench.http_reservations import (
     CONNECTIONS,
     RESERVE_LUA,
@@ -136,9 +136,7 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def main(argv: list[str]) -> int:
-    for row in run(quick="--quick" in argv):
-        print(f"{row.scenario}: {row.value:,.0f} {row.unit} vs baseline {row.baseline:,.0f}"
-              f" -> ratio {row.ratio:.2f} (goal {row.goal})")
+    print_rows(run(quick="--quick" in argv))
     return 0
 
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from application.commands import StockCommands
-from bench.common import Row, interleaved_rates, services
+from bench.common import Row, interleaved_rates, print_rows, services
 
 ITEMS = 256
 GOAL = ">= 0.9"
@@ -124,9 +124,7 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def main(argv: list[str]) -> int:
-    for row in run(quick="--quick" in argv):
-        print(f"{row.scenario}: {row.value:,.0f} {row.unit} vs baseline {row.baseline:,.0f}"
-              f" -> ratio {row.ratio:.2f} (goal {row.goal})")
+    print_rows(run(quick="--quick" in argv))
     return 0
 
 

@@ -19,16 +19,15 @@ import os
 import random
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningHost, start_host
+from tests.e2e.conftest import RunningHost, module_host
 from tests.e2e.test_orders import cart, ln, receive
+from tests.faults.racing import race
 from tests.faults.test_flash_sale_races import fold
 
 RUNS = int(os.environ.get("STOCKSTREAM_FAULT_RACES", "2"))
@@ -41,11 +40,7 @@ UNITS = 4
 Pair = tuple[str, str]
 
 
-@pytest.fixture(scope="module")
-def cart_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
-    running = start_host(tmp_path_factory.mktemp("cart-races"))
-    yield running
-    assert running.stop() == 0, running.log()
+cart_host = module_host("cart-races")
 
 
 @dataclass
@@ -133,28 +128,16 @@ def test_64_clients_racing_carts_never_oversell_and_every_record_agrees(
 
     observations: list[dict[str, Any]] = []
     observer_statuses: Counter[int] = Counter()
-    racing = threading.Event()
 
-    def observe() -> None:
-        with cart_host.client() as c:
-            while racing.is_set():
-                for sku, location in pairs:
-                    answer = c.get(f"/api/stock/{sku}/{location}")
-                    observer_statuses[answer.status_code] += 1
-                    if answer.status_code == 200:
-                        observations.append(answer.json())
+    def observe(c: httpx.Client) -> None:
+        for sku, location in pairs:
+            answer = c.get(f"/api/stock/{sku}/{location}")
+            observer_statuses[answer.status_code] += 1
+            if answer.status_code == 200:
+                observations.append(answer.json())
 
-    start = threading.Barrier(CLIENTS)
-    racing.set()
-    observer = threading.Thread(target=observe)
-    observer.start()
-    try:
-        with ThreadPoolExecutor(CLIENTS) as pool:
-            shoppers = list(pool.map(
-                lambda k: shop(cart_host, run, k, skus, group, start), range(CLIENTS)))
-    finally:
-        racing.clear()
-        observer.join(30)
+    shoppers = race(cart_host, CLIENTS,
+                    lambda k, start: shop(cart_host, run, k, skus, group, start), observe)
 
     statuses = [s for me in shoppers for s in me.statuses]
     oversold = [p for p in observations
