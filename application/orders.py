@@ -59,11 +59,13 @@ from domain.order import (
     FAILED,
     HELD,
     PARTIALLY_HELD,
+    PENDING,
     PLACING,
     Order,
     OrderRequest,
     OrderStep,
     OrderView,
+    hold_key,
 )
 
 
@@ -99,9 +101,11 @@ class OrderSteps(ProcessHandler[Order, OrderStep]):
                     c.reschedule(step.sku, step.location, step.order_id, step.expires_at)
             except InsufficientStock as refusal:
                 available = refusal.available
+                self._release_unrecorded(process, step)
                 return lambda order: order.record_refused(step, available)
             except (ReservationClosed, UnknownReservation):  # closed by a line route, or
-                return lambda order: order.record_refused(step, 0)  # by a lost race
+                self._release_unrecorded(process, step)  # by a lost race, or expired
+                return lambda order: order.record_refused(step, 0)
             return lambda order: order.record_held(step)
         if step.kind == "release":
             reason = "compensation" if process.status == PLACING else (
@@ -129,6 +133,24 @@ class OrderSteps(ProcessHandler[Order, OrderStep]):
             lost = gone.outcome if isinstance(gone, ReservationClosed) else "not-held"
             return lambda order: order.record_released(step, lost)
         return lambda order: order.record_rescheduled(step)
+
+    def _release_unrecorded(self, process: Order, refused: OrderStep) -> None:
+        """An all-or-nothing placement refused at one hold is compensated from its record
+        (the holds it records as held), and the holds after the refused one stay
+        pending. The driver records several steps in one write, so a placement driven
+        again after a crash may be refused at a hold it took before (closed since by a
+        line route or its expiry) while holds after it, taken in the lost batch, were
+        never recorded: release those too (a release of a hold never taken does
+        nothing), so that no hold outlives its failed order."""
+        if process.mode != "all_or_nothing":
+            return  # a partial placement goes on to hold (again) every later line
+        holds = process.ordered_holds()
+        keys = [hold_key(h["sku"], h["location"]) for h in holds]
+        for hold in holds[keys.index(refused.key) + 1:]:
+            if hold["state"] != PENDING:
+                continue
+            with suppress(UnknownReservation, ReservationClosed):
+                self.commands.release(hold["sku"], hold["location"], refused.order_id)
 
     def wants(self, process: Order, step: OrderStep) -> bool:
         return process.wants(step)

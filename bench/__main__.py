@@ -20,6 +20,8 @@ from bench.common import Row
 BENCHMARKS = (
     "bench.command_path",
     "bench.http_reservations",
+    "bench.orders",
+    "bench.states",
     "bench.hot_sku",
     "bench.pipeline_lag",
     "bench.reconciliation",

@@ -38,6 +38,14 @@ class Row:
         return {**asdict(self), "ratio": self.ratio}
 
 
+def print_rows(rows: list[Row]) -> None:
+    """A module run alone (``python -m bench.MODULE``) prints its rows, each with its ratio."""
+    for row in rows:
+        against = (f" vs baseline {row.baseline:,.0f} -> ratio {row.ratio:.2f}"
+                   if row.ratio is not None and row.baseline is not None else "")
+        print(f"{row.scenario}: {row.value:,.0f} {row.unit}{against} (goal {row.goal})")
+
+
 def services(data_dir: Path, process: EmbeddedProcess = EmbeddedProcess.COMMANDS) -> Services:
     """The embedded services of ``process`` on ``data_dir`` (default settings otherwise)."""
     return embedded_services(load({"STOCKSTREAM_DATA": str(data_dir)}), process=process)
@@ -54,6 +62,24 @@ def rate(operation: Callable[[int], None], count: int) -> float:
     for i in range(count):
         operation(i)
     return count / (time.perf_counter() - started)
+
+
+def interleaved_rates(operations: dict[str, Callable[[int], None]],
+                      count: int) -> dict[str, float]:
+    """Operations per second of each ``operation(i)``, for i in range(count), run
+    interleaved: the i-th of every operation in turn (the order rotating), each timed on
+    its own. Drift on a shared machine (other processes, fsync latency that varies from
+    second to second) then falls on every operation alike, which blocks of rounds
+    cannot promise when one fsync costs 0.3 ms in one second and 1.5 ms in the next."""
+    names = list(operations)
+    spent = dict.fromkeys(names, 0.0)
+    for i in range(count):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            operations[name](i)
+            spent[name] += time.perf_counter() - started
+    return {name: count / seconds for name, seconds in spent.items()}
 
 
 class ServerProcess:

@@ -35,7 +35,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from bench.common import Row, ServerProcess
+from bench.common import Row, ServerProcess, print_rows
 
 CONNECTIONS = 16
 STOCK_ITEMS = 256
@@ -47,7 +47,11 @@ local n = 0
 local body = '{"quantity": 1, "channel": "web"}'
 local headers = {["Content-Type"] = "application/json"}
 function init(args)
-  prefix, tag = args[1], args[2]
+  -- A tag of its own per run: rounds reuse the arguments, and an order id already
+  -- reserved would be a repeat (200, nothing written), not a new reservation.
+  math.randomseed(os.time())
+  prefix = args[1]
+  tag = string.format("%s-%d-%d", args[2], os.time(), math.random(1000000))
 end
 function request()
   n = n + 1
@@ -206,9 +210,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--serve"]:
         serve(argv[1], Path(argv[2]))
         return 0
-    for row in run(quick="--quick" in argv):
-        print(f"{row.scenario}: {row.value:,.0f} {row.unit} vs baseline {row.baseline:,.0f}"
-              f" -> ratio {row.ratio:.2f} (goal {row.goal})")
+    print_rows(run(quick="--quick" in argv))
     return 0
 
 

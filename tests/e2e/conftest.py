@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -72,11 +73,20 @@ def start_host(tmp: Path, *extra: str, env: dict[str, str] | None = None,
         time.sleep(0.05)  # the log file has no change notification to wait on
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
-    running = start_host(tmp_path_factory.mktemp("host"))
-    yield running
-    assert running.stop() == 0, running.log()
+def module_host(name: str) -> Any:
+    """A module-scoped fixture: one embedded host for the tests of a module, on its own
+    data directory, stopped cleanly (exit code 0) after them."""
+
+    @pytest.fixture(scope="module")
+    def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
+        started = start_host(tmp_path_factory.mktemp(name))
+        yield started
+        assert started.stop() == 0, started.log()
+
+    return running
+
+
+host = module_host("host")
 
 
 @pytest.fixture

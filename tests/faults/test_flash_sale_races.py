@@ -16,16 +16,16 @@ from __future__ import annotations
 import os
 import random
 import threading
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from domain.stock_item import StockItem
-from tests.e2e.conftest import RunningHost, start_host
+from tests.e2e.conftest import RunningHost, module_host
+from tests.faults.racing import race
 
 RUNS = int(os.environ.get("STOCKSTREAM_FAULT_RACES", "3"))
 CLIENTS = 64
@@ -33,11 +33,7 @@ STOCK = 100
 OPERATIONS_PER_CLIENT = 6
 
 
-@pytest.fixture(scope="module")
-def sale_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
-    running = start_host(tmp_path_factory.mktemp("flash-sale"))
-    yield running
-    assert running.stop() == 0, running.log()
+sale_host = module_host("flash-sale")
 
 
 @dataclass
@@ -115,28 +111,16 @@ def test_64_clients_racing_for_100_units_never_oversell(sale_host: RunningHost,
 
     observations: list[tuple[int, int]] = []
     observer_statuses: list[int] = []
-    racing = threading.Event()
 
-    def observe() -> None:
-        with sale_host.client() as c:
-            while racing.is_set():
-                answer = c.get(base)
-                observer_statuses.append(answer.status_code)
-                if answer.status_code == 200:
-                    position = answer.json()
-                    observations.append((position["on_hand"], position["reserved"]))
+    def observe(c: httpx.Client) -> None:
+        answer = c.get(base)
+        observer_statuses.append(answer.status_code)
+        if answer.status_code == 200:
+            position = answer.json()
+            observations.append((position["on_hand"], position["reserved"]))
 
-    start = threading.Barrier(CLIENTS)
-    racing.set()
-    observer = threading.Thread(target=observe)
-    observer.start()
-    try:
-        with ThreadPoolExecutor(CLIENTS) as pool:
-            tills = list(pool.map(
-                lambda k: shop(sale_host, base, k, run * 1000 + k, start), range(CLIENTS)))
-    finally:
-        racing.clear()
-        observer.join(30)
+    tills = race(sale_host, CLIENTS,
+                 lambda k, start: shop(sale_host, base, k, run * 1000 + k, start), observe)
 
     statuses = [s for till in tills for s in till.statuses]
     worst = max((r + STOCK - h for h, r in observations), default=0)

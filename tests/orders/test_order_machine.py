@@ -84,6 +84,10 @@ class OrderMachine(RuleBasedStateMachine):
               ttl: int | None) -> None:
         with contextlib.suppress(OrderShort, OrderConflict, OrderClosed):
             self.orders.place(order_id, "web", cart, mode, ttl)
+        self._remember_request(order_id)
+
+    def _remember_request(self, order_id: str) -> None:
+        """The request the order records (its latest attempt's), for ``repeat``."""
         order = self.world.processes.orders.get(order_id)
         if order is not None:
             self.requests[order_id] = (
@@ -120,6 +124,7 @@ class OrderMachine(RuleBasedStateMachine):
 
         with contextlib.suppress(Crash, OrderShort, OrderConflict, OrderClosed):
             self.world.orders(crash_point=crash_point).place(order_id, "web", cart)
+        self._remember_request(order_id)  # a failed order placed again: a new request
 
     @rule(order_id=ORDERS)
     def release(self, order_id: str) -> None:

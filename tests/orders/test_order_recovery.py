@@ -3,6 +3,7 @@ the next request or the sweep, leaving no hold of a failed order and never overs
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from collections import Counter
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 
 from application.commands import CommandResult, StockCommands
-from application.processes import STALL_AFTER
+from application.orders import Orders
+from application.processes import CRASH_POINTS, STALL_AFTER
 from domain.errors import OrderShort
 from domain.order import Order
 from tests.orders.conftest import World, line
@@ -139,7 +141,81 @@ def test_a_succeeding_order_killed_between_steps_ends_holding_every_line_once(
     assert_sound(world)
 
 
-POINTS = ("after-intent", "before-step", "after-step", "after-record")
+POINTS = CRASH_POINTS
+
+
+@pytest.mark.parametrize("lines", [FAILING, SUCCEEDING], ids=["failing", "succeeding"])
+def test_a_placement_passes_every_named_crash_point_and_no_other(
+    world: World, lines: list[dict[str, Any]]
+) -> None:
+    """The crash tests below cover every point: a placement (a held one, and one that
+    fails and compensates) reaches each declared point, and the driver has no other."""
+    stock_up(world)
+    hits: Counter[str] = Counter()
+    with contextlib.suppress(OrderShort):
+        world.orders(crash_point=lambda name: hits.update([name])).place("o-1", "web", lines)
+    assert set(hits) == set(CRASH_POINTS), hits
+    assert hits["after-intent"] == 1
+    assert hits["before-step"] == hits["after-step"] >= 3
+    assert 1 <= hits["after-record"] < hits["after-step"]  # several steps, one write
+
+
+class CountingStreams:
+    """The real order streams, counting the writes (each one is an fsync)."""
+
+    def __init__(self, streams: Any) -> None:
+        self.streams, self.writes = streams, 0
+
+    def get(self, key: str) -> Any:
+        return self.streams.get(key)
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        return list(self.streams.due(now, limit))
+
+    def save(self, aggregate: Any, *, wake_at: datetime | None) -> None:
+        self.writes += 1
+        self.streams.save(aggregate, wake_at=wake_at)
+
+
+def test_a_held_order_is_placed_in_two_writes_to_its_stream_whatever_its_lines(
+        world: World) -> None:
+    """The intent, then the results of every hold in one write (not one write per
+    line): the order's share of the fsyncs does not grow with its lines."""
+    for n in range(5):
+        world.commands.receive(f"W{n}", "S1", 5)
+    counting = CountingStreams(world.processes.orders)
+    orders = Orders(counting, world.processes.groups, world.commands, world.stock,  # type: ignore[arg-type]
+                    world.clock)
+    answer = orders.place("o-1", "web", [line(f"W{n}") for n in range(5)])
+    assert answer.order.status == "held"
+    assert counting.writes == 2
+    assert [world.reserved(f"W{n}", "S1") for n in range(5)] == [{"o-1": 1}] * 5
+    orders.place("o-1", "web", [line(f"W{n}") for n in range(5)])  # a repeat: no write
+    assert counting.writes == 2
+
+
+def test_holds_taken_in_a_batch_lost_to_a_crash_are_released_when_the_redo_is_refused(
+        world: World) -> None:
+    """A crash after holds A and B were taken but before their write; A's hold is then
+    released by its line route and its stock reserved by another order. Driven again,
+    the placement is refused at A and fails: B's hold, which the order's stream never
+    recorded, is released with it."""
+    stock_up(world)
+    hits: Counter[str] = Counter()
+
+    def crash_point(name: str) -> None:
+        hits[name] += 1
+        if name == "after-step" and hits[name] == 2:
+            raise Crash("after hold B, before the write")
+
+    with pytest.raises(Crash):
+        world.orders(crash_point=crash_point).place("o-1", "web", SUCCEEDING)
+    assert world.reserved("B", "S1") == {"o-1": 2}
+    world.commands.release("A", "S1", "o-1")  # the line route, while the order stalls,
+    world.commands.reserve("A", "S1", "other", 2, "pos")  # and A's stock sold elsewhere
+    with pytest.raises(OrderShort):
+        world.orders().place("o-1", "web", SUCCEEDING)
+    assert [world.reserved(sku, "S1") for sku in "ABC"] == [{"other": 2}, {}, {}]
 
 
 @pytest.mark.parametrize("point", POINTS)
