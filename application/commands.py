@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from application.ports import Clock, ConcurrencyConflict, StockItemStore
-from domain.errors import DomainError, InvalidRequest
+from domain.errors import DomainError, InvalidRequest, PreconditionFailed
 from domain.identifiers import stream_name
 from domain.stock_item import (
     SELLABLE,
@@ -84,6 +84,31 @@ def _span(span: timedelta) -> str:
             n = seconds // size
             return f"{n} {unit}{'s' if n != 1 else ''}"
     return f"{seconds} seconds"
+
+
+@dataclass(frozen=True)
+class ExpectedVersion:
+    """What a conditional write expects of its stream (HTTP ``If-Match``): one of
+    ``versions``, or with ``versions`` None any version but 0 (the stream exists).
+    ``ExpectedVersion((0,))`` expects the stream not to exist yet."""
+
+    versions: frozenset[int] | None = None
+
+    @classmethod
+    def exists(cls) -> ExpectedVersion:
+        return cls(None)
+
+    @classmethod
+    def at(cls, *versions: int) -> ExpectedVersion:
+        return cls(frozenset(versions))
+
+    def holds(self, version: int) -> bool:
+        return version > 0 if self.versions is None else version in self.versions
+
+    def __str__(self) -> str:
+        if self.versions is None:
+            return "any existing version"
+        return " or ".join(str(v) for v in sorted(self.versions))
 
 
 class _StaleState(Exception):
@@ -187,13 +212,13 @@ class StockCommands:
         idempotency_key: str | None = None,
         *,
         state: str = SELLABLE,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         """Receive into ``state``; a ``reference`` naming an open incoming entry reduces it."""
         return self._execute(
             sku, location,
             lambda item, recall: item.receive(quantity, reference, idempotency_key, recall,
-                                              state=state),
-        )
+                                              state=state), expected=expected)
 
     def adjust(
         self,
@@ -205,19 +230,20 @@ class StockCommands:
         note: str | None = None,
         *,
         state: str = SELLABLE,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         return self._execute(
             sku, location,
             lambda item, recall: item.adjust(delta, reason, idempotency_key, note, recall,
-                                             state=state),
-        )
+                                             state=state), expected=expected)
 
     def set_policy(
-        self, sku: str, location: str, safety_stock: int, oversell_buffer: int
+        self, sku: str, location: str, safety_stock: int, oversell_buffer: int, *,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         return self._execute(
-            sku, location, lambda item, recall: item.set_policy(safety_stock, oversell_buffer)
-        )
+            sku, location, lambda item, recall: item.set_policy(safety_stock, oversell_buffer),
+            expected=expected)
 
     def reserve(
         self,
@@ -230,6 +256,7 @@ class StockCommands:
         *,
         expires_at: datetime | None = None,
         reopen: bool = False,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         """Set an order's reservation (see ``StockItem.reserve``). Its expiry is
         ``ttl_seconds`` from now, or ``expires_at`` when given (an order process gives
@@ -240,7 +267,7 @@ class StockCommands:
                 self.clock.now(), ttl_seconds)
             item.reserve(order_id, quantity, channel, expiry, recall, reopen=reopen)
 
-        return self._execute(sku, location, decide)
+        return self._execute(sku, location, decide, expected=expected)
 
     def reschedule(
         self, sku: str, location: str, order_id: str, expires_at: datetime | None
@@ -251,17 +278,19 @@ class StockCommands:
             lambda item, recall: item.reschedule(order_id, expires_at, recall),
         )
 
-    def release(self, sku: str, location: str, order_id: str) -> CommandResult:
+    def release(self, sku: str, location: str, order_id: str, *,
+                expected: ExpectedVersion | None = None) -> CommandResult:
         return self._execute(
-            sku, location, lambda item, recall: item.release(order_id, recall=recall)
-        )
+            sku, location, lambda item, recall: item.release(order_id, recall=recall),
+            expected=expected)
 
     def fulfil(
-        self, sku: str, location: str, order_id: str, quantity: int | None = None
+        self, sku: str, location: str, order_id: str, quantity: int | None = None, *,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         return self._execute(
-            sku, location, lambda item, recall: item.fulfil(order_id, quantity, recall)
-        )
+            sku, location, lambda item, recall: item.fulfil(order_id, quantity, recall),
+            expected=expected)
 
     def record_count(
         self,
@@ -272,6 +301,7 @@ class StockCommands:
         counted_at: datetime,
         *,
         state: str = SELLABLE,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         """Apply a physical count of ``state`` (sellable by default) taken at
         ``counted_at``; see ``StockItem.record_count``.
@@ -286,7 +316,7 @@ class StockCommands:
                                               self._movements_since(item, counted_at, state),
                                               recall, state=state))
 
-        result = self._execute(sku, location, decide)
+        result = self._execute(sku, location, decide, expected=expected)
         # The last decision is the one that stands: earlier ones were taken on a state
         # that was then read again (stale cache, conflict), and _execute returns only
         # after a decision on the state it saved or confirmed.
@@ -301,24 +331,26 @@ class StockCommands:
         to_state: str,
         reason: str | None = None,
         idempotency_key: str | None = None,
+        *,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         """Move units between states (``StockItem.move``): reserved units never leave
         sellable; a repeated ``idempotency_key`` is a no-op."""
         return self._execute(
             sku, location,
             lambda item, recall: item.move(quantity, from_state, to_state, reason,
-                                           idempotency_key, recall),
-        )
+                                           idempotency_key, recall), expected=expected)
 
     def set_incoming(
-        self, sku: str, location: str, reference: str, quantity: int, expected_at: datetime
+        self, sku: str, location: str, reference: str, quantity: int, expected_at: datetime, *,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         """Set an expected receipt (absolute; 0 cancels); the same figures again change
         nothing. A transfer's entry raises ``IncomingConflict``."""
         return self._execute(
             sku, location,
             lambda item, recall: item.set_incoming(reference, quantity, expected_at),
-        )
+            expected=expected)
 
     def ship_transfer(
         self, sku: str, location: str, transfer_id: str, quantity: int, to_location: str
@@ -411,9 +443,19 @@ class StockCommands:
 
         return recall
 
-    def _execute(self, sku: str, location: str, decide: Decision) -> CommandResult:
+    def _execute(self, sku: str, location: str, decide: Decision, *,
+                 expected: ExpectedVersion | None = None) -> CommandResult:
         """Load, decide, save; retry conflicts. Every outcome but a successful save is
-        confirmed on a fresh read first, so a stale cache never refuses or no-ops wrongly."""
+        confirmed on a fresh read first, so a stale cache never refuses or no-ops wrongly.
+
+        ``expected`` makes the write conditional on the version the decision was taken on,
+        and that version is the one the optimistic-concurrency save appends after, so no
+        other write can slip in between the check and the save. A decision that records
+        nothing (a repeat of a command that took effect) answers success whatever
+        ``expected`` says: the client's earlier request did what it asked. Otherwise an
+        unmet expectation wins over the decision's own refusal (``PreconditionFailed``,
+        with the version the stream is at): the client decided on a state it no longer
+        has, which is what it asked to be told."""
         stream = stream_name(sku, location)
         fresh = False
         attempt = 0
@@ -428,6 +470,7 @@ class StockCommands:
                     decide(item, self._recall(item))
                 except DomainError:
                     if fresh:
+                        _check_expected(expected, item)
                         raise
                     fresh = True
                     continue
@@ -443,6 +486,11 @@ class StockCommands:
                         continue
                     # Nothing to record; on an unknown stream not even its creation.
                     return CommandResult(sku, location, None if is_new else item)
+                if expected is not None and not expected.holds(_base_version(item)):
+                    if not fresh:
+                        fresh = True
+                        continue
+                    _check_expected(expected, item)
                 try:
                     events = self.store.save(item)
                 except ConcurrencyConflict:
@@ -458,3 +506,16 @@ class StockCommands:
                             log.exception("an after-commit observer failed")
                     return CommandResult(sku, location, item, events)
             time.sleep(self.retry.delay(attempt))
+
+
+def _base_version(item: StockItem) -> int:
+    """The stream version ``item`` was loaded at, before its pending events (0: none)."""
+    pending = item.pending_events
+    return pending[0].originator_version - 1 if pending else item.version
+
+
+def _check_expected(expected: ExpectedVersion | None, item: StockItem) -> None:
+    """Raise ``PreconditionFailed`` when the loaded version is not the expected one."""
+    version = _base_version(item)
+    if expected is not None and not expected.holds(version):
+        raise PreconditionFailed(expected=str(expected), version=version)

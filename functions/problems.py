@@ -32,6 +32,7 @@ from domain.errors import (
     OrderClosed,
     OrderConflict,
     OrderInProgress,
+    PreconditionFailed,
     ReservationClosed,
     TransferConflict,
     UnknownGroup,
@@ -166,6 +167,13 @@ def request_timeout(seconds: float) -> Problem:
                    "nothing was recorded")
 
 
+def malformed_if_match(value: str) -> Problem:
+    """An ``If-Match`` that is neither ``*`` nor a list of quoted stream versions."""
+    return Problem(400, "malformed-if-match", "Malformed If-Match",
+                   f'If-Match must be * or quoted stream versions such as "3"; '
+                   f"got {echo(value, 64)}")
+
+
 def payload_too_large(limit: int) -> Problem:
     return Problem(413, "payload-too-large", "Payload too large",
                    f"the request body must be at most {limit} bytes")
@@ -218,6 +226,7 @@ _DOMAIN_STATUS: tuple[tuple[type[DomainError], int, str], ...] = (
     (InvalidIdentifier, 422, "Invalid identifier"),
     (InvalidQuantity, 422, "Invalid quantity"),
     (InvalidRequest, 422, "Invalid request"),
+    (PreconditionFailed, 412, "Precondition failed"),
     (InsufficientStock, 409, "Insufficient stock"),
     (InsufficientOnHand, 409, "Insufficient on hand"),
     (UnknownReservation, 404, "Unknown reservation"),

@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import azure.functions as func
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from application.commands import ExpectedVersion
 from domain.identifiers import IDENTIFIER_PATTERN, MAX_IDENTIFIER_LENGTH
 from domain.promise import DEFAULT_PROMISE_DAYS, MAX_PROMISE_DAYS
 from domain.stock_item import (
@@ -31,6 +32,7 @@ from domain.stock_item import (
 )
 from functions.problems import (
     FieldError,
+    malformed_if_match,
     malformed_json,
     payload_too_large,
     unsupported_media_type,
@@ -47,6 +49,9 @@ Identifier = Annotated[
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
 Amount = Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
 Delta = Annotated[int, Field(strict=True, ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
+
+_STREAM_ETAG = re.compile(r'^"(0|[1-9][0-9]{0,15})"$')
+"""A stream version as an entity tag (``ETag: "<version>"``): strong, decimal, quoted."""
 
 _JSON_MEDIA_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$", re.IGNORECASE)
 
@@ -197,6 +202,31 @@ def parse_body(req: func.HttpRequest, model: type[M], *, required: bool = True) 
         if any(d["type"] == "json_invalid" for d in details):
             raise malformed_json(f"the body is not valid JSON: {details[0]['msg']}") from None
         raise validation_failed(field_errors(details)) from None
+
+
+def parse_if_match(value: str | None) -> ExpectedVersion | None:
+    """The expectation of an ``If-Match`` value (None when absent): ``*`` (the stream
+    exists) or a comma-separated list of quoted stream versions (``"0"``: it does not).
+    Anything else, weak tags included (RFC 9110 compares If-Match strongly, and our tags
+    are versions), is a 400 ``malformed-if-match``: a client that sends a condition we
+    cannot read must not have its write applied unconditionally."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text == "*":
+        return ExpectedVersion.exists()
+    versions: list[int] = []
+    for part in text.split(","):
+        found = _STREAM_ETAG.match(part.strip())
+        if found is None:
+            raise malformed_if_match(value)
+        versions.append(int(found.group(1)))
+    return ExpectedVersion.at(*versions)
+
+
+def if_match(req: func.HttpRequest) -> ExpectedVersion | None:
+    """The request's ``If-Match`` expectation (see :func:`parse_if_match`)."""
+    return parse_if_match(req.headers.get("if-match"))
 
 
 def parse_query(req: func.HttpRequest, model: type[M]) -> M:
