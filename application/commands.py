@@ -16,11 +16,18 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from application.ports import Clock, ConcurrencyConflict, StockItemStore
+from application.ports import (
+    Clock,
+    ConcurrencyConflict,
+    MultiStreamSave,
+    StockItemStore,
+    StoreError,
+)
 from domain.errors import DomainError, InvalidRequest, PreconditionFailed
 from domain.identifiers import stream_name
 from domain.stock_item import (
@@ -164,6 +171,70 @@ class CommandResult:
         return self.item.position(only=order_ids)
 
 
+MAX_GROUP = 512
+"""Most commands one group commit decides and writes together: bounds a group's
+transaction and the wait of the commands that queue behind it."""
+
+
+@dataclass(eq=False)
+class _Command:
+    """One command waiting for a group commit, and once done its outcome."""
+
+    sku: str
+    location: str
+    decide: Decision
+    expected: ExpectedVersion | None
+    result: CommandResult | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class _GroupCommit:
+    """Leader/follower group commit: the first caller to find no commit under way leads;
+    it takes every command queued so far (its own included), has them decided and written
+    together (:meth:`StockCommands._commit_group`), hands each caller its outcome, and
+    lets the next queued caller lead. So while one group's fsync runs, the next group
+    gathers, and a busy store writes many commands per fsync without any timer: a caller
+    alone is written at once."""
+
+    def __init__(self, commit: Callable[[list[_Command]], None]) -> None:
+        self._commit = commit
+        self._ready = threading.Condition()
+        self._queue: list[_Command] = []
+        self._leading = False
+
+    def run(self, command: _Command) -> CommandResult:
+        with self._ready:
+            self._queue.append(command)
+            while not command.done:
+                if self._leading:
+                    self._ready.wait()
+                    continue
+                self._leading = True
+                group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                self._ready.release()
+                try:
+                    self._commit_all(group)
+                finally:
+                    self._ready.acquire()
+                    self._leading = False
+                    self._ready.notify_all()
+        if command.error is not None:
+            raise command.error
+        assert command.result is not None
+        return command.result
+
+    def _commit_all(self, group: list[_Command]) -> None:
+        try:
+            self._commit(group)
+        except BaseException as error:  # every caller must get an answer, never a hang
+            for command in group:
+                if not command.done:
+                    command.error, command.done = error, True
+            if not isinstance(error, Exception):
+                raise
+
+
 class _StripedLocks:
     """A fixed set of locks shared by hash, so per-stream locking costs no bookkeeping."""
 
@@ -192,14 +263,20 @@ class StockCommands:
         retry: RetryPolicy | None = None,
         *,
         count_window: CountWindow | None = None,
+        group_commit: bool = False,
     ) -> None:
+        """``group_commit``: concurrent commands are decided one after another on the
+        cached states and written together with ``store.save_many`` (one transaction, one
+        fsync); only for a store that writes several streams atomically (SQLite)."""
         self.store = store
         self.clock = clock
         self.retry = retry or RetryPolicy()
         self.count_window = count_window or CountWindow()
         self._locks = _StripedLocks()
         self.after_commit: list[Callable[[list[StockItem.Event]], None]] = []
-        """Called with the events of every successful save (e.g. to wake the relay)."""
+        """Called with the events of every successful save (e.g. to wake the relay), on
+        the thread of the command that saved them."""
+        self._group = _GroupCommit(self._commit_group) if group_commit else None
 
     # ---------------------------------------------------------------- commands
 
@@ -414,6 +491,102 @@ class StockCommands:
         """Release the stream's overdue reservations (the periodic sweep calls this)."""
         return self._execute(sku, location, lambda item, recall: None)
 
+    # ---------------------------------------------------------------- group commit
+
+    def _commit_group(self, group: list[_Command]) -> None:
+        """Decide ``group`` in order on the cached states and write what it decided in one
+        ``save_many`` (each stream's commands as one append), then answer each command.
+
+        Only a command that records events on a state meeting its expectation is written
+        in the group. Any other (a refusal, a repeat, an unmet ``If-Match``, a stale memo)
+        must be confirmed on a fresh read, so it runs alone after the group is durable,
+        as do the later commands on its stream: a stream's commands keep their order.
+        A conflict with another process (a stale cache) writes nothing: then every
+        command of the group runs alone, in order, as if there had been no group.
+        """
+        now = self.clock.now()
+        items: dict[str, StockItem] = {}
+        new_streams: set[str] = set()
+        staged: list[tuple[_Command, str, list[StockItem.Event]]] = []
+        snapshots: dict[_Command, StockItem] = {}
+        last_staged: dict[str, _Command] = {}
+        deferred: list[_Command] = []
+        alone: set[str] = set()  # streams whose remaining commands run alone
+        for command in group:
+            stream = stream_name(command.sku, command.location)
+            if stream in alone:
+                deferred.append(command)
+                continue
+            item = items.get(stream)
+            if item is None:
+                try:
+                    item = self.store.get(command.sku, command.location, fresh=False)
+                except StoreError:
+                    alone.add(stream)
+                    deferred.append(command)
+                    continue
+                if item is None:
+                    item = StockItem.create(command.sku, command.location)
+                    new_streams.add(stream)
+                items[stream] = item
+            previous = last_staged.get(stream)
+            if previous is not None and previous not in snapshots:
+                snapshots[previous] = deepcopy(item)  # its position, before this command
+            before = 0 if stream in new_streams else len(item.pending_events)
+            new_streams.discard(stream)
+            own, spoilt = self._decide_staged(command, item, now, before)
+            if own is not None:
+                last_staged[stream] = command
+                staged.append((command, stream, own))
+                continue
+            alone.add(stream)
+            deferred.append(command)
+            if spoilt:
+                # The item holds events that must not be written: none of this stream's
+                # commands is written in the group; they all run alone, in order.
+                deferred.extend(c for c, s, _ in staged if s == stream)
+                staged = [entry for entry in staged if entry[1] != stream]
+        written = [items[stream] for stream in dict.fromkeys(s for _, s, _ in staged)]
+        try:
+            if written:
+                self.store.save_many(written)
+        except (ConcurrencyConflict, MultiStreamSave):
+            for command in group:
+                _run_alone(self, command)
+            return
+        except StoreError as error:
+            for command, _, _ in staged:
+                command.error, command.done = error, True
+        else:
+            for command, stream, own in staged:
+                item = snapshots.get(command, items[stream])
+                command.result = CommandResult(command.sku, command.location, item, own)
+                command.done = True
+        order = {id(command): index for index, command in enumerate(group)}
+        for command in sorted(deferred, key=lambda c: order[id(c)]):
+            _run_alone(self, command)
+
+    def _decide_staged(
+        self, command: _Command, item: StockItem, now: datetime, before: int
+    ) -> tuple[list[StockItem.Event] | None, bool]:
+        """The events ``command`` decides on ``item`` (pending from index ``before``), or
+        None when it must run alone: refused, stale, recording nothing, or its
+        expectation unmet. The flag says whether the item now holds events that must not
+        be written (a refusal after some events, an unmet expectation's decision)."""
+        item.expire_overdue(now)
+        expired = len(item.pending_events)
+        try:
+            command.decide(item, self._recall(item))
+        except (DomainError, _StaleState):
+            return None, len(item.pending_events) > expired
+        own = cast(list[StockItem.Event], list(item.pending_events)[before:])
+        if all(isinstance(e, StockItem.Created) for e in own):
+            return None, False
+        if command.expected is not None and len(item.pending_events) > expired and \
+                not command.expected.holds(own[0].originator_version - 1):
+            return None, True
+        return own, False
+
     # ---------------------------------------------------------------- mechanics
 
     def _movements_since(
@@ -434,6 +607,12 @@ class StockCommands:
         state's version means the state is stale (another process moved the stream)."""
 
         def recall(memo: str) -> str | None:
+            # Events decided but not yet written (earlier commands of the same group)
+            # are the newest memory of all.
+            for event in reversed(item.pending_events):
+                for name, value in cast(StockItem.Event, event).memos():
+                    if name == memo:
+                        return value
             found = self.store.recall(item.sku, item.location, memo)
             if found is None:
                 return None
@@ -445,6 +624,22 @@ class StockCommands:
 
     def _execute(self, sku: str, location: str, decide: Decision, *,
                  expected: ExpectedVersion | None = None) -> CommandResult:
+        """Run one command: through the group commit when there is one, else alone
+        (:meth:`_execute_alone`); then tell the after-commit observers its events."""
+        if self._group is not None:
+            result = self._group.run(_Command(sku, location, decide, expected))
+        else:
+            result = self._execute_alone(sku, location, decide, expected=expected)
+        if result.events:
+            for observer in self.after_commit:
+                try:
+                    observer(result.events)
+                except Exception:  # the command is recorded: report, never fail it
+                    log.exception("an after-commit observer failed")
+        return result
+
+    def _execute_alone(self, sku: str, location: str, decide: Decision, *,
+                       expected: ExpectedVersion | None = None) -> CommandResult:
         """Load, decide, save; retry conflicts. Every outcome but a successful save is
         confirmed on a fresh read first, so a stale cache never refuses or no-ops wrongly.
 
@@ -499,13 +694,17 @@ class StockCommands:
                     if attempt >= self.retry.attempts:
                         raise
                 else:
-                    for observer in self.after_commit:
-                        try:
-                            observer(events)
-                        except Exception:  # the command is recorded: report, never fail it
-                            log.exception("an after-commit observer failed")
                     return CommandResult(sku, location, item, events)
             time.sleep(self.retry.delay(attempt))
+
+
+def _run_alone(commands: StockCommands, command: _Command) -> None:
+    try:
+        command.result = commands._execute_alone(command.sku, command.location,
+                                                 command.decide, expected=command.expected)
+    except Exception as error:
+        command.error = error
+    command.done = True
 
 
 def _base_version(item: StockItem) -> int:
