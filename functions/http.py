@@ -22,13 +22,16 @@ from contracts.cloudevents import to_cloudevent
 from domain.identifiers import require_identifier
 from domain.stock_item import StockItem
 from functions import problems
+from functions.batch import answer_batch
 from functions.container import get_services
 from functions.http_answers import json_response, require_reconciliation
 from functions.http_routes import ROUTE_PREFIX, HttpBlueprint
 from functions.orders import group_locations
 from functions.requests import (
+    BATCH_MAX_BODY_BYTES,
     AdjustmentRequest,
     AvailabilityQuery,
+    BatchRequest,
     CountRequest,
     EventsQuery,
     FulfilmentRequest,
@@ -40,12 +43,14 @@ from functions.requests import (
     ReservationRequest,
     StateMoveRequest,
     if_match,
+    parse_batch,
     parse_body,
     parse_query,
 )
 from functions.responses import (
     AvailabilityOut,
     AvailableToPromiseOut,
+    BatchOut,
     CountOut,
     HeldOut,
     OpsStatusOut,
@@ -241,6 +246,23 @@ def record_count(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(CountOut.of({"position": position, "correction": counted,
                                       "already_recorded": result.already_recorded}),
                          headers=etag(position.version))
+
+
+@bp.http("submit_batch", "stock/batch", ["POST"],
+         summary="Up to 500 commands (`op`: receive, adjust, policy, reserve, release, "
+                 "fulfil, count, with `sku`, `location`, the single route's fields, "
+                 "`order_id`, `idempotency_key`, `if_match`) in one request of at most 1 MiB. "
+                 "Each is atomic on its own stream as if sent alone, a stream's commands in "
+                 "request order; not all-or-nothing. Each result is the status and body the "
+                 "single route answers. Over 500 commands 413, a malformed envelope 422: "
+                 "nothing recorded.",
+         request=BatchRequest, responses={200: BatchOut}, problems=(413, 422),
+         measured=False, max_body_bytes=BATCH_MAX_BODY_BYTES)
+def submit_batch(req: func.HttpRequest) -> func.HttpResponse:
+    batch = parse_batch(req)
+    base_url = req.url.split("/stock/batch", 1)[0]
+    results = answer_batch(batch.commands, bp.handlers, base_url)
+    return json_response(BatchOut.model_validate({"results": results}))
 
 
 # ------------------------------------------- stock states and incoming

@@ -35,7 +35,7 @@ from functions.blueprints import blueprint_routes
 from functions.http_answers import json_response
 from functions.http_routes import ROUTE_PREFIX, HttpBlueprint, Route, RouteIndex
 from functions.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
-from functions.requests import MAX_BODY_BYTES
+from functions.requests import BATCH_MAX_BODY_BYTES, MAX_BODY_BYTES
 from functions.responses import ProblemOut
 
 DOCUMENT_PATH = Path(__file__).resolve().parent.parent / "openapi.json"
@@ -142,6 +142,9 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
         problem_statuses |= {503}
     for status in sorted(problem_statuses):
         responses[str(status)] = _problem(status)
+    if route.max_body_bytes is not None and "413" in responses:
+        responses["413"] = {**responses["413"], "description":
+                            f"Body over {route.max_body_bytes} bytes, or too many commands"}
     operation: dict[str, Any] = {
         "operationId": route.name,
         "summary": route.summary,
@@ -179,7 +182,7 @@ def openapi_document() -> dict[str, Any]:
                 "Stock positions, receipts, adjustments, reservations, fulfilments and counts "
                 "per SKU-location, for every channel. Errors are RFC 9457 problem documents "
                 f"whose type is {PROBLEM_TYPE_PREFIX}<code>. Bodies are at most "
-                f"{MAX_BODY_BYTES} bytes."
+                f"{MAX_BODY_BYTES} bytes (the batch route's: {BATCH_MAX_BODY_BYTES})."
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },

@@ -179,6 +179,12 @@ def payload_too_large(limit: int) -> Problem:
                    f"the request body must be at most {limit} bytes")
 
 
+def too_many_commands(limit: int) -> Problem:
+    """A batch over its command limit: nothing of it ran."""
+    return Problem(413, "too-many-commands", "Too many commands",
+                   f"a batch carries at most {limit} commands; nothing was recorded")
+
+
 def unsupported_media_type(content_type: str | None) -> Problem:
     return Problem(
         415, "unsupported-media-type", "Unsupported media type",
