@@ -1,0 +1,113 @@
+"""The batch route: commands per second in 500-command batches vs the same commands sent
+one request each, both through the HTTP functions the app registers, in process.
+
+In process means: each side calls the function object with a real ``func.HttpRequest``
+(parsing, the command service, the answer) and no HTTP server is involved, so what is
+compared is the work per command, not uvicorn's. The single commands come from 16 threads
+(as a host's workers would run them, so they too meet in the group commit); the batches
+from one thread, each batch fanning its streams out over its own lanes.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import azure.functions as func
+
+from bench.common import Row, services
+from composition import Services
+from function_app import app
+from functions.container import use_services
+
+LOCATIONS = 256
+BATCH = 500
+THREADS = 16
+_FUNCTIONS = {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
+
+
+def _reserve_request(i: int) -> func.HttpRequest:
+    params = {"sku": f"SKU-{i % LOCATIONS}", "location": "STORE-1", "order_id": f"o-{i}"}
+    return func.HttpRequest(
+        "PUT", f"http://localhost/api/stock/{params['sku']}/STORE-1/reservations/o-{i}",
+        headers={"content-type": "application/json"}, params={}, route_params=params,
+        body=json.dumps({"quantity": 1, "channel": "web"}).encode())
+
+
+def _batch_request(start: int) -> func.HttpRequest:
+    commands = [{"op": "reserve", "sku": f"SKU-{i % LOCATIONS}", "location": "STORE-1",
+                 "order_id": f"o-{i}", "quantity": 1, "channel": "web"}
+                for i in range(start, start + BATCH)]
+    return func.HttpRequest("POST", "http://localhost/api/stock/batch",
+                            headers={"content-type": "application/json"}, params={},
+                            route_params={}, body=json.dumps({"commands": commands}).encode())
+
+
+def _stocked(data_dir: Path) -> Services:
+    opened = services(data_dir)
+    use_services(opened)
+    for n in range(LOCATIONS):
+        opened.commands.receive(f"SKU-{n}", "STORE-1", 1_000_000)
+    return opened
+
+
+def single_rate(data_dir: Path, count: int) -> float:
+    opened = _stocked(data_dir)
+    reserve = _FUNCTIONS["reserve_stock"]
+
+    def lane(start: int) -> None:
+        for i in range(start, count, THREADS):
+            assert reserve(_reserve_request(i)).status_code == 201
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(lane, range(THREADS)))
+    result = count / (time.perf_counter() - started)
+    opened.close()
+    return result
+
+
+def batch_rate(data_dir: Path, count: int) -> float:
+    opened = _stocked(data_dir)
+    submit = _FUNCTIONS["submit_batch"]
+    requests = [_batch_request(start) for start in range(0, count, BATCH)]
+    started = time.perf_counter()
+    for request in requests:
+        answer = submit(request)
+        assert answer.status_code == 200
+        assert {r["status"] for r in json.loads(answer.get_body())["results"]} == {201}
+    result = len(requests) * BATCH / (time.perf_counter() - started)
+    opened.close()
+    return result
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Three alternating rounds on fresh files; the medians."""
+    count = 2000 if quick else 5000
+    singles, batches = [], []
+    try:
+        for _ in range(3):
+            with tempfile.TemporaryDirectory() as tmp:
+                singles.append(single_rate(Path(tmp) / "single", count))
+                batches.append(batch_rate(Path(tmp) / "batch", count))
+    finally:
+        use_services(None)
+    return [Row(
+        scenario=f"batch route: {BATCH}-command batches vs single commands",
+        unit="commands/s",
+        value=statistics.median(batches),
+        baseline=statistics.median(singles),
+        goal=">= 3",
+        note=f"in process through the HTTP function objects (no server): single commands "
+             f"from {THREADS} threads vs batches from one; reservations over {LOCATIONS} "
+             "SKU-locations; medians of 3 alternating rounds",
+    )]
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row.as_dict())
