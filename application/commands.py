@@ -187,38 +187,36 @@ class _Command:
     result: CommandResult | None = None
     error: BaseException | None = None
     done: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
+    """Set when the command is done, or when its caller is to lead the next group."""
 
 
 class _GroupCommit:
     """Leader/follower group commit: the first caller to find no commit under way leads;
     it takes every command queued so far (its own included), has them decided and written
-    together (:meth:`StockCommands._commit_group`), hands each caller its outcome, and
-    lets the next queued caller lead. So while one group's fsync runs, the next group
-    gathers, and a busy store writes many commands per fsync without any timer: a caller
-    alone is written at once."""
+    together (:meth:`StockCommands._commit_group`), wakes each of their callers with its
+    outcome, and hands the lead to the caller of the oldest command still queued. So
+    while one group's fsync runs, the next group gathers, and a busy store writes many
+    commands per fsync without any timer: a caller alone is written at once. Each caller
+    is woken once (its own event), never by a broadcast to every waiter."""
 
     def __init__(self, commit: Callable[[list[_Command]], None]) -> None:
         self._commit = commit
-        self._ready = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Command] = []
         self._leading = False
 
     def run(self, command: _Command) -> CommandResult:
-        with self._ready:
+        with self._lock:
             self._queue.append(command)
-            while not command.done:
-                if self._leading:
-                    self._ready.wait()
-                    continue
-                self._leading = True
+            follow, self._leading = self._leading, True
+        if follow:
+            command.wake.wait()
+        if not command.done:
+            # Leading: this command is the oldest queued, so the group taken holds it.
+            with self._lock:
                 group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-                self._ready.release()
-                try:
-                    self._commit_all(group)
-                finally:
-                    self._ready.acquire()
-                    self._leading = False
-                    self._ready.notify_all()
+            self._commit_all(group)
         if command.error is not None:
             raise command.error
         assert command.result is not None
@@ -233,6 +231,14 @@ class _GroupCommit:
                     command.error, command.done = error, True
             if not isinstance(error, Exception):
                 raise
+        finally:
+            with self._lock:
+                if self._queue:
+                    self._queue[0].wake.set()  # its caller leads the next group
+                else:
+                    self._leading = False
+            for command in group:
+                command.wake.set()
 
 
 class _StripedLocks:
