@@ -23,12 +23,11 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import azure.functions as func
 
-from bench.common import Row, services
+from bench.common import Row, services, threaded_rate
 from bench.http_reservations import (
     CONNECTIONS,
     RESERVE_LUA,
@@ -76,14 +75,10 @@ def single_rate(data_dir: Path, count: int) -> float:
     opened = _stocked(data_dir)
     reserve = _FUNCTIONS["reserve_stock"]
 
-    def lane(start: int) -> None:
-        for i in range(start, count, THREADS):
-            assert reserve(_reserve_request(i)).status_code == 201
+    def one(i: int) -> None:
+        assert reserve(_reserve_request(i)).status_code == 201
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(lane, range(THREADS)))
-    result = count / (time.perf_counter() - started)
+    result = threaded_rate(one, count, THREADS)
     opened.close()
     return result
 

@@ -19,11 +19,9 @@ import json
 import sqlite3
 import statistics
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.common import Row, rate, services
+from bench.common import Row, rate, services, threaded_rate
 
 LOCATIONS = 1000
 
@@ -79,14 +77,7 @@ def threaded_service_rate(data_dir: Path, count: int, threads: int = THREADS) ->
     def reserve(i: int) -> None:
         commands.reserve(f"SKU-{i % LOCATIONS}", "STORE-1", f"order-{i}", 1, "web")
 
-    def lane(start: int) -> None:
-        for i in range(start, count, threads):
-            reserve(i)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lane, range(threads)))
-    result = count / (time.perf_counter() - started)
+    result = threaded_rate(reserve, count, threads)
     opened.close()
     return result
 
