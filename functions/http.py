@@ -261,8 +261,7 @@ def record_count(req: func.HttpRequest) -> func.HttpResponse:
 def submit_batch(req: func.HttpRequest) -> func.HttpResponse:
     batch = parse_batch(req)
     base_url = req.url.split("/stock/batch", 1)[0]
-    results = answer_batch(batch.commands, bp.handlers, base_url)
-    return json_response(BatchOut.model_validate({"results": results}))
+    return answer_batch(batch.commands, bp.handlers, base_url)
 
 
 # ------------------------------------------- stock states and incoming

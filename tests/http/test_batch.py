@@ -19,6 +19,7 @@ from application.settings import load
 from composition import Services
 from composition.embedded import embedded_services
 from functions.container import use_services
+from functions.responses import BatchOut
 from tests.host.conftest import LocalHost, serve
 from tests.http.conftest import Answer, call
 
@@ -98,6 +99,7 @@ def test_each_result_is_what_the_single_route_answers_in_request_order(
     alone = [sent_alone(command) for command in MIXED]
 
     assert answer.status == 200
+    assert BatchOut.model_validate(answer.body).results[0].index == 0  # its documented shape
     results = answer.body["results"]
     assert [r["index"] for r in results] == list(range(len(MIXED)))
     assert [r["status"] for r in results] == [a.status for a in alone]
