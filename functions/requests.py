@@ -219,8 +219,8 @@ def parse_batch(req: func.HttpRequest) -> BatchRequest:
     if len(body) <= BATCH_MAX_BODY_BYTES and is_json_media_type(req.headers.get("content-type")):
         try:
             commands = json.loads(body).get("commands")
-        except (ValueError, AttributeError):
-            commands = None
+        except (ValueError, AttributeError, RecursionError):
+            commands = None  # malformed: parse_body says how
         if isinstance(commands, list) and len(commands) > BATCH_MAX_COMMANDS:
             raise too_many_commands(BATCH_MAX_COMMANDS)
     return parse_body(req, BatchRequest, limit=BATCH_MAX_BODY_BYTES)

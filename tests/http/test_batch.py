@@ -184,6 +184,8 @@ def test_a_malformed_envelope_is_422_and_records_nothing(container: Services,
 
 def test_a_batch_that_is_not_json_is_refused_and_records_nothing(container: Services) -> None:
     assert call("submit_batch", "POST", {}, raw=b'{"commands": [').status == 400
+    deep = b'{"commands": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert call("submit_batch", "POST", {}, raw=deep).status == 400
     text = call("submit_batch", "POST", {}, raw=b"commands",
                 headers={"Content-Type": "text/plain"})
     assert text.status == 415
