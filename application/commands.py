@@ -588,9 +588,9 @@ class StockCommands:
         own = cast(list[StockItem.Event], list(item.pending_events)[before:])
         if all(isinstance(e, StockItem.Created) for e in own):
             return None, False
-        if command.expected is not None and len(item.pending_events) > expired and \
+        if command.expected is not None and \
                 not command.expected.holds(own[0].originator_version - 1):
-            return None, True
+            return None, len(item.pending_events) > expired
         return own, False
 
     # ---------------------------------------------------------------- mechanics

@@ -201,21 +201,24 @@ def test_many_threads_on_one_hot_item_never_oversell(store: CountingStore) -> No
 # ------------------------------------------- hypothesis: a group is a sequence
 
 OPS = st.sampled_from(["receive", "reserve", "release", "fulfil", "adjust"])
-COMMAND = st.tuples(OPS, st.integers(0, 2), st.integers(0, 3), st.integers(1, 6))
+COMMAND = st.tuples(OPS, st.integers(0, 2), st.integers(0, 3), st.integers(1, 6),
+                    st.one_of(st.none(), st.integers(0, 5)))
 
 
 def _call(commands: StockCommands, op: str, stream: int, order: int,
-          quantity: int) -> Any:
+          quantity: int, version: int | None = None) -> Any:
     sku = f"SKU-{stream}"
+    expected = None if version is None else ExpectedVersion.at(version)
     if op == "receive":
-        return lambda: commands.receive(sku, LOCATION, quantity)
+        return lambda: commands.receive(sku, LOCATION, quantity, expected=expected)
     if op == "reserve":
-        return lambda: commands.reserve(sku, LOCATION, f"o-{order}", quantity, "web")
+        return lambda: commands.reserve(sku, LOCATION, f"o-{order}", quantity, "web",
+                                        expected=expected)
     if op == "release":
-        return lambda: commands.release(sku, LOCATION, f"o-{order}")
+        return lambda: commands.release(sku, LOCATION, f"o-{order}", expected=expected)
     if op == "fulfil":
-        return lambda: commands.fulfil(sku, LOCATION, f"o-{order}")
-    return lambda: commands.adjust(sku, LOCATION, -quantity, "damaged")
+        return lambda: commands.fulfil(sku, LOCATION, f"o-{order}", expected=expected)
+    return lambda: commands.adjust(sku, LOCATION, -quantity, "damaged", expected=expected)
 
 
 def _answer(outcome: CommandResult | Exception) -> Any:
@@ -227,11 +230,12 @@ def _answer(outcome: CommandResult | Exception) -> Any:
             [type(e).__name__ for e in outcome.events])
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=st.lists(COMMAND, min_size=1, max_size=24), cuts=st.sets(st.integers(1, 23)))
 def test_every_caller_of_a_group_gets_what_it_would_have_got_alone_in_that_order(
-        tmp_path_factory: Any, script: list[tuple[str, int, int, int]], cuts: set[int]) -> None:
+        tmp_path_factory: Any, script: list[tuple[str, int, int, int, int | None]],
+        cuts: set[int]) -> None:
     base = tmp_path_factory.mktemp("group")
     alone_store, group_store = SQLiteStockItems(base / "a.db"), SQLiteStockItems(base / "g.db")
     try:
@@ -258,7 +262,7 @@ def test_every_caller_of_a_group_gets_what_it_would_have_got_alone_in_that_order
 
 
 def _capture(commands: StockCommands, op: str, stream: int, order: int,
-             quantity: int) -> _Command:
+             quantity: int, version: int | None) -> _Command:
     """The command ``_call`` would run, as the group commit receives it."""
     captured: list[_Command] = []
     group = commands._group
@@ -270,7 +274,7 @@ def _capture(commands: StockCommands, op: str, stream: int, order: int,
 
     group.run = take  # type: ignore[union-attr,method-assign]
     try:
-        _call(commands, op, stream, order, quantity)()
+        _call(commands, op, stream, order, quantity, version)()
     except _Captured:
         pass
     finally:
