@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from copy import deepcopy
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, cast
@@ -28,7 +28,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from adapters.memos import MEMOS, MemoRecorder, StreamMemo
+from adapters.memos import MEMOS, STREAM_MEMOS, MemoRecorder, StreamMemo
 from application.ports import (
     ConcurrencyConflict,
     MultiStreamSave,
@@ -102,9 +102,30 @@ class StockstreamApplication(Application):  # type: ignore[type-arg]
         self._record(processing_event)
         self._take_snapshots(processing_event)
 
+    def save_many(self, items: Sequence[StockItem]) -> None:
+        """Record the pending events of several streams in one atomic write (events and
+        memos of every stream in one transaction), then snapshot. Only a recorder that
+        declares ``atomic_across_streams`` (SQLite: one transaction is one file) takes it;
+        on any other this raises ``MultiStreamSave`` before anything is written."""
+        if not getattr(self.recorder, "atomic_across_streams", False):
+            raise MultiStreamSave("this store writes one stream atomically, not several")
+        processing_event: ProcessingEvent[Any] = ProcessingEvent()
+        rows: list[tuple[UUID, StreamMemo]] = []
+        for item in items:
+            events = cast(list[StockItem.Event], item.collect_events())
+            processing_event.events.extend(events)
+            processing_event.aggregates[item.id] = item
+            rows.extend((item.id, StreamMemo(memo, value, e.originator_version,
+                                             e.timestamp + self.memo_window))
+                        for e in events for memo, value in e.memos())
+        processing_event.saved_kwargs[STREAM_MEMOS] = rows
+        super()._record(processing_event)
+        self._take_snapshots(processing_event)
+
     def _record(self, processing_event: ProcessingEvent[Any]) -> Any:
         # One stream per save: only one partition is atomic on Cosmos DB, so SQLite refuses
-        # too and the two back ends keep one contract.
+        # too and the two back ends keep one contract (``save_many`` is the deliberate
+        # exception, for stores that say they can).
         if len({e.originator_id for e in processing_event.events}) > 1:
             raise MultiStreamSave("a save may append to one stream only")
         return super()._record(processing_event)
@@ -187,6 +208,26 @@ class EventSourcedStockItems(StockItemStore):
                 str(error), maybe_recorded=bool(getattr(error, "maybe_recorded", False))
             ) from error
         self._remember(item)
+        return pending
+
+    def save_many(self, items: Sequence[StockItem]) -> list[list[StockItem.Event]]:
+        if len(items) == 1:
+            return [self.save(items[0])]
+        pending = [cast(list[StockItem.Event], list(item.pending_events)) for item in items]
+        try:
+            self.app.save_many(items)
+        except IntegrityError as error:
+            for item in items:
+                self._forget(item.id)
+            raise ConcurrencyConflict("a stream of the group moved on") from error
+        except _UNAVAILABLE as error:
+            for item in items:
+                self._forget(item.id)
+            raise StoreUnavailable(
+                str(error), maybe_recorded=bool(getattr(error, "maybe_recorded", False))
+            ) from error
+        for item in items:
+            self._remember(item)
         return pending
 
     def events(

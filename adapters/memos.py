@@ -20,6 +20,12 @@ MEMOS = "memos"
 """The keyword argument of ``insert_events`` that carries a save's memos."""
 
 
+STREAM_MEMOS = "stream_memos"
+"""The keyword argument of ``insert_events`` that carries the memos of a save across
+several streams, each as ``(stream id, StreamMemo)``; only a recorder whose class says
+``atomic_across_streams = True`` is given it."""
+
+
 class StreamMemo(NamedTuple):
     """One memo of one event, kept until ``expires_at``."""
 

@@ -16,12 +16,19 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from application.ports import Clock, ConcurrencyConflict, StockItemStore
-from domain.errors import DomainError, InvalidRequest
+from application.ports import (
+    Clock,
+    ConcurrencyConflict,
+    MultiStreamSave,
+    StockItemStore,
+    StoreError,
+)
+from domain.errors import DomainError, InvalidRequest, PreconditionFailed
 from domain.identifiers import stream_name
 from domain.stock_item import (
     SELLABLE,
@@ -86,6 +93,31 @@ def _span(span: timedelta) -> str:
     return f"{seconds} seconds"
 
 
+@dataclass(frozen=True)
+class ExpectedVersion:
+    """What a conditional write expects of its stream (HTTP ``If-Match``): one of
+    ``versions``, or with ``versions`` None any version but 0 (the stream exists).
+    ``ExpectedVersion((0,))`` expects the stream not to exist yet."""
+
+    versions: frozenset[int] | None = None
+
+    @classmethod
+    def exists(cls) -> ExpectedVersion:
+        return cls(None)
+
+    @classmethod
+    def at(cls, *versions: int) -> ExpectedVersion:
+        return cls(frozenset(versions))
+
+    def holds(self, version: int) -> bool:
+        return version > 0 if self.versions is None else version in self.versions
+
+    def __str__(self) -> str:
+        if self.versions is None:
+            return "any existing version"
+        return " or ".join(str(v) for v in sorted(self.versions))
+
+
 class _StaleState(Exception):
     """A memo is newer than the state being decided on: decide again on a fresh read."""
 
@@ -139,6 +171,76 @@ class CommandResult:
         return self.item.position(only=order_ids)
 
 
+MAX_GROUP = 512
+"""Most commands one group commit decides and writes together: bounds a group's
+transaction and the wait of the commands that queue behind it."""
+
+
+@dataclass(eq=False)
+class _Command:
+    """One command waiting for a group commit, and once done its outcome."""
+
+    sku: str
+    location: str
+    decide: Decision
+    expected: ExpectedVersion | None
+    result: CommandResult | None = None
+    error: BaseException | None = None
+    done: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
+    """Set when the command is done, or when its caller is to lead the next group."""
+
+
+class _GroupCommit:
+    """Leader/follower group commit: the first caller to find no commit under way leads;
+    it takes every command queued so far (its own included), has them decided and written
+    together (:meth:`StockCommands._commit_group`), wakes each of their callers with its
+    outcome, and hands the lead to the caller of the oldest command still queued. So
+    while one group's fsync runs, the next group gathers, and a busy store writes many
+    commands per fsync without any timer: a caller alone is written at once. Each caller
+    is woken once (its own event), never by a broadcast to every waiter."""
+
+    def __init__(self, commit: Callable[[list[_Command]], None]) -> None:
+        self._commit = commit
+        self._lock = threading.Lock()
+        self._queue: list[_Command] = []
+        self._leading = False
+
+    def run(self, command: _Command) -> CommandResult:
+        with self._lock:
+            self._queue.append(command)
+            follow, self._leading = self._leading, True
+        if follow:
+            command.wake.wait()
+        if not command.done:
+            # Leading: this command is the oldest queued, so the group taken holds it.
+            with self._lock:
+                group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+            self._commit_all(group)
+        if command.error is not None:
+            raise command.error
+        assert command.result is not None
+        return command.result
+
+    def _commit_all(self, group: list[_Command]) -> None:
+        try:
+            self._commit(group)
+        except BaseException as error:  # every caller must get an answer, never a hang
+            for command in group:
+                if not command.done:
+                    command.error, command.done = error, True
+            if not isinstance(error, Exception):
+                raise
+        finally:
+            with self._lock:
+                if self._queue:
+                    self._queue[0].wake.set()  # its caller leads the next group
+                else:
+                    self._leading = False
+            for command in group:
+                command.wake.set()
+
+
 class _StripedLocks:
     """A fixed set of locks shared by hash, so per-stream locking costs no bookkeeping."""
 
@@ -167,14 +269,20 @@ class StockCommands:
         retry: RetryPolicy | None = None,
         *,
         count_window: CountWindow | None = None,
+        group_commit: bool = False,
     ) -> None:
+        """``group_commit``: concurrent commands are decided one after another on the
+        cached states and written together with ``store.save_many`` (one transaction, one
+        fsync); only for a store that writes several streams atomically (SQLite)."""
         self.store = store
         self.clock = clock
         self.retry = retry or RetryPolicy()
         self.count_window = count_window or CountWindow()
         self._locks = _StripedLocks()
         self.after_commit: list[Callable[[list[StockItem.Event]], None]] = []
-        """Called with the events of every successful save (e.g. to wake the relay)."""
+        """Called with the events of every successful save (e.g. to wake the relay), on
+        the thread of the command that saved them."""
+        self._group = _GroupCommit(self._commit_group) if group_commit else None
 
     # ---------------------------------------------------------------- commands
 
@@ -187,13 +295,13 @@ class StockCommands:
         idempotency_key: str | None = None,
         *,
         state: str = SELLABLE,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         """Receive into ``state``; a ``reference`` naming an open incoming entry reduces it."""
         return self._execute(
             sku, location,
             lambda item, recall: item.receive(quantity, reference, idempotency_key, recall,
-                                              state=state),
-        )
+                                              state=state), expected=expected)
 
     def adjust(
         self,
@@ -205,19 +313,20 @@ class StockCommands:
         note: str | None = None,
         *,
         state: str = SELLABLE,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         return self._execute(
             sku, location,
             lambda item, recall: item.adjust(delta, reason, idempotency_key, note, recall,
-                                             state=state),
-        )
+                                             state=state), expected=expected)
 
     def set_policy(
-        self, sku: str, location: str, safety_stock: int, oversell_buffer: int
+        self, sku: str, location: str, safety_stock: int, oversell_buffer: int, *,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         return self._execute(
-            sku, location, lambda item, recall: item.set_policy(safety_stock, oversell_buffer)
-        )
+            sku, location, lambda item, recall: item.set_policy(safety_stock, oversell_buffer),
+            expected=expected)
 
     def reserve(
         self,
@@ -230,6 +339,7 @@ class StockCommands:
         *,
         expires_at: datetime | None = None,
         reopen: bool = False,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         """Set an order's reservation (see ``StockItem.reserve``). Its expiry is
         ``ttl_seconds`` from now, or ``expires_at`` when given (an order process gives
@@ -240,7 +350,7 @@ class StockCommands:
                 self.clock.now(), ttl_seconds)
             item.reserve(order_id, quantity, channel, expiry, recall, reopen=reopen)
 
-        return self._execute(sku, location, decide)
+        return self._execute(sku, location, decide, expected=expected)
 
     def reschedule(
         self, sku: str, location: str, order_id: str, expires_at: datetime | None
@@ -251,17 +361,19 @@ class StockCommands:
             lambda item, recall: item.reschedule(order_id, expires_at, recall),
         )
 
-    def release(self, sku: str, location: str, order_id: str) -> CommandResult:
+    def release(self, sku: str, location: str, order_id: str, *,
+                expected: ExpectedVersion | None = None) -> CommandResult:
         return self._execute(
-            sku, location, lambda item, recall: item.release(order_id, recall=recall)
-        )
+            sku, location, lambda item, recall: item.release(order_id, recall=recall),
+            expected=expected)
 
     def fulfil(
-        self, sku: str, location: str, order_id: str, quantity: int | None = None
+        self, sku: str, location: str, order_id: str, quantity: int | None = None, *,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         return self._execute(
-            sku, location, lambda item, recall: item.fulfil(order_id, quantity, recall)
-        )
+            sku, location, lambda item, recall: item.fulfil(order_id, quantity, recall),
+            expected=expected)
 
     def record_count(
         self,
@@ -272,6 +384,7 @@ class StockCommands:
         counted_at: datetime,
         *,
         state: str = SELLABLE,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         """Apply a physical count of ``state`` (sellable by default) taken at
         ``counted_at``; see ``StockItem.record_count``.
@@ -286,7 +399,7 @@ class StockCommands:
                                               self._movements_since(item, counted_at, state),
                                               recall, state=state))
 
-        result = self._execute(sku, location, decide)
+        result = self._execute(sku, location, decide, expected=expected)
         # The last decision is the one that stands: earlier ones were taken on a state
         # that was then read again (stale cache, conflict), and _execute returns only
         # after a decision on the state it saved or confirmed.
@@ -301,24 +414,26 @@ class StockCommands:
         to_state: str,
         reason: str | None = None,
         idempotency_key: str | None = None,
+        *,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         """Move units between states (``StockItem.move``): reserved units never leave
         sellable; a repeated ``idempotency_key`` is a no-op."""
         return self._execute(
             sku, location,
             lambda item, recall: item.move(quantity, from_state, to_state, reason,
-                                           idempotency_key, recall),
-        )
+                                           idempotency_key, recall), expected=expected)
 
     def set_incoming(
-        self, sku: str, location: str, reference: str, quantity: int, expected_at: datetime
+        self, sku: str, location: str, reference: str, quantity: int, expected_at: datetime, *,
+        expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         """Set an expected receipt (absolute; 0 cancels); the same figures again change
         nothing. A transfer's entry raises ``IncomingConflict``."""
         return self._execute(
             sku, location,
             lambda item, recall: item.set_incoming(reference, quantity, expected_at),
-        )
+            expected=expected)
 
     def ship_transfer(
         self, sku: str, location: str, transfer_id: str, quantity: int, to_location: str
@@ -382,6 +497,102 @@ class StockCommands:
         """Release the stream's overdue reservations (the periodic sweep calls this)."""
         return self._execute(sku, location, lambda item, recall: None)
 
+    # ---------------------------------------------------------------- group commit
+
+    def _commit_group(self, group: list[_Command]) -> None:
+        """Decide ``group`` in order on the cached states and write what it decided in one
+        ``save_many`` (each stream's commands as one append), then answer each command.
+
+        Only a command that records events on a state meeting its expectation is written
+        in the group. Any other (a refusal, a repeat, an unmet ``If-Match``, a stale memo)
+        must be confirmed on a fresh read, so it runs alone after the group is durable,
+        as do the later commands on its stream: a stream's commands keep their order.
+        A conflict with another process (a stale cache) writes nothing: then every
+        command of the group runs alone, in order, as if there had been no group.
+        """
+        now = self.clock.now()
+        items: dict[str, StockItem] = {}
+        new_streams: set[str] = set()
+        staged: list[tuple[_Command, str, list[StockItem.Event]]] = []
+        snapshots: dict[_Command, StockItem] = {}
+        last_staged: dict[str, _Command] = {}
+        deferred: list[_Command] = []
+        alone: set[str] = set()  # streams whose remaining commands run alone
+        for command in group:
+            stream = stream_name(command.sku, command.location)
+            if stream in alone:
+                deferred.append(command)
+                continue
+            item = items.get(stream)
+            if item is None:
+                try:
+                    item = self.store.get(command.sku, command.location, fresh=False)
+                except StoreError:
+                    alone.add(stream)
+                    deferred.append(command)
+                    continue
+                if item is None:
+                    item = StockItem.create(command.sku, command.location)
+                    new_streams.add(stream)
+                items[stream] = item
+            previous = last_staged.get(stream)
+            if previous is not None and previous not in snapshots:
+                snapshots[previous] = deepcopy(item)  # its position, before this command
+            before = 0 if stream in new_streams else len(item.pending_events)
+            new_streams.discard(stream)
+            own, spoilt = self._decide_staged(command, item, now, before)
+            if own is not None:
+                last_staged[stream] = command
+                staged.append((command, stream, own))
+                continue
+            alone.add(stream)
+            deferred.append(command)
+            if spoilt:
+                # The item holds events that must not be written: none of this stream's
+                # commands is written in the group; they all run alone, in order.
+                deferred.extend(c for c, s, _ in staged if s == stream)
+                staged = [entry for entry in staged if entry[1] != stream]
+        written = [items[stream] for stream in dict.fromkeys(s for _, s, _ in staged)]
+        try:
+            if written:
+                self.store.save_many(written)
+        except (ConcurrencyConflict, MultiStreamSave):
+            for command in group:
+                _run_alone(self, command)
+            return
+        except StoreError as error:
+            for command, _, _ in staged:
+                command.error, command.done = error, True
+        else:
+            for command, stream, own in staged:
+                item = snapshots.get(command, items[stream])
+                command.result = CommandResult(command.sku, command.location, item, own)
+                command.done = True
+        order = {id(command): index for index, command in enumerate(group)}
+        for command in sorted(deferred, key=lambda c: order[id(c)]):
+            _run_alone(self, command)
+
+    def _decide_staged(
+        self, command: _Command, item: StockItem, now: datetime, before: int
+    ) -> tuple[list[StockItem.Event] | None, bool]:
+        """The events ``command`` decides on ``item`` (pending from index ``before``), or
+        None when it must run alone: refused, stale, recording nothing, or its
+        expectation unmet. The flag says whether the item now holds events that must not
+        be written (a refusal after some events, an unmet expectation's decision)."""
+        item.expire_overdue(now)
+        expired = len(item.pending_events)
+        try:
+            command.decide(item, self._recall(item))
+        except (DomainError, _StaleState):
+            return None, len(item.pending_events) > expired
+        own = cast(list[StockItem.Event], list(item.pending_events)[before:])
+        if all(isinstance(e, StockItem.Created) for e in own):
+            return None, False
+        if command.expected is not None and \
+                not command.expected.holds(own[0].originator_version - 1):
+            return None, len(item.pending_events) > expired
+        return own, False
+
     # ---------------------------------------------------------------- mechanics
 
     def _movements_since(
@@ -402,6 +613,12 @@ class StockCommands:
         state's version means the state is stale (another process moved the stream)."""
 
         def recall(memo: str) -> str | None:
+            # Events decided but not yet written (earlier commands of the same group)
+            # are the newest memory of all.
+            for event in reversed(item.pending_events):
+                for name, value in cast(StockItem.Event, event).memos():
+                    if name == memo:
+                        return value
             found = self.store.recall(item.sku, item.location, memo)
             if found is None:
                 return None
@@ -411,9 +628,35 @@ class StockCommands:
 
         return recall
 
-    def _execute(self, sku: str, location: str, decide: Decision) -> CommandResult:
+    def _execute(self, sku: str, location: str, decide: Decision, *,
+                 expected: ExpectedVersion | None = None) -> CommandResult:
+        """Run one command: through the group commit when there is one, else alone
+        (:meth:`_execute_alone`); then tell the after-commit observers its events."""
+        if self._group is not None:
+            result = self._group.run(_Command(sku, location, decide, expected))
+        else:
+            result = self._execute_alone(sku, location, decide, expected=expected)
+        if result.events:
+            for observer in self.after_commit:
+                try:
+                    observer(result.events)
+                except Exception:  # the command is recorded: report, never fail it
+                    log.exception("an after-commit observer failed")
+        return result
+
+    def _execute_alone(self, sku: str, location: str, decide: Decision, *,
+                       expected: ExpectedVersion | None = None) -> CommandResult:
         """Load, decide, save; retry conflicts. Every outcome but a successful save is
-        confirmed on a fresh read first, so a stale cache never refuses or no-ops wrongly."""
+        confirmed on a fresh read first, so a stale cache never refuses or no-ops wrongly.
+
+        ``expected`` makes the write conditional on the version the decision was taken on,
+        and that version is the one the optimistic-concurrency save appends after, so no
+        other write can slip in between the check and the save. A decision that records
+        nothing (a repeat of a command that took effect) answers success whatever
+        ``expected`` says: the client's earlier request did what it asked. Otherwise an
+        unmet expectation wins over the decision's own refusal (``PreconditionFailed``,
+        with the version the stream is at): the client decided on a state it no longer
+        has, which is what it asked to be told."""
         stream = stream_name(sku, location)
         fresh = False
         attempt = 0
@@ -428,6 +671,7 @@ class StockCommands:
                     decide(item, self._recall(item))
                 except DomainError:
                     if fresh:
+                        _check_expected(expected, item)
                         raise
                     fresh = True
                     continue
@@ -443,6 +687,11 @@ class StockCommands:
                         continue
                     # Nothing to record; on an unknown stream not even its creation.
                     return CommandResult(sku, location, None if is_new else item)
+                if expected is not None and not expected.holds(_base_version(item)):
+                    if not fresh:
+                        fresh = True
+                        continue
+                    _check_expected(expected, item)
                 try:
                     events = self.store.save(item)
                 except ConcurrencyConflict:
@@ -451,10 +700,27 @@ class StockCommands:
                     if attempt >= self.retry.attempts:
                         raise
                 else:
-                    for observer in self.after_commit:
-                        try:
-                            observer(events)
-                        except Exception:  # the command is recorded: report, never fail it
-                            log.exception("an after-commit observer failed")
                     return CommandResult(sku, location, item, events)
             time.sleep(self.retry.delay(attempt))
+
+
+def _run_alone(commands: StockCommands, command: _Command) -> None:
+    try:
+        command.result = commands._execute_alone(command.sku, command.location,
+                                                 command.decide, expected=command.expected)
+    except Exception as error:
+        command.error = error
+    command.done = True
+
+
+def _base_version(item: StockItem) -> int:
+    """The stream version ``item`` was loaded at, before its pending events (0: none)."""
+    pending = item.pending_events
+    return pending[0].originator_version - 1 if pending else item.version
+
+
+def _check_expected(expected: ExpectedVersion | None, item: StockItem) -> None:
+    """Raise ``PreconditionFailed`` when the loaded version is not the expected one."""
+    version = _base_version(item)
+    if expected is not None and not expected.holds(version):
+        raise PreconditionFailed(expected=str(expected), version=version)

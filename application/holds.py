@@ -43,7 +43,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from application.commands import CommandResult, CountWindow, StockCommands
+from application.commands import CommandResult, CountWindow, ExpectedVersion, StockCommands
 from application.ports import Clock, ConcurrencyConflict, HoldStore, Recalled, StockItemStore
 from domain.errors import DomainError, IdempotencyKeyReused
 from domain.stock_item import SELLABLE, Position, StockItem
@@ -349,7 +349,8 @@ class ApprovalGate:
     def record_count(self, sku: str, location: str, count_id: str, counted: int,
                      counted_at: datetime, *, policy: HoldPolicy | None = None,
                      session_id: str = "", dry_run: bool = False,
-                     state: str = SELLABLE) -> Decision:
+                     state: str = SELLABLE,
+                     expected: ExpectedVersion | None = None) -> Decision:
         """Record a physical count, or hold it (see the module docstring).
 
         Raises ``InvalidRequest`` for a ``counted_at`` outside the window, the domain's
@@ -373,10 +374,11 @@ class ApprovalGate:
         if existing is not None or not policy.active:
             if dry_run:
                 return self._dry(sku, location, lambda c: c.record_count(
-                    sku, location, count_id, counted, counted_at, state=state),
+                    sku, location, count_id, counted, counted_at, state=state,
+                    expected=expected),
                     lambda events: None)
             return self.commands.record_count(sku, location, count_id, counted, counted_at,
-                                              state=state)
+                                              state=state, expected=expected)
 
         def judge(events: list[StockItem.Event]) -> Hold | None:
             event = next((e for e in events if isinstance(e, StockItem.Counted)
@@ -393,7 +395,7 @@ class ApprovalGate:
 
         def command(commands: StockCommands) -> CommandResult:
             return commands.record_count(sku, location, count_id, counted, counted_at,
-                                         state=state)
+                                         state=state, expected=expected)
 
         if dry_run:
             return self._dry(sku, location, command, judge)
@@ -403,7 +405,8 @@ class ApprovalGate:
 
     def adjust(self, sku: str, location: str, delta: int, reason: str,
                idempotency_key: str | None = None, note: str | None = None, *,
-               policy: HoldPolicy | None = None, state: str = SELLABLE) -> Decision:
+               policy: HoldPolicy | None = None, state: str = SELLABLE,
+               expected: ExpectedVersion | None = None) -> Decision:
         """Record an adjustment, or hold it (see the module docstring).
 
         Raises the domain's refusals (``IdempotencyKeyReused`` also when the key is held
@@ -419,11 +422,11 @@ class ApprovalGate:
                 if existing.status == "dismissed":
                     raise HoldDismissed(existing)
                 return self.commands.adjust(sku, location, delta, reason, idempotency_key,
-                                            note, state=state)
+                                            note, state=state, expected=expected)
         policy = policy or self.adjustments
         if not policy.active:
             return self.commands.adjust(sku, location, delta, reason, idempotency_key, note,
-                                        state=state)
+                                        state=state, expected=expected)
         now = self.clock.now()
 
         def judge(events: list[StockItem.Event]) -> Hold | None:
@@ -440,7 +443,8 @@ class ApprovalGate:
                                   percent, why, now, state=state)
 
         return self._gated(sku, location, lambda commands: commands.adjust(
-            sku, location, delta, reason, idempotency_key, note, state=state), judge)
+            sku, location, delta, reason, idempotency_key, note, state=state,
+            expected=expected), judge)
 
     # ------------------------------------------------------------- approvals
 

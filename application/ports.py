@@ -125,6 +125,20 @@ class StockItemStore(Protocol):
         store cannot take the write. Either way nothing is written.
         """
 
+    def save_many(self, items: Sequence[StockItem]) -> list[list[StockItem.Event]]:
+        """Append the pending events of several streams (one item per stream) in one
+        atomic write, each stream's only if nobody appended since it was read, and return
+        each item's events; the group commit of concurrent commands uses it.
+
+        All or nothing: ``ConcurrencyConflict`` if any stream moved on,
+        ``StoreUnavailable`` if the store cannot take the write; either way nothing is
+        written. A store that writes only one stream atomically (Cosmos DB: one logical
+        partition per transactional batch) raises ``MultiStreamSave`` for more than one
+        item, before writing anything; this default is that store's answer."""
+        if len(items) == 1:
+            return [self.save(items[0])]
+        raise MultiStreamSave("this store writes one stream atomically, not several")
+
     @abstractmethod
     def events(
         self, sku: str, location: str, *, after: int = 0, limit: int | None = None

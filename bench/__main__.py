@@ -19,6 +19,7 @@ from bench.common import Row
 
 BENCHMARKS = (
     "bench.command_path",
+    "bench.batch_route",
     "bench.http_reservations",
     "bench.orders",
     "bench.states",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,21 @@ def interleaved_rates(operations: dict[str, Callable[[int], None]],
             operations[name](i)
             spent[name] += time.perf_counter() - started
     return {name: count / seconds for name, seconds in spent.items()}
+
+
+def threaded_rate(operation: Callable[[int], None], count: int, threads: int) -> float:
+    """Operations per second of ``operation(i)`` for i in range(count), spread over
+    ``threads`` threads (thread t runs i = t, t + threads, ...), as a host's workers would
+    send them."""
+
+    def lane(start: int) -> None:
+        for i in range(start, count, threads):
+            operation(i)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lane, range(threads)))
+    return count / (time.perf_counter() - started)
 
 
 class ServerProcess:

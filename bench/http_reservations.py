@@ -115,8 +115,9 @@ class WrkRun:
 
 
 def wrk(url: str, seconds: float, *, script: Path | None = None,
-        args: tuple[str, ...] = (), errors_expected: bool = False) -> WrkRun:
-    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s",
+        args: tuple[str, ...] = (), errors_expected: bool = False,
+        connections: int = CONNECTIONS) -> WrkRun:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
                "--timeout", "10s", "--latency"]
     if script is not None:
         command += ["-s", str(script)]

@@ -151,7 +151,7 @@ def embedded_services(
     with ExitStack() as opened:
         store = SQLiteStockItems(files.events, memo_window=settings.idempotency_window)
         opened.callback(store.close)
-        commands = stock_commands(store, clock, settings, observers)
+        commands = stock_commands(store, clock, settings, observers, group_commit=True)
         processes: SQLiteProcessStore | None = None
         orders: Orders | None = None
         groups: LocationGroups | None = None

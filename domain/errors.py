@@ -39,6 +39,21 @@ class InvalidRequest(DomainError):
     code = "invalid-request"
 
 
+class PreconditionFailed(DomainError):
+    """A conditional write (``If-Match``) expected the stream at another version than the
+    one it is at; nothing was recorded. ``version`` is where the stream is, so the client
+    can read it again and decide anew."""
+
+    code = "precondition-failed"
+
+    def __init__(self, *, expected: str, version: int) -> None:
+        super().__init__(
+            f"the stream is at version {version}, not {expected}; nothing was recorded",
+            version=version,
+        )
+        self.version = version
+
+
 class InsufficientStock(DomainError):
     """A reservation does not fit within on hand, safety stock and the oversell buffer."""
 

@@ -22,13 +22,16 @@ from contracts.cloudevents import to_cloudevent
 from domain.identifiers import require_identifier
 from domain.stock_item import StockItem
 from functions import problems
+from functions.batch import answer_batch
 from functions.container import get_services
 from functions.http_answers import json_response, require_reconciliation
 from functions.http_routes import ROUTE_PREFIX, HttpBlueprint
 from functions.orders import group_locations
 from functions.requests import (
+    BATCH_MAX_BODY_BYTES,
     AdjustmentRequest,
     AvailabilityQuery,
+    BatchRequest,
     CountRequest,
     EventsQuery,
     FulfilmentRequest,
@@ -39,12 +42,15 @@ from functions.requests import (
     ReplayRequest,
     ReservationRequest,
     StateMoveRequest,
+    if_match,
+    parse_batch,
     parse_body,
     parse_query,
 )
 from functions.responses import (
     AvailabilityOut,
     AvailableToPromiseOut,
+    BatchOut,
     CountOut,
     HeldOut,
     OpsStatusOut,
@@ -68,8 +74,9 @@ def approval_gate() -> ApprovalGate:
 
 
 def held_response(held: Held) -> func.HttpResponse:
-    """202: the command waits for approval; nothing was recorded."""
-    return json_response(HeldOut.of(held), 202)
+    """202: the command waits for approval; nothing was recorded (the ETag is the version
+    the stream stays at)."""
+    return json_response(HeldOut.of(held), 202, etag(held.position.version))
 
 
 def _stock_item(req: func.HttpRequest) -> tuple[str, str]:
@@ -81,9 +88,16 @@ def _order_id(req: func.HttpRequest) -> str:
     return require_identifier("order_id", req.route_params.get("order_id"))
 
 
+def etag(version: int) -> dict[str, str]:
+    """The ``ETag`` header of a stream at ``version`` (what ``If-Match`` names)."""
+    return {"ETag": f'"{version}"'}
+
+
 def _position(result_position: Any, status: int = 200,
               headers: dict[str, str] | None = None) -> func.HttpResponse:
-    return json_response(PositionOut.of(result_position), status, headers)
+    """The position answer, with the stream version it reflects as its ``ETag``."""
+    return json_response(PositionOut.of(result_position), status,
+                         {**etag(result_position.version), **(headers or {})})
 
 
 STOCK = "stock/{sku}/{location}"
@@ -98,10 +112,10 @@ RESERVATION = STOCK + "/reservations/{order_id}"
 def get_position(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     position = services().queries.position(sku, location)
-    etag = f'"{position.version}"'
-    if etag in [t.strip() for t in (req.headers.get("if-none-match") or "").split(",")]:
-        return func.HttpResponse(status_code=304, headers={"ETag": etag})
-    return _position(position, headers={"ETag": etag})
+    tag = etag(position.version)
+    if tag["ETag"] in [t.strip() for t in (req.headers.get("if-none-match") or "").split(",")]:
+        return func.HttpResponse(status_code=304, headers=tag)
+    return _position(position)
 
 
 @bp.http("list_events", STOCK + "/events", ["GET"],
@@ -122,12 +136,13 @@ def list_events(req: func.HttpRequest) -> func.HttpResponse:
                  "`reference` naming an open incoming entry reduces it. Honours "
                  "`Idempotency-Key`.",
          request=ReceiptRequest, responses={200: PositionOut}, problems=(409, 422),
-         headers=("Idempotency-Key",))
+         headers=("Idempotency-Key", "If-Match"))
 def receive_stock(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     body = parse_body(req, ReceiptRequest)
     result = services().commands.receive(sku, location, body.quantity, body.reference,
-                                         req.headers.get("idempotency-key"), state=body.state)
+                                         req.headers.get("idempotency-key"), state=body.state,
+                                         expected=if_match(req))
     return _position(result.position_of())
 
 
@@ -137,13 +152,13 @@ def receive_stock(req: func.HttpRequest) -> func.HttpResponse:
                  "Honours `Idempotency-Key`. 202 when held for approval (the adjustment hold "
                  "policy): nothing recorded until an admin approves it.",
          request=AdjustmentRequest, responses={200: PositionOut, 202: HeldOut},
-         problems=(409, 422), headers=("Idempotency-Key",))
+         problems=(409, 422), headers=("Idempotency-Key", "If-Match"))
 def adjust_stock(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     body = parse_body(req, AdjustmentRequest)
     decision = approval_gate().adjust(sku, location, body.delta, body.reason,
                                       req.headers.get("idempotency-key"), body.note,
-                                      state=body.state)
+                                      state=body.state, expected=if_match(req))
     if isinstance(decision, Held):
         return held_response(decision)
     return _position(decision.position_of())
@@ -151,12 +166,13 @@ def adjust_stock(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.http("set_policy", STOCK + "/policy", ["PUT"],
          summary="Set safety stock and the oversell buffer.",
-         request=PolicyRequest, responses={200: PositionOut}, problems=(422,))
+         request=PolicyRequest, responses={200: PositionOut}, problems=(422,),
+         headers=("If-Match",))
 def set_policy(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     body = parse_body(req, PolicyRequest)
     result = services().commands.set_policy(sku, location, body.safety_stock,
-                                            body.oversell_buffer)
+                                            body.oversell_buffer, expected=if_match(req))
     return _position(result.position_of())
 
 
@@ -164,13 +180,13 @@ def set_policy(req: func.HttpRequest) -> func.HttpResponse:
          summary="Set the order's reservation (absolute): 201 when new, 200 when unchanged "
                  "or updated; 409 `insufficient-stock` with `available`.",
          request=ReservationRequest, responses={200: PositionOut, 201: PositionOut},
-         problems=(409, 422))
+         problems=(409, 422), headers=("If-Match",))
 def reserve_stock(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     order_id = _order_id(req)
     body = parse_body(req, ReservationRequest)
     result = services().commands.reserve(sku, location, order_id, body.quantity, body.channel,
-                                         body.ttl_seconds)
+                                         body.ttl_seconds, expected=if_match(req))
     created = any(
         isinstance(e, StockItem.Reserved) and e.order_id == order_id and e.previous_quantity == 0
         for e in result.events
@@ -184,11 +200,11 @@ def reserve_stock(req: func.HttpRequest) -> func.HttpResponse:
 @bp.http("release_reservation", RESERVATION, ["DELETE"],
          summary="Release (cancel) the order's reservation; repeating it changes nothing; "
                  "404 if it never existed.",
-         responses={200: PositionOut}, problems=(404, 422))
+         responses={200: PositionOut}, problems=(404, 422), headers=("If-Match",))
 def release_reservation(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     order_id = _order_id(req)
-    result = services().commands.release(sku, location, order_id)
+    result = services().commands.release(sku, location, order_id, expected=if_match(req))
     return _position(result.position_of(order_id))
 
 
@@ -196,12 +212,13 @@ def release_reservation(req: func.HttpRequest) -> func.HttpResponse:
          summary="The order shipped (all it reserved, or `quantity`); repeating it changes "
                  "nothing; 409 if the reservation was released or expired.",
          request=FulfilmentRequest, request_required=False, responses={200: PositionOut},
-         problems=(404, 409, 422))
+         problems=(404, 409, 422), headers=("If-Match",))
 def fulfil_reservation(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     order_id = _order_id(req)
     body = parse_body(req, FulfilmentRequest, required=False)
-    result = services().commands.fulfil(sku, location, order_id, body.quantity)
+    result = services().commands.fulfil(sku, location, order_id, body.quantity,
+                                        expected=if_match(req))
     return _position(result.position_of(order_id))
 
 
@@ -212,19 +229,39 @@ def fulfil_reservation(req: func.HttpRequest) -> func.HttpResponse:
                  "drift is held for approval (the same hold policy as count files): nothing "
                  "recorded until an admin approves it. `counted_at` at most "
                  "STOCKSTREAM_COUNT_MAX_AGE back and 5 minutes ahead, else 422.",
-         request=CountRequest, responses={200: CountOut, 202: HeldOut}, problems=(409, 422))
+         request=CountRequest, responses={200: CountOut, 202: HeldOut}, problems=(409, 422),
+         headers=("If-Match",))
 def record_count(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     body = parse_body(req, CountRequest)
     decision = approval_gate().record_count(sku, location, body.count_id, body.counted,
-                                            body.counted_at, state=body.state)
+                                            body.counted_at, state=body.state,
+                                            expected=if_match(req))
     if isinstance(decision, Held):
         return held_response(decision)
     result = decision
     counted = next((e for e in result.events if isinstance(e, StockItem.Counted)
                     and e.count_id == body.count_id), None)
-    return json_response(CountOut.of({"position": result.position_of(), "correction": counted,
-                                      "already_recorded": result.already_recorded}))
+    position = result.position_of()
+    return json_response(CountOut.of({"position": position, "correction": counted,
+                                      "already_recorded": result.already_recorded}),
+                         headers=etag(position.version))
+
+
+@bp.http("submit_batch", "stock/batch", ["POST"],
+         summary="Up to 500 commands (`op`: receive, adjust, policy, reserve, release, "
+                 "fulfil, count, with `sku`, `location`, the single route's fields, "
+                 "`order_id`, `idempotency_key`, `if_match`) in one request of at most 1 MiB. "
+                 "Each is atomic on its own stream as if sent alone, a stream's commands in "
+                 "request order; not all-or-nothing. Each result is the status and body the "
+                 "single route answers. Over 500 commands 413, a malformed envelope 422: "
+                 "nothing recorded.",
+         request=BatchRequest, responses={200: BatchOut}, problems=(413, 422),
+         measured=False, max_body_bytes=BATCH_MAX_BODY_BYTES)
+def submit_batch(req: func.HttpRequest) -> func.HttpResponse:
+    batch = parse_batch(req)
+    base_url = req.url.split("/stock/batch", 1)[0]
+    return answer_batch(batch.commands, bp.handlers, base_url)
 
 
 # ------------------------------------------- stock states and incoming
@@ -235,13 +272,14 @@ def record_count(req: func.HttpRequest) -> func.HttpResponse:
                  "hand stays. Reserved units never leave sellable (409 "
                  "`insufficient-stock`). Honours `Idempotency-Key`.",
          request=StateMoveRequest, responses={200: PositionOut}, problems=(409, 422),
-         headers=("Idempotency-Key",))
+         headers=("Idempotency-Key", "If-Match"))
 def move_stock_state(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     body = parse_body(req, StateMoveRequest)
     result = services().commands.move_state(sku, location, body.quantity, body.from_state,
                                             body.to_state, body.reason,
-                                            req.headers.get("idempotency-key"))
+                                            req.headers.get("idempotency-key"),
+                                            expected=if_match(req))
     return _position(result.position_of())
 
 
@@ -250,7 +288,8 @@ def move_stock_state(req: func.HttpRequest) -> func.HttpResponse:
                  "`expected_at`; quantity 0 cancels it, the same figures again change "
                  "nothing. A transfer's entry changes only with its transfer (409 "
                  "`incoming-conflict`).",
-         request=IncomingRequest, responses={200: PositionOut}, problems=(409, 422))
+         request=IncomingRequest, responses={200: PositionOut}, problems=(409, 422),
+         headers=("If-Match",))
 def set_incoming(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     reference = require_identifier("reference", req.route_params.get("reference"))
@@ -258,7 +297,7 @@ def set_incoming(req: func.HttpRequest) -> func.HttpResponse:
     if (transfers := services().transfers) is not None:
         transfers.refuse_reference(sku, location, reference)
     result = services().commands.set_incoming(sku, location, reference, body.quantity,
-                                              body.expected_at)
+                                              body.expected_at, expected=if_match(req))
     return _position(result.position_of())
 
 

@@ -35,7 +35,7 @@ from functions.blueprints import blueprint_routes
 from functions.http_answers import json_response
 from functions.http_routes import ROUTE_PREFIX, HttpBlueprint, Route, RouteIndex
 from functions.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
-from functions.requests import MAX_BODY_BYTES
+from functions.requests import BATCH_MAX_BODY_BYTES, MAX_BODY_BYTES
 from functions.responses import ProblemOut
 
 DOCUMENT_PATH = Path(__file__).resolve().parent.parent / "openapi.json"
@@ -46,8 +46,10 @@ _STATUS_TEXT = {
     200: "OK", 201: "Created (a new reservation)",
     202: "Held for approval: nothing recorded until an admin approves it",
     304: "Not modified (ETag matched)",
-    400: "Malformed JSON", 401: "Missing or wrong x-functions-key", 404: "Not found",
+    400: "Malformed JSON (or If-Match)", 401: "Missing or wrong x-functions-key", 404: "Not found",
     405: "Method not allowed", 409: "Conflict with the stock item's state",
+    412: "If-Match names another stream version; nothing recorded (`version` is the "
+         "current one)",
     413: f"Body over {MAX_BODY_BYTES} bytes", 415: "Content-Type is not JSON",
     422: "Invalid fields or identifiers", 503: "Store or pipeline unavailable; retry later",
 }
@@ -99,6 +101,14 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
     if "ETag" in route.headers:
         parameters.append({"name": "If-None-Match", "in": "header", "required": False,
                            "schema": {"type": "string"}})
+    if "If-Match" in route.headers:
+        parameters.append({
+            "name": "If-Match", "in": "header", "required": False,
+            "description": 'Write only if the stream is at this version ("3"), exists (*) or '
+                           'does not ("0"); else 412 precondition-failed. A repeat of a '
+                           "command that took effect answers its success regardless.",
+            "schema": {"type": "string"},
+        })
     responses: dict[str, Any] = {}
     for status, model in sorted(route.responses.items()):
         response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "OK")}
@@ -117,19 +127,24 @@ def _operation(route: Route, method: str) -> dict[str, Any]:
             response["content"] = {OPENMETRICS_CONTENT_TYPE: {"schema": {
                 "type": "string",
                 "description": "OpenMetrics 1.0 text exposition, ending with `# EOF`."}}}
-        if "ETag" in route.headers:
+        if "ETag" in route.headers or "If-Match" in route.headers:
             response["headers"] = {"ETag": {"schema": {"type": "string"},
                                             "description": "The stream version, quoted."}}
         responses[str(status)] = response
     problem_statuses = set(route.problems) | {404, 405}
     if route.request is not None:
         problem_statuses |= {400, 413, 415, 422}
+    if "If-Match" in route.headers:
+        problem_statuses |= {400, 412}
     if route.auth_level != func.AuthLevel.ANONYMOUS:
         problem_statuses |= {401}
     if route.name not in ("get_openapi",):
         problem_statuses |= {503}
     for status in sorted(problem_statuses):
         responses[str(status)] = _problem(status)
+    if route.max_body_bytes is not None and "413" in responses:
+        responses["413"] = {**responses["413"], "description":
+                            f"Body over {route.max_body_bytes} bytes, or too many commands"}
     operation: dict[str, Any] = {
         "operationId": route.name,
         "summary": route.summary,
@@ -167,7 +182,7 @@ def openapi_document() -> dict[str, Any]:
                 "Stock positions, receipts, adjustments, reservations, fulfilments and counts "
                 "per SKU-location, for every channel. Errors are RFC 9457 problem documents "
                 f"whose type is {PROBLEM_TYPE_PREFIX}<code>. Bodies are at most "
-                f"{MAX_BODY_BYTES} bytes."
+                f"{MAX_BODY_BYTES} bytes (the batch route's: {BATCH_MAX_BODY_BYTES})."
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },

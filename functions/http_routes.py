@@ -44,6 +44,9 @@ from functions.http_answers import Handler, answering_problems
 NONBLOCKING = "stockstream_nonblocking"
 """The attribute :meth:`HttpBlueprint.http` sets on a function declared ``blocking=False``."""
 
+BODY_LIMIT = "stockstream_max_body_bytes"
+"""The attribute :meth:`HttpBlueprint.http` sets on a function with its own body limit."""
+
 ROUTE_PREFIX = "api"
 """host.json's ``extensions.http.routePrefix`` (the Azure default)."""
 
@@ -144,6 +147,8 @@ class HttpFunction:
     blocking: bool = True
     """False: it never waits on I/O (declared ``blocking=False``), so the embedded host
     runs it on its event loop instead of handing it to a worker thread."""
+    max_body_bytes: int | None = None
+    """Its own body limit (declared ``max_body_bytes``), else the host's."""
 
     def accepts(self, method: str) -> bool:
         return self.methods is None or method in self.methods or (
@@ -178,6 +183,7 @@ def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
             user_function=function.get_user_function(),
             admin=auth == func.AuthLevel.ADMIN,
             blocking=not getattr(function.get_user_function(), NONBLOCKING, False),
+            max_body_bytes=getattr(function.get_user_function(), BODY_LIMIT, None),
         ))
     return sorted(found, key=lambda f: f.template.precedence)
 
@@ -300,6 +306,8 @@ class Route:
     documented: bool = True
     """False: served, but left out of ``openapi.json`` (the console's files are routes
     of the app, not operations of the API)."""
+    max_body_bytes: int | None = None
+    """Its own body limit, when it is not the API's (``MAX_BODY_BYTES``)."""
 
     @cached_property
     def parsed(self) -> RouteTemplate:
@@ -328,6 +336,9 @@ class HttpBlueprint(func.Blueprint):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.routes: list[Route] = []
+        self.handlers: dict[str, Handler] = {}
+        """Each HTTP function's answering handler by name, as its trigger calls it (the
+        batch route runs its commands through the single routes' own handlers)."""
 
     def http(
         self,
@@ -346,6 +357,7 @@ class HttpBlueprint(func.Blueprint):
         measured: bool = True,
         documented: bool = True,
         blocking: bool = True,
+        max_body_bytes: int | None = None,
     ) -> Callable[[Handler], Any]:
         """Register the decorated handler as the HTTP function ``name`` and record its
         :class:`Route`. ``auth_level`` None is the app's (function keys); ``problems`` are
@@ -354,15 +366,21 @@ class HttpBlueprint(func.Blueprint):
         state-changing requests out of the command metric; ``documented=False`` keeps the
         route out of ``openapi.json``; ``blocking=False`` says the handler never waits on
         I/O (no store, no file, no lock held by a writer), so the embedded host may run it
-        on its event loop: only for handlers that answer from memory."""
+        on its event loop: only for handlers that answer from memory. ``max_body_bytes``
+        replaces the API's body limit for this route (the embedded host reads up to it;
+        the handler parses with it)."""
 
         def register(handler: Handler) -> Any:
             route = Route(name, template, tuple(methods), auth_level, summary, request,
-                          request_required, query, responses, problems, headers, documented)
+                          request_required, query, responses, problems, headers, documented,
+                          max_body_bytes)
             self.routes.append(route)
             answer = answering_problems(handler, measured=measured)
+            self.handlers[name] = answer
             if not blocking:
                 setattr(answer, NONBLOCKING, True)
+            if max_body_bytes is not None:
+                setattr(answer, BODY_LIMIT, max_body_bytes)
             routed = self.route(route=template, methods=route.bound_methods,
                                 auth_level=auth_level)(answer)
             return self.function_name(name)(routed)

@@ -32,6 +32,7 @@ from domain.errors import (
     OrderClosed,
     OrderConflict,
     OrderInProgress,
+    PreconditionFailed,
     ReservationClosed,
     TransferConflict,
     TransferStatusConflict,
@@ -168,9 +169,22 @@ def request_timeout(seconds: float) -> Problem:
                    "nothing was recorded")
 
 
+def malformed_if_match(value: str) -> Problem:
+    """An ``If-Match`` that is neither ``*`` nor a list of quoted stream versions."""
+    return Problem(400, "malformed-if-match", "Malformed If-Match",
+                   f'If-Match must be * or quoted stream versions such as "3"; '
+                   f"got {echo(value, 64)}")
+
+
 def payload_too_large(limit: int) -> Problem:
     return Problem(413, "payload-too-large", "Payload too large",
                    f"the request body must be at most {limit} bytes")
+
+
+def too_many_commands(limit: int) -> Problem:
+    """A batch over its command limit: nothing of it ran."""
+    return Problem(413, "too-many-commands", "Too many commands",
+                   f"a batch carries at most {limit} commands; nothing was recorded")
 
 
 def unsupported_media_type(content_type: str | None) -> Problem:
@@ -211,6 +225,7 @@ _DOMAIN_STATUS: tuple[tuple[type[DomainError], int, str], ...] = (
     (InvalidIdentifier, 422, "Invalid identifier"),
     (InvalidQuantity, 422, "Invalid quantity"),
     (InvalidRequest, 422, "Invalid request"),
+    (PreconditionFailed, 412, "Precondition failed"),
     (InsufficientStock, 409, "Insufficient stock"),
     (InsufficientOnHand, 409, "Insufficient on hand"),
     (UnknownReservation, 404, "Unknown reservation"),

@@ -13,12 +13,14 @@ rather than reaching the domain.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import azure.functions as func
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from application.commands import ExpectedVersion
 from domain.identifiers import IDENTIFIER_PATTERN, MAX_IDENTIFIER_LENGTH
 from domain.promise import DEFAULT_PROMISE_DAYS, MAX_PROMISE_DAYS
 from domain.stock_item import (
@@ -31,8 +33,10 @@ from domain.stock_item import (
 )
 from functions.problems import (
     FieldError,
+    malformed_if_match,
     malformed_json,
     payload_too_large,
+    too_many_commands,
     unsupported_media_type,
     validation_failed,
 )
@@ -42,11 +46,19 @@ MAX_BODY_BYTES = 64 * 1024
 
 MAX_REPLAY_MESSAGES = 1000
 
+BATCH_MAX_COMMANDS = 500
+"""Most commands one ``POST /api/stock/batch`` may carry; more is 413."""
+BATCH_MAX_BODY_BYTES = 1024 * 1024
+"""The batch route's body limit (1 MiB; every other route keeps ``MAX_BODY_BYTES``)."""
+
 Identifier = Annotated[
     str, Field(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
 Amount = Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
 Delta = Annotated[int, Field(strict=True, ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
+
+_STREAM_ETAG = re.compile(r'^"(0|[1-9][0-9]{0,15})"$')
+"""A stream version as an entity tag (``ETag: "<version>"``): strong, decimal, quoted."""
 
 _JSON_MEDIA_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$", re.IGNORECASE)
 
@@ -168,21 +180,68 @@ class AvailabilityQuery(BaseModel):
     location_group: Identifier | None = None
 
 
+# ------------------------------------------------------------ batch (§5.1)
+
+BatchOp = Literal["receive", "adjust", "policy", "reserve", "release", "fulfil", "count"]
+
+
+class BatchCommand(BaseModel):
+    """One command of a batch: ``op``, the stream, and the fields of the single route's
+    body beside them (checked by that route, as if sent alone); ``order_id`` for the
+    reservation commands; ``idempotency_key`` and ``if_match`` in the headers' syntax."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    op: BatchOp = Field(description="The single route it stands for: receive (receipts), "
+                        "adjust (adjustments), policy, reserve, release, fulfil, count.")
+    sku: str = Field(max_length=1024)
+    location: str = Field(max_length=1024)
+    order_id: str | None = Field(default=None, max_length=1024,
+                                 description="reserve, release, fulfil: the order.")
+    idempotency_key: str | None = Field(default=None, max_length=1024,
+                                        description="As the Idempotency-Key header.")
+    if_match: str | None = Field(default=None, max_length=1024,
+                                 description='As the If-Match header: *, "3", "0".')
+
+
+class BatchRequest(RequestBody):
+    """Up to 500 commands, each atomic on its own stream as if sent alone; commands on one
+    stream take effect in request order; the batch is not all-or-nothing."""
+
+    commands: list[BatchCommand] = Field(max_length=BATCH_MAX_COMMANDS)
+
+
+def parse_batch(req: func.HttpRequest) -> BatchRequest:
+    """The batch envelope, or a :class:`Problem` raised: 413 over 1 MiB or over 500
+    commands (counted before anything else is checked), then as :func:`parse_body`.
+    What each command's fields say is left to its single route."""
+    body = req.get_body() or b""
+    if len(body) <= BATCH_MAX_BODY_BYTES and is_json_media_type(req.headers.get("content-type")):
+        try:
+            commands = json.loads(body).get("commands")
+        except (ValueError, AttributeError, RecursionError):
+            commands = None  # malformed: parse_body says how
+        if isinstance(commands, list) and len(commands) > BATCH_MAX_COMMANDS:
+            raise too_many_commands(BATCH_MAX_COMMANDS)
+    return parse_body(req, BatchRequest, limit=BATCH_MAX_BODY_BYTES)
+
+
 # -------------------------------------------------------------------- parsing
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_body(req: func.HttpRequest, model: type[M], *, required: bool = True) -> M:
+def parse_body(req: func.HttpRequest, model: type[M], *, required: bool = True,
+               limit: int = MAX_BODY_BYTES) -> M:
     """The request's JSON body as ``model``, or a :class:`Problem` raised.
 
-    413 over ``MAX_BODY_BYTES``; an empty body is ``model()`` when not ``required``, else
-    400; 415 unless the Content-Type is JSON; 400 for malformed JSON; 422 naming every
-    invalid field.
+    413 over ``limit`` (``MAX_BODY_BYTES`` unless the route has its own); an empty body
+    is ``model()`` when not ``required``, else 400; 415 unless the Content-Type is JSON;
+    400 for malformed JSON; 422 naming every invalid field.
     """
     body = req.get_body() or b""
-    if len(body) > MAX_BODY_BYTES:
-        raise payload_too_large(MAX_BODY_BYTES)
+    if len(body) > limit:
+        raise payload_too_large(limit)
     if not body.strip():
         if required:
             raise malformed_json("a JSON body is required")
@@ -197,6 +256,31 @@ def parse_body(req: func.HttpRequest, model: type[M], *, required: bool = True) 
         if any(d["type"] == "json_invalid" for d in details):
             raise malformed_json(f"the body is not valid JSON: {details[0]['msg']}") from None
         raise validation_failed(field_errors(details)) from None
+
+
+def parse_if_match(value: str | None) -> ExpectedVersion | None:
+    """The expectation of an ``If-Match`` value (None when absent): ``*`` (the stream
+    exists) or a comma-separated list of quoted stream versions (``"0"``: it does not).
+    Anything else, weak tags included (RFC 9110 compares If-Match strongly, and our tags
+    are versions), is a 400 ``malformed-if-match``: a client that sends a condition we
+    cannot read must not have its write applied unconditionally."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text == "*":
+        return ExpectedVersion.exists()
+    versions: list[int] = []
+    for part in text.split(","):
+        found = _STREAM_ETAG.match(part.strip())
+        if found is None:
+            raise malformed_if_match(value)
+        versions.append(int(found.group(1)))
+    return ExpectedVersion.at(*versions)
+
+
+def if_match(req: func.HttpRequest) -> ExpectedVersion | None:
+    """The request's ``If-Match`` expectation (see :func:`parse_if_match`)."""
+    return parse_if_match(req.headers.get("if-match"))
 
 
 def parse_query(req: func.HttpRequest, model: type[M]) -> M:

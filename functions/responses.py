@@ -234,6 +234,21 @@ class ReplayOut(ResponseBody):
 # ------------------------------------------------------------- reconciliation
 
 
+class BatchResultOut(ResponseBody):
+    """One command of a batch: its index in the request, and exactly the status and body
+    its single route answers (a position, a count's body, a held answer, a problem)."""
+
+    index: int
+    status: int
+    body: dict[str, Any]
+
+
+class BatchOut(ResponseBody):
+    """A batch's answers, in request order."""
+
+    results: list[BatchResultOut]
+
+
 class CountResultOut(ResponseBody):
     """One row of a count session: what happened to it and the drift it showed."""
 

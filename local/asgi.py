@@ -182,7 +182,9 @@ class FunctionsHost:
             # host read its body, nor get a 100 Continue: uvicorn sends that on receive).
             return await self._send(scope, admitted.response(), send,
                                     close=_announces_body(request.headers))
-        body = await self._read_body(request.headers, receive) \
+        function, params = admitted
+        limit = function.max_body_bytes or self.max_body_bytes
+        body = await self._read_body(request.headers, receive, limit) \
             if _announces_body(request.headers) else b""
         if body is _Unread.DISCONNECTED:
             return CLIENT_CLOSED_REQUEST  # nobody to answer, and nothing may run
@@ -191,8 +193,7 @@ class FunctionsHost:
                 self.body_timeout).response(), send, close=True)
         if body is _Unread.TOO_LARGE:
             return await self._send(scope, problems.payload_too_large(
-                self.max_body_bytes).response(), send, close=True)
-        function, params = admitted
+                limit).response(), send, close=True)
         response = await self._call(scope, request, function, params, body)
         if request.method in ("GET", "HEAD") and _not_modified(request.headers, response):
             response = func.HttpResponse(status_code=304, headers={
@@ -256,15 +257,16 @@ class FunctionsHost:
             return problems.unsupported_media_type(headers.get("content-type"))
         return chosen
 
-    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes | _Unread:
+    async def _read_body(self, headers: dict[str, str], receive: Receive,
+                         limit: int) -> bytes | _Unread:
         """The whole body, or why there is none to run the request with.
 
         DISCONNECTED when the client went away before the body arrived whole: a truncated
         body must not be mistaken for an absent one (an empty fulfilment fulfils
         everything). TIMED_OUT when it did not arrive whole within the body timeout.
-        TOO_LARGE once it exceeds the cap: the rest is read and discarded up to
-        ``DRAIN_LIMIT_BYTES`` (so the client reads the 413 rather than a reset), unless
-        more than that is announced.
+        TOO_LARGE once it exceeds ``limit`` (the route's own, else the host's): the rest
+        is read and discarded up to ``DRAIN_LIMIT_BYTES`` (so the client reads the 413
+        rather than a reset), unless more than that is announced.
         """
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
@@ -282,7 +284,7 @@ class FunctionsHost:
                     received += len(chunk)
                     if not too_large:
                         body += chunk
-                        if len(body) > self.max_body_bytes:
+                        if len(body) > limit:
                             too_large = True
                             body.clear()
                     if not message.get("more_body", False) or received > DRAIN_LIMIT_BYTES:

@@ -43,7 +43,7 @@ from eventsourcing.sqlite import (
 from tqdm import tqdm
 
 from adapters.event_store import IDEMPOTENCY_WINDOW, EventSourcedStockItems
-from adapters.memos import MEMOS, StreamMemo
+from adapters.memos import MEMOS, STREAM_MEMOS, StreamMemo
 from adapters.sortable_time import to_text
 from adapters.sqlite.checkpoints import SQLiteCheckpoints
 from application.ports import OutboxReader, OutboxRecord, StoreUnavailable
@@ -73,6 +73,9 @@ class MemoSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     """The library's application recorder, plus the stream's memos in the same transaction."""
 
     _writes = itertools.count()
+    atomic_across_streams = True
+    """One transaction covers every stream in the file: a group commit writes several
+    streams' events and memos at once (``EventSourcedStockItems.save_many``)."""
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -92,6 +95,9 @@ class MemoSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         if memos:
             stream = _stream_text(stored_events[0].originator_id)
             self._insert_memos(c, [(stream, *m) for m in memos])
+        across: Sequence[tuple[UUID, StreamMemo]] = kwargs.get(STREAM_MEMOS) or ()
+        if across:
+            self._insert_memos(c, [(_stream_text(stream), *m) for stream, m in across])
         if next(self._writes) % PRUNE_EVERY == 0:
             c.execute(
                 f"DELETE FROM {MEMOS_TABLE} WHERE (originator_id, memo) IN ("

@@ -148,6 +148,69 @@ class EventStoreContract(ABC):
         assert store.get(a.sku, LOCATION) is None
         assert store.get(b.sku, LOCATION) is None
 
+    # ------------------------------------------------------- several streams at once
+
+    atomic_across_streams: bool = False
+    """Whether the back end writes several streams in one atomic write (``save_many``)."""
+
+    def test_save_many_of_one_stream_is_a_save(self) -> None:
+        store = self.store()
+        item = self.new_item()
+        item.receive(3, idempotency_key="k-1")
+
+        (saved,) = store.save_many([item])
+
+        assert [type(e).__name__ for e in saved] == ["Created", "Received"]
+        assert store.recall(self.sku, LOCATION, StockItem.key_memo("k-1")) is not None
+
+    def test_save_many_writes_every_stream_and_its_memos_or_refuses_before_writing(
+            self) -> None:
+        store = self.store()
+        a, b = self.new_item(), self.new_item(f"{self.sku}-B")
+        a.receive(1, idempotency_key="ka")
+        b.receive(2, idempotency_key="kb")
+        b.reserve("order-1", 1, "web")
+
+        if not self.atomic_across_streams:
+            with pytest.raises(MultiStreamSave):
+                store.save_many([a, b])
+            assert self.store().get(a.sku, LOCATION) is None
+            assert self.store().get(b.sku, LOCATION) is None
+            return
+        saved = store.save_many([a, b])
+
+        reader = self.store()
+        assert [len(events) for events in saved] == [2, 3]
+        assert [type(e).__name__ for e in reader.events(b.sku, LOCATION)] == [
+            "Created", "Received", "Reserved"]
+        assert reader.recall(a.sku, LOCATION, StockItem.key_memo("ka")) is not None
+        assert reader.recall(b.sku, LOCATION, StockItem.key_memo("kb")) is not None
+        assert reader.recall(a.sku, LOCATION, StockItem.key_memo("kb")) is None
+
+    def test_save_many_with_one_stale_stream_writes_none_of_them(self) -> None:
+        if not self.atomic_across_streams:
+            pytest.skip("this back end writes one stream at a time")
+        one, two = self.store(), self.store()
+        stale = self.new_item()
+        stale.receive(1)
+        one.save(stale)
+        theirs = two.get(self.sku, LOCATION)
+        assert theirs is not None
+        stale.receive(1)
+        one.save(stale)
+        fresh = self.new_item(f"{self.sku}-B")
+        fresh.receive(5, idempotency_key="kb")
+        theirs.receive(9)
+
+        with pytest.raises(ConcurrencyConflict):
+            two.save_many([fresh, theirs])
+
+        reader = self.store()
+        assert reader.get(fresh.sku, LOCATION) is None
+        assert reader.recall(fresh.sku, LOCATION, StockItem.key_memo("kb")) is None
+        after = reader.get(self.sku, LOCATION)
+        assert after is not None and after.on_hand == 2
+
     # ------------------------------------------------------------------- reads
 
     def test_events_after_a_version_come_oldest_first_up_to_the_limit(self) -> None:

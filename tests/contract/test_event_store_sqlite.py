@@ -11,6 +11,8 @@ from tests.contract.event_store_contract import EventStoreContract
 
 
 class TestSQLiteEventStore(EventStoreContract):
+    atomic_across_streams = True
+
     @pytest.fixture(autouse=True)
     def _database(self, tmp_path: Path) -> None:
         self.path = tmp_path / "events.db"

@@ -291,7 +291,10 @@ def test_an_order_a_crash_left_part_way_is_compensated_by_the_workers_sweep(
                 time.sleep(0.2)
             order = c.get("/api/orders/CRASHED/reservation").json()
             assert order["status"] == "failed"
-            assert "order sweep drove 1 orders" in host.log()
+            # The worker logs once its sweep returns, a moment after the order's last save.
+            while "order sweep drove 1 orders" not in host.log():
+                assert time.monotonic() < deadline, host.log()
+                time.sleep(0.05)
             assert all(position(c, sku, "S1")["reserved"] == 0 for sku in ("A", "B", "C"))
     finally:
         assert host.stop() == 0, host.log()

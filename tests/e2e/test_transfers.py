@@ -194,7 +194,7 @@ def test_a_transfer_a_crash_left_between_source_and_destination_is_finished_by_t
     world.commands.receive(SKU, DC, 30)
     world.transfers().request(request())
     with pytest.raises(Crash):
-        world.transfers(crash_point=crashing("after-record", 1)).ship("T-1")
+        world.transfers(crash_point=crashing("after-step", 1)).ship("T-1")
     assert (world.on_hand(DC), world.incoming(STORE, "T-1")) == (20, 0)
     world.stock.close()
     world.processes.close()

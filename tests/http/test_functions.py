@@ -49,6 +49,7 @@ EXPECTED_BINDINGS = {
     "record_count": ("stock/{sku}/{location}/counts", ["POST"], "FUNCTION"),
     "move_stock_state": ("stock/{sku}/{location}/state-moves", ["POST"], "FUNCTION"),
     "set_incoming": ("stock/{sku}/{location}/incoming/{reference}", ["PUT"], "FUNCTION"),
+    "submit_batch": ("stock/batch", ["POST"], "FUNCTION"),
     "get_available_to_promise": ("stock/{sku}/{location}/atp", ["GET", "HEAD"], "FUNCTION"),
     "get_availability": ("availability/{sku}", ["GET", "HEAD"], "FUNCTION"),
     "place_order": ("orders/{order_id}/reservation", ["PUT"], "FUNCTION"),

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from application.processes import STALL_AFTER
+from application.processes import CRASH_POINTS, STALL_AFTER
 from application.transfers import Transfers
 from domain.errors import (
     InsufficientStock,
@@ -36,7 +36,7 @@ from tests.transfers.conftest import SKU, World, open_world
 
 LOCATIONS = ("DC-1", "STORE-1")
 TRANSFERS = st.sampled_from(["t-1", "t-2"])
-POINTS = ("after-intent", "before-step", "after-step", "after-record")
+POINTS = CRASH_POINTS
 CRASHES = st.sampled_from([None, None, None, *POINTS])
 """Most commands run through; the others die at one of the driver's crash points."""
 REFUSALS = (InsufficientStock, InvalidRequest, TransferConflict, TransferStatusConflict,

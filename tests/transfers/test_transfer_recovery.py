@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 import pytest
 
-from application.processes import STALL_AFTER
+from application.processes import CRASH_POINTS, STALL_AFTER
 from application.transfers import Transfers
 from tests.transfers.conftest import DC, STORE, World, request
 
-POINTS = ("after-intent", "before-step", "after-step", "after-record")
+POINTS = CRASH_POINTS
 
 
 class Crash(Exception):
@@ -89,8 +89,9 @@ def test_between_the_sources_step_and_the_destinations_the_sweep_adds_the_incomi
         world: World):
     world.commands.receive("SKU-T", DC, 30)
     world.transfers().request(request())
-    # Killed after ShipmentTaken was recorded, before the destination's step.
-    assert crash_in(world, lambda t: t.ship("T-1"), "after-record", 1)
+    # Killed after the source's step, before the destination's (the driver records the
+    # results of consecutive steps in one write, so neither is recorded yet).
+    assert crash_in(world, lambda t: t.ship("T-1"), "after-step", 1)
     assert world.on_hand(DC) == 20 and world.incoming(STORE, "T-1") == 0
     assert world.transfer("T-1").status == "shipping"  # type: ignore[union-attr]
 

@@ -1,0 +1,286 @@
+"""Group commit (``StockCommands(group_commit=True)``): concurrent commands decided one
+after another on the cached states and written together with ``save_many``, each caller
+answered on its own; against a real SQLite event store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adapters.clock import ManualClock
+from adapters.sqlite import SQLiteStockItems
+from application.commands import CommandResult, ExpectedVersion, StockCommands, _Command
+from domain.errors import DomainError, InsufficientStock, PreconditionFailed
+from domain.stock_item import StockItem
+
+LOCATION = "STORE-1"
+
+
+class CountingStore(SQLiteStockItems):
+    """The SQLite store, counting its writes; ``hold`` keeps the next write waiting, so
+    commands queue behind it as they would behind a slow fsync."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writes: list[int] = []  # streams per write
+        self.hold = threading.Event()
+        self.hold.set()
+        self.writing = threading.Event()
+
+    def save(self, item: StockItem) -> list[StockItem.Event]:
+        self._wait()
+        self.writes.append(1)
+        return super().save(item)
+
+    def save_many(self, items: Sequence[StockItem]) -> list[list[StockItem.Event]]:
+        if len(items) == 1:
+            return [self.save(items[0])]
+        self._wait()
+        self.writes.append(len(items))
+        return super().save_many(items)
+
+    def _wait(self) -> None:
+        self.writing.set()
+        assert self.hold.wait(10)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[CountingStore]:
+    s = CountingStore(tmp_path / "events.db")
+    yield s
+    s.close()
+
+
+def grouped(store: SQLiteStockItems) -> StockCommands:
+    return StockCommands(store, ManualClock(), group_commit=True)
+
+
+def run_behind_a_slow_write(store: CountingStore, commands: StockCommands,
+                            calls: list[Any]) -> list[CommandResult | Exception]:
+    """Start a first command whose write is held, queue ``calls`` behind it on threads,
+    then let the write go: the queued calls make the next group."""
+    store.hold.clear()
+    store.writing.clear()
+    with ThreadPoolExecutor(len(calls) + 1) as pool:
+        first = pool.submit(commands.receive, "SKU-FIRST", LOCATION, 1)
+        assert store.writing.wait(10)
+        futures = [pool.submit(_outcome, call) for call in calls]
+        _wait_until(lambda: len(commands._group._queue) == len(calls))  # type: ignore[union-attr]
+        store.hold.set()
+        first.result(10)
+        return [f.result(10) for f in futures]
+
+
+def _outcome(call: Any) -> CommandResult | Exception:
+    try:
+        result: CommandResult = call()
+        return result
+    except Exception as error:
+        return error
+
+
+def _wait_until(condition: Any) -> None:
+    done = threading.Event()
+    for _ in range(1000):
+        if condition():
+            return
+        done.wait(0.005)
+    raise AssertionError("condition not met")
+
+
+def test_commands_queued_behind_a_write_are_written_together_in_one_write(
+        store: CountingStore) -> None:
+    commands = grouped(store)
+    calls = [lambda n=n: commands.receive(f"SKU-{n % 4}", LOCATION, 1 + n) for n in range(12)]
+
+    answers = run_behind_a_slow_write(store, commands, calls)
+
+    assert store.writes == [1, 4]  # the held first write, then the 12 commands on 4 streams
+    for answer in answers:
+        assert isinstance(answer, CommandResult)
+        assert [type(e).__name__ for e in answer.events][-1] == "Received"
+    assert [store.get(f"SKU-{s}", LOCATION).on_hand  # type: ignore[union-attr]
+            for s in range(4)] == [sum(1 + n for n in range(s, 12, 4)) for s in range(4)]
+
+
+def test_each_caller_gets_the_position_after_its_own_command(store: CountingStore) -> None:
+    commands = grouped(store)
+    calls = [lambda n=n: commands.receive("SKU-1", LOCATION, 10, idempotency_key=f"k-{n}")
+             for n in range(5)]
+
+    answers = run_behind_a_slow_write(store, commands, calls)
+
+    figures = sorted((a.position.version, a.position.on_hand)  # type: ignore[union-attr]
+                     for a in answers)
+    assert figures == [(2, 10), (3, 20), (4, 30), (5, 40), (6, 50)]
+    assert store.writes == [1, 1]  # one stream: one append of all five
+
+
+def test_a_refusal_inside_a_group_leaves_the_others_recorded(store: CountingStore) -> None:
+    commands = StockCommands(store, ManualClock())
+    commands.receive("SKU-1", LOCATION, 3)
+    commands = grouped(store)
+    calls = [
+        lambda: commands.reserve("SKU-1", LOCATION, "order-a", 2, "web"),
+        lambda: commands.reserve("SKU-1", LOCATION, "order-b", 2, "web"),  # does not fit
+        lambda: commands.reserve("SKU-1", LOCATION, "order-c", 1, "web"),
+        lambda: commands.receive("SKU-2", LOCATION, 4),
+    ]
+
+    a, b, c, d = run_behind_a_slow_write(store, commands, calls)
+
+    assert isinstance(b, InsufficientStock) and b.available == 1
+    item = store.get("SKU-1", LOCATION, fresh=True)
+    assert item is not None and set(item.reservations) == {"order-a", "order-c"}
+    assert isinstance(a, CommandResult) and isinstance(c, CommandResult)
+    assert isinstance(d, CommandResult) and d.position.on_hand == 4
+    assert item.reserved == 3 and item.on_hand == 3  # nothing oversold
+
+
+def test_a_repeated_idempotency_key_inside_one_group_is_recorded_once(
+        store: CountingStore) -> None:
+    commands = grouped(store)
+    calls = [lambda: commands.receive("SKU-1", LOCATION, 5, idempotency_key="asn-1")
+             for _ in range(4)]
+
+    answers = run_behind_a_slow_write(store, commands, calls)
+
+    assert all(isinstance(a, CommandResult) for a in answers)
+    received = [e for e in store.events("SKU-1", LOCATION) if isinstance(e, StockItem.Received)]
+    assert len(received) == 1
+    assert {a.position.on_hand for a in answers} == {5}  # type: ignore[union-attr]
+
+
+def test_an_unmet_expectation_inside_a_group_records_nothing_for_it(
+        store: CountingStore) -> None:
+    commands = grouped(store)
+    commands.receive("SKU-1", LOCATION, 5)  # version 2
+    calls = [
+        lambda: commands.receive("SKU-1", LOCATION, 1, expected=ExpectedVersion.at(2)),
+        lambda: commands.receive("SKU-1", LOCATION, 7, expected=ExpectedVersion.at(2)),
+        lambda: commands.receive("SKU-1", LOCATION, 1),
+    ]
+
+    first, second, third = run_behind_a_slow_write(store, commands, calls)
+
+    assert isinstance(first, CommandResult) and first.position.version == 3
+    assert isinstance(second, PreconditionFailed) and second.version == 3
+    assert isinstance(third, CommandResult) and third.position.on_hand == 7
+
+
+def test_many_threads_on_one_hot_item_never_oversell(store: CountingStore) -> None:
+    commands = grouped(store)
+    commands.receive("HOT", LOCATION, 50)
+
+    def reserve(n: int) -> bool:
+        try:
+            commands.reserve("HOT", LOCATION, f"order-{n}", 1 + n % 3, "web")
+        except InsufficientStock:
+            return False
+        return True
+
+    with ThreadPoolExecutor(16) as pool:
+        held = [n for n, ok in zip(range(80), pool.map(reserve, range(80)), strict=True) if ok]
+
+    item = store.get("HOT", LOCATION, fresh=True)
+    assert item is not None
+    assert set(item.reservations) == {f"order-{n}" for n in held}
+    assert item.reserved == sum(1 + n % 3 for n in held) <= 50
+    assert item.reserved >= 48  # refused only when what was left did not fit
+
+
+# ------------------------------------------- hypothesis: a group is a sequence
+
+OPS = st.sampled_from(["receive", "reserve", "release", "fulfil", "adjust"])
+COMMAND = st.tuples(OPS, st.integers(0, 2), st.integers(0, 3), st.integers(1, 6),
+                    st.one_of(st.none(), st.integers(0, 5)))
+
+
+def _call(commands: StockCommands, op: str, stream: int, order: int,
+          quantity: int, version: int | None = None) -> Any:
+    sku = f"SKU-{stream}"
+    expected = None if version is None else ExpectedVersion.at(version)
+    if op == "receive":
+        return lambda: commands.receive(sku, LOCATION, quantity, expected=expected)
+    if op == "reserve":
+        return lambda: commands.reserve(sku, LOCATION, f"o-{order}", quantity, "web",
+                                        expected=expected)
+    if op == "release":
+        return lambda: commands.release(sku, LOCATION, f"o-{order}", expected=expected)
+    if op == "fulfil":
+        return lambda: commands.fulfil(sku, LOCATION, f"o-{order}", expected=expected)
+    return lambda: commands.adjust(sku, LOCATION, -quantity, "damaged", expected=expected)
+
+
+def _answer(outcome: CommandResult | Exception) -> Any:
+    if isinstance(outcome, DomainError):
+        return type(outcome).__name__, outcome.details
+    assert isinstance(outcome, CommandResult), outcome
+    p = outcome.position
+    return (p.version, p.on_hand, p.reserved, p.available,
+            [type(e).__name__ for e in outcome.events])
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(script=st.lists(COMMAND, min_size=1, max_size=24), cuts=st.sets(st.integers(1, 23)))
+def test_every_caller_of_a_group_gets_what_it_would_have_got_alone_in_that_order(
+        tmp_path_factory: Any, script: list[tuple[str, int, int, int, int | None]],
+        cuts: set[int]) -> None:
+    base = tmp_path_factory.mktemp("group")
+    alone_store, group_store = SQLiteStockItems(base / "a.db"), SQLiteStockItems(base / "g.db")
+    try:
+        alone = StockCommands(alone_store, ManualClock())
+        together = grouped(group_store)
+        expected = [_answer(_outcome(_call(alone, *c))) for c in script]
+
+        outcomes: list[CommandResult | Exception] = []
+        bounds = [0, *sorted(c for c in cuts if c < len(script)), len(script)]
+        for start, end in pairwise(bounds):
+            pending = [_capture(together, *c) for c in script[start:end]]
+            together._commit_group(pending)
+            outcomes.extend(c.error if c.error is not None else c.result  # type: ignore[misc]
+                            for c in pending)
+
+        assert [_answer(o) for o in outcomes] == expected
+        for stream in range(3):
+            assert ([type(e).__name__ for e in group_store.events(f"SKU-{stream}", LOCATION)]
+                    == [type(e).__name__ for e in alone_store.events(f"SKU-{stream}",
+                                                                     LOCATION)])
+    finally:
+        alone_store.close()
+        group_store.close()
+
+
+def _capture(commands: StockCommands, op: str, stream: int, order: int,
+             quantity: int, version: int | None) -> _Command:
+    """The command ``_call`` would run, as the group commit receives it."""
+    captured: list[_Command] = []
+    group = commands._group
+    original = group.run  # type: ignore[union-attr]
+
+    def take(command: _Command) -> CommandResult:
+        captured.append(command)
+        raise _Captured
+
+    group.run = take  # type: ignore[union-attr,method-assign]
+    try:
+        _call(commands, op, stream, order, quantity, version)()
+    except _Captured:
+        pass
+    finally:
+        group.run = original  # type: ignore[union-attr,method-assign]
+    return captured[0]
+
+
+class _Captured(Exception):
+    pass
