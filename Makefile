@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck bench mutation faults serve clean venv node schemas schemas-check openapi \
+.PHONY: test lint typecheck bench mutation faults serve clean venv node schemas schemas-check openapi docs \
 	console-screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -55,6 +55,11 @@ serve: $(STAMP)
 # Screenshots of every console page for docs/console.md (Debian's Chromium, real host).
 console-screenshots: $(STAMP)
 	$(PY) -m tests.console.screenshots
+
+# Regenerate the reference pages docs/reference/settings.md and errors.md from the code
+# (application/settings.py, functions/problems.py); a test fails when they differ.
+docs: $(STAMP)
+	$(PY) -m functions.reference_docs
 
 # Regenerate openapi.json from the HTTP functions and their models.
 openapi: $(STAMP)

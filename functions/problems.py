@@ -102,6 +102,7 @@ class Problem(Exception):
 
 
 def malformed_json(detail: str) -> Problem:
+    """The body is not JSON, or a required body is empty: nothing ran."""
     return Problem(400, "malformed-json", "Malformed JSON", detail)
 
 
@@ -112,6 +113,7 @@ def malformed_request(detail: str) -> Problem:
 
 
 def unauthorized() -> Problem:
+    """Keys are configured and the request has none that is valid (header or ``code``)."""
     return Problem(
         401, "unauthorized", "Unauthorized",
         "a valid x-functions-key header is required",
@@ -148,10 +150,12 @@ def echo(value: str | None, limit: int = ECHO_LIMIT) -> str:
 
 
 def not_found(path: str) -> Problem:
+    """No route has this path."""
     return Problem(404, "not-found", "Not found", f"no route matches {echo(path)}")
 
 
 def method_not_allowed(method: str, path: str, allowed: list[str]) -> Problem:
+    """The path exists, the method does not (``Allow`` lists the methods)."""
     return Problem(
         405, "method-not-allowed", "Method not allowed",
         f"{echo(method, 32)} is not allowed on {echo(path)}; allowed: {', '.join(allowed)}",
@@ -167,11 +171,13 @@ def request_timeout(seconds: float) -> Problem:
 
 
 def payload_too_large(limit: int) -> Problem:
+    """The body is over the limit (64 KiB for a single command)."""
     return Problem(413, "payload-too-large", "Payload too large",
                    f"the request body must be at most {limit} bytes")
 
 
 def unsupported_media_type(content_type: str | None) -> Problem:
+    """A state-changing request whose body is not JSON, or has no Content-Type."""
     return Problem(
         415, "unsupported-media-type", "Unsupported media type",
         "the request body must be application/json; got "
@@ -180,12 +186,14 @@ def unsupported_media_type(content_type: str | None) -> Problem:
 
 
 def validation_failed(errors: list[FieldError]) -> Problem:
+    """A field is wrong; ``errors`` lists each field and why. Nothing was recorded."""
     fields = ", ".join(sorted({echo(e.field) for e in errors}))
     return Problem(422, "validation-failed", "Invalid request",
                    f"invalid fields: {fields}", errors=tuple(errors))
 
 
 def pipeline_not_running(what: str) -> Problem:
+    """A read model (availability, ops status) on a host whose pipeline is not running."""
     return Problem(
         503, "pipeline-not-running", "Service unavailable",
         f"{what} needs the event pipeline (relay and projections), and the pipeline is "
@@ -195,6 +203,7 @@ def pipeline_not_running(what: str) -> Problem:
 
 
 def orders_unavailable() -> Problem:
+    """Orders or location groups on a host without order streams (Azure, for now)."""
     return Problem(
         503, "orders-unavailable", "Service unavailable",
         "orders and location groups need a store of order streams, and this host has none "
@@ -204,10 +213,12 @@ def orders_unavailable() -> Problem:
 
 
 def unknown_subscription(name: str) -> Problem:
+    """A dead-letter replay naming a subscription the topic does not have."""
     return Problem(404, "unknown-subscription", "Not found", f"no subscription named {name!r}")
 
 
 def internal_error() -> Problem:
+    """A bug: the request failed unexpectedly (logged). Never expected."""
     return Problem(500, "internal-error", "Internal error",
                    "the request failed unexpectedly; it has been logged")
 
@@ -239,17 +250,21 @@ _DOMAIN_STATUS: tuple[tuple[type[DomainError], int, str], ...] = (
 )
 
 
+def domain_status(kind: type[DomainError]) -> tuple[int, str]:
+    """The status and title a refusal of ``kind`` is answered with (422 unless listed)."""
+    for listed, status, title in _DOMAIN_STATUS:
+        if issubclass(kind, listed):
+            return status, title
+    return 422, "Invalid request"
+
+
 def from_domain(error: DomainError) -> Problem:
     """The problem of a domain refusal: its code, its status and its details.
 
     Validation-kind refusals name their field in ``errors``; every other detail of the
     refusal (``available``, ``reservable``, ``order_id``, ...) becomes an extension member.
     """
-    status, title = 422, "Invalid request"
-    for kind, kind_status, kind_title in _DOMAIN_STATUS:
-        if isinstance(error, kind):
-            status, title = kind_status, kind_title
-            break
+    status, title = domain_status(type(error))
     details = dict(error.details)
     errors: tuple[FieldError, ...] = ()
     if status == 422:
