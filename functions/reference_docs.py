@@ -80,10 +80,11 @@ def _raised_problems() -> Iterator[ProblemType]:
                     call.func.id if isinstance(call.func, ast.Name) else "")
                 status, code, title = call.args[:3]
                 if (name == "Problem" and isinstance(status, ast.Constant)
+                        and isinstance(status.value, int)
                         and isinstance(code, ast.Constant) and isinstance(code.value, str)
                         and isinstance(title, ast.Constant)):
                     doc = _first_line(ast.get_docstring(node)) or f"`{node.name}`"
-                    yield ProblemType(code.value, int(status.value), str(title.value),
+                    yield ProblemType(code.value, status.value, str(title.value),
                                       f"{doc} (`{path.relative_to(ROOT)}`)")
 
 

@@ -178,7 +178,8 @@ def test_check_fails_after_an_incompatible_model_edit_and_generate_refuses(
     tmp_path: Path,
 ) -> None:
     repo = repo_copy(tmp_path)
-    edit(repo / "stockstream_contract" / "models.py", "    delta: int\n    reason: AdjustmentReasonV1",
+    edit(repo / "stockstream_contract" / "models.py",
+         "    delta: int\n    reason: AdjustmentReasonV1",
          "    delta: int\n    reason_code: AdjustmentReasonV1")
     committed_before = committed_files(repo)
 
