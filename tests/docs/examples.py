@@ -9,8 +9,9 @@ the other (each command's output ends a line). In an output block:
   ``{…}`` for any text up to the end of what follows it on the line;
 - a line that is only ``…`` stands for any number of lines.
 
-A block that starts a host of its own (``make serve`` with settings) or talks to Azure
-(``az``, ``azd``) is not an example: it cannot run against the embedded host of the test.
+An example whose first command starts a host with settings (``KEY=value ... make serve``)
+runs against a host of its own started with those settings. A block that talks to Azure
+(``az``, ``azd``) is not an example: it cannot run against an embedded host.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 COMMAND = re.compile(r"^\s*(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(curl|stockstream)\s", re.M)
-NOT_LOCAL = re.compile(r"^\s*(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(make serve|azd?\s)", re.M)
+NOT_LOCAL = re.compile(r"^\s*(?:azd?|docker)\s", re.M)
+SERVE = re.compile(r"^\s*((?:[A-Z_][A-Z0-9_]*=\S*\s+)*)make serve\s*$", re.M)
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=(?:\$\([^)]*\)|'[^']*'|\"[^\"]*\"|\S*)$")
 PLACEHOLDERS = {
     "{time}": r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?",
@@ -46,6 +48,8 @@ class Example:
     script: str
     expected: str | None
     """The output block's text, or None when the example has none (an error)."""
+    host_settings: dict[str, str] | None = None
+    """The settings of the host the example starts itself, if it does."""
 
     @property
     def where(self) -> str:
@@ -93,7 +97,13 @@ def examples(path: Path) -> list[Example]:
         following = blocks[index + 1] if index + 1 < len(blocks) else None
         expected = (following.group(2) if following is not None
                     and following.group(1) == "output" else None)
-        found.append(Example(path, text[:block.start()].count("\n") + 1, body, expected))
+        serve = SERVE.search(body)
+        settings = None
+        if serve is not None:
+            settings = dict(pair.split("=", 1) for pair in serve.group(1).split())
+            body = body[:serve.start()] + body[serve.end():]
+        found.append(Example(path, text[:block.start()].count("\n") + 1, body, expected,
+                             settings))
     return found
 
 

@@ -31,11 +31,11 @@ DOCUMENTS = [path for path in documents() if examples(path)]
 LOCAL_URLS = ("http://127.0.0.1:7071", "http://localhost:7071")
 
 
-def settle(host: RunningHost, timeout: float = 15.0) -> None:
+def settle(host: RunningHost, headers: dict[str, str], timeout: float = 15.0) -> None:
     """Wait until everything committed is published and consumed."""
     deadline = time.monotonic() + timeout
     while True:
-        status = httpx.get(f"{host.url}/api/ops/status", timeout=10).json()
+        status = httpx.get(f"{host.url}/api/ops/status", headers=headers, timeout=10).json()
         if status["outbox"]["depth"] == 0 and all(
                 s["active"] == 0 for s in status["subscriptions"]):
             return
@@ -50,11 +50,13 @@ def run(example: Example, host: RunningHost, workdir: Path) -> str:
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env = {k: v for k, v in env.items() if not k.startswith("STOCKSTREAM_")
            or k == "STOCKSTREAM_DATA"}
+    keys = (example.host_settings or {}).get("STOCKSTREAM_ADMIN_KEYS", "")
+    headers = {"x-functions-key": keys.split(",")[0]} if keys else {}
     printed = []
     for command in example.commands():
         for url in LOCAL_URLS:
             command = command.replace(url, host.url)
-        settle(host)
+        settle(host, headers)
         result = subprocess.run(["bash", "-c", command], cwd=workdir, env=env,
                                 capture_output=True, text=True, timeout=60)
         out = result.stdout.replace("\r\n", "\n")
@@ -74,7 +76,15 @@ def failures(path: Path, tmp: Path) -> list[str]:
             if example.expected is None:
                 found.append(f"{example.where}: no output block after the example")
                 continue
-            actual = run(example, host, workdir)
+            if example.host_settings is not None:
+                (tmp / f"host-{example.line}").mkdir()
+                own = start_host(tmp / f"host-{example.line}", env=example.host_settings)
+                try:
+                    actual = run(example, own, workdir)
+                finally:
+                    assert own.stop() == 0, own.log()
+            else:
+                actual = run(example, host, workdir)
             if not matches(example.expected, actual):
                 found.append(f"{example.where}: {first_difference(example.expected, actual)}"
                              f"\n--- printed:\n{actual}")
