@@ -5,26 +5,4 @@ the registry as its package data); this module re-exports it for the application
 consumers, so the service and downstream teams validate alike.
 """
 
-from stockstream_contract.validation import (
-    DEFAULT_REGISTRY,
-    EventRejected,
-    RegisteredEvent,
-    Registry,
-    SchemaValidationFailed,
-    UnknownEventType,
-    load_registry,
-    validate_cloudevent,
-    validate_message_body,
-)
-
-__all__ = [
-    "DEFAULT_REGISTRY",
-    "EventRejected",
-    "RegisteredEvent",
-    "Registry",
-    "SchemaValidationFailed",
-    "UnknownEventType",
-    "load_registry",
-    "validate_cloudevent",
-    "validate_message_body",
-]
+from stockstream_contract.validation import *  # noqa: F403 - the whole module, one copy

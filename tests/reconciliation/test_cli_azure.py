@@ -184,8 +184,16 @@ def test_reconcile_held_and_due_work_on_cosmos(cosmos: CosmosSettings, tmp_path:
 # ------------------------------------------------------------ /api/ops/status on Azure
 
 
-def ops_status() -> dict[str, Any]:
-    response = call("get_ops_status", req=func.HttpRequest("GET", "/api/ops/status", body=b""))
+def ops_status(env: dict[str, str]) -> dict[str, Any]:
+    """``GET /api/ops/status`` through the HTTP function, on the Azure root for ``env``."""
+    services = azure_services(load(env))
+    use_services(services)
+    try:
+        response = call("get_ops_status",
+                        req=func.HttpRequest("GET", "/api/ops/status", body=b""))
+    finally:
+        use_services(None)
+        services.close()
     assert response.status_code == 200
     body: dict[str, Any] = json.loads(response.get_body())
     return body
@@ -195,13 +203,8 @@ def test_ops_status_on_azure_without_service_bus_says_what_it_did_not_measure(
     cosmos: CosmosSettings,
 ):
     commit(cosmos, (f"SKU-{uuid4().hex[:6]}", "STORE-1", 1))
-    services = azure_services(load(azure_env(cosmos)))
-    use_services(services)
-    try:
-        status = ops_status()
-    finally:
-        use_services(None)
-        services.close()
+
+    status = ops_status(azure_env(cosmos))
 
     assert status["outbox"]["depth"] == 2  # measured: created and received, unpublished
     assert status["subscriptions"] == []
@@ -217,14 +220,8 @@ def test_ops_status_on_azure_reports_no_made_up_lag_for_a_service_bus_backlog(
     broker = ServiceBusBroker(servicebus, lambda: FakeAdministrationClient(servicebus))  # type: ignore[arg-type]
     broker.publish(TOPIC, [event_message(version=1)])
     broker.close()
-    services = azure_services(load({**azure_env(cosmos),
-                                    "SERVICEBUS__fullyQualifiedNamespace": NAMESPACE}))
-    use_services(services)
-    try:
-        status = ops_status()
-    finally:
-        use_services(None)
-        services.close()
+
+    status = ops_status({**azure_env(cosmos), "SERVICEBUS__fullyQualifiedNamespace": NAMESPACE})
 
     rows = {s["name"]: s for s in status["subscriptions"]}
     assert rows[AVAILABILITY_SUBSCRIPTION]["active"] == 1
