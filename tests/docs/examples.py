@@ -12,6 +12,8 @@ the other (each command's output ends a line). In an output block:
 An example whose first command starts a host with settings (``KEY=value ... make serve``)
 runs against a host of its own started with those settings. A block that talks to Azure
 (``az``, ``azd``) is not an example: it cannot run against an embedded host.
+
+``python -m tests.docs.write_outputs DOC...`` rewrites the output blocks (review the diff).
 """
 
 from __future__ import annotations
