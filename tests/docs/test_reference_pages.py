@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -36,3 +37,20 @@ def test_a_page_that_drifted_from_the_code_fails_the_check(
 
     assert main(["--check"]) == 1
     assert "run `make docs`" in capsys.readouterr().err
+
+
+def test_the_http_api_error_table_names_every_code_and_only_real_ones() -> None:
+    """docs/http-api.md's table is written by hand (it groups codes by what they mean);
+    it must still cover every problem code the code defines, and invent none."""
+    text = (ERRORS_PAGE.parents[1] / "http-api.md").read_text()
+    section = text[text.index("## Errors"):text.index("\n## ", text.index("## Errors") + 1)]
+    named: set[str] = set()
+    for row in section.splitlines():
+        cells = row.split(" | ")
+        if row.startswith("| ") and len(cells) > 2 and not row.startswith("| Status"):
+            # Extension members are named in parentheses beside their code: left out.
+            codes_cell = re.sub(r"\([^)]*\)", "", cells[1])
+            named |= set(re.findall(r"`([a-z]+(?:-[a-z]+)*)`", codes_cell))
+    codes = {p.code for p in problem_types()}
+    assert codes - named == set(), "codes missing from docs/http-api.md#errors"
+    assert named - codes == set(), "codes in docs/http-api.md#errors the code never answers"
