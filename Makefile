@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck bench mutation faults serve clean venv node schemas schemas-check openapi \
+.PHONY: test lint typecheck bench mutation faults serve clean venv node schemas schemas-check openapi docs \
 	console-screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -27,7 +27,7 @@ node: $(NODE_STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench composition
+	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench composition stockstream_contract
 	$(PY) -m contracts.registry check
 	$(PY) -m pytest -q
 
@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
-	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench composition
+	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench composition stockstream_contract
 
 # Event schema registry (schemas/, asyncapi.yaml), generated from contracts/; see
 # docs/downstream.md. `schemas` refuses a backward-incompatible change; `schemas-check` fails
@@ -55,6 +55,11 @@ serve: $(STAMP)
 # Screenshots of every console page for docs/console.md (Debian's Chromium, real host).
 console-screenshots: $(STAMP)
 	$(PY) -m tests.console.screenshots
+
+# Regenerate the reference pages docs/reference/settings.md and errors.md from the code
+# (application/settings.py, functions/problems.py); a test fails when they differ.
+docs: $(STAMP)
+	$(PY) -m functions.reference_docs
 
 # Regenerate openapi.json from the HTTP functions and their models.
 openapi: $(STAMP)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from copy import deepcopy
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, cast
@@ -28,7 +28,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from adapters.memos import MEMOS, STREAM_MEMOS, MemoRecorder, StreamMemo
+from adapters.memos import MEMOS, STREAM_MEMOS, MemoRecorder, StreamMemo, StreamStartRecorder
 from application.ports import (
     ConcurrencyConflict,
     MultiStreamSave,
@@ -270,6 +270,18 @@ class EventSourcedStockItems(StockItemStore):
         except _UNAVAILABLE as error:
             raise StoreUnavailable(str(error)) from error
         return None if found is None else Recalled(*found)
+
+    def stream_keys(self) -> Iterator[tuple[str, str]]:
+        recorder = self.app.recorder
+        if not isinstance(recorder, StreamStartRecorder):
+            raise TypeError(f"{type(recorder).__name__} cannot list its streams: the event "
+                            "store needs a recorder that can (adapters.memos)")
+        try:
+            for stored in recorder.select_stream_starts(StockItem.Created.TOPIC):
+                created = self.decode(stored)
+                yield created.sku, created.location
+        except _UNAVAILABLE as error:
+            raise StoreUnavailable(str(error)) from error
 
     def decode(self, stored: StoredEvent) -> StockItem.Event:
         """The domain event of a stored event (upcast to the current version)."""

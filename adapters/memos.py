@@ -12,9 +12,12 @@ implements :class:`MemoRecorder`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import NamedTuple, Protocol, runtime_checkable
 from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
 
 MEMOS = "memos"
 """The keyword argument of ``insert_events`` that carries a save's memos."""
@@ -43,4 +46,18 @@ class MemoRecorder(Protocol):
         self, originator_id: UUID | str, memo: str, now: datetime
     ) -> tuple[str, int] | None:
         """The value and version of ``memo`` in the stream if it has not expired by ``now``."""
+        ...
+
+
+@runtime_checkable
+class StreamStartRecorder(Protocol):
+    """A recorder that can list every stream it holds, by each stream's first event.
+
+    Operators need every stream, not only those a projection or ledger has seen: a check
+    that read only the rows it already knew would call a missing row an all-clear.
+    """
+
+    def select_stream_starts(self, topic: str) -> Iterator[StoredEvent]:
+        """The version-1 event of every stream whose first event has ``topic``, in no
+        particular order (streamed: a store may hold millions)."""
         ...

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -306,6 +306,9 @@ class _JudgedStore(StockItemStore):
 
     def recall(self, sku: str, location: str, memo: str) -> Recalled | None:
         return self._store.recall(sku, location, memo)
+
+    def stream_keys(self) -> Iterator[tuple[str, str]]:
+        return self._store.stream_keys()
 
     def save(self, item: StockItem) -> list[StockItem.Event]:
         pending: list[StockItem.Event] = list(item.pending_events)  # type: ignore[arg-type]

@@ -13,13 +13,23 @@ from application.views import (
     ProjectionStatus,
     RelayStatus,
     SubscriptionStatus,
+    Unmeasured,
 )
+
+NO_OLDEST_MESSAGE = ("the broker does not report when the oldest active message was "
+                     "enqueued (Service Bus: a session subscription can only be peeked "
+                     "session by session); see the active count and the backlog metric")
+NO_PROJECTION_LAG = ("no event applied since this process started and no lag stored by "
+                     "the view; the stockstream.projection.lag_seconds metric has it")
 
 log = logging.getLogger(__name__)
 
 
 class PipelineStatus(OpsStatusReader):
-    """Assembles ``OpsStatus`` from whatever parts this host runs."""
+    """Assembles ``OpsStatus`` from whatever parts this host runs.
+
+    A figure it cannot measure reads None, with the reason in ``unmeasured``: the status
+    page must never show a made-up 0 (an all-clear nobody checked)."""
 
     def __init__(
         self,
@@ -28,21 +38,38 @@ class PipelineStatus(OpsStatusReader):
         broker: MessageBroker | None,
         topic: str,
         projections: Callable[[], list[ProjectionStatus]],
+        *,
+        no_relay: str = "this process has no view of the outbox",
+        no_broker: str = "this process has no broker",
     ) -> None:
         self.clock = clock
         self.relay_status = relay_status
         self.broker = broker
         self.topic = topic
         self.projections = projections
+        self.no_relay = no_relay
+        self.no_broker = no_broker
 
     def status(self) -> OpsStatus:
-        return OpsStatus(outbox=self.outbox(), subscriptions=self.subscriptions(),
-                         projections=self.projections())
+        outbox, subscriptions = self.outbox(), self.subscriptions()
+        projections = self.projections()
+        unmeasured: list[Unmeasured] = []
+        if outbox.depth is None:
+            unmeasured.append(Unmeasured("outbox.depth", self.no_relay))
+        if self.broker is None:
+            unmeasured.append(Unmeasured("subscriptions", self.no_broker))
+        unmeasured += [Unmeasured(f"subscriptions[{s.name}].lag_seconds", NO_OLDEST_MESSAGE)
+                       for s in subscriptions if s.lag_seconds is None]
+        unmeasured += [Unmeasured(f"projections[{p.name}].lag_seconds", NO_PROJECTION_LAG)
+                       for p in projections if p.lag_seconds is None]
+        return OpsStatus(outbox=outbox, subscriptions=subscriptions, projections=projections,
+                         unmeasured=unmeasured)
 
     def outbox(self) -> OutboxStatus:
-        """Committed events not yet published, against the relay's position."""
+        """Committed events not yet published, against the relay's position (None when
+        this process has no view of the relay)."""
         if self.relay_status is None:
-            return OutboxStatus(depth=0, oldest_age_seconds=None)
+            return OutboxStatus(depth=None, oldest_age_seconds=None)
         relay = self.relay_status()
         return OutboxStatus(relay.depth, relay.oldest_age_seconds)
 
@@ -72,7 +99,8 @@ class PipelineStatus(OpsStatusReader):
         if self.relay_status is not None:
             try:
                 outbox = self.outbox()
-                metrics.record_outbox(outbox.depth, outbox.oldest_age_seconds)
+                if outbox.depth is not None:
+                    metrics.record_outbox(outbox.depth, outbox.oldest_age_seconds)
             except Exception as error:
                 log.exception("could not sample the outbox")
                 failure = error

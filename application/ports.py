@@ -29,7 +29,7 @@ import it.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import (
@@ -168,6 +168,14 @@ class StockItemStore(Protocol):
         Every save writes its events' memos in the same atomic write as the events, so a
         memo at a version the caller's state has reached is always found.
         """
+
+    @abstractmethod
+    def stream_keys(self) -> Iterator[tuple[str, str]]:
+        """Every SKU-location with a stream, as ``(sku, location)``, in no particular order.
+
+        Read from the store itself (each stream's first event), so an operator's check
+        covers every stream, not only those a projection has seen. Raises
+        ``StoreUnavailable``."""
 
     def close(self) -> None:
         """Release connections; the default holds none."""
@@ -538,7 +546,8 @@ class OpsStatusReader(Protocol):
     def sample(self, metrics: PipelineMetrics) -> None:
         """Record the sampled figures (outbox, each subscription's counts) as metrics."""
         status = self.status()
-        metrics.record_outbox(status.outbox.depth, status.outbox.oldest_age_seconds)
+        if status.outbox.depth is not None:  # an unmeasured outbox records nothing
+            metrics.record_outbox(status.outbox.depth, status.outbox.oldest_age_seconds)
         for subscription in status.subscriptions:
             metrics.record_backlog(subscription.name, subscription.active)
             metrics.record_dead_letter_depth(subscription.name, subscription.dead_lettered)

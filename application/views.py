@@ -163,7 +163,8 @@ class RelayStatus:
 
 @dataclass(frozen=True)
 class OutboxStatus:
-    depth: int
+    depth: int | None
+    """None when this host cannot measure it (see ``OpsStatus.unmeasured``), never 0."""
     oldest_age_seconds: float | None
 
 
@@ -183,9 +184,21 @@ class ProjectionStatus:
 
 
 @dataclass(frozen=True)
+class Unmeasured:
+    """A figure of the status this host could not measure, and why (it reads ``null``)."""
+
+    field: str
+    """Where the figure is, e.g. ``outbox.depth`` or ``subscriptions[availability].lag_seconds``."""
+    reason: str
+
+
+@dataclass(frozen=True)
 class OpsStatus:
     """The pipeline's health on one page: what ``GET /api/ops/status`` returns."""
 
     outbox: OutboxStatus
     subscriptions: list[SubscriptionStatus]
     projections: list[ProjectionStatus]
+    unmeasured: list[Unmeasured] = field(default_factory=list)
+    """Every figure above that reads null because it could not be measured, with why:
+    a made-up 0 would tell an operator that all is well when nobody looked."""

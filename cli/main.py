@@ -241,7 +241,10 @@ def replay_deadletters(args: argparse.Namespace, out: TextIO) -> int:
     try:
         broker, replay = opened.broker, opened.replay
         if broker is None or replay is None:
-            raise UsageError("this host has no broker to replay from")
+            raise UsageError(
+                "no Service Bus to replay from: give SERVICEBUS__fullyQualifiedNamespace "
+                "with the Azure settings" if opened.settings.event_store == "cosmos"
+                else "this host has no broker to replay from")
         if args.subscription not in broker.subscriptions(TOPIC):
             raise UsageError(f"no subscription named {args.subscription!r}")
         depth = broker.counts(TOPIC, args.subscription).dead_lettered
@@ -269,8 +272,10 @@ def rebuild_projection(args: argparse.Namespace, out: TextIO) -> int:
         repair = opened.repair
         if repair is None:
             raise UsageError("this host has no availability view to rebuild")
-        services = _reconciliation(opened)
-        known = list(services.schedule.history.stock_items())
+        # Every stream in the event store (not the ledger's or the view's idea of them):
+        # a stream the view has no row for is a mismatch, never silently skipped.
+        known = [key for key in opened.store.stream_keys()
+                 if args.sku is None or key[0] == args.sku]
         total = sum(1 for _ in repair.views.rows(args.sku))
         with _progress(total, "row", "comparing") as advance:
             report = repair.run(args.sku, known, fix=not args.check, progress=advance)
@@ -281,8 +286,8 @@ def rebuild_projection(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"{m.kind:<8} {m.sku}|{m.location}: row {row}; stream "
                       f"v{m.stream.version} on hand {m.stream.on_hand} reserved "
                       f"{m.stream.reserved} available {m.stream.available}\n")
-        out.write(f"{report.checked} row(s) checked, {len(report.mismatches)} mismatched, "
-                  f"{report.repaired} repaired\n")
+        out.write(f"{len(known)} stream(s) in the event store; {report.checked} row(s) "
+                  f"checked, {len(report.mismatches)} mismatched, {report.repaired} repaired\n")
         return ATTENTION if args.check and report.mismatches else OK
     finally:
         opened.close()

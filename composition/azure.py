@@ -130,7 +130,10 @@ def azure_services(
         queries=StockQueries(store, clock), telemetry=telemetry,
         reconciliation=OpenedOnFirstUse(open_reconciliation, ReconciliationServices.close),
         availability=views,
-        ops=PipelineStatus(clock, relay_position.status, broker, TOPIC, projections),
+        ops=PipelineStatus(
+            clock, relay_position.status, broker, TOPIC, projections,
+            no_broker="no Service Bus namespace is configured "
+                      "(SERVICEBUS__fullyQualifiedNamespace)"),
         replay=None if broker is None else DeadLetterReplay(broker),
         repair=ProjectionRepair(views, store, AvailabilityProjection(views, store.history)),
         broker=broker,

@@ -17,8 +17,9 @@ from domain.errors import InvalidIdentifier, InvalidQuantity
 MAX_IDENTIFIER_LENGTH = 64
 """Longest SKU, location or order id (a stream name is two of them and a ``|``)."""
 IDENTIFIER_PATTERN = rf"^[A-Za-z0-9._-]{{1,{MAX_IDENTIFIER_LENGTH}}}$"
-"""What a SKU, location or order id looks like: the domain checks it, and the wire
-contract, the HTTP models and ``openapi.json`` state it, all from here."""
+"""What a SKU, location or order id looks like: the domain checks it, and the HTTP models
+and ``openapi.json`` state it, from here. The consumers' contract package declares the
+same pattern for the wire (``stockstream_contract.vocabulary``; a test pins them equal)."""
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 # Fixed forever: stored streams are found by uuid5(NAMESPACE, stream name).

@@ -105,6 +105,7 @@ class Problem(Exception):
 
 
 def malformed_json(detail: str) -> Problem:
+    """The body is not JSON, or a required body is empty: nothing ran."""
     return Problem(400, "malformed-json", "Malformed JSON", detail)
 
 
@@ -115,6 +116,7 @@ def malformed_request(detail: str) -> Problem:
 
 
 def unauthorized() -> Problem:
+    """Keys are configured and the request has none that is valid (header or ``code``)."""
     return Problem(
         401, "unauthorized", "Unauthorized",
         "a valid x-functions-key header is required",
@@ -151,10 +153,12 @@ def echo(value: str | None, limit: int = ECHO_LIMIT) -> str:
 
 
 def not_found(path: str) -> Problem:
+    """No route has this path."""
     return Problem(404, "not-found", "Not found", f"no route matches {echo(path)}")
 
 
 def method_not_allowed(method: str, path: str, allowed: list[str]) -> Problem:
+    """The path exists, the method does not (``Allow`` lists the methods)."""
     return Problem(
         405, "method-not-allowed", "Method not allowed",
         f"{echo(method, 32)} is not allowed on {echo(path)}; allowed: {', '.join(allowed)}",
@@ -177,6 +181,7 @@ def malformed_if_match(value: str) -> Problem:
 
 
 def payload_too_large(limit: int) -> Problem:
+    """The body is over the limit (64 KiB for a single command)."""
     return Problem(413, "payload-too-large", "Payload too large",
                    f"the request body must be at most {limit} bytes")
 
@@ -188,6 +193,7 @@ def too_many_commands(limit: int) -> Problem:
 
 
 def unsupported_media_type(content_type: str | None) -> Problem:
+    """A state-changing request whose body is not JSON, or has no Content-Type."""
     return Problem(
         415, "unsupported-media-type", "Unsupported media type",
         "the request body must be application/json; got "
@@ -196,12 +202,14 @@ def unsupported_media_type(content_type: str | None) -> Problem:
 
 
 def validation_failed(errors: list[FieldError]) -> Problem:
+    """A field is wrong; ``errors`` lists each field and why. Nothing was recorded."""
     fields = ", ".join(sorted({echo(e.field) for e in errors}))
     return Problem(422, "validation-failed", "Invalid request",
                    f"invalid fields: {fields}", errors=tuple(errors))
 
 
 def pipeline_not_running(what: str) -> Problem:
+    """A read model (availability, ops status) on a host whose pipeline is not running."""
     return Problem(
         503, "pipeline-not-running", "Service unavailable",
         f"{what} needs the event pipeline (relay and projections), and the pipeline is "
@@ -211,10 +219,12 @@ def pipeline_not_running(what: str) -> Problem:
 
 
 def unknown_subscription(name: str) -> Problem:
+    """A dead-letter replay naming a subscription the topic does not have."""
     return Problem(404, "unknown-subscription", "Not found", f"no subscription named {name!r}")
 
 
 def internal_error() -> Problem:
+    """A bug: the request failed unexpectedly (logged). Never expected."""
     return Problem(500, "internal-error", "Internal error",
                    "the request failed unexpectedly; it has been logged")
 
@@ -249,17 +259,21 @@ _DOMAIN_STATUS: tuple[tuple[type[DomainError], int, str], ...] = (
 )
 
 
+def domain_status(kind: type[DomainError]) -> tuple[int, str]:
+    """The status and title a refusal of ``kind`` is answered with (422 unless listed)."""
+    for listed, status, title in _DOMAIN_STATUS:
+        if issubclass(kind, listed):
+            return status, title
+    return 422, "Invalid request"
+
+
 def from_domain(error: DomainError) -> Problem:
     """The problem of a domain refusal: its code, its status and its details.
 
     Validation-kind refusals name their field in ``errors``; every other detail of the
     refusal (``available``, ``reservable``, ``order_id``, ...) becomes an extension member.
     """
-    status, title = 422, "Invalid request"
-    for kind, kind_status, kind_title in _DOMAIN_STATUS:
-        if isinstance(error, kind):
-            status, title = kind_status, kind_title
-            break
+    status, title = domain_status(type(error))
     details = dict(error.details)
     errors: tuple[FieldError, ...] = ()
     if status == 422:

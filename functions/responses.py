@@ -202,7 +202,8 @@ class AvailabilityOut(ResponseBody):
 
 
 class OutboxOut(ResponseBody):
-    depth: int
+    depth: int | None = Field(description="Committed events not yet published; null when "
+                              "this host cannot measure it (`unmeasured` says why).")
     oldest_age_seconds: float | None
 
 
@@ -219,12 +220,21 @@ class ProjectionOut(ResponseBody):
     lag_seconds: float | None
 
 
+class UnmeasuredOut(ResponseBody):
+    field: str = Field(description="Where the figure is, e.g. `outbox.depth` or "
+                       "`subscriptions[availability].lag_seconds`.")
+    reason: str
+
+
 class OpsStatusOut(ResponseBody):
     """The pipeline's health: outbox, subscriptions and projections."""
 
     outbox: OutboxOut
     subscriptions: list[SubscriptionOut]
     projections: list[ProjectionOut]
+    unmeasured: list[UnmeasuredOut] = Field(
+        description="Every figure that reads null because this host cannot measure it, "
+        "and why; a figure it cannot measure is never reported as 0.")
 
 
 class ReplayOut(ResponseBody):

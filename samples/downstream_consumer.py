@@ -6,7 +6,8 @@
 It signs in with ``DefaultAzureCredential`` as the principal the deployment gave Azure
 Service Bus Data Receiver on your subscription (docs/deploy.md, "Onboarding a downstream
 team"), takes one session (one SKU-location) at a time, validates every message against
-the event registry, and applies it with the deduplication rule of its kind
+the event registry (the contract package, ``pip install ./packages/stockstream-contract``:
+no Stockstream code beyond it), and applies it with the deduplication rule of its kind
 (docs/downstream.md, "Deduplicate by what you keep"):
 
 - ``state``: keeps the position per SKU-location; a message whose ``sequence`` is not above
@@ -36,7 +37,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+# The contract package (`pip install ./packages/stockstream-contract`); from a checkout
+# without it, the same package at the repository's root.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from azure.servicebus import (
     NEXT_AVAILABLE_SESSION,
@@ -46,7 +49,7 @@ from azure.servicebus import (
 )
 from azure.servicebus.exceptions import OperationTimeoutError
 
-from contracts.validation import (
+from stockstream_contract import (
     SchemaValidationFailed,
     UnknownEventType,
     validate_cloudevent,

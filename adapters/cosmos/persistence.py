@@ -587,6 +587,23 @@ class CosmosAggregateRecorder(AggregateRecorder):
             for d in documents
         ]
 
+    def select_stream_starts(self, topic: str) -> Iterator[StoredEvent]:
+        """Every stream's first event with ``topic`` (``StreamStartRecorder``): one
+        cross-partition query over the version-1 documents, read page by page."""
+        query = ("SELECT c.originator_id, c.originator_version, c.topic, c.state FROM c "
+                 "WHERE c.originator_version = 1 AND c.topic = @topic")
+        with mapped_errors():
+            pages = self.container.query_items(
+                query, parameters=[{"name": "@topic", "value": topic}],
+                enable_cross_partition_query=True)
+            for d in pages:
+                yield StoredEvent(
+                    originator_id=self._originator_id(str(d["originator_id"])),
+                    originator_version=int(d["originator_version"]),
+                    topic=str(d["topic"]),
+                    state=base64.b64decode(d["state"]),
+                )
+
     def select_memo(
         self, originator_id: UUID | str, memo: str, now: datetime
     ) -> tuple[str, int] | None:

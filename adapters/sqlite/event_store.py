@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -126,6 +126,26 @@ class MemoSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         """Write memos outside a save (the back-fill of a file from before memos)."""
         with self.datastore.transaction(commit=True) as c:
             self._insert_memos(c, rows)
+
+    def select_stream_starts(self, topic: str) -> Iterator[StoredEvent]:
+        """Every stream's first event with ``topic`` (``StreamStartRecorder``), read in
+        pages by rowid so no transaction stays open while the caller works."""
+        after = 0
+        while True:
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(
+                    f"SELECT rowid, originator_id, originator_version, topic, state "
+                    f"FROM {self.events_table_name} WHERE rowid > ? "
+                    "AND originator_version = 1 AND topic = ? ORDER BY rowid LIMIT 500",
+                    (after, topic),
+                )
+                rows = c.fetchall()
+            for row in rows:
+                yield StoredEvent(originator_id=row[1], originator_version=int(row[2]),
+                                  topic=str(row[3]), state=bytes(row[4]))
+            if len(rows) < 500:
+                return
+            after = int(rows[-1][0])
 
     def select_memo(
         self, originator_id: UUID | str, memo: str, now: datetime

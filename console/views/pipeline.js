@@ -5,15 +5,32 @@ import { api, seg } from "../api.js";
 import { age, announce, h, num, problemBox, table, time } from "../dom.js";
 
 const REFRESH_MS = 10_000;
+// What a figure the host cannot measure reads (it is null in the status, never 0).
+const NOT_MEASURED = "not measured";
 
 function health(status) {
   const dead = status.subscriptions.reduce((n, s) => n + s.dead_lettered, 0);
   const notes = [];
   if (dead) notes.push(`${num(dead)} dead-lettered message${dead === 1 ? "" : "s"}`);
   if (status.outbox.depth) notes.push(`${num(status.outbox.depth)} event(s) waiting in the outbox`);
-  return notes.length
-    ? h("p", { class: "warn health" }, "Needs attention: ", notes.join(", "), ".")
+  if (notes.length) return h("p", { class: "warn health" }, "Needs attention: ", notes.join(", "), ".");
+  const missing = (status.unmeasured || []).length;
+  return missing
+    ? h("p", { class: "warn health" }, "Nothing waiting or dead-lettered among what was measured; ",
+      `${num(missing)} figure${missing === 1 ? " is" : "s are"} not measured on this host (below).`)
     : h("p", { class: "ok health" }, "Healthy: nothing waiting, nothing dead-lettered.");
+}
+
+// The figures this host cannot measure, each with the reason the status gives.
+function unmeasured(rows) {
+  if (!rows.length) return [];
+  return [
+    h("h2", {}, "Not measured"),
+    table("Figures this host cannot measure", [
+      { label: "Figure", value: (u) => u.field },
+      { label: "Why", value: (u) => u.reason },
+    ], rows),
+  ];
 }
 
 export async function render(main, _params, { signal, rerender, confirm }) {
@@ -65,7 +82,8 @@ export async function render(main, _params, { signal, rerender, confirm }) {
         h("button", { type: "button", class: "secondary", onclick: () => load() }, "Refresh now")),
       h("h2", {}, "Outbox"),
       h("dl", { class: "figures" },
-        h("div", {}, h("dt", {}, "Events not yet published"), h("dd", {}, num(status.outbox.depth))),
+        h("div", {}, h("dt", {}, "Events not yet published"),
+          h("dd", {}, status.outbox.depth == null ? NOT_MEASURED : num(status.outbox.depth))),
         h("div", {}, h("dt", {}, "Oldest waiting"),
           h("dd", {}, status.outbox.oldest_age_seconds == null ? "none" : age(status.outbox.oldest_age_seconds)))),
       h("h2", {}, "Subscriptions"),
@@ -74,7 +92,7 @@ export async function render(main, _params, { signal, rerender, confirm }) {
           { label: "Subscription", value: (s) => s.name },
           { label: "Active", class: "n", value: (s) => num(s.active) },
           { label: "Dead-lettered", class: "n", value: (s) => num(s.dead_lettered) },
-          { label: "Lag", class: "n", value: (s) => (s.lag_seconds == null ? "unknown" : age(s.lag_seconds)) },
+          { label: "Lag", class: "n", value: (s) => (s.lag_seconds == null ? NOT_MEASURED : age(s.lag_seconds)) },
           { label: "Dead letters", value: (s) => h("button", {
             type: "button", disabled: s.dead_lettered === 0,
             "aria-label": `Replay the dead letters of ${s.name}`,
@@ -87,9 +105,10 @@ export async function render(main, _params, { signal, rerender, confirm }) {
         ? table("Projections", [
           { label: "Projection", value: (p) => p.name },
           { label: "Position", class: "n", value: (p) => num(p.position) },
-          { label: "Lag", class: "n", value: (p) => (p.lag_seconds == null ? "unknown" : age(p.lag_seconds)) },
+          { label: "Lag", class: "n", value: (p) => (p.lag_seconds == null ? NOT_MEASURED : age(p.lag_seconds)) },
         ], status.projections)
-        : h("p", { class: "empty" }, "No projections on this host."));
+        : h("p", { class: "empty" }, "No projections on this host."),
+      ...unmeasured(status.unmeasured || []));
   }
 
   await load();

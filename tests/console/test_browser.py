@@ -8,6 +8,7 @@ browser for the session, a fresh tab (and so a fresh session storage) per test.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -207,6 +208,35 @@ def test_a_function_key_cannot_replay_and_the_console_says_why(
 
     alert = page.locator("#replay-outcome").get_by_role("alert")
     expect(alert).to_contain_text("needs an admin-level key")
+
+
+def test_figures_the_host_cannot_measure_read_not_measured_never_healthy(
+        page: Any, console_host: RunningHost) -> None:
+    """What an Azure deployment answers while a Service Bus subscription has a backlog
+    (its lag cannot be read) and no projection ran on the answering instance."""
+    status = {
+        "outbox": {"depth": None, "oldest_age_seconds": None},
+        "subscriptions": [{"name": "availability", "active": 0, "dead_lettered": 0,
+                           "lag_seconds": None}],
+        "projections": [{"name": "availability", "position": 12, "lag_seconds": None}],
+        "unmeasured": [
+            {"field": "outbox.depth", "reason": "no view of the outbox"},
+            {"field": "subscriptions[availability].lag_seconds",
+             "reason": "the broker does not report it"},
+            {"field": "projections[availability].lag_seconds", "reason": "none applied"}],
+    }
+    page.route("**/api/ops/status", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(status)))
+    page.goto(f"{CONSOLE}#/pipeline")
+    settled(page)
+
+    health = page.locator(".health")
+    expect(health).to_contain_text("3 figures are not measured")
+    expect(health).not_to_contain_text("Healthy")
+    expect(page.get_by_text("not measured", exact=True)).to_have_count(3)
+    table = page.get_by_role("table", name="Figures this host cannot measure")
+    expect(table).to_contain_text("subscriptions[availability].lag_seconds")
+    expect(table).to_contain_text("the broker does not report it")
 
 
 # ------------------------------------------------------------------- drift

@@ -98,6 +98,22 @@ class EventStoreContract(ABC):
         assert store.get(self.sku, LOCATION) is None
         assert store.events(self.sku, LOCATION) == []
 
+    def test_every_stream_is_listed_once_by_sku_and_location_whatever_its_length(
+            self) -> None:
+        writer, reader = self.store(), self.store()
+        long = self.new_item()
+        for n in range(1, 6):
+            long.receive(n)
+        writer.save(long)
+        other = StockItem.create(self.sku, "STORE-B")
+        writer.save(other)
+        writer.save(self.new_item(f"{self.sku}-X"))
+
+        mine = [key for key in reader.stream_keys() if key[0].startswith(self.sku)]
+
+        assert sorted(mine) == [(self.sku, LOCATION), (self.sku, "STORE-B"),
+                                (f"{self.sku}-X", LOCATION)]
+
     # -------------------------------------------------------------- concurrency
 
     def test_a_save_from_a_stale_copy_conflicts_and_writes_nothing(self) -> None:

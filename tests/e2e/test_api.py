@@ -221,7 +221,7 @@ def test_with_a_cosmos_store_the_host_serves_the_command_path_from_cosmos(
 def test_ops_status_answers_200(client: httpx.Client):
     answer = client.get("/api/ops/status")
     assert answer.status_code == 200
-    assert set(answer.json()) == {"outbox", "subscriptions", "projections"}
+    assert set(answer.json()) == {"outbox", "subscriptions", "projections", "unmeasured"}
 
 
 def test_availability_reflects_an_acknowledged_command_within_one_second(

@@ -26,6 +26,7 @@ from application.views import (
     OutboxStatus,
     ProjectionStatus,
     SubscriptionStatus,
+    Unmeasured,
 )
 from composition import Services
 from functions.container import use_services
@@ -471,7 +472,8 @@ class _Availability(AvailabilityReader):
 class _Ops(OpsStatusReader):
     def status(self) -> OpsStatus:
         return OpsStatus(OutboxStatus(2, 1.5), [SubscriptionStatus("availability", 1, 0, 0.2)],
-                         [ProjectionStatus("availability", 41, None)])
+                         [ProjectionStatus("availability", 41, None)],
+                         [Unmeasured("projections[availability].lag_seconds", "none applied")])
 
 
 class _Replay(DeadLetterReplayer):
@@ -496,7 +498,9 @@ def test_availability_ops_and_replay_shape_what_the_pipeline_readers_return(
         "outbox": {"depth": 2, "oldest_age_seconds": 1.5},
         "subscriptions": [{"name": "availability", "active": 1, "dead_lettered": 0,
                            "lag_seconds": 0.2}],
-        "projections": [{"name": "availability", "position": 41, "lag_seconds": None}]}
+        "projections": [{"name": "availability", "position": 41, "lag_seconds": None}],
+        "unmeasured": [{"field": "projections[availability].lag_seconds",
+                        "reason": "none applied"}]}
     replay = call("replay_dead_letters", "POST", {"subscription": "availability"},
                   {"max_messages": 3})
     assert replay.body == {"replayed": 3}

@@ -158,8 +158,8 @@ def test_a_wire_type_listed_twice_is_refused() -> None:
 
 
 def repo_copy(tmp_path: Path) -> Path:
-    for package in ("contracts", "domain", "application", "schemas"):
-        shutil.copytree(ROOT / package, tmp_path / package,
+    for package in ("contracts", "stockstream_contract", "domain", "application", "schemas"):
+        shutil.copytree(ROOT / package, tmp_path / package, symlinks=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "asyncapi.yaml", tmp_path / "asyncapi.yaml")
     return tmp_path
@@ -180,7 +180,8 @@ def test_check_fails_after_an_incompatible_model_edit_and_generate_refuses(
     tmp_path: Path,
 ) -> None:
     repo = repo_copy(tmp_path)
-    edit(repo / "contracts" / "events.py", "    delta: int\n    reason: AdjustmentReasonV1",
+    edit(repo / "stockstream_contract" / "models.py",
+         "    delta: int\n    reason: AdjustmentReasonV1",
          "    delta: int\n    reason_code: AdjustmentReasonV1")
     committed_before = committed_files(repo)
 
@@ -198,7 +199,7 @@ def test_check_fails_after_an_incompatible_model_edit_and_generate_refuses(
 
 def test_check_fails_on_a_narrowed_range_in_a_model(tmp_path: Path) -> None:
     repo = repo_copy(tmp_path)
-    edit(repo / "contracts" / "events.py",
+    edit(repo / "stockstream_contract" / "models.py",
          "reference: str | None = Field(default=None, max_length=200)",
          "reference: str | None = Field(default=None, max_length=100)")
 
@@ -211,7 +212,7 @@ def test_check_fails_on_a_narrowed_range_in_a_model(tmp_path: Path) -> None:
 
 def test_an_additive_edit_is_stale_until_regenerated_then_passes(tmp_path: Path) -> None:
     repo = repo_copy(tmp_path)
-    edit(repo / "contracts" / "events.py", "    delta: int\n",
+    edit(repo / "stockstream_contract" / "models.py", "    delta: int\n",
          "    delta: int\n    note: str | None = None\n")
 
     stale = registry_cli(repo, "check")
