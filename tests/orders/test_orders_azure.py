@@ -130,7 +130,7 @@ def test_the_sweep_timer_drives_an_interrupted_order_to_its_end(
     assert azure.orders is not None
 
     def crash_after_first_hold(point: str) -> None:
-        if point == "after-record":
+        if point == "after-step":  # the first hold taken, not yet recorded
             raise Crash(point)
 
     interrupted = Orders(azure.orders.orders, azure.orders.groups, azure.commands,
