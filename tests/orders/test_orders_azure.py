@@ -1,75 +1,32 @@
 """Orders on Azure: the order functions, called through the objects ``function_app.app``
 registered with real binding objects (``func.HttpRequest``, ``TimerRequest``), on the
 services of the Azure composition root over the Cosmos test server (stock streams in
-``events``, order and group streams in ``processes``)."""
+``events``, order and group streams in ``processes``): the fixtures of
+:mod:`tests.azure_processes`, which ``conftest.py`` brings in."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
 
-import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
 from adapters.clock import ManualClock
-from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
+from adapters.cosmos.persistence import CosmosDatastore
 from adapters.cosmos.process_streams import CosmosProcessStore
 from adapters.embedded_broker import EmbeddedBroker
 from application.orders import Orders
 from application.processes import STALL_AFTER
-from application.settings import load
 from composition import Services
-from composition.azure import azure_services
 from contracts.topology import AVAILABILITY_SUBSCRIPTION
 from contracts.validation import validate_cloudevent
-from functions.container import use_services
-from tests.cosmos_server import CosmosServer
+from tests.azure_processes import Crash, processes_change_feed
 from tests.functions.test_pipeline_functions import received
 from tests.http.conftest import FUNCTIONS, call
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-
-
-class Crash(Exception):
-    """A process killed at a named point (the driver's crash hook)."""
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def azure(cosmos_server: CosmosServer, clock: ManualClock,
-          broker: EmbeddedBroker) -> Iterator[Services]:
-    settings = CosmosSettings(endpoint=cosmos_server.endpoint,
-                              database=f"orders-{uuid4().hex[:8]}",
-                              key=cosmos_server.key, verify_tls=False)
-    CosmosDatastore(settings).create_containers_if_missing()  # Bicep's containers
-    container = azure_services(load({
-        "STOCKSTREAM_EVENT_STORE": "cosmos",
-        "COSMOS__accountEndpoint": settings.endpoint,
-        "COSMOS_KEY": settings.key or "",
-        "COSMOS_DATABASE": settings.database,
-    }), clock, broker=broker)
-    use_services(container)
-    yield container
-    use_services(None)
-    container.close()
-
-
-def processes_change_feed(azure: Services) -> func.DocumentList:
-    """Every document of the processes container, as the change-feed trigger hands them
-    over (the test server's change feed is a stub, so they are queried): order and group
-    events and the orders' wake-up companions."""
-    assert azure.orders is not None
-    store: Any = azure.orders.orders
-    container = store.app.factory.datastore.container("processes")
-    documents = list(container.query_items("SELECT * FROM c", enable_cross_partition_query=True))
-    return func.DocumentList([func.Document.from_dict(d) for d in documents])
 
 
 def reservations(azure: Services, sku: str, location: str) -> dict[str, int]:
@@ -129,9 +86,15 @@ def test_the_sweep_timer_drives_an_interrupted_order_to_its_end(
     azure.commands.receive(sku, "S2", 5)
     assert azure.orders is not None
 
+    befores = []
+
     def crash_after_first_hold(point: str) -> None:
-        if point == "after-record":
-            raise Crash(point)
+        # Steps are recorded in one write after both holds: die before the second is
+        # taken, the first performed and not yet recorded.
+        if point == "before-step":
+            befores.append(point)
+            if len(befores) == 2:
+                raise Crash(point)
 
     interrupted = Orders(azure.orders.orders, azure.orders.groups, azure.commands,
                          azure.store, clock, crash_point=crash_after_first_hold)
