@@ -9,6 +9,7 @@ so every test module of the directory can ask for them by name.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,11 @@ from adapters.embedded_broker.topology import ensure_topology
 from application.settings import load
 from composition import Services
 from composition.azure import azure_services
+from contracts.processes import ProcessKind
+from contracts.validation import validate_cloudevent
 from functions.container import use_services
 from tests.cosmos_server import CosmosServer
+from tests.http.conftest import FUNCTIONS
 
 
 class Crash(Exception):
@@ -76,3 +80,31 @@ def processes_change_feed(azure: Services) -> func.DocumentList:
     container = store.app.factory.datastore.container("processes")
     documents = list(container.query_items("SELECT * FROM c", enable_cross_partition_query=True))
     return func.DocumentList([func.Document.from_dict(d) for d in documents])
+
+
+def relay_the_processes_twice(azure: Services) -> None:
+    """Hand the processes container's documents to ``relay_process_events`` as a
+    ``func.DocumentList``, twice (a redelivered batch, which must change nothing)."""
+    feed = processes_change_feed(azure)
+    relay = FUNCTIONS["relay_process_events"].get_user_function()
+    relay(documents=feed)
+    relay(documents=feed)
+
+
+def published_process(messages: list[Any], kind: ProcessKind, key: str,
+                      version: int) -> list[dict[str, Any]]:
+    """Check that ``messages`` are the process's events, versions 1..``version`` once
+    each, in its session, with its application properties and none of a stock event's;
+    return their CloudEvents documents, each validated against the registry."""
+    assert sorted(m.message_id for m in messages) == sorted(
+        kind.event_id(key, v) for v in range(1, version + 1))
+    assert {m.session_id for m in messages} == {kind.session_id(key)}
+    for m in messages:
+        properties = dict(m.application_properties)
+        assert (properties["process"], properties["processId"]) == (kind.name, key)
+        assert "sku" not in properties and "location" not in properties
+    documents = [json.loads(m.body) for m in messages]
+    for document in documents:
+        validate_cloudevent(document)
+        assert document["data"][kind.id_field] == key
+    return documents
