@@ -234,7 +234,8 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
     """The pipeline's parts, recording the Azure metrics by the same code paths: the relay
     each published event's age, the projection each applied event's age. The availability
     subscription's consumer feeds the movement ledger too (``with_movements``). The relay
-    publishes the order events of ``processes`` too, after a checkpoint of their own."""
+    publishes the order and transfer events of ``processes`` too, after a checkpoint of
+    their own."""
     broker = EmbeddedBroker(files.broker, prefetch=CONSUMER_BATCH)
     opened.callback(broker.close)
     ensure_topology(broker)

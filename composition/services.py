@@ -152,7 +152,7 @@ class Services:
     """The broker this process reads or publishes to (Service Bus, or the embedded one)."""
     # The Azure pipeline's parts, called by the functions of ``functions.pipeline``.
     change_feed_relay: ChangeFeedRelay | None = None
-    # Azure: the relay of the processes container's change feed (order events).
+    # Azure: the relay of the processes container's change feed (order, transfer events).
     process_relay: ChangeFeedRelay | None = None
     consumers: Mapping[str, EventConsumer] = field(default_factory=_nothing)
     expiry_sweep: ExpirySweep | None = None

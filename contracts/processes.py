@@ -1,12 +1,12 @@
 """Process streams on the wire: which process kinds are published, and how.
 
-A process (an order; a transfer next) is an aggregate with a stream of its own. Its
+A process (an order, a transfer) is an aggregate with a stream of its own. Its
 events are published on the stock topic, each kind in sessions of its own:
 
 - session id ``{kind}:{id}`` (``order:ORD-1``), the CloudEvents ``subject``;
 - message id and CloudEvents ``id`` ``{kind}:{id}:{version}``;
 - type ``Stockstream.<Name>.v<N>`` with its schema in the registry, ``data`` naming the
-  process by its id field (``order_id``);
+  process by its id field (``order_id``, ``transfer_id``);
 - application properties ``type``, ``process`` (the kind), ``processId``, ``sequence``
   and ``replayTarget``, and no ``sku`` / ``location``: a subscription filtering on those,
   or on stock types, never sees them. Stock consumers skip them (``is_process_type``).
@@ -41,8 +41,21 @@ from contracts.events import (
     OrderReleaseRequestedV1,
     OrderRescheduledV1,
     OrderSourcedV1,
+    TransferCancelledV1,
+    TransferCloseRequestedV1,
+    TransferCreatedV1,
+    TransferIncomingAddedV1,
+    TransferLossRecordedV1,
+    TransferReceiptAddedV1,
+    TransferReceiptRequestedV1,
+    TransferRequestedV1,
+    TransferShipmentRefusedV1,
+    TransferShipmentRequestedV1,
+    TransferShipmentTakenV1,
 )
 from domain.order import Order
+from domain.transfer import KIND as TRANSFER_KIND
+from domain.transfer import Transfer
 
 
 @dataclass(frozen=True)
@@ -79,8 +92,25 @@ ORDER = ProcessKind("order", "order_id", Order, (
     WireType("OrderConcluded", 1, OrderConcludedV1, Order.Concluded),
 ))
 
-PROCESS_KINDS: tuple[ProcessKind, ...] = (ORDER,)
-"""Every published kind of process (transfers plug in with one entry)."""
+TRANSFER = ProcessKind(TRANSFER_KIND, "transfer_id", Transfer, (
+    WireType("TransferCreated", 1, TransferCreatedV1, Transfer.Created),
+    WireType("TransferRequested", 1, TransferRequestedV1, Transfer.Requested),
+    WireType("TransferShipmentRequested", 1, TransferShipmentRequestedV1,
+             Transfer.ShipmentRequested),
+    WireType("TransferShipmentTaken", 1, TransferShipmentTakenV1, Transfer.ShipmentTaken),
+    WireType("TransferShipmentRefused", 1, TransferShipmentRefusedV1,
+             Transfer.ShipmentRefused),
+    WireType("TransferIncomingAdded", 1, TransferIncomingAddedV1, Transfer.IncomingAdded),
+    WireType("TransferReceiptRequested", 1, TransferReceiptRequestedV1,
+             Transfer.ReceiptRequested),
+    WireType("TransferReceiptAdded", 1, TransferReceiptAddedV1, Transfer.ReceiptAdded),
+    WireType("TransferCloseRequested", 1, TransferCloseRequestedV1, Transfer.CloseRequested),
+    WireType("TransferLossRecorded", 1, TransferLossRecordedV1, Transfer.LossRecorded),
+    WireType("TransferCancelled", 1, TransferCancelledV1, Transfer.Cancelled),
+))
+
+PROCESS_KINDS: tuple[ProcessKind, ...] = (ORDER, TRANSFER)
+"""Every published kind of process (a new kind plugs in with one entry)."""
 
 PROCESS_WIRE_TYPES: tuple[WireType, ...] = tuple(
     w for kind in PROCESS_KINDS for w in kind.wire_types)

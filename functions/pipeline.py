@@ -96,8 +96,9 @@ PROCESS_RELAY_LEASE_PREFIX = "process-relay-"
 
 @_change_feed_relay("relay_process_events", "processes", PROCESS_RELAY_LEASE_PREFIX)
 def relay_process_events(documents: func.DocumentList) -> None:
-    """Publish a change-feed batch of the processes container (order events, in their
-    sessions ``order:{order_id}``); raising redelivers the whole batch."""
+    """Publish a change-feed batch of the processes container (order and transfer events,
+    in their sessions ``order:{order_id}`` / ``transfer:{transfer_id}``); raising
+    redelivers the whole batch."""
     container = services()
     if container.process_relay is None:
         raise RuntimeError("the relay needs SERVICEBUS__fullyQualifiedNamespace")

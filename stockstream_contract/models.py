@@ -364,3 +364,92 @@ class OrderConcludedV1(OrderEventData):
     """Outcome: the work under way ended with ``status``."""
 
     status: Literal["held", "partially_held", "failed", "released", "fulfilled"]
+
+
+# --------------------------------------------------------------- transfer events
+#
+# A transfer is a process with a stream of its own (``transfer:{transfer_id}``), published
+# as orders are, in sessions ``transfer:{transfer_id}``. Its ``TransferRequested`` names
+# the SKU and the two locations; every event names its transfer. The units themselves move
+# on the locations' stock streams (``StockTransferShipped``, ``StockIncomingSet``,
+# ``StockTransferReceived``, ``StockTransitLost``): these events say what the transfer
+# decided and which of its steps are done, so a consumer can follow a transfer without
+# joining stock sessions.
+
+
+class TransferEventData(BaseModel):
+    """Members common to every transfer event payload."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    transfer_id: str = Identifier
+
+
+class TransferCreatedV1(TransferEventData):
+    """The first event of a transfer's stream."""
+
+
+class TransferRequestedV1(TransferEventData):
+    """Intent: move ``quantity`` units of ``sku`` from one location to the other."""
+
+    sku: str = Identifier
+    from_location: str = Identifier
+    to_location: str = Identifier
+    quantity: int = Field(ge=1)
+    expected_at: AwareDatetime | None = Field(
+        default=None, description="When the units are due at the destination, if the "
+        "request said (else the shipment's time, see TransferShipmentRequested).")
+
+
+class TransferShipmentRequestedV1(TransferEventData):
+    """Intent: ship; the units are due at the destination at ``expected_at``."""
+
+    expected_at: AwareDatetime
+
+
+class TransferShipmentTakenV1(TransferEventData):
+    """Step: the source location took ``quantity`` sellable units (shipped)."""
+
+    quantity: int = Field(ge=1)
+
+
+class TransferShipmentRefusedV1(TransferEventData):
+    """Step: the source could spare only ``available`` units; the transfer stays requested."""
+
+    available: int
+
+
+class TransferIncomingAddedV1(TransferEventData):
+    """Step: the destination expects the shipped units; the transfer is shipped."""
+
+    quantity: int = Field(ge=1)
+    expected_at: AwareDatetime
+
+
+class TransferReceiptRequestedV1(TransferEventData):
+    """Intent: the destination received ``quantity`` of the shipped units."""
+
+    quantity: int = Field(ge=1)
+
+
+class TransferReceiptAddedV1(TransferEventData):
+    """Step: the destination added ``quantity`` sellable units; the transfer is received."""
+
+    quantity: int = Field(ge=1)
+
+
+class TransferCloseRequestedV1(TransferEventData):
+    """Intent: close; ``lost`` units (shipped, never received) are lost in transit."""
+
+    lost: int = Field(ge=0)
+
+
+class TransferLossRecordedV1(TransferEventData):
+    """Step: the destination recorded ``quantity`` units lost in transit; the transfer is
+    closed."""
+
+    quantity: int = Field(ge=0)
+
+
+class TransferCancelledV1(TransferEventData):
+    """Outcome: the transfer was cancelled before shipment."""

@@ -319,6 +319,49 @@ class EventStoreContract(ABC):
         found = store.recall(self.sku, LOCATION, StockItem.key_memo("k"))
         assert found is not None and (found.value, found.version) == ("receipt:2:", 4)
 
+    # ------------------------------------- stock states, incoming supply, transfers
+
+    def test_state_incoming_and_transfer_events_read_back_with_their_state_and_memos(
+            self) -> None:
+        """Every stock event of §5.3 (a state move, an expected receipt, a transfer's
+        shipment at its source, and at its destination its incoming entry, receipt and
+        loss) round-trips through the store, and the transfer memos that make each step
+        idempotent are recalled from it."""
+        writer, reader = self.store(), self.store()
+        source = self.new_item()
+        source.receive(20)
+        source.move(3, "sellable", "damaged", reason="dented", idempotency_key="m-1")
+        source.set_incoming("PO-9", 5, T0 + timedelta(days=1))
+        source.ship_transfer("T-1", 4, "STORE-B")
+        destination = StockItem.create(self.sku, "STORE-B")
+        destination.expect_transfer("T-1", 4, T0 + timedelta(days=2), LOCATION)
+        destination.receive_transfer("T-1", 3, 4, LOCATION)
+        destination.record_transit_loss("T-1", 1, LOCATION)
+        writer.save(source)
+        writer.save(destination)
+
+        loaded_source = reader.get(self.sku, LOCATION)
+        loaded_destination = reader.get(self.sku, "STORE-B")
+
+        assert [type(e).__name__ for e in reader.events(self.sku, LOCATION)] == [
+            "Created", "Received", "StateMoved", "IncomingSet", "TransferShipped"]
+        assert [type(e).__name__ for e in reader.events(self.sku, "STORE-B")] == [
+            "Created", "IncomingSet", "TransferReceived", "TransitLost"]
+        assert loaded_source is not None and loaded_destination is not None
+        assert _state(loaded_source) == _state(source)
+        assert _state(loaded_destination) == _state(destination)
+        at_source, at_destination = loaded_source.position(), loaded_destination.position()
+        assert (at_source.sellable, at_source.held, at_source.incoming_total) == (
+            13, {"damaged": 3, "quality_control": 0}, 5)
+        assert (at_destination.sellable, at_destination.incoming_total) == (3, 0)
+        def recall(location: str, memo: str) -> tuple[str, int] | None:
+            found = reader.recall(self.sku, location, memo)
+            return None if found is None else (found.value, found.version)
+
+        assert recall(LOCATION, StockItem.transfer_memo("T-1")) == ("shipped:4", 5)
+        assert recall("STORE-B", StockItem.transfer_memo("T-1")) == ("closed:3:1", 4)
+        assert recall(LOCATION, StockItem.key_memo("m-1")) is not None
+
     # --------------------------------------------------------------- snapshots
 
     def test_a_snapshot_is_taken_at_100_events_and_a_reload_from_it_equals_a_full_replay(
@@ -351,10 +394,11 @@ class EventStoreContract(ABC):
 
     @staticmethod
     def _make_history(store: EventSourcedStockItems, item: StockItem, until_version: int) -> None:
-        """Varied commands, saved ten events at a time, until the stream has that version."""
+        """Varied commands (stock states, incoming supply and transfers both ways among
+        them), saved ten events at a time, until the stream has that version."""
         n = 0
         while item.version < until_version:
-            step = n % 6
+            step = n % 12
             if step == 0:
                 item.receive(5, reference=f"PO-{n}", idempotency_key=f"receipt-{n}")
             elif step == 1:
@@ -365,8 +409,20 @@ class EventStoreContract(ABC):
                 item.reserve(f"order-{n}", 1, "pos")
             elif step == 4:
                 item.release(f"order-{n - 1}")
-            else:
+            elif step == 5:
                 item.record_count(f"count-{n}", item.on_hand + 1, T0 + timedelta(hours=n))
+            elif step == 6:
+                item.move(1, "sellable", "quality_control", idempotency_key=f"move-{n}")
+            elif step == 7:
+                item.set_incoming(f"PO-{n}", 3, T0 + timedelta(days=n))
+            elif step == 8:
+                item.ship_transfer(f"T-out-{n}", 1, "STORE-B")
+            elif step == 9:
+                item.expect_transfer(f"T-in-{n}", 2, T0 + timedelta(days=n), "DC-9")
+            elif step == 10:
+                item.receive_transfer(f"T-in-{n - 1}", 1, 2, "DC-9")
+            else:
+                item.record_transit_loss(f"T-in-{n - 2}", 1, "DC-9")
             n += 1
             if len(item.pending_events) >= 10 or item.version >= until_version:
                 store.save(item)

@@ -17,7 +17,6 @@ import pytest
 from azure.cosmos import CosmosClient
 
 from adapters.cosmos.process_streams import WAKE_UP_ID, CosmosProcessStore
-from domain.order import order_uuid
 from tests.contract.process_store_contract import FAR_PAST, ProcessStoreContract
 from tests.cosmos_server import CosmosServer, closed_port
 
@@ -51,12 +50,13 @@ class TestCosmosProcessStore(ProcessStoreContract):
     def test_the_wake_up_is_one_companion_document_beside_the_events(self) -> None:
         store = self.open_store()
         self._opened.append(store)
-        order = self.placed("o")
+        process = self.placed("o")
         moment = FAR_PAST + timedelta(days=5)
-        store.orders.save(order, wake_at=moment)
-        order.request_release()
-        store.orders.save(order, wake_at=None)
-        partition = str(order_uuid(self.key("o")))
+        self.streams(store).save(process, wake_at=moment)
+        self.kind.step(process)
+        self.kind.end(process)
+        self.streams(store).save(process, wake_at=None)
+        partition = str(self.kind.stream_id(self.key("o")))
         client = CosmosClient(self.server.endpoint, credential=self.server.key,
                               connection_verify=False)
         container = client.get_database_client(self.database).get_container_client(
@@ -68,7 +68,7 @@ class TestCosmosProcessStore(ProcessStoreContract):
 
         wake_ups = [d for d in documents if d["id"] == WAKE_UP_ID]
         assert [(d["kind"], d["key"], d["wake_at"]) for d in wake_ups] == [
-            ("order", self.key("o"), None)]
+            (self.kind.name, self.key("o"), None)]
         events = sorted(int(d["originator_version"]) for d in documents
                         if "originator_version" in d)
-        assert events == list(range(1, order.version + 1))
+        assert events == list(range(1, process.version + 1))

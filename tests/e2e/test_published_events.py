@@ -1,5 +1,5 @@
 """Every message the running service publishes validates against its registered schema,
-stock events and order events alike.
+stock, order and transfer events alike.
 
 A downstream team's subscription (with the standard replay rules) is created before the
 host starts; the test drives every kind of command over HTTP, stops the host, and reads
@@ -72,6 +72,13 @@ def test_every_published_event_validates_against_the_registry(tmp_path: Path) ->
         ok(client.post(f"{transfer}/shipment"))
         ok(client.post(f"{transfer}/receipt", json={"quantity": 2}))
         ok(client.post(f"{transfer}/close"))
+        # Transfers: a shipment refused (the source cannot spare 99), then cancelled.
+        refused = "/api/transfers/t-2"
+        ok(client.put(refused, json={"sku": "SKU-E2E", "from_location": "STORE-1",
+                                     "to_location": "STORE-2", "quantity": 99}))
+        short = client.post(f"{refused}/shipment")
+        assert short.status_code == 409, short.text
+        ok(client.delete(refused))
         version = client.get(base).json()["version"]
         deadline = time.monotonic() + 10
         while client.get("/api/ops/status").json()["outbox"]["depth"] and \
@@ -101,4 +108,10 @@ def test_every_published_event_validates_against_the_registry(tmp_path: Path) ->
         assert sorted(d["sequence"] for d in mine) == list(range(1, len(mine) + 1))
         assert {d["id"] for d in mine} == {f"order:{order_id}:{d['sequence']}" for d in mine}
         assert {d["data"]["order_id"] for d in mine} == {order_id}
+    for transfer_id in ("t-1", "t-2"):  # each transfer: its session, every version
+        mine = [d for d in documents if d["subject"] == f"transfer:{transfer_id}"]
+        assert sorted(d["sequence"] for d in mine) == list(range(1, len(mine) + 1))
+        assert {d["id"] for d in mine} == {
+            f"transfer:{transfer_id}:{d['sequence']}" for d in mine}
+        assert {d["data"]["transfer_id"] for d in mine} == {transfer_id}
     assert dead == 0, "the projection's consumer dead-lettered a published message"

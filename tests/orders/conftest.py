@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 
 from adapters.clock import ManualClock
-from adapters.embedded_broker import EmbeddedBroker
-from adapters.embedded_broker.topology import ensure_topology
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.process_streams import SQLiteProcessStore
 from application.commands import StockCommands
 from application.orders import LocationGroups, Orders
 from application.processes import no_crash
 from domain.order import order_uuid
+from tests.azure_processes import azure, broker, clock  # noqa: F401 - fixtures
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -55,9 +54,9 @@ def open_world(path: Path | str) -> World:
     stock = SQLiteStockItems(f"{path}/events.db" if isinstance(path, Path) else path)
     processes = SQLiteProcessStore(f"{path}/processes.db" if isinstance(path, Path)
                                    else path.replace("stock", "processes"))
-    clock = ManualClock(START)
-    commands = StockCommands(stock, clock)
-    return World(stock, processes, clock, commands, LocationGroups(processes.groups))
+    manual = ManualClock(START)
+    commands = StockCommands(stock, manual)
+    return World(stock, processes, manual, commands, LocationGroups(processes.groups))
 
 
 @pytest.fixture
@@ -73,12 +72,3 @@ def line(sku: str, quantity: int = 1, location: str | None = "S1",
     if group is not None:
         return {"sku": sku, "quantity": quantity, "location_group": group}
     return {"sku": sku, "quantity": quantity, "location": location}
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """The embedded broker with the service's topology (standing in for Service Bus)."""
-    b = EmbeddedBroker(tmp_path / "broker.db")
-    ensure_topology(b)
-    yield b
-    b.close()

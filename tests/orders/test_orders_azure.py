@@ -1,75 +1,37 @@
 """Orders on Azure: the order functions, called through the objects ``function_app.app``
 registered with real binding objects (``func.HttpRequest``, ``TimerRequest``), on the
 services of the Azure composition root over the Cosmos test server (stock streams in
-``events``, order and group streams in ``processes``)."""
+``events``, order and group streams in ``processes``): the fixtures of
+:mod:`tests.azure_processes`, which ``conftest.py`` brings in."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
 
-import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
 from adapters.clock import ManualClock
-from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
+from adapters.cosmos.persistence import CosmosDatastore
 from adapters.cosmos.process_streams import CosmosProcessStore
 from adapters.embedded_broker import EmbeddedBroker
 from application.orders import Orders
 from application.processes import STALL_AFTER
-from application.settings import load
 from composition import Services
-from composition.azure import azure_services
+from contracts.processes import ORDER
 from contracts.topology import AVAILABILITY_SUBSCRIPTION
-from contracts.validation import validate_cloudevent
-from functions.container import use_services
-from tests.cosmos_server import CosmosServer
+from tests.azure_processes import (
+    Crash,
+    processes_change_feed,
+    published_process,
+    relay_the_processes_twice,
+)
 from tests.functions.test_pipeline_functions import received
 from tests.http.conftest import FUNCTIONS, call
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-
-
-class Crash(Exception):
-    """A process killed at a named point (the driver's crash hook)."""
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def azure(cosmos_server: CosmosServer, clock: ManualClock,
-          broker: EmbeddedBroker) -> Iterator[Services]:
-    settings = CosmosSettings(endpoint=cosmos_server.endpoint,
-                              database=f"orders-{uuid4().hex[:8]}",
-                              key=cosmos_server.key, verify_tls=False)
-    CosmosDatastore(settings).create_containers_if_missing()  # Bicep's containers
-    container = azure_services(load({
-        "STOCKSTREAM_EVENT_STORE": "cosmos",
-        "COSMOS__accountEndpoint": settings.endpoint,
-        "COSMOS_KEY": settings.key or "",
-        "COSMOS_DATABASE": settings.database,
-    }), clock, broker=broker)
-    use_services(container)
-    yield container
-    use_services(None)
-    container.close()
-
-
-def processes_change_feed(azure: Services) -> func.DocumentList:
-    """Every document of the processes container, as the change-feed trigger hands them
-    over (the test server's change feed is a stub, so they are queried): order and group
-    events and the orders' wake-up companions."""
-    assert azure.orders is not None
-    store: Any = azure.orders.orders
-    container = store.app.factory.datastore.container("processes")
-    documents = list(container.query_items("SELECT * FROM c", enable_cross_partition_query=True))
-    return func.DocumentList([func.Document.from_dict(d) for d in documents])
 
 
 def reservations(azure: Services, sku: str, location: str) -> dict[str, int]:
@@ -188,23 +150,13 @@ def test_an_orders_events_go_out_in_its_session_valid_against_the_registry(
     assert azure.orders is not None
     order = azure.orders.orders.get("ORD-7")
     assert order is not None
-    feed = processes_change_feed(azure)
 
-    FUNCTIONS["relay_process_events"].get_user_function()(documents=feed)
-    FUNCTIONS["relay_process_events"].get_user_function()(documents=feed)  # redelivered
+    relay_the_processes_twice(azure)
 
-    messages = received(broker)
-    assert sorted(m.message_id for m in messages) == sorted(
-        f"order:ORD-7:{v}" for v in range(1, order.version + 1))  # no group, no wake-up
-    assert {m.session_id for m in messages} == {"order:ORD-7"}
-    documents = [json.loads(m.body) for m in messages]
-    types = [validate_cloudevent(d).cloudevents_type for d in documents]
+    # Its versions once each (no group event, no wake-up companion), in its session.
+    documents = published_process(received(broker), ORDER, "ORD-7", order.version)
+    types = [d["type"] for d in documents]
     assert "Stockstream.OrderLineHeld.v1" in types and "Stockstream.OrderPlaced.v1" in types
-    assert {d["data"]["order_id"] for d in documents} == {"ORD-7"}
-    for m in messages:
-        properties = dict(m.application_properties)
-        assert (properties["process"], properties["processId"]) == ("order", "ORD-7")
-        assert "sku" not in properties and "location" not in properties
     placed = next(d for d in documents if d["type"] == "Stockstream.OrderPlaced.v1")
     assert placed["data"]["groups"] == {"EAST": {"locations": ["S1"], "strategy": "priority"}}
 

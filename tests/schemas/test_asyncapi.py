@@ -96,14 +96,14 @@ def test_it_documents_the_filterable_properties_and_the_replay_semantics() -> No
     assert "<id>:replay:<n>" in doc["operations"]["replayDeadLetteredEvent"]["description"]
 
 
-def test_stock_messages_keep_their_headers_and_order_messages_have_their_own() -> None:
+def test_stock_messages_keep_their_headers_and_process_messages_have_their_own() -> None:
     """Existing subscriptions filter on ``sku`` / ``location`` / stock types: a stock
-    message's headers are unchanged, and an order message's lack ``sku`` and ``location``
-    so no such rule can select it."""
+    message's headers are unchanged, and an order's or a transfer's message's lack
+    ``sku`` and ``location`` so no such rule can select it."""
     messages = asyncapi_document()["components"]["messages"]
     for wire in WIRE_TYPES:
         ref = messages[message_key(wire)]["headers"]["$ref"]
-        expected = ("ProcessApplicationProperties" if wire.name.startswith("Order")
+        expected = ("ProcessApplicationProperties" if wire.name.startswith(("Order", "Transfer"))
                     else "ApplicationProperties")
         assert ref == f"#/components/schemas/{expected}", wire.type
 

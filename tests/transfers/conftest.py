@@ -16,6 +16,7 @@ from application.commands import StockCommands
 from application.processes import no_crash
 from application.transfers import Transfers
 from domain.transfer import Transfer, TransferRequest, transfer_uuid
+from tests.azure_processes import azure, broker, clock  # noqa: F401 - fixtures
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 SKU, DC, STORE = "SKU-T", "DC-1", "STORE-1"
@@ -57,8 +58,8 @@ class World:
 def open_world(path: Path) -> World:
     stock = SQLiteStockItems(path / "events.db")
     processes = SQLiteProcessStore(path / "processes.db")
-    clock = ManualClock(START)
-    return World(stock, processes, clock, StockCommands(stock, clock))
+    manual = ManualClock(START)
+    return World(stock, processes, manual, StockCommands(stock, manual))
 
 
 @pytest.fixture
