@@ -9,6 +9,11 @@ the other (each command's output ends a line). In an output block:
   ``{…}`` for any text up to the end of what follows it on the line;
 - a line that is only ``…`` stands for any number of lines.
 
+Each command runs in a shell of its own (the pipeline settles in between), after the
+variable assignments made before it in its block: an assignment from ``$(...)`` is
+evaluated again before each later command, so read a value right before the command
+that uses it.
+
 An example whose first command starts a host with settings (``KEY=value ... make serve``)
 runs against a host of its own started with those settings. A block that talks to Azure
 (``az``, ``azd``) is not an example: it cannot run against an embedded host.
@@ -27,7 +32,11 @@ FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 COMMAND = re.compile(r"^\s*(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(curl|stockstream)\s", re.M)
 NOT_LOCAL = re.compile(r"^\s*(?:azd?|docker)\s", re.M)
 SERVE = re.compile(r"^\s*((?:[A-Z_][A-Z0-9_]*=\S*\s+)*)make serve\s*$", re.M)
-ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=(?:\$\([^)]*\)|'[^']*'|\"[^\"]*\"|\S*)$")
+# A command substitution may hold one level of parentheses (awk's ``$1``, a subshell):
+# without it ``etag=$(curl ... | awk '{print $1}')`` was run as a command of its own, and
+# the variable was missing from the commands after it.
+ASSIGNMENT = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*=(?:\$\((?:[^()]|\([^()]*\))*\)|'[^']*'|\"[^\"]*\"|\S*)$")
 PLACEHOLDERS = {
     "{time}": r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?",
     "{date}": r"(?:\d{4}-\d\d-\d\d|\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT)",

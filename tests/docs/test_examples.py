@@ -110,6 +110,20 @@ def test_every_command_of_an_example_is_run_once() -> None:
                 starts), example.where
 
 
+def test_an_assignment_from_a_command_with_parentheses_stays_an_assignment() -> None:
+    """``etag=$(curl ... | awk '{print $1}')`` is not a command of its own: it is made
+    before the command that uses the variable."""
+    script = ("etag=$(curl -si $API/x | awk -F': ' 'tolower($1)==\"etag\"{print $2}')\n"
+              'curl -s -H "If-Match: $etag" $API/x\n')
+    example = Example(ROOT / "x.md", 1, script, "")
+
+    commands = example.commands()
+
+    assert len(commands) == 1
+    assert commands[0].splitlines()[0].startswith("etag=$(curl")
+    assert commands[0].splitlines()[1].startswith("curl -s -H")
+
+
 def test_every_example_has_an_output_block() -> None:
     missing = [e.where for path in DOCUMENTS for e in examples(path) if e.expected is None]
     assert missing == []

@@ -6,8 +6,9 @@ maintainer's tool, never run by the tests):
 Each example runs against a fresh embedded host (one per document, as the test does);
 times, dates, lags and content lengths become placeholders. Review the diff before you
 commit it: a changed output is a changed behaviour, and the point of the blocks is that
-someone looks. Session ids, report paths and long lines still need a hand edit
-(``{id}``, ``{…}``).
+someone looks. Session ids, report paths and long lines need a hand edit (``{id}``,
+``{…}``) the first time; a line of the old block that still matches what is printed is
+kept as it was, so a rewrite does not undo them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.docs.examples import FENCE, Example, examples
+from tests.docs.examples import ANY_LINES, FENCE, Example, examples, matches
 from tests.docs.test_examples import run
 from tests.e2e.conftest import RunningHost, start_host
 
@@ -32,14 +33,33 @@ def placeholders(text: str) -> str:
     return re.sub(r"(content-length: )\d+", r"\1{n}", text)
 
 
+def keep_matching_lines(old: str, printed: str) -> str:
+    """The new output block for what was ``printed``: the old block when it still matches
+    (it may use ``…``); otherwise the printed lines with placeholders, except that each
+    line the old block's line at the same place still matches is kept as written there
+    (its hand-made placeholders)."""
+    if matches(old, printed):
+        return old
+    old_lines = old.splitlines()
+    if ANY_LINES in (line.strip() for line in old_lines):
+        return placeholders(printed)  # lines no longer correspond one to one
+    kept = []
+    for index, line in enumerate(printed.splitlines()):
+        was = old_lines[index] if index < len(old_lines) else None
+        kept.append(was if was is not None and matches(was + "\n", line + "\n")
+                    else placeholders(line))
+    return "".join(line + "\n" for line in kept)
+
+
 def output_of(example: Example, host: RunningHost, tmp: Path) -> str:
+    """What the example prints (placeholders not yet put in)."""
     if example.host_settings is None:
-        return placeholders(run(example, host, tmp / "work"))
+        return run(example, host, tmp / "work")
     own_dir = tmp / f"host-{example.line}"
     own_dir.mkdir()
     own = start_host(own_dir, env=example.host_settings)
     try:
-        return placeholders(run(example, own, tmp / "work"))
+        return run(example, own, tmp / "work")
     finally:
         own.stop()
 
@@ -57,9 +77,10 @@ def rewrite(path: Path) -> None:
         blocks = list(FENCE.finditer(text))
         index = next(i for i, b in enumerate(blocks)
                      if text[:b.start()].count("\n") + 1 == example.line)
-        block = "```output\n" + output + "```"
+        block = "```output\n" + placeholders(output) + "```"
         following = blocks[index + 1] if index + 1 < len(blocks) else None
         if following is not None and following.group(1) == "output":
+            block = "```output\n" + keep_matching_lines(following.group(2), output) + "```"
             text = text[:following.start()] + block + text[following.end():]
         else:
             end = blocks[index].end()
