@@ -296,8 +296,9 @@ class OrderClosed(DomainError):
     code = "order-closed"
 
     def __init__(self, order_id: str, status: str) -> None:
+        # ``order_status``, not ``status``: in a problem document ``status`` is the HTTP code.
         super().__init__(f"order {order_id!r} is closed ({status})",
-                         order_id=order_id, status=status)
+                         order_id=order_id, order_status=status)
         self.order_id = order_id
         self.status = status
 

@@ -147,8 +147,10 @@ def test_release_is_idempotent_and_closes_the_order(stocked: Services):
     assert order_events(stocked, "ORD-1") == events
     closed = place("ORD-1", cart(line(A, 2), line(B, 1)))
     assert (closed.status, closed.problem_code) == (409, "order-closed")
+    assert closed.body["order_status"] == "released"
     shipped = call("fulfil_order", "POST", {"order_id": "ORD-1"})
     assert (shipped.status, shipped.problem_code) == (409, "order-closed")
+    assert shipped.body["order_status"] == "released"
 
 
 def test_fulfilment_is_idempotent_and_release_after_it_is_order_closed(stocked: Services):
@@ -162,6 +164,7 @@ def test_fulfilment_is_idempotent_and_release_after_it_is_order_closed(stocked: 
     assert order_events(stocked, "ORD-1") == events
     closed = call("release_order", "DELETE", {"order_id": "ORD-1"})
     assert (closed.status, closed.problem_code) == (409, "order-closed")
+    assert closed.body["order_status"] == "fulfilled"
 
 
 def test_a_fulfilment_naming_some_lines_leaves_the_others_held(stocked: Services):
