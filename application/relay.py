@@ -152,6 +152,7 @@ class Relay:
         batch_size: int = 256,
         deprecated_versions_until: date | None = None,
         processes: ProcessOutboxReader | None = None,
+        checkpoint_interval: float = 0.0,
     ) -> None:
         self.outbox = outbox
         self.processes = processes
@@ -165,6 +166,11 @@ class Relay:
         self.on_published: list[PublishedObserver] = []
         self._recent: deque[tuple[float, int]] = deque(maxlen=256)
         self._lock = threading.Lock()
+        self.checkpoint_interval = checkpoint_interval
+        self._published: dict[str, int] = {}
+        """The last position published per outbox, ahead of the stored checkpoint by at
+        most ``checkpoint_interval`` (see ``_pump``)."""
+        self._checkpointed_at: dict[str, float] = {}
 
     def pump(self) -> int:
         """Publish one batch after the checkpoint, then checkpoint it; returns its size.
@@ -190,14 +196,35 @@ class Relay:
 
     def _pump(self, outbox: OutboxReader | ProcessOutboxReader, name: str
               ) -> list[Publishable]:
-        after = self.checkpoints.position(name)
+        """Publish the batch after what was published, then checkpoint.
+
+        The checkpoint is written after every batch when ``checkpoint_interval`` is 0;
+        otherwise at most once per interval while events keep coming, and as soon as the
+        outbox is found empty. It never passes what was published: a crash republishes
+        at most an interval's events, which duplicate detection drops (as it does the
+        batch of a crash between publish and checkpoint). The checkpoint is a write to
+        the event store's file, which the command process holds for its commits, so
+        under load each one waited for the file more than it took to write.
+        """
+        stored = self.checkpoints.position(name)
+        after = max(stored, self._published.get(name, 0))
         records = outbox.read_after(after, self.batch_size)
         if not records:
+            if after > stored:
+                self._checkpoint(name, after)
             return []
         messages = [m for r in records for m in self.messages(r.event)]
         self.publisher.publish(self.topic, messages)
-        self.checkpoints.advance(name, records[-1].position)
+        self._published[name] = records[-1].position
+        now = time.monotonic()
+        if now - self._checkpointed_at.get(name, -self.checkpoint_interval) >= (
+                self.checkpoint_interval):
+            self._checkpoint(name, records[-1].position)
         return [r.event for r in records]
+
+    def _checkpoint(self, name: str, position: int) -> None:
+        self.checkpoints.advance(name, position)
+        self._checkpointed_at[name] = time.monotonic()
 
     def messages(self, event: Publishable) -> list[OutgoingMessage]:
         """What this relay publishes for ``event`` today (deprecated versions included
@@ -216,7 +243,7 @@ class Relay:
 
     def status(self) -> RelayStatus:
         """Depth and age of the unpublished outbox, and the recent publish rate."""
-        after = self.checkpoints.position(self.NAME)
+        after = max(self.checkpoints.position(self.NAME), self._published.get(self.NAME, 0))
         depth = max(self.outbox.max_position() - after, 0)
         oldest: Sequence[object] = self.outbox.read_after(after, 1) if depth else ()
         age = None
