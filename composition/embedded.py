@@ -85,7 +85,8 @@ STANDALONE_RELAY_BATCH = 64
 RELAY_CHECKPOINT_SECONDS = 0.25
 """How often the pipeline's relay writes its checkpoint while events keep coming (at
 once when the outbox is empty): a crash republishes at most this long's events, which
-duplicate detection drops (``Relay._pump``)."""
+duplicate detection drops (``Relay._pump``). Its publishes skip the fsync
+(``EmbeddedBroker.durable_publish``); the broker is synced before each checkpoint."""
 
 
 class EmbeddedProcess(enum.Enum):
@@ -242,7 +243,7 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
     subscription's consumer feeds the movement ledger too (``with_movements``). The relay
     publishes the order and transfer events of ``processes`` too, after a checkpoint of
     their own."""
-    broker = EmbeddedBroker(files.broker)
+    broker = EmbeddedBroker(files.broker, durable_publish=False)
     opened.callback(broker.close)
     ensure_topology(broker)
     views = SQLiteAvailabilityViews(files.views)
@@ -251,7 +252,8 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
     movements = _movements(files, store, opened)
     relay = Relay(store, broker, store.checkpoints(), clock,
                   deprecated_versions_until=settings.deprecated_versions_until,
-                  processes=processes, checkpoint_interval=RELAY_CHECKPOINT_SECONDS)
+                  processes=processes, checkpoint_interval=RELAY_CHECKPOINT_SECONDS,
+                  before_checkpoint=broker.sync)
 
     def published(events: Sequence[StockItem.Event]) -> None:
         now = clock.now()
@@ -353,13 +355,15 @@ def embedded_relay(
     with ExitStack() as opened:
         store = SQLiteStockItems(files.events, memo_window=settings.idempotency_window)
         opened.callback(store.close)
-        broker = EmbeddedBroker(files.broker)
+        broker = EmbeddedBroker(files.broker, durable_publish=False)
         opened.callback(broker.close)
         ensure_topology(broker)
         processes = SQLiteProcessStore(files.processes)
         opened.callback(processes.close)
         relay = relay_type(store, broker, store.checkpoints(), clock, batch_size=batch_size,
                            deprecated_versions_until=settings.deprecated_versions_until,
-                           processes=processes, checkpoint_interval=RELAY_CHECKPOINT_SECONDS)
+                           processes=processes,
+                           checkpoint_interval=RELAY_CHECKPOINT_SECONDS,
+                           before_checkpoint=broker.sync)
         opened.pop_all()
     return RelayProcess(store, broker, relay, processes)
