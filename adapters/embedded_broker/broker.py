@@ -514,18 +514,7 @@ class EmbeddedBroker(MessageBroker):
                 settings = self._settings(connection, topic, subscription)
                 self._sweep(connection, settings, now)
                 row = connection.execute(
-                    """
-                    SELECT m.session_id FROM messages AS m
-                    WHERE m.topic = ? AND m.subscription = ? AND m.state = 'active'
-                      AND m.enqueued_us <= ? AND m.lock_token IS NULL
-                      AND NOT EXISTS (
-                          SELECT 1 FROM session_locks AS s
-                          WHERE s.topic = m.topic AND s.subscription = m.subscription
-                            AND s.session_id = m.session_id AND s.locked_until_us > ?)
-                    ORDER BY m.sequence_number LIMIT 1
-                    """,
-                    (topic, subscription, now, now),
-                ).fetchone()
+                    self._NEXT_SESSIONS, (topic, subscription, now, now, 1)).fetchone()
                 if row is None:
                     return None
                 receiver = self._lock_session(connection, settings, row[0], now)
@@ -538,6 +527,7 @@ class EmbeddedBroker(MessageBroker):
         return self._await(attempt, max_wait)
 
     _NEXT_SESSIONS = """
+        -- Unlocked sessions with an available message, the oldest message's first.
         SELECT m.session_id, min(m.sequence_number) AS first FROM messages AS m
         WHERE m.topic = ? AND m.subscription = ? AND m.state = 'active'
           AND m.enqueued_us <= ? AND m.lock_token IS NULL
