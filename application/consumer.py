@@ -1,4 +1,4 @@
-"""Consuming a session subscription: one message at a time, settled after its effect.
+"""Consuming a session subscription: messages settled after their effect.
 
 ``EventConsumer.process`` is what a consumer does with one message body, whatever
 delivered it (the embedded loop below, or the Service Bus trigger in Azure): parse,
@@ -8,6 +8,14 @@ the handler returns — complete on success, dead-letter with the reason on a me
 that can never succeed, abandon (redeliver, then dead-letter after the maximum) on any
 other failure. Handlers are idempotent per stream version, so a redelivery after a crash
 between the effect and the settlement changes nothing.
+
+A visit takes many sessions at once (``MessageBroker.accept_next_sessions``), applies
+all their messages inside the consumer's ``batch`` scope (the views commit them in one
+write), then completes the handled ones and releases every session in one settlement
+(``settle_sessions``). Sparse sessions get about one message per visit under a steady
+load, and taking, settling and releasing each alone cost three broker writes plus the
+view's own per message (docs/performance.md, *End-to-end lag*). Order is kept: a session
+is held by one receiver, and its messages are applied in session order.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any, Literal
 
@@ -66,13 +75,18 @@ class EventConsumer:
 
     ``observers`` are told about every document the handler returned from (metrics); one
     that fails is logged and never fails the message, which is applied already.
+    ``batch`` opens a scope in which the handler's writes commit together when it ends
+    (``AvailabilityViews.batch``); a consumer of many messages at once processes them
+    inside one. Default: none, each message's writes are its own.
     """
 
     def __init__(self, name: str, handler: EventHandler,
-                 observers: tuple[Observer, ...] = ()) -> None:
+                 observers: tuple[Observer, ...] = (),
+                 batch: Callable[[], AbstractContextManager[object]] = nullcontext) -> None:
         self.name = name
         self.handler = handler
         self.observers = observers
+        self.batch = batch
 
     def process(self, body: bytes) -> object:
         """Apply one message. Raises ``EventRejected`` (``SchemaValidationFailed``) for a
@@ -102,7 +116,10 @@ class EventConsumer:
 
 
 class SessionConsumer:
-    """Worker threads that drain a session subscription of a ``MessageBroker``."""
+    """Worker threads that drain a session subscription of a ``MessageBroker``.
+
+    A visit takes up to ``sessions`` sessions with up to ``batch_size`` messages each.
+    """
 
     def __init__(
         self,
@@ -113,6 +130,7 @@ class SessionConsumer:
         *,
         workers: int = 2,
         batch_size: int = 32,
+        sessions: int = 1,
         idle_wait: float = 0.2,
     ) -> None:
         self.broker = broker
@@ -121,36 +139,44 @@ class SessionConsumer:
         self.consumer = consumer
         self.workers = workers
         self.batch_size = batch_size
+        self.sessions = sessions
         self.idle_wait = idle_wait
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def run_once(self, max_wait: float = 0.0) -> int:
-        """Take one session with messages and drain it; returns how many were settled.
+        """Take sessions with messages, apply them, settle; returns how many were settled.
 
-        Handled messages are completed together after each batch (one round trip); a
-        crash before that redelivers them, which the handlers' version checks absorb.
+        The handled messages are applied in one ``batch`` scope, then completed and their
+        sessions released in one settlement, only once the batch committed: a crash
+        before that redelivers them, which the handlers' version checks absorb. A
+        session with more than ``batch_size`` messages waiting is taken again next visit.
         """
-        receiver = self.broker.accept_next_session(self.topic, self.subscription, max_wait)
-        if receiver is None:
+        taken = self.broker.accept_next_sessions(
+            self.topic, self.subscription, self.sessions, self.batch_size, max_wait)
+        if not taken:
             return 0
         settled = 0
-        with receiver:
-            while not self._stopping.is_set():
-                messages = receiver.receive(self.batch_size, 0.0)
-                handled: list[ReceivedMessage] = []
-                for message in messages:
-                    if self._stopping.is_set():
-                        break  # unsettled messages are redelivered after the lock expires
-                    outcome = self._handle(receiver, message)
-                    if outcome == "handled":
-                        handled.append(message)
-                    elif outcome == "settled":
-                        settled += 1
-                settled += self._complete(receiver, handled)
-                if len(messages) < self.batch_size:
-                    break  # drained (what arrives meanwhile, the next visit takes)
-        return settled
+        handled: list[tuple[SessionReceiver, list[ReceivedMessage]]] = []
+        try:
+            with self.consumer.batch():
+                for receiver, messages in taken:
+                    done: list[ReceivedMessage] = []
+                    for message in messages:
+                        if self._stopping.is_set():
+                            break  # given back unsettled when the session is released
+                        outcome = self._handle(receiver, message)
+                        if outcome == "handled":
+                            done.append(message)
+                        elif outcome == "settled":
+                            settled += 1
+                    handled.append((receiver, done))
+        except BaseException:
+            # Nothing of the batch was recorded: release the sessions, settling nothing
+            # handled, so every message comes back.
+            self.broker.settle_sessions([(receiver, []) for receiver, _ in taken])
+            raise
+        return settled + self.broker.settle_sessions(handled)
 
     def _handle(
         self, receiver: SessionReceiver, message: ReceivedMessage
@@ -173,17 +199,6 @@ class SessionConsumer:
             log.warning("lock lost on %s; it will be redelivered", message.message_id)
             return "lost"
         return "settled"
-
-    @staticmethod
-    def _complete(receiver: SessionReceiver, handled: list[ReceivedMessage]) -> int:
-        if not handled:
-            return 0
-        try:
-            receiver.complete_all(handled)
-        except LockLost as lost:
-            log.warning("%s; they will be redelivered", lost)
-            return 0
-        return len(handled)
 
     def start(self) -> None:
         """Start the worker threads."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import (
@@ -412,6 +413,52 @@ class MessageBroker(MessagePublisher, Protocol):
         """Lock the next session that has available messages, or None if none within
         ``max_wait`` seconds. A session locked by another receiver is never handed out."""
 
+    def accept_next_sessions(
+        self, topic: str, subscription: str, max_sessions: int, max_messages: int,
+        max_wait: float = 0.0,
+    ) -> list[tuple[SessionReceiver, list[ReceivedMessage]]]:
+        """Lock up to ``max_sessions`` sessions that have available messages, each with up
+        to ``max_messages`` of its messages (in session order, each delivery counted); an
+        empty list if none within ``max_wait`` seconds. As :meth:`accept_next_session`, a
+        session locked by another receiver is never handed out.
+
+        This default takes them one at a time (on Service Bus each session is a link of
+        its own, so there is nothing to gain); an adapter may lock them all in one round
+        trip (the embedded broker does, in one transaction).
+        """
+        taken: list[tuple[SessionReceiver, list[ReceivedMessage]]] = []
+        wait = max_wait
+        while len(taken) < max_sessions:
+            receiver = self.accept_next_session(topic, subscription, wait)
+            if receiver is None:
+                break
+            taken.append((receiver, receiver.receive(max_messages, 0.0)))
+            wait = 0.0
+        return taken
+
+    def settle_sessions(
+        self, handled: Sequence[tuple[SessionReceiver, Sequence[ReceivedMessage]]]
+    ) -> int:
+        """Complete each receiver's handled messages, then release every one of those
+        sessions (what each holds unsettled is given back, as :meth:`SessionReceiver.close`
+        does); returns how many were completed. A message whose lock was lost is not
+        completed (it is redelivered, which idempotent handlers absorb) and raises
+        nothing; every receiver is closed whatever happens.
+
+        This default settles receiver by receiver; an adapter may do it all in one round
+        trip (the embedded broker does, in one transaction).
+        """
+        completed = 0
+        for receiver, messages in handled:
+            with receiver:
+                for message in messages:
+                    try:
+                        receiver.complete(message)
+                        completed += 1
+                    except LockLost:
+                        pass  # it comes back, and the handler absorbs it
+        return completed
+
     @abstractmethod
     def accept_session(self, topic: str, subscription: str, session_id: str) -> SessionReceiver:
         """Lock a named session; raises ``LockLost`` if another receiver holds it."""
@@ -507,6 +554,14 @@ class AvailabilityViews(AvailabilityReader, Protocol):
     def last_lag_seconds(self) -> float | None:
         """Commit-to-view lag of the last event applied, if this store keeps it."""
         return None
+
+    def batch(self) -> AbstractContextManager[object]:
+        """A scope whose :meth:`apply` calls (on this thread) commit together when it
+        ends: one write for a consumer's whole batch. Each apply stays atomic on its own
+        (one that raises leaves nothing); if the scope's commit fails, none of them is
+        recorded and the error is raised, so the messages are not settled. Default: no
+        batching, each apply is its own write."""
+        return nullcontext()
 
     def close(self) -> None:
         """Release connections."""
@@ -634,6 +689,11 @@ class MovementLedgerStore(MovementLedger, Protocol):
     def rebuilt(self) -> None:
         """Record that the rebuild finished (the next :meth:`needs_rebuild` is False)."""
         return None
+
+    def batch(self) -> AbstractContextManager[object]:
+        """A scope whose :meth:`apply` calls commit together, as
+        :meth:`AvailabilityViews.batch`. Default: each apply is its own write."""
+        return nullcontext()
 
     def close(self) -> None:
         """Release connections."""

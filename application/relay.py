@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -152,6 +153,8 @@ class Relay:
         batch_size: int = 256,
         deprecated_versions_until: date | None = None,
         processes: ProcessOutboxReader | None = None,
+        checkpoint_interval: float = 0.0,
+        before_checkpoint: Callable[[], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.processes = processes
@@ -165,6 +168,13 @@ class Relay:
         self.on_published: list[PublishedObserver] = []
         self._recent: deque[tuple[float, int]] = deque(maxlen=256)
         self._lock = threading.Lock()
+        self.checkpoint_interval = checkpoint_interval
+        self.before_checkpoint = before_checkpoint
+        self._published: dict[str, int] = {}
+        """The last position published per outbox, ahead of the stored checkpoint by at
+        most ``checkpoint_interval`` (see ``_pump``)."""
+        self._stored: dict[str, int] = {}
+        self._checkpointed_at: dict[str, float] = {}
 
     def pump(self) -> int:
         """Publish one batch after the checkpoint, then checkpoint it; returns its size.
@@ -190,14 +200,40 @@ class Relay:
 
     def _pump(self, outbox: OutboxReader | ProcessOutboxReader, name: str
               ) -> list[Publishable]:
-        after = self.checkpoints.position(name)
+        """Publish the batch after what was published, then checkpoint.
+
+        The checkpoint is written after every batch when ``checkpoint_interval`` is 0;
+        otherwise at most once per interval while events keep coming, and as soon as the
+        outbox is found empty. It never passes what was published (and made durable by
+        ``before_checkpoint``): a crash republishes at most an interval's events, which
+        duplicate detection drops, as it does the batch of a crash between publish and
+        checkpoint. The checkpoint is a write to the event store's file, which the
+        command process holds for its commits, so under load each one waited for the
+        file longer than it took to write; with an interval, the stored checkpoint is
+        read once, and this relay's position is kept in memory.
+        """
+        if self.checkpoint_interval <= 0 or name not in self._published:
+            self._published[name] = self._stored[name] = self.checkpoints.position(name)
+        after = self._published[name]
         records = outbox.read_after(after, self.batch_size)
         if not records:
+            if after > self._stored[name]:
+                self._checkpoint(name, after)
             return []
         messages = [m for r in records for m in self.messages(r.event)]
         self.publisher.publish(self.topic, messages)
-        self.checkpoints.advance(name, records[-1].position)
+        self._published[name] = records[-1].position
+        if time.monotonic() - self._checkpointed_at.get(name, -math.inf) >= (
+                self.checkpoint_interval):
+            self._checkpoint(name, records[-1].position)
         return [r.event for r in records]
+
+    def _checkpoint(self, name: str, position: int) -> None:
+        if self.before_checkpoint is not None:
+            self.before_checkpoint()
+        self.checkpoints.advance(name, position)
+        self._stored[name] = position
+        self._checkpointed_at[name] = time.monotonic()
 
     def messages(self, event: Publishable) -> list[OutgoingMessage]:
         """What this relay publishes for ``event`` today (deprecated versions included
@@ -216,7 +252,7 @@ class Relay:
 
     def status(self) -> RelayStatus:
         """Depth and age of the unpublished outbox, and the recent publish rate."""
-        after = self.checkpoints.position(self.NAME)
+        after = max(self.checkpoints.position(self.NAME), self._published.get(self.NAME, 0))
         depth = max(self.outbox.max_position() - after, 0)
         oldest: Sequence[object] = self.outbox.read_after(after, 1) if depth else ()
         age = None

@@ -69,17 +69,24 @@ from composition.services import (
 from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from domain.stock_item import StockItem
 from projections.availability import AvailabilityProjection, projection_status
-from projections.movements import MovementProjection, with_movements
+from projections.movements import MovementProjection, batch_with_movements, with_movements
 from projections.repair import ProjectionRepair
 
 CONSUMER_BATCH = 32
-"""Messages a consumer takes at once; the broker prefetches as many, so a session and its
-first batch are locked in one transaction."""
+"""Messages a consumer takes of one session in a visit."""
+CONSUMER_SESSIONS = 64
+"""Sessions a consumer takes in a visit (with their messages, in one broker transaction;
+applied in one view transaction; settled and released in one more)."""
 CONSUMER_WORKERS = 1
 """One consumer thread: the embedded broker and the views have one writer at a time
 anyway, and more threads only queued on them (four threads used almost twice the CPU of
 one, and multiplied the lag, measured with ``bench/pipeline_lag.py``)."""
 STANDALONE_RELAY_BATCH = 64
+RELAY_CHECKPOINT_SECONDS = 0.25
+"""How often the pipeline's relay writes its checkpoint while events keep coming (at
+once when the outbox is empty): a crash republishes at most this long's events, which
+duplicate detection drops (``Relay._pump``). Its publishes skip the fsync
+(``EmbeddedBroker.durable_publish``); the broker is synced before each checkpoint."""
 
 
 class EmbeddedProcess(enum.Enum):
@@ -236,7 +243,7 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
     subscription's consumer feeds the movement ledger too (``with_movements``). The relay
     publishes the order and transfer events of ``processes`` too, after a checkpoint of
     their own."""
-    broker = EmbeddedBroker(files.broker, prefetch=CONSUMER_BATCH)
+    broker = EmbeddedBroker(files.broker, durable_publish=False)
     opened.callback(broker.close)
     ensure_topology(broker)
     views = SQLiteAvailabilityViews(files.views)
@@ -245,7 +252,8 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
     movements = _movements(files, store, opened)
     relay = Relay(store, broker, store.checkpoints(), clock,
                   deprecated_versions_until=settings.deprecated_versions_until,
-                  processes=processes)
+                  processes=processes, checkpoint_interval=RELAY_CHECKPOINT_SECONDS,
+                  before_checkpoint=broker.sync)
 
     def published(events: Sequence[StockItem.Event]) -> None:
         now = clock.now()
@@ -255,8 +263,9 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
     consumer = SessionConsumer(
         broker, TOPIC, AVAILABILITY_SUBSCRIPTION,
         EventConsumer(projection.name, with_movements(projection.handle, movements),
-                      observers=(projection_lag_observer(telemetry, projection.name, clock),)),
-        workers=CONSUMER_WORKERS, batch_size=CONSUMER_BATCH,
+                      observers=(projection_lag_observer(telemetry, projection.name, clock),),
+                      batch=batch_with_movements(views.batch, movements)),
+        workers=CONSUMER_WORKERS, batch_size=CONSUMER_BATCH, sessions=CONSUMER_SESSIONS,
     )
     return EmbeddedPipeline(
         relay=relay, broker=broker, views=views, projection=projection,
@@ -346,13 +355,15 @@ def embedded_relay(
     with ExitStack() as opened:
         store = SQLiteStockItems(files.events, memo_window=settings.idempotency_window)
         opened.callback(store.close)
-        broker = EmbeddedBroker(files.broker)
+        broker = EmbeddedBroker(files.broker, durable_publish=False)
         opened.callback(broker.close)
         ensure_topology(broker)
         processes = SQLiteProcessStore(files.processes)
         opened.callback(processes.close)
         relay = relay_type(store, broker, store.checkpoints(), clock, batch_size=batch_size,
                            deprecated_versions_until=settings.deprecated_versions_until,
-                           processes=processes)
+                           processes=processes,
+                           checkpoint_interval=RELAY_CHECKPOINT_SECONDS,
+                           before_checkpoint=broker.sync)
         opened.pop_all()
     return RelayProcess(store, broker, relay, processes)

@@ -26,7 +26,8 @@ and never asks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from application.cadence import LedgerEntry
@@ -37,6 +38,7 @@ NAME = "movements"
 
 
 Handler = Callable[[dict[str, Any]], object]
+Batch = Callable[[], AbstractContextManager[object]]
 
 class MovementProjection:
     """Applies events to the movement ledger, idempotently and without holes."""
@@ -84,3 +86,17 @@ def with_movements(handler: Handler, movements: MovementProjection) -> Handler:
         return outcome
 
     return handle
+
+
+def batch_with_movements(batch: Batch, movements: MovementProjection) -> Batch:
+    """The batch scope of :func:`with_movements`'s handler: ``batch`` (the availability
+    view's) and the movement ledger's, so a consumer's batch costs each store one write.
+    If either commit fails, the error reaches the consumer, which then settles nothing;
+    the store that did commit absorbs the redelivery by its version guard."""
+
+    @contextmanager
+    def both() -> Iterator[None]:
+        with batch(), movements.ledger.batch():
+            yield
+
+    return both

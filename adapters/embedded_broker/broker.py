@@ -206,8 +206,15 @@ class EmbeddedBroker(MessageBroker):
         poll_interval: float = 0.05,
         busy_timeout: float = 30.0,
         prefetch: int = 0,
+        durable_publish: bool = True,
     ) -> None:
         self.path = Path(path)
+        self.durable_publish = durable_publish
+        """False: a publish is committed without an fsync (``synchronous=NORMAL``), and is
+        durable once :meth:`sync` (or any later durable write) returns. For a publisher
+        that keeps its own durable position only after a sync (the relay's checkpoint,
+        ``Relay.before_checkpoint``): a power loss then undoes only what it publishes
+        again. A crash of the process loses nothing either way."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock or SystemClock()
         self._poll_interval = poll_interval
@@ -395,7 +402,7 @@ class EmbeddedBroker(MessageBroker):
         for message in messages:
             self._validate(message)
         now = self._now_us()
-        with self._write() as connection:
+        with self._write(durable=self.durable_publish) as connection:
             row = connection.execute(
                 "SELECT duplicate_window_us, last_sequence FROM topics WHERE name = ?", (topic,)
             ).fetchone()
@@ -465,6 +472,14 @@ class EmbeddedBroker(MessageBroker):
             )
         self._notify()
 
+    def sync(self) -> None:
+        """Make every write committed so far durable: one write with an fsync. In WAL mode
+        an fsync of the log covers the commits before it that skipped theirs."""
+        with self._write() as connection:
+            # A real change (the same value written back), so the commit has a log frame
+            # to write and sync; a transaction that changed nothing syncs nothing.
+            connection.execute("UPDATE broker_schema SET version = version")
+
     @staticmethod
     def _validate(message: OutgoingMessage) -> None:
         if not message.message_id:
@@ -499,18 +514,7 @@ class EmbeddedBroker(MessageBroker):
                 settings = self._settings(connection, topic, subscription)
                 self._sweep(connection, settings, now)
                 row = connection.execute(
-                    """
-                    SELECT m.session_id FROM messages AS m
-                    WHERE m.topic = ? AND m.subscription = ? AND m.state = 'active'
-                      AND m.enqueued_us <= ? AND m.lock_token IS NULL
-                      AND NOT EXISTS (
-                          SELECT 1 FROM session_locks AS s
-                          WHERE s.topic = m.topic AND s.subscription = m.subscription
-                            AND s.session_id = m.session_id AND s.locked_until_us > ?)
-                    ORDER BY m.sequence_number LIMIT 1
-                    """,
-                    (topic, subscription, now, now),
-                ).fetchone()
+                    self._NEXT_SESSIONS, (topic, subscription, now, now, 1)).fetchone()
                 if row is None:
                     return None
                 receiver = self._lock_session(connection, settings, row[0], now)
@@ -521,6 +525,74 @@ class EmbeddedBroker(MessageBroker):
                 return receiver
 
         return self._await(attempt, max_wait)
+
+    _NEXT_SESSIONS = """
+        -- Unlocked sessions with an available message, the oldest message's first.
+        SELECT m.session_id, min(m.sequence_number) AS first FROM messages AS m
+        WHERE m.topic = ? AND m.subscription = ? AND m.state = 'active'
+          AND m.enqueued_us <= ? AND m.lock_token IS NULL
+          AND NOT EXISTS (
+              SELECT 1 FROM session_locks AS s
+              WHERE s.topic = m.topic AND s.subscription = m.subscription
+                AND s.session_id = m.session_id AND s.locked_until_us > ?)
+        GROUP BY m.session_id ORDER BY first LIMIT ?
+    """
+
+    def accept_next_sessions(
+        self, topic: str, subscription: str, max_sessions: int, max_messages: int,
+        max_wait: float = 0.0,
+    ) -> list[tuple[SessionReceiver, list[ReceivedMessage]]]:
+        """The port's operation in one transaction: the sessions whose first available
+        message is oldest, each locked with its first ``max_messages`` messages (what
+        ``accept_next_session`` then ``receive`` would lock, for many sessions at once:
+        a sparse session otherwise costs a transaction to take it for one message)."""
+        if max_sessions < 1 or max_messages < 1:
+            raise ValueError("max_sessions and max_messages must be at least 1")
+        self._session_settings(topic, subscription)
+
+        def attempt() -> list[tuple[SessionReceiver, list[ReceivedMessage]]] | None:
+            now = self._now_us()
+            if not self._may_have_a_session(topic, subscription, now):
+                return None
+            taken: list[tuple[SessionReceiver, list[ReceivedMessage]]] = []
+            with self._write(durable=False) as connection:
+                settings = self._settings(connection, topic, subscription)
+                self._sweep(connection, settings, now)
+                sessions = [str(row[0]) for row in connection.execute(
+                    self._NEXT_SESSIONS, (topic, subscription, now, now, max_sessions))]
+                for session in sessions:
+                    receiver = self._lock_session(connection, settings, session, now)
+                    taken.append((receiver, receiver._lock_next(
+                        connection, settings, now, max_messages)))
+            return taken or None
+
+        return self._await(attempt, max_wait) or []
+
+    def settle_sessions(
+        self, handled: Sequence[tuple[SessionReceiver, Sequence[ReceivedMessage]]]
+    ) -> int:
+        """The port's operation in one transaction: each session's handled messages
+        deleted (those whose lock is still this receiver's), then its lock released and
+        what it holds unsettled given back, as ``close`` does."""
+        receivers: list[tuple[_SessionReceiver, Sequence[ReceivedMessage]]] = []
+        for receiver, messages in handled:
+            if not isinstance(receiver, _SessionReceiver) or receiver._broker is not self:
+                raise ValueError("settle_sessions takes receivers of this broker")
+            if not receiver._closed:
+                receivers.append((receiver, messages))
+            receiver._closed = True
+        if not receivers:
+            return 0
+        now = self._now_us()
+        completed = 0
+        try:
+            with self._write(durable=False) as connection:
+                for receiver, messages in receivers:
+                    completed += receiver._complete_and_release(connection, messages, now)
+        except BrokerUnavailable:
+            return 0  # nothing settled: the locks expire and the messages come back
+        self._notify()
+        return completed
 
     _SESSION_CANDIDATE = """
         SELECT 1 FROM messages AS m
@@ -789,19 +861,25 @@ class EmbeddedBroker(MessageBroker):
     def _lock_messages(
         self, connection: sqlite3.Connection, ids: list[int], locked_until: int, deliver: bool
     ) -> list[ReceivedMessage]:
-        """Put a fresh lock on each row (and count a delivery if ``deliver``), in order."""
-        received = []
-        for row_id in ids:
-            connection.execute(
-                "UPDATE messages SET lock_token = ?, locked_until_us = ?,"
-                " delivery_count = delivery_count + ? WHERE id = ?",
-                (uuid.uuid4().hex, locked_until, int(deliver), row_id),
-            )
-            row = connection.execute(
-                f"SELECT {self._RECEIVED_COLUMNS} FROM messages WHERE id = ?", (row_id,)
-            ).fetchone()
-            received.append(self._received(row))
-        return received
+        """Put a fresh lock on each row (and count a delivery if ``deliver``), in order:
+        one statement for the locks and one read of the rows, however many."""
+        if not ids:
+            return []
+        # One random part per call, the row id per message: unique, and a fresh uuid4
+        # for every message cost more than locking it.
+        fresh = uuid.uuid4().hex
+        connection.executemany(
+            "UPDATE messages SET lock_token = ?, locked_until_us = ?,"
+            " delivery_count = delivery_count + ? WHERE id = ?",
+            [(f"{fresh}.{row_id}", locked_until, int(deliver), row_id) for row_id in ids],
+        )
+        rows: dict[int, tuple[object, ...]] = {}
+        for start in range(0, len(ids), 500):  # under SQLite's limit on parameters
+            chunk = ids[start:start + 500]
+            rows.update((int(row[0]), row[1:]) for row in connection.execute(
+                f"SELECT id, {self._RECEIVED_COLUMNS} FROM messages"
+                f" WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
+        return [self._received(rows[row_id]) for row_id in ids]
 
 
 SETTINGS_TTL_US = 1_000_000
@@ -837,12 +915,7 @@ class _SessionReceiver(SessionReceiver):
     def _check_lock(self, connection: sqlite3.Connection, now: int) -> None:
         if self._closed:
             raise LockLost(f"the receiver of session {self.session_id!r} is closed")
-        held = connection.execute(
-            "SELECT 1 FROM session_locks WHERE topic = ? AND subscription = ? AND session_id = ?"
-            " AND token = ? AND locked_until_us > ?",
-            (self._topic, self._subscription, self.session_id, self._token, now),
-        ).fetchone()
-        if not held:
+        if not self._holds(connection, now):
             raise LockLost(
                 f"the lock on session {self.session_id!r} of {self._topic}/{self._subscription}"
                 " expired or was taken by another receiver"
@@ -976,24 +1049,53 @@ class _SessionReceiver(SessionReceiver):
         now = broker._now_us()
         try:
             with broker._write(durable=False) as connection:
-                held = connection.execute(
-                    "DELETE FROM session_locks WHERE topic = ? AND subscription = ?"
-                    " AND session_id = ? AND token = ? AND locked_until_us > ?",
-                    (self._topic, self._subscription, self.session_id, self._token, now),
-                ).rowcount
-                if held:
-                    settings = broker._settings(connection, self._topic, self._subscription)
-                    _release(
-                        connection,
-                        settings,
-                        "topic = ? AND subscription = ? AND session_id = ?"
-                        " AND lock_token IS NOT NULL AND state = 'active'",
-                        (self._topic, self._subscription, self.session_id),
-                        now,
-                    )
+                self._release_session(connection, now)
         except BrokerUnavailable:
             return  # the broker is closed or the file is gone: the lock expires by itself
         broker._notify()
+
+    def _complete_and_release(
+        self, connection: sqlite3.Connection, messages: Sequence[ReceivedMessage], now: int
+    ) -> int:
+        """``complete_all`` then ``close``, in the caller's transaction; how many were
+        completed (a message whose lock is no longer this receiver's is not)."""
+        completed = 0
+        if messages and self._holds(connection, now):
+            completed = connection.executemany(
+                "DELETE FROM messages WHERE lock_token = ? AND locked_until_us > ?"
+                " AND state = 'active' AND topic = ? AND subscription = ? AND session_id = ?",
+                [(message.lock_token, now, self._topic, self._subscription, self.session_id)
+                 for message in messages],
+            ).rowcount
+        self._release_session(connection, now)
+        return completed
+
+    def _holds(self, connection: sqlite3.Connection, now: int) -> bool:
+        """Whether this receiver's session lock is still held (not expired, not taken)."""
+        return connection.execute(
+            "SELECT 1 FROM session_locks WHERE topic = ? AND subscription = ? AND session_id = ?"
+            " AND token = ? AND locked_until_us > ?",
+            (self._topic, self._subscription, self.session_id, self._token, now),
+        ).fetchone() is not None
+
+    def _release_session(self, connection: sqlite3.Connection, now: int) -> None:
+        """Delete this receiver's session lock and give back the messages it holds, in the
+        caller's transaction (nothing if the lock expired or was taken meanwhile)."""
+        held = connection.execute(
+            "DELETE FROM session_locks WHERE topic = ? AND subscription = ?"
+            " AND session_id = ? AND token = ? AND locked_until_us > ?",
+            (self._topic, self._subscription, self.session_id, self._token, now),
+        ).rowcount
+        if held:
+            settings = self._broker._settings(connection, self._topic, self._subscription)
+            _release(
+                connection,
+                settings,
+                "topic = ? AND subscription = ? AND session_id = ?"
+                " AND lock_token IS NOT NULL AND state = 'active'",
+                (self._topic, self._subscription, self.session_id),
+                now,
+            )
 
 
 def _release(

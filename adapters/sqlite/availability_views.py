@@ -95,6 +95,9 @@ class SQLiteAvailabilityViews(AvailabilityViews):
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._database.transaction()
 
+    def batch(self) -> AbstractContextManager[object]:
+        return self._database.batch()
+
     def version_of(self, sku: str, location: str) -> int:
         row = self._connection().execute(
             "SELECT version FROM availability WHERE sku = ? AND location = ?", (sku, location)

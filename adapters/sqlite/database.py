@@ -102,10 +102,44 @@ class SQLiteDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``); rolled back if the block raises."""
+        """One write transaction (``BEGIN IMMEDIATE``); rolled back if the block raises.
+
+        Inside this thread's :meth:`batch` it is a savepoint of the batch's transaction
+        instead: atomic on its own (rolled back alone if the block raises), committed
+        with the batch."""
+        if getattr(self._local, "batch", False):
+            db = self.connection()
+            try:
+                db.execute("SAVEPOINT change")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK TO change")
+                    raise
+                finally:
+                    db.execute("RELEASE change")
+            except sqlite3.Error as error:
+                raise StoreUnavailable(f"{self.path}: {error}") from error
+            return
         with write_transaction(self.connection(), self._writing, StoreUnavailable,
                                self.path) as db:
             yield db
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One write transaction that this thread's :meth:`transaction` blocks join as
+        savepoints, committed when the block ends: many small writes (a consumer's batch
+        of events) for the cost of one. The file's write lock is held meanwhile, so keep
+        the block short. Nested, it is part of the outer batch."""
+        if getattr(self._local, "batch", False):
+            yield
+            return
+        with self.transaction():
+            self._local.batch = True
+            try:
+                yield
+            finally:
+                self._local.batch = False
 
     def close(self) -> None:
         with self._lock:

@@ -256,6 +256,9 @@ class SQLiteMovementLedger(MovementLedgerStore):
                     (entry.sku, entry.location, entry.day.isoformat(), entry.units))
             return True
 
+    def batch(self) -> AbstractContextManager[object]:
+        return self._database.batch()
+
     def needs_rebuild(self) -> bool:
         return self._db().execute("SELECT 1 FROM ledger_rebuilt").fetchone() is None
 

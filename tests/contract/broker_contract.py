@@ -347,6 +347,99 @@ class BrokerContract:
             again.complete_all(redelivered)
         assert _numbers(redelivered) == [1, 2]
 
+    # ------------------------------------------- many sessions at once (a visit)
+
+    def _accept_many(self, broker: MessageBroker, sessions: int, messages: int,
+                     subscription: str = "alpha"
+                     ) -> list[tuple[SessionReceiver, list[ReceivedMessage]]]:
+        return broker.accept_next_sessions(TOPIC, subscription, sessions, messages,
+                                           max_wait=self.arrival_wait)
+
+    def test_many_sessions_are_taken_at_once_each_with_its_messages_in_order(
+        self, broker: MessageBroker
+    ) -> None:
+        sessions = [_session() for _ in range(3)]
+        for n in (1, 2, 3):
+            broker.publish(TOPIC, [_message(s, n) for s in sessions])
+
+        taken = self._accept_many(broker, sessions=5, messages=2)
+        try:
+            assert sorted(r.session_id for r, _ in taken) == sorted(sessions)
+            for receiver, messages in taken:
+                assert _numbers(messages) == [1, 2]
+                assert {m.session_id for m in messages} == {receiver.session_id}
+                assert [m.delivery_count for m in messages] == [1, 1]
+        finally:
+            assert broker.settle_sessions(taken) == 6
+
+        # Completed ones are gone; each session's third message is next, and only it.
+        again = self._accept_many(broker, sessions=5, messages=5)
+        assert sorted((r.session_id, _numbers(m)) for r, m in again) == sorted(
+            (s, [3]) for s in sessions)
+        assert broker.settle_sessions(again) == 3
+        assert self._nothing_more(broker)
+
+    def test_taking_many_sessions_stops_at_the_maximum_and_skips_locked_ones(
+        self, broker: MessageBroker
+    ) -> None:
+        held, *free = [_session() for _ in range(4)]
+        broker.publish(TOPIC, [_message(s, 1) for s in [held, *free]])
+        with broker.accept_session(TOPIC, "alpha", held) as holder:
+            first = self._accept_many(broker, sessions=2, messages=10)
+            second = self._accept_many(broker, sessions=2, messages=10)
+            ids = [r.session_id for r, _ in first + second]
+            assert len(first) == 2 and len(second) == 1
+            assert sorted(ids) == sorted(free)
+            assert broker.settle_sessions(first + second) == 3
+            assert _numbers(self._drain(holder, 1)) == [1]
+
+    def test_settling_releases_the_sessions_and_gives_back_what_was_not_handled(
+        self, broker: MessageBroker
+    ) -> None:
+        session = _session()
+        broker.publish(TOPIC, [_message(session, n) for n in (1, 2, 3)])
+        ((receiver, messages),) = self._accept_many(broker, sessions=1, messages=3)
+        assert _numbers(messages) == [1, 2, 3]
+
+        assert broker.settle_sessions([(receiver, messages[:1])]) == 1  # 2 and 3 unhandled
+
+        with pytest.raises(LockLost):
+            receiver.complete(messages[1])  # the session was released with the settlement
+        with self._accept(broker) as again:
+            redelivered = self._drain(again, 2)
+        assert _numbers(redelivered) == [2, 3]
+        assert [m.delivery_count for m in redelivered] == [2, 2]
+
+    def test_settling_after_the_lock_expired_completes_nothing_and_redelivers(
+        self, broker: MessageBroker
+    ) -> None:
+        self._needs_clock()
+        session = _session()
+        broker.publish(TOPIC, [_message(session, 1)])
+        taken = self._accept_many(broker, sessions=1, messages=1)
+
+        self.advance(LOCK_DURATION.total_seconds() + 1)
+
+        assert broker.settle_sessions(taken) == 0
+        with self._accept(broker) as again:
+            redelivered = self._drain(again, 1)
+        assert (_numbers(redelivered), redelivered[0].delivery_count) == ([1], 2)
+
+    def test_a_message_given_back_at_the_maximum_by_a_settlement_is_dead_lettered(
+        self, broker: MessageBroker
+    ) -> None:
+        session = _session()
+        broker.publish(TOPIC, [_message(session, 1), _message(session, 2)])
+        for delivery in range(1, MAX_DELIVERY_COUNT + 1):
+            ((receiver, messages),) = self._accept_many(broker, sessions=1, messages=1)
+            assert (_numbers(messages), messages[0].delivery_count) == ([1], delivery)
+            assert broker.settle_sessions([(receiver, [])]) == 0  # the handler failed
+
+        with self._accept(broker) as receiver:
+            assert _numbers(self._drain(receiver, 1)) == [2]
+        dead = self._dead_letters(broker, 1)
+        assert [m.dead_letter_reason for m in dead] == ["MaxDeliveryCountExceeded"]
+
     # ------------------------------------------------------ redelivery and DLQ
 
     def test_an_abandoned_message_is_next_again_with_a_higher_delivery_count(

@@ -25,7 +25,13 @@ from adapters.embedded_broker import (
     EmbeddedBroker,
     EntityNotFound,
 )
-from application.ports import LockLost, MessageRejected, ReceivedMessage, SessionReceiver
+from application.ports import (
+    LockLost,
+    MessageBroker,
+    MessageRejected,
+    ReceivedMessage,
+    SessionReceiver,
+)
 from tests.contract.broker_contract import (
     DUPLICATE_WINDOW,
     LOCK_DURATION,
@@ -71,6 +77,25 @@ class TestEmbeddedBroker(BrokerContract):
 
     def now(self) -> datetime:
         return self.clock.now()
+
+
+class _SessionAtATime(EmbeddedBroker):
+    """The embedded broker taking and settling sessions one at a time, by the port's
+    default operations (what the Service Bus adapter runs)."""
+
+    accept_next_sessions = MessageBroker.accept_next_sessions
+    settle_sessions = MessageBroker.settle_sessions
+
+
+class TestThePortsDefaultsForManySessions(TestEmbeddedBroker):
+    """The whole contract again, with ``accept_next_sessions`` and ``settle_sessions``
+    as the port defines them by default: they keep the same promises as the embedded
+    broker's one-transaction versions."""
+
+    def make_broker(self, tmp_path: Path) -> EmbeddedBroker:
+        broker = _SessionAtATime(tmp_path / "broker.db", clock=self.clock)
+        _set_up_topology(broker)
+        return broker
 
 
 # ------------------------------------------------------------- embedded only

@@ -48,3 +48,37 @@ def test_a_file_written_before_stock_states_gains_their_columns_at_zero(tmp_path
         LOCATION, 7, 5, 3)
     views.close()
     again.close()
+
+
+def test_a_batch_commits_once_at_its_end_and_records_nothing_if_its_block_raises(
+    tmp_path: Path,
+) -> None:
+    views = SQLiteAvailabilityViews(tmp_path / "views.db")
+    reader = SQLiteAvailabilityViews(tmp_path / "views.db")  # another connection's view
+
+    with views.batch():
+        assert views.apply(change("SKU-1", 1, 5))
+        assert reader.version_of("SKU-1", LOCATION) == 0  # not committed yet
+    assert reader.version_of("SKU-1", LOCATION) == 1
+
+    with pytest.raises(RuntimeError), views.batch():
+        assert views.apply(change("SKU-1", 2, 6))
+        raise RuntimeError("the consumer failed before settling")
+    assert views.version_of("SKU-1", LOCATION) == 1
+    views.close()
+    reader.close()
+
+
+def test_a_change_that_fails_inside_a_batch_is_rolled_back_alone(tmp_path: Path) -> None:
+    views = SQLiteAvailabilityViews(tmp_path / "views.db")
+    database = views._database
+
+    with views.batch():
+        assert views.apply(change("SKU-1", 1, 5))
+        with pytest.raises(RuntimeError), database.transaction() as db:
+            db.execute("UPDATE availability SET on_hand = 999")
+            raise RuntimeError("a handler failed half way")
+        assert views.apply(change("SKU-2", 1, 7))
+
+    assert [(r.sku, r.on_hand) for r in views.rows()] == [("SKU-1", 5), ("SKU-2", 7)]
+    views.close()

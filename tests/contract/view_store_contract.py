@@ -157,6 +157,22 @@ class ViewStoreContract(ABC):
         assert views.version_of(self.sku, OTHER_LOCATION) == 0
         assert [r.location for r in views.rows(self.sku)] == [LOCATION]
 
+    # ----------------------------------------------------------------- batches
+
+    def test_applies_in_a_batch_see_each_other_and_all_are_there_after_it(self) -> None:
+        views = self.views()
+
+        with views.batch():
+            applied = [views.apply(change(self.sku, 1, 0)),
+                       views.apply(change(self.sku, 2, 20)),
+                       views.apply(change(self.sku, 2, 99)),  # a duplicate inside the batch
+                       views.apply(change(self.sku, 1, 4, location=OTHER_LOCATION))]
+            assert views.version_of(self.sku, LOCATION) == 2
+
+        assert applied == [True, True, False, True]
+        assert (self.row(views).version, self.row(views).on_hand) == (2, 20)
+        assert views.version_of(self.sku, OTHER_LOCATION) == 1
+
     # ----------------------------------------------------------------- concurrency
 
     @pytest.mark.parametrize("version", [1, 2])

@@ -88,8 +88,10 @@ def running(tmp_path: Path) -> Iterator[Running]:
     pipeline.broker.create_topic(TOPIC, duplicate_detection_window=timedelta(0))
     pipeline.relay.publisher = Tripling(pipeline.broker)
     state = Running(container, pipeline)
+    # The pipeline's own batch scope, so the poison is met inside a batch as in service.
     pipeline.consumer.consumer = EventConsumer(
-        "availability", state.handler(pipeline.projection.handle))
+        "availability", state.handler(pipeline.projection.handle),
+        batch=pipeline.consumer.consumer.batch)
     try:
         yield state
     finally:

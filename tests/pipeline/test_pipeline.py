@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
 from application.consumer import EventConsumer, SessionConsumer
-from application.ports import MessagePublisher, OutgoingMessage
+from application.ports import MessagePublisher, OutgoingMessage, StoreUnavailable
 from application.relay import Relay, to_message
 from application.replay import DeadLetterReplay
 from application.settings import load
@@ -265,3 +266,76 @@ def test_the_running_pipeline_shows_a_command_in_availability(tmp_path: Path) ->
     finally:
         pipeline.stop()
         container.close()
+
+
+# ------------------------------------------------- visits of many sessions, batched
+
+
+def test_a_visit_applies_many_sessions_in_one_batch_and_a_failed_batch_settles_nothing(
+    parts: Parts,
+) -> None:
+    some_trading(parts.commands)
+    parts.relay.drain()
+    failing = {"on": True}
+
+    @contextmanager
+    def batch() -> Iterator[None]:
+        with parts.views.batch():
+            yield
+            if failing["on"]:
+                raise StoreUnavailable("the view's file failed at commit")
+
+    consumer = SessionConsumer(broker=parts.broker, topic=TOPIC,
+                               subscription=AVAILABILITY_SUBSCRIPTION,
+                               consumer=EventConsumer("availability", parts.projection.handle,
+                                                      batch=batch),
+                               sessions=64, batch_size=32)
+    waiting = parts.broker.counts(TOPIC, AVAILABILITY_SUBSCRIPTION).active
+
+    with pytest.raises(StoreUnavailable):
+        consumer.run_once(0.0)
+    assert parts.views.events_applied() == 0  # nothing of the batch was recorded
+    assert parts.broker.counts(TOPIC, AVAILABILITY_SUBSCRIPTION).active == waiting
+
+    failing["on"] = False
+    assert consumer.run_once(0.0) == waiting  # every session (8 here) in one visit
+    assert consumer.run_once(0.0) == 0
+    parts.assert_projection_equals_event_store()
+    assert parts.views.events_applied() == parts.store.max_position()
+
+
+def test_a_relay_with_a_checkpoint_interval_never_checkpoints_past_what_it_synced(
+    parts: Parts,
+) -> None:
+    calls: list[tuple[str, int]] = []
+    checkpoints = parts.store.checkpoints()
+
+    class Recorded:
+        def position(self, name: str) -> int:
+            return checkpoints.position(name)
+
+        def advance(self, name: str, position: int) -> None:
+            calls.append(("advance", position))
+            checkpoints.advance(name, position)
+
+    relay = Relay(parts.store, parts.broker, Recorded(), SystemClock(), batch_size=5,
+                  checkpoint_interval=3600,
+                  before_checkpoint=lambda: calls.append(("sync", 0)))
+    some_trading(parts.commands)  # 28 events
+    assert relay.pump() == 5
+    assert relay.pump() == 5
+    # The first batch is checkpointed (after a sync), the next not within the interval.
+    assert calls == [("sync", 0), ("advance", 5)]
+    assert relay.status().depth == parts.store.max_position() - 10
+
+    # A relay that crashed here republishes from the checkpoint; duplicate detection
+    # drops what the first one had published.
+    restarted = Relay(parts.store, parts.broker, parts.store.checkpoints(), SystemClock())
+    assert restarted.drain() == parts.store.max_position() - 5
+    assert relay.drain() == parts.store.max_position() - 10
+    # Finding the outbox empty, it checkpoints what it published, synced first.
+    assert calls[-2:] == [("sync", 0), ("advance", parts.store.max_position())]
+    assert parts.broker.counts(TOPIC, AVAILABILITY_SUBSCRIPTION).active == (
+        parts.store.max_position())
+    parts.drain()
+    parts.assert_projection_equals_event_store()
