@@ -9,6 +9,7 @@ reliably (the kernel may hand a reader both segments at once).
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -70,7 +71,11 @@ def exchange(request: bytes, answer_written: int) -> list[bytes]:
             await asyncio.sleep(0.005)
         protocol.connection_lost(None)
         return transport.writes
-    return asyncio.run(run())
+
+    # A loop of its own on a thread of its own: the suite may leave a loop marked running
+    # on the main thread, where asyncio.run refuses to start.
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, run()).result(timeout=30)
 
 
 def test_a_responses_head_and_body_leave_in_one_write():
