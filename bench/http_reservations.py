@@ -9,13 +9,13 @@ Python client competing for the same cores:
   event pipeline (``bench.pipeline_lag`` measures that);
 - ``bench.baselines.crud_reservations``: a plain ASGI + SQLite CRUD reservation service
   that imports nothing of ours (one transaction with ``synchronous=FULL`` per request);
-- ``bench.baselines.hello``: a hello-world ASGI app.
-
-(A CRUD app served by our own host is no baseline: it shares our host's overhead, so a
-ratio against it flatters us; it is not measured.)
+- ``bench.baselines.hello``: a hello-world ASGI app;
+- in full runs, the OLD baseline too, printed beside the new ones so a reader sees both:
+  a one-function CRUD app (one SQLite ``UPDATE``) served by our own host. It shares our
+  host's overhead, so its ratio flatters us and no goal is judged on it.
 
 Scenarios: ``PUT .../reservations/{order_id}`` with a new order id every request over 256
-SKU-locations (ours vs the CRUD service), and ``GET`` of a
+SKU-locations (ours vs the CRUD service, and vs the old in-host CRUD), and ``GET`` of a
 route that answers 404 vs the hello world. Each figure is the median over the rounds.
 Without ``wrk`` the benchmark is skipped with a message (``apt-get install -y wrk``).
 Run alone with ``python -m bench.http_reservations [--quick]``.
@@ -28,12 +28,16 @@ import json
 import logging
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.request
 from pathlib import Path
+
+import azure.functions as func
 
 from bench.common import Row, ServerProcess, print_rows
 
@@ -62,11 +66,53 @@ end
 """
 
 
+# ------------------------------------------------------------------ old baseline
+
+
+def crud_app(path: Path) -> func.FunctionApp:
+    """The old baseline, as it was (shares our host's overhead): a one-function app served
+    by our own host, reserving by one SQLite UPDATE of the stock row (WAL,
+    ``synchronous=FULL``), or 409."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE IF NOT EXISTS stock (sku TEXT, location TEXT, on_hand INTEGER,"
+               " reserved INTEGER, PRIMARY KEY (sku, location))")
+    db.executemany("INSERT OR IGNORE INTO stock VALUES (?, 'STORE-1', ?, 0)",
+                   [(f"SKU-{n}", STOCK_ON_HAND) for n in range(STOCK_ITEMS)])
+    db.close()
+    connections = threading.local()
+
+    def connection() -> sqlite3.Connection:
+        if not hasattr(connections, "db"):
+            connections.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            connections.db.execute("PRAGMA synchronous=FULL")
+        return connections.db  # type: ignore[no-any-return]
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.function_name("crud_reserve")
+    @app.route(route="crud/{sku}/{location}/reservations/{order_id}", methods=["PUT"])
+    def crud_reserve(req: func.HttpRequest) -> func.HttpResponse:
+        quantity = int(json.loads(req.get_body())["quantity"])
+        row = connection().execute(
+            "UPDATE stock SET reserved = reserved + ? WHERE sku = ? AND location = ?"
+            " AND on_hand - reserved >= ? RETURNING on_hand, reserved",
+            (quantity, req.route_params["sku"], req.route_params["location"], quantity),
+        ).fetchone()
+        if row is None:
+            return func.HttpResponse('{"title": "insufficient stock"}', status_code=409,
+                                     mimetype="application/problem+json")
+        return func.HttpResponse(json.dumps({"on_hand": row[0], "reserved": row[1]}),
+                                 mimetype="application/json")
+
+    return app
+
+
 # ------------------------------------------------------------------- serving
 
 
 def serve(kind: str, data_dir: Path) -> None:
-    """Run our host in this process (``--serve ours DIR``); prints its URL first.
+    """Run our host in this process (``--serve ours|old-crud DIR``); prints its URL first.
 
     Logging as ``python -m local`` sets it: INFO, so every request is logged."""
     from application.settings import load
@@ -75,7 +121,10 @@ def serve(kind: str, data_dir: Path) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = dataclasses.replace(load({}), data_dir=data_dir)
-    from function_app import app
+    if kind == "old-crud":
+        app = crud_app(data_dir / "crud.db")
+    else:
+        from function_app import app
     host = EmbeddedHost(settings, port=0, app=app, with_pipeline=False)
     print(host.url, flush=True)
     host.run()
@@ -85,7 +134,7 @@ def servers(data_dir: Path, kinds: list[str]) -> dict[str, ServerProcess]:
     started: dict[str, ServerProcess] = {}
     for kind in kinds:
         directory = data_dir / kind
-        if kind == "ours":
+        if kind in ("ours", "old-crud"):
             started[kind] = ServerProcess("bench.http_reservations", directory, kind)
         else:
             started[kind] = ServerProcess(f"bench.baselines.{kind}", directory)
@@ -164,7 +213,7 @@ def run(quick: bool = False) -> list[Row]:
               "(apt-get install -y wrk)", file=sys.stderr)
         return []
     rounds, seconds = (2, 3.0) if quick else (5, 8.0)
-    kinds = ["ours", "crud_reservations", "hello"]
+    kinds = ["ours", "crud_reservations", "hello"] + ([] if quick else ["old-crud"])
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "reserve.lua"
         script.write_text(RESERVE_LUA)
@@ -178,6 +227,8 @@ def run(quick: bool = False) -> list[Row]:
 
             writers = {"ours": reserving("ours", "/api/stock"),
                        "crud_reservations": reserving("crud_reservations", "/api/crud")}
+            if "old-crud" in running:
+                writers["old-crud"] = reserving("old-crud", "/api/crud")
             for name, (url, options) in writers.items():  # warm-up, new order ids
                 wrk(url, 1, script=script, args=(options["args"][0], f"warm-{name}"))  # type: ignore[index]
             for name, (_url, options) in writers.items():
@@ -204,6 +255,13 @@ def run(quick: bool = False) -> list[Row]:
             baseline=median_rate(reads["hello"]), goal=">= 0.5",
             note="baseline: a hello-world ASGI app on the same uvicorn"),
     ]
+    if "old-crud" in writes:
+        rows.append(Row(
+            scenario="HTTP (wrk): reservations vs the OLD baseline (CRUD on our own host)",
+            unit="reservations/s", value=ours_rate,
+            baseline=median_rate(writes["old-crud"]), goal="",
+            note="old baseline: one SQLite UPDATE in a one-function app served by our own "
+                 "host, so it shares our overhead; shown beside the new ones, no goal"))
     return rows
 
 

@@ -219,13 +219,15 @@ R = TypeVar("R", bound=Routed)
 
 
 class RouteIndex(Generic[R]):
-    """The routes of a table, indexed once by their literal first segment.
+    """The routes of a table, indexed once by their literal first segment and by how many
+    segments they can match.
 
     ``candidates`` gives, in the table's order, only the routes that may match a path: those
-    whose first segment is the path's first segment (case-insensitively, as ASP.NET) and
-    those whose first segment is a parameter or a catch-all. The table's order is kept, so
-    the first route that matches and takes the method is the one a walk of the whole table
-    would have chosen.
+    whose first segment is the path's first segment (case-insensitively, as ASP.NET) or a
+    parameter or a catch-all, and whose length fits the path's (a reservation's path has
+    five segments, so the fourteen ``stock/...`` routes narrow to the two of that length
+    and the catch-all). The table's order is kept, so the first route that matches and
+    takes the method is the one a walk of the whole table would have chosen.
     """
 
     def __init__(self, routes: Iterable[R]) -> None:
@@ -238,23 +240,36 @@ class RouteIndex(Generic[R]):
                 anywhere.append(index)
             else:
                 literal.setdefault(first, []).append(index)
-        self._anywhere = tuple(self.routes[i] for i in anywhere)
-        self._by_first = {
-            first: tuple(self.routes[i] for i in sorted({*indexes, *anywhere}))
-            for first, indexes in literal.items()}
+        lengths = [_lengths(route) for route in self.routes]
+        # Paths at least this long are matched by unbounded routes only, and all of them
+        # are long enough for every such route: one bucket.
+        self._longest = 1 + max((n for pair in lengths for n in pair if n is not None),
+                                default=0)
+
+        def by_length(indexes: Iterable[int]) -> tuple[tuple[R, ...], ...]:
+            ordered = sorted(set(indexes))
+            return tuple(tuple(self.routes[i] for i in ordered if _fits(lengths[i], n))
+                         for n in range(self._longest + 1))
+
+        self._anywhere = by_length(anywhere)
+        self._all = by_length(range(len(self.routes)))
+        self._by_first = {first: by_length([*indexes, *anywhere])
+                          for first, indexes in literal.items()}
         self._described = tuple(r for r in self.routes
                                 if not r.catch_all and r.methods is not None)
+        described = [i for i in range(len(self.routes))
+                     if not self.routes[i].catch_all and self.routes[i].methods is not None]
         self._described_by_first = {
-            first: tuple(r for r in routes if not r.catch_all and r.methods is not None)
-            for first, routes in self._by_first.items()}
-        self._described_anywhere = tuple(r for r in self._anywhere
-                                         if not r.catch_all and r.methods is not None)
+            first: tuple(self.routes[i] for i in described if i in {*indexes, *anywhere})
+            for first, indexes in literal.items()}
+        self._described_anywhere = tuple(self.routes[i] for i in described if i in anywhere)
 
     def candidates(self, segments: Sequence[str]) -> tuple[R, ...]:
         """The routes that may match ``segments``, in the table's order."""
+        length = min(len(segments), self._longest)
         if not segments:
-            return self.routes
-        return self._by_first.get(segments[0].lower(), self._anywhere)
+            return self._all[length]
+        return self._by_first.get(segments[0].lower(), self._anywhere)[length]
 
     def matches(self, segments: Sequence[str]) -> list[tuple[R, dict[str, str]]]:
         """Every route that matches ``segments`` with its parameters, in the table's order."""
@@ -271,14 +286,36 @@ class RouteIndex(Generic[R]):
         return allowed_methods(routes, segments)
 
 
-def _first_literal(route: Routed) -> str | None:
-    """The route's literal first segment, lower-cased; None when it is a parameter."""
+def _parsed(route: Routed) -> RouteTemplate | None:
+    """The parsed template of a declared route or of a function as the host sees it."""
     template = getattr(route, "template", None)
     parsed = template if isinstance(template, RouteTemplate) else getattr(route, "parsed", None)
-    if not isinstance(parsed, RouteTemplate) or not parsed.segments:
+    return parsed if isinstance(parsed, RouteTemplate) else None
+
+
+def _first_literal(route: Routed) -> str | None:
+    """The route's literal first segment, lower-cased; None when it is a parameter."""
+    parsed = _parsed(route)
+    if parsed is None or not parsed.segments:
         return None
     first = parsed.segments[0]
     return None if first.literal is None else first.literal.lower()
+
+
+def _fits(lengths: tuple[int, int | None], n: int) -> bool:
+    least, most = lengths
+    return least <= n and (most is None or n <= most)
+
+
+def _lengths(route: Routed) -> tuple[int, int | None]:
+    """How many path segments the route can match: at least its required segments, at
+    most all of them (None: no bound, it has a catch-all or no template we can read)."""
+    parsed = _parsed(route)
+    if parsed is None:
+        return 0, None
+    required = sum(1 for s in parsed.segments if not (s.optional or s.catch_all))
+    unbounded = any(s.catch_all for s in parsed.segments)
+    return required, None if unbounded else len(parsed.segments)
 
 
 # ------------------------------------------------------------ declaring routes

@@ -12,7 +12,8 @@ authenticated, so the host refuses to listen anywhere but loopback and says so a
 
 Speed: uvicorn runs on uvloop and parses with httptools (``uvicorn[standard]``) when they
 are installed (requirements.txt has them), else on asyncio and h11; either way the header
-timeout below holds (:func:`http_protocol`).
+timeout below holds (:func:`http_protocol`). On httptools a response leaves in one
+``send`` (:class:`OneSendResponse`): uvicorn writes the head and the body apart.
 
 Slow clients: three timeouts (settings) bound what a connection may hold. Idle: a
 connection with no request under way is closed after ``idle_timeout_seconds`` — uvicorn's
@@ -166,6 +167,45 @@ class HeaderTimeoutH11Protocol(HeaderTimer, H11Protocol):
             self._stop_header_timer()
 
 
+class OneSendResponse(asyncio.Transport):
+    """The transport as one response's uvicorn cycle sees it: the head, which uvicorn
+    writes on its own, is held and sent with the first piece of the body, so a response
+    costs one ``send`` (one system call, one TCP segment) instead of two. On loopback
+    under ``wrk`` the two sends were about 40 % of the event loop's time on a 404.
+
+    Only the head of a started response is held (a ``100 Continue`` goes out at once);
+    it is sent by the next write, by :meth:`flush` (the protocol calls it when the
+    response is complete, as a HEAD or 304 writes no body) or before a close. A cycle
+    uses nothing else of its transport (``write``, ``close``, ``is_closing``)."""
+
+    def __init__(self, cycle: Any) -> None:
+        super().__init__()
+        self._cycle = cycle
+        self._transport: asyncio.Transport = cycle.transport
+        self._held: bytes | None = None
+        self._head_seen = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._head_seen and self._cycle.response_started:
+            self._head_seen, self._held = True, bytes(data)  # the head: wait for the body
+            return
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
 _COMMON_METHOD = re.compile(
     rb"(?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)(?: |$)|(?:G|GE|H|HE|HEA|P|PO|POS|PU|PA|PAT|PATC"
     rb"|D|DE|DEL|DELE|DELET|O|OP|OPT|OPTI|OPTIO|OPTION)$|\r?\n")
@@ -227,8 +267,12 @@ if HttpToolsProtocol is not None:
             self._in_head = False
             self._stop_header_timer()
             super().on_headers_complete()
+            if self.cycle is not None and not isinstance(self.cycle.transport, OneSendResponse):
+                self.cycle.transport = OneSendResponse(self.cycle)
 
         def on_response_complete(self) -> None:
+            if self.cycle is not None and isinstance(self.cycle.transport, OneSendResponse):
+                self.cycle.transport.flush()  # a HEAD or a 304 writes no body: its head now
             super().on_response_complete()
             if self._in_head:  # a pipelined request is half-buffered already
                 self._start_header_timer()

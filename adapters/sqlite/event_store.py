@@ -31,7 +31,12 @@ from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnection,
@@ -150,13 +155,24 @@ class MemoSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def select_memo(
         self, originator_id: UUID | str, memo: str, now: datetime
     ) -> tuple[str, int] | None:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                f"SELECT value, originator_version FROM {MEMOS_TABLE} "
-                "WHERE originator_id = ? AND memo = ? AND expires_at > ?",
-                (_stream_text(originator_id), memo, to_text(now)),
-            )
-            row = c.fetchone()
+        # One SELECT is atomic on its own (the pool's connections are in autocommit
+        # mode), so no BEGIN and ROLLBACK around it: they were half of a memo read, which
+        # every reservation of a new order makes (~60 µs of a ~500 µs command).
+        with self.datastore.get_connection(commit=False) as connection, \
+                connection.cursor() as c:
+            try:
+                c.execute(
+                    f"SELECT value, originator_version FROM {MEMOS_TABLE} "
+                    "WHERE originator_id = ? AND memo = ? AND expires_at > ?",
+                    (_stream_text(originator_id), memo, to_text(now)),
+                )
+                row = c.fetchone()
+            except sqlite3.OperationalError as error:  # as the library's transaction maps it
+                raise OperationalError(error) from error
+            except sqlite3.InterfaceError as error:
+                raise InterfaceError(error) from error
+            except sqlite3.DatabaseError as error:
+                raise DatabaseError(error) from error
         return None if row is None else (str(row[0]), int(row[1]))
 
 

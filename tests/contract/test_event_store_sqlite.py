@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from adapters.sqlite import SQLiteStockItems
-from tests.contract.event_store_contract import EventStoreContract
+from application.ports import StoreUnavailable
+from tests.contract.event_store_contract import LOCATION, EventStoreContract
 
 
 class TestSQLiteEventStore(EventStoreContract):
@@ -22,3 +24,16 @@ class TestSQLiteEventStore(EventStoreContract):
 
     def open_store(self, *, reachable: bool = True) -> SQLiteStockItems:
         return SQLiteStockItems(self.path if reachable else self.unreachable_path)
+
+    def test_a_memo_read_that_sqlite_refuses_raises_store_unavailable(self) -> None:
+        """The memo read runs outside the library's transaction (one autocommit SELECT),
+        so it maps SQLite's errors itself, as the library's transaction would."""
+        store = self.open_store()
+        try:
+            assert store.recall("SKU-M", LOCATION, "order:o-1") is None
+            with sqlite3.connect(self.path) as db:
+                db.execute("DROP TABLE stock_memos")
+            with pytest.raises(StoreUnavailable):
+                store.recall("SKU-M", LOCATION, "order:o-1")
+        finally:
+            store.close()

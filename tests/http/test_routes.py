@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from function_app import app
 from functions.http_openapi import ROUTE_INDEX, ROUTE_TABLE
-from functions.http_routes import RouteIndex, RouteTemplate, allowed_methods, split_path
+from functions.http_routes import Route, RouteIndex, RouteTemplate, allowed_methods, split_path
 from local.asgi import http_functions
 
 FUNCTIONS = http_functions(app)
@@ -37,10 +37,29 @@ def test_the_index_finds_what_a_walk_of_the_whole_table_finds_in_the_same_order(
 
 
 @given(st.lists(st.sampled_from(["stock", "Stock", "ops", "console", "A", "B", "events",
-                                 "reservations", "openapi.json", "", "x"]), max_size=7))
+                                 "reservations", "openapi.json", "", "x"]), max_size=10))
 def test_the_index_agrees_with_a_walk_on_any_path(segments: list[str]):
     assert [(f.name, p) for f, p in INDEX.matches(segments)] == _walk(segments)
     assert INDEX.allowed_methods(segments) == allowed_methods(FUNCTIONS, segments)
+
+
+def test_a_path_is_tried_only_against_the_routes_of_its_length():
+    reservation = ["stock", "A", "B", "reservations", "o-1"]
+    under_stock = [f for f in FUNCTIONS if f.template.template.startswith("stock/")]
+    assert INDEX.candidates(reservation) == tuple(
+        [f for f in under_stock if len(f.template.segments) == 5]
+        + [f for f in FUNCTIONS if f.catch_all])
+    assert len(INDEX.candidates(reservation)) < len(under_stock) / 2
+    assert [f.name for f in INDEX.candidates(["nowhere", *"abcdefghijkl"])] == [
+        "unmatched_route"]
+
+
+def test_an_index_over_unbounded_routes_longer_than_any_bounded_one_finds_them():
+    index = RouteIndex([Route(t, t, ("GET",), None, "") for t in ("a/b", "a/{x}/{y}/{z}/{*r}")])
+    for length in range(1, 12):
+        path = ["a", *"123456789ab"[:length - 1]]
+        assert [r.name for r, _ in index.matches(path)] == [
+            r.name for r in index.routes if r.match(path) is not None], path
 
 
 def test_parameters_match_one_segment_and_literals_ignore_case():

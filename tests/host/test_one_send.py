@@ -1,0 +1,102 @@
+"""A response leaves the host in one ``send``: head and body together (``OneSendResponse``).
+
+These drive the host's real httptools protocol (``local.host.http_protocol``) and
+uvicorn's request cycle on a real event loop; only the socket is replaced, by a transport
+that records each write, since one write versus two is what a socket cannot show
+reliably (the kernel may hand a reader both segments at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+from local.host import http_protocol
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 7071)}.get(
+            name, default)
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    """Reads the body (a 100 Continue when asked), answers ``hello`` with its length."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", b"5")]})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+def exchange(request: bytes, answer_written: int) -> list[bytes]:
+    """The writes of the protocol, once ``answer_written`` of them contain a full answer."""
+    async def run() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        config = uvicorn.Config(app, lifespan="off", log_config=None)
+        config.load()
+        protocol = http_protocol(10.0)(config=config, server_state=ServerState(),
+                                        app_state={}, _loop=loop)
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(request)
+        for _ in range(200):
+            if sum(w.count(b"HTTP/1.1") for w in transport.writes) >= answer_written:
+                break
+            await asyncio.sleep(0.005)
+        protocol.connection_lost(None)
+        return transport.writes
+
+    # A loop of its own on a thread of its own: the suite may leave a loop marked running
+    # on the main thread, where asyncio.run refuses to start.
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, run()).result(timeout=30)
+
+
+def test_a_responses_head_and_body_leave_in_one_write():
+    writes = exchange(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n", 1)
+    assert len(writes) == 1
+    assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[0].endswith(b"\r\n\r\nhello")
+
+
+def test_a_head_request_gets_its_head_although_no_body_is_written():
+    writes = exchange(b"HEAD /x HTTP/1.1\r\nHost: localhost\r\n\r\n", 1)
+    assert len(writes) == 1 and writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert writes[0].endswith(b"\r\n\r\n")
+
+
+@pytest.mark.parametrize("pipelined", [1, 3])
+def test_pipelined_requests_get_one_write_each(pipelined: int):
+    writes = exchange(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n" * pipelined, pipelined)
+    assert [w.count(b"hello") for w in writes] == [1] * pipelined
+
+
+def test_a_100_continue_is_not_held_back_for_the_answer():
+    writes = exchange(b"PUT /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
+                      b"Expect: 100-continue\r\n\r\n", 1)
+    assert writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]  # the body never came: no answer
