@@ -15,7 +15,8 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -171,6 +172,28 @@ class CommandResult:
         return self.item.position(only=order_ids)
 
 
+@dataclass(frozen=True, eq=False)
+class StockCommand:
+    """One channel command on one stream, planned but not run: what it decides, the
+    version it expects, and how its result is finished (a count says whether it was
+    already recorded). :meth:`StockCommands.run` runs one; :meth:`StockCommands.run_many`
+    runs many as one group. The ``plan_*`` methods build them, and check what can be
+    checked before a stream is read (a count's time), raising as the command would."""
+
+    sku: str
+    location: str
+    decide: Decision
+    expected: ExpectedVersion | None = None
+    finish: Callable[[CommandResult], CommandResult] | None = None
+
+    def finished(self, result: CommandResult) -> CommandResult:
+        return result if self.finish is None else self.finish(result)
+
+
+BATCH_LANES = 32
+"""Streams of one :meth:`StockCommands.run_many` served side by side on a store without
+group commit (Cosmos DB), each stream's commands one after another."""
+
 MAX_GROUP = 512
 """Most commands one group commit decides and writes together: bounds a group's
 transaction and the wait of the commands that queue behind it."""
@@ -221,6 +244,23 @@ class _GroupCommit:
             raise command.error
         assert command.result is not None
         return command.result
+
+    def run_many(self, commands: list[_Command]) -> None:
+        """Queue ``commands`` together, in order, and return when each is done: they
+        meet in as few groups as :data:`MAX_GROUP` allows (one for a batch of 500 on an
+        idle store), this caller leading each group that starts with one of them."""
+        with self._lock:
+            self._queue.extend(commands)
+            follow, self._leading = self._leading, True
+        for index, command in enumerate(commands):
+            # Ours are contiguous in the queue: each is woken when done, or when it is the
+            # oldest queued and so leads the next group (as in :meth:`run`).
+            if follow or index > 0:
+                command.wake.wait()
+            if not command.done:
+                with self._lock:
+                    group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                self._commit_all(group)
 
     def _commit_all(self, group: list[_Command]) -> None:
         try:
@@ -298,10 +338,25 @@ class StockCommands:
         expected: ExpectedVersion | None = None,
     ) -> CommandResult:
         """Receive into ``state``; a ``reference`` naming an open incoming entry reduces it."""
-        return self._execute(
+        return self.run(self.plan_receive(sku, location, quantity, reference, idempotency_key,
+                                          state=state, expected=expected))
+
+    def plan_receive(
+        self,
+        sku: str,
+        location: str,
+        quantity: int,
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+        *,
+        state: str = SELLABLE,
+        expected: ExpectedVersion | None = None,
+    ) -> StockCommand:
+        """:meth:`receive`, planned (see :meth:`run_many`)."""
+        return StockCommand(
             sku, location,
             lambda item, recall: item.receive(quantity, reference, idempotency_key, recall,
-                                              state=state), expected=expected)
+                                              state=state), expected)
 
     def adjust(
         self,
@@ -315,18 +370,42 @@ class StockCommands:
         state: str = SELLABLE,
         expected: ExpectedVersion | None = None,
     ) -> CommandResult:
-        return self._execute(
+        return self.run(self.plan_adjust(sku, location, delta, reason, idempotency_key, note,
+                                         state=state, expected=expected))
+
+    def plan_adjust(
+        self,
+        sku: str,
+        location: str,
+        delta: int,
+        reason: str,
+        idempotency_key: str | None = None,
+        note: str | None = None,
+        *,
+        state: str = SELLABLE,
+        expected: ExpectedVersion | None = None,
+    ) -> StockCommand:
+        """:meth:`adjust`, planned (see :meth:`run_many`)."""
+        return StockCommand(
             sku, location,
             lambda item, recall: item.adjust(delta, reason, idempotency_key, note, recall,
-                                             state=state), expected=expected)
+                                             state=state), expected)
 
     def set_policy(
         self, sku: str, location: str, safety_stock: int, oversell_buffer: int, *,
         expected: ExpectedVersion | None = None,
     ) -> CommandResult:
-        return self._execute(
+        return self.run(self.plan_policy(sku, location, safety_stock, oversell_buffer,
+                                         expected=expected))
+
+    def plan_policy(
+        self, sku: str, location: str, safety_stock: int, oversell_buffer: int, *,
+        expected: ExpectedVersion | None = None,
+    ) -> StockCommand:
+        """:meth:`set_policy`, planned (see :meth:`run_many`)."""
+        return StockCommand(
             sku, location, lambda item, recall: item.set_policy(safety_stock, oversell_buffer),
-            expected=expected)
+            expected)
 
     def reserve(
         self,
@@ -344,13 +423,31 @@ class StockCommands:
         """Set an order's reservation (see ``StockItem.reserve``). Its expiry is
         ``ttl_seconds`` from now, or ``expires_at`` when given (an order process gives
         every line of an order the one expiry it recorded)."""
+        return self.run(self.plan_reserve(sku, location, order_id, quantity, channel,
+                                          ttl_seconds, expires_at=expires_at, reopen=reopen,
+                                          expected=expected))
+
+    def plan_reserve(
+        self,
+        sku: str,
+        location: str,
+        order_id: str,
+        quantity: int,
+        channel: str,
+        ttl_seconds: int | None = None,
+        *,
+        expires_at: datetime | None = None,
+        reopen: bool = False,
+        expected: ExpectedVersion | None = None,
+    ) -> StockCommand:
+        """:meth:`reserve`, planned (see :meth:`run_many`)."""
 
         def decide(item: StockItem, recall: Recall) -> None:
             expiry = expires_at if expires_at is not None else StockItem.expiry(
                 self.clock.now(), ttl_seconds)
             item.reserve(order_id, quantity, channel, expiry, recall, reopen=reopen)
 
-        return self._execute(sku, location, decide, expected=expected)
+        return StockCommand(sku, location, decide, expected)
 
     def reschedule(
         self, sku: str, location: str, order_id: str, expires_at: datetime | None
@@ -363,17 +460,29 @@ class StockCommands:
 
     def release(self, sku: str, location: str, order_id: str, *,
                 expected: ExpectedVersion | None = None) -> CommandResult:
-        return self._execute(
+        return self.run(self.plan_release(sku, location, order_id, expected=expected))
+
+    def plan_release(self, sku: str, location: str, order_id: str, *,
+                     expected: ExpectedVersion | None = None) -> StockCommand:
+        """:meth:`release`, planned (see :meth:`run_many`)."""
+        return StockCommand(
             sku, location, lambda item, recall: item.release(order_id, recall=recall),
-            expected=expected)
+            expected)
 
     def fulfil(
         self, sku: str, location: str, order_id: str, quantity: int | None = None, *,
         expected: ExpectedVersion | None = None,
     ) -> CommandResult:
-        return self._execute(
+        return self.run(self.plan_fulfil(sku, location, order_id, quantity, expected=expected))
+
+    def plan_fulfil(
+        self, sku: str, location: str, order_id: str, quantity: int | None = None, *,
+        expected: ExpectedVersion | None = None,
+    ) -> StockCommand:
+        """:meth:`fulfil`, planned (see :meth:`run_many`)."""
+        return StockCommand(
             sku, location, lambda item, recall: item.fulfil(order_id, quantity, recall),
-            expected=expected)
+            expected)
 
     def record_count(
         self,
@@ -390,6 +499,22 @@ class StockCommands:
         ``counted_at``; see ``StockItem.record_count``.
 
         ``counted_at`` must lie inside the count window (:class:`CountWindow`)."""
+        return self.run(self.plan_count(sku, location, count_id, counted, counted_at,
+                                        state=state, expected=expected))
+
+    def plan_count(
+        self,
+        sku: str,
+        location: str,
+        count_id: str,
+        counted: int,
+        counted_at: datetime,
+        *,
+        state: str = SELLABLE,
+        expected: ExpectedVersion | None = None,
+    ) -> StockCommand:
+        """:meth:`record_count`, planned (see :meth:`run_many`); raises
+        ``InvalidRequest`` here, before anything runs, for a time outside the window."""
         self.check_counted_at(counted_at)
         require_state("state", state)
         outcomes: list[CountOutcome] = []
@@ -399,11 +524,13 @@ class StockCommands:
                                               self._movements_since(item, counted_at, state),
                                               recall, state=state))
 
-        result = self._execute(sku, location, decide, expected=expected)
-        # The last decision is the one that stands: earlier ones were taken on a state
-        # that was then read again (stale cache, conflict), and _execute returns only
-        # after a decision on the state it saved or confirmed.
-        return replace(result, already_recorded=outcomes[-1] == "already-recorded")
+        def finish(result: CommandResult) -> CommandResult:
+            # The last decision is the one that stands: earlier ones were taken on a state
+            # that was then read again (stale cache, conflict), and a command returns only
+            # after a decision on the state it saved or confirmed.
+            return replace(result, already_recorded=outcomes[-1] == "already-recorded")
+
+        return StockCommand(sku, location, decide, expected, finish)
 
     def move_state(
         self,
@@ -628,6 +755,64 @@ class StockCommands:
 
         return recall
 
+    def run(self, command: StockCommand) -> CommandResult:
+        """Run one planned command (through the group commit when there is one)."""
+        return command.finished(self._execute(command.sku, command.location, command.decide,
+                                              expected=command.expected))
+
+    def run_many(self, commands: Sequence[StockCommand]) -> list[CommandResult | Exception]:
+        """Run ``commands``, each atomic on its own stream as if run alone, a stream's
+        commands in the order given; each entry of the answer is its command's result or
+        the exception it raised (a refusal; nothing recorded for it).
+
+        With group commit they are queued as one group: decided one after another on the
+        cached states in this thread, written in one transaction per :data:`MAX_GROUP`
+        commands (each stream's as one append), no thread per command. Without it (a store
+        that writes one stream at a time) each stream's commands run one after another,
+        up to :data:`BATCH_LANES` streams side by side."""
+        outcomes: list[CommandResult | Exception]
+        if self._group is not None:
+            queued = [_Command(c.sku, c.location, c.decide, c.expected) for c in commands]
+            self._group.run_many(queued)
+            for q in queued:
+                if q.error is not None and not isinstance(q.error, Exception):
+                    raise q.error
+            outcomes = [q.error if isinstance(q.error, Exception)
+                        else c.finished(cast(CommandResult, q.result))
+                        for c, q in zip(commands, queued, strict=True)]
+            events = [e for o in outcomes if isinstance(o, CommandResult) for e in o.events]
+            self._tell_observers(events)
+            return outcomes
+        outcomes = [Exception()] * len(commands)
+
+        def run_lane(indexes: list[int]) -> None:
+            for index in indexes:
+                try:
+                    outcomes[index] = self.run(commands[index])
+                except Exception as error:
+                    outcomes[index] = error
+
+        lanes: dict[tuple[str, str], list[int]] = {}
+        for index, command in enumerate(commands):
+            lanes.setdefault((command.sku, command.location), []).append(index)
+        if len(lanes) <= 1:
+            for lane in lanes.values():
+                run_lane(lane)
+        else:
+            with ThreadPoolExecutor(min(BATCH_LANES, len(lanes)),
+                                    thread_name_prefix="commands") as pool:
+                list(pool.map(run_lane, lanes.values()))
+        return outcomes
+
+    def _tell_observers(self, events: list[StockItem.Event]) -> None:
+        if not events:
+            return
+        for observer in self.after_commit:
+            try:
+                observer(events)
+            except Exception:  # the command is recorded: report, never fail it
+                log.exception("an after-commit observer failed")
+
     def _execute(self, sku: str, location: str, decide: Decision, *,
                  expected: ExpectedVersion | None = None) -> CommandResult:
         """Run one command: through the group commit when there is one, else alone
@@ -636,12 +821,7 @@ class StockCommands:
             result = self._group.run(_Command(sku, location, decide, expected))
         else:
             result = self._execute_alone(sku, location, decide, expected=expected)
-        if result.events:
-            for observer in self.after_commit:
-                try:
-                    observer(result.events)
-                except Exception:  # the command is recorded: report, never fail it
-                    log.exception("an after-commit observer failed")
+        self._tell_observers(result.events)
         return result
 
     def _execute_alone(self, sku: str, location: str, decide: Decision, *,
