@@ -28,7 +28,14 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from adapters.memos import MEMOS, STREAM_MEMOS, MemoRecorder, StreamMemo, StreamStartRecorder
+from adapters.memos import (
+    MEMOS,
+    STREAM_MEMOS,
+    MemoBatchRecorder,
+    MemoRecorder,
+    StreamMemo,
+    StreamStartRecorder,
+)
 from application.ports import (
     ConcurrencyConflict,
     MultiStreamSave,
@@ -270,6 +277,19 @@ class EventSourcedStockItems(StockItemStore):
         except _UNAVAILABLE as error:
             raise StoreUnavailable(str(error)) from error
         return None if found is None else Recalled(*found)
+
+    def recall_many(
+        self, wanted: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], Recalled]:
+        if not isinstance(self.memos, MemoBatchRecorder):
+            return super().recall_many(wanted)
+        keys = {(stream_uuid(sku, location).hex, memo): (sku, location, memo)
+                for sku, location, memo in wanted}
+        try:
+            found = self.memos.select_memos(list(keys), datetime.now(UTC))
+        except _UNAVAILABLE as error:
+            raise StoreUnavailable(str(error)) from error
+        return {keys[key]: Recalled(*value) for key, value in found.items()}
 
     def stream_keys(self) -> Iterator[tuple[str, str]]:
         recorder = self.app.recorder

@@ -26,6 +26,7 @@ from application.ports import (
     Clock,
     ConcurrencyConflict,
     MultiStreamSave,
+    Recalled,
     StockItemStore,
     StoreError,
 )
@@ -185,6 +186,8 @@ class StockCommand:
     decide: Decision
     expected: ExpectedVersion | None = None
     finish: Callable[[CommandResult], CommandResult] | None = None
+    memos: tuple[str, ...] = ()
+    """Memos its decision will ask for (a hint): a group reads them all at once."""
 
     def finished(self, result: CommandResult) -> CommandResult:
         return result if self.finish is None else self.finish(result)
@@ -207,6 +210,7 @@ class _Command:
     location: str
     decide: Decision
     expected: ExpectedVersion | None
+    memos: tuple[str, ...] = ()
     result: CommandResult | None = None
     error: BaseException | None = None
     done: bool = False
@@ -356,7 +360,8 @@ class StockCommands:
         return StockCommand(
             sku, location,
             lambda item, recall: item.receive(quantity, reference, idempotency_key, recall,
-                                              state=state), expected)
+                                              state=state), expected,
+            memos=() if idempotency_key is None else (StockItem.key_memo(idempotency_key),))
 
     def adjust(
         self,
@@ -447,7 +452,8 @@ class StockCommands:
                 self.clock.now(), ttl_seconds)
             item.reserve(order_id, quantity, channel, expiry, recall, reopen=reopen)
 
-        return StockCommand(sku, location, decide, expected)
+        return StockCommand(sku, location, decide, expected,
+                            memos=(StockItem.order_memo(order_id),))
 
     def reschedule(
         self, sku: str, location: str, order_id: str, expires_at: datetime | None
@@ -638,6 +644,7 @@ class StockCommands:
         command of the group runs alone, in order, as if there had been no group.
         """
         now = self.clock.now()
+        known = self._prefetch(group)
         items: dict[str, StockItem] = {}
         new_streams: set[str] = set()
         staged: list[tuple[_Command, str, list[StockItem.Event]]] = []
@@ -667,7 +674,7 @@ class StockCommands:
                 snapshots[previous] = deepcopy(item)  # its position, before this command
             before = 0 if stream in new_streams else len(item.pending_events)
             new_streams.discard(stream)
-            own, spoilt = self._decide_staged(command, item, now, before)
+            own, spoilt = self._decide_staged(command, item, now, before, known)
             if own is not None:
                 last_staged[stream] = command
                 staged.append((command, stream, own))
@@ -699,8 +706,23 @@ class StockCommands:
         for command in sorted(deferred, key=lambda c: order[id(c)]):
             _run_alone(self, command)
 
+    def _prefetch(self, group: list[_Command]) -> dict[tuple[str, str, str], Recalled | None]:
+        """The memos the group's commands said they will ask for, read at once: found
+        ones with their value, the others None (absent). Empty when the read fails (each
+        decision then reads its own)."""
+        wanted = list(dict.fromkeys((c.sku, c.location, memo)
+                                    for c in group for memo in c.memos))
+        if not wanted:
+            return {}
+        try:
+            found = self.store.recall_many(wanted)
+        except StoreError:
+            return {}
+        return {key: found.get(key) for key in wanted}
+
     def _decide_staged(
-        self, command: _Command, item: StockItem, now: datetime, before: int
+        self, command: _Command, item: StockItem, now: datetime, before: int,
+        known: dict[tuple[str, str, str], Recalled | None],
     ) -> tuple[list[StockItem.Event] | None, bool]:
         """The events ``command`` decides on ``item`` (pending from index ``before``), or
         None when it must run alone: refused, stale, recording nothing, or its
@@ -709,7 +731,7 @@ class StockCommands:
         item.expire_overdue(now)
         expired = len(item.pending_events)
         try:
-            command.decide(item, self._recall(item))
+            command.decide(item, self._recall(item, known))
         except (DomainError, _StaleState):
             return None, len(item.pending_events) > expired
         own = cast(list[StockItem.Event], list(item.pending_events)[before:])
@@ -735,18 +757,22 @@ class StockCommands:
             state,
         )
 
-    def _recall(self, item: StockItem) -> Recall:
-        """The stream's memos as the aggregate asks for them; a memo written after the
-        state's version means the state is stale (another process moved the stream)."""
+    def _recall(
+        self, item: StockItem,
+        known: dict[tuple[str, str, str], Recalled | None] | None = None,
+    ) -> Recall:
+        """The stream's memos as the aggregate asks for them (after its own pending
+        events, which the aggregate searches first: ``StockItem._recalled``), from
+        ``known`` (read before the group) when there, else from the store; a memo written
+        after the state's version means the state is stale (another process moved the
+        stream)."""
 
         def recall(memo: str) -> str | None:
-            # Events decided but not yet written (earlier commands of the same group)
-            # are the newest memory of all.
-            for event in reversed(item.pending_events):
-                for name, value in cast(StockItem.Event, event).memos():
-                    if name == memo:
-                        return value
-            found = self.store.recall(item.sku, item.location, memo)
+            key = (item.sku, item.location, memo)
+            if known is not None and key in known:
+                found = known[key]
+            else:
+                found = self.store.recall(item.sku, item.location, memo)
             if found is None:
                 return None
             if found.version > item.version:
@@ -758,7 +784,7 @@ class StockCommands:
     def run(self, command: StockCommand) -> CommandResult:
         """Run one planned command (through the group commit when there is one)."""
         return command.finished(self._execute(command.sku, command.location, command.decide,
-                                              expected=command.expected))
+                                              expected=command.expected, memos=command.memos))
 
     def run_many(self, commands: Sequence[StockCommand]) -> list[CommandResult | Exception]:
         """Run ``commands``, each atomic on its own stream as if run alone, a stream's
@@ -772,7 +798,8 @@ class StockCommands:
         up to :data:`BATCH_LANES` streams side by side."""
         outcomes: list[CommandResult | Exception]
         if self._group is not None:
-            queued = [_Command(c.sku, c.location, c.decide, c.expected) for c in commands]
+            queued = [_Command(c.sku, c.location, c.decide, c.expected, c.memos)
+                      for c in commands]
             self._group.run_many(queued)
             for q in queued:
                 if q.error is not None and not isinstance(q.error, Exception):
@@ -814,11 +841,12 @@ class StockCommands:
                 log.exception("an after-commit observer failed")
 
     def _execute(self, sku: str, location: str, decide: Decision, *,
-                 expected: ExpectedVersion | None = None) -> CommandResult:
+                 expected: ExpectedVersion | None = None,
+                 memos: tuple[str, ...] = ()) -> CommandResult:
         """Run one command: through the group commit when there is one, else alone
         (:meth:`_execute_alone`); then tell the after-commit observers its events."""
         if self._group is not None:
-            result = self._group.run(_Command(sku, location, decide, expected))
+            result = self._group.run(_Command(sku, location, decide, expected, memos))
         else:
             result = self._execute_alone(sku, location, decide, expected=expected)
         self._tell_observers(result.events)

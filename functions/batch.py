@@ -17,6 +17,7 @@ later commands of their stream: a stream's commands take effect in request order
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
@@ -64,7 +65,7 @@ def single_request(command: BatchCommand, base_url: str) -> tuple[str, func.Http
     params = {"sku": command.sku, "location": command.location}
     if "{order_id}" in tail:
         params["order_id"] = command.order_id or ""
-    path = "/".join(quote(params[part[1:-1]], safe="") if part.startswith("{") else part
+    path = "/".join(_quoted(params[part[1:-1]]) if part.startswith("{") else part
                     for part in f"{{sku}}/{{location}}/{tail}".split("/"))
     fields = command.model_extra or {}
     body = json.dumps(fields).encode() if fields or body_required else b""
@@ -75,6 +76,15 @@ def single_request(command: BatchCommand, base_url: str) -> tuple[str, func.Http
         headers["if-match"] = command.if_match
     return name, func.HttpRequest(method, f"{base_url}/stock/{path}", headers=headers,
                                   params={}, route_params=params, body=body)
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
+
+
+def _quoted(segment: str) -> str:
+    """``segment`` as a URL path segment (most identifiers need no quoting: checked first,
+    as ``quote`` cost a tenth of a batch)."""
+    return segment if _UNRESERVED.fullmatch(segment) else quote(segment, safe="")
 
 
 def answer_batch(commands: Sequence[BatchCommand], parsers: Mapping[str, Parse],
