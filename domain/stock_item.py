@@ -384,6 +384,7 @@ class StockItem(Aggregate):
                 "channel": self.channel,
                 "expires_at": self.expires_at,
             }
+            _keep_expiry_floor(aggregate, current, self.expires_at)
 
     class Released(Event):
         """A reservation was cancelled or expired (wire type ``ReservationReleased``)."""
@@ -397,6 +398,7 @@ class StockItem(Aggregate):
             closed = aggregate.reservations.pop(self.order_id, None)
             if closed is not None:
                 aggregate.reserved -= closed["quantity"]
+                _keep_expiry_floor(aggregate, closed, None)
 
         def memos(self) -> tuple[tuple[str, str], ...]:
             return ((StockItem.order_memo(self.order_id), self.reason),)
@@ -413,6 +415,7 @@ class StockItem(Aggregate):
             closed = aggregate.reservations.pop(self.order_id, None)
             if closed is not None:
                 aggregate.reserved -= closed["quantity"]
+                _keep_expiry_floor(aggregate, closed, None)
             aggregate.sellable -= self.quantity
 
         def memos(self) -> tuple[tuple[str, str], ...]:
@@ -614,6 +617,11 @@ class StockItem(Aggregate):
     """The same, per held state that was ever counted."""
     incoming: dict[str, dict[str, Any]]
     """Expected receipts by reference: ``quantity``, ``expected_at``, ``transfer_from``."""
+    expiry_floor: datetime | None
+    """The earliest expiry of an open reservation (None: none expires), kept by the
+    events, so that every command's check for overdue reservations costs nothing until
+    one is due, instead of sorting a hot SKU's thousands of open reservations. A state
+    restored from a snapshot taken before it existed lacks it: then every check scans."""
 
     def __init__(self, sku: str, location: str) -> None:
         self.sku = sku
@@ -628,6 +636,7 @@ class StockItem(Aggregate):
         self.last_counted_at = None
         self.held_counted_at = {}
         self.incoming = {}
+        self.expiry_floor = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> StockItem:
         """A copy whose state can be mutated without touching this one.
@@ -1235,6 +1244,9 @@ class StockItem(Aggregate):
     def expire_overdue(self, now: datetime) -> int:
         """Release every reservation whose expiry is at or before ``now``; returns how many."""
         require_timestamp("now", now)
+        floor = self.__dict__.get("expiry_floor", now)  # absent (old snapshot): scan
+        if floor is None or floor > now:
+            return 0
         overdue = [
             order_id
             for order_id, r in sorted(self.reservations.items())
@@ -1405,3 +1417,21 @@ def _describe(memo: str) -> str:
         received, lost = rest.split(":")
         return f"closed with {received} received and {lost} lost"
     return f"{word} {rest}"
+
+
+def _keep_expiry_floor(aggregate: Any, replaced: dict[str, Any] | None,
+                       expires_at: datetime | None) -> None:
+    """Evolve ``StockItem.expiry_floor`` after a reservation changed: ``replaced`` is its
+    entry before (None: it is new), ``expires_at`` its expiry now (None: none, or it
+    closed). Only when the entry that held the floor moves is the floor found again
+    among the open reservations, so a stream's commands cost O(1) here, amortised."""
+    if "expiry_floor" not in aggregate.__dict__:
+        return  # a state from an old snapshot: expire_overdue scans it
+    floor = aggregate.expiry_floor
+    if replaced is not None and floor is not None and replaced["expires_at"] == floor and (
+            expires_at is None or expires_at > floor):
+        aggregate.expiry_floor = min(
+            (r["expires_at"] for r in aggregate.reservations.values()
+             if r["expires_at"] is not None), default=None)
+    elif expires_at is not None and (floor is None or expires_at < floor):
+        aggregate.expiry_floor = expires_at

@@ -271,6 +271,29 @@ def test_overdue_reservations_expire() -> None:
     assert item.outcome_of("order-1", Memos(released[0].memos()).recall) == "expired"
 
 
+def test_nothing_is_overdue_before_the_earliest_expiry_and_then_it_moves_on() -> None:
+    item = stocked(10)
+    item.reserve("order-1", 1, "web", expires_at=NOW + timedelta(minutes=5))
+    item.reserve("order-2", 1, "web", expires_at=NOW + timedelta(minutes=15))
+    assert item.expiry_floor == NOW + timedelta(minutes=5)
+
+    assert item.expire_overdue(NOW + timedelta(minutes=4)) == 0
+    assert item.expire_overdue(NOW + timedelta(minutes=6)) == 1
+    assert item.expiry_floor == NOW + timedelta(minutes=15)
+    item.fulfil("order-2")
+    assert item.expiry_floor is None
+
+
+def test_a_state_from_a_snapshot_without_the_expiry_floor_still_expires() -> None:
+    item = stocked(10)
+    item.reserve("order-1", 4, "web", expires_at=NOW + timedelta(minutes=5))
+    del item.expiry_floor  # as restored from a snapshot taken before it existed
+    item.reserve("order-2", 1, "web", expires_at=NOW + timedelta(minutes=1))
+
+    assert item.expire_overdue(NOW + timedelta(minutes=10)) == 2
+    assert item.reserved == 0
+
+
 def test_a_count_sets_on_hand_absolutely_with_the_correction() -> None:
     item = stocked(10)
     item.record_count("count-1", 8, NOW)
