@@ -171,17 +171,25 @@ class MemoSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         if not wanted:
             return found
         moment = to_text(now)
-        with self.datastore.transaction(commit=False) as c:
+        # As select_memo: no BEGIN and COMMIT around the statements. Each call into
+        # SQLite lets go of the GIL, and a group's leader waits to get it back while
+        # request threads run; a chunk read in the same implicit snapshot is not needed,
+        # as a memo newer than the state decided on is caught by its version.
+        with self.datastore.get_connection(commit=False) as connection:
             for start in range(0, len(wanted), MEMOS_PER_SELECT):
                 chunk = wanted[start:start + MEMOS_PER_SELECT]
                 pairs = ",".join("(?, ?)" for _ in chunk)
-                c.execute(
-                    f"SELECT originator_id, memo, value, originator_version "
-                    f"FROM {MEMOS_TABLE} WHERE (originator_id, memo) IN (VALUES {pairs}) "
-                    "AND expires_at > ?",
+                # A join from the pairs (CROSS JOIN keeps that order), so each is one
+                # primary-key search: as a row-value IN, SQLite scanned the expiry index.
+                rows = connection._sqlite_conn.execute(
+                    f"WITH wanted(stream, memo) AS (VALUES {pairs}) "
+                    "SELECT m.originator_id, m.memo, m.value, m.originator_version "
+                    f"FROM wanted CROSS JOIN {MEMOS_TABLE} AS m "
+                    "ON m.originator_id = wanted.stream AND m.memo = wanted.memo "
+                    "WHERE m.expires_at > ?",
                     (*(part for pair in chunk for part in pair), moment),
-                )
-                for row in c.fetchall():
+                ).fetchall()
+                for row in rows:
                     found[(str(row[0]), str(row[1]))] = (str(row[2]), int(row[3]))
         return found
 
