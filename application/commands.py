@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Concatenate, ParamSpec, cast
 
 from application.ports import (
     Clock,
@@ -294,6 +294,22 @@ class _StripedLocks:
         return self._locks[zlib.crc32(stream.encode()) % len(self._locks)]
 
 
+P = ParamSpec("P")
+
+
+def _ran(plan: Callable[Concatenate[StockCommands, P], StockCommand]
+         ) -> Callable[Concatenate[StockCommands, P], CommandResult]:
+    """The command method that runs what ``plan`` plans (same arguments, same docstring):
+    each channel command is written once, as its plan."""
+
+    def run(self: StockCommands, /, *args: P.args, **kwargs: P.kwargs) -> CommandResult:
+        return self.run(plan(self, *args, **kwargs))
+
+    run.__doc__ = plan.__doc__
+    run.__name__ = plan.__name__.replace("plan_", "", 1)
+    return run
+
+
 class StockCommands:
     """The channel commands (docs/http-api.md), each one atomic on one SKU-location stream.
 
@@ -329,21 +345,6 @@ class StockCommands:
 
     # ---------------------------------------------------------------- commands
 
-    def receive(
-        self,
-        sku: str,
-        location: str,
-        quantity: int,
-        reference: str | None = None,
-        idempotency_key: str | None = None,
-        *,
-        state: str = SELLABLE,
-        expected: ExpectedVersion | None = None,
-    ) -> CommandResult:
-        """Receive into ``state``; a ``reference`` naming an open incoming entry reduces it."""
-        return self.run(self.plan_receive(sku, location, quantity, reference, idempotency_key,
-                                          state=state, expected=expected))
-
     def plan_receive(
         self,
         sku: str,
@@ -355,27 +356,16 @@ class StockCommands:
         state: str = SELLABLE,
         expected: ExpectedVersion | None = None,
     ) -> StockCommand:
-        """:meth:`receive`, planned (see :meth:`run_many`)."""
+        """Receive into ``state``; a ``reference`` naming an open incoming entry reduces it.
+
+        Planned: :meth:`run` runs it, :meth:`run_many` runs many; :meth:`receive` both."""
         return StockCommand(
             sku, location,
             lambda item, recall: item.receive(quantity, reference, idempotency_key, recall,
                                               state=state), expected,
             memos=() if idempotency_key is None else (StockItem.key_memo(idempotency_key),))
 
-    def adjust(
-        self,
-        sku: str,
-        location: str,
-        delta: int,
-        reason: str,
-        idempotency_key: str | None = None,
-        note: str | None = None,
-        *,
-        state: str = SELLABLE,
-        expected: ExpectedVersion | None = None,
-    ) -> CommandResult:
-        return self.run(self.plan_adjust(sku, location, delta, reason, idempotency_key, note,
-                                         state=state, expected=expected))
+    receive = _ran(plan_receive)
 
     def plan_adjust(
         self,
@@ -389,47 +379,25 @@ class StockCommands:
         state: str = SELLABLE,
         expected: ExpectedVersion | None = None,
     ) -> StockCommand:
-        """:meth:`adjust`, planned (see :meth:`run_many`)."""
+        """Planned: :meth:`run` runs it, :meth:`run_many` runs many; :meth:`adjust` both."""
         return StockCommand(
             sku, location,
             lambda item, recall: item.adjust(delta, reason, idempotency_key, note, recall,
                                              state=state), expected)
 
-    def set_policy(
-        self, sku: str, location: str, safety_stock: int, oversell_buffer: int, *,
-        expected: ExpectedVersion | None = None,
-    ) -> CommandResult:
-        return self.run(self.plan_policy(sku, location, safety_stock, oversell_buffer,
-                                         expected=expected))
+    adjust = _ran(plan_adjust)
 
     def plan_policy(
         self, sku: str, location: str, safety_stock: int, oversell_buffer: int, *,
         expected: ExpectedVersion | None = None,
     ) -> StockCommand:
-        """:meth:`set_policy`, planned (see :meth:`run_many`)."""
+        """Set safety stock and the oversell buffer. Planned: :meth:`run` runs it,
+        :meth:`run_many` runs many; :meth:`set_policy` both."""
         return StockCommand(
             sku, location, lambda item, recall: item.set_policy(safety_stock, oversell_buffer),
             expected)
 
-    def reserve(
-        self,
-        sku: str,
-        location: str,
-        order_id: str,
-        quantity: int,
-        channel: str,
-        ttl_seconds: int | None = None,
-        *,
-        expires_at: datetime | None = None,
-        reopen: bool = False,
-        expected: ExpectedVersion | None = None,
-    ) -> CommandResult:
-        """Set an order's reservation (see ``StockItem.reserve``). Its expiry is
-        ``ttl_seconds`` from now, or ``expires_at`` when given (an order process gives
-        every line of an order the one expiry it recorded)."""
-        return self.run(self.plan_reserve(sku, location, order_id, quantity, channel,
-                                          ttl_seconds, expires_at=expires_at, reopen=reopen,
-                                          expected=expected))
+    set_policy = _ran(plan_policy)
 
     def plan_reserve(
         self,
@@ -444,7 +412,11 @@ class StockCommands:
         reopen: bool = False,
         expected: ExpectedVersion | None = None,
     ) -> StockCommand:
-        """:meth:`reserve`, planned (see :meth:`run_many`)."""
+        """Set an order's reservation (see ``StockItem.reserve``). Its expiry is
+        ``ttl_seconds`` from now, or ``expires_at`` when given (an order process gives
+        every line of an order the one expiry it recorded).
+
+        Planned: :meth:`run` runs it, :meth:`run_many` runs many; :meth:`reserve` both."""
 
         def decide(item: StockItem, recall: Recall) -> None:
             expiry = expires_at if expires_at is not None else StockItem.expiry(
@@ -453,6 +425,8 @@ class StockCommands:
 
         return StockCommand(sku, location, decide, expected,
                             memos=(StockItem.order_memo(order_id),))
+
+    reserve = _ran(plan_reserve)
 
     def reschedule(
         self, sku: str, location: str, order_id: str, expires_at: datetime | None
@@ -463,49 +437,25 @@ class StockCommands:
             lambda item, recall: item.reschedule(order_id, expires_at, recall),
         )
 
-    def release(self, sku: str, location: str, order_id: str, *,
-                expected: ExpectedVersion | None = None) -> CommandResult:
-        return self.run(self.plan_release(sku, location, order_id, expected=expected))
-
     def plan_release(self, sku: str, location: str, order_id: str, *,
                      expected: ExpectedVersion | None = None) -> StockCommand:
-        """:meth:`release`, planned (see :meth:`run_many`)."""
+        """Planned: :meth:`run` runs it, :meth:`run_many` runs many; :meth:`release` both."""
         return StockCommand(
             sku, location, lambda item, recall: item.release(order_id, recall=recall),
             expected)
 
-    def fulfil(
-        self, sku: str, location: str, order_id: str, quantity: int | None = None, *,
-        expected: ExpectedVersion | None = None,
-    ) -> CommandResult:
-        return self.run(self.plan_fulfil(sku, location, order_id, quantity, expected=expected))
+    release = _ran(plan_release)
 
     def plan_fulfil(
         self, sku: str, location: str, order_id: str, quantity: int | None = None, *,
         expected: ExpectedVersion | None = None,
     ) -> StockCommand:
-        """:meth:`fulfil`, planned (see :meth:`run_many`)."""
+        """Planned: :meth:`run` runs it, :meth:`run_many` runs many; :meth:`fulfil` both."""
         return StockCommand(
             sku, location, lambda item, recall: item.fulfil(order_id, quantity, recall),
             expected)
 
-    def record_count(
-        self,
-        sku: str,
-        location: str,
-        count_id: str,
-        counted: int,
-        counted_at: datetime,
-        *,
-        state: str = SELLABLE,
-        expected: ExpectedVersion | None = None,
-    ) -> CommandResult:
-        """Apply a physical count of ``state`` (sellable by default) taken at
-        ``counted_at``; see ``StockItem.record_count``.
-
-        ``counted_at`` must lie inside the count window (:class:`CountWindow`)."""
-        return self.run(self.plan_count(sku, location, count_id, counted, counted_at,
-                                        state=state, expected=expected))
+    fulfil = _ran(plan_fulfil)
 
     def plan_count(
         self,
@@ -518,8 +468,14 @@ class StockCommands:
         state: str = SELLABLE,
         expected: ExpectedVersion | None = None,
     ) -> StockCommand:
-        """:meth:`record_count`, planned (see :meth:`run_many`); raises
-        ``InvalidRequest`` here, before anything runs, for a time outside the window."""
+        """Apply a physical count of ``state`` (sellable by default) taken at
+        ``counted_at``; see ``StockItem.record_count``.
+
+        ``counted_at`` must lie inside the count window (:class:`CountWindow`).
+
+        Planned: :meth:`run` runs it, :meth:`run_many` runs many; :meth:`record_count`
+        both. A time outside the window raises ``InvalidRequest`` here, before anything
+        runs."""
         self.check_counted_at(counted_at)
         require_state("state", state)
         outcomes: list[CountOutcome] = []
@@ -536,6 +492,8 @@ class StockCommands:
             return replace(result, already_recorded=outcomes[-1] == "already-recorded")
 
         return StockCommand(sku, location, decide, expected, finish)
+
+    record_count = _ran(plan_count)
 
     def move_state(
         self,
