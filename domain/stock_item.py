@@ -224,10 +224,10 @@ class StockItem(Aggregate):
     """Stock of one SKU at one location, as an event stream ``{sku}|{location}``."""
 
     TOPIC = "stockstream:StockItem"
-    class_version = 4
+    class_version = 5
     """The snapshot state's version: v2 added the running ``reserved`` figure; v3 moved the
     remembered ids out of the state (the store's memos) and added ``last_counted_at``; v4
-    split ``on_hand`` into states and added incoming supply."""
+    split ``on_hand`` into states and added incoming supply; v5 added ``expiry_floor``."""
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -253,6 +253,14 @@ class StockItem(Aggregate):
         state["quality_control"] = 0
         state["held_counted_at"] = {}
         state["incoming"] = {}
+
+    @staticmethod
+    def upcast_v4_v5(state: dict[str, Any]) -> None:
+        """A v4 snapshot has no ``expiry_floor``: the earliest expiry of its open
+        reservations."""
+        state["expiry_floor"] = min(
+            (r["expires_at"] for r in state["reservations"].values()
+             if r["expires_at"] is not None), default=None)
 
     class Event(Aggregate.Event):
         """Every event names its SKU-location and the position after it.
@@ -620,8 +628,8 @@ class StockItem(Aggregate):
     expiry_floor: datetime | None
     """The earliest expiry of an open reservation (None: none expires), kept by the
     events, so that every command's check for overdue reservations costs nothing until
-    one is due, instead of sorting a hot SKU's thousands of open reservations. A state
-    restored from a snapshot taken before it existed lacks it: then every check scans."""
+    one is due, instead of sorting a hot SKU's thousands of open reservations. Older
+    snapshots are upcast (``upcast_v4_v5``)."""
 
     def __init__(self, sku: str, location: str) -> None:
         self.sku = sku
@@ -1244,7 +1252,7 @@ class StockItem(Aggregate):
     def expire_overdue(self, now: datetime) -> int:
         """Release every reservation whose expiry is at or before ``now``; returns how many."""
         require_timestamp("now", now)
-        floor = self.__dict__.get("expiry_floor", now)  # absent (old snapshot): scan
+        floor = self.expiry_floor
         if floor is None or floor > now:
             return 0
         overdue = [
@@ -1425,8 +1433,6 @@ def _keep_expiry_floor(aggregate: Any, replaced: dict[str, Any] | None,
     entry before (None: it is new), ``expires_at`` its expiry now (None: none, or it
     closed). Only when the entry that held the floor moves is the floor found again
     among the open reservations, so a stream's commands cost O(1) here, amortised."""
-    if "expiry_floor" not in aggregate.__dict__:
-        return  # a state from an old snapshot: expire_overdue scans it
     floor = aggregate.expiry_floor
     if replaced is not None and floor is not None and replaced["expires_at"] == floor and (
             expires_at is None or expires_at > floor):

@@ -6,6 +6,7 @@ import time
 from copy import deepcopy
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -284,14 +285,16 @@ def test_nothing_is_overdue_before_the_earliest_expiry_and_then_it_moves_on() ->
     assert item.expiry_floor is None
 
 
-def test_a_state_from_a_snapshot_without_the_expiry_floor_still_expires() -> None:
-    item = stocked(10)
-    item.reserve("order-1", 4, "web", expires_at=NOW + timedelta(minutes=5))
-    del item.expiry_floor  # as restored from a snapshot taken before it existed
-    item.reserve("order-2", 1, "web", expires_at=NOW + timedelta(minutes=1))
-
-    assert item.expire_overdue(NOW + timedelta(minutes=10)) == 2
-    assert item.reserved == 0
+def test_a_v4_snapshot_is_upcast_with_the_earliest_expiry_of_its_reservations() -> None:
+    state: dict[str, Any] = {"reservations": {
+        "order-1": {"quantity": 1, "channel": "web", "expires_at": NOW + timedelta(minutes=9)},
+        "order-2": {"quantity": 1, "channel": "web", "expires_at": None},
+        "order-3": {"quantity": 1, "channel": "web", "expires_at": NOW + timedelta(minutes=2)},
+    }}
+    StockItem.upcast_v4_v5(state)
+    assert state["expiry_floor"] == NOW + timedelta(minutes=2)
+    StockItem.upcast_v4_v5(none := {"reservations": {}})
+    assert none["expiry_floor"] is None
 
 
 def test_a_count_sets_on_hand_absolutely_with_the_correction() -> None:
