@@ -12,7 +12,7 @@ implements :class:`MemoRecorder`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol, runtime_checkable
 from uuid import UUID
@@ -46,6 +46,18 @@ class MemoRecorder(Protocol):
         self, originator_id: UUID | str, memo: str, now: datetime
     ) -> tuple[str, int] | None:
         """The value and version of ``memo`` in the stream if it has not expired by ``now``."""
+        ...
+
+
+@runtime_checkable
+class MemoBatchRecorder(Protocol):
+    """A memo recorder that also finds many memos in one read."""
+
+    def select_memos(
+        self, wanted: Sequence[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], tuple[str, int]]:
+        """The value and version of each ``(stream, memo)`` found unexpired by ``now``
+        (``stream``: the originator id as text, ``UUID.hex``), by key."""
         ...
 
 

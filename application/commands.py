@@ -15,16 +15,17 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable
-from copy import deepcopy
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Concatenate, ParamSpec, cast
 
 from application.ports import (
     Clock,
     ConcurrencyConflict,
     MultiStreamSave,
+    Recalled,
     StockItemStore,
     StoreError,
 )
@@ -171,6 +172,30 @@ class CommandResult:
         return self.item.position(only=order_ids)
 
 
+@dataclass(frozen=True, eq=False)
+class StockCommand:
+    """One channel command on one stream, planned but not run: what it decides, the
+    version it expects, and how its result is finished (a count says whether it was
+    already recorded). :meth:`StockCommands.run` runs one; :meth:`StockCommands.run_many`
+    runs many as one group. The ``plan_*`` methods build them, and check what can be
+    checked before a stream is read (a count's time), raising as the command would."""
+
+    sku: str
+    location: str
+    decide: Decision
+    expected: ExpectedVersion | None = None
+    finish: Callable[[CommandResult], CommandResult] | None = None
+    memos: tuple[str, ...] = ()
+    """Memos its decision will ask for (a hint): a group reads them all at once."""
+
+    def finished(self, result: CommandResult) -> CommandResult:
+        return result if self.finish is None else self.finish(result)
+
+
+BATCH_LANES = 32
+"""Streams of one :meth:`StockCommands.run_many` served side by side on a store without
+group commit (Cosmos DB), each stream's commands one after another."""
+
 MAX_GROUP = 512
 """Most commands one group commit decides and writes together: bounds a group's
 transaction and the wait of the commands that queue behind it."""
@@ -184,6 +209,7 @@ class _Command:
     location: str
     decide: Decision
     expected: ExpectedVersion | None
+    memos: tuple[str, ...] = ()
     result: CommandResult | None = None
     error: BaseException | None = None
     done: bool = False
@@ -222,6 +248,23 @@ class _GroupCommit:
         assert command.result is not None
         return command.result
 
+    def run_many(self, commands: list[_Command]) -> None:
+        """Queue ``commands`` together, in order, and return when each is done: they
+        meet in as few groups as :data:`MAX_GROUP` allows (one for a batch of 500 on an
+        idle store), this caller leading each group that starts with one of them."""
+        with self._lock:
+            self._queue.extend(commands)
+            follow, self._leading = self._leading, True
+        for index, command in enumerate(commands):
+            # Ours are contiguous in the queue: each is woken when done, or when it is the
+            # oldest queued and so leads the next group (as in :meth:`run`).
+            if follow or index > 0:
+                command.wake.wait()
+            if not command.done:
+                with self._lock:
+                    group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                self._commit_all(group)
+
     def _commit_all(self, group: list[_Command]) -> None:
         try:
             self._commit(group)
@@ -249,6 +292,22 @@ class _StripedLocks:
 
     def for_stream(self, stream: str) -> threading.Lock:
         return self._locks[zlib.crc32(stream.encode()) % len(self._locks)]
+
+
+P = ParamSpec("P")
+
+
+def _ran(plan: Callable[Concatenate[StockCommands, P], StockCommand]
+         ) -> Callable[Concatenate[StockCommands, P], CommandResult]:
+    """The command method that runs what ``plan`` plans (same arguments, same docstring):
+    each channel command is written once, as its plan."""
+
+    def run(self: StockCommands, /, *args: P.args, **kwargs: P.kwargs) -> CommandResult:
+        return self.run(plan(self, *args, **kwargs))
+
+    run.__doc__ = plan.__doc__
+    run.__name__ = plan.__name__.replace("plan_", "", 1)
+    return run
 
 
 class StockCommands:
@@ -286,7 +345,7 @@ class StockCommands:
 
     # ---------------------------------------------------------------- commands
 
-    def receive(
+    def plan_receive(
         self,
         sku: str,
         location: str,
@@ -296,14 +355,19 @@ class StockCommands:
         *,
         state: str = SELLABLE,
         expected: ExpectedVersion | None = None,
-    ) -> CommandResult:
-        """Receive into ``state``; a ``reference`` naming an open incoming entry reduces it."""
-        return self._execute(
+    ) -> StockCommand:
+        """Receive into ``state``; a ``reference`` naming an open incoming entry reduces it.
+
+        Planned: :meth:`run` runs it, :meth:`run_many` runs many; :meth:`receive` both."""
+        return StockCommand(
             sku, location,
             lambda item, recall: item.receive(quantity, reference, idempotency_key, recall,
-                                              state=state), expected=expected)
+                                              state=state), expected,
+            memos=() if idempotency_key is None else (StockItem.key_memo(idempotency_key),))
 
-    def adjust(
+    receive = _ran(plan_receive)
+
+    def plan_adjust(
         self,
         sku: str,
         location: str,
@@ -314,21 +378,28 @@ class StockCommands:
         *,
         state: str = SELLABLE,
         expected: ExpectedVersion | None = None,
-    ) -> CommandResult:
-        return self._execute(
+    ) -> StockCommand:
+        """Planned: :meth:`run` runs it, :meth:`run_many` runs many; :meth:`adjust` both."""
+        return StockCommand(
             sku, location,
             lambda item, recall: item.adjust(delta, reason, idempotency_key, note, recall,
-                                             state=state), expected=expected)
+                                             state=state), expected)
 
-    def set_policy(
+    adjust = _ran(plan_adjust)
+
+    def plan_policy(
         self, sku: str, location: str, safety_stock: int, oversell_buffer: int, *,
         expected: ExpectedVersion | None = None,
-    ) -> CommandResult:
-        return self._execute(
+    ) -> StockCommand:
+        """Set safety stock and the oversell buffer. Planned: :meth:`run` runs it,
+        :meth:`run_many` runs many; :meth:`set_policy` both."""
+        return StockCommand(
             sku, location, lambda item, recall: item.set_policy(safety_stock, oversell_buffer),
-            expected=expected)
+            expected)
 
-    def reserve(
+    set_policy = _ran(plan_policy)
+
+    def plan_reserve(
         self,
         sku: str,
         location: str,
@@ -340,17 +411,22 @@ class StockCommands:
         expires_at: datetime | None = None,
         reopen: bool = False,
         expected: ExpectedVersion | None = None,
-    ) -> CommandResult:
+    ) -> StockCommand:
         """Set an order's reservation (see ``StockItem.reserve``). Its expiry is
         ``ttl_seconds`` from now, or ``expires_at`` when given (an order process gives
-        every line of an order the one expiry it recorded)."""
+        every line of an order the one expiry it recorded).
+
+        Planned: :meth:`run` runs it, :meth:`run_many` runs many; :meth:`reserve` both."""
 
         def decide(item: StockItem, recall: Recall) -> None:
             expiry = expires_at if expires_at is not None else StockItem.expiry(
                 self.clock.now(), ttl_seconds)
             item.reserve(order_id, quantity, channel, expiry, recall, reopen=reopen)
 
-        return self._execute(sku, location, decide, expected=expected)
+        return StockCommand(sku, location, decide, expected,
+                            memos=(StockItem.order_memo(order_id),))
+
+    reserve = _ran(plan_reserve)
 
     def reschedule(
         self, sku: str, location: str, order_id: str, expires_at: datetime | None
@@ -361,21 +437,27 @@ class StockCommands:
             lambda item, recall: item.reschedule(order_id, expires_at, recall),
         )
 
-    def release(self, sku: str, location: str, order_id: str, *,
-                expected: ExpectedVersion | None = None) -> CommandResult:
-        return self._execute(
+    def plan_release(self, sku: str, location: str, order_id: str, *,
+                     expected: ExpectedVersion | None = None) -> StockCommand:
+        """Planned: :meth:`run` runs it, :meth:`run_many` runs many; :meth:`release` both."""
+        return StockCommand(
             sku, location, lambda item, recall: item.release(order_id, recall=recall),
-            expected=expected)
+            expected)
 
-    def fulfil(
+    release = _ran(plan_release)
+
+    def plan_fulfil(
         self, sku: str, location: str, order_id: str, quantity: int | None = None, *,
         expected: ExpectedVersion | None = None,
-    ) -> CommandResult:
-        return self._execute(
+    ) -> StockCommand:
+        """Planned: :meth:`run` runs it, :meth:`run_many` runs many; :meth:`fulfil` both."""
+        return StockCommand(
             sku, location, lambda item, recall: item.fulfil(order_id, quantity, recall),
-            expected=expected)
+            expected)
 
-    def record_count(
+    fulfil = _ran(plan_fulfil)
+
+    def plan_count(
         self,
         sku: str,
         location: str,
@@ -385,11 +467,15 @@ class StockCommands:
         *,
         state: str = SELLABLE,
         expected: ExpectedVersion | None = None,
-    ) -> CommandResult:
+    ) -> StockCommand:
         """Apply a physical count of ``state`` (sellable by default) taken at
         ``counted_at``; see ``StockItem.record_count``.
 
-        ``counted_at`` must lie inside the count window (:class:`CountWindow`)."""
+        ``counted_at`` must lie inside the count window (:class:`CountWindow`).
+
+        Planned: :meth:`run` runs it, :meth:`run_many` runs many; :meth:`record_count`
+        both. A time outside the window raises ``InvalidRequest`` here, before anything
+        runs."""
         self.check_counted_at(counted_at)
         require_state("state", state)
         outcomes: list[CountOutcome] = []
@@ -399,11 +485,15 @@ class StockCommands:
                                               self._movements_since(item, counted_at, state),
                                               recall, state=state))
 
-        result = self._execute(sku, location, decide, expected=expected)
-        # The last decision is the one that stands: earlier ones were taken on a state
-        # that was then read again (stale cache, conflict), and _execute returns only
-        # after a decision on the state it saved or confirmed.
-        return replace(result, already_recorded=outcomes[-1] == "already-recorded")
+        def finish(result: CommandResult) -> CommandResult:
+            # The last decision is the one that stands: earlier ones were taken on a state
+            # that was then read again (stale cache, conflict), and a command returns only
+            # after a decision on the state it saved or confirmed.
+            return replace(result, already_recorded=outcomes[-1] == "already-recorded")
+
+        return StockCommand(sku, location, decide, expected, finish)
+
+    record_count = _ran(plan_count)
 
     def move_state(
         self,
@@ -511,6 +601,7 @@ class StockCommands:
         command of the group runs alone, in order, as if there had been no group.
         """
         now = self.clock.now()
+        known = self._prefetch(group)
         items: dict[str, StockItem] = {}
         new_streams: set[str] = set()
         staged: list[tuple[_Command, str, list[StockItem.Event]]] = []
@@ -537,10 +628,10 @@ class StockCommands:
                 items[stream] = item
             previous = last_staged.get(stream)
             if previous is not None and previous not in snapshots:
-                snapshots[previous] = deepcopy(item)  # its position, before this command
+                snapshots[previous] = _state_now(item)  # its answer, before this command
             before = 0 if stream in new_streams else len(item.pending_events)
             new_streams.discard(stream)
-            own, spoilt = self._decide_staged(command, item, now, before)
+            own, spoilt = self._decide_staged(command, item, now, before, known)
             if own is not None:
                 last_staged[stream] = command
                 staged.append((command, stream, own))
@@ -553,6 +644,8 @@ class StockCommands:
                 deferred.extend(c for c, s, _ in staged if s == stream)
                 staged = [entry for entry in staged if entry[1] != stream]
         written = [items[stream] for stream in dict.fromkeys(s for _, s, _ in staged)]
+        for item in written:
+            _unjournal(item)
         try:
             if written:
                 self.store.save_many(written)
@@ -572,8 +665,23 @@ class StockCommands:
         for command in sorted(deferred, key=lambda c: order[id(c)]):
             _run_alone(self, command)
 
+    def _prefetch(self, group: list[_Command]) -> dict[tuple[str, str, str], Recalled | None]:
+        """The memos the group's commands said they will ask for, read at once: found
+        ones with their value, the others None (absent). Empty when the read fails (each
+        decision then reads its own)."""
+        wanted = list(dict.fromkeys((c.sku, c.location, memo)
+                                    for c in group for memo in c.memos))
+        if not wanted:
+            return {}
+        try:
+            found = self.store.recall_many(wanted)
+        except StoreError:
+            return {}
+        return {key: found.get(key) for key in wanted}
+
     def _decide_staged(
-        self, command: _Command, item: StockItem, now: datetime, before: int
+        self, command: _Command, item: StockItem, now: datetime, before: int,
+        known: dict[tuple[str, str, str], Recalled | None],
     ) -> tuple[list[StockItem.Event] | None, bool]:
         """The events ``command`` decides on ``item`` (pending from index ``before``), or
         None when it must run alone: refused, stale, recording nothing, or its
@@ -582,7 +690,7 @@ class StockCommands:
         item.expire_overdue(now)
         expired = len(item.pending_events)
         try:
-            command.decide(item, self._recall(item))
+            command.decide(item, self._recall(item, known))
         except (DomainError, _StaleState):
             return None, len(item.pending_events) > expired
         own = cast(list[StockItem.Event], list(item.pending_events)[before:])
@@ -608,18 +716,22 @@ class StockCommands:
             state,
         )
 
-    def _recall(self, item: StockItem) -> Recall:
-        """The stream's memos as the aggregate asks for them; a memo written after the
-        state's version means the state is stale (another process moved the stream)."""
+    def _recall(
+        self, item: StockItem,
+        known: dict[tuple[str, str, str], Recalled | None] | None = None,
+    ) -> Recall:
+        """The stream's memos as the aggregate asks for them (after its own pending
+        events, which the aggregate searches first: ``StockItem._recalled``), from
+        ``known`` (read before the group) when there, else from the store; a memo written
+        after the state's version means the state is stale (another process moved the
+        stream)."""
 
         def recall(memo: str) -> str | None:
-            # Events decided but not yet written (earlier commands of the same group)
-            # are the newest memory of all.
-            for event in reversed(item.pending_events):
-                for name, value in cast(StockItem.Event, event).memos():
-                    if name == memo:
-                        return value
-            found = self.store.recall(item.sku, item.location, memo)
+            key = (item.sku, item.location, memo)
+            if known is not None and key in known:
+                found = known[key]
+            else:
+                found = self.store.recall(item.sku, item.location, memo)
             if found is None:
                 return None
             if found.version > item.version:
@@ -628,20 +740,75 @@ class StockCommands:
 
         return recall
 
+    def run(self, command: StockCommand) -> CommandResult:
+        """Run one planned command (through the group commit when there is one)."""
+        return command.finished(self._execute(command.sku, command.location, command.decide,
+                                              expected=command.expected, memos=command.memos))
+
+    def run_many(self, commands: Sequence[StockCommand]) -> list[CommandResult | Exception]:
+        """Run ``commands``, each atomic on its own stream as if run alone, a stream's
+        commands in the order given; each entry of the answer is its command's result or
+        the exception it raised (a refusal; nothing recorded for it).
+
+        With group commit they are queued as one group: decided one after another on the
+        cached states in this thread, written in one transaction per :data:`MAX_GROUP`
+        commands (each stream's as one append), no thread per command. Without it (a store
+        that writes one stream at a time) each stream's commands run one after another,
+        up to :data:`BATCH_LANES` streams side by side."""
+        outcomes: list[CommandResult | Exception]
+        if self._group is not None:
+            queued = [_Command(c.sku, c.location, c.decide, c.expected, c.memos)
+                      for c in commands]
+            self._group.run_many(queued)
+            for q in queued:
+                if q.error is not None and not isinstance(q.error, Exception):
+                    raise q.error
+            outcomes = [q.error if isinstance(q.error, Exception)
+                        else c.finished(cast(CommandResult, q.result))
+                        for c, q in zip(commands, queued, strict=True)]
+            events = [e for o in outcomes if isinstance(o, CommandResult) for e in o.events]
+            self._tell_observers(events)
+            return outcomes
+        outcomes = [Exception()] * len(commands)
+
+        def run_lane(indexes: list[int]) -> None:
+            for index in indexes:
+                try:
+                    outcomes[index] = self.run(commands[index])
+                except Exception as error:
+                    outcomes[index] = error
+
+        lanes: dict[tuple[str, str], list[int]] = {}
+        for index, command in enumerate(commands):
+            lanes.setdefault((command.sku, command.location), []).append(index)
+        if len(lanes) <= 1:
+            for lane in lanes.values():
+                run_lane(lane)
+        else:
+            with ThreadPoolExecutor(min(BATCH_LANES, len(lanes)),
+                                    thread_name_prefix="commands") as pool:
+                list(pool.map(run_lane, lanes.values()))
+        return outcomes
+
+    def _tell_observers(self, events: list[StockItem.Event]) -> None:
+        if not events:
+            return
+        for observer in self.after_commit:
+            try:
+                observer(events)
+            except Exception:  # the command is recorded: report, never fail it
+                log.exception("an after-commit observer failed")
+
     def _execute(self, sku: str, location: str, decide: Decision, *,
-                 expected: ExpectedVersion | None = None) -> CommandResult:
+                 expected: ExpectedVersion | None = None,
+                 memos: tuple[str, ...] = ()) -> CommandResult:
         """Run one command: through the group commit when there is one, else alone
         (:meth:`_execute_alone`); then tell the after-commit observers its events."""
         if self._group is not None:
-            result = self._group.run(_Command(sku, location, decide, expected))
+            result = self._group.run(_Command(sku, location, decide, expected, memos))
         else:
             result = self._execute_alone(sku, location, decide, expected=expected)
-        if result.events:
-            for observer in self.after_commit:
-                try:
-                    observer(result.events)
-                except Exception:  # the command is recorded: report, never fail it
-                    log.exception("an after-commit observer failed")
+        self._tell_observers(result.events)
         return result
 
     def _execute_alone(self, sku: str, location: str, decide: Decision, *,
@@ -702,6 +869,84 @@ class StockCommands:
                 else:
                     return CommandResult(sku, location, item, events)
             time.sleep(self.retry.delay(attempt))
+
+
+class _Journal(dict[str, Any]):
+    """A stream's open reservations while a group decides several of its commands: the
+    dict itself, plus each change as (order id, the entry before it, or ``_ABSENT``).
+    A command's answer in the group is then the state when it was decided without a
+    copy of every open reservation per command (:func:`_state_now`): on a hot SKU that
+    copy grew with every checkout holding stock."""
+
+    def __init__(self, entries: dict[str, Any]) -> None:
+        super().__init__(entries)
+        self.changes: list[tuple[str, Any]] = []
+
+    def __setitem__(self, order_id: str, entry: Any) -> None:
+        self.changes.append((order_id, self.get(order_id, _ABSENT)))
+        super().__setitem__(order_id, entry)
+
+    def pop(self, order_id: str, *default: Any) -> Any:
+        self.changes.append((order_id, self.get(order_id, _ABSENT)))
+        return super().pop(order_id, *default)
+
+
+_ABSENT = object()
+
+
+class _ReservationsAt(Mapping[str, Any]):
+    """A :class:`_Journal` as it was when it had ``mark`` changes (read-only)."""
+
+    def __init__(self, journal: _Journal, mark: int) -> None:
+        self._journal, self._mark = journal, mark
+        self._before: dict[str, Any] | None = None
+
+    def _overlay(self) -> dict[str, Any]:
+        if self._before is None:
+            self._before = {}
+            for order_id, entry in self._journal.changes[self._mark:]:
+                self._before.setdefault(order_id, entry)  # the first change after the mark
+        return self._before
+
+    def __getitem__(self, order_id: str) -> Any:
+        entry = self._overlay().get(order_id, self)
+        if entry is self:  # not changed since the mark: as it is now
+            return self._journal[order_id]
+        if entry is _ABSENT:
+            raise KeyError(order_id)
+        return entry
+
+    def __iter__(self) -> Iterator[str]:
+        before = self._overlay()
+        yield from (o for o in self._journal if o not in before)
+        yield from (o for o, entry in before.items() if entry is not _ABSENT)
+
+    def __len__(self) -> int:
+        before = self._overlay()
+        return len(self._journal) + sum(
+            (entry is not _ABSENT) - (order_id in self._journal)
+            for order_id, entry in before.items())
+
+
+def _state_now(item: StockItem) -> StockItem:
+    """A read-only copy of ``item`` as it is now, for an answer: its own containers but
+    the open reservations, which it reads through the item's journal (installed here on
+    the first call), so the copy costs what the small parts of the state cost."""
+    journal = item.reservations
+    if not isinstance(journal, _Journal):
+        journal = item.reservations = _Journal(item.reservations)
+    clone = object.__new__(type(item))
+    for name, value in vars(item).items():
+        if name != "reservations":
+            clone.__dict__[name] = value.copy() if isinstance(value, dict | list) else value
+    clone.__dict__["reservations"] = _ReservationsAt(journal, len(journal.changes))
+    return clone
+
+
+def _unjournal(item: StockItem) -> None:
+    """Give ``item`` back a plain dict of reservations before it is saved and cached."""
+    if isinstance(item.reservations, _Journal):
+        item.reservations = dict(item.reservations)
 
 
 def _run_alone(commands: StockCommands, command: _Command) -> None:

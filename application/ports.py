@@ -170,6 +170,20 @@ class StockItemStore(Protocol):
         memo at a version the caller's state has reached is always found.
         """
 
+    def recall_many(
+        self, wanted: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], Recalled]:
+        """:meth:`recall` of each ``(sku, location, memo)``, those found by key: the group
+        commit asks this once for the memos its commands will ask (a new reservation
+        asks whether its order was closed), instead of one read per command. This
+        default asks one at a time; a store that can read them together does so."""
+        found: dict[tuple[str, str, str], Recalled] = {}
+        for key in wanted:
+            recalled = self.recall(*key)
+            if recalled is not None:
+                found[key] = recalled
+        return found
+
     @abstractmethod
     def stream_keys(self) -> Iterator[tuple[str, str]]:
         """Every SKU-location with a stream, as ``(sku, location)``, in no particular order.

@@ -12,7 +12,8 @@ In process means: each side calls the function object with a real ``func.HttpReq
 (parsing, the command service, the answer) and no HTTP server is involved, so what is
 compared is the work per command, not uvicorn's. The single commands come from 16 threads
 (as a host's workers would run them, so they too meet in the group commit); the batches
-from one thread, each batch fanning its streams out over its own lanes.
+from one thread, each batch's commands queued as one group of the group commit
+(``StockCommands.run_many``) and decided in that thread.
 """
 
 from __future__ import annotations

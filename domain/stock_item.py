@@ -224,10 +224,10 @@ class StockItem(Aggregate):
     """Stock of one SKU at one location, as an event stream ``{sku}|{location}``."""
 
     TOPIC = "stockstream:StockItem"
-    class_version = 4
+    class_version = 5
     """The snapshot state's version: v2 added the running ``reserved`` figure; v3 moved the
     remembered ids out of the state (the store's memos) and added ``last_counted_at``; v4
-    split ``on_hand`` into states and added incoming supply."""
+    split ``on_hand`` into states and added incoming supply; v5 added ``expiry_floor``."""
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -253,6 +253,14 @@ class StockItem(Aggregate):
         state["quality_control"] = 0
         state["held_counted_at"] = {}
         state["incoming"] = {}
+
+    @staticmethod
+    def upcast_v4_v5(state: dict[str, Any]) -> None:
+        """A v4 snapshot has no ``expiry_floor``: the earliest expiry of its open
+        reservations."""
+        state["expiry_floor"] = min(
+            (r["expires_at"] for r in state["reservations"].values()
+             if r["expires_at"] is not None), default=None)
 
     class Event(Aggregate.Event):
         """Every event names its SKU-location and the position after it.
@@ -384,6 +392,7 @@ class StockItem(Aggregate):
                 "channel": self.channel,
                 "expires_at": self.expires_at,
             }
+            _keep_expiry_floor(aggregate, current, self.expires_at)
 
     class Released(Event):
         """A reservation was cancelled or expired (wire type ``ReservationReleased``)."""
@@ -397,6 +406,7 @@ class StockItem(Aggregate):
             closed = aggregate.reservations.pop(self.order_id, None)
             if closed is not None:
                 aggregate.reserved -= closed["quantity"]
+                _keep_expiry_floor(aggregate, closed, None)
 
         def memos(self) -> tuple[tuple[str, str], ...]:
             return ((StockItem.order_memo(self.order_id), self.reason),)
@@ -413,6 +423,7 @@ class StockItem(Aggregate):
             closed = aggregate.reservations.pop(self.order_id, None)
             if closed is not None:
                 aggregate.reserved -= closed["quantity"]
+                _keep_expiry_floor(aggregate, closed, None)
             aggregate.sellable -= self.quantity
 
         def memos(self) -> tuple[tuple[str, str], ...]:
@@ -614,6 +625,11 @@ class StockItem(Aggregate):
     """The same, per held state that was ever counted."""
     incoming: dict[str, dict[str, Any]]
     """Expected receipts by reference: ``quantity``, ``expected_at``, ``transfer_from``."""
+    expiry_floor: datetime | None
+    """The earliest expiry of an open reservation (None: none expires), kept by the
+    events, so that every command's check for overdue reservations costs nothing until
+    one is due, instead of sorting a hot SKU's thousands of open reservations. Older
+    snapshots are upcast (``upcast_v4_v5``)."""
 
     def __init__(self, sku: str, location: str) -> None:
         self.sku = sku
@@ -628,6 +644,7 @@ class StockItem(Aggregate):
         self.last_counted_at = None
         self.held_counted_at = {}
         self.incoming = {}
+        self.expiry_floor = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> StockItem:
         """A copy whose state can be mutated without touching this one.
@@ -1235,6 +1252,9 @@ class StockItem(Aggregate):
     def expire_overdue(self, now: datetime) -> int:
         """Release every reservation whose expiry is at or before ``now``; returns how many."""
         require_timestamp("now", now)
+        floor = self.expiry_floor
+        if floor is None or floor > now:
+            return 0
         overdue = [
             order_id
             for order_id, r in sorted(self.reservations.items())
@@ -1405,3 +1425,19 @@ def _describe(memo: str) -> str:
         received, lost = rest.split(":")
         return f"closed with {received} received and {lost} lost"
     return f"{word} {rest}"
+
+
+def _keep_expiry_floor(aggregate: Any, replaced: dict[str, Any] | None,
+                       expires_at: datetime | None) -> None:
+    """Evolve ``StockItem.expiry_floor`` after a reservation changed: ``replaced`` is its
+    entry before (None: it is new), ``expires_at`` its expiry now (None: none, or it
+    closed). Only when the entry that held the floor moves is the floor found again
+    among the open reservations, so a stream's commands cost O(1) here, amortised."""
+    floor = aggregate.expiry_floor
+    if replaced is not None and floor is not None and replaced["expires_at"] == floor and (
+            expires_at is None or expires_at > floor):
+        aggregate.expiry_floor = min(
+            (r["expires_at"] for r in aggregate.reservations.values()
+             if r["expires_at"] is not None), default=None)
+    elif expires_at is not None and (floor is None or expires_at < floor):
+        aggregate.expiry_floor = expires_at

@@ -10,11 +10,14 @@ wraps it so refusals become problem documents and commands are measured
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
 
 from adapters.openmetrics import CONTENT_TYPE as OPENMETRICS_CONTENT_TYPE
+from application.commands import CommandResult, StockCommand
 from application.holds import ApprovalGate, Held
 from application.views import Availability
 from composition import Services
@@ -129,6 +132,113 @@ def list_events(req: func.HttpRequest) -> func.HttpResponse:
 
 
 # ------------------------------------------------------------------ commands
+#
+# Each stock-write route is three steps, shared with the batch route (functions.batch):
+# its parse step (the request → a planned command, or a refusal raised), the command
+# (run alone here, in a group by the batch) and its answer step (the result → the
+# route's answer). A batch command is therefore answered exactly as its single route.
+
+
+@dataclass(frozen=True)
+class StockWrite:
+    """A stock-write request, parsed: the planned ``command`` (or, for counts and
+    adjustments, the ``gated`` call through the approval gate, which may hold it) and
+    the ``answer`` step that turns its result into the route's answer."""
+
+    answer: Callable[[CommandResult], func.HttpResponse]
+    command: StockCommand | None = None
+    gated: Callable[[], CommandResult | Held] | None = None
+
+    def run(self) -> func.HttpResponse:
+        """Run it alone and answer (what the single route does)."""
+        if self.command is not None:
+            return self.answer(services().commands.run(self.command))
+        assert self.gated is not None
+        return self.answered(self.gated())
+
+    def answered(self, outcome: CommandResult | Held) -> func.HttpResponse:
+        return held_response(outcome) if isinstance(outcome, Held) else self.answer(outcome)
+
+
+def parse_receipt(req: func.HttpRequest) -> StockWrite:
+    sku, location = _stock_item(req)
+    body = parse_body(req, ReceiptRequest)
+    return StockWrite(_answer_position, services().commands.plan_receive(
+        sku, location, body.quantity, body.reference, req.headers.get("idempotency-key"),
+        state=body.state, expected=if_match(req)))
+
+
+def parse_adjustment(req: func.HttpRequest) -> StockWrite:
+    sku, location = _stock_item(req)
+    body = parse_body(req, AdjustmentRequest)
+    expected = if_match(req)
+    return StockWrite(_answer_position, gated=lambda: approval_gate().adjust(
+        sku, location, body.delta, body.reason, req.headers.get("idempotency-key"),
+        body.note, state=body.state, expected=expected))
+
+
+def parse_policy(req: func.HttpRequest) -> StockWrite:
+    sku, location = _stock_item(req)
+    body = parse_body(req, PolicyRequest)
+    return StockWrite(_answer_position, services().commands.plan_policy(
+        sku, location, body.safety_stock, body.oversell_buffer, expected=if_match(req)))
+
+
+def parse_reservation(req: func.HttpRequest) -> StockWrite:
+    sku, location = _stock_item(req)
+    order_id = _order_id(req)
+    body = parse_body(req, ReservationRequest)
+
+    def answer(result: CommandResult) -> func.HttpResponse:
+        created = any(isinstance(e, StockItem.Reserved) and e.order_id == order_id
+                      and e.previous_quantity == 0 for e in result.events)
+        if created:
+            location_url = f"/{ROUTE_PREFIX}/stock/{sku}/{location}/reservations/{order_id}"
+            return _position(result.position_of(order_id), 201, {"Location": location_url})
+        return _position(result.position_of(order_id))
+
+    return StockWrite(answer, services().commands.plan_reserve(
+        sku, location, order_id, body.quantity, body.channel, body.ttl_seconds,
+        expected=if_match(req)))
+
+
+def parse_release(req: func.HttpRequest) -> StockWrite:
+    sku, location = _stock_item(req)
+    order_id = _order_id(req)
+    return StockWrite(lambda result: _position(result.position_of(order_id)),
+                      services().commands.plan_release(sku, location, order_id,
+                                                       expected=if_match(req)))
+
+
+def parse_fulfilment(req: func.HttpRequest) -> StockWrite:
+    sku, location = _stock_item(req)
+    order_id = _order_id(req)
+    body = parse_body(req, FulfilmentRequest, required=False)
+    return StockWrite(lambda result: _position(result.position_of(order_id)),
+                      services().commands.plan_fulfil(sku, location, order_id, body.quantity,
+                                                      expected=if_match(req)))
+
+
+def parse_count(req: func.HttpRequest) -> StockWrite:
+    sku, location = _stock_item(req)
+    body = parse_body(req, CountRequest)
+    expected = if_match(req)
+
+    def answer(result: CommandResult) -> func.HttpResponse:
+        counted = next((e for e in result.events if isinstance(e, StockItem.Counted)
+                        and e.count_id == body.count_id), None)
+        position = result.position_of()
+        return json_response(CountOut.of({"position": position, "correction": counted,
+                                          "already_recorded": result.already_recorded}),
+                             headers=etag(position.version))
+
+    return StockWrite(answer, gated=lambda: approval_gate().record_count(
+        sku, location, body.count_id, body.counted, body.counted_at, state=body.state,
+        expected=expected))
+
+
+def _answer_position(result: CommandResult) -> func.HttpResponse:
+    return _position(result.position_of())
 
 
 @bp.http("receive_stock", STOCK + "/receipts", ["POST"],
@@ -138,12 +248,7 @@ def list_events(req: func.HttpRequest) -> func.HttpResponse:
          request=ReceiptRequest, responses={200: PositionOut}, problems=(409, 422),
          headers=("Idempotency-Key", "If-Match"))
 def receive_stock(req: func.HttpRequest) -> func.HttpResponse:
-    sku, location = _stock_item(req)
-    body = parse_body(req, ReceiptRequest)
-    result = services().commands.receive(sku, location, body.quantity, body.reference,
-                                         req.headers.get("idempotency-key"), state=body.state,
-                                         expected=if_match(req))
-    return _position(result.position_of())
+    return parse_receipt(req).run()
 
 
 @bp.http("adjust_stock", STOCK + "/adjustments", ["POST"],
@@ -154,14 +259,7 @@ def receive_stock(req: func.HttpRequest) -> func.HttpResponse:
          request=AdjustmentRequest, responses={200: PositionOut, 202: HeldOut},
          problems=(409, 422), headers=("Idempotency-Key", "If-Match"))
 def adjust_stock(req: func.HttpRequest) -> func.HttpResponse:
-    sku, location = _stock_item(req)
-    body = parse_body(req, AdjustmentRequest)
-    decision = approval_gate().adjust(sku, location, body.delta, body.reason,
-                                      req.headers.get("idempotency-key"), body.note,
-                                      state=body.state, expected=if_match(req))
-    if isinstance(decision, Held):
-        return held_response(decision)
-    return _position(decision.position_of())
+    return parse_adjustment(req).run()
 
 
 @bp.http("set_policy", STOCK + "/policy", ["PUT"],
@@ -169,11 +267,7 @@ def adjust_stock(req: func.HttpRequest) -> func.HttpResponse:
          request=PolicyRequest, responses={200: PositionOut}, problems=(422,),
          headers=("If-Match",))
 def set_policy(req: func.HttpRequest) -> func.HttpResponse:
-    sku, location = _stock_item(req)
-    body = parse_body(req, PolicyRequest)
-    result = services().commands.set_policy(sku, location, body.safety_stock,
-                                            body.oversell_buffer, expected=if_match(req))
-    return _position(result.position_of())
+    return parse_policy(req).run()
 
 
 @bp.http("reserve_stock", RESERVATION, ["PUT"],
@@ -182,19 +276,7 @@ def set_policy(req: func.HttpRequest) -> func.HttpResponse:
          request=ReservationRequest, responses={200: PositionOut, 201: PositionOut},
          problems=(409, 422), headers=("If-Match",))
 def reserve_stock(req: func.HttpRequest) -> func.HttpResponse:
-    sku, location = _stock_item(req)
-    order_id = _order_id(req)
-    body = parse_body(req, ReservationRequest)
-    result = services().commands.reserve(sku, location, order_id, body.quantity, body.channel,
-                                         body.ttl_seconds, expected=if_match(req))
-    created = any(
-        isinstance(e, StockItem.Reserved) and e.order_id == order_id and e.previous_quantity == 0
-        for e in result.events
-    )
-    if created:
-        location_url = f"/{ROUTE_PREFIX}/stock/{sku}/{location}/reservations/{order_id}"
-        return _position(result.position_of(order_id), 201, {"Location": location_url})
-    return _position(result.position_of(order_id))
+    return parse_reservation(req).run()
 
 
 @bp.http("release_reservation", RESERVATION, ["DELETE"],
@@ -202,10 +284,7 @@ def reserve_stock(req: func.HttpRequest) -> func.HttpResponse:
                  "404 if it never existed.",
          responses={200: PositionOut}, problems=(404, 422), headers=("If-Match",))
 def release_reservation(req: func.HttpRequest) -> func.HttpResponse:
-    sku, location = _stock_item(req)
-    order_id = _order_id(req)
-    result = services().commands.release(sku, location, order_id, expected=if_match(req))
-    return _position(result.position_of(order_id))
+    return parse_release(req).run()
 
 
 @bp.http("fulfil_reservation", RESERVATION + "/fulfilment", ["POST"],
@@ -214,12 +293,7 @@ def release_reservation(req: func.HttpRequest) -> func.HttpResponse:
          request=FulfilmentRequest, request_required=False, responses={200: PositionOut},
          problems=(404, 409, 422), headers=("If-Match",))
 def fulfil_reservation(req: func.HttpRequest) -> func.HttpResponse:
-    sku, location = _stock_item(req)
-    order_id = _order_id(req)
-    body = parse_body(req, FulfilmentRequest, required=False)
-    result = services().commands.fulfil(sku, location, order_id, body.quantity,
-                                        expected=if_match(req))
-    return _position(result.position_of(order_id))
+    return parse_fulfilment(req).run()
 
 
 @bp.http("record_count", STOCK + "/counts", ["POST"],
@@ -232,20 +306,16 @@ def fulfil_reservation(req: func.HttpRequest) -> func.HttpResponse:
          request=CountRequest, responses={200: CountOut, 202: HeldOut}, problems=(409, 422),
          headers=("If-Match",))
 def record_count(req: func.HttpRequest) -> func.HttpResponse:
-    sku, location = _stock_item(req)
-    body = parse_body(req, CountRequest)
-    decision = approval_gate().record_count(sku, location, body.count_id, body.counted,
-                                            body.counted_at, state=body.state,
-                                            expected=if_match(req))
-    if isinstance(decision, Held):
-        return held_response(decision)
-    result = decision
-    counted = next((e for e in result.events if isinstance(e, StockItem.Counted)
-                    and e.count_id == body.count_id), None)
-    position = result.position_of()
-    return json_response(CountOut.of({"position": position, "correction": counted,
-                                      "already_recorded": result.already_recorded}),
-                         headers=etag(position.version))
+    return parse_count(req).run()
+
+
+STOCK_WRITES: dict[str, Callable[[func.HttpRequest], StockWrite]] = {
+    "receive_stock": parse_receipt, "adjust_stock": parse_adjustment,
+    "set_policy": parse_policy, "reserve_stock": parse_reservation,
+    "release_reservation": parse_release, "fulfil_reservation": parse_fulfilment,
+    "record_count": parse_count,
+}
+"""The parse step of each stock-write route by function name (the batch's commands)."""
 
 
 @bp.http("submit_batch", "stock/batch", ["POST"],
@@ -261,7 +331,7 @@ def record_count(req: func.HttpRequest) -> func.HttpResponse:
 def submit_batch(req: func.HttpRequest) -> func.HttpResponse:
     batch = parse_batch(req)
     base_url = req.url.split("/stock/batch", 1)[0]
-    return answer_batch(batch.commands, bp.handlers, base_url)
+    return answer_batch(batch.commands, STOCK_WRITES, base_url)
 
 
 # ------------------------------------------- stock states and incoming

@@ -52,19 +52,20 @@ def answering_problems(handler: Handler, *, measured: bool = True) -> Handler:
     @functools.wraps(handler)
     def answer(req: func.HttpRequest) -> func.HttpResponse:
         if not measured or (req.method or "").upper() in SAFE_METHODS:
-            return _answer(handler, req)[0]
+            return answer_or_problem(handler, req)[0]
         started = time.perf_counter()
         with counting_commits() as commits:
-            response, outcome = _answer(handler, req)
+            response, outcome = answer_or_problem(handler, req)
         if outcome == "succeeded":
             outcome = "applied" if commits[0] else "unchanged"
-        _record_command(command, time.perf_counter() - started, outcome)
+        record_command(command, time.perf_counter() - started, outcome)
         return response
 
     return answer
 
 
-def _answer(handler: Handler, req: func.HttpRequest) -> tuple[func.HttpResponse, str]:
+def answer_or_problem(handler: Handler, req: func.HttpRequest
+                      ) -> tuple[func.HttpResponse, str]:
     """The answer to ``req`` and how it ended: succeeded, rejected, conflict or error."""
     try:
         response = handler(req)
@@ -92,7 +93,7 @@ def loggable_url(url: str) -> str:
     return shown if len(shown) <= 1024 else shown[:1024] + "…"
 
 
-def _record_command(command: str, seconds: float, outcome: str) -> None:
+def record_command(command: str, seconds: float, outcome: str) -> None:
     try:
         get_services().telemetry.record_command(command, seconds, outcome)
     except Exception:  # the answer is decided: a metric never changes it

@@ -292,6 +292,28 @@ class EventStoreContract(ABC):
         assert reader.recall(f"{self.sku}-other", LOCATION,
                              StockItem.key_memo("receipt-1")) is None
 
+    def test_recall_many_finds_what_recall_finds_one_by_one(self) -> None:
+        writer, reader = self.store(), self.store()
+        item, other = self.new_item(), self.new_item(f"{self.sku}-B")
+        item.receive(20, idempotency_key="receipt-1")
+        item.reserve("order-1", 3, "web")
+        item.release("order-1")
+        other.receive(1, idempotency_key="receipt-1")
+        writer.save(item)
+        writer.save(other)
+        wanted = [(self.sku, LOCATION, StockItem.key_memo("receipt-1")),
+                  (self.sku, LOCATION, StockItem.order_memo("order-1")),
+                  (self.sku, LOCATION, StockItem.order_memo("never")),
+                  (other.sku, LOCATION, StockItem.key_memo("receipt-1")),
+                  (other.sku, LOCATION, StockItem.order_memo("order-1"))]
+
+        found = reader.recall_many(wanted)
+
+        assert found == {key: reader.recall(*key) for key in wanted
+                         if reader.recall(*key) is not None}
+        assert [(v.value, v.version) for v in found.values()] == [
+            ("receipt:20:", 2), ("cancelled", 4), ("receipt:1:", 2)]
+
     def test_a_save_that_conflicts_writes_no_memo(self) -> None:
         first, second = self.store(), self.store()
         item = self.new_item()

@@ -9,6 +9,7 @@ import pytest
 
 from adapters.sqlite import SQLiteStockItems
 from application.ports import StoreUnavailable
+from domain.stock_item import StockItem
 from tests.contract.event_store_contract import LOCATION, EventStoreContract
 
 
@@ -37,3 +38,32 @@ class TestSQLiteEventStore(EventStoreContract):
                 store.recall("SKU-M", LOCATION, "order:o-1")
         finally:
             store.close()
+
+    def test_a_many_memo_read_that_sqlite_refuses_raises_store_unavailable(self) -> None:
+        store = self.open_store()
+        try:
+            with sqlite3.connect(self.path) as db:
+                db.execute("DROP TABLE stock_memos")
+            with pytest.raises(StoreUnavailable):
+                store.recall_many([("SKU-M", LOCATION, "order:o-1")])
+        finally:
+            store.close()
+
+def test_a_hot_stream_is_snapshotted_less_often_as_its_open_reservations_grow(
+        tmp_path: Path) -> None:
+    store = SQLiteStockItems(tmp_path / "events.db")
+    item = StockItem.create("HOT", "STORE-1")
+    item.receive(1_000_000)
+    for n in range(1598):  # saved 100 events at a time, as a busy group commit would
+        item.reserve(f"order-{n}", 1, "web")
+        if len(item.pending_events) == 100:
+            store.save(item)
+    store.save(item)
+
+    versions = [s.originator_version for s in store.app.snapshots.get(item.id)]  # type: ignore[union-attr]
+    # Every 100 events while it lists fewer than 512 open reservations (a quarter: 128),
+    # then every 128, then every 256 (each save here is 100 events).
+    assert versions == [100, 200, 300, 400, 500, 600, 700, 800, 900, 1100, 1300, 1600]
+    reloaded = SQLiteStockItems(tmp_path / "events.db").get("HOT", "STORE-1")
+    assert reloaded is not None and reloaded.position() == item.position()
+    store.close()

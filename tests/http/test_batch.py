@@ -18,8 +18,9 @@ import pytest
 from application.settings import load
 from composition import Services
 from composition.embedded import embedded_services
-from functions.container import use_services
+from functions.container import get_services, use_services
 from functions.responses import BatchOut
+from tests.azure_processes import azure, broker, clock  # noqa: F401 - fixtures
 from tests.host.conftest import LocalHost, serve
 from tests.http.conftest import Answer, call
 
@@ -228,3 +229,26 @@ def test_the_batch_route_refuses_a_body_over_1_mib(host: LocalHost) -> None:
     assert answer.status == 413
     assert answer.problem_code == "payload-too-large"
     assert host.call("GET", "/api/stock/SKU-HUGE/STORE-1").json()["version"] == 0
+
+
+# ------------------------------------------------------- on Azure (Cosmos DB)
+
+
+@pytest.mark.usefixtures("azure")
+def test_on_azure_a_batch_runs_each_streams_commands_in_order() -> None:
+    """Cosmos DB writes one stream per transactional batch: the batch's commands run
+    stream by stream, each stream's in request order, with the same answers."""
+    commands = [{"op": "receive", **STREAM, "quantity": 3},
+                {"op": "receive", "sku": "SKU-2", "location": "STORE-1", "quantity": 1}]
+    commands += [{"op": "reserve", **STREAM, "order_id": f"o-{n}", "quantity": 1,
+                  "channel": "web"} for n in range(4)]
+    commands += [{"op": "release", **STREAM, "order_id": "o-0"},
+                 {"op": "reserve", "sku": "SKU-2", "location": "STORE-1", "order_id": "o-9",
+                  "quantity": 2, "channel": "web"}]
+
+    results = batch(commands).body["results"]
+
+    assert [r["status"] for r in results] == [200, 200, 201, 201, 201, 409, 200, 409]
+    assert [r["body"].get("version") for r in results if r["status"] < 300] == [
+        2, 2, 3, 4, 5, 6]
+    assert version(get_services()) == 6

@@ -601,7 +601,7 @@ def test_a_function_key_in_the_url_never_reaches_the_log_on_azure(
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable("disk full")
 
-    monkeypatch.setattr(container.commands, "receive", unavailable)
+    monkeypatch.setattr(container.commands, "run", unavailable)  # the route runs its plan
     request = func.HttpRequest(
         method="POST", body=json.dumps({"quantity": 1}).encode(),
         url="https://stockstream.example/api/stock/SKU-1/STORE-1/receipts?code=s3cret&x=1",

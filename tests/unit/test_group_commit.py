@@ -226,8 +226,8 @@ def _answer(outcome: CommandResult | Exception) -> Any:
         return type(outcome).__name__, outcome.details
     assert isinstance(outcome, CommandResult), outcome
     p = outcome.position
-    return (p.version, p.on_hand, p.reserved, p.available,
-            [type(e).__name__ for e in outcome.events])
+    return (p.version, p.on_hand, p.reserved, p.available, p.reservations,
+            p.open_reservations, [type(e).__name__ for e in outcome.events])
 
 
 @settings(max_examples=60, deadline=None,
@@ -284,3 +284,27 @@ def _capture(commands: StockCommands, op: str, stream: int, order: int,
 
 class _Captured(Exception):
     pass
+
+
+def test_each_answer_in_a_group_lists_the_reservations_as_its_command_left_them(
+        tmp_path: Any) -> None:
+    store = SQLiteStockItems(tmp_path / "g.db")
+    try:
+        commands = grouped(store)
+        commands.receive("SKU-0", LOCATION, 10)
+        script = [("reserve", 0, 1, 2, None), ("reserve", 0, 2, 3, None),
+                  ("release", 0, 1, 1, None), ("reserve", 0, 2, 1, None),
+                  ("fulfil", 0, 2, 1, None)]
+        pending = [_capture(commands, *c) for c in script]
+
+        commands._commit_group(pending)
+
+        listed = [[(r.order_id, r.quantity) for r in c.result.position.reservations]  # type: ignore[union-attr]
+                  for c in pending]
+        assert listed == [[("o-1", 2)], [("o-1", 2), ("o-2", 3)],
+                          [("o-2", 3)], [("o-2", 1)], []]
+        assert [c.result.position.open_reservations for c in pending] == [1, 2, 1, 1, 0]  # type: ignore[union-attr]
+        first = pending[0].result
+        assert first is not None and first.position_of("o-1").reservations[0].quantity == 2
+    finally:
+        store.close()

@@ -6,6 +6,7 @@ import time
 from copy import deepcopy
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -269,6 +270,31 @@ def test_overdue_reservations_expire() -> None:
     assert [(e.order_id, e.reason) for e in released] == [("order-1", "expired")]
     assert item.reserved == 4
     assert item.outcome_of("order-1", Memos(released[0].memos()).recall) == "expired"
+
+
+def test_nothing_is_overdue_before_the_earliest_expiry_and_then_it_moves_on() -> None:
+    item = stocked(10)
+    item.reserve("order-1", 1, "web", expires_at=NOW + timedelta(minutes=5))
+    item.reserve("order-2", 1, "web", expires_at=NOW + timedelta(minutes=15))
+    assert item.expiry_floor == NOW + timedelta(minutes=5)
+
+    assert item.expire_overdue(NOW + timedelta(minutes=4)) == 0
+    assert item.expire_overdue(NOW + timedelta(minutes=6)) == 1
+    assert item.expiry_floor == NOW + timedelta(minutes=15)
+    item.fulfil("order-2")
+    assert item.expiry_floor is None
+
+
+def test_a_v4_snapshot_is_upcast_with_the_earliest_expiry_of_its_reservations() -> None:
+    state: dict[str, Any] = {"reservations": {
+        "order-1": {"quantity": 1, "channel": "web", "expires_at": NOW + timedelta(minutes=9)},
+        "order-2": {"quantity": 1, "channel": "web", "expires_at": None},
+        "order-3": {"quantity": 1, "channel": "web", "expires_at": NOW + timedelta(minutes=2)},
+    }}
+    StockItem.upcast_v4_v5(state)
+    assert state["expiry_floor"] == NOW + timedelta(minutes=2)
+    StockItem.upcast_v4_v5(none := {"reservations": {}})
+    assert none["expiry_floor"] is None
 
 
 def test_a_count_sets_on_hand_absolutely_with_the_correction() -> None:

@@ -358,6 +358,11 @@ class StockItemMachine(RuleBasedStateMachine):
         assert item.last_counted_at == model.last_counted_at
 
     @invariant()
+    def the_expiry_floor_is_the_earliest_open_expiry(self) -> None:
+        expiries = [e for _, _, e in self.model.reservations.values() if e is not None]
+        assert self.item.expiry_floor == min(expiries, default=None)
+
+    @invariant()
     def available_is_on_hand_less_reserved_less_safety_stock(self) -> None:
         item = self.item
         assert item.available == item.on_hand - item.reserved - item.safety_stock
