@@ -198,31 +198,52 @@ class _GroupCommit:
     outcome, and hands the lead to the caller of the oldest command still queued. So
     while one group's fsync runs, the next group gathers, and a busy store writes many
     commands per fsync without any timer: a caller alone is written at once. Each caller
-    is woken once (its own event), never by a broadcast to every waiter."""
+    is woken once (its own event), never by a broadcast to every waiter.
 
-    def __init__(self, commit: Callable[[list[_Command]], None]) -> None:
+    ``per_stream``: each stream has a queue and a leader of its own, so a group holds one
+    stream's commands and streams never wait for each other (Cosmos DB, where one save is
+    one transactional batch in one stream's partition). Otherwise one queue for all."""
+
+    def __init__(self, commit: Callable[[list[_Command]], None], *,
+                 per_stream: bool = False) -> None:
         self._commit = commit
+        self._per_stream = per_stream
         self._lock = threading.Lock()
-        self._queue: list[_Command] = []
-        self._leading = False
+        self._queues: dict[str, list[_Command]] = {}
+        """The commands queued per lane (one lane, "", unless per stream); a lane is
+        listed while a group of it is under way, and only then."""
+
+    def queued(self) -> int:
+        """How many commands wait for a group, in every lane (for tests and metrics)."""
+        with self._lock:
+            return sum(len(queue) for queue in self._queues.values())
+
+    def _lane(self, command: _Command) -> str:
+        return stream_name(command.sku, command.location) if self._per_stream else ""
 
     def run(self, command: _Command) -> CommandResult:
+        lane = self._lane(command)
         with self._lock:
-            self._queue.append(command)
-            follow, self._leading = self._leading, True
+            queue = self._queues.get(lane)
+            follow = queue is not None
+            if queue is None:
+                queue = self._queues[lane] = []
+            queue.append(command)
         if follow:
             command.wake.wait()
         if not command.done:
             # Leading: this command is the oldest queued, so the group taken holds it.
             with self._lock:
-                group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-            self._commit_all(group)
+                queue = self._queues[lane]
+                group = queue[:MAX_GROUP]
+                del queue[:MAX_GROUP]
+            self._commit_all(lane, group)
         if command.error is not None:
             raise command.error
         assert command.result is not None
         return command.result
 
-    def _commit_all(self, group: list[_Command]) -> None:
+    def _commit_all(self, lane: str, group: list[_Command]) -> None:
         try:
             self._commit(group)
         except BaseException as error:  # every caller must get an answer, never a hang
@@ -233,10 +254,11 @@ class _GroupCommit:
                 raise
         finally:
             with self._lock:
-                if self._queue:
-                    self._queue[0].wake.set()  # its caller leads the next group
+                queue = self._queues[lane]
+                if queue:
+                    queue[0].wake.set()  # its caller leads the next group
                 else:
-                    self._leading = False
+                    del self._queues[lane]
             for command in group:
                 command.wake.set()
 
@@ -270,10 +292,15 @@ class StockCommands:
         *,
         count_window: CountWindow | None = None,
         group_commit: bool = False,
+        per_stream: bool = False,
     ) -> None:
         """``group_commit``: concurrent commands are decided one after another on the
         cached states and written together with ``store.save_many`` (one transaction, one
-        fsync); only for a store that writes several streams atomically (SQLite)."""
+        fsync); for a store that writes several streams atomically (SQLite). With
+        ``per_stream``, a group holds the commands of one stream only and is written as
+        one save (on Cosmos DB one transactional batch, split when it would exceed the
+        store's limit, ``StockItemStore.fits_one_save``); streams never wait for each
+        other, and a conflict re-reads the stream and decides the group again."""
         self.store = store
         self.clock = clock
         self.retry = retry or RetryPolicy()
@@ -282,7 +309,8 @@ class StockCommands:
         self.after_commit: list[Callable[[list[StockItem.Event]], None]] = []
         """Called with the events of every successful save (e.g. to wake the relay), on
         the thread of the command that saved them."""
-        self._group = _GroupCommit(self._commit_group) if group_commit else None
+        self._group = (_GroupCommit(self._commit_group, per_stream=per_stream)
+                       if group_commit else None)
 
     # ---------------------------------------------------------------- commands
 
@@ -499,7 +527,7 @@ class StockCommands:
 
     # ---------------------------------------------------------------- group commit
 
-    def _commit_group(self, group: list[_Command]) -> None:
+    def _commit_group(self, group: list[_Command], attempt: int = 0) -> None:
         """Decide ``group`` in order on the cached states and write what it decided in one
         ``save_many`` (each stream's commands as one append), then answer each command.
 
@@ -507,10 +535,17 @@ class StockCommands:
         in the group. Any other (a refusal, a repeat, an unmet ``If-Match``, a stale memo)
         must be confirmed on a fresh read, so it runs alone after the group is durable,
         as do the later commands on its stream: a stream's commands keep their order.
-        A conflict with another process (a stale cache) writes nothing: then every
-        command of the group runs alone, in order, as if there had been no group.
+        A group that would not fit one save (``StockItemStore.fits_one_save``: Cosmos
+        DB's 100 operations a batch) is cut before the command that overflows it; the
+        rest is a group of its own, decided once the first part is durable.
+        A conflict with another process (a stale cache) writes nothing: a group of one
+        stream is then decided again on a fresh read after a jittered pause, at most
+        ``retry.attempts`` times in all (then ``ConcurrencyConflict`` for each of its
+        commands); a group of several streams runs each command alone, in order, as if
+        there had been no group.
         """
         now = self.clock.now()
+        rest: list[_Command] = []
         items: dict[str, StockItem] = {}
         new_streams: set[str] = set()
         staged: list[tuple[_Command, str, list[StockItem.Event]]] = []
@@ -518,7 +553,7 @@ class StockCommands:
         last_staged: dict[str, _Command] = {}
         deferred: list[_Command] = []
         alone: set[str] = set()  # streams whose remaining commands run alone
-        for command in group:
+        for index, command in enumerate(group):
             stream = stream_name(command.sku, command.location)
             if stream in alone:
                 deferred.append(command)
@@ -526,7 +561,7 @@ class StockCommands:
             item = items.get(stream)
             if item is None:
                 try:
-                    item = self.store.get(command.sku, command.location, fresh=False)
+                    item = self.store.get(command.sku, command.location, fresh=attempt > 0)
                 except StoreError:
                     alone.add(stream)
                     deferred.append(command)
@@ -541,6 +576,12 @@ class StockCommands:
             before = 0 if stream in new_streams else len(item.pending_events)
             new_streams.discard(stream)
             own, spoilt = self._decide_staged(command, item, now, before)
+            if own is not None and previous is not None and not self.store.fits_one_save(item):
+                # Too much for one save: write the group up to the previous command (its
+                # state, taken before this one), and decide the rest afterwards.
+                items[stream] = snapshots.pop(previous)
+                rest = group[index:]
+                break
             if own is not None:
                 last_staged[stream] = command
                 staged.append((command, stream, own))
@@ -556,7 +597,17 @@ class StockCommands:
         try:
             if written:
                 self.store.save_many(written)
-        except (ConcurrencyConflict, MultiStreamSave):
+        except ConcurrencyConflict:
+            if len({stream_name(c.sku, c.location) for c in group}) > 1:
+                for command in group:
+                    _run_alone(self, command)
+                return
+            if attempt + 1 >= self.retry.attempts:
+                raise
+            time.sleep(self.retry.delay(attempt))
+            self._commit_group(group, attempt + 1)
+            return
+        except MultiStreamSave:
             for command in group:
                 _run_alone(self, command)
             return
@@ -571,6 +622,8 @@ class StockCommands:
         order = {id(command): index for index, command in enumerate(group)}
         for command in sorted(deferred, key=lambda c: order[id(c)]):
             _run_alone(self, command)
+        if rest:
+            self._commit_group(rest)
 
     def _decide_staged(
         self, command: _Command, item: StockItem, now: datetime, before: int

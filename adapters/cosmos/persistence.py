@@ -469,6 +469,10 @@ def _query(
 class CosmosAggregateRecorder(AggregateRecorder):
     """Events (or snapshots) of one stream per logical partition of one container."""
 
+    max_operations_per_save = MAX_BATCH_OPERATIONS
+    """A save is one transactional batch: its events, memos and companions together
+    (read by ``adapters.event_store.EventSourcedStockItems.fits_one_save``)."""
+
     def __init__(
         self,
         datastore: CosmosDatastore,
