@@ -19,6 +19,7 @@ from uuid import uuid4
 import pytest
 
 from adapters.clock import ManualClock
+from adapters.cosmos.local_server import CosmosServer
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings, RequestTally
 from application.commands import CommandResult, StockCommands
 from application.settings import load
@@ -26,7 +27,6 @@ from composition import Services
 from composition.azure import azure_services
 from domain.errors import InsufficientStock
 from domain.stock_item import StockItem
-from tests.cosmos_server import CosmosServer
 
 LOCATION = "STORE-1"
 Outcome = CommandResult | Exception
