@@ -130,9 +130,20 @@ class RetryPolicy:
     base_delay: float = 0.002
     max_delay: float = 0.1
 
+    max_group_delay: float = 1.0
+
     def delay(self, attempt: int) -> float:
         """Full-jitter exponential backoff: uniform in [0, min(max, base·2^attempt)]."""
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+    def group_delay(self, attempt: int, round_trip: float) -> float:
+        """The pause before a coalesced group's next attempt: full jitter over
+        ``round_trip·2^attempt`` (at most ``max_group_delay``), where ``round_trip`` is
+        what the lost attempt took (its read and its write). Scaled by the store's own
+        round trip, the writers of a hot stream spread out over a few of its round trips
+        whatever the store's latency, instead of colliding again at once."""
+        span = max(self.base_delay, round_trip) * 2**attempt
+        return random.uniform(0, min(self.max_group_delay, span))
 
 
 @dataclass(frozen=True)
@@ -212,6 +223,21 @@ class _GroupCommit:
         self._queues: dict[str, list[_Command]] = {}
         """The commands queued per lane (one lane, "", unless per stream); a lane is
         listed while a group of it is under way, and only then."""
+
+    def absorb(self, group: list[_Command]) -> None:
+        """Move the commands queued behind ``group`` (its lane's, up to ``MAX_GROUP`` in
+        all) to its end, in order: a group retried after a conflict takes along what
+        arrived meanwhile, so one successful write answers them too. Their callers are
+        woken with the group's."""
+        if not self._per_stream:
+            return  # one lane for every stream: the group would not stay one stream's
+        lane = self._lane(group[0])
+        with self._lock:
+            queue = self._queues.get(lane)
+            if queue:
+                taken = queue[:max(0, MAX_GROUP - len(group))]
+                del queue[:len(taken)]
+                group.extend(taken)
 
     def queued(self) -> int:
         """How many commands wait for a group, in every lane (for tests and metrics)."""
@@ -545,6 +571,7 @@ class StockCommands:
         there had been no group.
         """
         now = self.clock.now()
+        began = time.monotonic()
         rest: list[_Command] = []
         items: dict[str, StockItem] = {}
         new_streams: set[str] = set()
@@ -604,7 +631,9 @@ class StockCommands:
                 return
             if attempt + 1 >= self.retry.attempts:
                 raise
-            time.sleep(self.retry.delay(attempt))
+            time.sleep(self.retry.group_delay(attempt, time.monotonic() - began))
+            if self._group is not None:
+                self._group.absorb(group)
             self._commit_group(group, attempt + 1)
             return
         except MultiStreamSave:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -367,8 +368,10 @@ class RequestTally:
     queries: int = 0
     query_documents: int = 0
     query_kilobytes: float = 0.0
-    """What the queries returned, in KB of JSON (a query is charged at least the point
-    read of the bytes it returns)."""
+    """What the queries returned, in KB of JSON."""
+    query_read_units: int = 0
+    """Each query's KB rounded up to a whole KB, at least 1: the unit in which a point
+    read of the same bytes is charged (a query costs at least that)."""
     batches: int = 0
     batch_operations: int = 0
     failed_batches: int = 0
@@ -383,6 +386,7 @@ class RequestTally:
             self.queries += 1
             self.query_documents += len(documents)
             self.query_kilobytes += size
+            self.query_read_units += max(1, math.ceil(size))
 
     def batch(self, operations: int, *, failed: bool) -> None:
         with self._lock:
@@ -405,8 +409,9 @@ class RequestTally:
             return {name: getattr(self, name) for name in _TALLIED}
 
 
-_TALLIED = ("queries", "query_documents", "query_kilobytes", "batches", "batch_operations",
-            "failed_batches", "failed_batch_operations", "upserts", "upsert_kilobytes")
+_TALLIED = ("queries", "query_documents", "query_kilobytes", "query_read_units", "batches",
+            "batch_operations", "failed_batches", "failed_batch_operations", "upserts",
+            "upsert_kilobytes")
 
 
 # --------------------------------------------------------------------- datastore
