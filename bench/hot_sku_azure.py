@@ -218,7 +218,7 @@ def run(quick: bool = False) -> list[Row]:
               f"({error}); `make node` installs it (needs node and npm)", file=sys.stderr)
         return []
     warnings.simplefilter("ignore")  # the test server's self-signed certificate
-    per_writer, rounds = (8, 1) if quick else (24, 2)
+    per_writer, rounds = (8, 1) if quick else (16, 2)
     rows: list[Row] = []
     try:
         database = f"hot-{uuid4().hex[:8]}"
