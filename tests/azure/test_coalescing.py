@@ -21,7 +21,7 @@ import pytest
 from adapters.clock import ManualClock
 from adapters.cosmos.local_server import CosmosServer
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings, RequestTally
-from application.commands import CommandResult, StockCommands
+from application.commands import CommandResult, RetryPolicy, StockCommands
 from application.settings import load
 from composition import Services
 from composition.azure import azure_services
@@ -264,3 +264,14 @@ def test_coalescing_off_writes_one_batch_per_command(database: CosmosSettings) -
         assert tally(services).snapshot()["batches"] - before == 4
     finally:
         services.close()
+
+
+def test_a_retried_group_waits_a_jittered_multiple_of_its_own_round_trip() -> None:
+    policy = RetryPolicy(max_group_delay=1.0)
+    # Full jitter: never more than round_trip * 2^attempt, and never more than the cap.
+    waits = [policy.group_delay(2, round_trip=0.01) for _ in range(200)]
+    assert all(0 <= w <= 0.04 for w in waits) and max(waits) > 0.02
+    assert all(policy.group_delay(20, round_trip=0.5) <= 1.0 for _ in range(50))
+    # A slower store spreads its writers over proportionally longer pauses.
+    slow = [policy.group_delay(2, round_trip=0.1) for _ in range(200)]
+    assert max(slow) > 0.2
