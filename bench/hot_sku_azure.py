@@ -208,8 +208,11 @@ def _merge(rounds: list[Round]) -> Round:
 
 
 def run(quick: bool = False) -> list[Row]:
-    from adapters.cosmos.local_server import CosmosServerError, start_cosmos_server
-    from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
+    from adapters.cosmos.local_server import (
+        CosmosServerError,
+        fresh_database,
+        start_cosmos_server,
+    )
 
     try:
         server = start_cosmos_server()
@@ -221,10 +224,7 @@ def run(quick: bool = False) -> list[Row]:
     per_writer, rounds = (8, 1) if quick else (16, 2)
     rows: list[Row] = []
     try:
-        database = f"hot-{uuid4().hex[:8]}"
-        CosmosDatastore(CosmosSettings(endpoint=server.endpoint, database=database,
-                                       key=server.key, verify_tls=False)
-                        ).create_containers_if_missing()
+        database = fresh_database(server, "hot").database
         for writers in WRITERS:
             measured: dict[str, list[Round]] = {"off": [], "on": []}
             for n in range(rounds):  # alternating which goes first

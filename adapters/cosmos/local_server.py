@@ -20,6 +20,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_BIN = ROOT / "node_modules" / ".bin" / "cosmosdb-server"
@@ -136,6 +140,15 @@ def _wait_until_answering(server: CosmosServer) -> None:
             if server.process.poll() is not None or time.monotonic() > deadline:
                 raise CosmosServerError(f"cosmosdb-server does not answer: {error}") from error
             time.sleep(0.05)  # a connect loop: nothing to await but the socket itself
+
+
+def fresh_database(server: Any, prefix: str) -> CosmosSettings:
+    """A database of its own on ``server`` (anything with ``endpoint`` and ``key``: this
+    test server, or a live account), with the containers Bicep provisions in Azure."""
+    settings = CosmosSettings(endpoint=server.endpoint, database=f"{prefix}-{uuid4().hex[:8]}",
+                              key=server.key, verify_tls=False)
+    CosmosDatastore(settings).create_containers_if_missing()
+    return settings
 
 
 def closed_port() -> int:

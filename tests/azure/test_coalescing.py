@@ -19,7 +19,7 @@ from uuid import uuid4
 import pytest
 
 from adapters.clock import ManualClock
-from adapters.cosmos.local_server import CosmosServer
+from adapters.cosmos.local_server import CosmosServer, fresh_database
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings, RequestTally
 from application.commands import CommandResult, RetryPolicy, StockCommands
 from application.settings import load
@@ -45,11 +45,7 @@ def _root(settings: CosmosSettings, clock: ManualClock, coalesce: str = "on") ->
 
 @pytest.fixture
 def database(cosmos_server: CosmosServer) -> CosmosSettings:
-    settings = CosmosSettings(endpoint=cosmos_server.endpoint,
-                              database=f"coalesce-{uuid4().hex[:8]}",
-                              key=cosmos_server.key, verify_tls=False)
-    CosmosDatastore(settings).create_containers_if_missing()
-    return settings
+    return fresh_database(cosmos_server, "coalesce")
 
 
 @pytest.fixture
