@@ -114,7 +114,7 @@ def queue_behind_a_held_write(services: Services, first: Callable[[], CommandRes
         _wait_until(lambda: _queued(commands) == len(calls))
         meanwhile()
         release.set()
-        return head.result(30), [f.result(30) for f in futures]
+        return head.result(120), [f.result(120) for f in futures]
 
 
 def _queued(commands: StockCommands) -> int:
@@ -124,7 +124,7 @@ def _queued(commands: StockCommands) -> int:
 
 def _wait_until(condition: Callable[[], bool]) -> None:
     done = threading.Event()
-    for _ in range(1000):
+    for _ in range(6000):
         if condition():
             return
         done.wait(0.01)
@@ -193,20 +193,25 @@ def test_a_group_over_100_operations_is_split_into_batches_of_at_most_100(
 ) -> None:
     services = instances()
     sku = f"HOT-{uuid4().hex[:8]}"
-    services.commands.receive(sku, LOCATION, 1000)
+    services.commands.receive(sku, LOCATION, 1)
     before = tally(services).snapshot()
 
+    # A keyed receipt writes its event and its key's memo: two operations each.
     _, outcomes = queue_behind_a_held_write(
         services, reserve(services, sku, "FIRST"),
-        [reserve(services, sku, f"O-{n}") for n in range(150)])
+        [lambda n=n: services.commands.receive(sku, LOCATION, 1, idempotency_key=f"K-{n}")
+         for n in range(55)])
 
     assert all(isinstance(o, CommandResult) and o.changed for o in outcomes)
     after = tally(services).snapshot()
-    # The held write, then 150 reservations: one batch of 100 and one of 50.
+    # The held write, then 55 receipts (110 operations): 50 in one batch of 100
+    # operations, the other 5 in a second one.
     assert after["batches"] - before["batches"] == 3
-    assert after["batch_operations"] - before["batch_operations"] == 151
+    assert after["batch_operations"] - before["batch_operations"] == 1 + 110
     versions = [e.originator_version for e in services.store.events(sku, LOCATION)]
-    assert versions == list(range(1, 2 + 1 + 151))
+    assert versions == list(range(1, 2 + 1 + 55 + 1))
+    item = services.store.get(sku, LOCATION)
+    assert item is not None and item.on_hand == 1 + 55
 
 
 def test_a_conflict_with_another_instance_re_decides_the_group_on_a_fresh_read(
