@@ -221,7 +221,7 @@ def run(quick: bool = False) -> list[Row]:
               f"({error}); `make node` installs it (needs node and npm)", file=sys.stderr)
         return []
     warnings.simplefilter("ignore")  # the test server's self-signed certificate
-    per_writer, rounds = (8, 1) if quick else (16, 2)
+    per_writer, rounds = (4, 1) if quick else (8, 2)
     rows: list[Row] = []
     try:
         database = fresh_database(server, "hot").database
