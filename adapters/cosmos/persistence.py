@@ -513,7 +513,7 @@ QUERY_ATTEMPTS = 3
 
 def _query(
     container: ContainerProxy, query: str, parameters: list[dict[str, Any]], partition: str,
-    tally: RequestTally,
+    tally: RequestTally | None = None,
 ) -> list[dict[str, Any]]:
     """A single-partition query's documents.
 
@@ -528,7 +528,8 @@ def _query(
             with mapped_errors():
                 found = list(container.query_items(
                     query, parameters=parameters, partition_key=partition))
-            tally.query(found)
+            if tally is not None:
+                tally.query(found)
             return found
         except RuntimeError as error:
             if attempt == QUERY_ATTEMPTS - 1:
