@@ -210,6 +210,10 @@ class EventSourcedStockItems(StockItemStore):
         self.memos: MemoRecorder = self.app.recorder
         self.app.memo_window = memo_window
         self._cache: OrderedDict[UUID, StockItem] = OrderedDict()
+        self._stale: set[UUID] = set()
+        """Cached streams another writer moved on (a lost save): read what followed
+        before deciding on them again. The cached state stays, so that read is only the
+        events after it (one query on Cosmos DB), not the snapshot and its tail."""
         self._cache_lock = threading.Lock()
 
     def get(self, sku: str, location: str, *, fresh: bool = True) -> StockItem | None:
@@ -219,6 +223,7 @@ class EventSourcedStockItems(StockItemStore):
             if cached is not None:
                 self._cache.move_to_end(stream_id)
                 cached = deepcopy(cached)
+                fresh = fresh or stream_id in self._stale
         try:
             if cached is None:
                 item = cast(StockItem, self.app.repository.get(stream_id))
@@ -240,7 +245,7 @@ class EventSourcedStockItems(StockItemStore):
         try:
             self.app.save_one(item)
         except IntegrityError as error:
-            self._forget(item.id)
+            self._mark_stale(item.id)
             raise ConcurrencyConflict(f"stream {item.stream} moved on") from error
         except _UNAVAILABLE as error:
             self._forget(item.id)
@@ -250,6 +255,15 @@ class EventSourcedStockItems(StockItemStore):
             ) from error
         self._remember(item)
         return pending
+
+    def fits_one_save(self, item: StockItem) -> bool:
+        """Within the recorder's ``max_operations_per_save`` (Cosmos DB's batch limit),
+        counting each pending event and each memo it writes; no bound otherwise."""
+        limit: int | None = getattr(self.app.recorder, "max_operations_per_save", None)
+        if limit is None:
+            return True
+        events = cast(list[StockItem.Event], item.pending_events)
+        return len(events) + sum(len(list(e.memos())) for e in events) <= limit
 
     def save_many(self, items: Sequence[StockItem]) -> list[list[StockItem.Event]]:
         if len(items) == 1:
@@ -351,9 +365,17 @@ class EventSourcedStockItems(StockItemStore):
             if current is None or current.version <= copy.version:
                 self._cache[item.id] = copy
                 self._cache.move_to_end(item.id)
+                self._stale.discard(item.id)
             while len(self._cache) > self.CACHE_SIZE:
-                self._cache.popitem(last=False)
+                evicted, _ = self._cache.popitem(last=False)
+                self._stale.discard(evicted)
 
     def _forget(self, stream_id: UUID) -> None:
         with self._cache_lock:
             self._cache.pop(stream_id, None)
+            self._stale.discard(stream_id)
+
+    def _mark_stale(self, stream_id: UUID) -> None:
+        with self._cache_lock:
+            if stream_id in self._cache:
+                self._stale.add(stream_id)

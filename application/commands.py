@@ -131,9 +131,20 @@ class RetryPolicy:
     base_delay: float = 0.002
     max_delay: float = 0.1
 
+    max_group_delay: float = 1.0
+
     def delay(self, attempt: int) -> float:
         """Full-jitter exponential backoff: uniform in [0, min(max, base·2^attempt)]."""
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+    def group_delay(self, attempt: int, round_trip: float) -> float:
+        """The pause before a coalesced group's next attempt: full jitter over
+        ``round_trip·2^attempt`` (at most ``max_group_delay``), where ``round_trip`` is
+        what the lost attempt took (its read and its write). Scaled by the store's own
+        round trip, the writers of a hot stream spread out over a few of its round trips
+        whatever the store's latency, instead of colliding again at once."""
+        span = max(self.base_delay, round_trip) * 2**attempt
+        return random.uniform(0, min(self.max_group_delay, span))
 
 
 @dataclass(frozen=True)
@@ -224,25 +235,61 @@ class _GroupCommit:
     outcome, and hands the lead to the caller of the oldest command still queued. So
     while one group's fsync runs, the next group gathers, and a busy store writes many
     commands per fsync without any timer: a caller alone is written at once. Each caller
-    is woken once (its own event), never by a broadcast to every waiter."""
+    is woken once (its own event), never by a broadcast to every waiter.
 
-    def __init__(self, commit: Callable[[list[_Command]], None]) -> None:
+    ``per_stream``: each stream has a queue and a leader of its own, so a group holds one
+    stream's commands and streams never wait for each other (Cosmos DB, where one save is
+    one transactional batch in one stream's partition). Otherwise one queue for all."""
+
+    def __init__(self, commit: Callable[[list[_Command]], None], *,
+                 per_stream: bool = False) -> None:
         self._commit = commit
+        self.per_stream = per_stream
         self._lock = threading.Lock()
-        self._queue: list[_Command] = []
-        self._leading = False
+        self._queues: dict[str, list[_Command]] = {}
+        """The commands queued per lane (one lane, "", unless per stream); a lane is
+        listed while a group of it is under way, and only then."""
+
+    def absorb(self, group: list[_Command]) -> None:
+        """Move the commands queued behind ``group`` (its lane's, up to ``MAX_GROUP`` in
+        all) to its end, in order: a group retried after a conflict takes along what
+        arrived meanwhile, so one successful write answers them too. Their callers are
+        woken with the group's."""
+        if not self.per_stream:
+            return  # one lane for every stream: the group would not stay one stream's
+        lane = self._lane(group[0])
+        with self._lock:
+            queue = self._queues.get(lane)
+            if queue:
+                taken = queue[:max(0, MAX_GROUP - len(group))]
+                del queue[:len(taken)]
+                group.extend(taken)
+
+    def queued(self) -> int:
+        """How many commands wait for a group, in every lane (for tests and metrics)."""
+        with self._lock:
+            return sum(len(queue) for queue in self._queues.values())
+
+    def _lane(self, command: _Command) -> str:
+        return stream_name(command.sku, command.location) if self.per_stream else ""
 
     def run(self, command: _Command) -> CommandResult:
+        lane = self._lane(command)
         with self._lock:
-            self._queue.append(command)
-            follow, self._leading = self._leading, True
+            queue = self._queues.get(lane)
+            follow = queue is not None
+            if queue is None:
+                queue = self._queues[lane] = []
+            queue.append(command)
         if follow:
             command.wake.wait()
         if not command.done:
             # Leading: this command is the oldest queued, so the group taken holds it.
             with self._lock:
-                group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-            self._commit_all(group)
+                queue = self._queues[lane]
+                group = queue[:MAX_GROUP]
+                del queue[:MAX_GROUP]
+            self._commit_all(lane, group)
         if command.error is not None:
             raise command.error
         assert command.result is not None
@@ -251,10 +298,15 @@ class _GroupCommit:
     def run_many(self, commands: list[_Command]) -> None:
         """Queue ``commands`` together, in order, and return when each is done: they
         meet in as few groups as :data:`MAX_GROUP` allows (one for a batch of 500 on an
-        idle store), this caller leading each group that starts with one of them."""
+        idle store), this caller leading each group that starts with one of them. They
+        must share one lane (per stream: one stream's commands)."""
+        lane = self._lane(commands[0])
         with self._lock:
-            self._queue.extend(commands)
-            follow, self._leading = self._leading, True
+            queue = self._queues.get(lane)
+            follow = queue is not None
+            if queue is None:
+                queue = self._queues[lane] = []
+            queue.extend(commands)
         for index, command in enumerate(commands):
             # Ours are contiguous in the queue: each is woken when done, or when it is the
             # oldest queued and so leads the next group (as in :meth:`run`).
@@ -262,10 +314,12 @@ class _GroupCommit:
                 command.wake.wait()
             if not command.done:
                 with self._lock:
-                    group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-                self._commit_all(group)
+                    queue = self._queues[lane]
+                    group = queue[:MAX_GROUP]
+                    del queue[:MAX_GROUP]
+                self._commit_all(lane, group)
 
-    def _commit_all(self, group: list[_Command]) -> None:
+    def _commit_all(self, lane: str, group: list[_Command]) -> None:
         try:
             self._commit(group)
         except BaseException as error:  # every caller must get an answer, never a hang
@@ -276,10 +330,11 @@ class _GroupCommit:
                 raise
         finally:
             with self._lock:
-                if self._queue:
-                    self._queue[0].wake.set()  # its caller leads the next group
+                queue = self._queues[lane]
+                if queue:
+                    queue[0].wake.set()  # its caller leads the next group
                 else:
-                    self._leading = False
+                    del self._queues[lane]
             for command in group:
                 command.wake.set()
 
@@ -329,10 +384,15 @@ class StockCommands:
         *,
         count_window: CountWindow | None = None,
         group_commit: bool = False,
+        per_stream: bool = False,
     ) -> None:
         """``group_commit``: concurrent commands are decided one after another on the
         cached states and written together with ``store.save_many`` (one transaction, one
-        fsync); only for a store that writes several streams atomically (SQLite)."""
+        fsync); for a store that writes several streams atomically (SQLite). With
+        ``per_stream``, a group holds the commands of one stream only and is written as
+        one save (on Cosmos DB one transactional batch, split when it would exceed the
+        store's limit, ``StockItemStore.fits_one_save``); streams never wait for each
+        other, and a conflict re-reads the stream and decides the group again."""
         self.store = store
         self.clock = clock
         self.retry = retry or RetryPolicy()
@@ -341,7 +401,8 @@ class StockCommands:
         self.after_commit: list[Callable[[list[StockItem.Event]], None]] = []
         """Called with the events of every successful save (e.g. to wake the relay), on
         the thread of the command that saved them."""
-        self._group = _GroupCommit(self._commit_group) if group_commit else None
+        self._group = (_GroupCommit(self._commit_group, per_stream=per_stream)
+                       if group_commit else None)
 
     # ---------------------------------------------------------------- commands
 
@@ -589,7 +650,7 @@ class StockCommands:
 
     # ---------------------------------------------------------------- group commit
 
-    def _commit_group(self, group: list[_Command]) -> None:
+    def _commit_group(self, group: list[_Command], attempt: int = 0) -> None:
         """Decide ``group`` in order on the cached states and write what it decided in one
         ``save_many`` (each stream's commands as one append), then answer each command.
 
@@ -597,11 +658,19 @@ class StockCommands:
         in the group. Any other (a refusal, a repeat, an unmet ``If-Match``, a stale memo)
         must be confirmed on a fresh read, so it runs alone after the group is durable,
         as do the later commands on its stream: a stream's commands keep their order.
-        A conflict with another process (a stale cache) writes nothing: then every
-        command of the group runs alone, in order, as if there had been no group.
+        A group that would not fit one save (``StockItemStore.fits_one_save``: Cosmos
+        DB's 100 operations a batch) is cut before the command that overflows it; the
+        rest is a group of its own, decided once the first part is durable.
+        A conflict with another process (a stale cache) writes nothing: a group of one
+        stream is then decided again on a fresh read after a jittered pause, at most
+        ``retry.attempts`` times in all (then ``ConcurrencyConflict`` for each of its
+        commands); a group of several streams runs each command alone, in order, as if
+        there had been no group.
         """
         now = self.clock.now()
         known = self._prefetch(group)
+        began = time.monotonic()
+        rest: list[_Command] = []
         items: dict[str, StockItem] = {}
         new_streams: set[str] = set()
         staged: list[tuple[_Command, str, list[StockItem.Event]]] = []
@@ -609,7 +678,7 @@ class StockCommands:
         last_staged: dict[str, _Command] = {}
         deferred: list[_Command] = []
         alone: set[str] = set()  # streams whose remaining commands run alone
-        for command in group:
+        for index, command in enumerate(group):
             stream = stream_name(command.sku, command.location)
             if stream in alone:
                 deferred.append(command)
@@ -617,7 +686,7 @@ class StockCommands:
             item = items.get(stream)
             if item is None:
                 try:
-                    item = self.store.get(command.sku, command.location, fresh=False)
+                    item = self.store.get(command.sku, command.location, fresh=attempt > 0)
                 except StoreError:
                     alone.add(stream)
                     deferred.append(command)
@@ -632,6 +701,12 @@ class StockCommands:
             before = 0 if stream in new_streams else len(item.pending_events)
             new_streams.discard(stream)
             own, spoilt = self._decide_staged(command, item, now, before, known)
+            if own is not None and previous is not None and not self.store.fits_one_save(item):
+                # Too much for one save: write the group up to the previous command (its
+                # state, taken before this one), and decide the rest afterwards.
+                items[stream] = _detached(snapshots.pop(previous))
+                rest = group[index:]
+                break
             if own is not None:
                 last_staged[stream] = command
                 staged.append((command, stream, own))
@@ -649,7 +724,19 @@ class StockCommands:
         try:
             if written:
                 self.store.save_many(written)
-        except (ConcurrencyConflict, MultiStreamSave):
+        except ConcurrencyConflict:
+            if len({stream_name(c.sku, c.location) for c in group}) > 1:
+                for command in group:
+                    _run_alone(self, command)
+                return
+            if attempt + 1 >= self.retry.attempts:
+                raise
+            time.sleep(self.retry.group_delay(attempt, time.monotonic() - began))
+            if self._group is not None:
+                self._group.absorb(group)
+            self._commit_group(group, attempt + 1)
+            return
+        except MultiStreamSave:
             for command in group:
                 _run_alone(self, command)
             return
@@ -664,6 +751,8 @@ class StockCommands:
         order = {id(command): index for index, command in enumerate(group)}
         for command in sorted(deferred, key=lambda c: order[id(c)]):
             _run_alone(self, command)
+        if rest:
+            self._commit_group(rest)
 
     def _prefetch(self, group: list[_Command]) -> dict[tuple[str, str, str], Recalled | None]:
         """The memos the group's commands said they will ask for, read at once: found
@@ -752,26 +841,22 @@ class StockCommands:
 
         With group commit they are queued as one group: decided one after another on the
         cached states in this thread, written in one transaction per :data:`MAX_GROUP`
-        commands (each stream's as one append), no thread per command. Without it (a store
-        that writes one stream at a time) each stream's commands run one after another,
-        up to :data:`BATCH_LANES` streams side by side."""
-        outcomes: list[CommandResult | Exception]
-        if self._group is not None:
-            queued = [_Command(c.sku, c.location, c.decide, c.expected, c.memos)
-                      for c in commands]
-            self._group.run_many(queued)
-            for q in queued:
-                if q.error is not None and not isinstance(q.error, Exception):
-                    raise q.error
-            outcomes = [q.error if isinstance(q.error, Exception)
-                        else c.finished(cast(CommandResult, q.result))
-                        for c, q in zip(commands, queued, strict=True)]
-            events = [e for o in outcomes if isinstance(o, CommandResult) for e in o.events]
-            self._tell_observers(events)
-            return outcomes
-        outcomes = [Exception()] * len(commands)
+        commands (each stream's as one append), no thread per command. With a group
+        commit per stream (Cosmos DB: one save is one stream's transactional batch) each
+        stream's commands are queued together on its lane, so they coalesce into as few
+        batches as fit, up to :data:`BATCH_LANES` streams side by side; without group
+        commit each stream's commands run one after another, as many lanes side by side."""
+        group = self._group
+        if group is not None and not group.per_stream:
+            return self._run_grouped(group, list(commands))
+        outcomes: list[CommandResult | Exception] = [Exception()] * len(commands)
 
         def run_lane(indexes: list[int]) -> None:
+            if group is not None:  # per stream: the lane's commands coalesce into one save
+                ran = self._run_grouped(group, [commands[index] for index in indexes])
+                for index, outcome in zip(indexes, ran, strict=True):
+                    outcomes[index] = outcome
+                return
             for index in indexes:
                 try:
                     outcomes[index] = self.run(commands[index])
@@ -788,6 +873,22 @@ class StockCommands:
             with ThreadPoolExecutor(min(BATCH_LANES, len(lanes)),
                                     thread_name_prefix="commands") as pool:
                 list(pool.map(run_lane, lanes.values()))
+        return outcomes
+
+    def _run_grouped(self, group: _GroupCommit,
+                     commands: list[StockCommand]) -> list[CommandResult | Exception]:
+        """``commands`` queued together on the group commit, each answered with its
+        result or the exception it raised."""
+        queued = [_Command(c.sku, c.location, c.decide, c.expected, c.memos) for c in commands]
+        group.run_many(queued)
+        for q in queued:
+            if q.error is not None and not isinstance(q.error, Exception):
+                raise q.error
+        outcomes = [q.error if isinstance(q.error, Exception)
+                    else c.finished(cast(CommandResult, q.result))
+                    for c, q in zip(commands, queued, strict=True)]
+        self._tell_observers([e for o in outcomes if isinstance(o, CommandResult)
+                              for e in o.events])
         return outcomes
 
     def _tell_observers(self, events: list[StockItem.Event]) -> None:
@@ -941,6 +1042,15 @@ def _state_now(item: StockItem) -> StockItem:
             clone.__dict__[name] = value.copy() if isinstance(value, dict | list) else value
     clone.__dict__["reservations"] = _ReservationsAt(journal, len(journal.changes))
     return clone
+
+
+def _detached(state: StockItem) -> StockItem:
+    """A :func:`_state_now` copy made a stream's own state again (its reservations a
+    plain dict as they were when it was taken), to be saved and cached in place of the
+    item it was taken from."""
+    if isinstance(state.reservations, _ReservationsAt):
+        state.reservations = dict(state.reservations)
+    return state
 
 
 def _unjournal(item: StockItem) -> None:

@@ -115,7 +115,8 @@ class StockItemStore(Protocol):
         With ``fresh`` (the default) the state includes every committed event. Without
         it the store may answer from its cache without a read, possibly behind another
         process's writes: good enough to decide a command, because saving from a stale
-        state raises ``ConcurrencyConflict`` (and the store forgets the stale copy).
+        state raises ``ConcurrencyConflict`` (and the store no longer answers from the
+        stale copy without reading what followed it).
         """
 
     @abstractmethod
@@ -125,6 +126,13 @@ class StockItemStore(Protocol):
         Raises ``ConcurrencyConflict`` if the stream moved on, ``StoreUnavailable`` if the
         store cannot take the write. Either way nothing is written.
         """
+
+    def fits_one_save(self, item: StockItem) -> bool:
+        """Whether ``save`` can write the item's pending events (and what it writes with
+        them, such as memos) in one atomic write. A store whose atomic write is bounded
+        (Cosmos DB: 100 operations a transactional batch) says no beyond its bound, and
+        its ``save`` would refuse; this default has no bound."""
+        return True
 
     def save_many(self, items: Sequence[StockItem]) -> list[list[StockItem.Event]]:
         """Append the pending events of several streams (one item per stream) in one

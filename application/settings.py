@@ -79,6 +79,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Cosmos DB account key, for emulators and test servers only; without it "
             "DefaultAzureCredential (managed identity) is used."),
     Setting("COSMOS_DATABASE", "stockstream", "both", "Cosmos DB database name."),
+    Setting("STOCKSTREAM_COSMOS_COALESCE", "on", "azure",
+            "'on': concurrent commands on one SKU-location in one instance are decided one "
+            "after another and written as one Cosmos DB transactional batch (at most 100 "
+            "operations), so a hot SKU-location costs one write and at most one conflict per "
+            "batch, not per command; 'off': each command is its own batch "
+            "(docs/performance.md, 'A hot SKU-location on Azure')."),
     Setting("SERVICEBUS__fullyQualifiedNamespace", None, "azure",
             "Service Bus namespace host (identity-based connection 'SERVICEBUS')."),
     Setting("AZURE_CLIENT_ID", None, "azure",
@@ -131,6 +137,7 @@ class Settings:
     cosmos_endpoint: str | None
     cosmos_key: str | None
     cosmos_database: str
+    cosmos_coalesce: bool
     servicebus_namespace: str | None
     azure_client_id: str | None
     appinsights_connection_string: str | None
@@ -194,6 +201,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         cosmos_endpoint=endpoint,
         cosmos_key=_get(env, "COSMOS_KEY"),
         cosmos_database=_text(env, "COSMOS_DATABASE"),
+        cosmos_coalesce=_switch(env, "STOCKSTREAM_COSMOS_COALESCE"),
         servicebus_namespace=_get(env, "SERVICEBUS__fullyQualifiedNamespace"),
         azure_client_id=_get(env, "AZURE_CLIENT_ID"),
         appinsights_connection_string=_get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
@@ -218,6 +226,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """A comma-separated setting; blanks around and between items ignored."""
     return tuple(item.strip() for item in (_get(env, name) or "").split(",") if item.strip())
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    """A setting that is 'on' or 'off'."""
+    value = _text(env, name).lower()
+    if value not in ("on", "off"):
+        raise SettingsError(f"{name} must be 'on' or 'off'; got {value!r}")
+    return value == "on"
 
 
 def _seconds(env: Mapping[str, str], name: str) -> int:

@@ -28,6 +28,7 @@ BENCHMARKS = (
     "bench.orders",
     "bench.states",
     "bench.hot_sku",
+    "bench.hot_sku_azure",
     "bench.pipeline_lag",
     "bench.reconciliation",
     "bench.counts",

@@ -63,7 +63,10 @@ def azure_services(
     telemetry = telemetry or configure_telemetry(settings)
     store = open_cosmos_stock_items(settings)
     cosmos = store.factory.settings
-    commands = stock_commands(store, clock, settings)
+    # A hot SKU-location's concurrent commands in this instance: one batch, not one each
+    # (STOCKSTREAM_COSMOS_COALESCE; docs/performance.md, "A hot SKU-location on Azure").
+    commands = stock_commands(store, clock, settings, group_commit=settings.cosmos_coalesce,
+                              per_stream=True)
     # Orders and location groups: their streams in the processes container, the sweep
     # timer reading its wake-ups (adapters.cosmos.process_streams).
     processes = open_cosmos_process_store(settings)

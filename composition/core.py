@@ -18,13 +18,16 @@ CommitObserver = Callable[[list[StockItem.Event]], None]
 def stock_commands(
     store: StockItemStore, clock: Clock, settings: Settings,
     observers: Sequence[CommitObserver] = (), *, group_commit: bool = False,
+    per_stream: bool = False,
 ) -> StockCommands:
     """The command service; every save is counted for the HTTP layer's command outcome
     (``note_commit``: applied vs unchanged), then told to ``observers`` (e.g. to wake the
     embedded relay). ``group_commit`` for a store that writes several streams in one
-    atomic write (SQLite): concurrent commands then share a transaction and its fsync."""
+    atomic write (SQLite): concurrent commands then share a transaction and its fsync;
+    with ``per_stream`` too (Cosmos DB), each stream's concurrent commands share one
+    transactional batch, and streams do not wait for each other."""
     commands = StockCommands(store, clock, count_window=CountWindow(settings.count_max_age),
-                             group_commit=group_commit)
+                             group_commit=group_commit, per_stream=per_stream)
     commands.after_commit.append(note_commit)
     commands.after_commit.extend(observers)
     return commands

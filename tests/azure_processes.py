@@ -19,6 +19,7 @@ import azure.functions as func
 import pytest
 
 from adapters.clock import ManualClock
+from adapters.cosmos.local_server import CosmosServer
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from adapters.embedded_broker import EmbeddedBroker
 from adapters.embedded_broker.topology import ensure_topology
@@ -28,7 +29,6 @@ from composition.azure import azure_services
 from contracts.processes import ProcessKind
 from contracts.validation import validate_cloudevent
 from functions.container import use_services
-from tests.cosmos_server import CosmosServer
 from tests.http.conftest import FUNCTIONS
 
 

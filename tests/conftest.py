@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import Phase, settings
 
-from tests.cosmos_server import CosmosServer, start_cosmos_server
+from adapters.cosmos.local_server import CosmosServer, start_cosmos_server
 
 # `make mutation` runs the suites once per mutant: fewer examples, the same ones every
 # time, and no example database carried from one mutant to the next, so a score does not

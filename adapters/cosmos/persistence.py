@@ -41,10 +41,12 @@ status (429, 503, 408, 404 of a missing container, 401/403) and transport failur
 from __future__ import annotations
 
 import base64
+import json
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -349,6 +351,69 @@ def _short(error: Exception) -> str:
     return str(error).splitlines()[0][:300] if str(error) else type(error).__name__
 
 
+# ---------------------------------------------------------------- request tally
+
+
+@dataclass
+class RequestTally:
+    """What the stream recorders of one datastore asked of Cosmos DB, by kind.
+
+    Counted where the requests are made (single-partition queries, transactional
+    batches, snapshot upserts), so that request units can be priced from Microsoft's
+    documented cost of each operation (docs/cosmos.md; ``bench.hot_sku_azure``) where
+    the server's own ``x-ms-request-charge`` cannot be trusted (the test server answers
+    1 for everything). Safe to share between threads; read it with :meth:`snapshot`.
+    """
+
+    queries: int = 0
+    query_documents: int = 0
+    query_kilobytes: float = 0.0
+    """What the queries returned, in KB of JSON."""
+    query_read_units: int = 0
+    """Each query's KB rounded up to a whole KB, at least 1: the unit in which a point
+    read of the same bytes is charged (a query costs at least that)."""
+    batches: int = 0
+    batch_operations: int = 0
+    failed_batches: int = 0
+    failed_batch_operations: int = 0
+    upserts: int = 0
+    upsert_kilobytes: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def query(self, documents: Sequence[dict[str, Any]]) -> None:
+        size = sum(len(json.dumps(d)) for d in documents) / 1024
+        with self._lock:
+            self.queries += 1
+            self.query_documents += len(documents)
+            self.query_kilobytes += size
+            self.query_read_units += max(1, math.ceil(size))
+
+    def batch(self, operations: int, *, failed: bool) -> None:
+        with self._lock:
+            if failed:
+                self.failed_batches += 1
+                self.failed_batch_operations += operations
+            else:
+                self.batches += 1
+                self.batch_operations += operations
+
+    def upsert(self, document: dict[str, Any]) -> None:
+        size = len(json.dumps(document)) / 1024
+        with self._lock:
+            self.upserts += 1
+            self.upsert_kilobytes += size
+
+    def snapshot(self) -> dict[str, float]:
+        """The counts so far, as plain numbers."""
+        with self._lock:
+            return {name: getattr(self, name) for name in _TALLIED}
+
+
+_TALLIED = ("queries", "query_documents", "query_kilobytes", "query_read_units", "batches",
+            "batch_operations", "failed_batches", "failed_batch_operations", "upserts",
+            "upsert_kilobytes")
+
+
 # --------------------------------------------------------------------- datastore
 
 
@@ -362,6 +427,8 @@ class CosmosDatastore:
 
     def __init__(self, settings: CosmosSettings) -> None:
         self.settings = settings
+        self.tally = RequestTally()
+        """What the recorders on this datastore asked of Cosmos DB (:class:`RequestTally`)."""
         self._containers: dict[str, ContainerProxy] = {}
         self._lock = threading.Lock()
 
@@ -445,7 +512,8 @@ QUERY_ATTEMPTS = 3
 
 
 def _query(
-    container: ContainerProxy, query: str, parameters: list[dict[str, Any]], partition: str
+    container: ContainerProxy, query: str, parameters: list[dict[str, Any]], partition: str,
+    tally: RequestTally | None = None,
 ) -> list[dict[str, Any]]:
     """A single-partition query's documents.
 
@@ -458,8 +526,11 @@ def _query(
     for attempt in range(QUERY_ATTEMPTS):
         try:
             with mapped_errors():
-                return list(container.query_items(
+                found = list(container.query_items(
                     query, parameters=parameters, partition_key=partition))
+            if tally is not None:
+                tally.query(found)
+            return found
         except RuntimeError as error:
             if attempt == QUERY_ATTEMPTS - 1:
                 raise OperationalError(f"Cosmos DB client failed: {error}") from error
@@ -468,6 +539,10 @@ def _query(
 
 class CosmosAggregateRecorder(AggregateRecorder):
     """Events (or snapshots) of one stream per logical partition of one container."""
+
+    max_operations_per_save = MAX_BATCH_OPERATIONS
+    """A save is one transactional batch: its events, memos and companions together
+    (read by ``adapters.event_store.EventSourcedStockItems.fits_one_save``)."""
 
     def __init__(
         self,
@@ -516,6 +591,7 @@ class CosmosAggregateRecorder(AggregateRecorder):
                 # Snapshots: replacing one is harmless, and a batch is not needed.
                 for document in documents:
                     container.upsert_item(document)
+                    self.datastore.tally.upsert(document)
             else:
                 extra = len(memos) + len(companions)
                 if len(documents) + extra > MAX_BATCH_OPERATIONS:
@@ -535,7 +611,12 @@ class CosmosAggregateRecorder(AggregateRecorder):
                 # Companions last: on a conflict the creates fail first, so not even a
                 # store whose batches are not atomic (the test server) writes them.
                 operations += companions
-                container.execute_item_batch(operations, partition_key=partition)
+                try:
+                    container.execute_item_batch(operations, partition_key=partition)
+                except CosmosBatchOperationError:
+                    self.datastore.tally.batch(len(operations), failed=True)
+                    raise
+                self.datastore.tally.batch(len(operations), failed=False)
         return None
 
     def companion_operations(
@@ -575,7 +656,8 @@ class CosmosAggregateRecorder(AggregateRecorder):
             f"WHERE {' AND '.join(clauses)} "
             f"ORDER BY c.originator_version {'DESC' if desc else 'ASC'}"
         )
-        documents = _query(self.container, query, parameters, partition)
+        documents = _query(self.container, query, parameters, partition,
+                           self.datastore.tally)
         stream_id = self._originator_id(originator_id)
         return [
             StoredEvent(
@@ -616,6 +698,7 @@ class CosmosAggregateRecorder(AggregateRecorder):
             "ORDER BY c.memo_version DESC",
             [{"name": "@originator_id", "value": partition}, {"name": "@memo", "value": memo}],
             partition,
+            self.datastore.tally,
         )
         if not found or str(found[0]["expires_at"]) <= to_text(now):
             return None  # none, or expired and not yet deleted by its ttl

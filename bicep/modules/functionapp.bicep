@@ -181,6 +181,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     STOCKSTREAM_ADJUSTMENT_HOLD_PERCENT: adjustmentHoldPercent
     STOCKSTREAM_COUNT_MAX_AGE: countMaxAge
     STOCKSTREAM_ORDER_SWEEP_INTERVAL: orderSweepInterval
+    // One transactional batch per hot SKU-location's queued commands (docs/performance.md).
+    STOCKSTREAM_COSMOS_COALESCE: 'on'
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     // The host's identity-based connections (Cosmos DB trigger 'COSMOS', Service Bus trigger
     // 'SERVICEBUS', host storage) authenticate as the user-assigned identity.

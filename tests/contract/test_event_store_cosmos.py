@@ -28,6 +28,7 @@ from eventsourcing.utils import get_topic
 
 from adapters.clock import ManualClock
 from adapters.cosmos import CosmosStockItems, cosmos_env, open_cosmos_stock_items
+from adapters.cosmos.local_server import CosmosServer, closed_port
 from adapters.cosmos.persistence import CosmosFactory, is_loopback, mapped_errors
 from application.commands import RetryPolicy, StockCommands
 from application.ports import ConcurrencyConflict
@@ -35,7 +36,6 @@ from application.settings import load
 from domain.identifiers import stream_uuid
 from domain.stock_item import StockItem
 from tests.contract.event_store_contract import LOCATION, EventStoreContract
-from tests.cosmos_server import CosmosServer, closed_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 

@@ -3,7 +3,7 @@ server), plus the document layout only Cosmos DB has: the wake-up as a companion
 document in the stream's partition, written by the batch of the events.
 
 The test server's batch ``upsert`` is fixed for the tests by
-``tests/cosmos_server_patches.js`` (the server mis-parses a batch operation's partition
+``adapters/cosmos/local_server_patches.js`` (the server mis-parses a batch operation's partition
 key); real Cosmos DB needs no such thing.
 """
 
@@ -16,9 +16,9 @@ from uuid import uuid4
 import pytest
 from azure.cosmos import CosmosClient
 
+from adapters.cosmos.local_server import CosmosServer, closed_port
 from adapters.cosmos.process_streams import WAKE_UP_ID, CosmosProcessStore
 from tests.contract.process_store_contract import FAR_PAST, ProcessStoreContract
-from tests.cosmos_server import CosmosServer, closed_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 

@@ -20,6 +20,7 @@ import pytest
 
 from adapters.clock import SystemClock
 from adapters.cosmos import CosmosStockItems
+from adapters.cosmos.local_server import CosmosServer
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from adapters.cosmos.reconciliation import (
     CosmosHolds,
@@ -40,7 +41,6 @@ from contracts.topology import AVAILABILITY_SUBSCRIPTION
 from domain.stock_item import StockItem
 from functions.container import use_services
 from projections.movements import MovementProjection
-from tests.cosmos_server import CosmosServer
 from tests.http.conftest import call
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")

@@ -20,6 +20,7 @@ from azure.cosmos import ContainerProxy, CosmosClient
 from adapters.clock import ManualClock
 from adapters.cosmos import CosmosStockItems
 from adapters.cosmos.availability_views import CosmosAvailabilityViews
+from adapters.cosmos.local_server import CosmosServer
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from application.commands import StockCommands
 from application.ports import StoreUnavailable
@@ -37,7 +38,6 @@ from tests.contract.view_store_contract import (
     ViewStoreContract,
     change,
 )
-from tests.cosmos_server import CosmosServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 

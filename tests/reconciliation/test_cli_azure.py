@@ -20,13 +20,13 @@ import azure.functions as func
 import pytest
 
 import cli.main as cli
+from adapters.cosmos.local_server import CosmosServer
 from adapters.cosmos.persistence import CosmosDatastore, CosmosSettings
 from adapters.servicebus import ServiceBusBroker
 from application.settings import load
 from composition.azure import azure_services
 from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from functions.container import use_services
-from tests.cosmos_server import CosmosServer
 from tests.functions.test_pipeline_functions import call
 from tests.servicebus.builders import event_message
 from tests.servicebus.fakes import FakeAdministrationClient, FakeServiceBusClient

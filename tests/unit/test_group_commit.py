@@ -74,7 +74,7 @@ def run_behind_a_slow_write(store: CountingStore, commands: StockCommands,
         first = pool.submit(commands.receive, "SKU-FIRST", LOCATION, 1)
         assert store.writing.wait(10)
         futures = [pool.submit(_outcome, call) for call in calls]
-        _wait_until(lambda: len(commands._group._queue) == len(calls))  # type: ignore[union-attr]
+        _wait_until(lambda: commands._group.queued() == len(calls))  # type: ignore[union-attr]
         store.hold.set()
         first.result(10)
         return [f.result(10) for f in futures]

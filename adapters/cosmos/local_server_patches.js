@@ -1,5 +1,6 @@
-// Preloaded into @vercel/cosmosdb-server by tests/cosmos_server.py (NODE_OPTIONS=--require):
-// test-only fixes of the test server, never shipped.
+// Preloaded into @vercel/cosmosdb-server by adapters/cosmos/local_server.py
+// (NODE_OPTIONS=--require): fixes of the test server for tests and benchmarks, never
+// loaded by a host (and left out of the function app package, .funcignore).
 //
 // A batch `upsert` / `replace` / `delete` / `read` fails there on partition-key parsing:
 // the server parses a per-operation `partitionKey` that the azure-cosmos SDK never sends
