@@ -274,22 +274,7 @@ class _GroupCommit:
         return stream_name(command.sku, command.location) if self.per_stream else ""
 
     def run(self, command: _Command) -> CommandResult:
-        lane = self._lane(command)
-        with self._lock:
-            queue = self._queues.get(lane)
-            follow = queue is not None
-            if queue is None:
-                queue = self._queues[lane] = []
-            queue.append(command)
-        if follow:
-            command.wake.wait()
-        if not command.done:
-            # Leading: this command is the oldest queued, so the group taken holds it.
-            with self._lock:
-                queue = self._queues[lane]
-                group = queue[:MAX_GROUP]
-                del queue[:MAX_GROUP]
-            self._commit_all(lane, group)
+        self.run_many([command])
         if command.error is not None:
             raise command.error
         assert command.result is not None
