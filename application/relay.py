@@ -47,7 +47,6 @@ from contracts.cloudevents import (
 )
 from contracts.processes import ProcessEvent, process_cloudevent
 from contracts.topology import ALL_SUBSCRIBERS, MAX_ID_LENGTH, TOPIC
-from domain.identifiers import event_id, stream_name
 from domain.stock_item import StockItem
 
 log = logging.getLogger(__name__)
@@ -78,12 +77,14 @@ def to_message(
     if isinstance(event, ProcessEvent):
         return process_message(event, replay_target)
     document = to_cloudevent(event, wire)
-    message_id = event_id(event.sku, event.location, event.originator_version)
+    # The document's id and subject are the event id and the stream: read back rather
+    # than derived (and their identifiers checked) a second time.
+    message_id: str = document["id"]
     if wire is not None and wire != wire_type(event):
         message_id = f"{message_id}:v{wire.version}"
     return OutgoingMessage(
         message_id=broker_id(message_id),
-        session_id=broker_id(stream_name(event.sku, event.location)),
+        session_id=broker_id(document["subject"]),
         subject=document["type"],
         body=json.dumps(document, separators=(",", ":")).encode(),
         content_type=CONTENT_TYPE,
