@@ -157,13 +157,23 @@ def render(document: dict[str, Any], chart_link: str) -> str:
         "|---|---|---|",
     ]
     for row, met in goals:
-        measured = f"{row.ratio:.2f}" if row.ratio is not None else f"{row.value:,.1f} {row.unit}"
+        measured = (_ratio_shown(row, met) if row.ratio is not None
+                    else f"{row.value:,.1f} {row.unit}")
         lines.append(f"| {row.scenario}: {'ratio ' if row.ratio is not None else ''}"
                      f"{row.goal} | {measured} | {'yes' if met else '**no**'} |")
     met_count = sum(1 for _, met in goals if met)
     lines += ["", f"{met_count} of {len(goals)} goals met.", "",
               f"![Benchmark ratios against their goals]({chart_link})", END]
     return "\n".join(lines)
+
+
+def _ratio_shown(row: Row, met: bool) -> str:
+    """The ratio to two places, or to three when two would read as the other verdict
+    (0.996 against ``>= 1.0`` is missed, not "1.00, no")."""
+    assert row.ratio is not None
+    shown = f"{row.ratio:.2f}"
+    rounded = Row(row.scenario, row.unit, float(shown), 1.0, row.goal)
+    return shown if goal_met(rounded) is met else f"{row.ratio:.3f}"
 
 
 def rewrite_pages(document: dict[str, Any]) -> list[Path]:
