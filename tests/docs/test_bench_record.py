@@ -45,16 +45,20 @@ def test_a_goal_is_judged_on_the_ratio_when_there_is_a_baseline(row: Row, met: b
     assert report.goal_met(row) is met
 
 
-def test_a_block_names_every_goal_met_or_missed() -> None:
-    document = {
+def a_record(*rows: Row) -> dict[str, object]:
+    """A full run's record of ``rows`` on a described machine."""
+    return {
         "measured_at": "2026-12-03T08:00:00+00:00", "duration_seconds": 600, "commit": "abc",
         "full": True,
         "machine": {"python": "3.11.7", "platform": "Linux", "processor": "CPU", "cpus": 2,
                     "load_average": 0.5},
-        "rows": [Row("fast", "x/s", 3.0, 1.0, ">= 2").as_dict(),
-                 Row("slow", "x/s", 1.0, 2.0, ">= 1.0").as_dict()],
+        "rows": [row.as_dict() for row in rows],
     }
-    block = report.render(document, "images/chart.png")
+
+
+def test_a_block_names_every_goal_met_or_missed() -> None:
+    block = report.render(a_record(Row("fast", "x/s", 3.0, 1.0, ">= 2"),
+                                   Row("slow", "x/s", 1.0, 2.0, ">= 1.0")), "images/chart.png")
     assert "| fast: ratio >= 2 | 3.00 | yes |" in block
     assert "| slow: ratio >= 1.0 | 0.50 | **no** |" in block
     assert "1 of 2 goals met." in block
@@ -62,11 +66,5 @@ def test_a_block_names_every_goal_met_or_missed() -> None:
 
 
 def test_a_ratio_that_rounds_onto_its_goal_is_shown_to_three_places() -> None:
-    document = {
-        "measured_at": "2026-12-03T08:00:00+00:00", "duration_seconds": 60, "commit": "abc",
-        "full": True,
-        "machine": {"python": "3.11.7", "platform": "Linux", "processor": "CPU", "cpus": 2,
-                    "load_average": 0.5},
-        "rows": [Row("just short", "x/s", 99.6, 100.0, ">= 1.0").as_dict()],
-    }
-    assert "| just short: ratio >= 1.0 | 0.996 | **no** |" in report.render(document, "c.png")
+    block = report.render(a_record(Row("just short", "x/s", 99.6, 100.0, ">= 1.0")), "c.png")
+    assert "| just short: ratio >= 1.0 | 0.996 | **no** |" in block
