@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import re
 import shutil
 import sqlite3
@@ -117,9 +116,9 @@ def serve(kind: str, data_dir: Path) -> None:
     Logging as ``python -m local`` sets it: INFO, so every request is logged."""
     from application.settings import load
     from local.host import EmbeddedHost
+    from local.logs import configure_logging
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = dataclasses.replace(load({}), data_dir=data_dir)
     if kind == "old-crud":
         app = crud_app(data_dir / "crud.db")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import signal
 import sys
 from types import FrameType
 
 from application.settings import SettingsError, load
 from local.host import DEFAULT_HOST, EmbeddedHost, InsecureBinding
+from local.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,8 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                              "needs STOCKSTREAM_API_KEYS or STOCKSTREAM_ADMIN_KEYS)")
     parser.add_argument("--data", help="data directory (default: STOCKSTREAM_DATA or ./data)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         settings = load()
         if args.data:

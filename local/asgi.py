@@ -49,11 +49,11 @@ import functools
 import hmac
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
+from time import perf_counter
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote_plus, urlsplit
 
@@ -87,6 +87,9 @@ CLIENT_CLOSED_REQUEST = 499
 """Logged, never sent: the client went away before its request arrived whole."""
 
 DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
+
+OWN_HOSTS_REMEMBERED = 256
+"""Host headers whose verdict (our own, or 421) a keyless host remembers."""
 
 
 class _Unread(Enum):
@@ -125,6 +128,7 @@ class FunctionsHost:
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="http")
+        self._own_hosts: dict[tuple[str | None, object], bool] = {}
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
 
@@ -132,7 +136,7 @@ class FunctionsHost:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            started = time.perf_counter()
+            started = perf_counter()
             request = _Request.of(scope)
             status = await self._http(scope, request, receive, send)
             if log.isEnabledFor(logging.INFO):
@@ -141,7 +145,7 @@ class FunctionsHost:
                     log.name, logging.INFO, __file__, 0, "%s %s %d %.1fms",
                     (_printable(request.method, 32),
                      _printable(request.target, LOGGED_TARGET_LIMIT), status,
-                     (time.perf_counter() - started) * 1000), None))
+                     (perf_counter() - started) * 1000), None))
 
     # ------------------------------------------------------------- lifespan
 
@@ -195,7 +199,8 @@ class FunctionsHost:
             return await self._send(scope, problems.payload_too_large(
                 limit).response(), send, close=True)
         response = await self._call(scope, request, function, params, body)
-        if request.method in ("GET", "HEAD") and _not_modified(request.headers, response):
+        if "if-none-match" in request.headers and request.method in ("GET", "HEAD") \
+                and _not_modified(request.headers, response):
             response = func.HttpResponse(status_code=304, headers={
                 k: v for k, v in response.headers.items()
                 if k.lower() not in ("content-type", "content-length")})
@@ -236,7 +241,7 @@ class FunctionsHost:
         matches = [] if segments is None else self.routes.matches(segments)
         chosen = next(((f, p) for f, p in matches if f.accepts(method)), None)
         anonymous = chosen is not None and chosen[0].anonymous
-        if not self.keyed and not _own_host(headers.get("host"), scope):
+        if not self.keyed and not self._own_host(headers.get("host"), scope):
             return problems.misdirected_request(headers.get("host"))
         if self.keyed and not anonymous:
             level = self._key_level(request.key)
@@ -300,7 +305,8 @@ class FunctionsHost:
             method=request.method,
             url=_url(scope, request.headers, request.raw_path, request.query),
             headers=request.headers,
-            params=dict(parse_qsl(request.query, keep_blank_values=True)),
+            params=dict(parse_qsl(request.query, keep_blank_values=True)) if request.query
+            else {},
             route_params=params,
             body=body,
         )
@@ -319,6 +325,19 @@ class FunctionsHost:
             return func.HttpResponse(result)
         log.error("function %s returned %r, not an HttpResponse", function.name, type(result))
         return problems.internal_error().response()
+
+    def _own_host(self, host: str | None, scope: Scope) -> bool:
+        """:func:`_own_host`, remembered per Host header and bound address: every request
+        of a connection names the same Host, so it is decided once, not parsed per request."""
+        server = scope.get("server")
+        key = (host, server[0] if server else None)
+        known = self._own_hosts.get(key)
+        if known is None:
+            known = _own_host(host, scope)
+            if len(self._own_hosts) >= OWN_HOSTS_REMEMBERED:
+                self._own_hosts.clear()  # a flood of made-up names cannot grow it
+            self._own_hosts[key] = known
+        return known
 
     def _origin_allowed(self, origin: str, headers: dict[str, str], scope: Scope) -> bool:
         """The host's own origin (scheme and Host of the request) or a configured one."""
@@ -350,7 +369,11 @@ class _Request:
     @classmethod
     def of(cls, scope: Scope) -> _Request:
         headers = _headers(scope["headers"])
-        parts = [p for p in scope.get("query_string", b"").decode("latin-1").split("&") if p]
+        query_string = scope.get("query_string")
+        if not query_string:  # most requests: nothing to take the key out of
+            return cls(str(scope["method"]).upper(), headers, _raw_path(scope), "",
+                       headers.get("x-functions-key") or "")
+        parts = [p for p in query_string.decode("latin-1").split("&") if p]
         codes = [p for p in parts if unquote_plus(p.partition("=")[0]) == "code"]
         code = unquote_plus(codes[0].partition("=")[2]) if codes else ""
         return cls(
@@ -379,9 +402,11 @@ def _printable(text: str, limit: int) -> str:
 
 def _not_modified(headers: dict[str, str], response: func.HttpResponse) -> bool:
     """A 200 whose ETag ``If-None-Match`` names (weak comparison, RFC 9110 §13.1.2)."""
-    etag = response.headers.get("etag")
     condition = headers.get("if-none-match")
-    if response.status_code != 200 or not etag or condition is None:
+    if condition is None or response.status_code != 200:
+        return False
+    etag = response.headers.get("etag")
+    if not etag:
         return False
     given = {t.strip().removeprefix("W/") for t in condition.split(",")}
     return "*" in given or etag.strip().removeprefix("W/") in given

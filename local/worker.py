@@ -22,6 +22,7 @@ from types import FrameType
 
 from application.settings import SettingsError, load
 from composition.embedded import EmbeddedProcess, embedded_services
+from local.logs import configure_logging
 from local.pipeline import start_pipeline
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int,
                         help="stop when this process (the supervising host) is gone")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
+    configure_logging(prefix="worker ")
     try:
         settings = load()
     except SettingsError as error:
