@@ -7,8 +7,8 @@ figures of one run on one described machine, and a test can tell when someone ed
 figure by hand or ran part of the suite and left the pages behind. Partial runs
 (``--only``, ``--quick``) print their table and keep it under ``bench/results/`` only.
 
-``python -m bench.report`` re-renders the blocks from the committed record (after a
-wording change here, say); it never measures anything.
+``python -m bench.report`` re-renders the chart and the blocks from the committed record
+(after a wording change here, say); it never measures anything.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def chart(rows: list[Row], path: Path) -> None:
     if not charted:
         return
     fig, ax = plt.subplots(figsize=(10, 0.5 * len(charted) + 1.5))
-    names = [r.scenario[:60] for r, _ in charted]
+    names = [r.scenario if len(r.scenario) <= 64 else r.scenario[:63] + "…" for r, _ in charted]
     colours = ["#3b7dd8" if (met := goal_met(r)) is None else ("#2e9e5b" if met else "#d9822b")
                for r, _ in charted]
     ax.barh(names, [ratio for _, ratio in charted], color=colours)
@@ -114,13 +114,13 @@ def chart(rows: list[Row], path: Path) -> None:
         if (goal := _goal_ratio(row.goal)) is not None:
             ax.plot([goal, goal], [y - 0.4, y + 0.4], color="black", linewidth=2)
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("ratio to the baseline measured in the same run "
+    ax.set_xlabel("ratio to the baseline measured in the same run\n"
                   "(black tick: the goal; green: met, orange: missed)")
     ax.set_title("Stockstream benchmarks")
     ax.invert_yaxis()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # long scenario names stay whole
     plt.close(fig)
 
 
@@ -199,7 +199,9 @@ def record(document: dict[str, Any], rows: list[Row]) -> None:
 
 
 def main() -> int:
-    changed = rewrite_pages(json.loads(RECORD.read_text()))
+    document = json.loads(RECORD.read_text())
+    chart(rows_of(document), CHART)
+    changed = rewrite_pages(document)
     for page in changed:
         print(f"rewritten: {page.relative_to(ROOT)}")
     return 0
