@@ -27,7 +27,12 @@ from domain.stock_item import StockItem
 from functions import problems
 from functions.batch import answer_batch
 from functions.container import get_services
-from functions.http_answers import json_response, require_reconciliation
+from functions.http_answers import (
+    etag,
+    json_response,
+    require_reconciliation,
+    unless_not_modified,
+)
 from functions.http_routes import ROUTE_PREFIX, HttpBlueprint
 from functions.orders import group_locations
 from functions.requests import (
@@ -91,11 +96,6 @@ def _order_id(req: func.HttpRequest) -> str:
     return require_identifier("order_id", req.route_params.get("order_id"))
 
 
-def etag(version: int) -> dict[str, str]:
-    """The ``ETag`` header of a stream at ``version`` (what ``If-Match`` names)."""
-    return {"ETag": f'"{version}"'}
-
-
 def _position(result_position: Any, status: int = 200,
               headers: dict[str, str] | None = None) -> func.HttpResponse:
     """The position answer, with the stream version it reflects as its ``ETag``."""
@@ -115,10 +115,7 @@ RESERVATION = STOCK + "/reservations/{order_id}"
 def get_position(req: func.HttpRequest) -> func.HttpResponse:
     sku, location = _stock_item(req)
     position = services().queries.position(sku, location)
-    tag = etag(position.version)
-    if tag["ETag"] in [t.strip() for t in (req.headers.get("if-none-match") or "").split(",")]:
-        return func.HttpResponse(status_code=304, headers=tag)
-    return _position(position)
+    return unless_not_modified(req, position.version, lambda: _position(position))
 
 
 @bp.http("list_events", STOCK + "/events", ["GET"],

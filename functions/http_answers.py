@@ -118,3 +118,23 @@ def require_reconciliation() -> ReconciliationServices:
     except ReconciliationUnavailable as error:
         raise problems.Problem(503, "reconciliation-unavailable", "Service unavailable",
                                str(error)) from None
+
+
+def etag(version: int) -> dict[str, str]:
+    """The ``ETag`` header of a stream at ``version`` (what ``If-Match`` names)."""
+    return {"ETag": f'"{version}"'}
+
+
+def unless_not_modified(req: func.HttpRequest, version: int,
+                        answer: Callable[[], func.HttpResponse]) -> func.HttpResponse:
+    """A GET's answer, or 304 when ``If-None-Match`` names the stream's ETag at ``version``.
+
+    Decided in the function, so Azure answers 304 as the embedded host does (whose host
+    also turns any 200 with a matching ``ETag`` into a 304)."""
+    tag = etag(version)
+    condition = req.headers.get("if-none-match") or ""
+    named = [t.strip().removeprefix("W/") for t in condition.split(",")]
+    if tag["ETag"] in named or "*" in named:
+        return func.HttpResponse(status_code=304, headers=tag)
+    return answer()
+

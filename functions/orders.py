@@ -23,10 +23,10 @@ from pydantic import Field
 from application.orders import LocationGroups, Orders
 from domain.identifiers import require_identifier
 from domain.location_group import MAX_LOCATIONS
-from domain.order import MAX_LINES
+from domain.order import MAX_LINES, OrderView
 from domain.stock_item import MAX_TTL_SECONDS
 from functions.container import get_services
-from functions.http_answers import json_response
+from functions.http_answers import etag, json_response, unless_not_modified
 from functions.http_routes import ROUTE_PREFIX, HttpBlueprint
 from functions.requests import Identifier, Quantity, RequestBody, parse_body
 from functions.responses import ResponseBody, Utc
@@ -149,6 +149,12 @@ def _group(req: func.HttpRequest) -> str:
     return require_identifier("group", req.route_params.get("group"))
 
 
+def _answer(order: OrderView, status: int = 200,
+            headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """The order, with its own stream's version as the ``ETag``."""
+    return json_response(OrderOut.of(order), status, {**etag(order.version), **(headers or {})})
+
+
 ORDER = "orders/{order_id}/reservation"
 GROUP = "location-groups/{group}"
 
@@ -164,7 +170,7 @@ GROUP = "location-groups/{group}"
                  "409 `order-conflict` for another request on an open order, `order-closed` "
                  "for a released or fulfilled one.",
          request=OrderRequestBody, responses={200: OrderOut, 201: OrderOut},
-         problems=(409, 422, 503))
+         problems=(409, 422, 503), headers=("ETag",))
 def place_order(req: func.HttpRequest) -> func.HttpResponse:
     order_id = _order_id(req)
     body = parse_body(req, OrderRequestBody)
@@ -174,26 +180,28 @@ def place_order(req: func.HttpRequest) -> func.HttpResponse:
         [line.model_dump(exclude_none=True) for line in body.lines],
         body.mode, body.ttl_seconds)
     if answer.created:
-        return json_response(OrderOut.of(answer.order), 201,
-                             {"Location": f"/{ROUTE_PREFIX}/orders/{order_id}/reservation"})
-    return json_response(OrderOut.of(answer.order))
+        return _answer(answer.order, 201,
+                       {"Location": f"/{ROUTE_PREFIX}/orders/{order_id}/reservation"})
+    return _answer(answer.order)
 
 
 @bp.http("get_order", ORDER, ["GET"],
          summary="The order (after driving any work a crash left on it to its end).",
-         responses={200: OrderOut}, problems=(404, 422, 503))
+         responses={200: OrderOut, 304: None}, problems=(404, 422, 503),
+         headers=("ETag",))
 def get_order(req: func.HttpRequest) -> func.HttpResponse:
-    order_id = _order_id(req)
-    return json_response(OrderOut.of(_orders().get(order_id)))
+    order = _orders().get(_order_id(req))
+    return unless_not_modified(req, order.version, lambda: _answer(order))
 
 
 @bp.http("release_order", ORDER, ["DELETE"],
          summary="Release every hold of the order; a repeat changes nothing; 404 if it was "
                  "never placed, 409 `order-closed` after fulfilment.",
-         responses={200: OrderOut}, problems=(404, 409, 422, 503))
+         responses={200: OrderOut}, problems=(404, 409, 422, 503),
+         headers=("ETag",))
 def release_order(req: func.HttpRequest) -> func.HttpResponse:
     order_id = _order_id(req)
-    return json_response(OrderOut.of(_orders().release(order_id)))
+    return _answer(_orders().release(order_id))
 
 
 @bp.http("fulfil_order", "orders/{order_id}/fulfilment", ["POST"],
@@ -201,12 +209,12 @@ def release_order(req: func.HttpRequest) -> func.HttpResponse:
                  "the others stay held. A repeat changes nothing; 409 `order-closed` after "
                  "release.",
          request=OrderFulfilmentRequest, request_required=False, responses={200: OrderOut},
-         problems=(404, 409, 422, 503))
+         problems=(404, 409, 422, 503), headers=("ETag",))
 def fulfil_order(req: func.HttpRequest) -> func.HttpResponse:
     order_id = _order_id(req)
     body = parse_body(req, OrderFulfilmentRequest, required=False)
     lines = None if body.lines is None else [line.model_dump() for line in body.lines]
-    return json_response(OrderOut.of(_orders().fulfil(order_id, lines)))
+    return _answer(_orders().fulfil(order_id, lines))
 
 
 # ------------------------------------------------------------------------ groups

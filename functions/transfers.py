@@ -23,7 +23,7 @@ from application.transfers import Transfers
 from domain.identifiers import require_identifier
 from domain.transfer import TransferRequest, TransferView
 from functions.container import get_services
-from functions.http_answers import json_response
+from functions.http_answers import etag, json_response, unless_not_modified
 from functions.http_routes import ROUTE_PREFIX, HttpBlueprint
 from functions.requests import Identifier, Quantity, RequestBody, parse_body
 from functions.responses import ResponseBody, Utc
@@ -88,7 +88,9 @@ def _transfer_id(req: func.HttpRequest) -> str:
 
 def _answer(transfer: TransferView, status: int = 200,
             headers: dict[str, str] | None = None) -> func.HttpResponse:
-    return json_response(TransferOut.of(transfer), status, headers)
+    """The transfer, with its own stream's version as the ``ETag``."""
+    return json_response(TransferOut.of(transfer), status,
+                         {**etag(transfer.version), **(headers or {})})
 
 
 TRANSFER = "transfers/{transfer_id}"
@@ -99,7 +101,7 @@ TRANSFER = "transfers/{transfer_id}"
                  "`to_location`: 201 (status `requested`); the same body again 200; another "
                  "body 409 `transfer-conflict`.",
          request=TransferRequestBody, responses={200: TransferOut, 201: TransferOut},
-         problems=(409, 422, 503))
+         problems=(409, 422, 503), headers=("ETag",))
 def request_transfer(req: func.HttpRequest) -> func.HttpResponse:
     transfer_id = _transfer_id(req)
     body = parse_body(req, TransferRequestBody)
@@ -115,9 +117,11 @@ def request_transfer(req: func.HttpRequest) -> func.HttpResponse:
 @bp.http("get_transfer", TRANSFER, ["GET"],
          summary="The transfer (after driving any work a crash left on it to its end); 404 "
                  "`unknown-transfer`.",
-         responses={200: TransferOut}, problems=(404, 422, 503))
+         responses={200: TransferOut, 304: None}, problems=(404, 422, 503),
+         headers=("ETag",))
 def get_transfer(req: func.HttpRequest) -> func.HttpResponse:
-    return _answer(_transfers().get(_transfer_id(req)))
+    transfer = _transfers().get(_transfer_id(req))
+    return unless_not_modified(req, transfer.version, lambda: _answer(transfer))
 
 
 @bp.http("ship_transfer", TRANSFER + "/shipment", ["POST"],
@@ -126,7 +130,8 @@ def get_transfer(req: func.HttpRequest) -> func.HttpResponse:
                  "units and safety stock stay), the destination's incoming up with the "
                  "transfer id as reference. A repeat changes nothing; a cancelled transfer "
                  "409 `transfer-status-conflict`.",
-         responses={200: TransferOut}, problems=(404, 409, 422, 503))
+         responses={200: TransferOut}, problems=(404, 409, 422, 503),
+         headers=("ETag",))
 def ship_transfer(req: func.HttpRequest) -> func.HttpResponse:
     return _answer(_transfers().ship(_transfer_id(req)))
 
@@ -137,7 +142,7 @@ def ship_transfer(req: func.HttpRequest) -> func.HttpResponse:
                  "until close. The same quantity again changes nothing; another 409 "
                  "`transfer-conflict`; before shipment 409 `transfer-status-conflict`.",
          request=TransferReceiptRequest, responses={200: TransferOut},
-         problems=(404, 409, 422, 503))
+         problems=(404, 409, 422, 503), headers=("ETag",))
 def receive_transfer(req: func.HttpRequest) -> func.HttpResponse:
     transfer_id = _transfer_id(req)
     body = parse_body(req, TransferReceiptRequest)
@@ -148,7 +153,8 @@ def receive_transfer(req: func.HttpRequest) -> func.HttpResponse:
          summary="Close: what was shipped and not received is recorded as lost in transit "
                  "at the destination. A repeat changes nothing; before shipment 409 "
                  "`transfer-status-conflict`.",
-         responses={200: TransferOut}, problems=(404, 409, 422, 503))
+         responses={200: TransferOut}, problems=(404, 409, 422, 503),
+         headers=("ETag",))
 def close_transfer(req: func.HttpRequest) -> func.HttpResponse:
     return _answer(_transfers().close(_transfer_id(req)))
 
@@ -156,7 +162,8 @@ def close_transfer(req: func.HttpRequest) -> func.HttpResponse:
 @bp.http("cancel_transfer", TRANSFER, ["DELETE"],
          summary="Cancel a transfer not yet shipped; a repeat changes nothing; after "
                  "shipment 409 `transfer-status-conflict`.",
-         responses={200: TransferOut}, problems=(404, 409, 422, 503))
+         responses={200: TransferOut}, problems=(404, 409, 422, 503),
+         headers=("ETag",))
 def cancel_transfer(req: func.HttpRequest) -> func.HttpResponse:
     return _answer(_transfers().cancel(_transfer_id(req)))
 

@@ -289,3 +289,20 @@ def test_the_sweep_timer_drives_due_orders(stocked: Services,
     with caplog.at_level(logging.INFO):
         FUNCTIONS["sweep_orders"].get_user_function()(TimerRequest(past_due=False))
     assert "order sweep drove" in caplog.text
+
+
+def test_every_order_answer_carries_its_stream_version_as_etag_and_a_get_answers_304(
+        stocked: Services):
+    placed = place("O-ETAG", cart(line(A, 1), line(B, 1)))
+    assert placed.status == 201
+    tag = placed.headers["ETag"]
+    assert tag == f'"{order_events(stocked, "O-ETAG")}"'
+    read = call("get_order", "GET", {"order_id": "O-ETAG"})
+    assert read.status == 200 and read.headers["ETag"] == tag
+    assert call("get_order", "GET", {"order_id": "O-ETAG"},
+                headers={"If-None-Match": tag}).status == 304
+    released = call("release_order", "DELETE", {"order_id": "O-ETAG"})
+    assert released.status == 200 and released.headers["ETag"] != tag
+    assert released.headers["ETag"] == f'"{order_events(stocked, "O-ETAG")}"'
+    assert call("get_order", "GET", {"order_id": "O-ETAG"},
+                headers={"If-None-Match": tag}).status == 200  # changed since

@@ -315,3 +315,20 @@ def test_the_sweep_timer_runs_the_transfer_sweep(stocked: Services,
     with caplog.at_level(logging.INFO):
         FUNCTIONS["sweep_transfers"].get_user_function()(TimerRequest(past_due=False))
     assert "transfer sweep drove 0 transfers" in caplog.text
+
+
+def test_every_transfer_answer_carries_its_stream_version_as_etag_and_a_get_answers_304(
+        container: Services):
+    receive(DC, 10)
+    requested = put("T-ETAG", BODY)
+    assert requested.status == 201
+    tag = requested.headers["ETag"]
+    assert tag == f'"{len(transfer_events(container, "T-ETAG"))}"'
+    assert act("get_transfer", "T-ETAG").headers["ETag"] == tag
+    assert call("get_transfer", "GET", {"transfer_id": "T-ETAG"},
+                headers={"If-None-Match": tag}).status == 304
+    shipped = act("ship_transfer", "T-ETAG")
+    assert shipped.status == 200
+    assert shipped.headers["ETag"] == f'"{len(transfer_events(container, "T-ETAG"))}"' != tag
+    assert call("get_transfer", "GET", {"transfer_id": "T-ETAG"},
+                headers={"If-None-Match": tag}).status == 200
