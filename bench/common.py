@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -115,6 +116,13 @@ class ServerProcess:
         if not self.url.startswith("http://"):
             self.stop()
             raise RuntimeError(f"the server did not start; see {data_dir}/server.log")
+
+    def cpu_seconds(self) -> float:
+        """The CPU the server used so far, user and system (``/proc/PID/stat``): divided by
+        the requests of a run, what a request costs the server whatever else the machine
+        runs, which its rate is not."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> str:
         self.process.terminate()

@@ -17,6 +17,12 @@ Python client competing for the same cores:
 Scenarios: ``PUT .../reservations/{order_id}`` with a new order id every request over 256
 SKU-locations (ours vs the CRUD service, and vs the old in-host CRUD), and ``GET`` of a
 route that answers 404 vs the hello world. Each figure is the median over the rounds.
+
+Where a 404's cost goes: two more servers join the 404 rounds, our host with INFO off and
+the hello world served by uvicorn as our host sets it up (``local.host.server_config``),
+and every server's CPU during each run (``/proc/PID/stat``) divided by its requests is
+reported against the hello world's: the protocol, then our ASGI application and the
+catch-all function, then the access line.
 Without ``wrk`` the benchmark is skipped with a message (``apt-get install -y wrk``).
 Run alone with ``python -m bench.http_reservations [--quick]``.
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import shutil
 import sqlite3
@@ -111,15 +118,31 @@ def crud_app(path: Path) -> func.FunctionApp:
 
 
 def serve(kind: str, data_dir: Path) -> None:
-    """Run our host in this process (``--serve ours|old-crud DIR``); prints its URL first.
+    """Run a server in this process (``--serve KIND DIR``); prints its URL first.
 
-    Logging as ``python -m local`` sets it: INFO, so every request is logged."""
+    ``ours`` and ``old-crud``: our host, logging as ``python -m local`` sets it (INFO, so
+    every request is logged); ``ours-quiet``: our host with INFO off; ``protocol``: the
+    hello world served by uvicorn as our host sets it up (its HTTP protocol and timeouts),
+    without our ASGI application."""
     from application.settings import load
-    from local.host import EmbeddedHost
+    from local.host import EmbeddedHost, server_config
     from local.logs import configure_logging
 
-    configure_logging()
+    configure_logging(logging.WARNING if kind in ("ours-quiet", "protocol") else logging.INFO)
     settings = dataclasses.replace(load({}), data_dir=data_dir)
+    if kind == "protocol":
+        import socket
+
+        import uvicorn
+
+        from bench.baselines.hello import app as hello
+
+        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1024)
+        print(f"http://127.0.0.1:{listening.getsockname()[1]}", flush=True)
+        uvicorn.Server(server_config(hello, settings, lifespan="off")).run(sockets=[listening])
+        return
     if kind == "old-crud":
         app = crud_app(data_dir / "crud.db")
     else:
@@ -133,7 +156,7 @@ def servers(data_dir: Path, kinds: list[str]) -> dict[str, ServerProcess]:
     started: dict[str, ServerProcess] = {}
     for kind in kinds:
         directory = data_dir / kind
-        if kind in ("ours", "old-crud"):
+        if kind in ("ours", "old-crud", "ours-quiet", "protocol"):
             started[kind] = ServerProcess("bench.http_reservations", directory, kind)
         else:
             started[kind] = ServerProcess(f"bench.baselines.{kind}", directory)
@@ -148,6 +171,7 @@ class WrkRun:
     rate: float
     requests: int
     unexpected: int  # non-2xx/3xx answers, socket errors
+    server_cpu: float | None = None  # seconds of the server's CPU during the run
 
     @classmethod
     def parse(cls, output: str, *, errors_expected: bool) -> WrkRun:
@@ -188,14 +212,20 @@ def receive_stock(url: str) -> None:
 
 
 def alternate(targets: dict[str, tuple[str, dict[str, object]]], rounds: int,
-              seconds: float) -> dict[str, list[WrkRun]]:
-    """Each target's runs: every round runs every target once, the order alternating."""
+              seconds: float, servers: dict[str, ServerProcess] | None = None
+              ) -> dict[str, list[WrkRun]]:
+    """Each target's runs: every round runs every target once, the order alternating. A
+    target named in ``servers`` has its server's CPU during each run measured too."""
     runs: dict[str, list[WrkRun]] = {name: [] for name in targets}
     names = list(targets)
     for round_ in range(rounds):
         for name in names if round_ % 2 == 0 else list(reversed(names)):
             url, options = targets[name]
+            server = (servers or {}).get(name)
+            before = server.cpu_seconds() if server else 0.0
             run = wrk(url, seconds, **options)  # type: ignore[arg-type]
+            if server:
+                run = dataclasses.replace(run, server_cpu=server.cpu_seconds() - before)
             if run.unexpected:
                 raise RuntimeError(f"{name}: {run.unexpected} unexpected answers or errors")
             runs[name].append(run)
@@ -212,7 +242,8 @@ def run(quick: bool = False) -> list[Row]:
               "(apt-get install -y wrk)", file=sys.stderr)
         return []
     rounds, seconds = (2, 3.0) if quick else (5, 8.0)
-    kinds = ["ours", "crud_reservations", "hello"] + ([] if quick else ["old-crud"])
+    kinds = ["ours", "crud_reservations", "hello", "ours-quiet", "protocol"] + (
+        [] if quick else ["old-crud"])
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "reserve.lua"
         script.write_text(RESERVE_LUA)
@@ -233,11 +264,13 @@ def run(quick: bool = False) -> list[Row]:
             for name, (_url, options) in writers.items():
                 options["args"] = (options["args"][0], f"{name}-measured")  # type: ignore[index]
             writes = alternate(writers, rounds, seconds)
+            not_found: dict[str, object] = {"errors_expected": True}
             reads = alternate({
-                "ours": (f"{running['ours'].url}/api/no-such-route",
-                         {"errors_expected": True}),
+                "ours": (f"{running['ours'].url}/api/no-such-route", not_found),
                 "hello": (running["hello"].url, {}),
-            }, rounds, seconds)
+                "ours-quiet": (f"{running['ours-quiet'].url}/api/no-such-route", not_found),
+                "protocol": (running["protocol"].url, {}),
+            }, rounds, seconds, servers=running)
         finally:
             for server in running.values():
                 server.stop()
@@ -254,6 +287,7 @@ def run(quick: bool = False) -> list[Row]:
             baseline=median_rate(reads["hello"]), goal=">= 0.5",
             note="baseline: a hello-world ASGI app on the same uvicorn"),
     ]
+    rows += cost_of_a_request(reads)
     if "old-crud" in writes:
         rows.append(Row(
             scenario="HTTP (wrk): reservations vs the OLD baseline (CRUD on our own host)",
@@ -262,6 +296,29 @@ def run(quick: bool = False) -> list[Row]:
             note="old baseline: one SQLite UPDATE in a one-function app served by our own "
                  "host, so it shares our overhead; shown beside the new ones, no goal"))
     return rows
+
+
+def cost_of_a_request(reads: dict[str, list[WrkRun]]) -> list[Row]:
+    """Where a 404's cost goes, as the server's CPU a request (median over the rounds)
+    against the hello world's: rates say what a machine's other load allows, CPU a request
+    what the server does. The 404 goal (≥ 0.5 of the hello world's rate) needs ours at no
+    more than twice the hello world's CPU."""
+    def per_request(name: str) -> float:
+        return statistics.median((r.server_cpu or 0.0) / r.requests * 1e6 for r in reads[name])
+
+    hello = per_request("hello")
+    parts = [
+        ("protocol", "the hello world on our host's uvicorn set-up (header timeouts, one "
+                     "send)", "what our HTTP protocol adds to uvicorn's"),
+        ("ours-quiet", "our host's 404, INFO off", "+ our ASGI application, the catch-all "
+                                                   "function and its func objects"),
+        ("ours", "our host's 404, INFO on (as make serve)", "+ the access line"),
+    ]
+    return [Row(scenario=f"HTTP (wrk): server CPU a request, {label}",
+                unit="µs CPU/request", value=per_request(name), baseline=hello, goal="",
+                note=f"baseline: the hello world's CPU a request; {note}; no goal: the "
+                     "404 goal needs the last row at most 2.0")
+            for name, label, note in parts]
 
 
 def main(argv: list[str]) -> int:

@@ -35,7 +35,7 @@ import re
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 import azure.functions as func
 import h11
@@ -286,6 +286,18 @@ def http_protocol(header_timeout: float) -> type[Any]:
     return HeaderTimeoutH11Protocol.with_timeout(header_timeout)
 
 
+def server_config(app: Any, settings: Settings, *, lifespan: Literal["on", "off"] = "on"
+                  ) -> uvicorn.Config:
+    """How the embedded host runs uvicorn: its HTTP protocol (header timeout, one send per
+    response), the idle timeout, no access log of uvicorn's own (the host logs its
+    line), and the event loop uvicorn picks (uvloop when installed)."""
+    return uvicorn.Config(
+        app, lifespan=lifespan, access_log=False, log_config=None,
+        timeout_graceful_shutdown=10, backlog=1024,
+        http=http_protocol(settings.header_timeout_seconds), loop="auto",
+        timeout_keep_alive=settings.idle_timeout_seconds)
+
+
 def start_pipeline(services: Services) -> PipelineHandle | None:
     """Start the embedded pipeline (relay, broker, projections, timers) on SQLite, in its
     own worker process (``python -m local.worker``); ``services`` (the embedded root's
@@ -354,12 +366,7 @@ class EmbeddedHost:
                                   body_timeout=settings.body_timeout_seconds, workers=workers,
                                   on_startup=self._start_services,
                                   on_shutdown=self._stop_services, home=CONSOLE)
-        config = uvicorn.Config(
-            self.asgi, lifespan="on", access_log=False, log_config=None,
-            timeout_graceful_shutdown=10, backlog=1024,
-            http=http_protocol(settings.header_timeout_seconds), loop="auto",
-            timeout_keep_alive=settings.idle_timeout_seconds)
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(server_config(self.asgi, settings))
         self._thread: threading.Thread | None = None
 
     @property
