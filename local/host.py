@@ -49,6 +49,7 @@ from functions import problems
 from functions.console import HOME as CONSOLE
 from functions.container import use_services
 from local.asgi import FunctionsHost
+from local.heap import settle_heap
 
 log = logging.getLogger("stockstream.host")
 
@@ -360,6 +361,7 @@ class EmbeddedHost:
         self.socket.listen(1024)
         self.port: int = self.socket.getsockname()[1]
         self._ready = threading.Event()
+        self._foreground = False
         self.asgi = FunctionsHost(app, api_keys=settings.api_keys,
                                   admin_keys=settings.admin_keys,
                                   allowed_origins=settings.allowed_origins,
@@ -387,6 +389,8 @@ class EmbeddedHost:
             log.warning("STOCKSTREAM_API_KEYS is not set: requests are not authenticated, so "
                         "the host listens on loopback (%s) only", self.host)
         log.info("Stockstream listening on %s (data in %s)", self.url, self.settings.data_dir)
+        if self._foreground:
+            settle_heap()
         self._ready.set()
 
     def _stop_services(self) -> None:
@@ -404,7 +408,15 @@ class EmbeddedHost:
     # ------------------------------------------------------------- serving
 
     def run(self) -> None:
-        """Serve in this thread until SIGINT/SIGTERM (uvicorn shuts down gracefully)."""
+        """Serve in this thread until SIGINT/SIGTERM (uvicorn shuts down gracefully).
+
+        The process then serves until it is stopped, so its heap is settled once the
+        services are started (``local.heap``); ``start`` (a host inside another program)
+        leaves the program's heap alone."""
+        self._foreground = True
+        self._serve()
+
+    def _serve(self) -> None:
         self.server.run(sockets=[self.socket])
 
     def start(self, timeout: float = 30.0) -> EmbeddedHost:
@@ -412,7 +424,7 @@ class EmbeddedHost:
 
         The socket is already listening, so a request sent now queues until served.
         """
-        self._thread = threading.Thread(target=self.run, name="embedded-host", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="embedded-host", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._ready.wait(0.05):

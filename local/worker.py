@@ -22,6 +22,7 @@ from types import FrameType
 
 from application.settings import SettingsError, load
 from composition.embedded import EmbeddedProcess, embedded_services
+from local.heap import settle_heap
 from local.logs import configure_logging
 from local.pipeline import start_pipeline
 
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     services = embedded_services(settings, process=EmbeddedProcess.WORKER)
     pipeline = start_pipeline(services, relay_interval=RELAY_POLL_SECONDS)
+    settle_heap()
     print(READY, flush=True)
     # A worker whose host was killed outright is re-parented: it stops too, rather than
     # running on beside the next host's worker.

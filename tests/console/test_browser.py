@@ -192,7 +192,7 @@ def test_a_dead_letter_is_replayed_only_after_confirming(
     replay.click()
     dialog.get_by_role("button", name="Replay").click()
     expect(page.locator("#replay-outcome")).to_have_text("Replayed 1 message to availability.")
-    assert f"{replays} 200" in console_host.log()
+    console_host.wait_for_log(f"{replays} 200")
 
 
 def test_a_function_key_cannot_replay_and_the_console_says_why(

@@ -40,6 +40,14 @@ class RunningHost:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> None:
+        """Until ``text`` is in the log: INFO lines reach it in blocks, within a quarter
+        of a second (``local.logs``)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            assert time.monotonic() < deadline, self.log()[-2000:]
+            time.sleep(0.02)
+
     def store(self) -> SQLiteStockItems:
         """A second reader of the host's event store (SQLite WAL: reads never block)."""
         return SQLiteStockItems(self.data_dir / "events.db")
