@@ -17,6 +17,7 @@ from application.settings import load
 from composition import Services
 from composition.embedded import EmbeddedProcess, embedded_services
 from composition.files import EmbeddedFiles
+from local.heap import settle_heap
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,11 @@ def print_rows(rows: list[Row]) -> None:
 
 
 def services(data_dir: Path, process: EmbeddedProcess = EmbeddedProcess.COMMANDS) -> Services:
-    """The embedded services of ``process`` on ``data_dir`` (default settings otherwise)."""
-    return embedded_services(load({"STOCKSTREAM_DATA": str(data_dir)}), process=process)
+    """The embedded services of ``process`` on ``data_dir`` (default settings otherwise),
+    in a heap settled as the host settles its own once started (``local.heap``)."""
+    built = embedded_services(load({"STOCKSTREAM_DATA": str(data_dir)}), process=process)
+    settle_heap()
+    return built
 
 
 def files(data_dir: Path) -> EmbeddedFiles:
