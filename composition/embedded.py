@@ -253,7 +253,7 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
     relay = Relay(store, broker, store.checkpoints(), clock,
                   deprecated_versions_until=settings.deprecated_versions_until,
                   processes=processes, checkpoint_interval=RELAY_CHECKPOINT_SECONDS,
-                  before_checkpoint=broker.sync)
+                  before_checkpoint=broker.sync, deferred_checkpoints=True)
 
     def published(events: Sequence[StockItem.Event]) -> None:
         now = clock.now()

@@ -339,3 +339,57 @@ def test_a_relay_with_a_checkpoint_interval_never_checkpoints_past_what_it_synce
         parts.store.max_position())
     parts.drain()
     parts.assert_projection_equals_event_store()
+
+
+def test_a_relay_with_deferred_checkpoints_publishes_without_writing_one_and_checkpoints_on_call(
+    parts: Parts,
+) -> None:
+    calls: list[tuple[str, int]] = []
+    checkpoints = parts.store.checkpoints()
+
+    class Recorded:
+        def position(self, name: str) -> int:
+            return checkpoints.position(name)
+
+        def advance(self, name: str, position: int) -> None:
+            calls.append(("advance", position))
+            checkpoints.advance(name, position)
+
+    relay = Relay(parts.store, parts.broker, Recorded(), SystemClock(), batch_size=5,
+                  checkpoint_interval=0.25, deferred_checkpoints=True,
+                  before_checkpoint=lambda: calls.append(("sync", 0)))
+    some_trading(parts.commands)
+    published = relay.drain()
+
+    # Publishing, and finding the outbox empty, wrote no checkpoint: the event store's
+    # file, which commands hold, is never waited for in the relay's own thread.
+    assert published == parts.store.max_position()
+    assert calls == []
+    assert relay.status().depth == 0  # the relay knows what it published
+
+    # The owner's call syncs the broker first, then records exactly what was published.
+    assert relay.checkpoint() == 1
+    assert calls == [("sync", 0), ("advance", published)]
+    assert relay.checkpoint() == 0  # nothing new: no second write
+    assert checkpoints.position(Relay.NAME) == published
+
+
+def test_the_running_pipeline_writes_the_relays_checkpoint_in_its_own_thread_and_at_stop(
+    tmp_path: Path,
+) -> None:
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path)}),
+                                  process=EmbeddedProcess.PIPELINE)
+    assert container.pipeline is not None and container.pipeline.relay.deferred_checkpoints
+    checkpoints = container.store.checkpoints()  # type: ignore[attr-defined]
+    pipeline = start_pipeline(container)
+    try:
+        container.commands.receive("SKU-1", "STORE-1", 12)
+        deadline = time.monotonic() + 30
+        while checkpoints.position(Relay.NAME) < 2:  # created + received
+            assert time.monotonic() < deadline, "the checkpoint loop never wrote"
+            threading.Event().wait(0.01)
+        container.commands.reserve("SKU-1", "STORE-1", "order-1", 5, "web")
+    finally:
+        pipeline.stop()  # publishes what is committed and checkpoints it
+    assert checkpoints.position(Relay.NAME) == 3
+    container.close()
