@@ -86,18 +86,33 @@ def throughput(directory: Path, count: int) -> tuple[float, float, float]:
 
 
 def _watch_views(views_db: str, stop_file: str, out_file: str) -> None:
-    """In its own process: note when each (stream, version) first shows in the view."""
+    """In its own process: note when each (stream, version) first shows in the view.
+
+    Every millisecond it asks SQLite whether another connection committed to the file
+    (``PRAGMA data_version``, a few microseconds) and reads the view only then: reading
+    all of it every millisecond cost a fifth of a core, taken from the pipeline it
+    measures on two shared cores. What a reader sees is unchanged: a commit is noticed
+    at the next millisecond's look, as before."""
     seen: dict[tuple[str, str, int], float] = {}
     last: dict[tuple[str, str], int] = {}
     db = sqlite3.connect(views_db)
-    while not Path(stop_file).exists():
-        rows = db.execute("SELECT sku, location, version FROM availability").fetchall()
-        now = time.time()
-        for sku, location, version in rows:
-            before = last.get((sku, location), 0)
-            for v in range(before + 1, version + 1):
-                seen[(sku, location, v)] = now
-            last[(sku, location)] = version
+    stop = Path(stop_file)
+    read_at_version = None
+    looks = 0
+    while True:
+        looks += 1
+        if looks % 100 == 0 and stop.exists():  # a stat every 100 ms, not every look
+            break
+        (version,) = db.execute("PRAGMA data_version").fetchone()
+        if version != read_at_version:
+            read_at_version = version
+            rows = db.execute("SELECT sku, location, version FROM availability").fetchall()
+            now = time.time()
+            for sku, location, stream_version in rows:
+                before = last.get((sku, location), 0)
+                for v in range(before + 1, stream_version + 1):
+                    seen[(sku, location, v)] = now
+                last[(sku, location)] = stream_version
         time.sleep(0.001)
     Path(out_file).write_text(json.dumps([[*k, t] for k, t in seen.items()]))
 
