@@ -117,6 +117,39 @@ def _watch_views(views_db: str, stop_file: str, out_file: str) -> None:
     Path(out_file).write_text(json.dumps([[*k, t] for k, t in seen.items()]))
 
 
+def paced_reservations(commands: StockCommands, rate: float, seconds: float
+                       ) -> dict[tuple[str, str, int], float]:
+    """Reservations at ``rate`` a second for ``seconds``, paced over ``THREADS`` threads;
+    for each, when its command returned (``time.time()``), by (sku, location, version).
+
+    Each lane paces rate/THREADS, the lanes staggered, so the load is even over time and
+    commands meet in the group commit as a host's workers' do."""
+    committed: dict[tuple[str, str, int], float] = {}
+    interval = THREADS / rate
+    start = time.perf_counter() + 0.01
+    deadline = start + seconds
+
+    def lane(n: int) -> None:
+        next_at = start + n * interval / THREADS
+        i = n
+        while next_at < deadline:
+            now = time.perf_counter()
+            if now < next_at:
+                time.sleep(next_at - now)
+            result = commands.reserve(f"SKU-{i % LOCATIONS}", "STORE-1", f"lag-{i}", 1, "web")
+            event = result.events[-1]
+            committed[(event.sku, event.location, event.originator_version)] = time.time()
+            i += THREADS
+            next_at += interval
+
+    lanes = [threading.Thread(target=lane, args=(n,)) for n in range(THREADS)]
+    for thread in lanes:
+        thread.start()
+    for thread in lanes:
+        thread.join()
+    return committed
+
+
 def end_to_end_lag(directory: Path, rate: float, seconds: float) -> list[float]:
     """Lags in seconds from a command's commit returning to the availability view showing
     it, under a paced load of ``rate`` commands/s from this process. The pipeline runs in
@@ -136,33 +169,7 @@ def end_to_end_lag(directory: Path, rate: float, seconds: float) -> list[float]:
     )
     watcher.start()
     time.sleep(1.0)  # the watcher has started and seen the stock
-    committed: dict[tuple[str, str, int], float] = {}
-    # Each lane paces rate/THREADS, the lanes staggered, so the load is even over time
-    # and commands meet in the group commit as a host's workers' do.
-    interval = THREADS / rate
-    start = time.perf_counter() + 0.01
-    deadline = start + seconds
-
-    def lane(n: int) -> None:
-        next_at = start + n * interval / THREADS
-        i = n
-        while next_at < deadline:
-            now = time.perf_counter()
-            if now < next_at:
-                time.sleep(next_at - now)
-            result = container.commands.reserve(
-                f"SKU-{i % LOCATIONS}", "STORE-1", f"lag-{i}", 1, "web"
-            )
-            event = result.events[-1]
-            committed[(event.sku, event.location, event.originator_version)] = time.time()
-            i += THREADS
-            next_at += interval
-
-    lanes = [threading.Thread(target=lane, args=(n,)) for n in range(THREADS)]
-    for thread in lanes:
-        thread.start()
-    for thread in lanes:
-        thread.join()
+    committed = paced_reservations(container.commands, rate, seconds)
     target = store.max_position()  # type: ignore[attr-defined]
     give_up = time.monotonic() + 10
     while views.events_applied() < target and time.monotonic() < give_up:
