@@ -11,7 +11,9 @@
 4. End-to-end lag: the pipeline running in its worker process (as under ``make serve``)
    under a steady load from this process, paced over 16 threads (so the group commit
    carries it as it would a host's workers); for each command, the time from its commit
-   returning to the availability view showing it (watched every millisecond: p50, p99).
+   returning to the availability view showing it (a third process looks every
+   millisecond and reads the view when it changed: p50, p99). ``bench.pipeline_stages``
+   breaks that lag down stage by stage.
    At half the group-commit rate (goal: p99 under 100 ms, stretch 25 ms), at a quarter
    of it, and at half the single-thread rate (the load the goal meant before).
 """
