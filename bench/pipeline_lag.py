@@ -27,6 +27,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
@@ -119,6 +120,32 @@ def _watch_views(views_db: str, stop_file: str, out_file: str) -> None:
     Path(out_file).write_text(json.dumps([[*k, t] for k, t in seen.items()]))
 
 
+def await_view(views: SQLiteAvailabilityViews, target: int, seconds: float) -> None:
+    """Until the view has applied ``target`` events, or ``seconds`` have passed."""
+    give_up = time.monotonic() + seconds
+    while views.events_applied() < target and time.monotonic() < give_up:
+        time.sleep(0.01)
+
+
+def start_watcher(directory: Path) -> Callable[[], dict[tuple[str, str, int], float]]:
+    """Start ``_watch_views`` in its own process on the view under ``directory`` (after a
+    second, so it has seen the stock); the call returned stops it and answers when it saw
+    each (sku, location, version)."""
+    stop_file, out_file = directory / "stop-watching", directory / "seen.json"
+    watcher = multiprocessing.get_context("spawn").Process(
+        target=_watch_views, args=(str(files(directory).views), str(stop_file), str(out_file))
+    )
+    watcher.start()
+    time.sleep(1.0)
+
+    def stop() -> dict[tuple[str, str, int], float]:
+        stop_file.touch()
+        watcher.join(15)
+        return {(sku, loc, int(v)): t for sku, loc, v, t in json.loads(out_file.read_text())}
+
+    return stop
+
+
 def paced_reservations(commands: StockCommands, rate: float, seconds: float
                        ) -> dict[tuple[str, str, int], float]:
     """Reservations at ``rate`` a second for ``seconds``, paced over ``THREADS`` threads;
@@ -165,20 +192,10 @@ def end_to_end_lag(directory: Path, rate: float, seconds: float) -> list[float]:
     store = container.store
     while views.events_applied() < store.max_position():  # type: ignore[attr-defined]
         time.sleep(0.01)
-    stop_file, out_file = directory / "stop-watching", directory / "seen.json"
-    watcher = multiprocessing.get_context("spawn").Process(
-        target=_watch_views, args=(str(files(directory).views), str(stop_file), str(out_file))
-    )
-    watcher.start()
-    time.sleep(1.0)  # the watcher has started and seen the stock
+    stop_watching = start_watcher(directory)
     committed = paced_reservations(container.commands, rate, seconds)
-    target = store.max_position()  # type: ignore[attr-defined]
-    give_up = time.monotonic() + 10
-    while views.events_applied() < target and time.monotonic() < give_up:
-        time.sleep(0.01)
-    stop_file.touch()
-    watcher.join(15)
-    seen = {(sku, loc, int(v)): t for sku, loc, v, t in json.loads(out_file.read_text())}
+    await_view(views, store.max_position(), 10)  # type: ignore[attr-defined]
+    seen = stop_watching()
     worker.stop()
     container.close()
     return [seen[key] - at for key, at in committed.items() if key in seen]

@@ -12,7 +12,8 @@ reservation it reports the gaps
 
 as p50 / p90 / p99 / max, the end-to-end lag they add up to, how long the relay's
 checkpoint steps and the consumer's visits took, and each process's CPU share over the
-load. Run: ``python -m bench.pipeline_stages RATE [SECONDS]``; the wrappers cost a few
+load (the watcher's is a few hundredths of a core since it reads only on change). Run:
+``python -m bench.pipeline_stages RATE [SECONDS]``; the wrappers cost a few
 microseconds an event, so read the lag from ``bench.pipeline_lag`` and the shares here.
 """
 
@@ -30,8 +31,14 @@ from typing import Any
 
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.settings import load
-from bench.common import files, services
-from bench.pipeline_lag import _percentile, _stock, _watch_views, paced_reservations
+from bench.common import services
+from bench.pipeline_lag import (
+    _percentile,
+    _stock,
+    await_view,
+    paced_reservations,
+    start_watcher,
+)
 from composition.embedded import EmbeddedProcess, embedded_services
 from local.pipeline import start_pipeline
 from local.worker import RELAY_POLL_SECONDS
@@ -144,28 +151,19 @@ def stages(directory: Path, rate: float, seconds: float) -> list[str]:
     assert isinstance(views, SQLiteAvailabilityViews)
     while views.events_applied() < store.max_position():  # type: ignore[attr-defined]
         time.sleep(0.01)
-    stop_file, seen_file = directory / "stop-watching", directory / "seen.json"
-    watcher = spawn.Process(target=_watch_views,
-                            args=(str(files(directory).views), str(stop_file), str(seen_file)))
-    watcher.start()
-    time.sleep(1.0)
-    pids = {"worker": worker.pid or 0, "commands": os.getpid(), "watcher": watcher.pid or 0}
+    stop_watching = start_watcher(directory)
+    pids = {"worker": worker.pid or 0, "commands": os.getpid()}
     cpu = {name: _cpu_seconds(pid) for name, pid in pids.items()}
     started = time.perf_counter()
     committed = {_key(*key): at for key, at in
                  paced_reservations(container.commands, rate, seconds).items()}
     wall = time.perf_counter() - started
     shares = {name: (_cpu_seconds(pid) - cpu[name]) / wall for name, pid in pids.items()}
-    target = store.max_position()  # type: ignore[attr-defined]
-    give_up = time.monotonic() + 30
-    while views.events_applied() < target and time.monotonic() < give_up:
-        time.sleep(0.01)
-    stop_file.touch()
-    watcher.join(15)
+    await_view(views, store.max_position(), 30)  # type: ignore[attr-defined]
+    seen = {_key(*key): at for key, at in stop_watching().items()}
     worker_stop.touch()
     worker.join(60)
     container.close()
-    seen = {_key(*row[:3]): row[3] for row in json.loads(seen_file.read_text())}
     measured = json.loads(worker_out.read_text())
     chain = [committed, *(measured["stamps"][s] for s in STAGES[1:6]), seen]
     keys = [k for k in committed if all(k in stage for stage in chain)]

@@ -24,7 +24,7 @@ from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
 from application.consumer import EventConsumer, SessionConsumer
-from application.ports import MessagePublisher, OutgoingMessage, StoreUnavailable
+from application.ports import Checkpoints, MessagePublisher, OutgoingMessage, StoreUnavailable
 from application.relay import Relay, to_message
 from application.replay import DeadLetterReplay
 from application.settings import load
@@ -304,21 +304,28 @@ def test_a_visit_applies_many_sessions_in_one_batch_and_a_failed_batch_settles_n
     assert parts.views.events_applied() == parts.store.max_position()
 
 
+class RecordedCheckpoints:
+    """The store's checkpoints, each write noted in ``calls`` (beside the syncs a test
+    notes there too), so a test sees what was written and in which order."""
+
+    def __init__(self, checkpoints: Checkpoints, calls: list[tuple[str, int]]) -> None:
+        self.checkpoints, self.calls = checkpoints, calls
+
+    def position(self, name: str) -> int:
+        return self.checkpoints.position(name)
+
+    def advance(self, name: str, position: int) -> None:
+        self.calls.append(("advance", position))
+        self.checkpoints.advance(name, position)
+
+
 def test_a_relay_with_a_checkpoint_interval_never_checkpoints_past_what_it_synced(
     parts: Parts,
 ) -> None:
     calls: list[tuple[str, int]] = []
     checkpoints = parts.store.checkpoints()
-
-    class Recorded:
-        def position(self, name: str) -> int:
-            return checkpoints.position(name)
-
-        def advance(self, name: str, position: int) -> None:
-            calls.append(("advance", position))
-            checkpoints.advance(name, position)
-
-    relay = Relay(parts.store, parts.broker, Recorded(), SystemClock(), batch_size=5,
+    relay = Relay(parts.store, parts.broker, RecordedCheckpoints(checkpoints, calls),
+                  SystemClock(), batch_size=5,
                   checkpoint_interval=3600,
                   before_checkpoint=lambda: calls.append(("sync", 0)))
     some_trading(parts.commands)  # 28 events
@@ -346,16 +353,8 @@ def test_a_relay_with_deferred_checkpoints_publishes_without_writing_one_and_che
 ) -> None:
     calls: list[tuple[str, int]] = []
     checkpoints = parts.store.checkpoints()
-
-    class Recorded:
-        def position(self, name: str) -> int:
-            return checkpoints.position(name)
-
-        def advance(self, name: str, position: int) -> None:
-            calls.append(("advance", position))
-            checkpoints.advance(name, position)
-
-    relay = Relay(parts.store, parts.broker, Recorded(), SystemClock(), batch_size=5,
+    relay = Relay(parts.store, parts.broker, RecordedCheckpoints(checkpoints, calls),
+                  SystemClock(), batch_size=5,
                   checkpoint_interval=0.25, deferred_checkpoints=True,
                   before_checkpoint=lambda: calls.append(("sync", 0)))
     some_trading(parts.commands)
