@@ -319,15 +319,18 @@ class RecordedCheckpoints:
         self.checkpoints.advance(name, position)
 
 
+def recorded_relay(parts: Parts, calls: list[tuple[str, int]], **options: Any) -> Relay:
+    """A relay of 5-event batches whose syncs and checkpoint writes are noted in ``calls``."""
+    return Relay(parts.store, parts.broker,
+                 RecordedCheckpoints(parts.store.checkpoints(), calls), SystemClock(),
+                 batch_size=5, before_checkpoint=lambda: calls.append(("sync", 0)), **options)
+
+
 def test_a_relay_with_a_checkpoint_interval_never_checkpoints_past_what_it_synced(
     parts: Parts,
 ) -> None:
     calls: list[tuple[str, int]] = []
-    checkpoints = parts.store.checkpoints()
-    relay = Relay(parts.store, parts.broker, RecordedCheckpoints(checkpoints, calls),
-                  SystemClock(), batch_size=5,
-                  checkpoint_interval=3600,
-                  before_checkpoint=lambda: calls.append(("sync", 0)))
+    relay = recorded_relay(parts, calls, checkpoint_interval=3600)
     some_trading(parts.commands)  # 28 events
     assert relay.pump() == 5
     assert relay.pump() == 5
@@ -352,11 +355,7 @@ def test_a_relay_with_deferred_checkpoints_publishes_without_writing_one_and_che
     parts: Parts,
 ) -> None:
     calls: list[tuple[str, int]] = []
-    checkpoints = parts.store.checkpoints()
-    relay = Relay(parts.store, parts.broker, RecordedCheckpoints(checkpoints, calls),
-                  SystemClock(), batch_size=5,
-                  checkpoint_interval=0.25, deferred_checkpoints=True,
-                  before_checkpoint=lambda: calls.append(("sync", 0)))
+    relay = recorded_relay(parts, calls, checkpoint_interval=0.25, deferred_checkpoints=True)
     some_trading(parts.commands)
     published = relay.drain()
 
@@ -370,7 +369,7 @@ def test_a_relay_with_deferred_checkpoints_publishes_without_writing_one_and_che
     assert relay.checkpoint() == 1
     assert calls == [("sync", 0), ("advance", published)]
     assert relay.checkpoint() == 0  # nothing new: no second write
-    assert checkpoints.position(Relay.NAME) == published
+    assert parts.store.checkpoints().position(Relay.NAME) == published
 
 
 def test_the_running_pipeline_writes_the_relays_checkpoint_in_its_own_thread_and_at_stop(
