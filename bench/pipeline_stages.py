@@ -11,10 +11,11 @@ reservation it reports the gaps
     → applied (the visit's view commit; settling starts) → settled → seen by the watcher
 
 as p50 / p90 / p99 / max, the end-to-end lag they add up to, how long the relay's
-checkpoint steps and the consumer's visits took, and each process's CPU share over the
-load (the watcher's is a few hundredths of a core since it reads only on change). Run:
-``python -m bench.pipeline_stages RATE [SECONDS]``; the wrappers cost a few
-microseconds an event, so read the lag from ``bench.pipeline_lag`` and the shares here.
+checkpoint steps and the consumer's visits took, and the worker's and the command
+process's CPU share over the load (the watcher's is a few hundredths of a core, as it
+reads the view only when it changed). Run: ``python -m bench.pipeline_stages RATE
+[SECONDS]``; the wrappers cost a few microseconds an event, so read the lag from
+``bench.pipeline_lag`` and the shares here.
 """
 
 from __future__ import annotations
