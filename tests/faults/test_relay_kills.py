@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,60 @@ def test_the_suite_catches_a_relay_that_checkpoints_before_publishing(
     reliability.record("a checkpoint-first relay (deliberate bug)", kills=KILLS,
                        lost_events_caught=len(lost))
     assert lost, "a checkpoint-first relay killed mid-batch must lose events"
+
+
+WORKER_KILLS = int(os.environ.get("STOCKSTREAM_FAULT_WORKER_KILLS", "3"))
+
+
+def start_worker(data: Path) -> subprocess.Popen[bytes]:
+    """``python -m local.worker`` on ``data``: the relay whose checkpoint a thread of its
+    own writes every 250 ms (``deferred_checkpoints``), the consumer, the sweeps."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.worker", "--data", str(data)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == b"pipeline ready"
+    return process
+
+
+def test_killing_the_pipeline_worker_between_its_publishes_and_checkpoints_loses_nothing(
+    data: Path, reliability: Any
+) -> None:
+    store = SQLiteStockItems(data / "events.db")
+    commands = StockCommands(store, SystemClock())
+    for n in range(SKUS):
+        commands.receive(f"SKU-{n}", "STORE-1", 1000)
+    rng = random.Random(20261203)
+    with Load(commands):
+        for _ in range(WORKER_KILLS):
+            worker = start_worker(data)
+            # Across checkpoint intervals: some kills land with up to 250 ms of events
+            # published and not yet checkpointed.
+            threading.Event().wait(rng.uniform(0.1, 0.8))
+            kill(worker)
+    worker = start_worker(data)  # a healthy worker finishes the job
+    views = SQLiteAvailabilityViews(data / "views.db")
+    try:
+        deadline = time.monotonic() + 60
+        while (store.checkpoints().position(Relay.NAME) < store.max_position()
+               or views.events_applied() < store.max_position()):
+            assert time.monotonic() < deadline, "the worker never caught up"
+            threading.Event().wait(0.02)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    published = audited_message_ids(data)
+    expected = event_ids(store)
+    reliability.record("pipeline worker killed at random (SIGKILL)", kills=WORKER_KILLS,
+                       events=len(expected), lost=len(expected - set(published)),
+                       duplicates_delivered=len(published) - len(set(published)))
+    assert set(published) == expected, f"lost: {sorted(expected - set(published))[:5]}"
+    assert len(published) == len(expected), "a duplicate reached a subscription"
+    for row in views.rows():
+        item = store.get(row.sku, row.location)
+        assert item is not None
+        assert (row.version, row.on_hand, row.reserved) == (item.version, item.on_hand,
+                                                            item.reserved)
+    views.close()
+    store.close()
