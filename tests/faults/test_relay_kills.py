@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,17 +91,26 @@ def data(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
-def run_with_kills(data: Path, *relay_args: str) -> SQLiteStockItems:
+def killed_under_load(data: Path, start: Callable[[], subprocess.Popen[bytes]], kills: int,
+                      wait: tuple[float, float], seed: int) -> SQLiteStockItems:
+    """The event store after a load during which the process ``start`` runs was SIGKILLed
+    ``kills`` times, each a random ``wait`` (seconds, from, to) after it started."""
     store = SQLiteStockItems(data / "events.db")
     commands = StockCommands(store, SystemClock())
     for n in range(SKUS):
         commands.receive(f"SKU-{n}", "STORE-1", 1000)
-    rng = random.Random(20261126)
+    rng = random.Random(seed)
     with Load(commands):
-        for _ in range(KILLS):
-            relay = start_relay(data, *relay_args)
-            threading.Event().wait(rng.uniform(0.005, 0.12))
-            kill(relay)
+        for _ in range(kills):
+            process = start()
+            threading.Event().wait(rng.uniform(*wait))
+            kill(process)
+    return store
+
+
+def run_with_kills(data: Path, *relay_args: str) -> SQLiteStockItems:
+    store = killed_under_load(data, lambda: start_relay(data, *relay_args), KILLS,
+                              (0.005, 0.12), 20261126)
     relay = start_relay(data)  # a healthy relay finishes the job
     try:
         while store.checkpoints().position(Relay.NAME) < store.max_position():
@@ -190,18 +199,10 @@ def start_worker(data: Path) -> subprocess.Popen[bytes]:
 def test_killing_the_pipeline_worker_between_its_publishes_and_checkpoints_loses_nothing(
     data: Path, reliability: Any
 ) -> None:
-    store = SQLiteStockItems(data / "events.db")
-    commands = StockCommands(store, SystemClock())
-    for n in range(SKUS):
-        commands.receive(f"SKU-{n}", "STORE-1", 1000)
-    rng = random.Random(20261203)
-    with Load(commands):
-        for _ in range(WORKER_KILLS):
-            worker = start_worker(data)
-            # Across checkpoint intervals: some kills land with up to 250 ms of events
-            # published and not yet checkpointed.
-            threading.Event().wait(rng.uniform(0.1, 0.8))
-            kill(worker)
+    # Waits across checkpoint intervals: some kills land with up to 250 ms of events
+    # published and not yet checkpointed.
+    store = killed_under_load(data, lambda: start_worker(data), WORKER_KILLS, (0.1, 0.8),
+                              20261203)
     worker = start_worker(data)  # a healthy worker finishes the job
     views = SQLiteAvailabilityViews(data / "views.db")
     try:
