@@ -77,7 +77,7 @@ mutation: $(STAMP)
 # The reliability suite at full strength (make test runs it with fewer kills, races, requests).
 faults: $(STAMP) $(NODE_STAMP)
 	STOCKSTREAM_FAULT_KILLS=50 STOCKSTREAM_FAULT_RACES=20 STOCKSTREAM_FAULT_REQUESTS=2000 \
-	STOCKSTREAM_FAULT_GROUP_KILLS=20 \
+	STOCKSTREAM_FAULT_GROUP_KILLS=20 STOCKSTREAM_FAULT_WORKER_KILLS=20 \
 	STOCKSTREAM_FAULT_STORM_COMMANDS=2000 $(PY) -m pytest -q tests/faults
 
 clean:

@@ -156,6 +156,7 @@ class Relay:
         processes: ProcessOutboxReader | None = None,
         checkpoint_interval: float = 0.0,
         before_checkpoint: Callable[[], None] | None = None,
+        deferred_checkpoints: bool = False,
     ) -> None:
         self.outbox = outbox
         self.processes = processes
@@ -171,6 +172,14 @@ class Relay:
         self._lock = threading.Lock()
         self.checkpoint_interval = checkpoint_interval
         self.before_checkpoint = before_checkpoint
+        self.deferred_checkpoints = deferred_checkpoints and checkpoint_interval > 0
+        """``pump`` never writes the checkpoint: the owner calls :meth:`checkpoint` every
+        ``checkpoint_interval`` from a thread of its own (``local.pipeline``'s
+        ``relay-checkpoint`` loop). The checkpoint is a write to the event store's file,
+        which the command process holds for its group commits: written in the relay's
+        thread it held up the next publish by 7 ms at the median and by 150–330 ms at the
+        worst under load (docs/performance.md, *End-to-end lag*)."""
+        self._checkpointing = threading.Lock()
         self._published: dict[str, int] = {}
         """The last position published per outbox, ahead of the stored checkpoint by at
         most ``checkpoint_interval`` (see ``_pump``)."""
@@ -224,17 +233,39 @@ class Relay:
         messages = [m for r in records for m in self.messages(r.event)]
         self.publisher.publish(self.topic, messages)
         self._published[name] = records[-1].position
-        if time.monotonic() - self._checkpointed_at.get(name, -math.inf) >= (
-                self.checkpoint_interval):
+        if not self.deferred_checkpoints and time.monotonic() - self._checkpointed_at.get(
+                name, -math.inf) >= self.checkpoint_interval:
             self._checkpoint(name, records[-1].position)
         return [r.event for r in records]
 
     def _checkpoint(self, name: str, position: int) -> None:
+        if self.deferred_checkpoints:
+            return  # the owner's thread writes it (``checkpoint``)
+        self._write_checkpoint(name, position)
+
+    def _write_checkpoint(self, name: str, position: int) -> None:
         if self.before_checkpoint is not None:
             self.before_checkpoint()
         self.checkpoints.advance(name, position)
         self._stored[name] = position
         self._checkpointed_at[name] = time.monotonic()
+
+    def checkpoint(self) -> int:
+        """Record what was published as the checkpoint, made durable first
+        (``before_checkpoint``); returns how many outboxes' checkpoints it advanced.
+
+        Safe beside a running ``pump`` in another thread: it reads each outbox's position
+        only after its publish returned, then syncs, then writes, so the checkpoint never
+        passes what is published and durable. With ``deferred_checkpoints`` this is the
+        only writer of the checkpoint; otherwise ``pump`` writes it too.
+        """
+        advanced = 0
+        with self._checkpointing:
+            for name, position in list(self._published.items()):
+                if position > self._stored.get(name, 0):
+                    self._write_checkpoint(name, position)
+                    advanced += 1
+        return advanced
 
     def messages(self, event: Publishable) -> list[OutgoingMessage]:
         """What this relay publishes for ``event`` today (deprecated versions included

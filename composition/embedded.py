@@ -83,10 +83,12 @@ anyway, and more threads only queued on them (four threads used almost twice the
 one, and multiplied the lag, measured with ``bench/pipeline_lag.py``)."""
 STANDALONE_RELAY_BATCH = 64
 RELAY_CHECKPOINT_SECONDS = 0.25
-"""How often the pipeline's relay writes its checkpoint while events keep coming (at
-once when the outbox is empty): a crash republishes at most this long's events, which
-duplicate detection drops (``Relay._pump``). Its publishes skip the fsync
-(``EmbeddedBroker.durable_publish``); the broker is synced before each checkpoint."""
+"""How often the relay's checkpoint is written: a crash republishes at most this long's
+events, which duplicate detection drops (``Relay._pump``). Its publishes skip the fsync
+(``EmbeddedBroker.durable_publish``); the broker is synced before each checkpoint. The
+pipeline's relay leaves the write to a thread of its own (``deferred_checkpoints``,
+``local.pipeline``); the standalone relay writes it in its loop, and at once when it
+finds the outbox empty."""
 
 
 class EmbeddedProcess(enum.Enum):
@@ -253,7 +255,7 @@ def _pipeline(settings: Settings, files: EmbeddedFiles, store: SQLiteStockItems,
     relay = Relay(store, broker, store.checkpoints(), clock,
                   deprecated_versions_until=settings.deprecated_versions_until,
                   processes=processes, checkpoint_interval=RELAY_CHECKPOINT_SECONDS,
-                  before_checkpoint=broker.sync)
+                  before_checkpoint=broker.sync, deferred_checkpoints=True)
 
     def published(events: Sequence[StockItem.Event]) -> None:
         now = clock.now()

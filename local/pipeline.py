@@ -102,6 +102,8 @@ class Pipeline:
 
     def start(self) -> None:
         self._spawn("relay", self._relay_loop)
+        if self.relay.deferred_checkpoints:
+            self._spawn("relay-checkpoint", self._checkpoint_loop)
         self._spawn("expiry-sweep", self._sweep_loop)
         self._spawn("metrics", self._metrics_loop)
         if self.parts.orders is not None or self.parts.transfers is not None:
@@ -132,6 +134,15 @@ class Pipeline:
             except Exception:
                 log.exception("relay failed; it retries from its checkpoint")
                 self._stopping.wait(0.5)
+
+    def _checkpoint_loop(self) -> None:
+        """The relay's checkpoint, written apart from its publishing (``Relay.checkpoint``):
+        waiting for the event store's file then delays no publish."""
+        while not self._stopping.wait(self.relay.checkpoint_interval):
+            try:
+                self.relay.checkpoint()
+            except Exception:
+                log.exception("writing the relay's checkpoint failed; it is written again")
 
     def _sweep_loop(self) -> None:
         while not self._stopping.wait(self.sweep_interval):
@@ -194,6 +205,7 @@ class Pipeline:
             thread.join(10)
         try:
             self.relay.drain()
+            self.relay.checkpoint()
         except Exception:
             log.exception("final relay drain failed; the next start publishes the rest")
         try:

@@ -24,7 +24,7 @@ from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
 from application.consumer import EventConsumer, SessionConsumer
-from application.ports import MessagePublisher, OutgoingMessage, StoreUnavailable
+from application.ports import Checkpoints, MessagePublisher, OutgoingMessage, StoreUnavailable
 from application.relay import Relay, to_message
 from application.replay import DeadLetterReplay
 from application.settings import load
@@ -304,23 +304,33 @@ def test_a_visit_applies_many_sessions_in_one_batch_and_a_failed_batch_settles_n
     assert parts.views.events_applied() == parts.store.max_position()
 
 
+class RecordedCheckpoints:
+    """The store's checkpoints, each write noted in ``calls`` (beside the syncs a test
+    notes there too), so a test sees what was written and in which order."""
+
+    def __init__(self, checkpoints: Checkpoints, calls: list[tuple[str, int]]) -> None:
+        self.checkpoints, self.calls = checkpoints, calls
+
+    def position(self, name: str) -> int:
+        return self.checkpoints.position(name)
+
+    def advance(self, name: str, position: int) -> None:
+        self.calls.append(("advance", position))
+        self.checkpoints.advance(name, position)
+
+
+def recorded_relay(parts: Parts, calls: list[tuple[str, int]], **options: Any) -> Relay:
+    """A relay of 5-event batches whose syncs and checkpoint writes are noted in ``calls``."""
+    return Relay(parts.store, parts.broker,
+                 RecordedCheckpoints(parts.store.checkpoints(), calls), SystemClock(),
+                 batch_size=5, before_checkpoint=lambda: calls.append(("sync", 0)), **options)
+
+
 def test_a_relay_with_a_checkpoint_interval_never_checkpoints_past_what_it_synced(
     parts: Parts,
 ) -> None:
     calls: list[tuple[str, int]] = []
-    checkpoints = parts.store.checkpoints()
-
-    class Recorded:
-        def position(self, name: str) -> int:
-            return checkpoints.position(name)
-
-        def advance(self, name: str, position: int) -> None:
-            calls.append(("advance", position))
-            checkpoints.advance(name, position)
-
-    relay = Relay(parts.store, parts.broker, Recorded(), SystemClock(), batch_size=5,
-                  checkpoint_interval=3600,
-                  before_checkpoint=lambda: calls.append(("sync", 0)))
+    relay = recorded_relay(parts, calls, checkpoint_interval=3600)
     some_trading(parts.commands)  # 28 events
     assert relay.pump() == 5
     assert relay.pump() == 5
@@ -339,3 +349,45 @@ def test_a_relay_with_a_checkpoint_interval_never_checkpoints_past_what_it_synce
         parts.store.max_position())
     parts.drain()
     parts.assert_projection_equals_event_store()
+
+
+def test_a_relay_with_deferred_checkpoints_publishes_without_writing_one_and_checkpoints_on_call(
+    parts: Parts,
+) -> None:
+    calls: list[tuple[str, int]] = []
+    relay = recorded_relay(parts, calls, checkpoint_interval=0.25, deferred_checkpoints=True)
+    some_trading(parts.commands)
+    published = relay.drain()
+
+    # Publishing, and finding the outbox empty, wrote no checkpoint: the event store's
+    # file, which commands hold, is never waited for in the relay's own thread.
+    assert published == parts.store.max_position()
+    assert calls == []
+    assert relay.status().depth == 0  # the relay knows what it published
+
+    # The owner's call syncs the broker first, then records exactly what was published.
+    assert relay.checkpoint() == 1
+    assert calls == [("sync", 0), ("advance", published)]
+    assert relay.checkpoint() == 0  # nothing new: no second write
+    assert parts.store.checkpoints().position(Relay.NAME) == published
+
+
+def test_the_running_pipeline_writes_the_relays_checkpoint_in_its_own_thread_and_at_stop(
+    tmp_path: Path,
+) -> None:
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path)}),
+                                  process=EmbeddedProcess.PIPELINE)
+    assert container.pipeline is not None and container.pipeline.relay.deferred_checkpoints
+    checkpoints = container.store.checkpoints()  # type: ignore[attr-defined]
+    pipeline = start_pipeline(container)
+    try:
+        container.commands.receive("SKU-1", "STORE-1", 12)
+        deadline = time.monotonic() + 30
+        while checkpoints.position(Relay.NAME) < 2:  # created + received
+            assert time.monotonic() < deadline, "the checkpoint loop never wrote"
+            threading.Event().wait(0.01)
+        container.commands.reserve("SKU-1", "STORE-1", "order-1", 5, "web")
+    finally:
+        pipeline.stop()  # publishes what is committed and checkpoints it
+    assert checkpoints.position(Relay.NAME) == 3
+    container.close()
