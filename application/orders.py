@@ -202,20 +202,20 @@ class Orders:
         """Place (or repeat, or change the ttl of) an order; see the module's answers."""
         request = OrderRequest.of(order_id, channel, list(lines), mode, ttl_seconds)
         groups = self._definitions(request)
-        before = self.orders.get(order_id)
-        status_before = before.status if before is not None else "new"
+        before: list[str] = []  # the status as stored, before this request drove anything
 
         def decide(order: Order | None) -> Order:
             order = order or Order.create(order_id)
             order.place(request, self.clock.now(), groups, self._capacity(order_id))
             return order
 
-        order = self.driver.run(order_id, decide)
+        order = self.driver.run(order_id, decide, loaded=lambda stored: before.append(
+            stored.status if stored is not None else "new"))
         assert order is not None
         if order.status == FAILED:
             raise OrderShort(order_id, order.short_lines())
         held = (HELD, PARTIALLY_HELD)
-        return OrderAnswer(order.view(), status_before not in held and order.status in held)
+        return OrderAnswer(order.view(), before[0] not in held and order.status in held)
 
     def release(self, order_id: str) -> OrderView:
         """Release every hold of the order (a repeat records nothing)."""

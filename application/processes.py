@@ -139,10 +139,15 @@ class ProcessDriver(Generic[P, S]):
         self.crash_point = crash_point
         self._locks = _StripedLocks()
 
-    def run(self, key: str, decide: Callable[[P | None], P | None] | None = None) -> P | None:
+    def run(self, key: str, decide: Callable[[P | None], P | None] | None = None, *,
+            loaded: Callable[[P | None], None] | None = None) -> P | None:
         """Drive the process ``key`` to rest, let time decide (expiry), then ``decide``
         (a command: returns the process with its new events, maybe none; may raise a
         domain refusal, and then nothing is recorded), save, and drive it to rest again.
+
+        ``loaded`` is told the process as first read, before anything is driven (an
+        answer that depends on where the process stood, such as a placement's 201,
+        needs no read of its own).
 
         Returns the process at rest (None: no such process and nothing decided). A step
         that fails with an unexpected error propagates; the process stays where it was,
@@ -152,7 +157,10 @@ class ProcessDriver(Generic[P, S]):
             attempt = 0
             while True:
                 try:
-                    process = self._drive(key, self.streams.get(key))
+                    read = self.streams.get(key)
+                    if loaded is not None and attempt == 0:
+                        loaded(read)
+                    process = self._drive(key, read)
                     if process is not None:
                         self.handler.wake(process, self.clock.now())
                         process = self._save_and_drive(key, process)
