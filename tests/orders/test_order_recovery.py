@@ -218,6 +218,61 @@ def test_a_held_order_is_placed_in_two_writes_to_its_stream_whatever_its_lines(
     assert counting.writes == 2
 
 
+class CountingStore:
+    """The real stock store, counting its writes (each one is a transaction and an
+    fsync)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store, self.writes = store, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def save(self, item: Any) -> Any:
+        self.writes += 1
+        return self.store.save(item)
+
+    def save_many(self, items: Any) -> Any:
+        self.writes += 1
+        return self.store.save_many(items)
+
+
+def grouped(world: World) -> tuple[StockCommands, CountingStore]:
+    """Stock commands with group commit, as the embedded host builds them, on a store
+    that counts its writes."""
+    store = CountingStore(world.stock)
+    return StockCommands(store, world.clock, group_commit=True), store  # type: ignore[arg-type]
+
+
+def test_a_placement_holds_all_its_lines_in_one_write_to_the_stock_store(
+        world: World) -> None:
+    """Its holds are one group of the group commit: one transaction and one fsync for
+    what five single reservations write in five."""
+    for n in range(5):
+        world.commands.receive(f"W{n}", "S1", 5)
+    commands, store = grouped(world)
+    answer = world.orders(commands).place("o-1", "web", [line(f"W{n}") for n in range(5)])
+    assert (answer.order.status, answer.created) == ("held", True)
+    assert store.writes == 1
+    assert [world.reserved(f"W{n}", "S1") for n in range(5)] == [{"o-1": 1}] * 5
+
+
+def test_a_line_refused_inside_the_group_records_nothing_and_the_others_are_released(
+        world: World) -> None:
+    """All or nothing: C is short; A and B, held in the same group, are compensated,
+    and C's stream records nothing for the order."""
+    stock_up(world)
+    c_before = len(world.stock.events("C", "S1"))
+    commands, store = grouped(world)
+    with pytest.raises(OrderShort):
+        world.orders(commands).place("o-1", "web", FAILING)
+    assert [world.reserved(sku, "S1") for sku in "ABC"] == [{}, {}, {}]
+    assert len(world.stock.events("C", "S1")) == c_before
+    order = world.processes.orders.get("o-1")
+    assert order is not None and order.status == "failed"
+    assert_sound(world)
+
+
 def test_holds_taken_in_a_batch_lost_to_a_crash_are_released_when_the_redo_is_refused(
         world: World) -> None:
     """A crash after holds A, B and C were taken (together) but before their write; A's
