@@ -263,7 +263,7 @@ def test_a_line_refused_inside_the_group_records_nothing_and_the_others_are_rele
     and C's stream records nothing for the order."""
     stock_up(world)
     c_before = len(world.stock.events("C", "S1"))
-    commands, store = grouped(world)
+    commands, _ = grouped(world)
     with pytest.raises(OrderShort):
         world.orders(commands).place("o-1", "web", FAILING)
     assert [world.reserved(sku, "S1") for sku in "ABC"] == [{}, {}, {}]
