@@ -241,7 +241,7 @@ def grouped(world: World) -> tuple[StockCommands, CountingStore]:
     """Stock commands with group commit, as the embedded host builds them, on a store
     that counts its writes."""
     store = CountingStore(world.stock)
-    return StockCommands(store, world.clock, group_commit=True), store  # type: ignore[arg-type]
+    return StockCommands(store, world.clock, group_commit=True), store
 
 
 def test_a_placement_holds_all_its_lines_in_one_write_to_the_stock_store(
