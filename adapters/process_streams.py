@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Generic, NamedTuple, Protocol, cast, runtime_c
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     DatabaseError,
     IntegrityError,
@@ -30,7 +31,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType, get_topic
 
-from adapters.event_store import StockstreamApplication
+from adapters.event_store import StockstreamApplication, collected
 from application.ports import (
     AggregateStreams,
     ConcurrencyConflict,
@@ -93,6 +94,11 @@ class ProcessesApplication(Application):  # type: ignore[type-arg]
         why)."""
         return StockstreamApplication.construct_env(self, name, env)  # type: ignore[arg-type]
 
+    def save_one(self, aggregate: Aggregate, **kwargs: Any) -> None:
+        """``Application.save`` for one known aggregate (:func:`collected`): no snapshots
+        to take, no subscriber to notify."""
+        self._record(collected(aggregate, **kwargs))
+
     def _record(self, processing_event: ProcessingEvent[Any]) -> Any:
         if len({e.originator_id for e in processing_event.events}) > 1:
             raise MultiStreamSave("a save may append to one stream only")
@@ -116,7 +122,7 @@ class _Streams(Generic[Streamed]):
 
     def _save(self, aggregate: Streamed, **kwargs: Any) -> None:
         try:
-            self.app.save(aggregate, **kwargs)
+            self.app.save_one(aggregate, **kwargs)
         except IntegrityError as error:
             raise ConcurrencyConflict(f"stream {aggregate.id} moved on") from error
         except _UNAVAILABLE as error:

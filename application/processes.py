@@ -14,7 +14,9 @@ as in ``eventsourcing``'s process applications and Equinox's reactors:
    wake-up is written in the same atomic write as its events (:class:`ProcessStreams`).
    The results of consecutive steps are recorded together, in one write
    (:data:`STEPS_PER_WRITE`): by rules 1 and 2, steps performed but not yet recorded
-   are simply done again.
+   are simply done again. Steps that do not depend on each other's results (an order's
+   holds) are also performed together (:meth:`ProcessHandler.next_steps`), which on the
+   embedded host is one group commit for all of them.
 
 A process killed anywhere therefore leaves a stream that says where it was: the step it
 was doing is done again (rule 1 and 2), and the sweep finds it (rule 3) if no request
@@ -71,7 +73,8 @@ process, possibly reloaded after a conflict)."""
 CRASH_POINTS = ("after-intent", "before-step", "after-step", "after-record")
 """The named points where the driver calls its crash hook: ``after-intent`` (the
 command's intent saved, nothing driven yet), ``before-step``, ``after-step`` (performed,
-not yet recorded), ``after-record``. Declared once, so the tests that crash at each one
+not yet recorded; both around one performance, which may be several steps taken
+together), ``after-record``. Declared once, so the tests that crash at each one
 can check they cover every point the driver has."""
 
 
@@ -92,6 +95,20 @@ class ProcessHandler(ABC, Generic[P, S]):
         """Do ``step`` on its stream (idempotent by the process id) and return the
         decision recording its result. A refusal the process expects (not enough stock)
         is a result; any other error propagates and leaves the step to be done again."""
+
+    def next_steps(self, process: P, limit: int) -> list[S]:
+        """The next steps that may be performed together, at most ``limit``: each one
+        such that performing it does not depend on the results of those before it (the
+        driver performs them with :meth:`perform_many`, then records their results in
+        order). Pure, as :meth:`next_step`, whose step comes first. This default: that
+        one step alone."""
+        step = self.next_step(process)
+        return [] if step is None or limit < 1 else [step]
+
+    def perform_many(self, process: P, steps: list[S]) -> list[Record[P]]:
+        """Do ``steps`` (from :meth:`next_steps`) and return their records, in order. This
+        default: one after another with :meth:`perform`."""
+        return [self.perform(process, step) for step in steps]
 
     @abstractmethod
     def wants(self, process: P, step: S) -> bool:
@@ -139,10 +156,15 @@ class ProcessDriver(Generic[P, S]):
         self.crash_point = crash_point
         self._locks = _StripedLocks()
 
-    def run(self, key: str, decide: Callable[[P | None], P | None] | None = None) -> P | None:
+    def run(self, key: str, decide: Callable[[P | None], P | None] | None = None, *,
+            loaded: Callable[[P | None], None] | None = None) -> P | None:
         """Drive the process ``key`` to rest, let time decide (expiry), then ``decide``
         (a command: returns the process with its new events, maybe none; may raise a
         domain refusal, and then nothing is recorded), save, and drive it to rest again.
+
+        ``loaded`` is told the process as first read, before anything is driven (an
+        answer that depends on where the process stood, such as a placement's 201,
+        needs no read of its own).
 
         Returns the process at rest (None: no such process and nothing decided). A step
         that fails with an unexpected error propagates; the process stays where it was,
@@ -152,7 +174,10 @@ class ProcessDriver(Generic[P, S]):
             attempt = 0
             while True:
                 try:
-                    process = self._drive(key, self.streams.get(key))
+                    read = self.streams.get(key)
+                    if loaded is not None and attempt == 0:
+                        loaded(read)
+                    process = self._drive(key, read)
                     if process is not None:
                         self.handler.wake(process, self.clock.now())
                         process = self._save_and_drive(key, process)
@@ -212,14 +237,15 @@ class ProcessDriver(Generic[P, S]):
                 return None
             done: list[tuple[S, Record[P]]] = []
             while len(done) < STEPS_PER_WRITE:
-                step = self.handler.next_step(process)
-                if step is None:
+                steps = self.handler.next_steps(process, STEPS_PER_WRITE - len(done))
+                if not steps:
                     break
                 self.crash_point("before-step")
-                record = self.handler.perform(process, step)
+                records = self.handler.perform_many(process, steps)
                 self.crash_point("after-step")
-                record(process)  # decides the next step on the recorded result
-                done.append((step, record))
+                for step, record in zip(steps, records, strict=True):
+                    record(process)  # decides the next step on the recorded result
+                    done.append((step, record))
             if not done:
                 return process
             process = self._record(key, process, done)

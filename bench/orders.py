@@ -1,9 +1,11 @@
 """Orders: 5-line all-or-nothing orders against 5 single-line reservations (issue 15).
 
 A 5-line order holds what 5 single reservations hold, plus its own stream (the intent,
-then the outcome) and the process's bookkeeping. The goal: per line held, an order runs
-at ≥ 0.7 of the rate of single-line reservations, measured side by side in one run, on
-the same stock spread (256 SKU-locations, a line on each of 5 consecutive ones):
+then the outcome) and the process's bookkeeping; its 5 holds are one group of the group
+commit (one fsync), where the 5 single reservations, one after another, pay one each.
+The goal: per line held, an order runs at ≥ 0.7 of the rate of single-line reservations,
+measured side by side in one run, on the same stock spread (256 SKU-locations, a line
+on each of 5 consecutive ones):
 
 - in process: ``Orders.place`` vs 5 × ``StockCommands.reserve``, from the embedded
   composition root, an order and its 5 reservations interleaved (each timed alone);

@@ -504,6 +504,17 @@ class Order(Aggregate):
                         None)
         return None
 
+    def next_steps(self, limit: int) -> list[OrderStep]:
+        """The next steps that may be taken together (at most ``limit``): while a
+        placement holds, every pending hold, since no hold depends on another's result
+        (an all-or-nothing placement refused at one releases what the others took, as
+        after a crash: ``OrderSteps``); otherwise :meth:`next_step` alone. Pure."""
+        if self.status == PLACING and not self._failing():
+            return [self._step("hold", h) for h in self.ordered_holds()
+                    if h["state"] == PENDING][:limit]
+        step = self.next_step()
+        return [] if step is None or limit < 1 else [step]
+
     def _step(self, kind: Any, hold: dict[str, Any], quantity: int | None = None) -> OrderStep:
         return OrderStep(kind, self.order_id, self.attempt, hold["sku"], hold["location"],
                          quantity if quantity is not None else hold["quantity"], self.channel,
