@@ -704,8 +704,6 @@ class StockCommands:
                 deferred.extend(c for c, s, _ in staged if s == stream)
                 staged = [entry for entry in staged if entry[1] != stream]
         written = [items[stream] for stream in dict.fromkeys(s for _, s, _ in staged)]
-        for item in written:
-            _unjournal(item)
         try:
             if written:
                 self.store.save_many(written)
@@ -962,7 +960,12 @@ class _Journal(dict[str, Any]):
     dict itself, plus each change as (order id, the entry before it, or ``_ABSENT``).
     A command's answer in the group is then the state when it was decided without a
     copy of every open reservation per command (:func:`_state_now`): on a hot SKU that
-    copy grew with every checkout holding stock."""
+    copy grew with every checkout holding stock.
+
+    It is made in the one copy of the reservations a group needs (the item shares them
+    with the store's cache until changed: ``StockItem.adopt_reservations``), and stays
+    the saved item's reservations: the store's cache then shares it, so it never changes
+    again (the next change to either copies it), and the group's answers keep reading it."""
 
     def __init__(self, entries: dict[str, Any]) -> None:
         super().__init__(entries)
@@ -1019,8 +1022,11 @@ def _state_now(item: StockItem) -> StockItem:
     the open reservations, which it reads through the item's journal (installed here on
     the first call), so the copy costs what the small parts of the state cost."""
     journal = item.reservations
-    if not isinstance(journal, _Journal):
-        journal = item.reservations = _Journal(item.reservations)
+    if not isinstance(journal, _Journal) or item.shares_reservations:
+        # A journal shared with a copy (the store's cache) is an earlier group's: its
+        # answers read it, so it never changes again; this group starts its own.
+        journal = _Journal(item.reservations)
+        item.adopt_reservations(journal)
     clone = object.__new__(type(item))
     for name, value in vars(item).items():
         if name != "reservations":
@@ -1034,14 +1040,8 @@ def _detached(state: StockItem) -> StockItem:
     plain dict as they were when it was taken), to be saved and cached in place of the
     item it was taken from."""
     if isinstance(state.reservations, _ReservationsAt):
-        state.reservations = dict(state.reservations)
+        state.adopt_reservations(dict(state.reservations))
     return state
-
-
-def _unjournal(item: StockItem) -> None:
-    """Give ``item`` back a plain dict of reservations before it is saved and cached."""
-    if isinstance(item.reservations, _Journal):
-        item.reservations = dict(item.reservations)
 
 
 def _run_alone(commands: StockCommands, command: _Command) -> None:
