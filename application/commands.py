@@ -15,6 +15,7 @@ import random
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -663,6 +664,7 @@ class StockCommands:
         last_staged: dict[str, _Command] = {}
         deferred: list[_Command] = []
         alone: set[str] = set()  # streams whose remaining commands run alone
+        per_stream = Counter(stream_name(c.sku, c.location) for c in group)
         for index, command in enumerate(group):
             stream = stream_name(command.sku, command.location)
             if stream in alone:
@@ -679,6 +681,8 @@ class StockCommands:
                 if item is None:
                     item = StockItem.create(command.sku, command.location)
                     new_streams.add(stream)
+                elif per_stream[stream] > 1:
+                    _journal_of(item)  # answers will need it: the first change then copies once
                 items[stream] = item
             previous = last_staged.get(stream)
             if previous is not None and previous not in snapshots:
@@ -1017,16 +1021,24 @@ class _ReservationsAt(Mapping[str, Any]):
             for order_id, entry in before.items())
 
 
-def _state_now(item: StockItem) -> StockItem:
-    """A read-only copy of ``item`` as it is now, for an answer: its own containers but
-    the open reservations, which it reads through the item's journal (installed here on
-    the first call), so the copy costs what the small parts of the state cost."""
+def _journal_of(item: StockItem) -> _Journal:
+    """The journal of ``item``'s open reservations in this group, installed on the first
+    call: one copy of them, which is also the copy the item's first change would make
+    (they are shared with the store's cache until then)."""
     journal = item.reservations
     if not isinstance(journal, _Journal) or item.shares_reservations:
         # A journal shared with a copy (the store's cache) is an earlier group's: its
         # answers read it, so it never changes again; this group starts its own.
         journal = _Journal(item.reservations)
         item.adopt_reservations(journal)
+    return journal
+
+
+def _state_now(item: StockItem) -> StockItem:
+    """A read-only copy of ``item`` as it is now, for an answer: its own containers but
+    the open reservations, which it reads through the item's journal (installed here on
+    the first call), so the copy costs what the small parts of the state cost."""
+    journal = _journal_of(item)
     clone = object.__new__(type(item))
     for name, value in vars(item).items():
         if name != "reservations":
