@@ -15,6 +15,7 @@ import random
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -663,6 +664,7 @@ class StockCommands:
         last_staged: dict[str, _Command] = {}
         deferred: list[_Command] = []
         alone: set[str] = set()  # streams whose remaining commands run alone
+        per_stream = Counter(stream_name(c.sku, c.location) for c in group)
         for index, command in enumerate(group):
             stream = stream_name(command.sku, command.location)
             if stream in alone:
@@ -679,6 +681,8 @@ class StockCommands:
                 if item is None:
                     item = StockItem.create(command.sku, command.location)
                     new_streams.add(stream)
+                elif per_stream[stream] > 1:
+                    _journal_of(item)  # answers will need it: the first change then copies once
                 items[stream] = item
             previous = last_staged.get(stream)
             if previous is not None and previous not in snapshots:
@@ -704,8 +708,6 @@ class StockCommands:
                 deferred.extend(c for c, s, _ in staged if s == stream)
                 staged = [entry for entry in staged if entry[1] != stream]
         written = [items[stream] for stream in dict.fromkeys(s for _, s, _ in staged)]
-        for item in written:
-            _unjournal(item)
         try:
             if written:
                 self.store.save_many(written)
@@ -962,7 +964,12 @@ class _Journal(dict[str, Any]):
     dict itself, plus each change as (order id, the entry before it, or ``_ABSENT``).
     A command's answer in the group is then the state when it was decided without a
     copy of every open reservation per command (:func:`_state_now`): on a hot SKU that
-    copy grew with every checkout holding stock."""
+    copy grew with every checkout holding stock.
+
+    It is made in the one copy of the reservations a group needs (the item shares them
+    with the store's cache until changed: ``StockItem.adopt_reservations``), and stays
+    the saved item's reservations: the store's cache then shares it, so it never changes
+    again (the next change to either copies it), and the group's answers keep reading it."""
 
     def __init__(self, entries: dict[str, Any]) -> None:
         super().__init__(entries)
@@ -1014,13 +1021,24 @@ class _ReservationsAt(Mapping[str, Any]):
             for order_id, entry in before.items())
 
 
+def _journal_of(item: StockItem) -> _Journal:
+    """The journal of ``item``'s open reservations in this group, installed on the first
+    call: one copy of them, which is also the copy the item's first change would make
+    (they are shared with the store's cache until then)."""
+    journal = item.reservations
+    if not isinstance(journal, _Journal) or item.shares_reservations:
+        # A journal shared with a copy (the store's cache) is an earlier group's: its
+        # answers read it, so it never changes again; this group starts its own.
+        journal = _Journal(item.reservations)
+        item.adopt_reservations(journal)
+    return journal
+
+
 def _state_now(item: StockItem) -> StockItem:
     """A read-only copy of ``item`` as it is now, for an answer: its own containers but
     the open reservations, which it reads through the item's journal (installed here on
     the first call), so the copy costs what the small parts of the state cost."""
-    journal = item.reservations
-    if not isinstance(journal, _Journal):
-        journal = item.reservations = _Journal(item.reservations)
+    journal = _journal_of(item)
     clone = object.__new__(type(item))
     for name, value in vars(item).items():
         if name != "reservations":
@@ -1034,14 +1052,8 @@ def _detached(state: StockItem) -> StockItem:
     plain dict as they were when it was taken), to be saved and cached in place of the
     item it was taken from."""
     if isinstance(state.reservations, _ReservationsAt):
-        state.reservations = dict(state.reservations)
+        state.adopt_reservations(dict(state.reservations))
     return state
-
-
-def _unjournal(item: StockItem) -> None:
-    """Give ``item`` back a plain dict of reservations before it is saved and cached."""
-    if isinstance(item.reservations, _Journal):
-        item.reservations = dict(item.reservations)
 
 
 def _run_alone(commands: StockCommands, command: _Command) -> None:

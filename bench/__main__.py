@@ -1,5 +1,9 @@
 """``python -m bench [--quick] [--only NAME]``: every benchmark, one table, JSON and a chart.
 
+``--only`` names a module, with or without its ``bench.`` prefix (``--only hot_sku`` runs
+``bench.hot_sku`` and not ``bench.hot_sku_azure``, which has its own name); repeat it to
+run several.
+
 Each benchmark module in this package exposes ``run(quick) -> list[Row]``. The table
 prints each scenario's figure, the baseline measured in the same run, the ratio and the
 goal; ``bench/results/latest.json`` and ``latest.png`` keep every run's. A full run (no
@@ -37,16 +41,24 @@ BENCHMARKS = (
 RESULTS = Path(__file__).parent / "results"
 
 
+def selected(name: str, only: list[str]) -> bool:
+    """Whether ``--only`` (``only``; empty: everything) names the module ``name``: by its
+    whole name, with or without the package prefix. Never by a part of it, so that one
+    module's name inside another's (``hot_sku`` in ``hot_sku_azure``) selects one."""
+    return not only or any(part in (name, name.removeprefix("bench.")) for part in only)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
-    parser.add_argument("--only", action="append", default=[], help="run only these modules")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only this module (bench.NAME or NAME; repeatable)")
     args = parser.parse_args(argv)
     rows: list[Row] = []
     started_at, started, machine = datetime.now(UTC), time.monotonic(), report.machine()
     full = not args.quick and not args.only
     for name in BENCHMARKS:
-        if args.only and not any(part in name for part in args.only):
+        if not selected(name, args.only):
             continue
         try:
             module = importlib.import_module(name)

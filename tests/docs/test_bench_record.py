@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bench import report
+from bench.__main__ import selected
 from bench.common import Row
 
 
@@ -68,3 +69,16 @@ def test_a_block_names_every_goal_met_or_missed() -> None:
 def test_a_ratio_that_rounds_onto_its_goal_is_shown_to_three_places() -> None:
     block = report.render(a_record(Row("just short", "x/s", 99.6, 100.0, ">= 1.0")), "c.png")
     assert "| just short: ratio >= 1.0 | 0.996 | **no** |" in block
+
+
+@pytest.mark.parametrize(("only", "chosen"), [
+    ([], {"bench.hot_sku", "bench.hot_sku_azure", "bench.command_path"}),
+    (["hot_sku"], {"bench.hot_sku"}),
+    (["bench.hot_sku"], {"bench.hot_sku"}),
+    (["hot_sku_azure"], {"bench.hot_sku_azure"}),
+    (["hot_sku", "command_path"], {"bench.hot_sku", "bench.command_path"}),
+    (["hot"], set()),
+])
+def test_only_selects_modules_by_their_whole_name(only: list[str], chosen: set[str]) -> None:
+    modules = {"bench.hot_sku", "bench.hot_sku_azure", "bench.command_path"}
+    assert {name for name in modules if selected(name, only)} == chosen

@@ -308,3 +308,30 @@ def test_each_answer_in_a_group_lists_the_reservations_as_its_command_left_them(
         assert first is not None and first.position_of("o-1").reservations[0].quantity == 2
     finally:
         store.close()
+
+
+def test_a_group_on_a_hot_stream_leaves_the_earlier_answers_and_the_cache_as_they_were(
+        store: CountingStore) -> None:
+    # The group decides on a copy sharing the cached reservations, and its journal
+    # stays the saved item's: the next group must change neither.
+    commands = grouped(store)
+    commands.receive("HOT", LOCATION, 100)
+    first = run_behind_a_slow_write(store, commands, [
+        lambda n=n: commands.reserve("HOT", LOCATION, f"order-{n}", 1, "web")
+        for n in range(4)])
+    before = [r.position.reservations for r in first if isinstance(r, CommandResult)]
+    cached = store.get("HOT", LOCATION, fresh=False)
+    assert cached is not None
+
+    run_behind_a_slow_write(store, commands, [  # the receipt changes no reservation
+        lambda: commands.receive("HOT", LOCATION, 1),
+        lambda: commands.reserve("HOT", LOCATION, "order-9", 5, "web"),
+        lambda: commands.release("HOT", LOCATION, "order-0")])
+
+    assert [r.position.reservations for r in first if isinstance(r, CommandResult)] == before
+    assert [len(b) for b in before] == [1, 2, 3, 4]
+    assert sorted(cached.reservations) == [f"order-{n}" for n in range(4)]
+    now = store.get("HOT", LOCATION)
+    assert now is not None and sorted(now.reservations) == ["order-1", "order-2", "order-3",
+                                                            "order-9"]
+    assert now.reserved == 8

@@ -7,6 +7,7 @@ import json
 import sqlite3
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 
@@ -141,8 +142,14 @@ class _Collector:
         pass
 
 
-def _as_before_states(state: dict[str, object]) -> dict[str, object]:
-    """A snapshot state as v3 code (before stock states) wrote it: one ``on_hand``."""
+def _as_before_states(state: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot state as v3 code (before stock states) wrote it: one ``on_hand``, and
+    the open reservations as entries by order id (rows since v6), each expiry in the
+    library's transcoding of a datetime."""
+    state["reservations"] = {
+        order_id: {"quantity": quantity, "channel": channel, "expires_at": None
+                   if expires_at is None else {"_type_": "datetime_iso", "_data_": expires_at}}
+        for order_id, quantity, channel, expires_at in state["reservations"]}
     state["on_hand"] = state.pop("sellable")
     for name in ("damaged", "quality_control", "held_counted_at", "incoming"):
         del state[name]

@@ -1143,3 +1143,53 @@ def test_a_counts_memo_does_not_depend_on_the_machines_time_zone(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_a_copy_shares_the_open_reservations_until_either_changes_them() -> None:
+    item = stocked(10)
+    item.reserve("order-1", 2, "web")
+    item.collect_events()
+    copy = deepcopy(item)
+    assert copy.reservations is item.reservations  # copy on write: nothing copied yet
+
+    copy.reserve("order-2", 3, "web")
+    item.release("order-1")
+
+    assert sorted(copy.reservations) == ["order-1", "order-2"]
+    assert (copy.reserved, item.reserved) == (5, 0)
+    assert item.reservations == {}
+    assert deepcopy(copy).position() == copy.position()
+
+
+def test_a_snapshot_lists_open_reservations_as_rows_and_rebuilds_the_same_item() -> None:
+    from tests.unit.test_stock_item_properties import MAPPER
+
+    item = stocked(10)
+    item.reserve("order-1", 2, "web", NOW + timedelta(minutes=5))
+    item.reserve("order-2", 1, "pos", datetime(2026, 11, 26, 14, 0, 0, 123456,
+                                               tzinfo=timezone(timedelta(hours=2))))
+    item.reserve("order-3", 3, "wms")
+    item.collect_events()
+    shared = deepcopy(item)  # a snapshot of a copy sees the state, not the sharing
+
+    stored = MAPPER.to_stored_event(StockItem.Snapshot.take(shared))
+    rebuilt = MAPPER.to_domain_event(stored).mutate(None)
+
+    assert MAPPER.to_domain_event(stored).state["reservations"] == [
+        ["order-1", 2, "web", "2026-11-26T12:05:00+00:00"],
+        ["order-2", 1, "pos", "2026-11-26T14:00:00.123456+02:00"],
+        ["order-3", 3, "wms", None]]
+    assert rebuilt.reservations == item.reservations
+    assert rebuilt.position() == item.position()
+    assert set(vars(rebuilt)) == set(vars(item))
+    assert not rebuilt.shares_reservations
+
+
+def test_a_v5_snapshot_with_reservations_by_order_id_is_upcast_to_rows() -> None:
+    state: dict[str, Any] = {"reservations": {
+        "order-1": {"quantity": 1, "channel": "web", "expires_at": NOW},
+        "order-2": {"quantity": 2, "channel": "pos", "expires_at": None},
+    }}
+    StockItem.upcast_v5_v6(state)
+    assert state["reservations"] == [["order-1", 1, "web", NOW.isoformat()],
+                                     ["order-2", 2, "pos", None]]
