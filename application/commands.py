@@ -10,6 +10,7 @@ decision, so a command never counts stock that an expired reservation still hold
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -213,6 +214,11 @@ MAX_GROUP = 512
 transaction and the wait of the commands that queue behind it."""
 
 
+_NOBODY_WAITS = threading.Event()
+"""The ``wake`` of every command queued with ``on_done``: no thread waits on it, and the
+group commit never sets it (an event each would cost its lock for nothing)."""
+
+
 @dataclass(eq=False)
 class _Command:
     """One command waiting for a group commit, and once done its outcome."""
@@ -227,6 +233,9 @@ class _Command:
     done: bool = False
     wake: threading.Event = field(default_factory=threading.Event)
     """Set when the command is done, or when its caller is to lead the next group."""
+    on_done: Callable[[_Command], None] | None = None
+    """A command queued without a waiting thread (:meth:`_GroupCommit.submit`): called,
+    on the thread that committed it, once it is done. It never leads a group."""
 
 
 class _GroupCommit:
@@ -247,6 +256,7 @@ class _GroupCommit:
         self._commit = commit
         self.per_stream = per_stream
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
         self._queues: dict[str, list[_Command]] = {}
         """The commands queued per lane (one lane, "", unless per stream); a lane is
         listed while a group of it is under way, and only then."""
@@ -298,14 +308,47 @@ class _GroupCommit:
             # oldest queued and so leads the next group (as in :meth:`run`).
             if follow or index > 0:
                 command.wake.wait()
-            if not command.done:
-                with self._lock:
-                    queue = self._queues[lane]
-                    group = queue[:MAX_GROUP]
-                    del queue[:MAX_GROUP]
-                self._commit_all(lane, group)
+            if not command.done and self._lead_once(lane):
+                self._leaders().submit(self._lead, lane)
 
-    def _commit_all(self, lane: str, group: list[_Command]) -> None:
+    def submit(self, commands: list[_Command]) -> None:
+        """Queue ``commands`` (each with ``on_done``) and return at once: a caller that
+        cannot wait on a thread (a coroutine) is told through ``on_done``. When no group
+        of their lane is under way, a thread of the group commit's own leads one."""
+        lane = self._lane(commands[0])
+        with self._lock:
+            queue = self._queues.get(lane)
+            lead = queue is None
+            if queue is None:
+                queue = self._queues[lane] = []
+            queue.extend(commands)
+        if lead:
+            self._leaders().submit(self._lead, lane)
+
+    def _leaders(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(BATCH_LANES, thread_name_prefix="group-commit")
+            return self._pool
+
+    def _lead(self, lane: str) -> None:
+        """Lead groups of ``lane`` for as long as the oldest command queued has no caller
+        thread to hand the lead to."""
+        while self._lead_once(lane):
+            pass
+
+    def _lead_once(self, lane: str) -> bool:
+        """Commit the next group of ``lane``; True when the next one is left for this
+        thread to lead (its oldest command was submitted without a waiting thread)."""
+        with self._lock:
+            queue = self._queues[lane]
+            group = queue[:MAX_GROUP]
+            del queue[:MAX_GROUP]
+        return self._commit_all(lane, group)
+
+    def _commit_all(self, lane: str, group: list[_Command]) -> bool:
+        """Commit ``group``, answer its callers and hand the lead on; True when the lead
+        stays with this thread."""
         try:
             self._commit(group)
         except BaseException as error:  # every caller must get an answer, never a hang
@@ -313,16 +356,29 @@ class _GroupCommit:
                 if not command.done:
                     command.error, command.done = error, True
             if not isinstance(error, Exception):
+                if self._answer(lane, group):
+                    self._leaders().submit(self._lead, lane)
                 raise
-        finally:
-            with self._lock:
-                queue = self._queues[lane]
-                if queue:
-                    queue[0].wake.set()  # its caller leads the next group
-                else:
-                    del self._queues[lane]
-            for command in group:
+        return self._answer(lane, group)
+
+    def _answer(self, lane: str, group: list[_Command]) -> bool:
+        """Hand the lead to the caller of the oldest command queued (True: it has none
+        waiting, so the lead stays with this thread), then wake ``group``'s callers."""
+        lead_on = False
+        with self._lock:
+            queue = self._queues[lane]
+            if not queue:
+                del self._queues[lane]
+            elif queue[0].on_done is None:
+                queue[0].wake.set()  # its caller leads the next group
+            else:
+                lead_on = True
+        for command in group:
+            if command.on_done is None:
                 command.wake.set()
+            else:
+                command.on_done(command)
+        return lead_on
 
 
 class _StripedLocks:
@@ -386,7 +442,7 @@ class StockCommands:
         self._locks = _StripedLocks()
         self.after_commit: list[Callable[[list[StockItem.Event]], None]] = []
         """Called with the events of every successful save (e.g. to wake the relay), on
-        the thread of the command that saved them."""
+        the thread of the command that saved them (a coroutine's: its event loop's)."""
         self._group = (_GroupCommit(self._commit_group, per_stream=per_stream)
                        if group_commit else None)
 
@@ -821,6 +877,28 @@ class StockCommands:
         return command.finished(self._execute(command.sku, command.location, command.decide,
                                               expected=command.expected, memos=command.memos))
 
+    async def run_async(self, command: StockCommand) -> CommandResult:
+        """:meth:`run` for a coroutine: it waits for the group commit without a thread of
+        its own (the group's leader tells it through its event loop)."""
+        group = self._group
+        if group is None:
+            return await asyncio.to_thread(self.run, command)
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[None] = loop.create_future()
+
+        def done(_: _Command) -> None:
+            loop.call_soon_threadsafe(_settle, answered)
+
+        queued = _Command(command.sku, command.location, command.decide, command.expected,
+                          command.memos, wake=_NOBODY_WAITS, on_done=done)
+        group.submit([queued])
+        await answered
+        if queued.error is not None:
+            raise queued.error
+        result = command.finished(cast(CommandResult, queued.result))
+        self._tell_observers(result.events)
+        return result
+
     def run_many(self, commands: Sequence[StockCommand]) -> list[CommandResult | Exception]:
         """Run ``commands``, each atomic on its own stream as if run alone, a stream's
         commands in the order given; each entry of the answer is its command's result or
@@ -1054,6 +1132,11 @@ def _detached(state: StockItem) -> StockItem:
     if isinstance(state.reservations, _ReservationsAt):
         state.adopt_reservations(dict(state.reservations))
     return state
+
+
+def _settle(answered: asyncio.Future[None]) -> None:
+    if not answered.done():
+        answered.set_result(None)
 
 
 def _run_alone(commands: StockCommands, command: _Command) -> None:

@@ -14,11 +14,12 @@ Bodies are written by :func:`json_response` from the models of ``functions.respo
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import azure.functions as func
@@ -34,34 +35,57 @@ from functions.container import get_services
 log = logging.getLogger("stockstream.http")
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
+AsyncHandler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Requests with these methods change nothing, so they are not commands."""
 
 
-def answering_problems(handler: Handler, *, measured: bool = True) -> Handler:
+def answering_problems(handler: Handler | AsyncHandler, *, measured: bool = True
+                       ) -> Handler | AsyncHandler:
     """Turn every refusal ``handler`` raises into its problem document, and record each
     state-changing request as the command ``handler.__name__`` with its duration and
     outcome (``adapters.telemetry.COMMAND_OUTCOMES``): ``applied`` when a save happened,
     ``unchanged`` when it succeeded without one (an idempotent repeat), ``rejected`` for a
     4xx, ``conflict`` when optimistic-concurrency retries ran out, ``error`` for a 5xx.
 
-    ``measured=False`` keeps its requests out of the command metric."""
+    A coroutine handler (one that awaits the group commit instead of holding a thread)
+    gets a coroutine wrapper doing the same. ``measured=False`` keeps its requests out of
+    the command metric."""
     command = handler.__name__
+    if inspect.iscoroutinefunction(handler):
+        awaited = cast(AsyncHandler, handler)
 
-    @functools.wraps(handler)
+        @functools.wraps(awaited)
+        async def answer_async(req: func.HttpRequest) -> func.HttpResponse:
+            if not measured or (req.method or "").upper() in SAFE_METHODS:
+                return (await answer_or_problem_async(awaited, req))[0]
+            started = time.perf_counter()
+            with counting_commits() as commits:
+                response, outcome = await answer_or_problem_async(awaited, req)
+            return _measured(command, started, commits, response, outcome)
+
+        return answer_async
+    called = cast(Handler, handler)
+
+    @functools.wraps(called)
     def answer(req: func.HttpRequest) -> func.HttpResponse:
         if not measured or (req.method or "").upper() in SAFE_METHODS:
-            return answer_or_problem(handler, req)[0]
+            return answer_or_problem(called, req)[0]
         started = time.perf_counter()
         with counting_commits() as commits:
-            response, outcome = answer_or_problem(handler, req)
-        if outcome == "succeeded":
-            outcome = "applied" if commits[0] else "unchanged"
-        record_command(command, time.perf_counter() - started, outcome)
-        return response
+            response, outcome = answer_or_problem(called, req)
+        return _measured(command, started, commits, response, outcome)
 
     return answer
+
+
+def _measured(command: str, started: float, commits: list[int],
+              response: func.HttpResponse, outcome: str) -> func.HttpResponse:
+    if outcome == "succeeded":
+        outcome = "applied" if commits[0] else "unchanged"
+    record_command(command, time.perf_counter() - started, outcome)
+    return response
 
 
 def answer_or_problem(handler: Handler, req: func.HttpRequest
@@ -69,19 +93,39 @@ def answer_or_problem(handler: Handler, req: func.HttpRequest
     """The answer to ``req`` and how it ended: succeeded, rejected, conflict or error."""
     try:
         response = handler(req)
-    except problems.Problem as problem:
-        return problem.response(), "error" if problem.status >= 500 else "rejected"
-    except DomainError as error:
+    except Exception as error:
+        return _problem_of(error, req)
+    return response, _outcome_of(response)
+
+
+async def answer_or_problem_async(handler: AsyncHandler, req: func.HttpRequest
+                                  ) -> tuple[func.HttpResponse, str]:
+    """:func:`answer_or_problem` of a coroutine handler."""
+    try:
+        response = await handler(req)
+    except Exception as error:
+        return _problem_of(error, req)
+    return response, _outcome_of(response)
+
+
+def _outcome_of(response: func.HttpResponse) -> str:
+    status = int(response.status_code)
+    return "error" if status >= 500 else "rejected" if status >= 400 else "succeeded"
+
+
+def _problem_of(error: Exception, req: func.HttpRequest) -> tuple[func.HttpResponse, str]:
+    """The problem document a refusal raised in a handler answers, and its outcome."""
+    if isinstance(error, problems.Problem):
+        return error.response(), "error" if error.status >= 500 else "rejected"
+    if isinstance(error, DomainError):
         return problems.from_domain(error).response(), "rejected"
-    except (StoreUnavailable, ConcurrencyConflict) as error:
+    if isinstance(error, StoreUnavailable | ConcurrencyConflict):
         log.warning("%s %s: %s", req.method, loggable_url(req.url), error)
         outcome = "conflict" if isinstance(error, ConcurrencyConflict) else "error"
         return problems.from_store(error).response(), outcome
-    except Exception:
-        log.exception("unexpected failure in %s %s", req.method, loggable_url(req.url))
-        return problems.internal_error().response(), "error"
-    status = int(response.status_code)
-    return response, "error" if status >= 500 else "rejected" if status >= 400 else "succeeded"
+    log.exception("unexpected failure in %s %s", req.method, loggable_url(req.url),
+                  exc_info=error)
+    return problems.internal_error().response(), "error"
 
 
 def loggable_url(url: str) -> str:

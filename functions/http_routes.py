@@ -29,6 +29,7 @@ A route that takes GET takes HEAD too (RFC 9110 §9.3.2: HEAD is GET without the
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from urllib.parse import unquote
 import azure.functions as func
 from pydantic import BaseModel
 
-from functions.http_answers import Handler, answering_problems
+from functions.http_answers import AsyncHandler, Handler, answering_problems
 
 NONBLOCKING = "stockstream_nonblocking"
 """The attribute :meth:`HttpBlueprint.http` sets on a function declared ``blocking=False``."""
@@ -145,8 +146,9 @@ class HttpFunction:
     user_function: Callable[..., Any]
     admin: bool = False  # AuthLevel.ADMIN: only an admin (master) key opens it
     blocking: bool = True
-    """False: it never waits on I/O (declared ``blocking=False``), so the embedded host
-    runs it on its event loop instead of handing it to a worker thread."""
+    """False: it never holds a thread waiting on I/O — a coroutine function, or one
+    declared ``blocking=False`` — so the embedded host runs it on its event loop instead
+    of handing it to a worker thread."""
     max_body_bytes: int | None = None
     """Its own body limit (declared ``max_body_bytes``), else the host's."""
 
@@ -182,7 +184,8 @@ def http_functions(app: func.FunctionApp) -> list[HttpFunction]:
             arg_name=trigger.name,
             user_function=function.get_user_function(),
             admin=auth == func.AuthLevel.ADMIN,
-            blocking=not getattr(function.get_user_function(), NONBLOCKING, False),
+            blocking=not (getattr(function.get_user_function(), NONBLOCKING, False)
+                          or inspect.iscoroutinefunction(function.get_user_function())),
             max_body_bytes=getattr(function.get_user_function(), BODY_LIMIT, None),
         ))
     return sorted(found, key=lambda f: f.template.precedence)
@@ -373,9 +376,6 @@ class HttpBlueprint(func.Blueprint):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.routes: list[Route] = []
-        self.handlers: dict[str, Handler] = {}
-        """Each HTTP function's answering handler by name, as its trigger calls it (the
-        batch route runs its commands through the single routes' own handlers)."""
 
     def http(
         self,
@@ -395,7 +395,7 @@ class HttpBlueprint(func.Blueprint):
         documented: bool = True,
         blocking: bool = True,
         max_body_bytes: int | None = None,
-    ) -> Callable[[Handler], Any]:
+    ) -> Callable[[Handler | AsyncHandler], Any]:
         """Register the decorated handler as the HTTP function ``name`` and record its
         :class:`Route`. ``auth_level`` None is the app's (function keys); ``problems`` are
         the statuses of its own refusals (the document adds the protocol ones: 400, 401,
@@ -403,17 +403,17 @@ class HttpBlueprint(func.Blueprint):
         state-changing requests out of the command metric; ``documented=False`` keeps the
         route out of ``openapi.json``; ``blocking=False`` says the handler never waits on
         I/O (no store, no file, no lock held by a writer), so the embedded host may run it
-        on its event loop: only for handlers that answer from memory. ``max_body_bytes``
+        on its event loop: only for handlers that answer from memory. A coroutine handler
+        runs on the event loop without it (it awaits what it waits for). ``max_body_bytes``
         replaces the API's body limit for this route (the embedded host reads up to it;
         the handler parses with it)."""
 
-        def register(handler: Handler) -> Any:
+        def register(handler: Handler | AsyncHandler) -> Any:
             route = Route(name, template, tuple(methods), auth_level, summary, request,
                           request_required, query, responses, problems, headers, documented,
                           max_body_bytes)
             self.routes.append(route)
             answer = answering_problems(handler, measured=measured)
-            self.handlers[name] = answer
             if not blocking:
                 setattr(answer, NONBLOCKING, True)
             if max_body_bytes is not None:

@@ -4,9 +4,11 @@ The route table is read from the app itself (``FunctionApp.get_functions()``): e
 trigger's route template, methods, auth level and user function, indexed once at start-up
 (``functions.http_routes.RouteIndex``). A request is matched as Azure matches it, converted
 to a real ``func.HttpRequest``, handed to the function on a worker thread (the application
-services are synchronous and wait on the store) or, for a function declared
-``blocking=False`` (the catch-all: it answers from memory), run on the event loop, and the
-``func.HttpResponse`` is converted back. So the local routes are the Azure routes.
+services are synchronous and wait on the store), or run on the event loop: a coroutine
+function (the stock writes, which await the group commit without holding a thread) is
+awaited there, and a function declared ``blocking=False`` (the catch-all: it answers from
+memory) called there. The ``func.HttpResponse`` is converted back. So the local routes
+are the Azure routes, whose worker runs coroutine functions on its event loop too.
 
 What the Functions host does before a function runs is done here too: the ``api`` route
 prefix, keys unless the function is anonymous, and a cap on the request body (larger
@@ -47,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
@@ -300,7 +303,7 @@ class FunctionsHost:
     async def _call(self, scope: Scope, request: _Request, function: HttpFunction,
                     params: dict[str, str], body: bytes) -> func.HttpResponse:
         """Run ``function`` with a real ``func.HttpRequest``: on a worker thread, or on
-        the event loop when it is declared non-blocking."""
+        the event loop when it is a coroutine function or declared non-blocking."""
         http_request = func.HttpRequest(
             method=request.method,
             url=_url(scope, request.headers, request.raw_path, request.query),
@@ -316,6 +319,8 @@ class FunctionsHost:
                 result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
             else:
                 result = call()
+                if inspect.isawaitable(result):  # a coroutine function: awaited on the loop
+                    result = await result
         except Exception:
             log.exception("function %s failed", function.name)
             return problems.internal_error().response()

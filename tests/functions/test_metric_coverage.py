@@ -45,6 +45,7 @@ from functions.container import use_services
 from local.pipeline import Pipeline, start_pipeline
 from tests.functions.test_pipeline_functions import as_binding, received
 from tests.infra import bicep_model as bm
+from tests.invoke import invoke
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
@@ -143,7 +144,7 @@ def relay_lag_threshold() -> float:
 
 
 def call(name: str, **bindings: Any) -> Any:
-    return FUNCTIONS[name].get_user_function()(**bindings)
+    return invoke(FUNCTIONS[name].get_user_function(), **bindings)
 
 
 def http(name: str, method: str, route: dict[str, str], body: Any = None,

@@ -34,12 +34,13 @@ from composition.embedded import embedded_services
 from contracts.topology import AVAILABILITY_SUBSCRIPTION, DUPLICATE_DETECTION_WINDOW, TOPIC
 from functions.container import use_services
 from projections.availability import AvailabilityProjection
+from tests.invoke import invoke
 
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
 def call(name: str, **bindings: Any) -> Any:
-    return FUNCTIONS[name].get_user_function()(**bindings)
+    return invoke(FUNCTIONS[name].get_user_function(), **bindings)
 
 
 def bindings(name: str) -> list[dict[str, Any]]:

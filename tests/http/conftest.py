@@ -15,6 +15,7 @@ from composition import Services
 from composition.embedded import embedded_services
 from function_app import app
 from functions.container import use_services
+from tests.invoke import invoke
 
 FUNCTIONS = {f.get_function_name(): f for f in app.get_functions()}
 
@@ -51,7 +52,7 @@ def call(
     request = func.HttpRequest(method, f"http://localhost/api/{name}", headers=all_headers,
                                params=params or {}, route_params=route_params or {},
                                body=payload)
-    response = FUNCTIONS[name].get_user_function()(request)
+    response = invoke(FUNCTIONS[name].get_user_function(), request)
     assert isinstance(response, func.HttpResponse)
     raw_body = response.get_body()
     content_type = response.mimetype

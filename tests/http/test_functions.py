@@ -32,6 +32,7 @@ from composition import Services
 from functions.container import use_services
 from functions.http_openapi import DOCUMENT_PATH, render
 from tests.http.conftest import FUNCTIONS, SKU, call, order
+from tests.invoke import invoke
 
 # ------------------------------------------------------------------- bindings
 
@@ -598,14 +599,15 @@ def test_a_commands_answer_lists_only_the_reservation_it_concerns(container: Ser
 def test_a_function_key_in_the_url_never_reaches_the_log_on_azure(
         container: Services, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture):
-    def unavailable(*args: Any, **kwargs: Any) -> Any:
+    async def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable("disk full")
 
-    monkeypatch.setattr(container.commands, "run", unavailable)  # the route runs its plan
+    # the route awaits its plan's run
+    monkeypatch.setattr(container.commands, "run_async", unavailable)
     request = func.HttpRequest(
         method="POST", body=json.dumps({"quantity": 1}).encode(),
         url="https://stockstream.example/api/stock/SKU-1/STORE-1/receipts?code=s3cret&x=1",
         headers={"Content-Type": "application/json"}, route_params=SKU)
-    answer = FUNCTIONS["receive_stock"].get_user_function()(request)
+    answer = invoke(FUNCTIONS["receive_stock"].get_user_function(), request)
     assert answer.status_code == 503
     assert "s3cret" not in caplog.text and "x=1" in caplog.text

@@ -101,5 +101,7 @@ def test_allowed_methods_ignores_the_catch_all():
     assert allowed_methods(functions, ["nowhere"]) == []
 
 
-def test_only_the_catch_all_runs_on_the_hosts_event_loop():
-    assert {f.name for f in FUNCTIONS if not f.blocking} == {"unmatched_route"}
+def test_only_the_catch_all_and_the_coroutine_stock_writes_run_on_the_hosts_event_loop():
+    assert {f.name for f in FUNCTIONS if not f.blocking} == {
+        "unmatched_route", "receive_stock", "set_policy", "reserve_stock",
+        "release_reservation", "fulfil_reservation"}

@@ -5,6 +5,7 @@ answered on its own; against a real SQLite event store.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +20,10 @@ from hypothesis import strategies as st
 from adapters.clock import ManualClock
 from adapters.sqlite import SQLiteStockItems
 from application.commands import CommandResult, ExpectedVersion, StockCommands, _Command
+from application.ports import StoreUnavailable
 from domain.errors import DomainError, InsufficientStock, PreconditionFailed
 from domain.stock_item import StockItem
+from tests.invoke import run_coroutine
 
 LOCATION = "STORE-1"
 
@@ -335,3 +338,146 @@ def test_a_group_on_a_hot_stream_leaves_the_earlier_answers_and_the_cache_as_the
     assert now is not None and sorted(now.reservations) == ["order-1", "order-2", "order-3",
                                                             "order-9"]
     assert now.reserved == 8
+
+
+# ------------------------------------- coroutine callers (run_async): no thread waits
+
+
+def test_coroutines_queued_behind_a_write_join_its_next_group_and_each_gets_its_answer(
+        store: CountingStore) -> None:
+    commands = grouped(store)
+    commands.receive("SKU-1", LOCATION, 3)
+    store.writes.clear()
+
+    async def scenario() -> list[CommandResult | BaseException]:
+        store.hold.clear()
+        store.writing.clear()
+        first = asyncio.create_task(commands.run_async(
+            commands.plan_receive("SKU-FIRST", LOCATION, 1)))
+        await asyncio.to_thread(store.writing.wait, 10)
+        queued = [asyncio.create_task(commands.run_async(plan)) for plan in [
+            commands.plan_reserve("SKU-1", LOCATION, "order-a", 2, "web"),
+            commands.plan_reserve("SKU-1", LOCATION, "order-b", 2, "web"),  # does not fit
+            commands.plan_reserve("SKU-1", LOCATION, "order-c", 1, "web"),
+            commands.plan_receive("SKU-2", LOCATION, 4),
+        ]]
+        await asyncio.to_thread(
+            _wait_until, lambda: commands._group.queued() == 4)  # type: ignore[union-attr]
+        store.hold.set()
+        await first
+        return list(await asyncio.gather(*queued, return_exceptions=True))
+
+    a, b, c, d = run_coroutine(scenario())
+
+    # the held write, then the group's first write holds both streams (the commands after
+    # the refusal on SKU-1 wait for it to be confirmed on a fresh read)
+    assert store.writes[:2] == [1, 2]
+    assert isinstance(b, InsufficientStock)
+    assert [p.version for p in (a.position, c.position)] == [3, 4]  # type: ignore[union-attr]
+    assert d.position.on_hand == 4  # type: ignore[union-attr]
+    assert store.get("SKU-1", LOCATION).reserved == 3  # type: ignore[union-attr]
+
+
+def test_a_thread_queued_behind_coroutines_is_answered_and_leads_when_its_turn_comes(
+        store: CountingStore) -> None:
+    """Coroutines have no thread to lead a group: the lead stays with the committing
+    thread while the oldest queued command is a coroutine's, and passes to a thread's
+    caller when it is that thread's turn."""
+    commands = grouped(store)
+
+    async def scenario() -> tuple[list[CommandResult], CommandResult]:
+        store.hold.clear()
+        store.writing.clear()
+        first = asyncio.create_task(commands.run_async(
+            commands.plan_receive("SKU-1", LOCATION, 1)))
+        await asyncio.to_thread(store.writing.wait, 10)
+        early = [asyncio.create_task(commands.run_async(
+            commands.plan_receive("SKU-1", LOCATION, 10))) for _ in range(3)]
+        await asyncio.to_thread(
+            _wait_until, lambda: commands._group.queued() == 3)  # type: ignore[union-attr]
+        thread = asyncio.create_task(asyncio.to_thread(commands.receive, "SKU-1", LOCATION, 100))
+        await asyncio.to_thread(
+            _wait_until, lambda: commands._group.queued() == 4)  # type: ignore[union-attr]
+        late = [asyncio.create_task(commands.run_async(
+            commands.plan_receive("SKU-1", LOCATION, 1000)))]
+        store.hold.set()
+        await first
+        return list(await asyncio.gather(*early, *late)), await thread
+
+    coroutines, by_thread = run_coroutine(scenario())
+
+    assert by_thread.events[-1].quantity == 100  # type: ignore[attr-defined]
+    assert sorted(r.events[-1].quantity for r in coroutines) == [  # type: ignore[attr-defined]
+        10, 10, 10, 1000]
+    assert store.get("SKU-1", LOCATION).on_hand == 1 + 30 + 100 + 1000  # type: ignore[union-attr]
+    assert commands._group.queued() == 0  # type: ignore[union-attr]
+
+
+def test_a_failed_write_answers_every_coroutine_of_its_group_with_the_failure(
+        tmp_path: Path) -> None:
+    class FailingStore(SQLiteStockItems):
+        def save_many(self, items: Sequence[StockItem]) -> list[list[StockItem.Event]]:
+            raise StoreUnavailable("disk full")
+
+        def save(self, item: StockItem) -> list[StockItem.Event]:
+            raise StoreUnavailable("disk full")
+
+    failing = FailingStore(tmp_path / "events.db")
+    try:
+        commands = grouped(failing)
+
+        async def scenario() -> list[CommandResult | BaseException]:
+            return list(await asyncio.gather(*[
+                commands.run_async(commands.plan_receive(f"SKU-{n}", LOCATION, 1))
+                for n in range(5)], return_exceptions=True))
+
+        outcomes = run_coroutine(scenario())
+        assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+        assert failing.events("SKU-0", LOCATION) == []
+    finally:
+        failing.close()
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(callers=st.lists(st.tuples(st.booleans(), st.integers(0, 2), st.integers(1, 50)),
+                        min_size=1, max_size=30),
+       held=st.booleans())
+def test_threads_and_coroutines_in_any_mix_are_each_answered_with_their_own_command(
+        tmp_path_factory: Any, callers: list[tuple[bool, int, int]], held: bool) -> None:
+    """Each caller, a thread (True) or a coroutine, receives a quantity on one of three
+    streams, all at once behind a write that is held or not: every caller is answered
+    with its own receipt at a version of its own, and each stream holds their sum."""
+    store = CountingStore(tmp_path_factory.mktemp("mix") / "events.db")
+    try:
+        commands = grouped(store)
+
+        async def scenario() -> list[CommandResult]:
+            if held:
+                store.hold.clear()
+            first = asyncio.create_task(commands.run_async(
+                commands.plan_receive("SKU-0", LOCATION, 1)))
+            if held:
+                await asyncio.to_thread(store.writing.wait, 10)
+            calls = [asyncio.to_thread(commands.receive, f"SKU-{s}", LOCATION, q) if thread
+                     else commands.run_async(commands.plan_receive(f"SKU-{s}", LOCATION, q))
+                     for thread, s, q in callers]
+            answers = asyncio.gather(*calls)
+            store.hold.set()
+            await first
+            return list(await asyncio.wait_for(answers, 30))
+
+        answers = run_coroutine(scenario())
+
+        for (_, stream, quantity), answer in zip(callers, answers, strict=True):
+            assert answer.sku == f"SKU-{stream}"
+            assert answer.events[-1].quantity == quantity  # type: ignore[attr-defined]
+        for stream in range(3):
+            mine = [a.position.version for a in answers if a.sku == f"SKU-{stream}"]
+            assert len(set(mine)) == len(mine)
+            on_hand = sum(q for _, s, q in callers if s == stream) + (stream == 0)
+            item = store.get(f"SKU-{stream}", LOCATION)
+            assert (item.on_hand if item else 0) == on_hand
+    finally:
+        store.hold.set()
+        store.close()
