@@ -100,3 +100,65 @@ def test_a_100_continue_is_not_held_back_for_the_answer():
     writes = exchange(b"PUT /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
                       b"Expect: 100-continue\r\n\r\n", 1)
     assert writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]  # the body never came: no answer
+
+
+# ------------------------------------------- over a real socket: written directly
+
+
+BIG = 4 * 1024 * 1024
+
+
+async def big_app(scope: Any, receive: Any, send: Any) -> None:
+    """Answers ``/big`` with 4 MiB (more than a loopback socket takes at once), anything
+    else with its path: whatever order the writes take, each answer must arrive whole and
+    in request order."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    body = bytes(range(256)) * (BIG // 256) if scope["path"] == "/big" else scope[
+        "path"].encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_answers_larger_than_the_socket_takes_arrive_whole_and_in_order_to_a_slow_reader(
+        tmp_path: Any) -> None:
+    import socket
+    import threading
+    import time
+
+    from application.settings import load
+    from local.host import server_config
+
+    settings = load({"STOCKSTREAM_DATA": str(tmp_path)})
+    server = uvicorn.Server(server_config(big_app, settings, lifespan="off"))
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(8)
+    serving = threading.Thread(target=server.run, kwargs={"sockets": [listening]},
+                               daemon=True)
+    serving.start()
+    try:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(listening.getsockname())
+        client.sendall(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                       b"GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        received = bytearray()
+        client.settimeout(10)
+        while not received.endswith(b"/after"):
+            chunk = client.recv(65536)
+            assert chunk, "the connection closed early"
+            received += chunk
+            time.sleep(0.0005)  # a slow reader: the server's writes fill the socket
+        first_head, _, rest = bytes(received).partition(b"\r\n\r\n")
+        assert first_head.startswith(b"HTTP/1.1 200 OK")
+        assert rest[:BIG] == bytes(range(256)) * (BIG // 256)
+        second = rest[BIG:]
+        assert second.startswith(b"HTTP/1.1 200 OK") and second.endswith(b"\r\n\r\n/after")
+        client.close()
+    finally:
+        server.should_exit = True
+        serving.join(10)
