@@ -681,8 +681,7 @@ class StockCommands:
                 if item is None:
                     item = StockItem.create(command.sku, command.location)
                     new_streams.add(stream)
-                elif per_stream[stream] > 1 or len(item.reservations) >= JOURNAL_FROM \
-                        or isinstance(item.reservations, _ReservationsAt):
+                elif per_stream[stream] > 1 or len(item.reservations) >= JOURNAL_FROM:
                     # Answers will need it, or the stream's reservations are many: the
                     # journal the cached state is a view of goes on, else one copy.
                     _journal_of(item)
@@ -1015,7 +1014,7 @@ class _Journal(dict[str, Any]):
             len(self.changes) <= max(JOURNAL_CHANGES, len(self))
 
 
-JOURNAL_CHANGES = 4096
+JOURNAL_CHANGES = 1024
 """Changes a journal may record before a group starts a fresh one, however few entries
 it holds (the copy then costs little)."""
 
@@ -1141,9 +1140,12 @@ def _detached(state: StockItem) -> StockItem:
     return state
 
 
-JOURNAL_FROM = 64
+JOURNAL_FROM = 1024
 """Open reservations from which a stream's state is held in a journal in every group,
-even for one command (below, a copy on change costs less than the bookkeeping)."""
+even for one command. Below, the copy on change costs less than reading through views:
+a dict of 1,000 entries copies in ~10–20 µs, about what a group's views and the
+journal's lock cost a command (a stream of 64–120 open reservations was ~10 % slower
+a command on journals than on copies, in process, 16 threads)."""
 
 
 def _run_alone(commands: StockCommands, command: _Command) -> None:

@@ -17,10 +17,10 @@ from eventsourcing.persistence import OperationalError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import application.commands
 from adapters.clock import ManualClock
 from adapters.sqlite import SQLiteStockItems
 from application.commands import (
-    JOURNAL_FROM,
     CommandResult,
     ExpectedVersion,
     StockCommands,
@@ -354,13 +354,14 @@ def _view(store: SQLiteStockItems, sku: str) -> _ReservationsAt:
 
 
 def test_a_hot_streams_groups_go_on_with_one_journal_and_each_answer_stays_as_it_was(
-        store: CountingStore, tmp_path: Path) -> None:
+        store: CountingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # No copy of a hot stream's open reservations per group: the cache holds a view of
     # the journal, the next group goes on changing it, and an answer read after later
     # groups still shows the state its command left.
+    monkeypatch.setattr(application.commands, "JOURNAL_FROM", 16)
     commands = grouped(store)
     commands.receive("HOT", LOCATION, 1_000)
-    for n in range(JOURNAL_FROM + 6):
+    for n in range(22):
         commands.reserve("HOT", LOCATION, f"order-{n}", 1, "web")
     journal = _view(store, "HOT").journal
 
@@ -371,12 +372,12 @@ def test_a_hot_streams_groups_go_on_with_one_journal_and_each_answer_stays_as_it
     assert _view(store, "HOT").journal is journal
     assert [(r.order_id, r.quantity) for r in held.position_of("order-a").reservations] == [
         ("order-a", 2)]
-    assert held.position.open_reservations == JOURNAL_FROM + 7
+    assert held.position.open_reservations == 23
     assert released.position_of("order-a").reservations == ()
-    assert released.position.open_reservations == JOURNAL_FROM + 6
+    assert released.position.open_reservations == 22
     now = store.get("HOT", LOCATION)
     assert now is not None and "order-a" not in now.reservations
-    assert now.reserved == JOURNAL_FROM + 6 + 3 == sum(
+    assert now.reserved == 22 + 3 == sum(
         r["quantity"] for r in now.reservations.values())
     reader = SQLiteStockItems(tmp_path / "events.db")
     reread = reader.get("HOT", LOCATION)
@@ -385,10 +386,11 @@ def test_a_hot_streams_groups_go_on_with_one_journal_and_each_answer_stays_as_it
 
 
 def test_a_group_that_was_not_written_leaves_the_cached_state_as_it_was(
-        store: CountingStore) -> None:
+        store: CountingStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(application.commands, "JOURNAL_FROM", 16)
     commands = grouped(store)
     commands.receive("HOT", LOCATION, 1_000)
-    for n in range(JOURNAL_FROM + 6):
+    for n in range(22):
         commands.reserve("HOT", LOCATION, f"order-{n}", 1, "web")
     journal = _view(store, "HOT").journal
     save_one = store.app.save_one
@@ -404,7 +406,7 @@ def test_a_group_that_was_not_written_leaves_the_cached_state_as_it_was(
 
     now = store.get("HOT", LOCATION)
     assert now is not None and "order-x" not in now.reservations
-    assert "order-y" in now.reservations and now.reserved == JOURNAL_FROM + 7
+    assert "order-y" in now.reservations and now.reserved == 23
     assert _view(store, "HOT").journal is not journal  # the journal holds what was not written
 
 
