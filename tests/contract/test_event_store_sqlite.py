@@ -90,17 +90,24 @@ def _held_snapshots(store: SQLiteStockItems) -> threading.Event:
         release.wait(30)
         write(item)
 
-    store.snapshots._write = held  # type: ignore[method-assign]
+    store.snapshots._write = held
     return release
 
 
-def test_a_save_returns_while_the_snapshot_it_made_due_is_still_being_written(
-        tmp_path: Path) -> None:
+def _due_snapshot_held(tmp_path: Path) -> tuple[SQLiteStockItems, StockItem, threading.Event]:
+    """A store whose snapshot writer holds each write until the event is set, and a hot
+    stream saved up to version 100 (a snapshot due, held)."""
     store = SQLiteStockItems(tmp_path / "events.db")
     release = _held_snapshots(store)
     item = StockItem.create("HOT", "STORE-1")
     item.receive(1_000)
-    _reserve_and_save(store, item, 98)  # version 100: a snapshot is due
+    _reserve_and_save(store, item, 98)
+    return store, item, release
+
+
+def test_a_save_returns_while_the_snapshot_it_made_due_is_still_being_written(
+        tmp_path: Path) -> None:
+    store, item, release = _due_snapshot_held(tmp_path)  # version 100: a snapshot is due
 
     assert item.version == 100
     assert not store.flush_snapshots(timeout=0.2)  # the save did not wait for it
@@ -114,11 +121,7 @@ def test_a_save_returns_while_the_snapshot_it_made_due_is_still_being_written(
 
 def test_snapshots_due_while_one_is_written_keep_only_the_newest_state(
         tmp_path: Path) -> None:
-    store = SQLiteStockItems(tmp_path / "events.db")
-    release = _held_snapshots(store)
-    item = StockItem.create("HOT", "STORE-1")
-    item.receive(1_000)
-    _reserve_and_save(store, item, 98)   # 100: taken by the writer, held
+    store, item, release = _due_snapshot_held(tmp_path)   # 100: taken by the writer, held
     _reserve_and_save(store, item, 100)  # 200: due, waits
     _reserve_and_save(store, item, 100)  # 300: due, replaces 200 (never written)
     release.set()
@@ -134,11 +137,7 @@ def test_snapshots_due_while_one_is_written_keep_only_the_newest_state(
 
 
 def test_closing_the_store_writes_the_snapshots_still_pending(tmp_path: Path) -> None:
-    store = SQLiteStockItems(tmp_path / "events.db")
-    release = _held_snapshots(store)
-    item = StockItem.create("HOT", "STORE-1")
-    item.receive(1_000)
-    _reserve_and_save(store, item, 98)
+    store, item, release = _due_snapshot_held(tmp_path)
     _reserve_and_save(store, item, 100)
     threading.Timer(0.1, release.set).start()
     store.close()
@@ -161,7 +160,7 @@ def test_a_failed_snapshot_is_logged_and_the_next_one_due_is_written(
             raise sqlite3.OperationalError("disk I/O error")
         write(item)
 
-    store.snapshots._write = failing_once  # type: ignore[method-assign]
+    store.snapshots._write = failing_once
     item = StockItem.create("HOT", "STORE-1")
     item.receive(1_000)
     _reserve_and_save(store, item, 98)

@@ -40,7 +40,7 @@ def main() -> None:
         in_hand.set()
         threading.Event().wait()  # killed in the middle of it
 
-    store.snapshots._write = stuck  # type: ignore[method-assign]
+    store.snapshots._write = stuck
     item = StockItem.create(SKU, LOCATION)
     item.receive(1_000_000)
     store.save(item)

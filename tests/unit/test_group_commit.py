@@ -353,17 +353,24 @@ def _view(store: SQLiteStockItems, sku: str) -> _ReservationsAt:
     return cached.reservations
 
 
-def test_a_hot_streams_groups_go_on_with_one_journal_and_each_answer_stays_as_it_was(
-        store: CountingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # No copy of a hot stream's open reservations per group: the cache holds a view of
-    # the journal, the next group goes on changing it, and an answer read after later
-    # groups still shows the state its command left.
+def _hot_stream_on_a_journal(
+        store: SQLiteStockItems, monkeypatch: pytest.MonkeyPatch) -> tuple[StockCommands, _Journal]:
+    """A stream with 22 open reservations, past a journal threshold lowered to 16 (so the
+    tests stay small), and the journal its cached state is a view of."""
     monkeypatch.setattr(application.commands, "JOURNAL_FROM", 16)
     commands = grouped(store)
     commands.receive("HOT", LOCATION, 1_000)
     for n in range(22):
         commands.reserve("HOT", LOCATION, f"order-{n}", 1, "web")
-    journal = _view(store, "HOT").journal
+    return commands, _view(store, "HOT").journal
+
+
+def test_a_hot_streams_groups_go_on_with_one_journal_and_each_answer_stays_as_it_was(
+        store: CountingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No copy of a hot stream's open reservations per group: the cache holds a view of
+    # the journal, the next group goes on changing it, and an answer read after later
+    # groups still shows the state its command left.
+    commands, journal = _hot_stream_on_a_journal(store, monkeypatch)
 
     held = commands.reserve("HOT", LOCATION, "order-a", 2, "web")
     released = commands.release("HOT", LOCATION, "order-a")
@@ -387,12 +394,7 @@ def test_a_hot_streams_groups_go_on_with_one_journal_and_each_answer_stays_as_it
 
 def test_a_group_that_was_not_written_leaves_the_cached_state_as_it_was(
         store: CountingStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(application.commands, "JOURNAL_FROM", 16)
-    commands = grouped(store)
-    commands.receive("HOT", LOCATION, 1_000)
-    for n in range(22):
-        commands.reserve("HOT", LOCATION, f"order-{n}", 1, "web")
-    journal = _view(store, "HOT").journal
+    commands, journal = _hot_stream_on_a_journal(store, monkeypatch)
     save_one = store.app.save_one
 
     def failing(item: StockItem) -> None:
