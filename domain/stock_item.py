@@ -696,13 +696,19 @@ class StockItem(Aggregate):
         for name, value in vars(self).items():
             clone.__dict__[name] = value.copy() if isinstance(value, dict | list) and (
                 name != "reservations") else value
+        # A mapping that goes on changing in place after the copy (the group commit's
+        # journal) gives the copy a read-only view of itself as it is now.
+        frozen = getattr(self.reservations, "frozen", None)
+        if frozen is not None:
+            clone.__dict__["reservations"] = frozen()
         self._reservations_shared = clone._reservations_shared = True
         return clone
 
     def _own_reservations(self) -> dict[str, dict[str, Any]]:
-        """The open reservations, to be changed: copied first if a copy shares them."""
+        """The open reservations, to be changed: copied first if a copy shares them
+        (``copy``: a plain dict of this item's own, from a dict or a read-only view)."""
         if self.shares_reservations:
-            self.reservations = dict(self.reservations)
+            self.reservations = self.reservations.copy()
             self._reservations_shared = False
         return self.reservations
 

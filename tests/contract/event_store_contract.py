@@ -394,6 +394,7 @@ class EventStoreContract(ABC):
         self._make_history(writer, item, until_version=SNAPSHOT_INTERVAL + 7)
         assert item.version == SNAPSHOT_INTERVAL + 7
 
+        assert writer.flush_snapshots(timeout=30)  # written after the saves, off their path
         snapshots = list(writer.app.snapshots.get(item.id))  # type: ignore[union-attr]
         assert [s.originator_version for s in snapshots] == [SNAPSHOT_INTERVAL]
 

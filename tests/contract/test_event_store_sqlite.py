@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,9 @@ def test_a_hot_stream_is_snapshotted_less_often_as_its_open_reservations_grow(
         item.reserve(f"order-{n}", 1, "web")
         if len(item.pending_events) == 100:
             store.save(item)
+            store.flush_snapshots()  # each written before the next save can supersede it
     store.save(item)
+    store.flush_snapshots()
 
     versions = [s.originator_version for s in store.app.snapshots.get(item.id)]  # type: ignore[union-attr]
     # Every 100 events while it lists fewer than 512 open reservations (a quarter: 128),
@@ -66,4 +69,106 @@ def test_a_hot_stream_is_snapshotted_less_often_as_its_open_reservations_grow(
     assert versions == [100, 200, 300, 400, 500, 600, 700, 800, 900, 1100, 1300, 1600]
     reloaded = SQLiteStockItems(tmp_path / "events.db").get("HOT", "STORE-1")
     assert reloaded is not None and reloaded.position() == item.position()
+    store.close()
+
+
+def _reserve_and_save(store: SQLiteStockItems, item: StockItem, events: int) -> None:
+    """``events`` more reservations on ``item``, saved in one write."""
+    for _ in range(events):
+        item.reserve(f"order-{len(item.reservations)}", 1, "web")
+    store.save(item)
+
+
+def _held_snapshots(store: SQLiteStockItems) -> threading.Event:
+    """Make the store's snapshot writer wait, inside its write, until the returned
+    event is set (a snapshot that takes as long as a test wants)."""
+    assert store.snapshots is not None
+    release = threading.Event()
+    write = store.snapshots._write
+
+    def held(item: StockItem) -> None:
+        release.wait(30)
+        write(item)
+
+    store.snapshots._write = held
+    return release
+
+
+def _due_snapshot_held(tmp_path: Path) -> tuple[SQLiteStockItems, StockItem, threading.Event]:
+    """A store whose snapshot writer holds each write until the event is set, and a hot
+    stream saved up to version 100 (a snapshot due, held)."""
+    store = SQLiteStockItems(tmp_path / "events.db")
+    release = _held_snapshots(store)
+    item = StockItem.create("HOT", "STORE-1")
+    item.receive(1_000)
+    _reserve_and_save(store, item, 98)
+    return store, item, release
+
+
+def test_a_save_returns_while_the_snapshot_it_made_due_is_still_being_written(
+        tmp_path: Path) -> None:
+    store, item, release = _due_snapshot_held(tmp_path)  # version 100: a snapshot is due
+
+    assert item.version == 100
+    assert not store.flush_snapshots(timeout=0.2)  # the save did not wait for it
+    assert list(store.app.snapshots.get(item.id)) == []  # type: ignore[union-attr]
+    release.set()
+    assert store.flush_snapshots(timeout=30)
+    versions = [s.originator_version for s in store.app.snapshots.get(item.id)]  # type: ignore[union-attr]
+    assert versions == [100]
+    store.close()
+
+
+def test_snapshots_due_while_one_is_written_keep_only_the_newest_state(
+        tmp_path: Path) -> None:
+    store, item, release = _due_snapshot_held(tmp_path)   # 100: taken by the writer, held
+    _reserve_and_save(store, item, 100)  # 200: due, waits
+    _reserve_and_save(store, item, 100)  # 300: due, replaces 200 (never written)
+    release.set()
+
+    assert store.flush_snapshots(timeout=30)
+    versions = [s.originator_version for s in store.app.snapshots.get(item.id)]  # type: ignore[union-attr]
+    assert versions == [100, 300]
+    reader = SQLiteStockItems(tmp_path / "events.db")
+    reloaded = reader.get("HOT", "STORE-1")
+    assert reloaded is not None and reloaded.position() == item.position()
+    reader.close()
+    store.close()
+
+
+def test_closing_the_store_writes_the_snapshots_still_pending(tmp_path: Path) -> None:
+    store, item, release = _due_snapshot_held(tmp_path)
+    _reserve_and_save(store, item, 100)
+    threading.Timer(0.1, release.set).start()
+    store.close()
+
+    reader = SQLiteStockItems(tmp_path / "events.db")
+    versions = [s.originator_version for s in reader.app.snapshots.get(item.id)]  # type: ignore[union-attr]
+    assert versions == [100, 200]
+    reader.close()
+
+
+def test_a_failed_snapshot_is_logged_and_the_next_one_due_is_written(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = SQLiteStockItems(tmp_path / "events.db")
+    assert store.snapshots is not None
+    write, failures = store.snapshots._write, [1]
+
+    def failing_once(item: StockItem) -> None:
+        if failures:
+            failures.pop()
+            raise sqlite3.OperationalError("disk I/O error")
+        write(item)
+
+    store.snapshots._write = failing_once
+    item = StockItem.create("HOT", "STORE-1")
+    item.receive(1_000)
+    _reserve_and_save(store, item, 98)
+    assert store.flush_snapshots(timeout=30)
+    _reserve_and_save(store, item, 100)
+    assert store.flush_snapshots(timeout=30)
+
+    versions = [s.originator_version for s in store.app.snapshots.get(item.id)]  # type: ignore[union-attr]
+    assert versions == [200]
+    assert "snapshot of HOT|STORE-1 at version 100 skipped" in caplog.text
     store.close()
