@@ -78,9 +78,11 @@ CONSUMER_SESSIONS = 64
 """Sessions a consumer takes in a visit (with their messages, in one broker transaction;
 applied in one view transaction; settled and released in one more)."""
 CONSUMER_WORKERS = 1
-"""One consumer thread: the embedded broker and the views have one writer at a time
-anyway, and more threads only queued on them (four threads used almost twice the CPU of
-one, and multiplied the lag, measured with ``bench/pipeline_lag.py``)."""
+"""One consumer thread if the consumer runs on its own (``SessionConsumer.start``): the
+embedded broker and the views have one writer at a time anyway, and more threads only
+queued on them (four threads used almost twice the CPU of one, and multiplied the lag,
+measured with ``bench/pipeline_lag.py``). ``local.pipeline`` runs it in the relay's
+thread instead."""
 STANDALONE_RELAY_BATCH = 64
 RELAY_CHECKPOINT_SECONDS = 0.25
 """How often the relay's checkpoint is written: a crash republishes at most this long's

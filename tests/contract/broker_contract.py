@@ -393,6 +393,45 @@ class BrokerContract:
             assert broker.settle_sessions(first + second) == 3
             assert _numbers(self._drain(holder, 1)) == [1]
 
+    def test_sessions_are_taken_oldest_waiting_message_first(
+        self, broker: MessageBroker
+    ) -> None:
+        first, second, third = (_session() for _ in range(3))
+        broker.publish(TOPIC, [_message(third, 1), _message(first, 1), _message(third, 2),
+                               _message(second, 1), _message(first, 2)])
+
+        taken = self._accept_many(broker, sessions=2, messages=10)
+        try:
+            assert [(r.session_id, _numbers(m)) for r, m in taken] == [
+                (third, [1, 2]), (first, [1, 2])]
+        finally:
+            assert broker.settle_sessions(taken) == 4
+        rest = self._accept_many(broker, sessions=2, messages=10)
+        assert [(r.session_id, _numbers(m)) for r, m in rest] == [(second, [1])]
+        assert broker.settle_sessions(rest) == 1
+
+    def test_a_settlement_completes_what_it_still_holds_and_leaves_a_lost_session_alone(
+        self, broker: MessageBroker
+    ) -> None:
+        self._needs_clock()
+        lost, kept = _session(), _session()
+        broker.publish(TOPIC, [_message(lost, 1), _message(lost, 2)])
+        early = self._accept_many(broker, sessions=1, messages=2)
+        self.advance(LOCK_DURATION.total_seconds() / 2)
+        broker.publish(TOPIC, [_message(kept, 1)])
+        late = self._accept_many(broker, sessions=1, messages=1)
+        self.advance(LOCK_DURATION.total_seconds() / 2 + 1)  # the early lock expired
+        with broker.accept_session(TOPIC, "alpha", lost) as new_holder:
+            retaken = self._receive_unsettled(new_holder, 2)
+
+            # The early receiver lost its session: nothing of it is completed, and the
+            # new holder's locks and messages are untouched.
+            assert broker.settle_sessions(early + late) == 1
+
+            assert [m.delivery_count for m in retaken] == [2, 2]
+            new_holder.complete_all(retaken)
+        assert self._nothing_more(broker)
+
     def test_settling_releases_the_sessions_and_gives_back_what_was_not_handled(
         self, broker: MessageBroker
     ) -> None:

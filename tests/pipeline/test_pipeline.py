@@ -391,3 +391,33 @@ def test_the_running_pipeline_writes_the_relays_checkpoint_in_its_own_thread_and
         pipeline.stop()  # publishes what is committed and checkpoints it
     assert checkpoints.position(Relay.NAME) == 3
     container.close()
+
+
+def test_the_running_pipeline_consumes_what_another_broker_connection_published(
+    tmp_path: Path,
+) -> None:
+    """The relay and the consumer share one thread (``local.pipeline``): a message that
+    no commit of this process woke it for (a dead-letter replay from the host, a lock
+    that lapsed) is still found by the loop's next poll."""
+    elsewhere = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path / "elsewhere")}),
+                                  process=EmbeddedProcess.COMMANDS)
+    elsewhere.commands.receive("SKU-X", "STORE-1", 7)
+    messages = [to_message(r.event) for r in elsewhere.store.read_after(0, 10)]  # type: ignore[attr-defined]
+    elsewhere.close()
+    container = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path / "here")}),
+                                  process=EmbeddedProcess.PIPELINE)
+    pipeline = start_pipeline(container)
+    other = EmbeddedBroker(tmp_path / "here" / "broker.db")
+    try:
+        assert container.pipeline is not None
+        assert other.path.resolve() == container.pipeline.broker.path.resolve()
+        other.publish(TOPIC, messages)
+        deadline = time.monotonic() + 30
+        assert container.availability is not None
+        while container.availability.for_sku("SKU-X").on_hand != 7:
+            assert time.monotonic() < deadline, "the consumer never took the messages"
+            threading.Event().wait(0.01)
+    finally:
+        other.close()
+        pipeline.stop()
+        container.close()
