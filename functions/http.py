@@ -10,7 +10,6 @@ wraps it so refusals become problem documents and commands are measured
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -159,13 +158,10 @@ class StockWrite:
         return self.answered(self.gated())
 
     async def run_async(self) -> func.HttpResponse:
-        """:meth:`run` for the coroutine routes: the command awaits the group commit
-        instead of holding a thread; a gated one runs on a thread (it may wait on the
-        approval gate's store)."""
-        if self.command is not None:
-            return self.answer(await services().commands.run_async(self.command))
-        assert self.gated is not None
-        return self.answered(await asyncio.to_thread(self.gated))
+        """:meth:`run` for the coroutine routes, whose writes are plain commands: the
+        command awaits the group commit instead of holding a thread."""
+        assert self.command is not None, "a gated write runs on a thread (run)"
+        return self.answer(await services().commands.run_async(self.command))
 
     def answered(self, outcome: CommandResult | Held) -> func.HttpResponse:
         return held_response(outcome) if isinstance(outcome, Held) else self.answer(outcome)

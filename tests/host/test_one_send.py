@@ -9,7 +9,6 @@ reliably (the kernel may hand a reader both segments at once).
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from local.host import http_protocol
+from tests.invoke import run_coroutine
 
 
 class RecordingTransport(asyncio.Transport):
@@ -72,10 +72,7 @@ def exchange(request: bytes, answer_written: int) -> list[bytes]:
         protocol.connection_lost(None)
         return transport.writes
 
-    # A loop of its own on a thread of its own: the suite may leave a loop marked running
-    # on the main thread, where asyncio.run refuses to start.
-    with ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, run()).result(timeout=30)
+    return run_coroutine(run())
 
 
 def test_a_responses_head_and_body_leave_in_one_write():
