@@ -180,6 +180,7 @@ def test_a_dead_letter_is_replayed_only_after_confirming(
     replay = page.get_by_role("button", name="Replay the dead letters of availability")
     expect(replay).to_be_enabled()
 
+    logged = len(console_host.log())
     replay.click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible()
@@ -187,11 +188,18 @@ def test_a_dead_letter_is_replayed_only_after_confirming(
     expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()  # the safe choice
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
-    assert replays not in console_host.log()  # cancelled: nothing sent
+    assert replays not in console_host.log()[logged:]  # cancelled: nothing sent
 
+    # The host is the module's: a test run before this one (in random order) may have
+    # left a dead letter of its own, which the replay sends too.
+    with api_client(console_host) as client:
+        waiting = next(s["dead_lettered"] for s in client.get("/api/ops/status").json()[
+            "subscriptions"] if s["name"] == "availability")
     replay.click()
     dialog.get_by_role("button", name="Replay").click()
-    expect(page.locator("#replay-outcome")).to_have_text("Replayed 1 message to availability.")
+    expect(page.locator("#replay-outcome")).to_have_text(
+        "Replayed 1 message to availability." if waiting == 1
+        else f"Replayed {waiting} messages to availability.")
     console_host.wait_for_log(f"{replays} 200")
 
 
