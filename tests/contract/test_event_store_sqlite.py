@@ -50,6 +50,37 @@ class TestSQLiteEventStore(EventStoreContract):
         finally:
             store.close()
 
+def test_a_connection_prepares_each_statement_once_not_at_every_run(tmp_path: Path) -> None:
+    """A command runs a few statements in turn (memo read, inserts, commit); with a cache
+    of one statement (``eventsourcing``'s ``cached_statements=True``) each evicted the
+    next and every run compiled its statement again. SQLite asks the authorizer only
+    while it compiles a statement, so its calls count compilations."""
+    store = SQLiteStockItems(tmp_path / "events.db")
+    try:
+        with store.app.recorder.datastore.get_connection(commit=False) as connection:
+            compiled: list[object] = []
+
+            def authorize(action: int, *_: object) -> int:
+                compiled.append(action)
+                return sqlite3.SQLITE_OK
+
+            db = connection._sqlite_conn
+            db.set_authorizer(authorize)
+            statements = ["SELECT count(*) FROM stock_memos",
+                          "SELECT count(*) FROM stored_events"]
+            for statement in statements:
+                db.execute(statement).fetchall()
+            once = len(compiled)
+            assert once > 0
+            for _ in range(10):
+                for statement in statements:
+                    db.execute(statement).fetchall()
+            db.set_authorizer(None)
+        assert len(compiled) == once
+    finally:
+        store.close()
+
+
 def test_a_hot_stream_is_snapshotted_less_often_as_its_open_reservations_grow(
         tmp_path: Path) -> None:
     store = SQLiteStockItems(tmp_path / "events.db")
