@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import azure.functions as func
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -231,7 +232,22 @@ def parse_batch(req: func.HttpRequest) -> BatchRequest:
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_body(req: func.HttpRequest, model: type[M], *, required: bool = True,
+class CommandRequest(Protocol):
+    """What a stock-write route's parse step reads of its request: the route parameters,
+    the headers (names in lower case) and the body. A ``func.HttpRequest`` is one; a
+    batch's command is read as one (``functions.batch.BatchCommandRequest``) without
+    building an HTTP request, so both go through the same parse step."""
+
+    @property
+    def route_params(self) -> Mapping[str, str]: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def get_body(self) -> bytes: ...
+
+
+def parse_body(req: CommandRequest, model: type[M], *, required: bool = True,
                limit: int = MAX_BODY_BYTES) -> M:
     """The request's JSON body as ``model``, or a :class:`Problem` raised.
 
@@ -278,7 +294,7 @@ def parse_if_match(value: str | None) -> ExpectedVersion | None:
     return ExpectedVersion.at(*versions)
 
 
-def if_match(req: func.HttpRequest) -> ExpectedVersion | None:
+def if_match(req: CommandRequest) -> ExpectedVersion | None:
     """The request's ``If-Match`` expectation (see :func:`parse_if_match`)."""
     return parse_if_match(req.headers.get("if-match"))
 
