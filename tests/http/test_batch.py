@@ -200,6 +200,26 @@ def test_each_command_answers_exactly_as_its_single_route_whatever_it_says(
     assert [comparable(r["body"]) for r in results] == [comparable(a.body) for a in answers]
 
 
+def test_each_command_counts_in_the_command_metric_under_its_route_and_outcome(
+        container: Services) -> None:
+    batch([{"op": "receive", **STREAM, "quantity": 5, "idempotency_key": "k"},
+           {"op": "receive", **STREAM, "quantity": 5, "idempotency_key": "k"},
+           *[{"op": "reserve", **STREAM, "order_id": f"o-{n}", "quantity": 2,
+              "channel": "web"} for n in range(3)],
+           {"op": "release", **STREAM, "order_id": "never"}])
+
+    lines = container.telemetry.openmetrics().splitlines()
+    counts = {line.split("{", 1)[1].rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1])
+              for line in lines if line.startswith("stockstream_command_duration_count")}
+    assert counts == {
+        'command="receive_stock",outcome="applied"}': 1,
+        'command="receive_stock",outcome="unchanged"}': 1,
+        'command="reserve_stock",outcome="applied"}': 2,
+        'command="reserve_stock",outcome="rejected"}': 1,
+        'command="release_reservation",outcome="rejected"}': 1,
+    }
+
+
 def test_commands_on_one_stream_take_effect_in_request_order(container: Services) -> None:
     commands = [{"op": "receive", **STREAM, "quantity": 5}]
     commands += [{"op": "reserve", **STREAM, "order_id": f"o-{n}", "quantity": 1,
