@@ -276,12 +276,16 @@ class Telemetry:
         self._drift_units.record(abs(int(units)))
         self._drift_percent.record(abs(float(percent)))
 
-    def record_command(self, name: str, seconds: float, outcome: str) -> None:
-        """Command ``name`` took ``seconds`` and ended with ``outcome`` (see COMMAND_OUTCOMES)."""
+    def record_command(self, name: str, seconds: float, outcome: str, count: int = 1) -> None:
+        """``count`` commands ``name`` took ``seconds`` each and ended with ``outcome`` (see
+        COMMAND_OUTCOMES). The histogram counts each of them (a batch's commands are
+        commands); the checks and the attributes are made once for all."""
         if outcome not in COMMAND_OUTCOMES:
             raise ValueError(f"outcome must be one of {sorted(COMMAND_OUTCOMES)}; got {outcome!r}")
-        self._command_duration.record(
-            max(0.0, float(seconds)), {"command": name, "outcome": outcome})
+        value, attributes = max(0.0, float(seconds)), {"command": name, "outcome": outcome}
+        record = self._command_duration.record
+        for _ in range(count):
+            record(value, attributes)
 
 
 _configure_lock = threading.Lock()

@@ -1,10 +1,14 @@
 """The commands of a batch (``POST /api/stock/batch``), each answered as its single route.
 
-A batch command is turned into the request its single route would have received (method,
-route parameters, JSON body, ``Idempotency-Key`` and ``If-Match`` headers) and given to
-that route's own parse step (``functions.http.STOCK_WRITES``): one parser, one validator,
-one set of problem documents. What it parses to is a planned command and the route's
-answer step, so a command's status and body are exactly what the single route answers.
+A batch command is read as the request its single route would have received (route
+parameters, JSON body, ``Idempotency-Key`` and ``If-Match`` headers: a
+``functions.requests.CommandRequest``, :class:`BatchCommandRequest`) and given to that
+route's own parse step (``functions.http.STOCK_WRITES``): one parser, one validator, one
+set of problem documents. What it parses to is a planned command and the route's answer
+step, whose ``Answer`` (status, body bytes) is placed in the batch's results as it is, so
+a command's status and body are exactly what the single route answers. No
+``func.HttpRequest``, URL or ``func.HttpResponse`` is built per command: those, and a
+metric record per command, were a third of a batch's CPU beside the commands.
 
 The planned commands are then run together (``StockCommands.run_many``): on the embedded
 host they are queued as one group of the group commit, decided one after another on the
@@ -17,31 +21,34 @@ later commands of their stream: a stream's commands take effect in request order
 from __future__ import annotations
 
 import json
-import re
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import quote
 
 import azure.functions as func
 
 from adapters.telemetry import counting_commits
 from application.commands import CommandResult, StockCommand
 from functions.container import get_services
-from functions.http_answers import answer_or_problem, record_command
-from functions.requests import BatchCommand
+from functions.http_answers import problem_for, record_command
+from functions.requests import BatchCommand, CommandRequest
+from functions.responses import Answer
 
-SINGLE_ROUTES: Mapping[str, tuple[str, str, str, bool]] = {
-    # op: (function, method, path after stock/{sku}/{location}, body required)
-    "receive": ("receive_stock", "POST", "receipts", True),
-    "adjust": ("adjust_stock", "POST", "adjustments", True),
-    "policy": ("set_policy", "PUT", "policy", True),
-    "reserve": ("reserve_stock", "PUT", "reservations/{order_id}", True),
-    "release": ("release_reservation", "DELETE", "reservations/{order_id}", False),
-    "fulfil": ("fulfil_reservation", "POST", "reservations/{order_id}/fulfilment", False),
-    "count": ("record_count", "POST", "counts", True),
+SINGLE_ROUTES: Mapping[str, tuple[str, bool, bool]] = {
+    # op: (function, takes an order id, body required)
+    "receive": ("receive_stock", False, True),
+    "adjust": ("adjust_stock", False, True),
+    "policy": ("set_policy", False, True),
+    "reserve": ("reserve_stock", True, True),
+    "release": ("release_reservation", True, False),
+    "fulfil": ("fulfil_reservation", True, False),
+    "count": ("record_count", False, True),
 }
-"""Each ``op`` and the HTTP function that answers it alone."""
+"""Each ``op``, the HTTP function that answers it alone, and what its route reads."""
+
+_JSON_HEADERS = {"content-type": "application/json"}
 
 
 class PlannedWrite(Protocol):
@@ -51,65 +58,73 @@ class PlannedWrite(Protocol):
     def command(self) -> StockCommand | None: ...
 
     @property
-    def answer(self) -> Callable[[CommandResult], func.HttpResponse]: ...
+    def answer(self) -> Callable[[CommandResult], Answer]: ...
 
-    def run(self) -> func.HttpResponse: ...
-
-
-Parse = Callable[[func.HttpRequest], PlannedWrite]
+    def run_gated(self) -> Answer: ...
 
 
-def single_request(command: BatchCommand, base_url: str) -> tuple[str, func.HttpRequest]:
-    """The function that answers ``command`` alone, and the request it would have got."""
-    name, method, tail, body_required = SINGLE_ROUTES[command.op]
-    params = {"sku": command.sku, "location": command.location}
-    if "{order_id}" in tail:
-        params["order_id"] = command.order_id or ""
-    path = "/".join(_quoted(params[part[1:-1]]) if part.startswith("{") else part
-                    for part in f"{{sku}}/{{location}}/{tail}".split("/"))
-    fields = command.model_extra or {}
-    body = json.dumps(fields).encode() if fields or body_required else b""
-    headers = {"content-type": "application/json"} if body else {}
-    if command.idempotency_key is not None:
-        headers["idempotency-key"] = command.idempotency_key
-    if command.if_match is not None:
-        headers["if-match"] = command.if_match
-    return name, func.HttpRequest(method, f"{base_url}/stock/{path}", headers=headers,
-                                  params={}, route_params=params, body=body)
+Parse = Callable[[CommandRequest], PlannedWrite]
 
 
-_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
+@dataclass(frozen=True)
+class BatchCommandRequest:
+    """A batch command as its single route's request reads (a ``CommandRequest``): the
+    stream (and order) as route parameters, the route's fields as its JSON body, the
+    ``idempotency_key`` and ``if_match`` members as its headers."""
+
+    route_params: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+
+    def get_body(self) -> bytes:
+        return self.body
+
+    @classmethod
+    def of(cls, command: BatchCommand) -> tuple[str, BatchCommandRequest]:
+        """The function that answers ``command`` alone, and ``command`` as its request.
+
+        The fields are written back to JSON for the route's parser, which reads JSON in
+        strict mode (a datetime from a string, an integer only from an integer): the
+        same parser, hence the same refusals, for a few microseconds a command."""
+        name, takes_order, body_required = SINGLE_ROUTES[command.op]
+        params = {"sku": command.sku, "location": command.location}
+        if takes_order:
+            params["order_id"] = command.order_id or ""
+        fields = command.model_extra
+        body = json.dumps(fields).encode() if fields or body_required else b""
+        headers = _JSON_HEADERS if body else {}
+        if command.idempotency_key is not None or command.if_match is not None:
+            headers = dict(headers)
+            if command.idempotency_key is not None:
+                headers["idempotency-key"] = command.idempotency_key
+            if command.if_match is not None:
+                headers["if-match"] = command.if_match
+        return name, cls(params, headers, body)
 
 
-def _quoted(segment: str) -> str:
-    """``segment`` as a URL path segment (most identifiers need no quoting: checked first,
-    as ``quote`` cost a tenth of a batch)."""
-    return segment if _UNRESERVED.fullmatch(segment) else quote(segment, safe="")
-
-
-def answer_batch(commands: Sequence[BatchCommand], parsers: Mapping[str, Parse],
-                 base_url: str) -> func.HttpResponse:
+def answer_batch(commands: Sequence[BatchCommand], parsers: Mapping[str, Parse]
+                 ) -> func.HttpResponse:
     """The batch's answer: each command's ``{index, status, body}`` in request order
     (``functions.responses.BatchOut``; see the module).
 
-    Each command is recorded in the command metric under its single route's name, as if
-    sent alone (its time: its share of the batch). Each body is the single route's JSON
-    as it wrote it, placed in the answer as it is: validating and re-serialising 500
-    bodies that our own models just wrote took a third of a batch's CPU (py-spy)."""
+    Each command is counted in the command metric under its single route's name and its
+    outcome, as if sent alone (its time: its share of the batch), recorded once per
+    (route, outcome). Each body is the single route's JSON as it wrote it, placed in the
+    answer as it is: validating and re-serialising 500 bodies that our own models just
+    wrote took a third of a batch's CPU (py-spy)."""
     started = time.perf_counter()
-    answers: list[func.HttpResponse | None] = [None] * len(commands)
-    outcomes: list[str] = ["" for _ in commands]
-    requests: list[tuple[str, func.HttpRequest]] = []
+    answers: list[Answer | None] = [None] * len(commands)
+    outcomes: list[str] = [""] * len(commands)
+    names: list[str] = []
     planned: list[PlannedWrite | None] = []
     for index, command in enumerate(commands):
-        name, request = single_request(command, base_url)
-        requests.append((name, request))
+        name, request = BatchCommandRequest.of(command)
+        names.append(name)
         try:
             planned.append(parsers[name](request))
         except Exception as error:  # its refusal, answered as the single route answers it
             planned.append(None)
-            answers[index], outcomes[index] = answer_or_problem(_answering(None, error),
-                                                                request)
+            answers[index], outcomes[index] = _refused(error, index, command)
 
     grouped: list[int] = []
     alone: list[int] = []
@@ -128,28 +143,50 @@ def answer_batch(commands: Sequence[BatchCommand], parsers: Mapping[str, Parse],
         results = get_services().commands.run_many(
             [_command(planned[i]) for i in grouped])
         for index, result in zip(grouped, results, strict=True):
-            answers[index], outcomes[index] = answer_or_problem(
-                _answering(planned[index], result), requests[index][1])
-            if outcomes[index] == "succeeded":
-                assert isinstance(result, CommandResult)
-                outcomes[index] = "applied" if result.events else "unchanged"
+            answers[index], outcomes[index] = _answered(
+                _planned(planned[index]), result, index, commands[index])
     for index in alone:
         write = _planned(planned[index])
         with counting_commits() as commits:
-            answers[index], outcomes[index] = answer_or_problem(_running(write),
-                                                                requests[index][1])
-        if outcomes[index] == "succeeded":
-            outcomes[index] = "applied" if commits[0] else "unchanged"
+            try:
+                answers[index] = write.run_gated() if write.command is None else (
+                    write.answer(get_services().commands.run(write.command)))
+                outcomes[index] = "applied" if commits[0] else "unchanged"
+            except Exception as error:
+                answers[index], outcomes[index] = _refused(error, index, commands[index])
 
     share = (time.perf_counter() - started) / max(1, len(commands))
-    parts: list[bytes] = []
-    for index, answer in enumerate(answers):
-        assert answer is not None
-        record_command(requests[index][0], share, outcomes[index])
-        parts.append(b'{"index":%d,"status":%d,"body":%s}' % (
-            index, int(answer.status_code), answer.get_body() or b"{}"))
+    for (name, outcome), count in Counter(zip(names, outcomes, strict=True)).items():
+        record_command(name, share, outcome, count)
+    parts = [b'{"index":%d,"status":%d,"body":%s}' % (index, answer.status, answer.body)
+             for index, answer in enumerate(_all(answers))]
     return func.HttpResponse(b'{"results":[' + b",".join(parts) + b"]}", status_code=200,
                              mimetype="application/json", charset="utf-8")
+
+
+def _answered(write: PlannedWrite, result: CommandResult | Exception, index: int,
+              command: BatchCommand) -> tuple[Answer, str]:
+    """A grouped command's answer (its route's answer step, or its refusal) and outcome."""
+    if isinstance(result, Exception):
+        return _refused(result, index, command)
+    try:
+        answer = write.answer(result)
+    except Exception as error:
+        return _refused(error, index, command)
+    return answer, "applied" if result.events else "unchanged"
+
+
+def _refused(error: Exception, index: int, command: BatchCommand) -> tuple[Answer, str]:
+    """The problem document the single route answers ``error`` with, and its outcome."""
+    problem, outcome = problem_for(
+        error, lambda: f"batch command {index} ({command.op} {command.sku!r} "
+                       f"{command.location!r})")
+    return problem.answer(), outcome
+
+
+def _all(answers: list[Answer | None]) -> list[Answer]:
+    assert all(answer is not None for answer in answers)
+    return [answer for answer in answers if answer is not None]
 
 
 def _planned(write: PlannedWrite | None) -> PlannedWrite:
@@ -161,21 +198,3 @@ def _command(write: PlannedWrite | None) -> StockCommand:
     command = _planned(write).command
     assert command is not None
     return command
-
-
-def _answering(write: PlannedWrite | None, result: CommandResult | Exception
-               ) -> Callable[[func.HttpRequest], func.HttpResponse]:
-    """A handler answering ``result`` with the answer step of ``write``; an exception is
-    raised in it, to be answered as the single route answers it (``answer_or_problem``)."""
-
-    def answer(_req: func.HttpRequest) -> func.HttpResponse:
-        if isinstance(result, Exception):
-            raise result
-        return _planned(write).answer(result)
-
-    return answer
-
-
-def _running(write: PlannedWrite) -> Callable[[func.HttpRequest], func.HttpResponse]:
-    """A handler running ``write`` alone, as its single route does."""
-    return lambda _req: write.run()

@@ -40,6 +40,7 @@ from functions.requests import (
     AdjustmentRequest,
     AvailabilityQuery,
     BatchRequest,
+    CommandRequest,
     CountRequest,
     EventsQuery,
     FulfilmentRequest,
@@ -56,6 +57,7 @@ from functions.requests import (
     parse_query,
 )
 from functions.responses import (
+    Answer,
     AvailabilityOut,
     AvailableToPromiseOut,
     BatchOut,
@@ -81,26 +83,30 @@ def approval_gate() -> ApprovalGate:
     return require_reconciliation().gate
 
 
-def held_response(held: Held) -> func.HttpResponse:
+def held_answer(held: Held) -> Answer:
     """202: the command waits for approval; nothing was recorded (the ETag is the version
     the stream stays at)."""
-    return json_response(HeldOut.of(held), 202, etag(held.position.version))
+    return Answer.of(HeldOut.of(held), 202, etag(held.position.version))
 
 
-def _stock_item(req: func.HttpRequest) -> tuple[str, str]:
+def _stock_item(req: CommandRequest) -> tuple[str, str]:
     sku = require_identifier("sku", req.route_params.get("sku"))
     return sku, require_identifier("location", req.route_params.get("location"))
 
 
-def _order_id(req: func.HttpRequest) -> str:
+def _order_id(req: CommandRequest) -> str:
     return require_identifier("order_id", req.route_params.get("order_id"))
 
 
-def _position(result_position: Any, status: int = 200,
-              headers: dict[str, str] | None = None) -> func.HttpResponse:
+def _position_answer(result_position: Any, status: int = 200,
+                     headers: dict[str, str] | None = None) -> Answer:
     """The position answer, with the stream version it reflects as its ``ETag``."""
-    return json_response(PositionOut.of(result_position), status,
-                         {**etag(result_position.version), **(headers or {})})
+    return Answer.of(PositionOut.of(result_position), status,
+                     {**etag(result_position.version), **(headers or {})})
+
+
+def _position(result_position: Any) -> func.HttpResponse:
+    return _position_answer(result_position).response()
 
 
 STOCK = "stock/{sku}/{location}"
@@ -133,7 +139,9 @@ def list_events(req: func.HttpRequest) -> func.HttpResponse:
 # Each stock-write route is three steps, shared with the batch route (functions.batch):
 # its parse step (the request → a planned command, or a refusal raised), the command
 # (run alone here, in a group by the batch) and its answer step (the result → the
-# route's answer). A batch command is therefore answered exactly as its single route.
+# route's answer, an ``Answer``: status, body bytes, headers). A batch command is read
+# as a ``CommandRequest`` and answered by the same steps, so exactly as its single route,
+# without an HTTP request or response object per command.
 # The routes of plain commands are coroutine functions: they await the group commit
 # (``StockCommands.run_async``) instead of holding a thread while it gathers and writes,
 # so a request costs one hand-over to the committing thread and one back, not four.
@@ -146,28 +154,31 @@ class StockWrite:
     adjustments, the ``gated`` call through the approval gate, which may hold it) and
     the ``answer`` step that turns its result into the route's answer."""
 
-    answer: Callable[[CommandResult], func.HttpResponse]
+    answer: Callable[[CommandResult], Answer]
     command: StockCommand | None = None
     gated: Callable[[], CommandResult | Held] | None = None
 
     def run(self) -> func.HttpResponse:
         """Run it alone and answer (what the single route does)."""
         if self.command is not None:
-            return self.answer(services().commands.run(self.command))
+            return self.answer(services().commands.run(self.command)).response()
+        return self.run_gated().response()
+
+    def run_gated(self) -> Answer:
+        """Run a count or adjustment through the approval gate (on a thread: the gate is
+        synchronous) and answer it, held or not."""
         assert self.gated is not None
-        return self.answered(self.gated())
+        outcome = self.gated()
+        return held_answer(outcome) if isinstance(outcome, Held) else self.answer(outcome)
 
     async def run_async(self) -> func.HttpResponse:
         """:meth:`run` for the coroutine routes, whose writes are plain commands: the
         command awaits the group commit instead of holding a thread."""
         assert self.command is not None, "a gated write runs on a thread (run)"
-        return self.answer(await services().commands.run_async(self.command))
-
-    def answered(self, outcome: CommandResult | Held) -> func.HttpResponse:
-        return held_response(outcome) if isinstance(outcome, Held) else self.answer(outcome)
+        return self.answer(await services().commands.run_async(self.command)).response()
 
 
-def parse_receipt(req: func.HttpRequest) -> StockWrite:
+def parse_receipt(req: CommandRequest) -> StockWrite:
     sku, location = _stock_item(req)
     body = parse_body(req, ReceiptRequest)
     return StockWrite(_answer_position, services().commands.plan_receive(
@@ -175,7 +186,7 @@ def parse_receipt(req: func.HttpRequest) -> StockWrite:
         state=body.state, expected=if_match(req)))
 
 
-def parse_adjustment(req: func.HttpRequest) -> StockWrite:
+def parse_adjustment(req: CommandRequest) -> StockWrite:
     sku, location = _stock_item(req)
     body = parse_body(req, AdjustmentRequest)
     expected = if_match(req)
@@ -184,68 +195,69 @@ def parse_adjustment(req: func.HttpRequest) -> StockWrite:
         body.note, state=body.state, expected=expected))
 
 
-def parse_policy(req: func.HttpRequest) -> StockWrite:
+def parse_policy(req: CommandRequest) -> StockWrite:
     sku, location = _stock_item(req)
     body = parse_body(req, PolicyRequest)
     return StockWrite(_answer_position, services().commands.plan_policy(
         sku, location, body.safety_stock, body.oversell_buffer, expected=if_match(req)))
 
 
-def parse_reservation(req: func.HttpRequest) -> StockWrite:
+def parse_reservation(req: CommandRequest) -> StockWrite:
     sku, location = _stock_item(req)
     order_id = _order_id(req)
     body = parse_body(req, ReservationRequest)
 
-    def answer(result: CommandResult) -> func.HttpResponse:
+    def answer(result: CommandResult) -> Answer:
         created = any(isinstance(e, StockItem.Reserved) and e.order_id == order_id
                       and e.previous_quantity == 0 for e in result.events)
         if created:
             location_url = f"/{ROUTE_PREFIX}/stock/{sku}/{location}/reservations/{order_id}"
-            return _position(result.position_of(order_id), 201, {"Location": location_url})
-        return _position(result.position_of(order_id))
+            return _position_answer(result.position_of(order_id), 201,
+                                    {"Location": location_url})
+        return _position_answer(result.position_of(order_id))
 
     return StockWrite(answer, services().commands.plan_reserve(
         sku, location, order_id, body.quantity, body.channel, body.ttl_seconds,
         expected=if_match(req)))
 
 
-def parse_release(req: func.HttpRequest) -> StockWrite:
+def parse_release(req: CommandRequest) -> StockWrite:
     sku, location = _stock_item(req)
     order_id = _order_id(req)
-    return StockWrite(lambda result: _position(result.position_of(order_id)),
+    return StockWrite(lambda result: _position_answer(result.position_of(order_id)),
                       services().commands.plan_release(sku, location, order_id,
                                                        expected=if_match(req)))
 
 
-def parse_fulfilment(req: func.HttpRequest) -> StockWrite:
+def parse_fulfilment(req: CommandRequest) -> StockWrite:
     sku, location = _stock_item(req)
     order_id = _order_id(req)
     body = parse_body(req, FulfilmentRequest, required=False)
-    return StockWrite(lambda result: _position(result.position_of(order_id)),
+    return StockWrite(lambda result: _position_answer(result.position_of(order_id)),
                       services().commands.plan_fulfil(sku, location, order_id, body.quantity,
                                                       expected=if_match(req)))
 
 
-def parse_count(req: func.HttpRequest) -> StockWrite:
+def parse_count(req: CommandRequest) -> StockWrite:
     sku, location = _stock_item(req)
     body = parse_body(req, CountRequest)
     expected = if_match(req)
 
-    def answer(result: CommandResult) -> func.HttpResponse:
+    def answer(result: CommandResult) -> Answer:
         counted = next((e for e in result.events if isinstance(e, StockItem.Counted)
                         and e.count_id == body.count_id), None)
         position = result.position_of()
-        return json_response(CountOut.of({"position": position, "correction": counted,
-                                          "already_recorded": result.already_recorded}),
-                             headers=etag(position.version))
+        return Answer.of(CountOut.of({"position": position, "correction": counted,
+                                      "already_recorded": result.already_recorded}),
+                         headers=etag(position.version))
 
     return StockWrite(answer, gated=lambda: approval_gate().record_count(
         sku, location, body.count_id, body.counted, body.counted_at, state=body.state,
         expected=expected))
 
 
-def _answer_position(result: CommandResult) -> func.HttpResponse:
-    return _position(result.position_of())
+def _answer_position(result: CommandResult) -> Answer:
+    return _position_answer(result.position_of())
 
 
 @bp.http("receive_stock", STOCK + "/receipts", ["POST"],
@@ -316,7 +328,7 @@ def record_count(req: func.HttpRequest) -> func.HttpResponse:
     return parse_count(req).run()
 
 
-STOCK_WRITES: dict[str, Callable[[func.HttpRequest], StockWrite]] = {
+STOCK_WRITES: dict[str, Callable[[CommandRequest], StockWrite]] = {
     "receive_stock": parse_receipt, "adjust_stock": parse_adjustment,
     "set_policy": parse_policy, "reserve_stock": parse_reservation,
     "release_reservation": parse_release, "fulfil_reservation": parse_fulfilment,
@@ -336,9 +348,7 @@ STOCK_WRITES: dict[str, Callable[[func.HttpRequest], StockWrite]] = {
          request=BatchRequest, responses={200: BatchOut}, problems=(413, 422),
          measured=False, max_body_bytes=BATCH_MAX_BODY_BYTES)
 def submit_batch(req: func.HttpRequest) -> func.HttpResponse:
-    batch = parse_batch(req)
-    base_url = req.url.split("/stock/batch", 1)[0]
-    return answer_batch(batch.commands, STOCK_WRITES, base_url)
+    return answer_batch(parse_batch(req).commands, STOCK_WRITES)
 
 
 # ------------------------------------------- stock states and incoming

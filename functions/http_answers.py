@@ -115,17 +115,25 @@ def _outcome_of(response: func.HttpResponse) -> str:
 
 def _problem_of(error: Exception, req: func.HttpRequest) -> tuple[func.HttpResponse, str]:
     """The problem document a refusal raised in a handler answers, and its outcome."""
+    problem, outcome = problem_for(error, lambda: f"{req.method} {loggable_url(req.url)}")
+    return problem.response(), outcome
+
+
+def problem_for(error: Exception, where: Callable[[], str]) -> tuple[problems.Problem, str]:
+    """The problem a refusal raised while answering a command stands for, and its outcome
+    (rejected, conflict or error); store failures and unexpected ones are logged, said to
+    be in ``where()`` (the request, or the batch command). The one mapping of refusals,
+    for single routes and a batch's commands alike."""
     if isinstance(error, problems.Problem):
-        return error.response(), "error" if error.status >= 500 else "rejected"
+        return error, "error" if error.status >= 500 else "rejected"
     if isinstance(error, DomainError):
-        return problems.from_domain(error).response(), "rejected"
+        return problems.from_domain(error), "rejected"
     if isinstance(error, StoreUnavailable | ConcurrencyConflict):
-        log.warning("%s %s: %s", req.method, loggable_url(req.url), error)
+        log.warning("%s: %s", where(), error)
         outcome = "conflict" if isinstance(error, ConcurrencyConflict) else "error"
-        return problems.from_store(error).response(), outcome
-    log.exception("unexpected failure in %s %s", req.method, loggable_url(req.url),
-                  exc_info=error)
-    return problems.internal_error().response(), "error"
+        return problems.from_store(error), outcome
+    log.exception("unexpected failure in %s", where(), exc_info=error)
+    return problems.internal_error(), "error"
 
 
 def loggable_url(url: str) -> str:
@@ -137,9 +145,11 @@ def loggable_url(url: str) -> str:
     return shown if len(shown) <= 1024 else shown[:1024] + "…"
 
 
-def record_command(command: str, seconds: float, outcome: str) -> None:
+def record_command(command: str, seconds: float, outcome: str, count: int = 1) -> None:
+    """``count`` commands ``command`` took ``seconds`` each and ended with ``outcome``
+    (a batch records each (route, outcome) of its commands once, with their count)."""
     try:
-        get_services().telemetry.record_command(command, seconds, outcome)
+        get_services().telemetry.record_command(command, seconds, outcome, count)
     except Exception:  # the answer is decided: a metric never changes it
         log.exception("could not record the command metric of %s", command)
 

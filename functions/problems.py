@@ -41,6 +41,7 @@ from domain.errors import (
     UnknownReservation,
     UnknownTransfer,
 )
+from functions.responses import Answer
 
 ECHO_LIMIT = 256
 """Characters of a client's value (a path, a header, a field name) a problem repeats."""
@@ -90,6 +91,11 @@ class Problem(Exception):
             body["errors"] = [e.to_json() for e in self.errors]
         body.update(self.extensions)
         return body
+
+    def answer(self) -> Answer:
+        """:meth:`response` as an :class:`~functions.responses.Answer` (the batch's)."""
+        return Answer(self.status, json.dumps(self.to_json()).encode(), dict(self.headers),
+                      PROBLEM_CONTENT_TYPE)
 
     def response(self) -> func.HttpResponse:
         return func.HttpResponse(

@@ -13,9 +13,9 @@ rather than reaching the domain.
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import azure.functions as func
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -213,16 +213,20 @@ class BatchRequest(RequestBody):
 
 def parse_batch(req: func.HttpRequest) -> BatchRequest:
     """The batch envelope, or a :class:`Problem` raised: 413 over 1 MiB or over 500
-    commands (counted before anything else is checked), then as :func:`parse_body`.
-    What each command's fields say is left to its single route."""
+    commands (whatever else is wrong with it), then as :func:`parse_body`.
+    What each command's fields say is left to its single route.
+
+    The body is parsed once when it is good (a large body's second parse, to count its
+    commands first, was a few per cent of a batch); only a refused one is read again,
+    by :func:`parse_body`, to say what is wrong as every route says it."""
     body = req.get_body() or b""
     if len(body) <= BATCH_MAX_BODY_BYTES and is_json_media_type(req.headers.get("content-type")):
         try:
-            commands = json.loads(body).get("commands")
-        except (ValueError, AttributeError, RecursionError):
-            commands = None  # malformed: parse_body says how
-        if isinstance(commands, list) and len(commands) > BATCH_MAX_COMMANDS:
-            raise too_many_commands(BATCH_MAX_COMMANDS)
+            return BatchRequest.model_validate_json(body, strict=True)
+        except ValidationError as error:
+            if any(d["type"] == "too_long" and d["loc"] == ("commands",)
+                   for d in error.errors(include_url=False, include_input=False)):
+                raise too_many_commands(BATCH_MAX_COMMANDS) from None
     return parse_body(req, BatchRequest, limit=BATCH_MAX_BODY_BYTES)
 
 
@@ -231,7 +235,22 @@ def parse_batch(req: func.HttpRequest) -> BatchRequest:
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_body(req: func.HttpRequest, model: type[M], *, required: bool = True,
+class CommandRequest(Protocol):
+    """What a stock-write route's parse step reads of its request: the route parameters,
+    the headers (names in lower case) and the body. A ``func.HttpRequest`` is one; a
+    batch's command is read as one (``functions.batch.BatchCommandRequest``) without
+    building an HTTP request, so both go through the same parse step."""
+
+    @property
+    def route_params(self) -> Mapping[str, str]: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def get_body(self) -> bytes: ...
+
+
+def parse_body(req: CommandRequest, model: type[M], *, required: bool = True,
                limit: int = MAX_BODY_BYTES) -> M:
     """The request's JSON body as ``model``, or a :class:`Problem` raised.
 
@@ -278,7 +297,7 @@ def parse_if_match(value: str | None) -> ExpectedVersion | None:
     return ExpectedVersion.at(*versions)
 
 
-def if_match(req: func.HttpRequest) -> ExpectedVersion | None:
+def if_match(req: CommandRequest) -> ExpectedVersion | None:
     """The request's ``If-Match`` expectation (see :func:`parse_if_match`)."""
     return parse_if_match(req.headers.get("if-match"))
 

@@ -15,9 +15,12 @@ are converted to UTC, ``IsoUtc`` moments are written by ``contracts.times.iso_ut
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Self
 
+import azure.functions as func
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -59,6 +62,33 @@ class ResponseBody(BaseModel):
         """The body of an application result (a dataclass, an event, :class:`Results`),
         or of a mapping whose values are results (a body composed of several)."""
         return cls.model_validate(result, from_attributes=True)
+
+
+JSON_CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A route's answer before it is a ``func.HttpResponse``: its status, its JSON body as
+    bytes and its headers. A single route answers :meth:`response`; the batch route
+    places ``body`` in its results as it is, so a command's body in a batch is the single
+    route's, byte for byte, with no response object built and read back per command."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    media_type: str = JSON_CONTENT_TYPE
+
+    @classmethod
+    def of(cls, body: BaseModel, status: int = 200,
+           headers: Mapping[str, str] | None = None) -> Answer:
+        """``body`` as pydantic writes it (what ``functions.http_answers.json_response``
+        writes)."""
+        return cls(status, body.model_dump_json().encode(), headers or {})
+
+    def response(self) -> func.HttpResponse:
+        return func.HttpResponse(self.body, status_code=self.status, headers=dict(self.headers),
+                                 mimetype=self.media_type, charset="utf-8")
 
 
 Utc = Annotated[datetime, AfterValidator(lambda moment: moment.astimezone(UTC))]

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from application.settings import load
 from composition import Services
@@ -70,18 +72,25 @@ SINGLE = {  # op: (function, method, path parameters beyond the stream)
 }
 
 
+BODY_REQUIRED = {"receive", "adjust", "policy", "reserve", "count"}
+
+
 def sent_alone(command: dict[str, Any]) -> Answer:
-    """What the single route answers to ``command`` sent on its own."""
+    """What the single route answers to ``command`` sent on its own (its fields as the
+    body, ``{}`` when it has none and the route requires one)."""
     fields = dict(command)
     op = fields.pop("op")
     params = {"sku": fields.pop("sku"), "location": fields.pop("location")}
-    if "order_id" in fields:
-        params["order_id"] = fields.pop("order_id")
+    if op in ("reserve", "release", "fulfil"):
+        params["order_id"] = fields.pop("order_id", "")
     headers = {}
     if "idempotency_key" in fields:
         headers["Idempotency-Key"] = fields.pop("idempotency_key")
+    if "if_match" in fields:
+        headers["If-Match"] = fields.pop("if_match")
     name, method = SINGLE[op]
-    return call(name, method, params, fields or None, headers=headers)
+    body = fields if fields or op in BODY_REQUIRED else None
+    return call(name, method, params, body, headers=headers)
 
 
 @pytest.fixture
@@ -108,6 +117,107 @@ def test_each_result_is_what_the_single_route_answers_in_request_order(
                                               200, 422, 422, 200]
     assert [without_moments(r["body"]) for r in results] == [
         without_moments(a.body) for a in alone]
+
+
+REQUIRED, OPTIONAL = True, False
+FIELDS: dict[str, dict[str, tuple[bool, list[Any], list[Any]]]] = {
+    # op: each field of its single route: required?, good values, bad values
+    "receive": {"quantity": (REQUIRED, [1, 3, 20], [0, "2", 1.5]),
+                "reference": (OPTIONAL, ["asn-1"], [7]),
+                "state": (OPTIONAL, ["sellable", "damaged"], ["frozen"])},
+    "adjust": {"delta": (REQUIRED, [-2, 5], [0]),
+               "reason": (REQUIRED, ["damaged", "found"], ["whim"]),
+               "note": (OPTIONAL, ["dropped"], [None])},
+    "policy": {"safety_stock": (REQUIRED, [0, 1], [-1]),
+               "oversell_buffer": (REQUIRED, [0, 2], [True])},
+    "reserve": {"quantity": (REQUIRED, [1, 2, 50], [0]),
+                "channel": (REQUIRED, ["web", "pos"], ["bad channel!"]),
+                "ttl_seconds": (OPTIONAL, [60], [0])},
+    "release": {},
+    "fulfil": {"quantity": (OPTIONAL, [1, 2], [0])},
+    "count": {"count_id": (REQUIRED, ["c-1", "c-2"], ["bad id!"]),
+              "counted": (REQUIRED, [0, 4, 30], [-1]),
+              "counted_at": (REQUIRED, [datetime.now(UTC).isoformat()],
+                             ["yesterday", 1_700_000_000])},
+}
+"""Every field of each op's single route, with good and bad values (the ``counted_at``
+of a count is fixed when the module loads: well inside the count window)."""
+
+ORDERS = ("reserve", "release", "fulfil")
+
+
+@st.composite
+def batch_commands(draw: st.DrawFn) -> dict[str, Any]:
+    """A command, mostly well formed: each required field present, most values good."""
+    op = draw(st.sampled_from(sorted(FIELDS)))
+    sku = draw(st.sampled_from(["SKU-1", "SKU-1", "SKU-1", "SKU-2", "SKU-2", "bad sku!"]))
+    command: dict[str, Any] = {"op": op, "sku": sku, "location": "STORE-1"}
+    for name, (required, good, bad) in FIELDS[op].items():
+        if draw(st.integers(0, 9)) < (9 if required else 3):
+            command[name] = draw(st.sampled_from(bad if draw(st.integers(0, 7)) == 0
+                                                 else good))
+    if op in ORDERS:
+        command["order_id"] = draw(st.sampled_from(["o-1", "o-2", "o-3", "no way!"]))
+    for name, values in {"idempotency_key": ["k-1"], "if_match": ["*", '"0"', '"2"', "W/1"],
+                         "quantiy": [1]}.items():
+        if draw(st.integers(0, 5)) == 0:
+            command[name] = draw(st.sampled_from(values))
+    return command
+
+
+def comparable(body: Any) -> Any:
+    """A body without what differs between two services by construction: instants that
+    depend on when it was answered, and hold ids (random)."""
+    if isinstance(body, dict):
+        return {k: comparable(v) for k, v in body.items() if k not in ("expires_at", "hold_id")}
+    if isinstance(body, list):
+        return [comparable(v) for v in body]
+    return body
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(commands=st.lists(batch_commands(), min_size=1, max_size=12))
+def test_each_command_answers_exactly_as_its_single_route_whatever_it_says(
+        tmp_path_factory: pytest.TempPathFactory, commands: list[dict[str, Any]]) -> None:
+    """Any mix of ops, streams, good and bad fields, keys and conditions: a batch's
+    results are, status and body, what each command sent alone, in order, is answered."""
+    directory = tmp_path_factory.mktemp("property")
+    batched = embedded_services(load({"STOCKSTREAM_DATA": str(directory / "batch")}))
+    alone = embedded_services(load({"STOCKSTREAM_DATA": str(directory / "alone")}))
+    try:
+        use_services(batched)
+        results = batch(commands).body["results"]
+        use_services(alone)
+        answers = [sent_alone(command) for command in commands]
+    finally:
+        use_services(None)
+        batched.close()
+        alone.close()
+
+    assert [(r["index"], r["status"]) for r in results] == [
+        (index, a.status) for index, a in enumerate(answers)]
+    assert [comparable(r["body"]) for r in results] == [comparable(a.body) for a in answers]
+
+
+def test_each_command_counts_in_the_command_metric_under_its_route_and_outcome(
+        container: Services) -> None:
+    batch([{"op": "receive", **STREAM, "quantity": 5, "idempotency_key": "k"},
+           {"op": "receive", **STREAM, "quantity": 5, "idempotency_key": "k"},
+           *[{"op": "reserve", **STREAM, "order_id": f"o-{n}", "quantity": 2,
+              "channel": "web"} for n in range(3)],
+           {"op": "release", **STREAM, "order_id": "never"}])
+
+    lines = container.telemetry.openmetrics().splitlines()
+    counts = {line.split("{", 1)[1].rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1])
+              for line in lines if line.startswith("stockstream_command_duration_count")}
+    assert counts == {
+        'command="receive_stock",outcome="applied"}': 1,
+        'command="receive_stock",outcome="unchanged"}': 1,
+        'command="reserve_stock",outcome="applied"}': 2,
+        'command="reserve_stock",outcome="rejected"}': 1,
+        'command="release_reservation",outcome="rejected"}': 1,
+    }
 
 
 def test_commands_on_one_stream_take_effect_in_request_order(container: Services) -> None:
