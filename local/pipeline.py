@@ -150,11 +150,13 @@ class Pipeline:
             self._stopping.wait(0.5)
 
     def _consume(self) -> None:
-        """Visits until one settles nothing, publishing what was committed meanwhile
-        between them (a visit under load is tens of milliseconds)."""
+        """Visits until one takes nothing, publishing what was committed meanwhile
+        between them (a visit under load is tens of milliseconds); each visit's
+        settlement and the next one's take are one broker transaction
+        (``SessionConsumer.drain``)."""
         try:
-            while not self._stopping.is_set() and self.consumer.run_once(0.0):
-                self._publish()
+            if not self._stopping.is_set():
+                self.consumer.drain(between=self._publish)
         except Exception:
             log.exception("consumer %s failed; retrying", self.consumer.subscription)
             self._stopping.wait(0.5)

@@ -656,21 +656,10 @@ class EmbeddedBroker(MessageBroker):
         """The port's operation in one transaction: each session's handled messages
         deleted (those whose lock is still this receiver's), then its lock released and
         what it holds unsettled given back, as ``close`` does."""
-        receivers: list[tuple[_SessionReceiver, Sequence[ReceivedMessage]]] = []
-        for receiver, messages in handled:
-            if not isinstance(receiver, _SessionReceiver) or receiver._broker is not self:
-                raise ValueError("settle_sessions takes receivers of this broker")
-            if not receiver._closed:
-                receivers.append((receiver, messages))
-            receiver._closed = True
-        if not receivers:
+        by_subscription = self._to_settle(handled)
+        if not by_subscription:
             return 0
         now = self._now_us()
-        by_subscription: dict[tuple[str, str],
-                              list[tuple[_SessionReceiver, Sequence[ReceivedMessage]]]] = {}
-        for receiver, messages in receivers:
-            by_subscription.setdefault((receiver._topic, receiver._subscription), []).append(
-                (receiver, messages))
         completed = 0
         try:
             with self._write(durable=False) as connection:
@@ -680,6 +669,51 @@ class EmbeddedBroker(MessageBroker):
             return 0  # nothing settled: the locks expire and the messages come back
         self._notify()
         return completed
+
+    def settle_and_accept_next_sessions(
+        self, handled: Sequence[tuple[SessionReceiver, Sequence[ReceivedMessage]]],
+        topic: str, subscription: str, max_sessions: int, max_messages: int,
+    ) -> tuple[int, list[tuple[SessionReceiver, list[ReceivedMessage]]]]:
+        """The port's operation in one transaction: ``settle_sessions`` then
+        ``accept_next_sessions``, one ``BEGIN``/``COMMIT`` and no read beforehand (a
+        visit's fixed cost is its transactions: docs/performance.md, *A visit's
+        settlement and the next take in one transaction*). If the write fails nothing is
+        settled or taken: the locks expire and the messages come back."""
+        if max_sessions < 1 or max_messages < 1:
+            raise ValueError("max_sessions and max_messages must be at least 1")
+        self._session_settings(topic, subscription)
+        by_subscription = self._to_settle(handled)
+        now = self._now_us()
+        completed = 0
+        try:
+            with self._write(durable=False) as connection:
+                for key, settled in by_subscription.items():
+                    completed += self._complete_and_release(connection, key, settled, now)
+                settings = self._settings(connection, topic, subscription)
+                self._sweep(connection, settings, now)
+                sessions = self._next_sessions(connection, topic, subscription, now,
+                                               max_sessions)
+                taken = self._lock_sessions(connection, settings, sessions, now, max_messages)
+        except BrokerUnavailable:
+            return 0, []
+        if by_subscription:
+            self._notify()
+        return completed, taken
+
+    def _to_settle(
+        self, handled: Sequence[tuple[SessionReceiver, Sequence[ReceivedMessage]]]
+    ) -> dict[tuple[str, str], list[tuple[_SessionReceiver, Sequence[ReceivedMessage]]]]:
+        """The receivers of ``handled`` still open, by subscription, each now closed."""
+        by_subscription: dict[tuple[str, str],
+                              list[tuple[_SessionReceiver, Sequence[ReceivedMessage]]]] = {}
+        for receiver, messages in handled:
+            if not isinstance(receiver, _SessionReceiver) or receiver._broker is not self:
+                raise ValueError("settle_sessions takes receivers of this broker")
+            if not receiver._closed:
+                by_subscription.setdefault(
+                    (receiver._topic, receiver._subscription), []).append((receiver, messages))
+            receiver._closed = True
+        return by_subscription
 
     def _complete_and_release(
         self, connection: sqlite3.Connection, key: tuple[str, str],

@@ -85,12 +85,13 @@ class _SessionAtATime(EmbeddedBroker):
 
     accept_next_sessions = MessageBroker.accept_next_sessions
     settle_sessions = MessageBroker.settle_sessions
+    settle_and_accept_next_sessions = MessageBroker.settle_and_accept_next_sessions
 
 
 class TestThePortsDefaultsForManySessions(TestEmbeddedBroker):
-    """The whole contract again, with ``accept_next_sessions`` and ``settle_sessions``
-    as the port defines them by default: they keep the same promises as the embedded
-    broker's one-transaction versions."""
+    """The whole contract again, with ``accept_next_sessions``, ``settle_sessions`` and
+    ``settle_and_accept_next_sessions`` as the port defines them by default: they keep
+    the same promises as the embedded broker's one-transaction versions."""
 
     def make_broker(self, tmp_path: Path) -> EmbeddedBroker:
         broker = _SessionAtATime(tmp_path / "broker.db", clock=self.clock)
