@@ -475,11 +475,11 @@ class EmbeddedBroker(MessageBroker):
 
         Then copy the log into the file (a passive checkpoint: it waits for no reader or
         writer), outside the write lock, in the caller's thread. A publisher that syncs
-        regularly (the relay, before each checkpoint) so keeps the log short, and SQLite's
-        automatic checkpoint, which runs inside whichever commit pushes the log past 1,000
-        pages and fsyncs the log and the file there, no longer lands on a publish or a
-        consumer's visit: 32-message publishes with a sync every 250 ms, commit p99
-        8–10 ms → ~2 ms (docs/performance.md, *The broker's log copied off the path*).
+        regularly (the relay's checkpoint thread, every 250 ms) so keeps the log under
+        SQLite's automatic checkpoint, which otherwise runs inside whichever commit takes
+        the log past 1,000 pages and fsyncs the log and the file there: on a publish or a
+        consumer's visit (docs/performance.md, *A visit's settlement and the next take in
+        one transaction*). Best effort: if it cannot run, the automatic one still does.
         """
         with self._write() as connection:
             # A real change (the same value written back), so the commit has a log frame
