@@ -115,6 +115,21 @@ def broker(tmp_path: Path, clock: ManualClock):
     broker.close()
 
 
+def test_a_sync_copies_the_log_into_the_file(tmp_path: Path, clock: ManualClock) -> None:
+    path = tmp_path / "broker.db"
+    broker = EmbeddedBroker(path, clock=clock, durable_publish=False)
+    _set_up_topology(broker)
+    for n in range(20):  # ~600 KiB of log: under SQLite's automatic checkpoint (1,000 pages)
+        broker.publish(TOPIC, [_message(f"S{n}-{m}", 1) for m in range(30)])
+    before = path.stat().st_size
+
+    broker.sync()
+
+    # The messages' pages are in the file itself now, not only in the log.
+    assert path.stat().st_size > before + 300_000
+    broker.close()
+
+
 def test_administration_is_idempotent_and_updates_changed_settings(
     broker: EmbeddedBroker,
 ) -> None:
