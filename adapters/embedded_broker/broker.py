@@ -585,14 +585,22 @@ class EmbeddedBroker(MessageBroker):
             if not self._may_have_a_session(topic, subscription, now):
                 return None
             with self._write(durable=False) as connection:
-                settings = self._settings(connection, topic, subscription)
-                self._sweep(connection, settings, now)
-                sessions = self._next_sessions(connection, topic, subscription, now,
-                                               max_sessions)
-                taken = self._lock_sessions(connection, settings, sessions, now, max_messages)
+                taken = self._take(connection, topic, subscription, now, max_sessions,
+                                   max_messages)
             return taken or None
 
         return self._await(attempt, max_wait) or []
+
+    def _take(
+        self, connection: sqlite3.Connection, topic: str, subscription: str, now: int,
+        max_sessions: int, max_messages: int,
+    ) -> list[tuple[SessionReceiver, list[ReceivedMessage]]]:
+        """In the caller's write transaction: what expired given back, then the next
+        ``max_sessions`` free sessions locked with their first ``max_messages``."""
+        settings = self._settings(connection, topic, subscription)
+        self._sweep(connection, settings, now)
+        sessions = self._next_sessions(connection, topic, subscription, now, max_sessions)
+        return self._lock_sessions(connection, settings, sessions, now, max_messages)
 
     _FIRST_OF_SESSIONS = """
         -- The first ``?`` available messages of each of the sessions named, in order.
@@ -660,11 +668,9 @@ class EmbeddedBroker(MessageBroker):
         if not by_subscription:
             return 0
         now = self._now_us()
-        completed = 0
         try:
             with self._write(durable=False) as connection:
-                for key, settled in by_subscription.items():
-                    completed += self._complete_and_release(connection, key, settled, now)
+                completed = self._settle(connection, by_subscription, now)
         except BrokerUnavailable:
             return 0  # nothing settled: the locks expire and the messages come back
         self._notify()
@@ -684,21 +690,25 @@ class EmbeddedBroker(MessageBroker):
         self._session_settings(topic, subscription)
         by_subscription = self._to_settle(handled)
         now = self._now_us()
-        completed = 0
         try:
             with self._write(durable=False) as connection:
-                for key, settled in by_subscription.items():
-                    completed += self._complete_and_release(connection, key, settled, now)
-                settings = self._settings(connection, topic, subscription)
-                self._sweep(connection, settings, now)
-                sessions = self._next_sessions(connection, topic, subscription, now,
-                                               max_sessions)
-                taken = self._lock_sessions(connection, settings, sessions, now, max_messages)
+                completed = self._settle(connection, by_subscription, now)
+                taken = self._take(connection, topic, subscription, now, max_sessions,
+                                   max_messages)
         except BrokerUnavailable:
             return 0, []
         if by_subscription:
             self._notify()
         return completed, taken
+
+    def _settle(
+        self, connection: sqlite3.Connection,
+        by_subscription: dict[tuple[str, str],
+                              list[tuple[_SessionReceiver, Sequence[ReceivedMessage]]]],
+        now: int,
+    ) -> int:
+        return sum(self._complete_and_release(connection, key, settled, now)
+                   for key, settled in by_subscription.items())
 
     def _to_settle(
         self, handled: Sequence[tuple[SessionReceiver, Sequence[ReceivedMessage]]]

@@ -355,12 +355,26 @@ class BrokerContract:
         return broker.accept_next_sessions(TOPIC, subscription, sessions, messages,
                                            max_wait=self.arrival_wait)
 
-    def test_many_sessions_are_taken_at_once_each_with_its_messages_in_order(
-        self, broker: MessageBroker
-    ) -> None:
+    def _three_sessions_of_three(self, broker: MessageBroker) -> list[str]:
+        """Three sessions, each with messages 1, 2 and 3 (published interleaved)."""
         sessions = [_session() for _ in range(3)]
         for n in (1, 2, 3):
             broker.publish(TOPIC, [_message(s, n) for s in sessions])
+        return sessions
+
+    def _one_session_of_three(
+        self, broker: MessageBroker
+    ) -> tuple[SessionReceiver, list[ReceivedMessage]]:
+        """A session with messages 1, 2 and 3, taken with all three."""
+        session = _session()
+        broker.publish(TOPIC, [_message(session, n) for n in (1, 2, 3)])
+        ((receiver, messages),) = self._accept_many(broker, sessions=1, messages=3)
+        return receiver, messages
+
+    def test_many_sessions_are_taken_at_once_each_with_its_messages_in_order(
+        self, broker: MessageBroker
+    ) -> None:
+        sessions = self._three_sessions_of_three(broker)
 
         taken = self._accept_many(broker, sessions=5, messages=2)
         try:
@@ -435,9 +449,7 @@ class BrokerContract:
     def test_settling_releases_the_sessions_and_gives_back_what_was_not_handled(
         self, broker: MessageBroker
     ) -> None:
-        session = _session()
-        broker.publish(TOPIC, [_message(session, n) for n in (1, 2, 3)])
-        ((receiver, messages),) = self._accept_many(broker, sessions=1, messages=3)
+        receiver, messages = self._one_session_of_three(broker)
         assert _numbers(messages) == [1, 2, 3]
 
         assert broker.settle_sessions([(receiver, messages[:1])]) == 1  # 2 and 3 unhandled
@@ -467,9 +479,7 @@ class BrokerContract:
     def test_a_settlement_and_the_next_take_in_one_call_take_the_next_messages_in_order(
         self, broker: MessageBroker
     ) -> None:
-        sessions = [_session() for _ in range(3)]
-        for n in (1, 2, 3):
-            broker.publish(TOPIC, [_message(s, n) for s in sessions])
+        sessions = self._three_sessions_of_three(broker)
         taken = self._accept_many(broker, sessions=5, messages=2)
 
         completed, again = broker.settle_and_accept_next_sessions(
@@ -486,9 +496,7 @@ class BrokerContract:
     def test_what_a_settlement_gave_back_is_the_next_take_s_first_message(
         self, broker: MessageBroker
     ) -> None:
-        session = _session()
-        broker.publish(TOPIC, [_message(session, n) for n in (1, 2, 3)])
-        ((receiver, messages),) = self._accept_many(broker, sessions=1, messages=3)
+        receiver, messages = self._one_session_of_three(broker)
 
         completed, again = broker.settle_and_accept_next_sessions(
             [(receiver, messages[:1])], TOPIC, "alpha", 1, 3)  # 2 and 3 not handled
