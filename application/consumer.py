@@ -14,8 +14,10 @@ all their messages inside the consumer's ``batch`` scope (the views commit them 
 write), then completes the handled ones and releases every session in one settlement
 (``settle_sessions``). Sparse sessions get about one message per visit under a steady
 load, and taking, settling and releasing each alone cost three broker writes plus the
-view's own per message (docs/performance.md, *End-to-end lag*). Order is kept: a session
-is held by one receiver, and its messages are applied in session order.
+view's own per message (docs/performance.md, *End-to-end lag*). Visits that follow each
+other (``SessionConsumer.drain``) settle one and take the next in one broker call
+(``settle_and_accept_next_sessions``). Order is kept: a session is held by one receiver,
+and its messages are applied in session order.
 """
 
 from __future__ import annotations
