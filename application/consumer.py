@@ -14,8 +14,10 @@ all their messages inside the consumer's ``batch`` scope (the views commit them 
 write), then completes the handled ones and releases every session in one settlement
 (``settle_sessions``). Sparse sessions get about one message per visit under a steady
 load, and taking, settling and releasing each alone cost three broker writes plus the
-view's own per message (docs/performance.md, *End-to-end lag*). Order is kept: a session
-is held by one receiver, and its messages are applied in session order.
+view's own per message (docs/performance.md, *End-to-end lag*). Visits that follow each
+other (``SessionConsumer.drain``) settle one and take the next in one broker call
+(``settle_and_accept_next_sessions``). Order is kept: a session is held by one receiver,
+and its messages are applied in session order.
 """
 
 from __future__ import annotations
@@ -156,6 +158,42 @@ class SessionConsumer:
             self.topic, self.subscription, self.sessions, self.batch_size, max_wait)
         if not taken:
             return 0
+        handled, settled = self._apply(taken)
+        return settled + self.broker.settle_sessions(handled)
+
+    def drain(self, between: Callable[[], object] = lambda: None) -> int:
+        """Visits until one takes nothing; returns how many messages were settled.
+
+        As :meth:`run_once` visit after visit, except that a visit's settlement and the
+        next visit's take are one broker call (``settle_and_accept_next_sessions``: one
+        transaction on the embedded broker instead of two). ``between`` runs after each
+        visit's batch committed and before its settlement (the pipeline publishes there,
+        so the next take finds what was committed meanwhile); delaying a settlement
+        changes no guarantee, the messages stay locked to this consumer until then.
+        """
+        taken = self.broker.accept_next_sessions(
+            self.topic, self.subscription, self.sessions, self.batch_size)
+        total = 0
+        while taken:
+            handled, settled = self._apply(taken)
+            try:
+                between()
+            except BaseException:
+                self.broker.settle_sessions(handled)  # applied: settle it, then fail
+                raise
+            if self._stopping.is_set():
+                return total + settled + self.broker.settle_sessions(handled)
+            completed, taken = self.broker.settle_and_accept_next_sessions(
+                handled, self.topic, self.subscription, self.sessions, self.batch_size)
+            total += settled + completed
+        return total
+
+    def _apply(
+        self, taken: list[tuple[SessionReceiver, list[ReceivedMessage]]]
+    ) -> tuple[list[tuple[SessionReceiver, list[ReceivedMessage]]], int]:
+        """Apply ``taken`` in one ``batch`` scope: what to complete per session, and how
+        many messages were settled already (dead-lettered or abandoned). If the batch
+        fails, every session is released with nothing completed and the error raised."""
         settled = 0
         handled: list[tuple[SessionReceiver, list[ReceivedMessage]]] = []
         try:
@@ -176,7 +214,7 @@ class SessionConsumer:
             # handled, so every message comes back.
             self.broker.settle_sessions([(receiver, []) for receiver, _ in taken])
             raise
-        return settled + self.broker.settle_sessions(handled)
+        return handled, settled
 
     def _handle(
         self, receiver: SessionReceiver, message: ReceivedMessage

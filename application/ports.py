@@ -481,6 +481,23 @@ class MessageBroker(MessagePublisher, Protocol):
                         pass  # it comes back, and the handler absorbs it
         return completed
 
+    def settle_and_accept_next_sessions(
+        self, handled: Sequence[tuple[SessionReceiver, Sequence[ReceivedMessage]]],
+        topic: str, subscription: str, max_sessions: int, max_messages: int,
+    ) -> tuple[int, list[tuple[SessionReceiver, list[ReceivedMessage]]]]:
+        """:meth:`settle_sessions` of ``handled``, then :meth:`accept_next_sessions` of
+        ``topic``/``subscription`` without waiting: how many were completed, and what was
+        taken. A consumer that visits again at once needs the two together; the sessions
+        just released may be taken again, in order.
+
+        This default makes the two calls; an adapter may make them one round trip (the
+        embedded broker does, in one transaction: a visit then costs two broker writes,
+        not three). If the settlement fails, nothing is settled or taken.
+        """
+        completed = self.settle_sessions(handled)
+        return completed, self.accept_next_sessions(topic, subscription, max_sessions,
+                                                    max_messages)
+
     @abstractmethod
     def accept_session(self, topic: str, subscription: str, session_id: str) -> SessionReceiver:
         """Lock a named session; raises ``LockLost`` if another receiver holds it."""

@@ -8,7 +8,8 @@ changes: each wrapper calls the original and returns what it returned), so for e
 reservation it reports the gaps
 
     committed → read by the relay → published → taken by the consumer
-    → applied (the visit's view commit; settling starts) → settled → seen by the watcher
+    → applied (the visit's view commit) → settled (after the relay's publish, in one
+    transaction with the next visit's take) → seen by the watcher
 
 as p50 / p90 / p99 / max, the end-to-end lag they add up to, how long the relay's
 checkpoint steps and the consumer's visits took, and the worker's and the command
@@ -62,7 +63,7 @@ def _stamped_worker(data_dir: str, stop_file: str, out_file: str) -> None:
                                      "visit (take to settled)": [], "visit size": []}
     relay, broker, store = pipeline.relay, pipeline.broker, pipeline.relay.outbox
     in_visit: list[str] = []
-    taken_at = [0.0]
+    taken_at, applied_at = [0.0], [0.0]
 
     def wrap(target: object, name: str, around: Callable[..., Any]) -> None:
         setattr(target, name, around(getattr(target, name)))
@@ -89,28 +90,48 @@ def _stamped_worker(data_dir: str, stop_file: str, out_file: str) -> None:
     def accept(original: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
         def accept(*args: Any) -> list[Any]:
             taken = original(*args)
-            now = taken_at[0] = time.time()
-            for _receiver, messages in taken:
-                for message in messages:
-                    p = message.application_properties
-                    key = _key(p.get("sku"), p.get("location"), p.get("sequence"))
-                    stamps["taken"][key] = now
-                    in_visit.append(key)
+            stamp_taken(taken)
             return taken
         return accept
 
+    def stamp_taken(taken: list[Any]) -> None:
+        now = taken_at[0] = time.time()
+        for _receiver, messages in taken:
+            for message in messages:
+                p = message.application_properties
+                key = _key(p.get("sku"), p.get("location"), p.get("sequence"))
+                stamps["taken"][key] = now
+                in_visit.append(key)
+
+    def applied(original: Callable[..., Any]) -> Callable[..., Any]:
+        def apply(*args: Any) -> Any:
+            result = original(*args)
+            applied_at[0] = time.time()
+            return result
+        return apply
+
+    def settled(now: float) -> None:
+        for key in in_visit:
+            stamps["applied"][key], stamps["settled"][key] = applied_at[0], now
+        spans["visit (take to settled)"].append(now - taken_at[0])
+        spans["visit size"].append(len(in_visit))
+        in_visit.clear()
+
     def settle(original: Callable[..., int]) -> Callable[..., int]:
         def settle(handled: Any) -> int:
-            applied = time.time()
-            settled = original(handled)
-            now = time.time()
-            for key in in_visit:
-                stamps["applied"][key], stamps["settled"][key] = applied, now
-            spans["visit (take to settled)"].append(now - taken_at[0])
-            spans["visit size"].append(len(in_visit))
-            in_visit.clear()
-            return settled
+            count = original(handled)
+            settled(time.time())
+            return count
         return settle
+
+    def settle_and_accept(original: Callable[..., Any]) -> Callable[..., Any]:
+        # The settlement and the next take are one transaction: both stamped at its end.
+        def settle_and_accept(handled: Any, *args: Any) -> Any:
+            count, taken = original(handled, *args)
+            settled(time.time())
+            stamp_taken(taken)
+            return count, taken
+        return settle_and_accept
 
     def timed(span: str, original: Callable[..., None]) -> Callable[..., None]:
         def call(*args: Any) -> None:
@@ -123,6 +144,8 @@ def _stamped_worker(data_dir: str, stop_file: str, out_file: str) -> None:
     wrap(broker, "publish", publish)
     wrap(broker, "accept_next_sessions", accept)
     wrap(broker, "settle_sessions", settle)
+    wrap(broker, "settle_and_accept_next_sessions", settle_and_accept)
+    wrap(pipeline.consumer, "_apply", applied)
     if relay.before_checkpoint is not None:
         relay.before_checkpoint = timed("broker sync", relay.before_checkpoint)
     wrap(relay.checkpoints, "advance", lambda original: timed("checkpoint write", original))

@@ -10,11 +10,13 @@ fallback), so a command reaches the projections in milliseconds.
 
 The relay and the consumer take turns in one thread (``_pipeline_loop``): publish what
 is committed, then visit the subscription until a visit finds nothing, publishing again
-between visits. In two threads of one interpreter they spent their time handing its lock
-to each other at every SQLite call and queueing on the broker's write lock; in one,
-at 2,400 reservations/s the lag's p99 fell 2.5–4.8× (docs/performance.md, *The relay
-and the consumer in one thread*). Every guarantee is the parts' own (the relay's
-checkpoint, the consumer's settlement), so the order of the turns changes none.
+between visits (after a visit's views commit, before its settlement, which is one broker
+transaction with the next visit's take: ``SessionConsumer.drain``). In two threads of
+one interpreter they spent their time handing its lock to each other at every SQLite
+call and queueing on the broker's write lock; in one, at 2,400 reservations/s the lag's
+p99 fell 2.5–4.8× (docs/performance.md, *The relay and the consumer in one thread*).
+Every guarantee is the parts' own (the relay's checkpoint, the consumer's settlement),
+so the order of the turns changes none.
 
 Shutdown (``Pipeline.stop``) stops taking new work, lets each worker finish and settle
 the message in hand, and publishes what is committed; closing the files is the
@@ -150,11 +152,13 @@ class Pipeline:
             self._stopping.wait(0.5)
 
     def _consume(self) -> None:
-        """Visits until one settles nothing, publishing what was committed meanwhile
-        between them (a visit under load is tens of milliseconds)."""
+        """Visits until one takes nothing, publishing what was committed meanwhile
+        between them (a visit under load is tens of milliseconds); each visit's
+        settlement and the next one's take are one broker transaction
+        (``SessionConsumer.drain``)."""
         try:
-            while not self._stopping.is_set() and self.consumer.run_once(0.0):
-                self._publish()
+            if not self._stopping.is_set():
+                self.consumer.drain(between=self._publish)
         except Exception:
             log.exception("consumer %s failed; retrying", self.consumer.subscription)
             self._stopping.wait(0.5)

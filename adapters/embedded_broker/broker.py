@@ -471,11 +471,27 @@ class EmbeddedBroker(MessageBroker):
 
     def sync(self) -> None:
         """Make every write committed so far durable: one write with an fsync. In WAL mode
-        an fsync of the log covers the commits before it that skipped theirs."""
+        an fsync of the log covers the commits before it that skipped theirs.
+
+        Then copy the log into the file (a passive checkpoint: it waits for no reader or
+        writer), outside the write lock, in the caller's thread. A publisher that syncs
+        regularly (the relay's checkpoint thread, every 250 ms) so keeps the log under
+        SQLite's automatic checkpoint, which otherwise runs inside whichever commit takes
+        the log past 1,000 pages and fsyncs the log and the file there: on a publish or a
+        consumer's visit (docs/performance.md, *A visit's settlement and the next take in
+        one transaction*). Best effort: if it cannot run, the automatic one still does.
+        """
         with self._write() as connection:
             # A real change (the same value written back), so the commit has a log frame
             # to write and sync; a transaction that changed nothing syncs nothing.
             connection.execute("UPDATE broker_schema SET version = version")
+        connection = self._connections.take()
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.OperationalError:
+            pass  # best effort: the automatic checkpoint still bounds the log
+        finally:
+            self._connections.give(connection)
 
     @staticmethod
     def _validate(message: OutgoingMessage) -> None:
@@ -569,14 +585,22 @@ class EmbeddedBroker(MessageBroker):
             if not self._may_have_a_session(topic, subscription, now):
                 return None
             with self._write(durable=False) as connection:
-                settings = self._settings(connection, topic, subscription)
-                self._sweep(connection, settings, now)
-                sessions = self._next_sessions(connection, topic, subscription, now,
-                                               max_sessions)
-                taken = self._lock_sessions(connection, settings, sessions, now, max_messages)
+                taken = self._take(connection, topic, subscription, now, max_sessions,
+                                   max_messages)
             return taken or None
 
         return self._await(attempt, max_wait) or []
+
+    def _take(
+        self, connection: sqlite3.Connection, topic: str, subscription: str, now: int,
+        max_sessions: int, max_messages: int,
+    ) -> list[tuple[SessionReceiver, list[ReceivedMessage]]]:
+        """In the caller's write transaction: what expired given back, then the next
+        ``max_sessions`` free sessions locked with their first ``max_messages``."""
+        settings = self._settings(connection, topic, subscription)
+        self._sweep(connection, settings, now)
+        sessions = self._next_sessions(connection, topic, subscription, now, max_sessions)
+        return self._lock_sessions(connection, settings, sessions, now, max_messages)
 
     _FIRST_OF_SESSIONS = """
         -- The first ``?`` available messages of each of the sessions named, in order.
@@ -640,30 +664,66 @@ class EmbeddedBroker(MessageBroker):
         """The port's operation in one transaction: each session's handled messages
         deleted (those whose lock is still this receiver's), then its lock released and
         what it holds unsettled given back, as ``close`` does."""
-        receivers: list[tuple[_SessionReceiver, Sequence[ReceivedMessage]]] = []
-        for receiver, messages in handled:
-            if not isinstance(receiver, _SessionReceiver) or receiver._broker is not self:
-                raise ValueError("settle_sessions takes receivers of this broker")
-            if not receiver._closed:
-                receivers.append((receiver, messages))
-            receiver._closed = True
-        if not receivers:
+        by_subscription = self._to_settle(handled)
+        if not by_subscription:
             return 0
         now = self._now_us()
-        by_subscription: dict[tuple[str, str],
-                              list[tuple[_SessionReceiver, Sequence[ReceivedMessage]]]] = {}
-        for receiver, messages in receivers:
-            by_subscription.setdefault((receiver._topic, receiver._subscription), []).append(
-                (receiver, messages))
-        completed = 0
         try:
             with self._write(durable=False) as connection:
-                for key, settled in by_subscription.items():
-                    completed += self._complete_and_release(connection, key, settled, now)
+                completed = self._settle(connection, by_subscription, now)
         except BrokerUnavailable:
             return 0  # nothing settled: the locks expire and the messages come back
         self._notify()
         return completed
+
+    def settle_and_accept_next_sessions(
+        self, handled: Sequence[tuple[SessionReceiver, Sequence[ReceivedMessage]]],
+        topic: str, subscription: str, max_sessions: int, max_messages: int,
+    ) -> tuple[int, list[tuple[SessionReceiver, list[ReceivedMessage]]]]:
+        """The port's operation in one transaction: ``settle_sessions`` then
+        ``accept_next_sessions``, one ``BEGIN``/``COMMIT`` and no read beforehand (a
+        visit's fixed cost is its transactions: docs/performance.md, *A visit's
+        settlement and the next take in one transaction*). If the write fails nothing is
+        settled or taken: the locks expire and the messages come back."""
+        if max_sessions < 1 or max_messages < 1:
+            raise ValueError("max_sessions and max_messages must be at least 1")
+        self._session_settings(topic, subscription)
+        by_subscription = self._to_settle(handled)
+        now = self._now_us()
+        try:
+            with self._write(durable=False) as connection:
+                completed = self._settle(connection, by_subscription, now)
+                taken = self._take(connection, topic, subscription, now, max_sessions,
+                                   max_messages)
+        except BrokerUnavailable:
+            return 0, []
+        if by_subscription:
+            self._notify()
+        return completed, taken
+
+    def _settle(
+        self, connection: sqlite3.Connection,
+        by_subscription: dict[tuple[str, str],
+                              list[tuple[_SessionReceiver, Sequence[ReceivedMessage]]]],
+        now: int,
+    ) -> int:
+        return sum(self._complete_and_release(connection, key, settled, now)
+                   for key, settled in by_subscription.items())
+
+    def _to_settle(
+        self, handled: Sequence[tuple[SessionReceiver, Sequence[ReceivedMessage]]]
+    ) -> dict[tuple[str, str], list[tuple[_SessionReceiver, Sequence[ReceivedMessage]]]]:
+        """The receivers of ``handled`` still open, by subscription, each now closed."""
+        by_subscription: dict[tuple[str, str],
+                              list[tuple[_SessionReceiver, Sequence[ReceivedMessage]]]] = {}
+        for receiver, messages in handled:
+            if not isinstance(receiver, _SessionReceiver) or receiver._broker is not self:
+                raise ValueError("settle_sessions takes receivers of this broker")
+            if not receiver._closed:
+                by_subscription.setdefault(
+                    (receiver._topic, receiver._subscription), []).append((receiver, messages))
+            receiver._closed = True
+        return by_subscription
 
     def _complete_and_release(
         self, connection: sqlite3.Connection, key: tuple[str, str],

@@ -355,12 +355,26 @@ class BrokerContract:
         return broker.accept_next_sessions(TOPIC, subscription, sessions, messages,
                                            max_wait=self.arrival_wait)
 
-    def test_many_sessions_are_taken_at_once_each_with_its_messages_in_order(
-        self, broker: MessageBroker
-    ) -> None:
+    def _three_sessions_of_three(self, broker: MessageBroker) -> list[str]:
+        """Three sessions, each with messages 1, 2 and 3 (published interleaved)."""
         sessions = [_session() for _ in range(3)]
         for n in (1, 2, 3):
             broker.publish(TOPIC, [_message(s, n) for s in sessions])
+        return sessions
+
+    def _one_session_of_three(
+        self, broker: MessageBroker
+    ) -> tuple[SessionReceiver, list[ReceivedMessage]]:
+        """A session with messages 1, 2 and 3, taken with all three."""
+        session = _session()
+        broker.publish(TOPIC, [_message(session, n) for n in (1, 2, 3)])
+        ((receiver, messages),) = self._accept_many(broker, sessions=1, messages=3)
+        return receiver, messages
+
+    def test_many_sessions_are_taken_at_once_each_with_its_messages_in_order(
+        self, broker: MessageBroker
+    ) -> None:
+        sessions = self._three_sessions_of_three(broker)
 
         taken = self._accept_many(broker, sessions=5, messages=2)
         try:
@@ -435,9 +449,7 @@ class BrokerContract:
     def test_settling_releases_the_sessions_and_gives_back_what_was_not_handled(
         self, broker: MessageBroker
     ) -> None:
-        session = _session()
-        broker.publish(TOPIC, [_message(session, n) for n in (1, 2, 3)])
-        ((receiver, messages),) = self._accept_many(broker, sessions=1, messages=3)
+        receiver, messages = self._one_session_of_three(broker)
         assert _numbers(messages) == [1, 2, 3]
 
         assert broker.settle_sessions([(receiver, messages[:1])]) == 1  # 2 and 3 unhandled
@@ -463,6 +475,55 @@ class BrokerContract:
         with self._accept(broker) as again:
             redelivered = self._drain(again, 1)
         assert (_numbers(redelivered), redelivered[0].delivery_count) == ([1], 2)
+
+    def test_a_settlement_and_the_next_take_in_one_call_take_the_next_messages_in_order(
+        self, broker: MessageBroker
+    ) -> None:
+        sessions = self._three_sessions_of_three(broker)
+        taken = self._accept_many(broker, sessions=5, messages=2)
+
+        completed, again = broker.settle_and_accept_next_sessions(
+            taken, TOPIC, "alpha", 5, 5)
+
+        assert completed == 6
+        assert sorted((r.session_id, _numbers(m)) for r, m in again) == sorted(
+            (s, [3]) for s in sessions)  # the sessions just released, taken again
+        with pytest.raises(LockLost):
+            taken[0][0].complete(taken[0][1][0])  # the first visit's sessions were released
+        assert broker.settle_and_accept_next_sessions(again, TOPIC, "alpha", 5, 5) == (3, [])
+        assert self._nothing_more(broker)
+
+    def test_what_a_settlement_gave_back_is_the_next_take_s_first_message(
+        self, broker: MessageBroker
+    ) -> None:
+        receiver, messages = self._one_session_of_three(broker)
+
+        completed, again = broker.settle_and_accept_next_sessions(
+            [(receiver, messages[:1])], TOPIC, "alpha", 1, 3)  # 2 and 3 not handled
+
+        assert completed == 1
+        ((_, redelivered),) = again
+        assert _numbers(redelivered) == [2, 3]
+        assert [m.delivery_count for m in redelivered] == [2, 2]
+        assert broker.settle_sessions(again) == 2
+
+    def test_a_settlement_with_the_next_take_never_hands_out_a_session_held_elsewhere(
+        self, broker: MessageBroker
+    ) -> None:
+        mine, held = _session(), _session()
+        broker.publish(TOPIC, [_message(mine, 1), _message(held, 1), _message(mine, 2)])
+        with broker.accept_session(TOPIC, "alpha", held) as holder:
+            taken = self._accept_many(broker, sessions=5, messages=1)
+            assert [r.session_id for r, _ in taken] == [mine]
+
+            completed, again = broker.settle_and_accept_next_sessions(
+                taken, TOPIC, "alpha", 5, 5)
+
+            assert (completed, [(r.session_id, _numbers(m)) for r, m in again]) == (
+                1, [(mine, [2])])
+            assert broker.settle_sessions(again) == 1
+            assert _numbers(self._drain(holder, 1)) == [1]
+        assert self._nothing_more(broker)
 
     def test_a_message_given_back_at_the_maximum_by_a_settlement_is_dead_lettered(
         self, broker: MessageBroker

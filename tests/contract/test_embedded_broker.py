@@ -85,12 +85,13 @@ class _SessionAtATime(EmbeddedBroker):
 
     accept_next_sessions = MessageBroker.accept_next_sessions
     settle_sessions = MessageBroker.settle_sessions
+    settle_and_accept_next_sessions = MessageBroker.settle_and_accept_next_sessions
 
 
 class TestThePortsDefaultsForManySessions(TestEmbeddedBroker):
-    """The whole contract again, with ``accept_next_sessions`` and ``settle_sessions``
-    as the port defines them by default: they keep the same promises as the embedded
-    broker's one-transaction versions."""
+    """The whole contract again, with ``accept_next_sessions``, ``settle_sessions`` and
+    ``settle_and_accept_next_sessions`` as the port defines them by default: they keep
+    the same promises as the embedded broker's one-transaction versions."""
 
     def make_broker(self, tmp_path: Path) -> EmbeddedBroker:
         broker = _SessionAtATime(tmp_path / "broker.db", clock=self.clock)
@@ -111,6 +112,21 @@ def broker(tmp_path: Path, clock: ManualClock):
     broker = EmbeddedBroker(tmp_path / "broker.db", clock=clock)
     _set_up_topology(broker)
     yield broker
+    broker.close()
+
+
+def test_a_sync_copies_the_log_into_the_file(tmp_path: Path, clock: ManualClock) -> None:
+    path = tmp_path / "broker.db"
+    broker = EmbeddedBroker(path, clock=clock, durable_publish=False)
+    _set_up_topology(broker)
+    for n in range(20):  # ~600 KiB of log: under SQLite's automatic checkpoint (1,000 pages)
+        broker.publish(TOPIC, [_message(f"S{n}-{m}", 1) for m in range(30)])
+    before = path.stat().st_size
+
+    broker.sync()
+
+    # The messages' pages are in the file itself now, not only in the log.
+    assert path.stat().st_size > before + 300_000
     broker.close()
 
 

@@ -304,6 +304,53 @@ def test_a_visit_applies_many_sessions_in_one_batch_and_a_failed_batch_settles_n
     assert parts.views.events_applied() == parts.store.max_position()
 
 
+def _visiting(parts: Parts, sessions: int, batch_size: int) -> SessionConsumer:
+    return SessionConsumer(broker=parts.broker, topic=TOPIC,
+                           subscription=AVAILABILITY_SUBSCRIPTION,
+                           consumer=EventConsumer("availability", parts.projection.handle,
+                                                  batch=parts.views.batch),
+                           sessions=sessions, batch_size=batch_size)
+
+
+def test_draining_visits_until_one_takes_nothing_publishing_between_visits(
+    parts: Parts,
+) -> None:
+    some_trading(parts.commands)
+    parts.relay.pump()  # 7 of the events; the rest are published between visits
+    visits: list[int] = []
+
+    def between() -> None:
+        visits.append(parts.views.events_applied())
+        parts.relay.pump()
+
+    settled = _visiting(parts, sessions=2, batch_size=2).drain(between)
+
+    assert settled == parts.store.max_position() > 7
+    assert len(visits) > 2 and visits == sorted(visits)  # a publish after every visit
+    assert parts.broker.counts(TOPIC, AVAILABILITY_SUBSCRIPTION).active == 0
+    parts.assert_projection_equals_event_store()
+
+
+def test_a_failure_between_visits_settles_the_visit_already_applied(parts: Parts) -> None:
+    some_trading(parts.commands)
+    parts.relay.drain()
+    waiting = parts.broker.counts(TOPIC, AVAILABILITY_SUBSCRIPTION).active
+
+    def between() -> None:
+        raise StoreUnavailable("the relay's store failed")
+
+    consumer = _visiting(parts, sessions=2, batch_size=3)
+    with pytest.raises(StoreUnavailable):
+        consumer.drain(between)
+
+    applied = parts.views.events_applied()
+    assert applied == 6  # one visit: two sessions, three messages each
+    # Completed and released at once: not redelivered, nothing waits for a lock to lapse.
+    assert parts.broker.counts(TOPIC, AVAILABILITY_SUBSCRIPTION).active == waiting - applied
+    assert consumer.drain() == waiting - applied
+    parts.assert_projection_equals_event_store()
+
+
 class RecordedCheckpoints:
     """The store's checkpoints, each write noted in ``calls`` (beside the syncs a test
     notes there too), so a test sees what was written and in which order."""
