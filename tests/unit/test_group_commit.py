@@ -387,6 +387,46 @@ def test_coroutines_queued_behind_a_write_join_its_next_group_and_each_gets_its_
     assert store.get("SKU-1", LOCATION).reserved == 3  # type: ignore[union-attr]
 
 
+def test_a_group_of_coroutines_wakes_their_event_loop_once_not_once_per_command(
+        store: CountingStore) -> None:
+    commands = grouped(store)
+    wake_ups = 0
+
+    async def scenario() -> tuple[list[CommandResult], int]:
+        nonlocal wake_ups
+        loop = asyncio.get_running_loop()
+        call_soon_threadsafe = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any) -> Any:
+            nonlocal wake_ups
+            wake_ups += 1
+            return call_soon_threadsafe(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        store.hold.clear()
+        store.writing.clear()
+        first = asyncio.create_task(commands.run_async(
+            commands.plan_receive("SKU-FIRST", LOCATION, 1)))
+        await asyncio.to_thread(store.writing.wait, 10)
+        queued = [asyncio.create_task(commands.run_async(
+            commands.plan_receive(f"SKU-{n}", LOCATION, 1 + n))) for n in range(12)]
+        await asyncio.to_thread(
+            _wait_until, lambda: commands._group.queued() == 12)  # type: ignore[union-attr]
+        wake_ups = 0  # from here on, only the group commit wakes the loop
+        store.hold.set()
+        await first
+        answered = list(await asyncio.gather(*queued))
+        return answered, wake_ups
+
+    results, woken = run_coroutine(scenario())
+
+    assert [r.position.on_hand for r in results] == [1 + n for n in range(12)]
+    assert store.writes == [1, 12]  # the held write, then the twelve in one group
+    # one wake-up for the first command, one for the group's twelve answers (per command
+    # it was 13)
+    assert woken == 2
+
+
 def test_a_thread_queued_behind_coroutines_is_answered_and_leads_when_its_turn_comes(
         store: CountingStore) -> None:
     """Coroutines have no thread to lead a group: the lead stays with the committing
