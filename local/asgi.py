@@ -213,9 +213,14 @@ class FunctionsHost:
                     close: bool = False) -> int:
         status = int(response.status_code)
         payload = response.get_body() or b""
-        out = [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
-               for k, v in response.headers.items() if k.lower() != "content-length"]
-        if payload and not any(k == b"content-type" for k, _ in out) and response.mimetype:
+        out: list[tuple[bytes, bytes]] = []
+        typed = False
+        for key, value in response.headers.items():  # one pass over werkzeug's headers
+            name = key.lower()
+            if name != "content-length":
+                typed = typed or name == "content-type"
+                out.append((name.encode("latin-1"), str(value).encode("latin-1")))
+        if payload and not typed and response.mimetype:
             charset = f"; charset={response.charset}" if response.charset else ""
             out.append((b"content-type", f"{response.mimetype}{charset}".encode("latin-1")))
         if status in (204, 304):
