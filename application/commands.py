@@ -239,7 +239,7 @@ class _Command:
     on the thread that committed it, once it is done. It never leads a group. It may
     return a wake-up, which the group commit calls once its whole group is answered,
     once however many of the group's commands returned it (one wake-up of an event
-    loop per group, :class:`_LoopExchange`)."""
+    loop per group, :class:`_LoopInbox`)."""
 
 
 class _GroupCommit:
@@ -318,20 +318,15 @@ class _GroupCommit:
     def submit(self, commands: list[_Command]) -> None:
         """Queue ``commands`` (each with ``on_done``) and return at once: a caller that
         cannot wait on a thread (a coroutine) is told through ``on_done``. When no group
-        of a lane is under way, a thread of the group commit's own leads one. They may
-        belong to several lanes (per stream: several streams), each lane's in order."""
-        lanes: dict[str, list[_Command]] = {}
-        for command in commands:
-            lanes.setdefault(self._lane(command), []).append(command)
-        leads: list[str] = []
+        of their lane is under way, a thread of the group commit's own leads one."""
+        lane = self._lane(commands[0])
         with self._lock:
-            for lane, queued in lanes.items():
-                queue = self._queues.get(lane)
-                if queue is None:
-                    queue = self._queues[lane] = []
-                    leads.append(lane)
-                queue.extend(queued)
-        for lane in leads:
+            queue = self._queues.get(lane)
+            lead = queue is None
+            if queue is None:
+                queue = self._queues[lane] = []
+            queue.extend(commands)
+        if lead:
             self._leaders().submit(self._lead, lane)
 
     def _leaders(self) -> ThreadPoolExecutor:
@@ -458,10 +453,9 @@ class StockCommands:
         the thread of the command that saved them (a coroutine's: its event loop's)."""
         self._group = (_GroupCommit(self._commit_group, per_stream=per_stream)
                        if group_commit else None)
-        self._exchanges: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, _LoopExchange] = weakref.WeakKeyDictionary()
-        """How each event loop's coroutines hand their commands to the group commit and
-        get their answers back (:meth:`run_async`)."""
+        self._inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopInbox] = (
+            weakref.WeakKeyDictionary())
+        """Where the committing thread leaves coroutines' answers, one per event loop."""
 
     # ---------------------------------------------------------------- commands
 
@@ -908,14 +902,14 @@ class StockCommands:
         if group is None:
             return await asyncio.to_thread(self.run, command)
         loop = asyncio.get_running_loop()
-        exchange = self._exchanges.get(loop)
-        if exchange is None:
-            exchange = self._exchanges[loop] = _LoopExchange(loop, group)
+        inbox = self._inboxes.get(loop)
+        if inbox is None:
+            inbox = self._inboxes[loop] = _LoopInbox(loop)
         answered: asyncio.Future[None] = loop.create_future()
         queued = _Command(command.sku, command.location, command.decide, command.expected,
                           command.memos, wake=_NOBODY_WAITS,
-                          on_done=lambda _: exchange.post(answered))
-        exchange.send(queued)
+                          on_done=lambda _: inbox.post(answered))
+        group.submit([queued])
         await answered
         if queued.error is not None:
             raise queued.error
@@ -1240,40 +1234,20 @@ def _settle(answered: asyncio.Future[None]) -> None:
         answered.set_result(None)
 
 
-class _LoopExchange:
-    """What one event loop's coroutines hand the group commit, and what it hands back:
-    commands once per turn of the loop, answers once per group, rather than each one
-    on its own.
+class _LoopInbox:
+    """The answers the committing thread has for one event loop's coroutines, handed
+    over in one wake-up of the loop per group rather than one per command.
 
-    Out: the commands that the coroutines a turn of the loop runs send (:meth:`send`;
-    under load, the requests one readiness poll brought) are queued together at the end
-    of that turn, so they meet in one group — one transaction, one fsync, one read of
-    their memos — and wake at most one committing thread, where each used to be queued
-    at once and often found the last group done and started one of its own.
-
-    Back: a wake-up (``call_soon_threadsafe``) is a handle, a lock and a write to the
-    loop's wake-up descriptor on the committing thread (a system call, during which the
-    loop may take the interpreter lock and run), and a callback on the loop. So a
-    group's answers are all posted first (:meth:`post`), and the loop woken once after
+    A wake-up (``call_soon_threadsafe``) is a handle, a lock and a write to the loop's
+    wake-up descriptor on the committing thread (a system call, during which the loop
+    may take the interpreter lock and run), and a callback on the loop. So a group's
+    answers are all posted first (:meth:`post`), and the loop woken once after
     (:meth:`wake_up`, called by the group commit once per group)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, group: _GroupCommit) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._group = group
-        self._outgoing: list[_Command] = []
         self._lock = threading.Lock()
         self._waiting: list[asyncio.Future[None]] = []
-
-    def send(self, command: _Command) -> None:
-        """Queue ``command`` for the group commit at the end of this turn of the loop
-        (on the loop's thread)."""
-        self._outgoing.append(command)
-        if len(self._outgoing) == 1:
-            self._loop.call_soon(self._hand_over)
-
-    def _hand_over(self) -> None:
-        outgoing, self._outgoing = self._outgoing, []
-        self._group.submit(outgoing)
 
     def post(self, answered: asyncio.Future[None]) -> Callable[[], None] | None:
         """Leave ``answered`` to be settled on its loop (from any thread); the wake-up
