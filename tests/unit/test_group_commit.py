@@ -24,6 +24,7 @@ from adapters.sqlite import SQLiteStockItems
 from application.commands import (
     CommandResult,
     ExpectedVersion,
+    StockCommand,
     StockCommands,
     _Command,
     _Journal,
@@ -352,6 +353,17 @@ def test_a_group_on_a_hot_stream_leaves_the_earlier_answers_and_the_cache_as_the
 # ------------------------------------- coroutine callers (run_async): no thread waits
 
 
+async def _first_write_held(store: CountingStore, commands: StockCommands,
+                            plan: StockCommand) -> asyncio.Task[CommandResult]:
+    """Run ``plan`` as a coroutine whose write is held (``store.hold`` releases it);
+    returns once the write is under way, so what is queued next waits for a group."""
+    store.hold.clear()
+    store.writing.clear()
+    first = asyncio.create_task(commands.run_async(plan))
+    await asyncio.to_thread(store.writing.wait, 10)
+    return first
+
+
 def test_coroutines_queued_behind_a_write_join_its_next_group_and_each_gets_its_answer(
         store: CountingStore) -> None:
     commands = grouped(store)
@@ -359,11 +371,8 @@ def test_coroutines_queued_behind_a_write_join_its_next_group_and_each_gets_its_
     store.writes.clear()
 
     async def scenario() -> list[CommandResult | BaseException]:
-        store.hold.clear()
-        store.writing.clear()
-        first = asyncio.create_task(commands.run_async(
-            commands.plan_receive("SKU-FIRST", LOCATION, 1)))
-        await asyncio.to_thread(store.writing.wait, 10)
+        first = await _first_write_held(
+            store, commands, commands.plan_receive("SKU-FIRST", LOCATION, 1))
         queued = [asyncio.create_task(commands.run_async(plan)) for plan in [
             commands.plan_reserve("SKU-1", LOCATION, "order-a", 2, "web"),
             commands.plan_reserve("SKU-1", LOCATION, "order-b", 2, "web"),  # does not fit
@@ -403,11 +412,8 @@ def test_a_group_of_coroutines_wakes_their_event_loop_once_not_once_per_command(
             return call_soon_threadsafe(callback, *args)
 
         loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
-        store.hold.clear()
-        store.writing.clear()
-        first = asyncio.create_task(commands.run_async(
-            commands.plan_receive("SKU-FIRST", LOCATION, 1)))
-        await asyncio.to_thread(store.writing.wait, 10)
+        first = await _first_write_held(
+            store, commands, commands.plan_receive("SKU-FIRST", LOCATION, 1))
         queued = [asyncio.create_task(commands.run_async(
             commands.plan_receive(f"SKU-{n}", LOCATION, 1 + n))) for n in range(12)]
         await asyncio.to_thread(
@@ -435,11 +441,8 @@ def test_a_thread_queued_behind_coroutines_is_answered_and_leads_when_its_turn_c
     commands = grouped(store)
 
     async def scenario() -> tuple[list[CommandResult], CommandResult]:
-        store.hold.clear()
-        store.writing.clear()
-        first = asyncio.create_task(commands.run_async(
-            commands.plan_receive("SKU-1", LOCATION, 1)))
-        await asyncio.to_thread(store.writing.wait, 10)
+        first = await _first_write_held(
+            store, commands, commands.plan_receive("SKU-1", LOCATION, 1))
         early = [asyncio.create_task(commands.run_async(
             commands.plan_receive("SKU-1", LOCATION, 10))) for _ in range(3)]
         await asyncio.to_thread(
