@@ -411,7 +411,7 @@ def test_a_group_of_coroutines_wakes_their_event_loop_once_not_once_per_command(
             wake_ups += 1
             return call_soon_threadsafe(callback, *args)
 
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]
         first = await _first_write_held(
             store, commands, commands.plan_receive("SKU-FIRST", LOCATION, 1))
         queued = [asyncio.create_task(commands.run_async(
