@@ -15,6 +15,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -233,9 +234,12 @@ class _Command:
     done: bool = False
     wake: threading.Event = field(default_factory=threading.Event)
     """Set when the command is done, or when its caller is to lead the next group."""
-    on_done: Callable[[_Command], None] | None = None
+    on_done: Callable[[_Command], Callable[[], None] | None] | None = None
     """A command queued without a waiting thread (:meth:`_GroupCommit.submit`): called,
-    on the thread that committed it, once it is done. It never leads a group."""
+    on the thread that committed it, once it is done. It never leads a group. It may
+    return a wake-up, which the group commit calls once its whole group is answered,
+    once however many of the group's commands returned it (one wake-up of an event
+    loop per group, :class:`_LoopInbox`)."""
 
 
 class _GroupCommit:
@@ -373,11 +377,15 @@ class _GroupCommit:
                 queue[0].wake.set()  # its caller leads the next group
             else:
                 lead_on = True
+        wake_ups: list[Callable[[], None]] = []
         for command in group:
             if command.on_done is None:
                 command.wake.set()
-            else:
-                command.on_done(command)
+            elif (wake_up := command.on_done(command)) is not None \
+                    and wake_up not in wake_ups:
+                wake_ups.append(wake_up)
+        for wake_up in wake_ups:
+            wake_up()
         return lead_on
 
 
@@ -445,6 +453,9 @@ class StockCommands:
         the thread of the command that saved them (a coroutine's: its event loop's)."""
         self._group = (_GroupCommit(self._commit_group, per_stream=per_stream)
                        if group_commit else None)
+        self._inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopInbox] = (
+            weakref.WeakKeyDictionary())
+        """Where the committing thread leaves coroutines' answers, one per event loop."""
 
     # ---------------------------------------------------------------- commands
 
@@ -891,13 +902,13 @@ class StockCommands:
         if group is None:
             return await asyncio.to_thread(self.run, command)
         loop = asyncio.get_running_loop()
+        inbox = self._inboxes.get(loop)
+        if inbox is None:
+            inbox = self._inboxes[loop] = _LoopInbox(loop)
         answered: asyncio.Future[None] = loop.create_future()
-
-        def done(_: _Command) -> None:
-            loop.call_soon_threadsafe(_settle, answered)
-
         queued = _Command(command.sku, command.location, command.decide, command.expected,
-                          command.memos, wake=_NOBODY_WAITS, on_done=done)
+                          command.memos, wake=_NOBODY_WAITS,
+                          on_done=lambda _: inbox.post(answered))
         group.submit([queued])
         await answered
         if queued.error is not None:
@@ -1221,6 +1232,46 @@ def _detached(state: StockItem) -> StockItem:
 def _settle(answered: asyncio.Future[None]) -> None:
     if not answered.done():
         answered.set_result(None)
+
+
+class _LoopInbox:
+    """The answers the committing thread has for one event loop's coroutines, handed
+    over in one wake-up of the loop per group rather than one per command.
+
+    A wake-up (``call_soon_threadsafe``) is a handle, a lock and a write to the loop's
+    wake-up descriptor on the committing thread (a system call, during which the loop
+    may take the interpreter lock and run), and a callback on the loop. So a group's
+    answers are all posted first (:meth:`post`), and the loop woken once after
+    (:meth:`wake_up`, called by the group commit once per group)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._waiting: list[asyncio.Future[None]] = []
+
+    def post(self, answered: asyncio.Future[None]) -> Callable[[], None] | None:
+        """Leave ``answered`` to be settled on its loop (from any thread); the wake-up
+        to call once the caller has posted what it has, or None when one is already
+        asked for (the answers waiting before this one are not delivered yet)."""
+        with self._lock:
+            self._waiting.append(answered)
+            first = len(self._waiting) == 1
+        return self.wake_up if first else None
+
+    def wake_up(self) -> None:
+        """Have the loop settle every answer posted so far."""
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: nobody awaits these any more
+            with self._lock:
+                self._waiting.clear()
+            raise
+
+    def _deliver(self) -> None:
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        for answered in waiting:
+            _settle(answered)
 
 
 JOURNAL_FROM = 1024

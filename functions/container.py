@@ -21,8 +21,14 @@ _services: Services | None = None
 
 
 def get_services() -> Services:
-    """The process's services, built from the environment on first use."""
+    """The process's services, built from the environment on first use.
+
+    Once built they are read without the lock (a reference read is atomic), as every
+    request asks for them two or three times; the lock only makes one thread build."""
     global _services
+    services = _services
+    if services is not None:
+        return services
     with _lock:
         if _services is None:
             _services = build_services(load())

@@ -83,11 +83,12 @@ class RouteTemplate:
                 segments.append(Segment(part))
         return cls(template, tuple(segments))
 
-    @property
+    @cached_property
     def catch_all(self) -> bool:
         """Whether the template is nothing but ``{*name}``: the function that takes what
         no other does (it answers 404/405). A catch-all under a literal prefix
-        (``console/{*path}``) is an ordinary route, whose methods ``Allow`` lists."""
+        (``console/{*path}``) is an ordinary route, whose methods ``Allow`` lists.
+        Worked out once: the host asks it of every state-changing request."""
         return all(s.catch_all for s in self.segments)
 
     @property

@@ -213,9 +213,14 @@ class FunctionsHost:
                     close: bool = False) -> int:
         status = int(response.status_code)
         payload = response.get_body() or b""
-        out = [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
-               for k, v in response.headers.items() if k.lower() != "content-length"]
-        if payload and not any(k == b"content-type" for k, _ in out) and response.mimetype:
+        out: list[tuple[bytes, bytes]] = []
+        typed = False
+        for key, value in response.headers.items():  # one pass over werkzeug's headers
+            name = key.lower()
+            if name != "content-length":
+                typed = typed or name == "content-type"
+                out.append((name.encode("latin-1"), str(value).encode("latin-1")))
+        if payload and not typed and response.mimetype:
             charset = f"; charset={response.charset}" if response.charset else ""
             out.append((b"content-type", f"{response.mimetype}{charset}".encode("latin-1")))
         if status in (204, 304):
@@ -241,8 +246,7 @@ class FunctionsHost:
         """
         method, raw_path, headers = request.method, request.raw_path, request.headers
         segments = split_path(raw_path)
-        matches = [] if segments is None else self.routes.matches(segments)
-        chosen = next(((f, p) for f, p in matches if f.accepts(method)), None)
+        chosen = None if segments is None else self._route(segments, method)
         anonymous = chosen is not None and chosen[0].anonymous
         if not self.keyed and not self._own_host(headers.get("host"), scope):
             return problems.misdirected_request(headers.get("host"))
@@ -264,6 +268,16 @@ class FunctionsHost:
         if method in STATE_CHANGING and not function.catch_all and not _json_or_nothing(headers):
             return problems.unsupported_media_type(headers.get("content-type"))
         return chosen
+
+    def _route(self, segments: list[str], method: str
+               ) -> tuple[HttpFunction, dict[str, str]] | None:
+        """The first function in the table's order that takes ``method`` at ``segments``,
+        with its route parameters. The method is checked before the path is matched: a
+        reservation's path is a candidate of four routes, and only one takes PUT."""
+        for function in self.routes.candidates(segments):
+            if function.accepts(method) and (params := function.match(segments)) is not None:
+                return function, params
+        return None
 
     async def _read_body(self, headers: dict[str, str], receive: Receive,
                          limit: int) -> bytes | _Unread:

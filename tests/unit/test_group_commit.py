@@ -24,6 +24,7 @@ from adapters.sqlite import SQLiteStockItems
 from application.commands import (
     CommandResult,
     ExpectedVersion,
+    StockCommand,
     StockCommands,
     _Command,
     _Journal,
@@ -352,6 +353,17 @@ def test_a_group_on_a_hot_stream_leaves_the_earlier_answers_and_the_cache_as_the
 # ------------------------------------- coroutine callers (run_async): no thread waits
 
 
+async def _first_write_held(store: CountingStore, commands: StockCommands,
+                            plan: StockCommand) -> asyncio.Task[CommandResult]:
+    """Run ``plan`` as a coroutine whose write is held (``store.hold`` releases it);
+    returns once the write is under way, so what is queued next waits for a group."""
+    store.hold.clear()
+    store.writing.clear()
+    first = asyncio.create_task(commands.run_async(plan))
+    await asyncio.to_thread(store.writing.wait, 10)
+    return first
+
+
 def test_coroutines_queued_behind_a_write_join_its_next_group_and_each_gets_its_answer(
         store: CountingStore) -> None:
     commands = grouped(store)
@@ -359,11 +371,8 @@ def test_coroutines_queued_behind_a_write_join_its_next_group_and_each_gets_its_
     store.writes.clear()
 
     async def scenario() -> list[CommandResult | BaseException]:
-        store.hold.clear()
-        store.writing.clear()
-        first = asyncio.create_task(commands.run_async(
-            commands.plan_receive("SKU-FIRST", LOCATION, 1)))
-        await asyncio.to_thread(store.writing.wait, 10)
+        first = await _first_write_held(
+            store, commands, commands.plan_receive("SKU-FIRST", LOCATION, 1))
         queued = [asyncio.create_task(commands.run_async(plan)) for plan in [
             commands.plan_reserve("SKU-1", LOCATION, "order-a", 2, "web"),
             commands.plan_reserve("SKU-1", LOCATION, "order-b", 2, "web"),  # does not fit
@@ -387,6 +396,43 @@ def test_coroutines_queued_behind_a_write_join_its_next_group_and_each_gets_its_
     assert store.get("SKU-1", LOCATION).reserved == 3  # type: ignore[union-attr]
 
 
+def test_a_group_of_coroutines_wakes_their_event_loop_once_not_once_per_command(
+        store: CountingStore) -> None:
+    commands = grouped(store)
+    wake_ups = 0
+
+    async def scenario() -> tuple[list[CommandResult], int]:
+        nonlocal wake_ups
+        loop = asyncio.get_running_loop()
+        call_soon_threadsafe = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any) -> Any:
+            nonlocal wake_ups
+            wake_ups += 1
+            return call_soon_threadsafe(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]
+        first = await _first_write_held(
+            store, commands, commands.plan_receive("SKU-FIRST", LOCATION, 1))
+        queued = [asyncio.create_task(commands.run_async(
+            commands.plan_receive(f"SKU-{n}", LOCATION, 1 + n))) for n in range(12)]
+        await asyncio.to_thread(
+            _wait_until, lambda: commands._group.queued() == 12)  # type: ignore[union-attr]
+        wake_ups = 0  # from here on, only the group commit wakes the loop
+        store.hold.set()
+        await first
+        answered = list(await asyncio.gather(*queued))
+        return answered, wake_ups
+
+    results, woken = run_coroutine(scenario())
+
+    assert [r.position.on_hand for r in results] == [1 + n for n in range(12)]
+    assert store.writes == [1, 12]  # the held write, then the twelve in one group
+    # one wake-up for the first command, one for the group's twelve answers (per command
+    # it was 13)
+    assert woken == 2
+
+
 def test_a_thread_queued_behind_coroutines_is_answered_and_leads_when_its_turn_comes(
         store: CountingStore) -> None:
     """Coroutines have no thread to lead a group: the lead stays with the committing
@@ -395,11 +441,8 @@ def test_a_thread_queued_behind_coroutines_is_answered_and_leads_when_its_turn_c
     commands = grouped(store)
 
     async def scenario() -> tuple[list[CommandResult], CommandResult]:
-        store.hold.clear()
-        store.writing.clear()
-        first = asyncio.create_task(commands.run_async(
-            commands.plan_receive("SKU-1", LOCATION, 1)))
-        await asyncio.to_thread(store.writing.wait, 10)
+        first = await _first_write_held(
+            store, commands, commands.plan_receive("SKU-1", LOCATION, 1))
         early = [asyncio.create_task(commands.run_async(
             commands.plan_receive("SKU-1", LOCATION, 10))) for _ in range(3)]
         await asyncio.to_thread(
