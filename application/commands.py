@@ -1259,13 +1259,14 @@ class _LoopInbox:
         return self.wake_up if first else None
 
     def wake_up(self) -> None:
-        """Have the loop settle every answer posted so far."""
+        """Have the loop settle every answer posted so far. A closed loop has nobody
+        awaiting them: they are dropped, and the committing thread goes on (raising here
+        would stop it before it led the commands queued after its group)."""
         try:
             self._loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:  # the loop is closed: nobody awaits these any more
+        except RuntimeError:  # the loop is closed
             with self._lock:
                 self._waiting.clear()
-            raise
 
     def _deliver(self) -> None:
         with self._lock:

@@ -490,6 +490,34 @@ def test_a_failed_write_answers_every_coroutine_of_its_group_with_the_failure(
         failing.close()
 
 
+def test_a_closed_event_loop_does_not_stop_the_group_commit_answering_the_others(
+        store: CountingStore) -> None:
+    """Coroutines whose event loop closed before their group was written (a host shut
+    down, a caller gone) have nobody to tell: their commands are still written, and the
+    commands queued after them are still led and answered."""
+    commands = grouped(store)
+
+    async def leave_behind_a_held_write() -> None:
+        await _first_write_held(store, commands, commands.plan_receive("SKU-1", LOCATION, 1))
+        asyncio.get_running_loop().create_task(
+            commands.run_async(commands.plan_receive("SKU-1", LOCATION, 10)))
+        await asyncio.to_thread(
+            _wait_until, lambda: commands._group.queued() == 1)  # type: ignore[union-attr]
+
+    asyncio.run(leave_behind_a_held_write())  # the loop closes with both unanswered
+    answered: list[CommandResult] = []
+    later = threading.Thread(  # a daemon: a hang fails the test instead of holding it
+        target=lambda: answered.append(commands.receive("SKU-1", LOCATION, 100)), daemon=True)
+    later.start()
+    _wait_until(lambda: commands._group.queued() == 2)  # type: ignore[union-attr]
+    store.hold.set()
+    later.join(10)
+
+    assert [result.position.on_hand for result in answered] == [111]
+
+    assert commands._group.queued() == 0  # type: ignore[union-attr]
+
+
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(callers=st.lists(st.tuples(st.booleans(), st.integers(0, 2), st.integers(1, 50)),
