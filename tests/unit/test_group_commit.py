@@ -504,7 +504,7 @@ def test_a_closed_event_loop_does_not_stop_the_group_commit_answering_the_others
         await asyncio.to_thread(
             _wait_until, lambda: commands._group.queued() == 1)  # type: ignore[union-attr]
 
-    asyncio.run(leave_behind_a_held_write())  # the loop closes with both unanswered
+    run_coroutine(leave_behind_a_held_write())  # its loop closes with both unanswered
     answered: list[CommandResult] = []
     later = threading.Thread(  # a daemon: a hang fails the test instead of holding it
         target=lambda: answered.append(commands.receive("SKU-1", LOCATION, 100)), daemon=True)
