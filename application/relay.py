@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from application.ports import (
@@ -50,6 +50,10 @@ from contracts.topology import ALL_SUBSCRIBERS, MAX_ID_LENGTH, TOPIC
 from domain.stock_item import StockItem
 
 log = logging.getLogger(__name__)
+
+STATUS_READ_LIMIT = 1000
+"""Process events the relay's status reads to count a backlog exactly (a status is asked
+for every ten seconds by the metrics loop, and on every ``GET /api/ops/status``)."""
 
 def broker_id(value: str) -> str:
     """``value`` if it fits a Service Bus id, else a stable digest-based stand-in.
@@ -283,15 +287,42 @@ class Relay:
         return total
 
     def status(self) -> RelayStatus:
-        """Depth and age of the unpublished outbox, and the recent publish rate."""
-        after = max(self.checkpoints.position(self.NAME), self._published.get(self.NAME, 0))
-        depth = max(self.outbox.max_position() - after, 0)
-        oldest: Sequence[object] = self.outbox.read_after(after, 1) if depth else ()
-        age = None
-        if oldest:
-            event = oldest[0].event  # type: ignore[attr-defined]
-            age = max((self.clock.now() - event.timestamp).total_seconds(), 0.0)
+        """Depth and age of the unpublished outbox, and the recent publish rate.
+
+        With ``processes`` the outbox is both stores: an order's or a transfer's events
+        stuck behind a failing publish are as much a backlog as stock events, so the
+        depth counts both and the age is the older one's."""
+        depth, oldest = self._stock_backlog()
+        if self.processes is not None:
+            process_depth, process_oldest = self._process_backlog(self.processes)
+            depth += process_depth
+            oldest = min(filter(None, (oldest, process_oldest)), default=None)
+        age = None if oldest is None else max(
+            (self.clock.now() - oldest).total_seconds(), 0.0)
         return RelayStatus(depth, age, self.published_total, self._rate())
+
+    def _after(self, name: str) -> int:
+        return max(self.checkpoints.position(name), self._published.get(name, 0))
+
+    def _stock_backlog(self) -> tuple[int, datetime | None]:
+        """Every stock event is published, so the depth is the distance to the last."""
+        after = self._after(self.NAME)
+        depth = max(self.outbox.max_position() - after, 0)
+        oldest = self.outbox.read_after(after, 1) if depth else ()
+        return depth, oldest[0].event.timestamp if oldest else None
+
+    def _process_backlog(self, processes: ProcessOutboxReader
+                         ) -> tuple[int, datetime | None]:
+        """The process store also holds events that are never published (location
+        groups), so its backlog is counted from what is read, up to
+        :data:`STATUS_READ_LIMIT`; a longer one is the distance to its last event, an
+        upper bound."""
+        after = self._after(self.PROCESSES_NAME)
+        unpublished = processes.read_after(after, STATUS_READ_LIMIT)
+        depth = len(unpublished)
+        if depth >= STATUS_READ_LIMIT:
+            depth = max(processes.max_position() - after, depth)
+        return depth, unpublished[0].event.event.timestamp if unpublished else None
 
     def _rate(self) -> float:
         now = time.monotonic()

@@ -181,7 +181,7 @@ def embedded_services(
                                  snapshot, opened, orders, transfers, processes)
             readers = _Readers(pipeline.broker, pipeline.views, pipeline.status, {})
         elif process in (EmbeddedProcess.HOST, EmbeddedProcess.OPERATOR):
-            readers = _readers(files, store, clock, opened,
+            readers = _readers(files, store, processes, clock, opened,
                                host=process is EmbeddedProcess.HOST)
         services = Services(
             settings=settings, clock=clock, store=store, commands=commands,
@@ -215,11 +215,13 @@ def _closers(store: SQLiteStockItems, readers: _Readers | None,
     return (*ledger, *files, *orders, store)
 
 
-def _readers(files: EmbeddedFiles, store: SQLiteStockItems, clock: Clock, opened: ExitStack,
+def _readers(files: EmbeddedFiles, store: SQLiteStockItems,
+             processes: SQLiteProcessStore | None, clock: Clock, opened: ExitStack,
              *, host: bool) -> _Readers:
     """Readers of the pipeline another process runs. The host declares the topology (as
     the worker does) and serves the worker's metrics snapshot; the operator's tools read
-    the files as they are."""
+    the files as they are. The outbox is the event store's and, where ``processes`` is
+    open (the host), the process store's too, as the worker's relay publishes both."""
     broker = EmbeddedBroker(files.broker)
     opened.callback(broker.close)
     if host:
@@ -227,7 +229,7 @@ def _readers(files: EmbeddedFiles, store: SQLiteStockItems, clock: Clock, opened
     views = SQLiteAvailabilityViews(files.views)
     opened.callback(views.close)
     # A relay object only to read the outbox's depth and age: it never pumps here.
-    relay = Relay(store, broker, store.checkpoints(), clock)
+    relay = Relay(store, broker, store.checkpoints(), clock, processes=processes)
     ops = PipelineStatus(clock, relay.status, broker, TOPIC,
                          lambda: [projection_status(views)])
     snapshot = files.worker_metrics

@@ -6,10 +6,12 @@ duplicate detection drops them)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from adapters.clock import ManualClock
 from adapters.embedded_broker import EmbeddedBroker
 from application.ports import OutgoingMessage
 from application.relay import Relay
@@ -90,3 +92,43 @@ def test_the_broker_delivers_order_events_in_order_within_their_session(
             receiver.complete(message)
     sequences = [json.loads(m.body)["sequence"] for m in batch]
     assert sequences == list(range(1, len(sequences) + 1)) and len(sequences) >= 4
+
+
+def test_the_relays_status_counts_order_events_not_yet_published_and_their_age(
+        world: World) -> None:
+    world.commands.receive("A", "S1", 10)
+    world.groups.define("EAST", ["S1"], "priority")
+    world.orders().place("o-1", "web", [line("A", 2, location=None, group="EAST")])
+    order_events = len(world.order_events("o-1"))
+    # Events are stamped when they happen; the relay reads the age on a clock 90 s on.
+    later = ManualClock(datetime.now(UTC) + timedelta(seconds=90))
+    published = Relay(world.stock, Recording(), world.stock.checkpoints(), later,
+                      processes=world.processes)
+
+    # The location group's event is never published, so it is no backlog.
+    backlog = published.status()
+    assert backlog.depth == world.stock.max_position() + order_events
+    assert backlog.oldest_age_seconds == pytest.approx(90, abs=1)
+    published.drain()
+    world.groups.define("WEST", ["S1"], "priority")  # now the store's last event
+    assert published.status().depth == 0
+    assert published.status().oldest_age_seconds is None
+
+    # A release: the order's new events and the stock release are the backlog.
+    stock_before = world.stock.max_position()
+    world.orders().release("o-1")
+    later.advance(30)
+    released = published.status()
+    new_order_events = len(world.order_events("o-1")) - order_events
+    assert new_order_events > 0
+    assert released.depth == new_order_events + world.stock.max_position() - stock_before
+    assert released.oldest_age_seconds == pytest.approx(120, abs=1)
+
+
+def test_a_relay_without_the_process_store_counts_stock_events_only(world: World) -> None:
+    world.commands.receive("A", "S1", 10)
+    world.orders().place("o-1", "web", [line("A", 2)])
+
+    stock_only = Relay(world.stock, Recording(), world.stock.checkpoints(), world.clock)
+
+    assert stock_only.status().depth == world.stock.max_position()

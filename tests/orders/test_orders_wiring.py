@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from adapters.sqlite.process_streams import SQLiteProcessStore
 from application.settings import SettingsError, load
 from composition.embedded import EmbeddedProcess, embedded_services
 from composition.files import EmbeddedFiles
 from local.pipeline import start_pipeline
+from tests.orders.conftest import line
 
 
 @pytest.mark.parametrize("process", [EmbeddedProcess.COMMANDS, EmbeddedProcess.HOST,
@@ -25,6 +27,26 @@ def test_every_process_but_the_operator_has_orders_in_processes_db(
         assert EmbeddedFiles(tmp_path).processes.exists()
         if services.pipeline is not None:
             assert services.pipeline.orders is services.orders
+    finally:
+        services.close()
+
+
+@pytest.mark.parametrize("process", [EmbeddedProcess.HOST, EmbeddedProcess.PIPELINE])
+def test_the_ops_status_outbox_counts_an_orders_events_beside_the_stock_events(
+        tmp_path: Path, process: EmbeddedProcess):
+    services = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path)}), process=process)
+    try:
+        assert services.orders is not None and services.ops is not None
+        services.commands.receive("A", "S1", 10)
+        services.orders.place("o-1", "web", [line("A", 2)])
+        processes = SQLiteProcessStore(EmbeddedFiles(tmp_path).processes)
+        order_events = processes.max_position()  # the store holds the order's events only
+        processes.close()
+
+        outbox = services.ops.status().outbox
+
+        assert order_events > 0
+        assert outbox.depth == services.store.max_position() + order_events
     finally:
         services.close()
 
