@@ -232,6 +232,19 @@ def write_snapshot(path: Path, families: Iterable[Family]) -> None:
     os.replace(temporary, path)
 
 
+def merged(*sources: Iterable[Family]) -> list[Family]:
+    """The families of ``sources`` as one source: a family measured in several (a
+    counter both of a worker's processes keep) has every source's points. Each process
+    records its own series, so their points do not overlap."""
+    families: dict[str, Family] = {}
+    for source in sources:
+        for family in source:
+            known = families.get(family.name)
+            families[family.name] = family if known is None else replace(
+                known, points=known.points + family.points)
+    return list(families.values())
+
+
 def read_snapshot(path: Path) -> list[Family]:
     """The families a snapshot holds; none if there is no (readable) snapshot yet."""
     try:

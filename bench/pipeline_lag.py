@@ -8,7 +8,7 @@
    into the embedded broker (relay only), as a ratio to the single-thread command rate.
    Goal: at least 3×.
 3. Projection throughput: those messages applied to the availability view.
-4. End-to-end lag: the pipeline running in its worker process (as under ``make serve``)
+4. End-to-end lag: the pipeline running in its worker processes (as under ``make serve``)
    under a steady load from this process, paced over 16 threads (so the group commit
    carries it as it would a host's workers); for each command, the time from its commit
    returning to the availability view showing it (a third process looks every
@@ -34,7 +34,7 @@ from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
 from bench.common import Row, files, services, threaded_rate
 from composition.embedded import EmbeddedProcess
-from local.worker import WorkerProcess
+from local.worker import SplitWorker
 
 LOCATIONS = 200
 THREADS = 16
@@ -182,11 +182,11 @@ def paced_reservations(commands: StockCommands, rate: float, seconds: float
 def end_to_end_lag(directory: Path, rate: float, seconds: float) -> list[float]:
     """Lags in seconds from a command's commit returning to the availability view showing
     it, under a paced load of ``rate`` commands/s from this process. The pipeline runs in
-    its worker process as under ``make serve``; a third process watches the view (every
+    its worker processes as under ``make serve``; another process watches the view (every
     millisecond), so the measuring competes with neither."""
     container = services(directory, EmbeddedProcess.HOST)  # as the HTTP process has them
     _stock(container.commands)
-    worker = WorkerProcess(directory)
+    worker = SplitWorker(directory)
     views = container.availability
     assert isinstance(views, SQLiteAvailabilityViews)
     store = container.store

@@ -14,7 +14,9 @@ The embedded host is split into processes as Azure splits its functions, and eac
   ``HOST``, but it declares no topology and serves no metrics;
 - ``WORKER`` — the pipeline worker (``python -m local.worker``): relay, availability
   consumer, expiry sweep, the process sweep (orders and transfers) and metrics, writing
-  its metrics snapshot for the host;
+  its metrics snapshot for the host; the host runs two of them, one relaying and one
+  consuming (``local.worker``'s roles), and ``CONSUMER`` is the second's: the same
+  parts, its own snapshot;
 - ``PIPELINE`` — HTTP and the pipeline in one process (tests, benchmarks).
 
 ``local.pipeline`` runs the pipeline's parts (threads, stop order); :func:`embedded_relay`
@@ -40,7 +42,7 @@ from types import MappingProxyType
 from adapters.clock import SystemClock
 from adapters.embedded_broker import EmbeddedBroker
 from adapters.embedded_broker.topology import ensure_topology
-from adapters.openmetrics import Family, read_snapshot
+from adapters.openmetrics import Family, merged, read_snapshot
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from adapters.sqlite.process_streams import SQLiteProcessStore
@@ -100,6 +102,7 @@ class EmbeddedProcess(enum.Enum):
     HOST = "host"
     OPERATOR = "operator"
     WORKER = "worker"
+    CONSUMER = "consumer"
     PIPELINE = "pipeline"
 
 
@@ -155,7 +158,8 @@ def embedded_services(
     clock = clock or SystemClock()
     telemetry = telemetry or configure_telemetry(settings)
     files = EmbeddedFiles(settings.data_dir)
-    runs_pipeline = process in (EmbeddedProcess.PIPELINE, EmbeddedProcess.WORKER)
+    runs_pipeline = process in (EmbeddedProcess.PIPELINE, EmbeddedProcess.WORKER,
+                                EmbeddedProcess.CONSUMER)
     wake = threading.Event()
     observers: tuple[CommitObserver, ...] = (
         (lambda _events: wake.set(),) if runs_pipeline else ())
@@ -176,7 +180,8 @@ def embedded_services(
         pipeline: EmbeddedPipeline | None = None
         readers: _Readers | None = None
         if runs_pipeline:
-            snapshot = files.worker_metrics if process is EmbeddedProcess.WORKER else None
+            snapshot = {EmbeddedProcess.WORKER: files.worker_metrics,
+                        EmbeddedProcess.CONSUMER: files.consumer_metrics}.get(process)
             pipeline = _pipeline(settings, files, store, commands, clock, telemetry, wake,
                                  snapshot, opened, orders, transfers, processes)
             readers = _Readers(pipeline.broker, pipeline.views, pipeline.status, {})
@@ -232,9 +237,10 @@ def _readers(files: EmbeddedFiles, store: SQLiteStockItems,
     relay = Relay(store, broker, store.checkpoints(), clock, processes=processes)
     ops = PipelineStatus(clock, relay.status, broker, TOPIC,
                          lambda: [projection_status(views)])
-    snapshot = files.worker_metrics
+    snapshots = (files.worker_metrics, files.consumer_metrics)
+    # The worker's two processes measure apart (the relay, the consumer), one source.
     sources: dict[str, Callable[[], list[Family]]] = (
-        {"worker": lambda: read_snapshot(snapshot)} if host else {})
+        {"worker": lambda: merged(*(read_snapshot(s) for s in snapshots))} if host else {})
     return _Readers(broker, views, ops, sources)
 
 

@@ -48,6 +48,12 @@ class EmbeddedFiles:
         return self.data_dir / "metrics" / "worker.json"
 
     @property
+    def consumer_metrics(self) -> Path:
+        """The snapshot of what the pipeline worker's consuming process measured, served
+        by the host with the worker's."""
+        return self.data_dir / "metrics" / "worker-consumer.json"
+
+    @property
     def reports(self) -> Path:
         """Where ``stockstream reconcile`` writes drift reports by default (its
         ``--report-dir``), and where the drift report routes read them

@@ -333,9 +333,9 @@ def server_config(app: Any, settings: Settings, *, lifespan: Literal["on", "off"
 
 
 def start_pipeline(services: Services) -> PipelineHandle | None:
-    """Start the embedded pipeline (relay, broker, projections, timers) on SQLite, in its
-    own worker process (``python -m local.worker``); ``services`` (the embedded root's
-    ``HOST`` process) read what it writes.
+    """Start the embedded pipeline (relay, broker, projections, timers) on SQLite, in
+    worker processes of its own (``python -m local.worker``, one relaying and one
+    consuming); ``services`` (the embedded root's ``HOST`` process) read what they write.
 
     With ``STOCKSTREAM_EVENT_STORE=cosmos`` the host serves the command path against Cosmos
     DB only: the relay of a Cosmos store is the change-feed function in Azure.
@@ -344,9 +344,9 @@ def start_pipeline(services: Services) -> PipelineHandle | None:
         log.warning("event store is %s: the embedded pipeline runs on SQLite only; "
                     "availability and ops status answer 503", services.settings.event_store)
         return None
-    from local.worker import WorkerProcess
+    from local.worker import SplitWorker
 
-    return WorkerProcess(services.settings.data_dir)
+    return SplitWorker(services.settings.data_dir)
 
 
 class EmbeddedHost:

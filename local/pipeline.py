@@ -16,7 +16,13 @@ one interpreter they spent their time handing its lock to each other at every SQ
 call and queueing on the broker's write lock; in one, at 2,400 reservations/s the lag's
 p99 fell 2.5–4.8× (docs/performance.md, *The relay and the consumer in one thread*).
 Every guarantee is the parts' own (the relay's checkpoint, the consumer's settlement),
-so the order of the turns changes none.
+so the order of the turns changes none. The host's worker goes further and runs them in
+two processes (``role`` ``relay`` and ``consumer``, ``local.worker``), each with an
+interpreter lock of its own: a message then waits for no publish and no view commit of
+the other, and at 1,200–1,800 reservations/s the lag's p99 fell to a half to a third
+(docs/performance.md, *The relay and the consumer in two processes*). ``all`` (one
+process, the turns above) stays for ``python -m local.worker`` run alone and the
+``PIPELINE`` process of tests and benchmarks.
 
 Shutdown (``Pipeline.stop``) stops taking new work, lets each worker finish and settle
 the message in hand, and publishes what is committed; closing the files is the
@@ -41,6 +47,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from adapters.embedded_broker import EmbeddedBroker
 from adapters.openmetrics import write_snapshot
@@ -56,6 +63,9 @@ from projections.availability import AvailabilityProjection
 from projections.movements import MovementProjection
 
 log = logging.getLogger(__name__)
+
+Role = Literal["all", "relay", "consumer"]
+"""What a pipeline process runs (:attr:`Pipeline.role`)."""
 
 METRICS_INTERVAL_SECONDS = 10.0
 """How often the metrics loop samples the outbox and the subscriptions (Azure: a minute)."""
@@ -75,6 +85,10 @@ class Pipeline:
     sweep_interval: float = 1.0
     metrics_interval: float = METRICS_INTERVAL_SECONDS
     order_sweep_interval: float = 60.0
+    role: Role = "all"
+    """``all`` runs every part in this process; a split worker runs ``relay`` (the relay,
+    its checkpoint, the metrics sampling) in one process and ``consumer`` (the
+    availability consumer, the sweeps) in another, each with an interpreter of its own."""
     _stopping: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -111,19 +125,27 @@ class Pipeline:
         return self.parts.status
 
     def start(self) -> None:
-        self._spawn("relay-and-consumer", self._pipeline_loop)
-        if self.relay.deferred_checkpoints:
-            self._spawn("relay-checkpoint", self._checkpoint_loop)
-        self._spawn("expiry-sweep", self._sweep_loop)
+        if self.role != "consumer":
+            self._spawn(*(("relay", self._relay_loop) if self.role == "relay"
+                          else ("relay-and-consumer", self._pipeline_loop)))
+            if self.relay.deferred_checkpoints:
+                self._spawn("relay-checkpoint", self._checkpoint_loop)
+        if self.role != "relay":
+            if self.role == "consumer":
+                self._spawn("consumer", self._consumer_loop)
+            self._spawn("expiry-sweep", self._sweep_loop)
+            if self.parts.orders is not None or self.parts.transfers is not None:
+                self._spawn("process-sweep", self._order_sweep_loop)
         self._spawn("metrics", self._metrics_loop)
-        if self.parts.orders is not None or self.parts.transfers is not None:
-            self._spawn("process-sweep", self._order_sweep_loop)
 
     def record_metrics(self) -> None:
         """Sample the outbox (against the relay's checkpoint) and the subscriptions, and
-        write the snapshot the host serves: what the Azure metrics timer does."""
+        write the snapshot the host serves: what the Azure metrics timer does. The
+        consuming process of a split worker samples nothing (the relaying one does, so
+        no gauge is reported twice) and writes what it recorded itself."""
         try:
-            self.status.sample(self.telemetry)
+            if self.role != "consumer":
+                self.status.sample(self.telemetry)
         finally:
             if self.parts.metrics_snapshot is not None:
                 write_snapshot(self.parts.metrics_snapshot, self.telemetry.families())
@@ -143,6 +165,25 @@ class Pipeline:
             wake.clear()
             self._publish()
             self._consume()
+
+    def _relay_loop(self) -> None:
+        """The relaying process's loop: publish at every wake-up or ``relay_interval``
+        (another process's commits are only seen by polling)."""
+        wake = self.parts.wake
+        while not self._stopping.is_set():
+            wake.wait(self.relay_interval)
+            wake.clear()
+            self._publish()
+
+    def _consumer_loop(self) -> None:
+        """The consuming process's loop: visits until one takes nothing, then again after
+        ``relay_interval`` (what the relaying process publishes is only seen by polling)."""
+        while not self._stopping.wait(self.relay_interval):
+            try:
+                self.consumer.drain()
+            except Exception:
+                log.exception("consumer %s failed; retrying", self.consumer.subscription)
+                self._stopping.wait(0.5)
 
     def _publish(self) -> None:
         try:
@@ -232,8 +273,9 @@ class Pipeline:
         for thread in self._threads:
             thread.join(10)
         try:
-            self.relay.drain()
-            self.relay.checkpoint()
+            if self.role != "consumer":
+                self.relay.drain()
+                self.relay.checkpoint()
         except Exception:
             log.exception("final relay drain failed; the next start publishes the rest")
         try:
@@ -247,11 +289,13 @@ def start_pipeline(
     *,
     relay_interval: float = 0.05,
     autostart: bool = True,
+    role: Role = "all",
 ) -> Pipeline:
     """Run the embedded pipeline of ``services`` (built by the embedded root for the
     ``WORKER`` or ``PIPELINE`` process) in this process's threads.
 
     Metrics go to ``services.telemetry`` (and to the root's snapshot file, in the worker).
+    ``role``: every part (``all``), or one side of a split worker (:attr:`Pipeline.role`).
     ``autostart=False`` starts nothing (tests drive the parts). ``relay_interval`` is how
     often the relay polls when no commit in this process woke it (commits from other
     processes are only seen by polling).
@@ -261,7 +305,8 @@ def start_pipeline(
                            "for the WORKER or PIPELINE process)")
     pipeline = Pipeline(
         services.pipeline, services.telemetry, relay_interval=relay_interval,
-        order_sweep_interval=services.settings.order_sweep_interval.total_seconds())
+        order_sweep_interval=services.settings.order_sweep_interval.total_seconds(),
+        role=role)
     if autostart:
         pipeline.start()
     return pipeline

@@ -184,11 +184,12 @@ def test_the_suite_catches_a_relay_that_checkpoints_before_publishing(
 WORKER_KILLS = int(os.environ.get("STOCKSTREAM_FAULT_WORKER_KILLS", "3"))
 
 
-def start_worker(data: Path) -> subprocess.Popen[bytes]:
+def start_worker(data: Path, role: str = "all") -> subprocess.Popen[bytes]:
     """``python -m local.worker`` on ``data``: the relay whose checkpoint a thread of its
-    own writes every 250 ms (``deferred_checkpoints``), the consumer, the sweeps."""
+    own writes every 250 ms (``deferred_checkpoints``), the consumer, the sweeps; or one
+    side of them (``role``), as the host runs them."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "local.worker", "--data", str(data)],
+        [sys.executable, "-m", "local.worker", "--data", str(data), "--role", role],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )
     assert process.stdout is not None
@@ -203,6 +204,37 @@ def test_killing_the_pipeline_worker_between_its_publishes_and_checkpoints_loses
     # published and not yet checkpointed.
     store = killed_under_load(data, lambda: start_worker(data), WORKER_KILLS, (0.1, 0.8),
                               20261203)
+    assert_a_healthy_worker_finishes_losing_nothing(
+        data, store, reliability, "pipeline worker killed at random (SIGKILL)")
+
+
+def test_killing_either_process_of_a_split_worker_loses_nothing(
+    data: Path, reliability: Any
+) -> None:
+    """The host's two workers: each kill takes the relaying or the consuming one (chosen
+    at random) while the other runs on, as the host's supervisor would leave it."""
+    roles = ("relay", "consumer")
+    running: dict[str, subprocess.Popen[bytes]] = {}
+    rng = random.Random(20261204)
+
+    def one_side() -> subprocess.Popen[bytes]:
+        for role in roles:
+            if role not in running or running[role].poll() is not None:
+                running[role] = start_worker(data, role)
+        return running[rng.choice(roles)]
+
+    store = killed_under_load(data, one_side, WORKER_KILLS, (0.1, 0.8), 20261204)
+    for survivor in running.values():
+        if survivor.poll() is None:
+            survivor.send_signal(signal.SIGTERM)
+            survivor.wait(30)
+    assert_a_healthy_worker_finishes_losing_nothing(
+        data, store, reliability, "split pipeline worker, either side killed (SIGKILL)")
+
+
+def assert_a_healthy_worker_finishes_losing_nothing(
+    data: Path, store: SQLiteStockItems, reliability: Any, scenario: str
+) -> None:
     worker = start_worker(data)  # a healthy worker finishes the job
     views = SQLiteAvailabilityViews(data / "views.db")
     try:
@@ -216,7 +248,7 @@ def test_killing_the_pipeline_worker_between_its_publishes_and_checkpoints_loses
         worker.wait(30)
     published = audited_message_ids(data)
     expected = event_ids(store)
-    reliability.record("pipeline worker killed at random (SIGKILL)", kills=WORKER_KILLS,
+    reliability.record(scenario, kills=WORKER_KILLS,
                        events=len(expected), lost=len(expected - set(published)),
                        duplicates_delivered=len(published) - len(set(published)))
     assert set(published) == expected, f"lost: {sorted(expected - set(published))[:5]}"

@@ -258,3 +258,20 @@ def test_stream_log_fields_cannot_override_the_identifiers():
     with pytest.raises(ValueError):
         log_for_stream(logging.getLogger("stockstream"), logging.INFO, "x",
                        stream_id="a|b", fields={"stream_id": "c|d"})
+
+
+def test_merged_sources_keep_every_sources_points_under_one_family():
+    from adapters.openmetrics import Family, Point, merged
+
+    relayed = Family("stockstream_relay_published", "counter",
+                     points=(Point(labels={"topic": "t"}, value=4.0),))
+    swept = Family("stockstream_expiry_released", "counter",
+                   points=(Point(labels={}, value=1.0),))
+    also_relayed = Family("stockstream_relay_published", "counter",
+                          points=(Point(labels={"topic": "u"}, value=2.0),))
+
+    families = {f.name: f for f in merged([relayed], [swept, also_relayed], [])}
+
+    assert set(families) == {"stockstream_relay_published", "stockstream_expiry_released"}
+    assert [p.value for p in families["stockstream_relay_published"].points] == [4.0, 2.0]
+    assert families["stockstream_expiry_released"] == swept

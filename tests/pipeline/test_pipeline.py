@@ -20,6 +20,7 @@ import pytest
 from adapters.clock import SystemClock
 from adapters.embedded_broker import EmbeddedBroker
 from adapters.embedded_broker.topology import ensure_topology
+from adapters.openmetrics import read_snapshot
 from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.availability_views import SQLiteAvailabilityViews
 from application.commands import StockCommands
@@ -28,9 +29,11 @@ from application.ports import Checkpoints, MessagePublisher, OutgoingMessage, St
 from application.relay import Relay, to_message
 from application.replay import DeadLetterReplay
 from application.settings import load
+from composition import Services
 from composition.embedded import EmbeddedProcess, embedded_services
+from composition.files import EmbeddedFiles
 from contracts.topology import AVAILABILITY_SUBSCRIPTION, MAX_DELIVERY_COUNT, TOPIC, replay_rules
-from local.pipeline import start_pipeline
+from local.pipeline import Pipeline, Role, start_pipeline
 from projections.availability import AvailabilityProjection
 
 DOWNSTREAM = "downstream-team"
@@ -468,3 +471,92 @@ def test_the_running_pipeline_consumes_what_another_broker_connection_published(
         other.close()
         pipeline.stop()
         container.close()
+
+
+def _split_worker_side(data: Path, role: Role) -> tuple[Services, Pipeline]:
+    process = EmbeddedProcess.CONSUMER if role == "consumer" else EmbeddedProcess.WORKER
+    side = embedded_services(load({"STOCKSTREAM_DATA": str(data)}), process=process)
+    return side, start_pipeline(side, relay_interval=0.005, role=role)
+
+
+def test_a_split_worker_relays_in_one_process_and_consumes_in_the_other(
+    tmp_path: Path,
+) -> None:
+    """The host's two workers (``local.worker --role``): the relaying one publishes what
+    another process commits and consumes nothing; the consuming one applies what the
+    other published, found by polling, and stops without publishing."""
+    host = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path)}),
+                             process=EmbeddedProcess.HOST)
+    relaying, relay_side = _split_worker_side(tmp_path, "relay")
+    consuming: Services | None = None
+    try:
+        host.commands.receive("SKU-1", "STORE-1", 12)
+        host.commands.reserve("SKU-1", "STORE-1", "order-1", 5, "web")
+        broker = host.broker
+        assert broker is not None and host.availability is not None
+        deadline = time.monotonic() + 30
+        while broker.counts(TOPIC, AVAILABILITY_SUBSCRIPTION).active < 3:
+            assert time.monotonic() < deadline, "the relaying worker never published"
+            threading.Event().wait(0.01)
+        threading.Event().wait(0.1)  # a consuming loop would have taken them by now
+        assert broker.counts(TOPIC, AVAILABILITY_SUBSCRIPTION).active == 3
+        assert host.availability.events_applied() == 0  # type: ignore[attr-defined]
+
+        consuming, consumer_side = _split_worker_side(tmp_path, "consumer")
+        try:
+            while host.availability.for_sku("SKU-1").available != 7:
+                assert time.monotonic() < deadline, "the consuming worker never applied"
+                threading.Event().wait(0.01)
+            host.commands.receive("SKU-2", "STORE-1", 3)
+        finally:
+            consumer_side.stop()
+        # The consumer stopped without publishing the last commit: that is the relay's.
+        while host.availability.for_sku("SKU-2").on_hand != 0 \
+                or broker.counts(TOPIC, AVAILABILITY_SUBSCRIPTION).active < 2:
+            assert time.monotonic() < deadline, "the relaying worker stopped publishing"
+            threading.Event().wait(0.01)
+    finally:
+        relay_side.stop()
+        relaying.close()
+        if consuming is not None:
+            consuming.close()
+        host.close()
+
+
+def test_a_split_workers_processes_each_write_a_snapshot_and_the_host_serves_both(
+    tmp_path: Path,
+) -> None:
+    """Gauges are sampled by the relaying process only, so the host's merged source
+    reports each once; the consuming process's own measures (the projection's lag)
+    reach the host through its own snapshot."""
+    host = embedded_services(load({"STOCKSTREAM_DATA": str(tmp_path)}),
+                             process=EmbeddedProcess.HOST)
+    relaying, relay_side = _split_worker_side(tmp_path, "relay")
+    consuming, consumer_side = _split_worker_side(tmp_path, "consumer")
+    try:
+        host.commands.receive("SKU-1", "STORE-1", 12)
+        assert host.availability is not None
+        deadline = time.monotonic() + 30
+        while host.availability.for_sku("SKU-1").on_hand != 12:
+            assert time.monotonic() < deadline, "the pipeline never applied the receipt"
+            threading.Event().wait(0.01)
+        relay_side.record_metrics()
+        consumer_side.record_metrics()
+    finally:
+        consumer_side.stop()
+        relay_side.stop()
+        consuming.close()
+        relaying.close()
+    files = EmbeddedFiles(tmp_path)
+    relayed = {f.name for f in read_snapshot(files.worker_metrics)}
+    consumed = {f.name for f in read_snapshot(files.consumer_metrics)}
+    served = {f.name: f for f in host.metrics_sources["worker"]()}
+    host.close()
+
+    assert any("outbox" in name for name in relayed)
+    assert not any("outbox" in name or "backlog" in name for name in consumed)
+    assert any("projection" in name for name in consumed)
+    assert relayed | consumed == set(served)
+    for family in served.values():
+        labels = [tuple(sorted(p.labels.items())) for p in family.points]
+        assert len(labels) == len(set(labels)), f"{family.name} reported twice"
