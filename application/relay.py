@@ -55,6 +55,7 @@ STATUS_READ_LIMIT = 1000
 """Process events the relay's status reads to count a backlog exactly (a status is asked
 for every ten seconds by the metrics loop, and on every ``GET /api/ops/status``)."""
 
+
 def broker_id(value: str) -> str:
     """``value`` if it fits a Service Bus id, else a stable digest-based stand-in.
 
