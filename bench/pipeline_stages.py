@@ -2,7 +2,9 @@
 
 A diagnostic beside ``bench.pipeline_lag`` (not part of ``make bench``): the same paced
 load from this process, the same watcher process, and the pipeline in a process of its
-own, built by the embedded root for the worker as ``python -m local.worker`` builds it.
+own, built by the embedded root for the worker as ``python -m local.worker`` builds it
+(every part in that one process, ``--role all``: the host's two processes, relaying and
+consuming, are measured by ``bench.pipeline_lag``).
 In that process the calls between the stages are wrapped to note the time (nothing else
 changes: each wrapper calls the original and returns what it returned), so for each
 reservation it reports the gaps
