@@ -18,13 +18,14 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from domain import StockItem
 
 E = TypeVar("E", bound=Aggregate.Event)
+T = TypeVar("T")
 
 
-def only(events: Iterable[Any], kind: type[E]) -> list[E]:
-    """``events``, each asserted to be a ``kind``."""
-    events = list(events)
-    assert all(isinstance(event, kind) for event in events), [type(e).__name__ for e in events]
-    return [event for event in events if isinstance(event, kind)]
+def only(items: Iterable[Any], kind: type[T]) -> list[T]:
+    """``items`` (events, holds, …), each asserted to be a ``kind``."""
+    items = list(items)
+    assert all(isinstance(item, kind) for item in items), [type(i).__name__ for i in items]
+    return [item for item in items if isinstance(item, kind)]
 
 
 def collected(aggregate: Aggregate, kind: type[E]) -> list[E]:

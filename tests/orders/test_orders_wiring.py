@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.sqlite import SQLiteStockItems
 from adapters.sqlite.process_streams import SQLiteProcessStore
 from application.settings import SettingsError, load
 from composition.embedded import EmbeddedProcess, embedded_services
@@ -46,6 +47,7 @@ def test_the_ops_status_outbox_counts_an_orders_events_beside_the_stock_events(
         outbox = services.ops.status().outbox
 
         assert order_events > 0
+        assert isinstance(services.store, SQLiteStockItems)  # the embedded host's store
         assert outbox.depth == services.store.max_position() + order_events
     finally:
         services.close()
