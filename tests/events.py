@@ -8,7 +8,7 @@ attribute (or, under mypy, instead of being unchecked).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -26,6 +26,13 @@ def only(items: Iterable[Any], kind: type[T]) -> list[T]:
     items = list(items)
     assert all(isinstance(item, kind) for item in items), [type(i).__name__ for i in items]
     return [item for item in items if isinstance(item, kind)]
+
+
+def last(items: Sequence[Any], kind: type[T]) -> T:
+    """The last of ``items``, asserted to be a ``kind``."""
+    item = items[-1]
+    assert isinstance(item, kind), type(item).__name__
+    return item
 
 
 def collected(aggregate: Aggregate, kind: type[E]) -> list[E]:

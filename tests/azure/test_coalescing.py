@@ -162,7 +162,7 @@ def test_concurrent_callers_on_one_stream_share_one_batch_and_each_get_their_own
         assert result.position_of(event.order_id).reservations[0].order_id == event.order_id
     recorded = [e for e in services.store.events(sku, LOCATION)
                 if isinstance(e, StockItem.Reserved)]
-    acknowledged = {"O-0"} | {r.events[0].order_id for r in held}  # type: ignore[attr-defined]
+    acknowledged = {"O-0"} | {only(r.events, StockItem.Reserved)[0].order_id for r in held}
     assert {e.order_id for e in recorded} == acknowledged
     after = tally(services).snapshot()
     # The held write, then the four that fitted in one batch (each refusal is confirmed
