@@ -27,7 +27,7 @@ node: $(NODE_STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench composition stockstream_contract
+	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench composition stockstream_contract tests
 	$(PY) -m contracts.registry check
 	$(PY) -m pytest -q
 
@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
-	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench composition stockstream_contract
+	$(PY) -m mypy domain application adapters contracts functions local projections cli reports bench composition stockstream_contract tests
 
 # Event schema registry (schemas/, asyncapi.yaml), generated from contracts/; see
 # docs/downstream.md. `schemas` refuses a backward-incompatible change; `schemas-check` fails

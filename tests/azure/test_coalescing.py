@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 from uuid import uuid4
 
@@ -27,6 +28,7 @@ from composition import Services
 from composition.azure import azure_services
 from domain.errors import InsufficientStock
 from domain.stock_item import StockItem
+from tests.events import only
 
 LOCATION = "STORE-1"
 Outcome = CommandResult | Exception
@@ -73,7 +75,7 @@ def held_first_write(services: Services) -> Iterator[threading.Event]:
     """The instance's next save waits until the yielded event is set (as a slow batch
     would); its caller signals ``writing`` once it is held."""
     store: Any = services.store
-    save = store.save
+    save: Callable[[StockItem], list[StockItem.Event]] = store.save
     release, writing = threading.Event(), threading.Event()
     calls = [0]
 
@@ -102,7 +104,7 @@ def _outcome(call: Callable[[], CommandResult]) -> Outcome:
 
 def queue_behind_a_held_write(services: Services, first: Callable[[], CommandResult],
                               calls: list[Callable[[], CommandResult]],
-                              meanwhile: Callable[[], None] = lambda: None,
+                              meanwhile: Callable[[], object] = lambda: None,
                               ) -> tuple[Outcome, list[Outcome]]:
     """Run ``first`` with its write held, queue ``calls`` behind it (one thread each),
     run ``meanwhile``, then let the write go; every outcome, in the order of ``calls``."""
@@ -156,11 +158,11 @@ def test_concurrent_callers_on_one_stream_share_one_batch_and_each_get_their_own
     # Each caller's own position: the version its own event made, its own reservation.
     assert sorted(r.item.version for r in held if r.item) == [4, 5, 6, 7]
     for result in held:
-        (event,) = result.events
+        (event,) = only(result.events, StockItem.Reserved)
         assert result.position_of(event.order_id).reservations[0].order_id == event.order_id
     recorded = [e for e in services.store.events(sku, LOCATION)
                 if isinstance(e, StockItem.Reserved)]
-    acknowledged = {"O-0"} | {r.events[0].order_id for r in held}  # type: ignore[attr-defined]
+    acknowledged = {"O-0"} | {only(r.events, StockItem.Reserved)[0].order_id for r in held}
     assert {e.order_id for e in recorded} == acknowledged
     after = tally(services).snapshot()
     # The held write, then the four that fitted in one batch (each refusal is confirmed
@@ -199,7 +201,7 @@ def test_a_group_over_100_operations_is_split_into_batches_of_at_most_100(
     # A keyed receipt writes its event and its key's memo: two operations each.
     _, outcomes = queue_behind_a_held_write(
         services, reserve(services, sku, "FIRST"),
-        [lambda n=n: services.commands.receive(sku, LOCATION, 1, idempotency_key=f"K-{n}")
+        [partial(services.commands.receive, sku, LOCATION, 1, idempotency_key=f"K-{n}")
          for n in range(55)])
 
     assert all(isinstance(o, CommandResult) and o.changed for o in outcomes)

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from adapters.sqlite import SQLiteStockItems
 from application.ports import StoreUnavailable
@@ -57,7 +58,9 @@ def test_a_connection_prepares_each_statement_once_not_at_every_run(tmp_path: Pa
     while it compiles a statement, so its calls count compilations."""
     store = SQLiteStockItems(tmp_path / "events.db")
     try:
-        with store.app.recorder.datastore.get_connection(commit=False) as connection:
+        recorder = store.app.recorder
+        assert isinstance(recorder, SQLiteApplicationRecorder)
+        with recorder.datastore.get_connection(commit=False) as connection:
             compiled: list[object] = []
 
             def authorize(action: int, *_: object) -> int:

@@ -482,6 +482,7 @@ def test_reconciliation_functions_work_on_azure(azure: Services) -> None:
     assert [(r["outcome"], r["drift_units"]) for r in answer.body["results"]] == [
         ("applied", -2), ("applied", 0)]
     assert azure.queries.position(sku, "STORE-1").on_hand == 8
+    assert services.reconciler.history is not None
     assert [s.session_id for s in services.reconciler.history.sessions()] == [
         answer.body["session_id"]]
     again = call("reconcile_counts", "POST", body=body)

@@ -18,6 +18,7 @@ earlier runs. Tests that need to move the broker's clock are skipped.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,8 @@ def ensure_topology(admin: ServiceBusAdministrationClient) -> None:
         )
     assert topic.requires_duplicate_detection, f"{TOPIC} needs duplicate detection"
     window = topic.duplicate_detection_history_time_window
-    assert window is not None and window >= DUPLICATE_WINDOW, f"{TOPIC}: duplicate window"
+    assert isinstance(window, timedelta) and window >= DUPLICATE_WINDOW, (
+        f"{TOPIC}: duplicate window")
     for name, rules in SUBSCRIPTIONS.items():
         try:
             sub = admin.get_subscription(TOPIC, name)
@@ -102,7 +104,7 @@ def ensure_topology(admin: ServiceBusAdministrationClient) -> None:
             admin.delete_rule(TOPIC, name, "$Default")
             for index, rule in enumerate(rules):
                 admin.create_rule(
-                    TOPIC, name, f"rule-{index}", filter=CorrelationRuleFilter(properties=rule)
+                    TOPIC, name, f"rule-{index}", filter=CorrelationRuleFilter(properties={**rule})
                 )
         assert sub.requires_session, f"{name} must be session-enabled"
         assert sub.max_delivery_count == MAX_DELIVERY_COUNT, f"{name}: max delivery count"

@@ -66,6 +66,7 @@ class TestCosmosViewStore(ViewStoreContract):
 
 
 def _views_container(settings: CosmosSettings) -> ContainerProxy:
+    assert settings.key is not None  # the emulator's key
     client = CosmosClient(settings.endpoint, credential=settings.key, connection_verify=False)
     return client.get_database_client(settings.database).get_container_client("views")
 

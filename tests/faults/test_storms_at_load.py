@@ -33,6 +33,7 @@ from application.settings import load
 from composition import Services
 from composition.embedded import EmbeddedProcess, embedded_services
 from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
+from domain import StockItem
 from local.pipeline import Pipeline, start_pipeline
 
 COMMANDS = int(os.environ.get("STOCKSTREAM_FAULT_STORM_COMMANDS", "400"))
@@ -188,9 +189,9 @@ def test_duplicate_storm_and_poison_at_load_end_with_the_projection_equal_to_the
     true_reserved = sum(item.reserved for n in range(SKUS)
                         if (item := container.store.get(f"SKU-{n}", "STORE-1")) is not None)
     reserved_ever = sum(
-        e.quantity - e.previous_quantity  # type: ignore[attr-defined]
+        e.quantity - e.previous_quantity
         for n in range(SKUS) for e in container.store.events(f"SKU-{n}", "STORE-1")
-        if type(e).__name__ == "Reserved")
+        if isinstance(e, StockItem.Reserved))
     assert running.naive_reserved_units > reserved_ever >= true_reserved
     reliability.record("duplicate storm and poison at load",
                        events=max_position(container), deliveries=running.deliveries,

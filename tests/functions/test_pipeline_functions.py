@@ -56,7 +56,7 @@ def azure_like(
     ensure_topology(broker)
     views = SQLiteAvailabilityViews(tmp_path / "views.db")
     store = container.store
-    projection = AvailabilityProjection(views, store.history)  # type: ignore[arg-type]
+    projection = AvailabilityProjection(views, store.history)
 
     def decode(document: dict[str, Any]) -> Any:
         stored = stored_event_from_document(document)
@@ -267,7 +267,7 @@ def test_the_expiry_timer_releases_overdue_reservations(azure_like: Any) -> None
 def test_the_metrics_timer_reads_every_subscription(azure_like: Any) -> None:
     container, _, _ = azure_like
     seen: list[tuple[str, int]] = []
-    container.telemetry.record_dead_letter_depth = (  # type: ignore[method-assign]
+    container.telemetry.record_dead_letter_depth = (
         lambda subscription, count: seen.append((subscription, count))
     )
     call("publish_pipeline_metrics", timer=TimerRequest(past_due=True))

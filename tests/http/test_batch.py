@@ -46,7 +46,7 @@ def without_moments(value: Any) -> Any:
     return value
 
 
-MIXED = [
+MIXED: list[dict[str, Any]] = [
     {"op": "receive", **STREAM, "quantity": 10, "idempotency_key": "asn-1"},
     {"op": "reserve", **STREAM, "order_id": "o-1", "quantity": 4, "channel": "web"},
     {"op": "reserve", "sku": "SKU-2", "location": "STORE-1", "order_id": "o-2",
@@ -158,8 +158,9 @@ def batch_commands(draw: st.DrawFn) -> dict[str, Any]:
                                                  else good))
     if op in ORDERS:
         command["order_id"] = draw(st.sampled_from(["o-1", "o-2", "o-3", "no way!"]))
-    for name, values in {"idempotency_key": ["k-1"], "if_match": ["*", '"0"', '"2"', "W/1"],
-                         "quantiy": [1]}.items():
+    extras: dict[str, list[object]] = {
+        "idempotency_key": ["k-1"], "if_match": ["*", '"0"', '"2"', "W/1"], "quantiy": [1]}
+    for name, values in extras.items():
         if draw(st.integers(0, 5)) == 0:
             command[name] = draw(st.sampled_from(values))
     return command

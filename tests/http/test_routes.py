@@ -9,8 +9,14 @@ from hypothesis import strategies as st
 
 from function_app import app
 from functions.http_openapi import ROUTE_INDEX, ROUTE_TABLE
-from functions.http_routes import Route, RouteIndex, RouteTemplate, allowed_methods, split_path
-from local.asgi import http_functions
+from functions.http_routes import (
+    Route,
+    RouteIndex,
+    RouteTemplate,
+    allowed_methods,
+    http_functions,
+    split_path,
+)
 
 FUNCTIONS = http_functions(app)
 INDEX = RouteIndex(FUNCTIONS)

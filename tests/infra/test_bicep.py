@@ -9,11 +9,14 @@ keys or connection strings, Flex Consumption on Python 3.11, the alerts and thei
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters import telemetry
-from application.settings import SETTINGS
+from application.settings import SETTINGS, Setting
 from contracts.topology import AVAILABILITY_SUBSCRIPTION, TOPIC
 from tests.infra import bicep_model as bm
 
@@ -55,7 +58,7 @@ SECRET_PATTERNS = re.compile(
 )
 
 
-def _deployment_files():
+def _deployment_files() -> Iterator[Path]:
     yield from bm.bicep_files()
     yield from sorted(bm.BICEP.rglob("*.json"))
     yield bm.ROOT / "azure.yaml"
@@ -91,7 +94,7 @@ def test_local_auth_is_disabled_on_cosmos_service_bus_storage_and_app_insights()
 
 # --- Cosmos DB ---------------------------------------------------------------------------
 
-def _container(name):
+def _container(name: str) -> bm.Resource:
     return bm.one("Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers", name=name)
 
 
@@ -150,7 +153,7 @@ def test_topic_has_duplicate_detection_for_at_least_a_day():
         assert decorators["min_value"] >= 1 and decorators["max_value"] <= 7
 
 
-def _availability():
+def _availability() -> bm.Resource:
     subs = bm.of_type("Microsoft.ServiceBus/namespaces/topics/subscriptions")
     found = [s for s in subs if s.symbol == "availability"]
     assert len(found) == 1
@@ -168,15 +171,17 @@ def test_availability_subscription_has_no_sessions_and_dead_letters():
     assert bm.parse(bm.MAIN)["parameters"]["maxDeliveryCount"]["default"] == 10
 
 
-def _parent_symbol(node):
+def _parent_symbol(node: Any) -> str:
     if isinstance(node, str):
         return node
     operator = node["operator"]
     assert operator["type"] == "index_accessor"
-    return operator["operands"]["operand_1"]
+    symbol = operator["operands"]["operand_1"]
+    assert isinstance(symbol, str)
+    return symbol
 
 
-def _rules_of(parent_symbol):
+def _rules_of(parent_symbol: str) -> list[bm.Resource]:
     return [r for r in bm.of_type("Microsoft.ServiceBus/namespaces/topics/subscriptions/rules")
             if _parent_symbol(r.body["parent"]) == parent_symbol]
 
@@ -189,7 +194,7 @@ def test_availability_accepts_only_normal_publishing_and_replays_aimed_at_it():
     assert filters == ["all", "availabilitySubscriptionName"]
 
 
-def _depends_on(rule):
+def _depends_on(rule: bm.Resource) -> list[list[str]]:
     return [bm.accessor(d) or [_parent_symbol(d)] for d in rule.body.get("dependsOn", [])]
 
 
@@ -198,7 +203,7 @@ def test_each_subscription_defines_its_default_rule_with_the_intended_filter_las
     # created is reported both ways; declaring $Default with the normal-publishing filter,
     # written after replay-self, leaves the same two rules whichever way Azure behaves.
     rules = bm.of_type("Microsoft.ServiceBus/namespaces/topics/subscriptions/rules")
-    by_parent: dict[str, dict[str, object]] = {}
+    by_parent: dict[str, dict[str, bm.Resource]] = {}
     for rule in rules:
         by_parent.setdefault(_parent_symbol(rule.body["parent"]), {})[rule.body["name"]] = rule
     assert set(by_parent) == {"availability", "downstream"}
@@ -214,6 +219,7 @@ def test_each_downstream_subscription_gets_both_replay_rules_combined_with_its_f
     downstream = [s for s in bm.of_type("Microsoft.ServiceBus/namespaces/topics/subscriptions")
                   if s.loop is not None]
     assert len(downstream) == 1
+    assert downstream[0].loop is not None
     assert downstream[0].loop["detail"]["array_name"] == "downstreamSubscriptions"
     assert bm.accessor(downstream[0].properties["requiresSession"]) == ["team",
                                                                         "requiresSession"]
@@ -222,6 +228,7 @@ def test_each_downstream_subscription_gets_both_replay_rules_combined_with_its_f
     expected_target = {"$Default": ("\\'all\\'", "all"),
                        "replay-self": ("\\'${team.name}\\'", ["team", "name"])}
     for name, rule in rules.items():
+        assert rule.loop is not None
         assert rule.loop["detail"]["array_name"] == "downstreamSubscriptions"
         branches = rule.body["properties"]["operator"]["operands"]
         sql = branches["true_value"]["sqlFilter"]["sqlExpression"]
@@ -237,8 +244,8 @@ def test_each_downstream_subscription_gets_both_replay_rules_combined_with_its_f
 
 # --- role assignments ---------------------------------------------------------------------
 
-def _role_assignments():
-    out = []
+def _role_assignments() -> list[tuple[str, str | None, bm.Resource]]:
+    out: list[tuple[str, str | None, bm.Resource]] = []
     for path in bm.bicep_files():
         parsed = bm.parse(path)
         for r in bm.resources(parsed, path.name):
@@ -248,7 +255,7 @@ def _role_assignments():
     return out
 
 
-def _function_role_assignments():
+def _function_role_assignments() -> list[tuple[str, str | None, bm.Resource]]:
     return [(f, role, r) for f, role, r in _role_assignments() if r.symbol != "downstreamReceiver"]
 
 
@@ -275,6 +282,7 @@ def test_a_downstream_team_receives_from_its_own_subscription_only():
     parsed = bm.module("servicebus")
     assert bm.resolve_role_id(team.properties["roleDefinitionId"], parsed) == ROLE[
         "servicebus_data_receiver"]
+    assert team.loop is not None
     assert team.loop["detail"]["array_name"] == "teamsWithPrincipal"
     scope = team.body["scope"]["operator"]
     assert scope["operands"] == {"operand_1": "teamSubscription", "operand_2": "i"}
@@ -283,6 +291,7 @@ def test_a_downstream_team_receives_from_its_own_subscription_only():
     assert subscription.existing  # the team's own subscription, deployed by `downstream`
     assert subscription.body["parent"] == "topic"
     assert bm.accessor(subscription.body["name"]) == ["team", "name"]
+    assert subscription.loop is not None
     assert subscription.loop["detail"]["array_name"] == "teamsWithPrincipal"
     chosen = parsed["variables"]["teamsWithPrincipal"]["value"]["function"]
     assert chosen["type"] == "filter"
@@ -360,7 +369,8 @@ def app_settings() -> dict[str, object]:
     return settings.properties
 
 
-def settings_mismatch(app_setting_names, declared):
+def settings_mismatch(app_setting_names: Iterable[str], declared: Iterable[Setting],
+                      ) -> tuple[set[str], set[str]]:
     """(settings the code reads that Azure does not set, settings Azure sets nobody reads)."""
     read_in_azure = {s.name for s in declared if s.scope in ("azure", "both")}
     missing = read_in_azure - set(app_setting_names)
@@ -402,8 +412,8 @@ def test_azure_app_settings_select_cosmos_and_identity_connections():
 
 # --- alerts ------------------------------------------------------------------------------
 
-def _metric_criteria():
-    out = {}
+def _metric_criteria() -> dict[str, tuple[bm.Resource, dict[str, Any]]]:
+    out: dict[str, tuple[bm.Resource, dict[str, Any]]] = {}
     for alert in bm.of_type("Microsoft.Insights/metricAlerts"):
         (criterion,) = alert.properties["criteria"]["allOf"]
         out[criterion["metricName"]] = (alert, criterion)
@@ -443,7 +453,7 @@ def test_metric_alerts_watch_dead_letters_backlog_throttling_and_failures():
         assert criterion["criterionType"] == "StaticThresholdCriterion"
 
 
-def _log_alerts():
+def _log_alerts() -> dict[str, dict[str, Any]]:
     return {rule["name"]: rule for rule in bm.module("alerts")["variables"]["logAlerts"]["value"]}
 
 
@@ -467,7 +477,8 @@ def test_log_alerts_query_the_custom_metrics_against_threshold_parameters():
         assert rules[name]["query"].startswith("customMetrics")
         assert rules[name]["threshold"] == threshold
     query_rules = bm.of_type("Microsoft.Insights/scheduledQueryRules")
-    assert len(query_rules) == 1 and query_rules[0].loop["detail"]["array_name"] == "logAlerts"
+    assert len(query_rules) == 1 and query_rules[0].loop is not None
+    assert query_rules[0].loop["detail"]["array_name"] == "logAlerts"
     props = query_rules[0].properties
     assert props["scopes"] == ["appInsightsId"]
     assert props["actions"] == {"actionGroups": "actionGroupIds"}

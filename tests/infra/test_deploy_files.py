@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 import yaml
@@ -12,8 +13,9 @@ from application.settings import SETTINGS
 from tests.infra import bicep_model as bm
 
 
-def _host():
-    return json.loads((bm.ROOT / "host.json").read_text())
+def _host() -> dict[str, Any]:
+    host: dict[str, Any] = json.loads((bm.ROOT / "host.json").read_text())
+    return host
 
 
 def _timespan_seconds(value: str) -> float:
@@ -103,11 +105,12 @@ PARAMETER_FILES = [bm.BICEP / "main.parameters.json",
                    *sorted((bm.BICEP / "parameters").glob("*.parameters.json"))]
 
 
-def _main_parameters():
-    return bm.parse(bm.MAIN)["parameters"]
+def _main_parameters() -> dict[str, Any]:
+    parameters: dict[str, Any] = bm.parse(bm.MAIN)["parameters"]
+    return parameters
 
 
-def _decorators(parameter):
+def _decorators(parameter: dict[str, Any]) -> dict[str, Any]:
     return {d["type"]: d.get("argument") for d in parameter["decorators"]}
 
 
@@ -194,7 +197,9 @@ def test_the_deploy_guide_names_every_azd_environment_value():
     guide = (bm.ROOT / "docs" / "deploy.md").read_text()
     table = dict(re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \| `([A-Za-z]+)` \|", guide, re.MULTILINE))
     for name, entry in given.items():
-        env = AZD_VALUE.fullmatch(entry["value"]).group(1)
+        found = AZD_VALUE.fullmatch(entry["value"])
+        assert found is not None, (name, entry["value"])
+        env = found.group(1)
         if env.startswith("AZURE_"):
             continue
         assert table.get(env) == name, (env, name)

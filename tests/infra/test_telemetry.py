@@ -11,6 +11,7 @@ import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -31,9 +32,9 @@ def recorded():
     provider.shutdown()
 
 
-def _points(reader: InMemoryMetricReader) -> dict[str, list]:
+def _points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
     data = reader.get_metrics_data()
-    out: dict[str, list] = {}
+    out: dict[str, list[Any]] = {}
     if data is None:  # nothing recorded yet
         return out
     for resource_metrics in data.resource_metrics:

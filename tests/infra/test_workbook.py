@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from typing import Any
 
 from adapters import telemetry
 from tests.infra import bicep_model as bm
@@ -38,11 +40,12 @@ def _name_filters(query: str) -> list[str]:
     return names
 
 
-def _workbook():
-    return json.loads(WORKBOOK.read_text())
+def _workbook() -> dict[str, Any]:
+    workbook: dict[str, Any] = json.loads(WORKBOOK.read_text())
+    return workbook
 
 
-def _items(node):
+def _items(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for item in node.get("items", []):
         yield item
         if item.get("type") == 12:  # group
@@ -71,11 +74,11 @@ def test_workbook_is_deployed_from_this_file_with_every_placeholder_replaced():
     assert bm.function(resource.body["name"], "guid") is not None
 
 
-def _kql_items():
+def _kql_items() -> list[dict[str, Any]]:
     return [i for i in _items(_workbook()) if i["type"] == 3]
 
 
-def _metric_items():
+def _metric_items() -> list[dict[str, Any]]:
     return [i for i in _items(_workbook()) if i["type"] == 10]
 
 

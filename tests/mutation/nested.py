@@ -35,6 +35,7 @@ def install() -> None:
     """Patch mutmut in this process (and in the processes it forks)."""
     import mutmut
     from mutmut.mutation import file_mutation as fm
+    from mutmut.mutation import trampoline_templates as templates
 
     if mutmut.__version__ != CHECKED_VERSION:
         raise SystemExit(
@@ -75,9 +76,9 @@ def install() -> None:
                 _, nodes, _, names = fm.function_trampoline_arrangement(
                     method, method_mutants, class_name=label
                 )
-                mangled = fm.mangle_function_name(name=method.name.value, class_name=label)
+                mangled = templates.mangle_function_name(name=method.name.value, class_name=label)
                 dictionary = f"mutants_{mangled}__mutmut"
-                assignments = fm.build_mutants_dict_and_name(
+                assignments = templates.build_mutants_dict_and_name(
                     mangled_name=mangled + "__mutmut", mutants=list(names),
                     mutants_dict_name=dictionary, class_name=".".join(path),
                 )

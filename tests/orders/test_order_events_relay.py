@@ -33,6 +33,9 @@ class Recording:
         if self.lose_order_answers and any(is_process_type(m.subject) for m in messages):
             raise ConnectionError("the answer was lost after the broker took the batch")
 
+    def close(self) -> None:
+        pass
+
 
 def relay(world: World, publisher: Any) -> Relay:
     return Relay(world.stock, publisher, world.stock.checkpoints(), world.clock,

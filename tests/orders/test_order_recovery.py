@@ -208,7 +208,7 @@ def test_a_held_order_is_placed_in_two_writes_to_its_stream_whatever_its_lines(
     for n in range(5):
         world.commands.receive(f"W{n}", "S1", 5)
     counting = CountingStreams(world.processes.orders)
-    orders = Orders(counting, world.processes.groups, world.commands, world.stock,  # type: ignore[arg-type]
+    orders = Orders(counting, world.processes.groups, world.commands, world.stock,
                     world.clock)
     answer = orders.place("o-1", "web", [line(f"W{n}") for n in range(5)])
     assert answer.order.status == "held"

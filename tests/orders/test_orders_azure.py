@@ -170,9 +170,9 @@ def test_the_availability_consumer_skips_order_events(
         documents=processes_change_feed(azure))
     consumer = azure.consumers[AVAILABILITY_SUBSCRIPTION]
     assert azure.availability is not None
-    before = azure.availability.for_sku(sku)  # type: ignore[attr-defined]
+    before = azure.availability.for_sku(sku)
 
     outcomes = {consumer.process(m.body) for m in received(broker)}
 
     assert outcomes == {"skipped"}
-    assert azure.availability.for_sku(sku) == before  # type: ignore[attr-defined]
+    assert azure.availability.for_sku(sku) == before

@@ -46,7 +46,8 @@ def test_the_ops_status_outbox_counts_an_orders_events_beside_the_stock_events(
 
         outbox = services.ops.status().outbox
 
-        assert order_events > 0 and isinstance(services.store, SQLiteStockItems)
+        assert order_events > 0
+        assert isinstance(services.store, SQLiteStockItems)  # the embedded host's store
         assert outbox.depth == services.store.max_position() + order_events
     finally:
         services.close()

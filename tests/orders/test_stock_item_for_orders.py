@@ -12,6 +12,7 @@ from adapters.sqlite import SQLiteStockItems
 from application.commands import StockCommands
 from domain import StockItem
 from domain.errors import ReservationClosed, UnknownReservation
+from tests.events import only
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -23,8 +24,8 @@ def stocked() -> StockItem:
 
 
 def recall_of(item: StockItem) -> dict[str, str]:
-    return {memo: value for e in item.pending_events
-            for memo, value in e.memos()}  # type: ignore[attr-defined]
+    return {memo: value for e in only(item.pending_events, StockItem.Event)
+            for memo, value in e.memos()}
 
 
 @pytest.mark.parametrize("reason", ["cancelled", "expired"])

@@ -127,14 +127,15 @@ def test_messages_carry_the_contract_of_design_section_4(parts: Parts) -> None:
 
 def test_ids_longer_than_service_bus_allows_are_shortened_deterministically() -> None:
     from domain import StockItem
+    from tests.events import stock_events
 
     item = StockItem.create("S" * 64, "L" * 64)
     item.receive(1)
-    created, received = (to_message(e) for e in item.collect_events())
+    created, received = (to_message(e) for e in stock_events(item))
     assert len(received.session_id) <= 128 and len(received.message_id) <= 128
     assert received.session_id == created.session_id  # one session per stream
     assert received.message_id != created.message_id
-    assert to_message(StockItem.create("S" * 64, "L" * 64).collect_events()[0]).message_id == (
+    assert to_message(stock_events(StockItem.create("S" * 64, "L" * 64))[0]).message_id == (
         created.message_id
     )
 

@@ -64,7 +64,8 @@ def servicebus(cosmos: CosmosSettings,
 
     def from_namespace(namespace: str, **_: Any) -> ServiceBusBroker:
         opened.append(namespace)
-        return ServiceBusBroker(client, lambda: FakeAdministrationClient(client))  # type: ignore[arg-type]
+        # The fake SDK clients stand in for the real ones, which they do not subclass.
+        return ServiceBusBroker(client, lambda: FakeAdministrationClient(client))  # type: ignore[arg-type, return-value]
 
     monkeypatch.setenv("SERVICEBUS__fullyQualifiedNamespace", NAMESPACE)
     monkeypatch.setattr(ServiceBusBroker, "from_namespace", staticmethod(from_namespace))
@@ -130,7 +131,8 @@ def test_replay_on_azure_replays_service_bus_dead_letters_to_that_subscription_o
     servicebus: FakeServiceBusClient, capsys: pytest.CaptureFixture[str],
 ):
     topic = servicebus.topics[TOPIC]
-    broker = ServiceBusBroker(servicebus, lambda: FakeAdministrationClient(servicebus))  # type: ignore[arg-type]
+    # The fake SDK clients stand in for the real ones, which they do not subclass.
+    broker = ServiceBusBroker(servicebus, lambda: FakeAdministrationClient(servicebus))  # type: ignore[arg-type, return-value]
     broker.publish(TOPIC, [event_message(version=v) for v in (1, 2, 3)])
     receiver = broker.accept_next_session(TOPIC, AVAILABILITY_SUBSCRIPTION, max_wait=1)
     assert receiver is not None
@@ -217,7 +219,8 @@ def test_ops_status_on_azure_without_service_bus_says_what_it_did_not_measure(
 def test_ops_status_on_azure_reports_no_made_up_lag_for_a_service_bus_backlog(
     cosmos: CosmosSettings, servicebus: FakeServiceBusClient,
 ):
-    broker = ServiceBusBroker(servicebus, lambda: FakeAdministrationClient(servicebus))  # type: ignore[arg-type]
+    # The fake SDK clients stand in for the real ones, which they do not subclass.
+    broker = ServiceBusBroker(servicebus, lambda: FakeAdministrationClient(servicebus))  # type: ignore[arg-type, return-value]
     broker.publish(TOPIC, [event_message(version=1)])
     broker.close()
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
+from azure.servicebus import NEXT_AVAILABLE_SESSION
 
 from adapters.clock import SystemClock
 from adapters.servicebus import ServiceBusBroker
@@ -25,7 +29,7 @@ TEAM = "finance"
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path: Path) -> Iterator[SQLiteStockItems]:
     events = SQLiteStockItems(tmp_path / "events.db")
     yield events
     events.close()
@@ -37,13 +41,15 @@ def client() -> FakeServiceBusClient:
 
 
 @pytest.fixture
-def broker(client):
-    bus = ServiceBusBroker(client, lambda: FakeAdministrationClient(client))  # type: ignore[arg-type]
+def broker(client: FakeServiceBusClient) -> Iterator[ServiceBusBroker]:
+    # The fake SDK clients stand in for the real ones, which they do not subclass.
+    bus = ServiceBusBroker(client, lambda: FakeAdministrationClient(client))  # type: ignore[arg-type, return-value]
     yield bus
     bus.close()
 
 
-def publish(broker, store, sku, location, after=0, upto=None):
+def publish(broker: ServiceBusBroker, store: SQLiteStockItems, sku: str, location: str,
+            after: int = 0, upto: int | None = None) -> None:
     """What the relay publishes for the stream's events after ``after``."""
     for event in store.events(sku, location, after=after):
         if upto is not None and event.originator_version > upto:
@@ -51,7 +57,7 @@ def publish(broker, store, sku, location, after=0, upto=None):
         broker.publish(TOPIC, to_messages(event, with_deprecated=False))
 
 
-def history(store, sku, location):
+def history(store: SQLiteStockItems, sku: str, location: str) -> StockCommands:
     commands = StockCommands(store, SystemClock())
     commands.receive(sku, location, 10)          # 1 StockItemCreated, 2 StockReceived
     commands.reserve(sku, location, "o-1", 3, "web")  # 3
@@ -59,14 +65,14 @@ def history(store, sku, location):
     return commands
 
 
-def backfill_from(store):
+def backfill_from(store: SQLiteStockItems) -> sample.Backfill:
     """The events route's answer: the stream's CloudEvents after a version."""
-    def read(sku, location, after):
+    def read(sku: str, location: str, after: int) -> list[dict[str, Any]]:
         return [to_cloudevent(e) for e in store.events(sku, location, after=after)]
     return read
 
 
-def consumer_db():
+def consumer_db() -> sqlite3.Connection:
     return sqlite3.connect(":memory:", isolation_level=None)
 
 
@@ -88,7 +94,7 @@ def test_a_state_consumer_applies_each_session_in_order_and_ends_at_the_stream_p
             "available": last["available"]} == {
             "sequence": 4, "on_hand": 8, "reserved": 3, "available": 5}
     assert [c["session_id"] for c in client.receiver_calls][:2] == [
-        sample.NEXT_AVAILABLE_SESSION] * 2
+        NEXT_AVAILABLE_SESSION] * 2
 
 
 def test_a_duplicate_changes_nothing_for_either_kind(store, broker, client):
@@ -97,7 +103,7 @@ def test_a_duplicate_changes_nothing_for_either_kind(store, broker, client):
     db = consumer_db()
     positions, movements = sample.StatePositions(db), sample.Movements(db, None)
 
-    def both(event):
+    def both(event: dict[str, Any]) -> bool:
         return positions.apply(event) | movements.apply(event)
 
     sample.drain(client, TEAM, both, max_wait=0.1, once=True)
@@ -105,19 +111,23 @@ def test_a_duplicate_changes_nothing_for_either_kind(store, broker, client):
     duplicate = replace(to_messages(event, with_deprecated=False)[0],
                         message_id="SKU-1|store-1:3:redelivered")  # past duplicate detection
     broker.publish(TOPIC, [duplicate])
-    applied = []
+    applied: list[bool] = []
 
-    sample.drain(client, TEAM, lambda e: applied.append(both(e)) or True, max_wait=0.1,
-                 once=True)
+    def record(event: dict[str, Any]) -> bool:
+        applied.append(both(event))
+        return True
+
+    sample.drain(client, TEAM, record, max_wait=0.1, once=True)
 
     assert applied == [False]
-    assert positions.position("SKU-1|store-1")["sequence"] == 4
+    position = positions.position("SKU-1|store-1")
+    assert position is not None and position["sequence"] == 4
     assert [s for s, _ in movements.recorded("SKU-1|store-1")] == [1, 2, 3, 4]
 
 
-def poison_at(version):
+def poison_at(version: int) -> Callable[[dict[str, Any]], None]:
     """An apply that fails for one stream version (a bug in the team's handler)."""
-    def check(event):
+    def check(event: dict[str, Any]) -> None:
         if event["sequence"] == version:
             raise RuntimeError("handler bug")
     return check
@@ -131,8 +141,12 @@ def test_a_movement_consumer_keeps_an_event_replayed_after_newer_ones(
     db = consumer_db()
     movements = sample.Movements(db, backfill_from(store) if with_backfill else None)
     failing = poison_at(3)
-    sample.drain(client, TEAM, lambda e: failing(e) or movements.apply(e), max_wait=0.1,
-                 once=True)
+
+    def apply(event: dict[str, Any]) -> bool:
+        failing(event)
+        return movements.apply(event)
+
+    sample.drain(client, TEAM, apply, max_wait=0.1, once=True)
     assert [s for s, _ in movements.recorded("SKU-1|store-1")] == [1, 2]  # 3 dead-lettered
     publish(broker, store, "SKU-1", "store-1", after=3)  # a newer event, 4
     positions = sample.StatePositions(db)
@@ -149,7 +163,8 @@ def test_a_movement_consumer_keeps_an_event_replayed_after_newer_ones(
     # The replayed movement is kept (once), whatever arrived after it; the state consumer
     # stays at the newest position.
     assert [s for s, _ in movements.recorded("SKU-1|store-1")] == [1, 2, 3, 4]
-    assert positions.position("SKU-1|store-1")["sequence"] == 4
+    position = positions.position("SKU-1|store-1")
+    assert position is not None and position["sequence"] == 4
 
 
 def test_a_message_that_fails_validation_is_dead_lettered_with_the_failing_field(

@@ -26,6 +26,7 @@ import domain.stock_item as stock_item
 import stockstream_contract.vocabulary as vocabulary
 from contracts.cloudevents import to_cloudevent
 from domain.stock_item import StockItem
+from tests.events import only
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "packages" / "stockstream-contract"
@@ -113,7 +114,7 @@ def test_the_contract_package_installs_alone_and_validates_an_event(tmp_path: Pa
 
     item = StockItem.create("SKU-1", "STORE-1")
     item.receive(24, reference="ASN-1")
-    good = to_cloudevent(item.pending_events[-1])
+    good = to_cloudevent(only(item.pending_events, StockItem.Event)[-1])
     broken = json.loads(json.dumps(good, default=str))
     broken["data"]["quantity"] = 0
     script = """

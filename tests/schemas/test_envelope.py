@@ -12,6 +12,7 @@ import pytest
 from contracts.cloudevents import to_cloudevent, wire_versions
 from contracts.events import CloudEvent
 from domain.stock_item import StockItem
+from tests.events import stock_events
 from tests.schemas.test_validation import a_day_of_trading
 
 
@@ -42,7 +43,7 @@ def test_every_wire_type_of_a_day_of_trading_has_the_models_bytes() -> None:
 def test_the_time_is_serialised_as_the_model_serialises_it(timestamp: datetime) -> None:
     item = StockItem.create("SKU-1", "store-1")
     item.receive(3)
-    event = item.collect_events()[-1]
+    (event,) = stock_events(item)[-1:]
     object.__setattr__(event, "timestamp", timestamp)
 
     document = to_cloudevent(event)

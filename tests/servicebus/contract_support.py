@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from adapters.clock import SystemClock
 from adapters.telemetry import DEAD_LETTER_DEPTH, SUBSCRIPTION_BACKLOG, local_telemetry
@@ -50,7 +50,7 @@ def drain(broker: MessageBroker, wait: float) -> None:
 class ServiceBusCountsContract:
     """Restated count tests; mix in before ``BrokerContract``."""
 
-    def test_counts_report_active_dead_lettered_scheduled_and_oldest(  # type: ignore[misc]
+    def test_counts_report_active_dead_lettered_scheduled_and_oldest(
         self, broker: MessageBroker
     ) -> None:
         first, second = _session(), _session()
@@ -81,14 +81,19 @@ class ServiceBusCountsContract:
 
         data = reader.get_metrics_data()
         assert data is not None
-        gauges = {(metric.name, point.attributes["subscription"]): point.value
-                  for resource in data.resource_metrics for scope in resource.scope_metrics
-                  for metric in scope.metrics for point in metric.data.data_points}
+        gauges: dict[tuple[str, object], float] = {}
+        for resource in data.resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        assert isinstance(point, NumberDataPoint)  # gauges, not histograms
+                        assert point.attributes is not None
+                        gauges[(metric.name, point.attributes["subscription"])] = point.value
         assert gauges[(SUBSCRIPTION_BACKLOG, "alpha")] == 1
         assert gauges[(DEAD_LETTER_DEPTH, "alpha")] == 1
         assert {name for _, name in gauges} == set(broker.subscriptions(TOPIC))
 
-    def test_a_scheduled_message_is_not_visible_before_its_time(  # type: ignore[misc]
+    def test_a_scheduled_message_is_not_visible_before_its_time(
         self, broker: MessageBroker
     ) -> None:
         session = _session()

@@ -39,7 +39,7 @@ from azure.servicebus import (
 )
 from azure.servicebus._pyamqp._decode import decode_payload
 from azure.servicebus._pyamqp._encode import encode_payload
-from azure.servicebus._pyamqp.message import Header, Message
+from azure.servicebus._pyamqp.message import Header, Message, Properties
 from azure.servicebus._pyamqp.utils import amqp_long_value
 from azure.servicebus.exceptions import (
     MessageLockLostError,
@@ -78,6 +78,27 @@ def text(value: Any) -> Any:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
+def properties(message: Message) -> Properties:
+    """The AMQP properties of a message the SDK encoded: it always sends them."""
+    assert message.properties is not None
+    return message.properties
+
+
+def session_of(message: Message) -> str:
+    """The session (AMQP ``group-id``) a message was sent to: the broker's topics are
+    session-enabled, so every message names one."""
+    session = text(properties(message).group_id)
+    assert isinstance(session, str)
+    return session
+
+
+def message_id_of(message: Message) -> str:
+    """The id duplicate detection keys on: the SDK always sets one."""
+    message_id = text(properties(message).message_id)
+    assert isinstance(message_id, str)
+    return message_id
+
+
 @dataclass
 class Stored:
     """A message as the broker stores it in one subscription."""
@@ -90,11 +111,11 @@ class Stored:
 
     @property
     def session_id(self) -> str:
-        return text(self.wire.properties.group_id)
+        return session_of(self.wire)
 
     @property
     def message_id(self) -> str:
-        return text(self.wire.properties.message_id)
+        return message_id_of(self.wire)
 
 
 Rule = dict[str, "str | int"]
@@ -152,14 +173,14 @@ class Topic:
 
     def accept(self, batch: ServiceBusMessageBatch) -> None:
         wire = [decode_payload(memoryview(bytes(section))) for section in batch._message[5]]
-        sessions = {text(m.properties.group_id) for m in wire}
+        sessions = {session_of(m) for m in wire}
         if len(sessions) > 1:
             # A partitioned entity stores a batch in one partition, chosen by session.
             raise ServiceBusError(f"a batch may not span sessions; got {sorted(sessions)}")
         self.batches.append(batch)
         for message in wire:
             self.wire.append(message)
-            message_id = text(message.properties.message_id)
+            message_id = message_id_of(message)
             if message_id in self.seen_ids:
                 continue  # duplicate detection: accepted and silently dropped
             self.seen_ids.add(message_id)
@@ -282,7 +303,7 @@ class FakeReceiver:
         )
         self._open()
         self._maybe_fail("receive_messages")
-        out = []
+        out: list[ServiceBusReceivedMessage] = []
         for stored in self._queue():
             if len(out) == (max_message_count or 1):
                 break
@@ -316,7 +337,8 @@ class FakeReceiver:
 
     # --- settlement
     def _held(self, message: ServiceBusReceivedMessage, action: str) -> Stored:
-        assert message._receiver is self, "settled through a receiver that did not receive it"
+        # The fake stands in for the SDK's receiver, which it does not subclass.
+        assert message._receiver is self, "settled through a receiver that did not receive it"  # type: ignore[comparison-overlap]
         self._maybe_fail(action)
         for stored in self._queue():
             if stored.lock_token == message.lock_token:

@@ -27,10 +27,11 @@ from domain.errors import (
     ReservationClosed,
     UnknownReservation,
 )
+from tests.events import only
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteStockItems:
+def store(tmp_path: Path) -> Iterator[SQLiteStockItems]:
     s = SQLiteStockItems(tmp_path / "events.db")
     yield s
     s.close()
@@ -263,7 +264,7 @@ def test_a_partial_fulfilment_through_the_service_ships_that_quantity(
     commands.receive("SKU-1", "STORE-1", 10)
     commands.reserve("SKU-1", "STORE-1", "order-1", 4, "web")
     result = commands.fulfil("SKU-1", "STORE-1", "order-1", 3)
-    (fulfilled,) = result.events
+    (fulfilled,) = only(result.events, StockItem.Fulfilled)
     assert (fulfilled.order_id, fulfilled.quantity) == ("order-1", 3)
     assert (result.position.on_hand, result.position.reserved) == (7, 0)
     assert not commands.fulfil("SKU-1", "STORE-1", "order-1", 3).changed
@@ -298,7 +299,7 @@ def test_releasing_through_the_service_frees_the_units(commands: StockCommands) 
     commands.receive("SKU-1", "STORE-1", 10)
     commands.reserve("SKU-1", "STORE-1", "order-1", 4, "web")
     result = commands.release("SKU-1", "STORE-1", "order-1")
-    (released,) = result.events
+    (released,) = only(result.events, StockItem.Released)
     assert (released.order_id, released.quantity, released.reason) == ("order-1", 4, "cancelled")
     assert result.position.available == 10
     assert not commands.release("SKU-1", "STORE-1", "order-1").changed
@@ -349,7 +350,8 @@ def test_the_sweep_expires_overdue_reservations_and_nothing_else(
     assert not commands.expire_overdue("SKU-1", "STORE-1").changed
     clock.advance(60)
     result = commands.expire_overdue("SKU-1", "STORE-1")
-    assert [(e.order_id, e.reason) for e in result.events] == [("order-1", "expired")]
+    released = only(result.events, StockItem.Released)
+    assert [(e.order_id, e.reason) for e in released] == [("order-1", "expired")]
     assert (result.position.reserved, result.position.available) == (1, 9)
     nothing = commands.expire_overdue("SKU-1", "STORE-1")
     assert not nothing.changed and nothing.position.version == 5
@@ -489,7 +491,12 @@ def test_a_stream_whose_memos_keep_running_ahead_surfaces_as_a_conflict(
     commands = StockCommands(store, clock, RetryPolicy(attempts=3))
     recalls: list[str] = []
     real_recall = store.recall
-    store.recall = lambda *args: recalls.append(args[2]) or real_recall(*args)  # type: ignore[method-assign]
+
+    def recall(sku: str, location: str, memo: str) -> Recalled | None:
+        recalls.append(memo)
+        return real_recall(sku, location, memo)
+
+    store.recall = recall  # type: ignore[method-assign]
 
     with pytest.raises(ConcurrencyConflict) as raised:
         commands.receive("SKU-1", "STORE-1", 1, idempotency_key="k-1")
@@ -504,8 +511,12 @@ def test_the_backoff_is_full_jitter_up_to_an_exponential_cap(
 ) -> None:
     policy = RetryPolicy(attempts=5, base_delay=0.5, max_delay=3.0)
     bounds: list[tuple[float, float]] = []
-    monkeypatch.setattr("application.commands.random.uniform",
-                        lambda low, high: bounds.append((low, high)) or high)
+
+    def uniform(low: float, high: float) -> float:
+        bounds.append((low, high))
+        return high
+
+    monkeypatch.setattr("application.commands.random.uniform", uniform)
     assert [policy.delay(n) for n in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
     assert {low for low, _ in bounds} == {0}
 

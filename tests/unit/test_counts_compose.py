@@ -24,6 +24,7 @@ from adapters.sqlite import SQLiteStockItems
 from application.commands import CountWindow, StockCommands
 from domain import StockItem
 from domain.errors import DomainError, InvalidRequest
+from tests.events import only
 
 SKU, LOCATION = "SKU-1", "STORE-1"
 
@@ -70,7 +71,7 @@ def test_sales_after_the_count_stay_on_top_of_it(commands: StockCommands) -> Non
     commands.reserve(SKU, LOCATION, "order-1", 4, "pos")
     commands.fulfil(SKU, LOCATION, "order-1")  # recorded after the count was taken
     result = commands.record_count(SKU, LOCATION, "count-1", 25, counted_at)
-    (counted,) = result.events
+    (counted,) = only(result.events, StockItem.Counted)
     assert result.position.on_hand == 21
     assert (counted.previous_on_hand, counted.delta) == (30, -5)
 
@@ -188,5 +189,5 @@ class CountsCompose(RuleBasedStateMachine):
 TestCountsCompose = CountsCompose.TestCase
 # 40 examples, or the profile's number if fewer (make mutation runs this once per mutant).
 TestCountsCompose.settings = settings(
-    max_examples=min(40, settings.default.max_examples), stateful_step_count=25, deadline=None
+    max_examples=min(40, settings().max_examples), stateful_step_count=25, deadline=None
 )

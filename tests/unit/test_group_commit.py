@@ -33,6 +33,7 @@ from application.commands import (
 from application.ports import StoreUnavailable
 from domain.errors import DomainError, InsufficientStock, PreconditionFailed
 from domain.stock_item import StockItem
+from tests.events import last
 from tests.invoke import run_coroutine
 
 LOCATION = "STORE-1"
@@ -458,8 +459,8 @@ def test_a_thread_queued_behind_coroutines_is_answered_and_leads_when_its_turn_c
 
     coroutines, by_thread = run_coroutine(scenario())
 
-    assert by_thread.events[-1].quantity == 100  # type: ignore[attr-defined]
-    assert sorted(r.events[-1].quantity for r in coroutines) == [  # type: ignore[attr-defined]
+    assert last(by_thread.events, StockItem.Received).quantity == 100
+    assert sorted(last(r.events, StockItem.Received).quantity for r in coroutines) == [
         10, 10, 10, 1000]
     assert store.get("SKU-1", LOCATION).on_hand == 1 + 30 + 100 + 1000  # type: ignore[union-attr]
     assert commands._group.queued() == 0  # type: ignore[union-attr]
@@ -551,7 +552,7 @@ def test_threads_and_coroutines_in_any_mix_are_each_answered_with_their_own_comm
 
         for (_, stream, quantity), answer in zip(callers, answers, strict=True):
             assert answer.sku == f"SKU-{stream}"
-            assert answer.events[-1].quantity == quantity  # type: ignore[attr-defined]
+            assert last(answer.events, StockItem.Received).quantity == quantity
         for stream in range(3):
             mine = [a.position.version for a in answers if a.sku == f"SKU-{stream}"]
             assert len(set(mine)) == len(mine)

@@ -9,6 +9,7 @@ aggregate's state does not grow with the ids: the store keeps them beside the ev
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +26,7 @@ SKU, LOCATION = "SKU-1", "STORE-1"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteStockItems:
+def store(tmp_path: Path) -> Iterator[SQLiteStockItems]:
     s = SQLiteStockItems(tmp_path / "events.db")
     yield s
     s.close()

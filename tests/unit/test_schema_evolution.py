@@ -19,6 +19,7 @@ from application.views import AvailabilityChange
 from contracts.cloudevents import to_cloudevent, wire_versions
 from contracts.validation import validate_cloudevent
 from domain import StockItem, stream_uuid
+from tests.events import collected, from_snapshot, stock_events
 
 
 def _v1_stream(store: SQLiteStockItems) -> None:
@@ -84,7 +85,7 @@ def test_during_the_deprecation_period_both_versions_are_published_with_distinct
     item = StockItem.create("SKU-1", "STORE-1")
     item.receive(10)
     item.adjust(-1, "theft", note="seen on camera")
-    adjusted = item.collect_events()[-1]
+    (adjusted,) = stock_events(item)[-1:]
     current, deprecated = to_messages(adjusted, with_deprecated=True)
     assert current.message_id == "SKU-1|STORE-1:3"
     assert deprecated.message_id == "SKU-1|STORE-1:3:v1"
@@ -106,7 +107,7 @@ def test_v1_keeps_the_reasons_it_knew() -> None:
     adjusted = StockItem.create("SKU-1", "STORE-1")
     adjusted.receive(3)
     adjusted.adjust(-1, "shrinkage")
-    event = adjusted.collect_events()[-1]
+    (event,) = stock_events(adjusted)[-1:]
     oldest = wire_versions(event)[-1]
     assert to_cloudevent(event, oldest)["data"]["reason"] == "shrinkage"
 
@@ -131,7 +132,7 @@ def test_the_projection_reads_both_versions_alike() -> None:
     item = StockItem.create("SKU-1", "STORE-1")
     item.receive(10)
     item.adjust(-4, "expired")
-    event = item.collect_events()[-1]
+    (event,) = stock_events(item)[-1:]
     changes = {AvailabilityChange.from_cloudevent(to_cloudevent(event, w)) for w in
                wire_versions(event)}
     assert len(changes) == 1  # same version, same position: the second is a duplicate
@@ -139,6 +140,9 @@ def test_the_projection_reads_both_versions_alike() -> None:
 
 class _Collector:
     def publish(self, topic: str, messages: object) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
 
@@ -171,7 +175,7 @@ def test_a_snapshot_taken_before_reserved_was_kept_is_upcast() -> None:
     v1 = StoredEvent(stored.originator_id, stored.originator_version, stored.topic,
                      json.dumps(old).encode())
 
-    rebuilt = MAPPER.to_domain_event(v1).mutate(None)
+    rebuilt = from_snapshot(MAPPER, v1)
 
     assert (rebuilt.reserved, rebuilt.available) == (5, 5)
     assert rebuilt.position() == item.position()
@@ -199,19 +203,21 @@ def test_a_snapshot_that_remembered_ids_in_its_state_is_upcast_to_memos() -> Non
     v2 = StoredEvent(stored.originator_id, stored.originator_version, stored.topic,
                      json.dumps(old).encode())
 
-    rebuilt = MAPPER.to_domain_event(v2).mutate(None)
+    rebuilt = from_snapshot(MAPPER, v2)
 
     assert rebuilt.last_counted_at == datetime(2026, 11, 26, 11, 30, tzinfo=UTC)
     assert set(vars(rebuilt)) == set(vars(item))  # no remembered ids left in the state
     assert rebuilt.position() == item.position()
     rebuilt.record_count("count-d", 1, datetime(2026, 11, 26, 11, 0, tzinfo=UTC))
-    (counted,) = rebuilt.collect_events()
+    (counted,) = collected(rebuilt, StockItem.Counted)
     assert counted.superseded  # taken before the latest count the snapshot remembered
 
 
 def test_a_v2_snapshot_that_never_counted_has_no_last_count() -> None:
+    counts: dict[str, str] | None
     for counts in ({}, None):
-        state = {"reservations": {}, "closed_reservations": {}, "idempotency_keys": {}}
+        state: dict[str, Any] = {
+            "reservations": {}, "closed_reservations": {}, "idempotency_keys": {}}
         if counts is not None:
             state["recorded_counts"] = counts
         StockItem.upcast_v2_v3(state)

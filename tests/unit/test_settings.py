@@ -77,9 +77,9 @@ def environment_reads(source: str) -> list[tuple[int, str]]:
     """(line, key) of every literal key read from the process environment:
     ``os.environ[KEY]``, ``os.environ.get(KEY)``, ``KEY in os.environ``, ``os.getenv(KEY)``;
     a key that is not a string literal is reported as ``<computed>``."""
-    reads = []
+    reads: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(source)):
-        key: ast.AST | None = None
+        key: ast.expr | None = None
         if isinstance(node, ast.Subscript) and _is_environ(node.value):
             key = node.slice
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
@@ -89,8 +89,10 @@ def environment_reads(source: str) -> list[tuple[int, str]]:
         elif isinstance(node, ast.Compare) and any(_is_environ(c) for c in node.comparators):
             key = node.left
         if key is not None:
-            literal = isinstance(key, ast.Constant) and isinstance(key.value, str)
-            reads.append((node.lineno, key.value if literal else "<computed>"))  # type: ignore[union-attr]
+            name = key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else (
+                "<computed>")
+            assert isinstance(node, ast.expr)  # the subscript, call or comparison
+            reads.append((node.lineno, name))
     return reads
 
 

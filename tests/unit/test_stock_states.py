@@ -22,6 +22,7 @@ from domain.errors import (
 )
 from domain.promise import MAX_PROMISE_DAYS, available_to_promise
 from domain.stock_item import IncomingEntry, movements_after
+from tests.events import collected, stock_events
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -260,7 +261,7 @@ def test_a_held_count_keeps_the_moves_recorded_after_it_on_top() -> None:
     item = stocked(10)
     before = datetime.now(UTC) - timedelta(seconds=1)
     item.move(3, "sellable", "damaged")  # recorded after the count was taken
-    events = item.collect_events()
+    events = stock_events(item)
     moved_since = movements_after(events, before, "damaged")
     assert moved_since == 3 and movements_after(events, before) == -3
     item.record_count("count-d", 0, before, moved_since, state="damaged")
@@ -328,7 +329,8 @@ def test_a_receipt_naming_an_incoming_entry_reduces_it_and_closes_it_at_zero() -
     assert (first.incoming_remaining, first.incoming_total) == (12, 12)
     assert (second.incoming_remaining, second.incoming_total) == (0, 0)
     item.receive(1, reference="PO-9")  # no entry any more: an ordinary receipt
-    assert item.collect_events()[-1].incoming_remaining is None
+    (received,) = collected(item, StockItem.Received)
+    assert received.incoming_remaining is None
     assert (item.sellable, item.quality_control) == (9, 15)
 
 

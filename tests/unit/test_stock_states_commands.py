@@ -3,7 +3,7 @@ SQLite event store (memos, retries, counts composing per state, the ATP query)."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import pytest
 
 from adapters.clock import ManualClock, SystemClock
 from adapters.sqlite import SQLiteStockItems
-from application.commands import StockCommands
+from application.commands import CommandResult, StockCommands
 from application.queries import StockQueries
 from domain import StockItem
 from domain.errors import IncomingConflict, InsufficientStock, InvalidRequest
@@ -106,7 +106,7 @@ def test_the_transfer_steps_are_idempotent_through_the_service(
     commands: StockCommands, store: SQLiteStockItems, clock: ManualClock
 ) -> None:
     commands.receive(SKU, DC, 30)
-    steps = [
+    steps: list[Callable[[], CommandResult]] = [
         lambda: commands.ship_transfer(SKU, DC, "transfer-1", 10, STORE),
         lambda: commands.expect_transfer(SKU, STORE, "transfer-1", 10, clock.now(), DC),
         lambda: commands.receive_transfer(SKU, STORE, "transfer-1", 8, 10, DC),

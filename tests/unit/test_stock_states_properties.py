@@ -31,6 +31,7 @@ from domain.errors import (
     TransferConflict,
 )
 from domain.promise import available_to_promise
+from tests.events import stock_events
 from tests.unit.test_stock_item_properties import (
     COUNTS,
     KEYS,
@@ -155,7 +156,7 @@ class StockStatesMachine(StockItemMachine):
                     CountAlreadyRecorded)
 
             def record() -> None:
-                model.counts[count] = (counted, counted_at, state)  # type: ignore[assignment]
+                model.counts[count] = (counted, counted_at, state)
                 latest = (model.last_counted_at if state == "sellable"
                           else model.held_counted_at.get(state))
                 if latest is None or counted_at >= latest:
@@ -447,10 +448,10 @@ class TransfersConserveUnits(RuleBasedStateMachine):
         self.now = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
         self._save()
 
-    def _save(self) -> list[Any]:
-        events: list[Any] = []
+    def _save(self) -> list[StockItem.Event]:
+        events: list[StockItem.Event] = []
         for item in (self.source, self.destination):
-            for event in item.collect_events():
+            for event in stock_events(item):
                 self.memos[item.location].update(event.memos())
                 events.append(event)
         return events
@@ -542,5 +543,5 @@ TestStockStatesMachine = StockStatesMachine.TestCase
 TestStockStatesMachine.settings = MACHINE
 TestTransfersConserveUnits = TransfersConserveUnits.TestCase
 TestTransfersConserveUnits.settings = settings(
-    max_examples=min(60, settings.default.max_examples), stateful_step_count=40, deadline=None
+    max_examples=min(60, settings().max_examples), stateful_step_count=40, deadline=None
 )

@@ -25,6 +25,7 @@ from application.commands import StockCommands
 from contracts.cloudevents import to_cloudevent
 from contracts.validation import validate_cloudevent
 from domain import StockItem
+from tests.events import from_snapshot, only
 from tests.unit.test_stock_item_properties import MAPPER
 
 FIXTURE = json.loads(
@@ -39,7 +40,7 @@ def stored(record: dict[str, Any]) -> StoredEvent:
 
 
 def old_events() -> list[StockItem.Event]:
-    return [MAPPER.to_domain_event(stored(r)) for r in FIXTURE["events"]]  # type: ignore[misc]
+    return only((MAPPER.to_domain_event(stored(r)) for r in FIXTURE["events"]), StockItem.Event)
 
 
 def assert_as_before(item: StockItem | None) -> None:
@@ -71,11 +72,11 @@ def test_old_events_read_as_sellable_with_nothing_held_or_incoming() -> None:
 
 
 def test_old_snapshots_are_upcast_and_later_old_events_apply_on_top() -> None:
-    last = MAPPER.to_domain_event(stored(FIXTURE["snapshot_last"])).mutate(None)
+    last = from_snapshot(MAPPER, stored(FIXTURE["snapshot_last"]))
     assert_as_before(last)
     mid = MAPPER.to_domain_event(stored(FIXTURE["snapshot_mid"]))
     later = [e for e in old_events() if e.originator_version > mid.originator_version]
-    rebuilt = project_aggregate(mid.mutate(None), later)
+    rebuilt = project_aggregate(from_snapshot(MAPPER, stored(FIXTURE["snapshot_mid"])), later)
     assert_as_before(rebuilt)
     assert vars(rebuilt) == vars(project_aggregate(None, old_events()))
 
