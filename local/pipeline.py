@@ -19,7 +19,8 @@ Every guarantee is the parts' own (the relay's checkpoint, the consumer's settle
 so the order of the turns changes none. The host's worker goes further and runs them in
 two processes (``role`` ``relay`` and ``consumer``, ``local.worker``), each with an
 interpreter lock of its own: a message then waits for no publish and no view commit of
-the other, and at 1,200–1,800 reservations/s the lag's p99 fell to a half to a third
+the other. With the machine busy the lag's p99 fell to a half to a third at 1,200–1,800
+reservations/s; on a quiet one the two ways were within each other's noise
 (docs/performance.md, *The relay and the consumer in two processes*). ``all`` (one
 process, the turns above) stays for ``python -m local.worker`` run alone and the
 ``PIPELINE`` process of tests and benchmarks.
