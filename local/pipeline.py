@@ -126,14 +126,11 @@ class Pipeline:
         return self.parts.status
 
     def start(self) -> None:
-        if self.role != "consumer":
-            self._spawn(*(("relay", self._relay_loop) if self.role == "relay"
-                          else ("relay-and-consumer", self._pipeline_loop)))
-            if self.relay.deferred_checkpoints:
-                self._spawn("relay-checkpoint", self._checkpoint_loop)
+        self._spawn({"all": "relay-and-consumer"}.get(self.role, self.role),
+                    self._pipeline_loop)
+        if self.role != "consumer" and self.relay.deferred_checkpoints:
+            self._spawn("relay-checkpoint", self._checkpoint_loop)
         if self.role != "relay":
-            if self.role == "consumer":
-                self._spawn("consumer", self._consumer_loop)
             self._spawn("expiry-sweep", self._sweep_loop)
             if self.parts.orders is not None or self.parts.transfers is not None:
                 self._spawn("process-sweep", self._order_sweep_loop)
@@ -159,32 +156,16 @@ class Pipeline:
     def _pipeline_loop(self) -> None:
         """Publish, then consume, at every wake-up (a commit in this process) or every
         ``relay_interval``: the consumer also finds there what another process put in
-        the broker (a dead-letter replay) and what a lapsed lock gave back."""
+        the broker (the relaying process's publishes, a dead-letter replay) and what a
+        lapsed lock gave back. One side of a split worker does its side only."""
         wake = self.parts.wake
         while not self._stopping.is_set():
             wake.wait(self.relay_interval)
             wake.clear()
-            self._publish()
-            self._consume()
-
-    def _relay_loop(self) -> None:
-        """The relaying process's loop: publish at every wake-up or ``relay_interval``
-        (another process's commits are only seen by polling)."""
-        wake = self.parts.wake
-        while not self._stopping.is_set():
-            wake.wait(self.relay_interval)
-            wake.clear()
-            self._publish()
-
-    def _consumer_loop(self) -> None:
-        """The consuming process's loop: visits until one takes nothing, then again after
-        ``relay_interval`` (what the relaying process publishes is only seen by polling)."""
-        while not self._stopping.wait(self.relay_interval):
-            try:
-                self.consumer.drain()
-            except Exception:
-                log.exception("consumer %s failed; retrying", self.consumer.subscription)
-                self._stopping.wait(0.5)
+            if self.role != "consumer":
+                self._publish()
+            if self.role != "relay":
+                self._consume()
 
     def _publish(self) -> None:
         try:
@@ -195,12 +176,13 @@ class Pipeline:
 
     def _consume(self) -> None:
         """Visits until one takes nothing, publishing what was committed meanwhile
-        between them (a visit under load is tens of milliseconds); each visit's
-        settlement and the next one's take are one broker transaction
-        (``SessionConsumer.drain``)."""
+        between them when this process relays too (a visit under load is tens of
+        milliseconds); each visit's settlement and the next one's take are one broker
+        transaction (``SessionConsumer.drain``)."""
         try:
             if not self._stopping.is_set():
-                self.consumer.drain(between=self._publish)
+                self.consumer.drain(between=self._publish if self.role == "all"
+                                    else lambda: None)
         except Exception:
             log.exception("consumer %s failed; retrying", self.consumer.subscription)
             self._stopping.wait(0.5)

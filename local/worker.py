@@ -58,10 +58,6 @@ class WorkerProcess:
                                          daemon=True)
         self._monitor.start()
 
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "STOCKSTREAM_DATA": str(self.data_dir.resolve())}
         # Its own session: Ctrl-C in the terminal reaches the host only, which then stops
@@ -99,8 +95,9 @@ class WorkerProcess:
 
 
 class SplitWorker:
-    """The host's pipeline: a relaying worker and a consuming one, each supervised; the
-    consumer stops first, so the relay's last drain is not left unconsumed for long."""
+    """The host's pipeline: a relaying worker and a consuming one, each supervised and
+    restarted on its own. What one publishes and the other has not consumed when they
+    stop stays in the broker for the next start."""
 
     def __init__(self, data_dir: Path) -> None:
         self.relay = WorkerProcess(data_dir, "relay")
