@@ -65,6 +65,7 @@ import azure.functions as func
 from functions import problems
 from functions.http_routes import HttpFunction, RouteIndex, http_functions, split_path
 from functions.requests import MAX_BODY_BYTES, is_json_media_type
+from local.logs import info_line
 
 log = logging.getLogger("stockstream.host")
 
@@ -143,12 +144,9 @@ class FunctionsHost:
             request = _Request.of(scope)
             status = await self._http(scope, request, receive, send)
             if log.isEnabledFor(logging.INFO):
-                # A record made directly: ``log.info`` would walk the stack for the caller.
-                log.handle(log.makeRecord(
-                    log.name, logging.INFO, __file__, 0, "%s %s %d %.1fms",
-                    (_printable(request.method, 32),
-                     _printable(request.target, LOGGED_TARGET_LIMIT), status,
-                     (perf_counter() - started) * 1000), None))
+                info_line(log, f"{_printable(request.method, 32)} "
+                               f"{_printable(request.target, LOGGED_TARGET_LIMIT)} {status} "
+                               f"{(perf_counter() - started) * 1000:.1f}ms")
 
     # ------------------------------------------------------------- lifespan
 

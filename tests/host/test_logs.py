@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from local.logs import FORMAT, BufferedStreamHandler, LineFormatter
+from local.logs import FORMAT, BufferedStreamHandler, LineFormatter, info_line
 
 
 def record(message: str, level: int = logging.INFO, created: float | None = None
@@ -66,3 +66,71 @@ def test_closing_writes_what_is_buffered(tmp_path: Path) -> None:
         handler.handle(record("GET /api/a 200 1.0ms"))
         handler.close()
     assert path.read_text() == "GET /api/a 200 1.0ms\n"
+
+
+@pytest.fixture
+def host_logger(tmp_path: Path) -> Iterator[tuple[logging.Logger, BufferedStreamHandler, Path]]:
+    """A logger with the one handler ``configure_logging`` sets up, outside the logging
+    tree (so pytest's own capturing handlers never join it)."""
+    path = tmp_path / "stderr"
+    with path.open("w") as stream:
+        handler = BufferedStreamHandler(stream, interval=60)
+        handler.setFormatter(LineFormatter(FORMAT))
+        logger = logging.Logger(f"tests.logs.{tmp_path.name}", logging.INFO)
+        logger.addHandler(handler)
+        yield logger, handler, path
+        handler.close()
+
+
+def test_an_info_line_without_a_record_reads_as_the_record_would(
+        host_logger: tuple[logging.Logger, BufferedStreamHandler, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    logger, handler, path = host_logger
+    now = 1_780_000_000.987
+    monkeypatch.setattr(time, "time", lambda: now)
+    info_line(logger, "GET /api/x%0a 404 1.0ms")  # a percent sign is no format
+    handler.flush()
+    made = logging.LogRecord(logger.name, logging.INFO, __file__, 1, "GET /api/x%0a 404 1.0ms",
+                             None, None)
+    made.created, made.msecs = now, (now % 1) * 1000
+    assert path.read_text() == logging.Formatter(FORMAT).format(made) + "\n"
+
+
+class Collecting(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_another_handler_on_the_way_gets_the_record_and_the_line_is_written_alike(
+        host_logger: tuple[logging.Logger, BufferedStreamHandler, Path]) -> None:
+    logger, handler, path = host_logger
+    collecting = Collecting()
+    logger.addHandler(collecting)
+    try:
+        info_line(logger, "GET /api/a 200 1.0ms")
+    finally:
+        logger.removeHandler(collecting)
+    handler.flush()
+    assert [r.getMessage() for r in collecting.records] == ["GET /api/a 200 1.0ms"]
+    assert path.read_text().endswith(" INFO tests.logs." + path.parent.name
+                                     + ": GET /api/a 200 1.0ms\n")
+
+
+@pytest.mark.parametrize("shield", ["filter on the logger", "filter on the handler",
+                                    "handler level"])
+def test_a_filter_or_a_handler_level_above_info_is_obeyed(
+        shield: str, host_logger: tuple[logging.Logger, BufferedStreamHandler, Path]) -> None:
+    logger, handler, path = host_logger
+    if shield == "filter on the logger":
+        logger.addFilter(lambda record: "secret" not in record.getMessage())
+    elif shield == "filter on the handler":
+        handler.addFilter(lambda record: "secret" not in record.getMessage())
+    else:
+        handler.setLevel(logging.WARNING)
+    info_line(logger, "GET /api/secret 200 1.0ms")
+    handler.flush()
+    assert path.read_text() == ""
