@@ -215,9 +215,39 @@ MAX_GROUP = 512
 transaction and the wait of the commands that queue behind it."""
 
 
-_NOBODY_WAITS = threading.Event()
+class _Wake:
+    """The wake-up of one command's caller: a bare lock, held from the start, that
+    :meth:`set` releases and :meth:`wait` acquires (then releases again, so it stays set).
+
+    A ``threading.Event`` per command did the same through a ``Condition``: its creation,
+    its ``wait`` (a lock of its own per waiter, the condition's lock taken and given
+    back twice) and its ``set`` (``notify_all``) are Python code run under the
+    interpreter lock for every command of every group, by the leader while the whole
+    queue waits for it. Here each is one or two calls of the lock's C methods. A command
+    may be set twice (woken to lead, then answered by its own group): releasing an
+    unlocked lock raises, atomically, so the second ``set`` changes nothing."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        # Not contextlib.suppress: building a context manager costs more than the release.
+        try:  # noqa: SIM105
+            self._lock.release()
+        except RuntimeError:  # already set
+            pass
+
+    def wait(self) -> None:
+        self._lock.acquire()
+        self.set()
+
+
+_NOBODY_WAITS = _Wake()
 """The ``wake`` of every command queued with ``on_done``: no thread waits on it, and the
-group commit never sets it (an event each would cost its lock for nothing)."""
+group commit never sets it (one each would cost its lock for nothing)."""
 
 
 @dataclass(eq=False)
@@ -232,7 +262,7 @@ class _Command:
     result: CommandResult | None = None
     error: BaseException | None = None
     done: bool = False
-    wake: threading.Event = field(default_factory=threading.Event)
+    wake: _Wake = field(default_factory=_Wake)
     """Set when the command is done, or when its caller is to lead the next group."""
     on_done: Callable[[_Command], Callable[[], None] | None] | None = None
     """A command queued without a waiting thread (:meth:`_GroupCommit.submit`): called,
