@@ -12,7 +12,6 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from copy import deepcopy
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, cast
 from uuid import UUID
@@ -241,6 +240,15 @@ def collected(aggregate: Aggregate, **saved_kwargs: Any) -> ProcessingEvent[Any]
     return processing_event
 
 
+def _copy(item: StockItem) -> StockItem:
+    """A copy of ``item`` to decide on or to cache (``StockItem.__deepcopy__``).
+
+    Called directly rather than through ``copy.deepcopy``, whose memo bookkeeping (a
+    dict, a dispatch lookup, a keep-alive list) costs ~2 µs of a ~4 µs copy, and the
+    store copies an item twice per command; the item's copy holds no cycles to memo."""
+    return item.__deepcopy__({})
+
+
 class EventSourcedStockItems(StockItemStore):
     """``StockItem`` streams stored through an ``eventsourcing`` application.
 
@@ -291,7 +299,7 @@ class EventSourcedStockItems(StockItemStore):
             cached = self._cache.get(stream_id)
             if cached is not None:
                 self._cache.move_to_end(stream_id)
-                cached = deepcopy(cached)
+                cached = _copy(cached)
                 fresh = fresh or stream_id in self._stale
         try:
             if cached is None:
@@ -456,7 +464,7 @@ class EventSourcedStockItems(StockItemStore):
     def _remember(self, item: StockItem) -> StockItem:
         """Cache a copy of ``item`` (unless a newer state is cached) and return it: the
         copy is never changed (a read copies it again), so it can be snapshotted."""
-        copy = deepcopy(item)
+        copy = _copy(item)
         with self._cache_lock:
             current = self._cache.get(item.id)
             if current is None or current.version <= copy.version:
