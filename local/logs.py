@@ -18,7 +18,7 @@ it cheap, none of which changes a line:
 - the access line needs no record at all (:func:`info_line`): when the one handler that
   would see it is this module's, its line is formatted and buffered directly, the same
   text the record would have made. Making a ``LogRecord`` and passing it through the
-  logger, the handler and the formatter cost ~8 µs a request; the line alone ~2 µs.
+  logger, the handler and the formatter cost 6.5–6.8 µs a line; without it, 3.3–5.0 µs.
 """
 
 from __future__ import annotations
