@@ -201,7 +201,7 @@ def run(quick: bool = False) -> list[Row]:
         print("skipping bench.hot_sku: wrk is not installed (apt-get install -y wrk)",
               file=sys.stderr)
         return []
-    rounds, seconds = (2, 3.0) if quick else (3, 6.0)
+    rounds, seconds = (2, 3.0) if quick else (5, 6.0)
     runs: dict[str, list[Round]] = {"hot": [], "spread": []}
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "reserve.lua"

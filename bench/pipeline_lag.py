@@ -3,7 +3,8 @@
 1. Command throughput, two ways: reservations back to back on one thread, and from 16
    threads through the group commit (as ``bench.command_path``'s 16-thread row). The
    group-commit rate is the maximum command rate since group commit; the single-thread
-   one was the maximum before it, and its half is still measured so both are seen.
+   one was the maximum before it, and its half is still measured so both are seen. The
+   group-commit rate is the median of three runs (one run moved by a factor of two).
 2. Relay throughput: the single-thread run's committed events published from the outbox
    into the embedded broker (relay only), as a ratio to the single-thread command rate.
    Goal: at least 3×.
@@ -39,6 +40,8 @@ from local.worker import SplitWorker
 LOCATIONS = 200
 THREADS = 16
 """Threads of the group-commit rate and of the paced load (``bench.command_path``'s)."""
+MAXIMUM_RUNS = 3
+"""Runs of the group-commit rate whose median is the maximum command rate."""
 
 
 def _stock(commands: StockCommands) -> None:
@@ -216,7 +219,11 @@ def run(quick: bool = False) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         commands, relay, projection = throughput(Path(tmp) / "throughput", count)
-        maximum = group_commit_rate(Path(tmp) / "group-commit", count)
+        # The goal's load is half of this rate, so it is the median of three runs: one run
+        # of 4,000 commands moved by a factor of two between runs on this machine.
+        maximum = statistics.median(
+            group_commit_rate(Path(tmp) / f"group-commit-{n}", count)
+            for n in range(1 if quick else MAXIMUM_RUNS))
         rows += [
             Row("relay throughput vs command throughput", "events/s", relay, commands, ">= 3"),
             Row("projection throughput vs command throughput", "events/s", projection,
