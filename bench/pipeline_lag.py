@@ -219,8 +219,6 @@ def run(quick: bool = False) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         commands, relay, projection = throughput(Path(tmp) / "throughput", count)
-        # The goal's load is half of this rate, so it is the median of three runs: one run
-        # of 4,000 commands moved by a factor of two between runs on this machine.
         maximum = statistics.median(
             group_commit_rate(Path(tmp) / f"group-commit-{n}", count)
             for n in range(1 if quick else MAXIMUM_RUNS))
